@@ -1,0 +1,1 @@
+"""The bot process: composition root, CLI and the human surfaces."""

@@ -1,0 +1,1 @@
+"""GitLab: gateway, claims, guard, webhooks, and the simulator."""

@@ -1,0 +1,1 @@
+"""Agent roles, the engine that drives them, and what they run."""

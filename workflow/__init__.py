@@ -1,0 +1,1 @@
+"""The workflow state machine as data: pure, no I/O, imports nothing of ours."""
