@@ -28,7 +28,15 @@ from forge.sim.core import (
 from forge.sim.store import SimStore
 
 # Order matters only for middlewares: a module listed earlier wraps those after it.
-ROUTE_MODULES: tuple[str, ...] = ("forge.sim.core",)
+# Each slot is owned by one area; replace a slot's comment with that area's module names.
+ROUTE_MODULES: tuple[str, ...] = (
+    # slot:faults (first, so its middleware wraps every route)
+    "forge.sim.core",
+    # slot:issues (labels, issues, notes, label events, links, hooks)
+    # slot:repository (git smart HTTP, branches, commits, files, compare)
+    # slot:merge_requests (merge requests, discussions, approvals, merge)
+    # slot:pipelines (pipelines, jobs, runner, test reports)
+)
 
 ROOT, BOT, MAINTAINER_USER = "root", "crewline-bot", "maintainer"
 
