@@ -1,0 +1,133 @@
+"""The ``crewline`` command. Exit codes: 0 ok, 1 a check or operation failed, 2 usage or
+configuration error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bot.config import ConfigError, config_path, load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except ConfigError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $CREWLINE_CONFIG, else ./crewline.toml)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(
+        prog="crewline",
+        description="Coordinate AI coding agents on GitLab from Discord.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    doctor = commands.add_parser("doctor", parents=[common], help="check configuration, database, git and agents")
+    doctor.set_defaults(handler=cmd_doctor)
+
+    audit = commands.add_parser("audit", parents=[common], help="the audit trail")
+    audit_commands = audit.add_subparsers(title="audit commands", metavar="COMMAND")
+    verify = audit_commands.add_parser("verify", parents=[common], help="verify the audit hash chain")
+    verify.add_argument("--db", metavar="PATH", help="database file (default: storage.path of the config)")
+    verify.set_defaults(handler=cmd_audit_verify)
+    audit.set_defaults(handler=lambda _: _usage(audit))
+
+    sim = commands.add_parser("sim", parents=[common], help="the GitLab simulator")
+    sim_commands = sim.add_subparsers(title="sim commands", metavar="COMMAND")
+    serve = sim_commands.add_parser("serve", parents=[common], help="serve the GitLab API v4 simulator")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8929)
+    serve.add_argument("--state-dir", required=True, type=Path, metavar="DIR")
+    serve.add_argument("--tier", choices=["premium", "free"], default="premium")
+    serve.add_argument("--seed", choices=["demo"], default=None)
+    serve.add_argument("--root-token", default="sim-root-token")
+    serve.add_argument("--bot-token", default="sim-bot-token")
+    serve.add_argument("--maintainer-token", default="sim-maintainer-token")
+    serve.set_defaults(handler=cmd_sim_serve)
+    sim.set_defaults(handler=lambda _: _usage(sim))
+    return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bot.doctor import run_doctor
+
+    checks = run_doctor(config_path(args.config))
+    for check in checks:
+        print(check.line())
+    return EXIT_OK if all(check.ok for check in checks) else EXIT_FAILED
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from storage.audit import verify_chain
+
+    db = Path(args.db) if args.db else load_config(config_path(args.config)).storage.path
+    if not db.exists():
+        print(f"no database at {db}: pass --db PATH or check storage.path", file=sys.stderr)
+        return EXIT_USAGE
+    report = verify_chain(db)
+    if report.ok:
+        print(f"audit chain intact: {report.rows} rows verified in {db}")
+        return EXIT_OK
+    print(f"audit chain BROKEN at row {report.first_bad_id}: {report.reason} ({db})")
+    return EXIT_FAILED
+
+
+def cmd_sim_serve(args: argparse.Namespace) -> int:
+    from forge.sim.app import serve_forever
+    from forge.sim.core import SimConfig
+
+    config = SimConfig(
+        state_dir=args.state_dir,
+        host=args.host,
+        port=args.port,
+        tier=args.tier,
+        seed=args.seed,
+        root_token=args.root_token,
+        bot_token=args.bot_token,
+        maintainer_token=args.maintainer_token,
+    )
+    try:
+        asyncio.run(serve_forever(config))
+    except OSError as error:
+        print(f"cannot serve on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

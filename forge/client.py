@@ -1,0 +1,204 @@
+"""The synchronous python-gitlab client, made safe to use from the event loop.
+
+- Calls run in a dedicated bounded thread pool; each thread has its own ``gitlab.Gitlab``
+  (python-gitlab sessions are not safe to share across threads).
+- Retries are ours, not python-gitlab's: a ``requests`` response hook turns 429 and 5xx
+  answers into exceptions before python-gitlab sees them, so one loop owns the policy:
+  exponential backoff with full jitter, ``Retry-After`` honoured, bounded in count and in
+  time, sleeping on the event loop rather than in a pool thread.
+- Every other failure becomes a typed :class:`ForgeError` carrying GitLab's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import gitlab
+import gitlab.exceptions
+import requests
+
+from forge.settings import GitLabSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ForgeError(Exception):
+    """A GitLab call failed. ``status`` is the HTTP status (None: no answer at all)."""
+
+    def __init__(self, operation: str, message: str, status: int | None = None) -> None:
+        self.operation = operation
+        self.message = message
+        self.status = status
+        where = f"HTTP {status}" if status is not None else "no answer"
+        super().__init__(f"GitLab {operation} failed ({where}): {message}")
+
+
+class ForgeBadRequest(ForgeError):
+    """400/422: the request was malformed or semantically refused."""
+
+
+class ForgeUnauthorized(ForgeError):
+    """401: the token is missing, wrong or expired."""
+
+
+class ForgeForbidden(ForgeError):
+    """403 (and 405 for refused merges): the token may not do this."""
+
+
+class ForgeNotFound(ForgeError):
+    """404: no such object, or the token cannot see it."""
+
+
+class ForgeConflict(ForgeError):
+    """409: e.g. an MR already exists for the branch, or the head sha moved."""
+
+
+class ForgeUnavailable(ForgeError):
+    """5xx, 429 or connection errors persisted past the retry budget."""
+
+
+_BY_STATUS: dict[int, type[ForgeError]] = {
+    400: ForgeBadRequest,
+    401: ForgeUnauthorized,
+    403: ForgeForbidden,
+    404: ForgeNotFound,
+    405: ForgeForbidden,
+    409: ForgeConflict,
+    422: ForgeBadRequest,
+}
+
+
+class _Transient(Exception):
+    """Raised by the response hook for an answer worth retrying."""
+
+    def __init__(self, status: int, retry_after: float | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.message = message
+
+
+def _raise_transient(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    status = response.status_code
+    if status == 429 or status >= 500:
+        retry_after: float | None = None
+        header = response.headers.get("Retry-After")
+        if header is not None:
+            try:
+                retry_after = max(0.0, float(header))
+            except ValueError:
+                retry_after = None
+        raise _Transient(status, retry_after, _message_of(response.content) or response.reason or str(status))
+
+
+def _message_of(body: bytes | str | None) -> str:
+    if not body:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        import json
+
+        data = json.loads(text)
+    except ValueError:
+        return text[:500]
+    if isinstance(data, dict):
+        for key in ("message", "error"):
+            if key in data:
+                return str(data[key])
+    return text[:500]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 5
+    budget_seconds: float = 120.0
+    base_delay: float = 0.25
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)];
+        a server's Retry-After is a floor, never shortened."""
+        backoff = random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+        return max(backoff, retry_after) if retry_after is not None else backoff
+
+
+class GitLabClient:
+    def __init__(
+        self,
+        settings: GitLabSettings,
+        token: str,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._settings = settings
+        self._token = token
+        self._retry = retry or RetryPolicy(settings.max_retries, settings.retry_budget_seconds)
+        self._sleep = sleep
+        self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="gitlab")
+        self._local = threading.local()
+
+    @property
+    def url(self) -> str:
+        return self._settings.url
+
+    def _gitlab(self) -> gitlab.Gitlab:
+        client: gitlab.Gitlab | None = getattr(self._local, "client", None)
+        if client is None:
+            session = requests.Session()
+            session.hooks["response"].append(_raise_transient)
+            client = gitlab.Gitlab(
+                self._settings.url,
+                private_token=self._token,
+                timeout=self._settings.timeout_seconds,
+                ssl_verify=self._settings.ssl_verify,
+                retry_transient_errors=False,
+                session=session,
+                user_agent="crewline",
+            )
+            self._local.client = client
+        return client
+
+    async def call(self, operation: str, fn: Callable[[gitlab.Gitlab], T]) -> T:
+        """Run ``fn(gl)`` in the pool, retrying transient failures per the policy."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return await loop.run_in_executor(self._pool, lambda: fn(self._gitlab()))
+            except _Transient as error:
+                status, retry_after, message = error.status, error.retry_after, error.message
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+                status, retry_after, message = None, None, type(error).__name__
+            except gitlab.exceptions.GitlabError as error:
+                raise _typed(operation, error) from None
+            delay = self._retry.delay(attempt, retry_after)
+            elapsed = time.monotonic() - started
+            if attempt >= self._retry.max_retries or elapsed + delay > self._retry.budget_seconds:
+                raise ForgeUnavailable(
+                    operation, f"{message} (gave up after {attempt + 1} attempts, {elapsed:.1f}s)", status
+                )
+            log.info("gitlab %s: %s, retry %d in %.2fs", operation, status or message, attempt + 1, delay)
+            attempt += 1
+            await self._sleep(delay)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._pool.shutdown, wait=True)
+
+
+def _typed(operation: str, error: gitlab.exceptions.GitlabError) -> ForgeError:
+    status = error.response_code
+    message = error.error_message if isinstance(error.error_message, str) else str(error.error_message)
+    cls = _BY_STATUS.get(status or 0, ForgeError)
+    return cls(operation, message, status)

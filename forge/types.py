@@ -1,0 +1,142 @@
+"""Plain, immutable views of GitLab objects: what roles read, free of python-gitlab."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _user(data: Any) -> str:
+    return str(data.get("username", "")) if isinstance(data, dict) else ""
+
+
+@dataclass(frozen=True)
+class Issue:
+    project: str
+    iid: int
+    id: int
+    title: str
+    description: str
+    labels: tuple[str, ...]
+    state: str
+    author: str
+    updated_at: str
+    created_at: str
+    web_url: str
+
+    @classmethod
+    def of(cls, project: str, data: dict[str, Any]) -> Issue:
+        return cls(
+            project=project,
+            iid=int(data["iid"]),
+            id=int(data["id"]),
+            title=str(data.get("title") or ""),
+            description=str(data.get("description") or ""),
+            labels=tuple(data.get("labels") or ()),
+            state=str(data.get("state") or "opened"),
+            author=_user(data.get("author")),
+            updated_at=str(data.get("updated_at") or ""),
+            created_at=str(data.get("created_at") or ""),
+            web_url=str(data.get("web_url") or ""),
+        )
+
+    @property
+    def ref(self) -> str:
+        return f"{self.project}#{self.iid}"
+
+
+@dataclass(frozen=True)
+class Note:
+    id: int
+    body: str
+    author: str
+    created_at: str
+    updated_at: str
+    system: bool
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Note:
+        return cls(
+            id=int(data["id"]),
+            body=str(data.get("body") or ""),
+            author=_user(data.get("author")),
+            created_at=str(data.get("created_at") or ""),
+            updated_at=str(data.get("updated_at") or ""),
+            system=bool(data.get("system")),
+        )
+
+
+@dataclass(frozen=True)
+class LabelEvent:
+    id: int
+    action: str  # "add" | "remove"
+    label: str
+    created_at: str
+    user: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> LabelEvent:
+        label = data.get("label") or {}
+        return cls(
+            id=int(data["id"]),
+            action=str(data.get("action") or ""),
+            label=str(label.get("name") or "") if isinstance(label, dict) else "",
+            created_at=str(data.get("created_at") or ""),
+            user=_user(data.get("user")),
+        )
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    project: str
+    iid: int
+    id: int
+    title: str
+    description: str
+    state: str
+    draft: bool
+    source_branch: str
+    target_branch: str
+    sha: str
+    detailed_merge_status: str
+    web_url: str
+    labels: tuple[str, ...] = ()
+    head_pipeline: dict[str, Any] | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, project: str, data: dict[str, Any]) -> MergeRequest:
+        return cls(
+            project=project,
+            iid=int(data["iid"]),
+            id=int(data["id"]),
+            title=str(data.get("title") or ""),
+            description=str(data.get("description") or ""),
+            state=str(data.get("state") or ""),
+            draft=bool(data.get("draft") or data.get("work_in_progress")),
+            source_branch=str(data.get("source_branch") or ""),
+            target_branch=str(data.get("target_branch") or ""),
+            sha=str(data.get("sha") or ""),
+            detailed_merge_status=str(data.get("detailed_merge_status") or ""),
+            web_url=str(data.get("web_url") or ""),
+            labels=tuple(data.get("labels") or ()),
+            head_pipeline=data.get("head_pipeline"),
+        )
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    id: int
+    ref: str
+    sha: str
+    status: str
+    web_url: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Pipeline:
+        return cls(
+            id=int(data["id"]),
+            ref=str(data.get("ref") or ""),
+            sha=str(data.get("sha") or ""),
+            status=str(data.get("status") or ""),
+            web_url=str(data.get("web_url") or ""),
+        )

@@ -1,0 +1,69 @@
+"""Settings of the agent roles and the coding agents they run."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+AgentKind = Literal["codex", "claude", "gemini", "aider", "command", "demo"]
+
+DEFAULT_EXECUTABLES: dict[str, str] = {
+    "codex": "codex",
+    "claude": "claude",
+    "gemini": "gemini",
+    "aider": "aider",
+}
+
+# What every agent may see from crewline's own environment; tokens are never on this list.
+BASE_ENV_ALLOW: tuple[str, ...] = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER")
+
+
+class AgentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: AgentKind
+    command: str | None = Field(None, description="Executable; defaults to the agent's usual name")
+    args: list[str] = Field(default_factory=list, description="Extra arguments for every run")
+    model: str | None = None
+    timeout_seconds: float = Field(1800.0, gt=0)
+    env_allow: list[str] = Field(
+        default_factory=list,
+        description="Extra environment variables passed to the agent (e.g. ANTHROPIC_API_KEY)",
+    )
+
+    @model_validator(mode="after")
+    def _command_for_generic_kinds(self) -> AgentSettings:
+        if self.kind == "command" and not self.command:
+            raise ValueError("an agent of kind 'command' needs 'command' (the executable to run)")
+        return self
+
+    def executable(self) -> str | None:
+        """The program looked up on PATH, or None for the built-in demo agent."""
+        if self.kind == "demo":
+            return None
+        return self.command or DEFAULT_EXECUTABLES[self.kind]
+
+
+class RoleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    concurrency: int = Field(1, ge=1, le=64, description="Runs of this role at once on this host")
+    agent: str | None = Field(None, description="Agent (a key of [agents]); default: roles.agent")
+    max_attempts: int = Field(3, ge=1, le=20, description="Attempts before an issue is failed")
+
+
+class RolesSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str | None = Field(None, description="Default agent for every role")
+    max_concurrent: int = Field(4, ge=1, le=256, description="Runs of all roles at once on this host")
+    pm: RoleSettings = Field(default_factory=RoleSettings)
+    dev: RoleSettings = Field(default_factory=RoleSettings)
+    review: RoleSettings = Field(default_factory=RoleSettings)
+    qa: RoleSettings = Field(default_factory=RoleSettings)
+    flaky: RoleSettings = Field(default_factory=RoleSettings)
+
+    def by_name(self) -> dict[str, RoleSettings]:
+        return {"pm": self.pm, "dev": self.dev, "review": self.review, "qa": self.qa, "flaky": self.flaky}

@@ -1,0 +1,113 @@
+"""The ``crewline`` command, run as a real subprocess: help, doctor, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CONFIG = """
+[gitlab]
+url = "https://gitlab.example.com"
+
+[[projects]]
+path = "group/app"
+
+[storage]
+path = "state/crewline.sqlite3"
+
+[agents.demo]
+kind = "demo"
+
+[agents.tool]
+kind = "command"
+command = "{command}"
+"""
+
+
+def crewline(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CREWLINE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "crewline.toml"
+    path.write_text(CONFIG.format(command=sys.executable), encoding="utf-8")
+    return path
+
+
+SECRETS = {"CREWLINE_GITLAB_TOKEN": "glpat-abcdefghijklmnopqrst", "CREWLINE_WEBHOOK_SECRET": "s3cret-hook"}
+
+
+def test_help_lists_the_commands() -> None:
+    result = crewline("--help")
+    assert result.returncode == 0
+    for command in ("doctor", "audit", "sim"):
+        assert command in result.stdout
+
+
+def test_no_command_is_a_usage_error() -> None:
+    assert crewline().returncode == 2
+
+
+def test_doctor_all_ok(config_file: Path) -> None:
+    result = crewline("doctor", "--config", str(config_file), env=SECRETS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert all(line.startswith("OK") for line in lines), lines
+    names = [line.split(":")[0][5:] for line in lines]
+    assert names == [
+        "configuration", "git", "CREWLINE_GITLAB_TOKEN", "CREWLINE_WEBHOOK_SECRET",
+        "database", "agent demo", "agent tool",
+    ]
+    assert (config_file.parent / "state" / "crewline.sqlite3").exists()
+    assert SECRETS["CREWLINE_GITLAB_TOKEN"] not in result.stdout
+
+
+def test_doctor_reports_each_failure_and_what_to_do(config_file: Path) -> None:
+    config_file.write_text(CONFIG.format(command="no-such-agent-binary"), encoding="utf-8")
+    result = crewline("doctor", "--config", str(config_file), env={"CREWLINE_WEBHOOK_SECRET": "x" * 12})
+    assert result.returncode == 1
+    out = result.stdout
+    assert "FAIL CREWLINE_GITLAB_TOKEN: not set: export CREWLINE_GITLAB_TOKEN" in out
+    assert "FAIL agent tool: 'no-such-agent-binary' is not on PATH" in out
+    assert "OK   database" in out
+
+
+def test_doctor_reports_an_unwritable_database(config_file: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the database directory should be", encoding="utf-8")
+    result = crewline("doctor", "--config", str(config_file), env=SECRETS)
+    assert result.returncode == 1
+    assert "FAIL database:" in result.stdout
+
+
+def test_doctor_with_a_bad_config_fails_and_names_the_key(config_file: Path) -> None:
+    config_file.write_text(CONFIG.format(command="x") + "\n[schedule]\npoll_seconds = 'often'\n", encoding="utf-8")
+    result = crewline("doctor", "--config", str(config_file), env=SECRETS)
+    assert result.returncode == 1
+    assert "FAIL configuration" in result.stdout
+    assert "schedule.poll_seconds = 'often'" in result.stdout
+
+
+def test_config_from_environment_variable(config_file: Path) -> None:
+    result = crewline("doctor", env={**SECRETS, "CREWLINE_CONFIG": str(config_file)})
+    assert result.returncode == 0, result.stdout
+
+
+def test_audit_verify_with_bad_config_is_a_usage_error(tmp_path: Path) -> None:
+    result = crewline("audit", "verify", "--config", str(tmp_path / "missing.toml"))
+    assert result.returncode == 2
+    assert "configuration error" in result.stderr
