@@ -1,0 +1,237 @@
+"""The claim protocol (DESIGN §3): no double pickup, across hosts, with nothing shared
+but GitLab.
+
+1. A local SQLite lease on ``issue:<project>:<iid>`` keeps this host's workers apart.
+2. The labels move ready -> running, refused if the issue is no longer ready.
+3. A claim note carries a hidden marker with worker, run, role and expiry.
+4. The notes are re-read: among live claim notes posted since the issue last became
+   ready, the lowest note id wins (GitLab note ids come from one database sequence).
+   A loser deletes its note and releases its lease.
+5. The winner renews by editing its note's expiry. Any host finding an expired claim
+   may mark it expired and put the issue back to ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from forge.gateway import Gateway, StaleState
+from forge.types import Issue, Note
+from storage import Lease, LeaseStore
+from workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+_MARKER = re.compile(r"<!-- crewline:claim ([^<>]*?) -->")
+_FIELD = re.compile(r"(\w+)=(\S+)")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class ClaimMarker:
+    worker: str
+    run: str
+    role: str
+    expires: datetime
+    ended: str | None = None  # "released" | "expired" once the claim is over
+
+    def render(self) -> str:
+        fields = f"worker={self.worker} run={self.run} role={self.role} expires={_iso(self.expires)}"
+        if self.ended:
+            fields += f" ended={self.ended}"
+        return f"<!-- crewline:claim {fields} -->"
+
+    @classmethod
+    def parse(cls, body: str) -> ClaimMarker | None:
+        match = _MARKER.search(body)
+        if match is None:
+            return None
+        fields = dict(_FIELD.findall(match.group(1)))
+        try:
+            return cls(
+                worker=fields["worker"],
+                run=fields["run"],
+                role=fields["role"],
+                expires=_parse_time(fields["expires"]),
+                ended=fields.get("ended"),
+            )
+        except (KeyError, ValueError):
+            return None  # a hand-edited or foreign marker never wins a claim
+
+    def body(self) -> str:
+        state = {
+            None: f"claimed this issue for **{self.role}** (run `{self.run}`); the claim expires at "
+            f"{_iso(self.expires)} unless renewed.",
+            "released": f"finished its **{self.role}** run `{self.run}` and released the claim.",
+            "expired": f"did not renew its **{self.role}** claim (run `{self.run}`); it expired at "
+            f"{_iso(self.expires)}.",
+        }[self.ended]
+        return f"crewline worker `{self.worker}` {state}\n\n{self.render()}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    project: str
+    iid: int
+    role: str
+    run: str
+    worker: str
+    note_id: int
+    expires: datetime
+    lease: Lease
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """The live claim on an issue as any host sees it (the winning note)."""
+
+    note: Note
+    marker: ClaimMarker
+
+    def expired(self, now: datetime) -> bool:
+        return self.marker.expires <= now
+
+
+class ClaimLost(Exception):
+    """Renewal found that the claim is no longer ours (it expired and was taken over)."""
+
+
+def lease_key(project: str, iid: int) -> str:
+    return f"issue:{project}:{iid}"
+
+
+class Claims:
+    def __init__(
+        self,
+        gateway: Gateway,
+        leases: LeaseStore,
+        *,
+        worker: str,
+        ttl_seconds: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.:@-]{1,100}", worker):
+            raise ValueError(f"worker id {worker!r}: use 1-100 characters of [A-Za-z0-9_.:@-]")
+        self.gateway = gateway
+        self.leases = leases
+        self.worker = worker
+        self.ttl = ttl_seconds
+        self.clock = clock
+
+    @property
+    def workflow(self) -> Workflow:
+        return self.gateway.workflow
+
+    async def claim(self, issue: Issue, role: str, run: str) -> Claim | None:
+        """Try to claim ``issue`` for ``role``; None when another worker has it."""
+        lease = await self.leases.acquire(lease_key(issue.project, issue.iid), self.worker, self.ttl)
+        if lease is None:
+            return None
+        note: Note | None = None
+        try:
+            ready = self.workflow.ready_state(role)
+            running = self.workflow.running_state(role)
+            try:
+                await self.gateway.transition(issue.project, issue.iid, running.name, expect={ready.name})
+            except StaleState:
+                await self.leases.release(lease)
+                return None
+            marker = ClaimMarker(self.worker, run, role, self.clock() + timedelta(seconds=self.ttl))
+            note = await self.gateway.post_note(issue.project, issue.iid, marker.body())
+            winner = await self.current(issue.project, issue.iid, ready.label)
+            if winner is None or winner.note.id != note.id:
+                log.info("claim lost: issue=%s role=%s run=%s winner=%s", issue.ref, role, run,
+                         winner.marker.worker if winner else None)
+                await self.gateway.delete_note(issue.project, issue.iid, note.id)
+                await self.leases.release(lease)
+                return None
+        except BaseException:
+            await self._abandon(issue, lease, note)
+            raise
+        log.info("claimed: issue=%s role=%s run=%s note=%s", issue.ref, role, run, note.id)
+        return Claim(issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease)
+
+    async def _abandon(self, issue: Issue, lease: Lease, note: Note | None) -> None:
+        """Best effort after a failure mid-claim: never leave our note as a winner."""
+        try:
+            if note is not None:
+                await self.gateway.delete_note(issue.project, issue.iid, note.id)
+        finally:
+            await self.leases.release(lease)
+
+    async def current(self, project: str, iid: int, ready_label: str) -> ClaimView | None:
+        """The winning live claim: the lowest-id claim note posted since the issue last
+        became ready and not ended. None if there is none."""
+        notes = await self.gateway.notes(project, iid)
+        epoch = await self._ready_epoch(project, iid, ready_label)
+        contenders = []
+        for note in notes:
+            marker = ClaimMarker.parse(note.body)
+            if marker is not None and marker.ended is None and note.created_at >= epoch:
+                contenders.append(ClaimView(note, marker))
+        return min(contenders, key=lambda view: view.note.id, default=None)
+
+    async def _ready_epoch(self, project: str, iid: int, ready_label: str) -> str:
+        events = await self.gateway.label_events(project, iid)
+        adds = [event.created_at for event in events if event.action == "add" and event.label == ready_label]
+        return max(adds, default="")
+
+    async def renew(self, claim: Claim) -> Claim:
+        """Push the expiry forward in the note and in the local lease."""
+        ready_label = self.workflow.ready_state(claim.role).label
+        view = await self.current(claim.project, claim.iid, ready_label)
+        if view is None or view.note.id != claim.note_id:
+            raise ClaimLost(f"{claim.project}#{claim.iid}: claim note {claim.note_id} is no longer the live claim")
+        lease = await self.leases.renew(claim.lease, self.ttl)
+        if lease is None:
+            raise ClaimLost(f"{claim.project}#{claim.iid}: the local lease was lost")
+        expires = self.clock() + timedelta(seconds=self.ttl)
+        marker = replace(view.marker, expires=expires)
+        await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
+        return replace(claim, expires=expires, lease=lease)
+
+    async def release(self, claim: Claim) -> None:
+        """End the claim (after the run has moved the issue on)."""
+        marker = ClaimMarker(claim.worker, claim.run, claim.role, claim.expires, ended="released")
+        try:
+            await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
+        finally:
+            await self.leases.release(claim.lease)
+
+    async def expire(self, issue: Issue, role: str, *, reason: str) -> bool:
+        """If ``issue`` is running for ``role`` and its live claim has expired (or it has
+        had none for a whole TTL), mark the claim expired and move the issue back to ready with ``reason``.
+        Returns True when it re-queued the issue. Safe to run on every host at once."""
+        ready = self.workflow.ready_state(role)
+        running = self.workflow.running_state(role)
+        view = await self.current(issue.project, issue.iid, ready.label)
+        now = self.clock()
+        if view is not None and not view.expired(now):
+            return False
+        if view is None and _parse_time(issue.updated_at) > now - timedelta(seconds=self.ttl):
+            return False  # a claimer may be between moving the labels and posting its note
+        if view is not None:
+            ended = replace(view.marker, ended="expired")
+            await self.gateway.edit_note(issue.project, issue.iid, view.note.id, ended.body())
+        try:
+            await self.gateway.transition(issue.project, issue.iid, ready.name, expect={running.name})
+        except StaleState:
+            return False
+        await self.gateway.post_note(issue.project, issue.iid, reason)
+        log.info("re-queued expired claim: issue=%s role=%s", issue.ref, role)
+        return True
+
+    async def running(self, project: str, role: str) -> Sequence[Issue]:
+        label = self.workflow.running_state(role).label
+        return await self.gateway.list_issues(project, labels=[label])

@@ -1,0 +1,217 @@
+"""The async facade roles use for issues, labels and notes: operations named for what
+roles need, each one audited, every write screened by the guard.
+
+Notes crewline writes carry a hidden key (``<!-- crewline:note key=... -->``) and are
+looked up by it before posting, so a run that crashes between "post" and "record" and
+is started again finds its note instead of posting a second copy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from typing import Any, Literal
+
+import gitlab
+
+from forge.calls import AuditedCalls, AuditSink
+from forge.client import GitLabClient
+from forge.guard import Guard
+from forge.merge_gateway import MergeGateway
+from forge.types import Issue, LabelEvent, Note
+from workflow import Workflow, label_change, read_state
+
+NOTE_MARKER = "<!-- crewline:note key={key} -->"
+_KEY = re.compile(r"^[A-Za-z0-9_.:/@#-]{1,200}$")
+PER_PAGE = 100
+
+Noteable = Literal["issue", "mr"]
+
+
+class StaleState(Exception):
+    """The issue is no longer in the state the caller expected (someone else moved it)."""
+
+    def __init__(self, issue: Issue, expected: Collection[str], actual: str | None) -> None:
+        self.issue = issue
+        self.expected = tuple(expected)
+        self.actual = actual
+        super().__init__(f"{issue.ref} is in {actual or 'no workflow state'}, expected one of {sorted(expected)}")
+
+
+def note_marker(key: str) -> str:
+    if not _KEY.match(key):
+        raise ValueError(f"note key {key!r} must be 1-200 characters of [A-Za-z0-9_.:/@#-]")
+    return NOTE_MARKER.format(key=key)
+
+
+class Gateway:
+    def __init__(
+        self, client: GitLabClient, *, guard: Guard, audit: AuditSink | None, workflow: Workflow, who: str
+    ) -> None:
+        self.calls = AuditedCalls(client, guard, audit, who)
+        self.workflow = workflow
+        self.merges = MergeGateway(self.calls)
+
+    @property
+    def url(self) -> str:
+        return self.calls.client.url
+
+    # ------------------------------------------------------------ issues
+
+    async def create_issue(self, project: str, title: str, description: str, labels: Sequence[str] = ()) -> Issue:
+        payload = {"title": title, "description": description, "labels": ",".join(labels)}
+
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).issues.create(data).attributes)
+
+        data = await self.calls.write(
+            "issue.create", project, payload, create, text_fields=("title", "description")
+        )
+        return Issue.of(project, data)
+
+    async def get_issue(self, project: str, iid: int) -> Issue:
+        def get(gl: gitlab.Gitlab) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).issues.get(iid).attributes)
+
+        return Issue.of(project, await self.calls.read("issue.get", f"{project}#{iid}", {}, get))
+
+    async def list_issues(
+        self,
+        project: str,
+        *,
+        labels: Sequence[str] = (),
+        updated_after: str | None = None,
+        state: str = "opened",
+    ) -> list[Issue]:
+        """Open issues carrying every label in ``labels``, oldest update first, all pages."""
+        params: dict[str, Any] = {"state": state, "order_by": "updated_at", "sort": "asc", "per_page": PER_PAGE}
+        if labels:
+            params["labels"] = ",".join(labels)
+        if updated_after:
+            params["updated_after"] = updated_after
+
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            items = gl.projects.get(project, lazy=True).issues.list(get_all=True, **params)
+            return [dict(item.attributes) for item in items]
+
+        return [Issue.of(project, item) for item in await self.calls.read("issue.list", project, params, list_)]
+
+    async def list_ready(self, project: str, role: str, *, updated_after: str | None = None) -> list[Issue]:
+        """Issues waiting for ``role`` (one API call, filtered by the ready label)."""
+        label = self.workflow.ready_state(role).label
+        return await self.list_issues(project, labels=[label], updated_after=updated_after)
+
+    async def transition(
+        self, project: str, iid: int, target: str, *, expect: Collection[str] | None = None
+    ) -> Issue:
+        """Move the issue to ``target`` in ONE update: add its label, remove every other
+        workflow label (so Free-tier GitLab ends with exactly one, and an issue found with
+        two is repaired). With ``expect``, refuse (StaleState) unless the issue is in one
+        of those states right before the update."""
+        issue = await self.get_issue(project, iid)
+        if expect is not None:
+            current = read_state(self.workflow, issue.labels).state
+            if current not in expect:
+                raise StaleState(issue, expect, current)
+        change = label_change(self.workflow, issue.labels, target)
+        if not change.add and not change.remove:
+            return issue
+        return await self.update_issue(project, iid, add_labels=change.add, remove_labels=change.remove)
+
+    async def update_issue(
+        self,
+        project: str,
+        iid: int,
+        *,
+        add_labels: Sequence[str] = (),
+        remove_labels: Sequence[str] = (),
+        state_event: str | None = None,
+        description: str | None = None,
+    ) -> Issue:
+        payload: dict[str, Any] = {}
+        if add_labels:
+            payload["add_labels"] = ",".join(add_labels)
+        if remove_labels:
+            payload["remove_labels"] = ",".join(remove_labels)
+        if state_event:
+            payload["state_event"] = state_event
+        if description is not None:
+            payload["description"] = description
+
+        def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).issues.update(iid, data))
+
+        data = await self.calls.write("issue.update", f"{project}#{iid}", payload, update, text_fields=("description",))
+        return Issue.of(project, data)
+
+    async def label_events(self, project: str, iid: int) -> list[LabelEvent]:
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
+            return [dict(e.attributes) for e in issue.resourcelabelevents.list(get_all=True, per_page=PER_PAGE)]
+
+        events = await self.calls.read("issue.label_events", f"{project}#{iid}", {}, list_)
+        return sorted((LabelEvent.of(e) for e in events), key=lambda e: e.id)
+
+    async def issue_links(self, project: str, iid: int) -> list[Issue]:
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
+            return [dict(link.attributes) for link in issue.links.list(get_all=True)]
+
+        linked = await self.calls.read("issue.links", f"{project}#{iid}", {}, list_)
+        return [Issue.of(project, item) for item in linked if int(item.get("project_id", 0)) > 0]
+
+    # ------------------------------------------------------------ notes (issues and MRs)
+
+    async def notes(self, project: str, iid: int, *, on: Noteable = "issue") -> list[Note]:
+        """Every note on the issue (or MR), lowest id first."""
+
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            items = _noteable(gl, project, on, iid).notes.list(
+                get_all=True, per_page=PER_PAGE, sort="asc", order_by="created_at"
+            )
+            return [dict(n.attributes) for n in items]
+
+        notes = await self.calls.read("note.list", _target(project, on, iid), {}, list_)
+        return sorted((Note.of(n) for n in notes), key=lambda n: n.id)
+
+    async def post_note(self, project: str, iid: int, body: str, *, on: Noteable = "issue") -> Note:
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+            return dict(_noteable(gl, project, on, iid).notes.create(data).attributes)
+
+        data = await self.calls.write(
+            "note.create", _target(project, on, iid), {"body": body}, create, text_fields=("body",)
+        )
+        return Note.of(data)
+
+    async def edit_note(self, project: str, iid: int, note_id: int, body: str, *, on: Noteable = "issue") -> Note:
+        def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+            return dict(_noteable(gl, project, on, iid).notes.update(note_id, data))
+
+        target = f"{_target(project, on, iid)}/note/{note_id}"
+        return Note.of(await self.calls.write("note.edit", target, {"body": body}, update, text_fields=("body",)))
+
+    async def delete_note(self, project: str, iid: int, note_id: int, *, on: Noteable = "issue") -> None:
+        def delete(gl: gitlab.Gitlab, _: dict[str, Any]) -> None:
+            _noteable(gl, project, on, iid).notes.delete(note_id)
+
+        await self.calls.write("note.delete", f"{_target(project, on, iid)}/note/{note_id}", {}, delete)
+
+    async def find_note(self, project: str, iid: int, key: str, *, on: Noteable = "issue") -> Note | None:
+        marker = note_marker(key)
+        return next((note for note in await self.notes(project, iid, on=on) if marker in note.body), None)
+
+    async def upsert_note(self, project: str, iid: int, key: str, body: str, *, on: Noteable = "issue") -> Note:
+        """Find-or-create the note carrying ``key``: posting twice leaves one copy."""
+        existing = await self.find_note(project, iid, key, on=on)
+        if existing is not None:
+            return existing
+        return await self.post_note(project, iid, f"{body}\n\n{note_marker(key)}", on=on)
+
+
+def _noteable(gl: gitlab.Gitlab, project: str, on: Noteable, iid: int) -> Any:
+    manager = gl.projects.get(project, lazy=True)
+    return (manager.issues if on == "issue" else manager.mergerequests).get(iid, lazy=True)
+
+
+def _target(project: str, on: Noteable, iid: int) -> str:
+    return f"{project}{'#' if on == 'issue' else '!'}{iid}"

@@ -1,0 +1,198 @@
+"""Branches, merge requests, discussions, pipelines and merges: the gateway operations of
+the developer, review, QA and merge roles. Audited and guarded like every GitLab call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gitlab
+
+from forge.calls import AuditedCalls
+from forge.client import ForgeConflict, ForgeNotFound
+from forge.types import MergeRequest, Pipeline
+
+PER_PAGE = 100
+
+
+class MergeGateway:
+    def __init__(self, calls: AuditedCalls) -> None:
+        self.calls = calls
+
+    # ------------------------------------------------------------ branches
+
+    async def branch_sha(self, project: str, name: str) -> str | None:
+        def get(gl: gitlab.Gitlab) -> str:
+            return str(gl.projects.get(project, lazy=True).branches.get(name).commit["id"])
+
+        try:
+            return await self.calls.read("branch.get", f"{project}@{name}", {}, get)
+        except ForgeNotFound:
+            return None
+
+    async def ensure_branch(self, project: str, name: str, ref: str) -> str:
+        """Find-or-create the branch; returns its head sha."""
+        existing = await self.branch_sha(project, name)
+        if existing is not None:
+            return existing
+
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> str:
+            return str(gl.projects.get(project, lazy=True).branches.create(data).commit["id"])
+
+        payload = {"branch": name, "ref": ref}
+        return await self.calls.write("branch.create", f"{project}@{name}", payload, create, branch_fields=("branch",))
+
+    # ------------------------------------------------------------ merge requests
+
+    async def find_mr(self, project: str, source_branch: str, *, state: str = "opened") -> MergeRequest | None:
+        params = {"source_branch": source_branch, "state": state, "per_page": PER_PAGE}
+
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            items = gl.projects.get(project, lazy=True).mergerequests.list(get_all=True, **params)
+            return [dict(item.attributes) for item in items]
+
+        found = await self.calls.read("mr.list", f"{project}@{source_branch}", params, list_)
+        return MergeRequest.of(project, found[0]) if found else None
+
+    async def get_mr(self, project: str, iid: int) -> MergeRequest:
+        def get(gl: gitlab.Gitlab) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).mergerequests.get(iid).attributes)
+
+        return MergeRequest.of(project, await self.calls.read("mr.get", f"{project}!{iid}", {}, get))
+
+    async def ensure_mr(
+        self,
+        project: str,
+        *,
+        source_branch: str,
+        target_branch: str,
+        title: str,
+        description: str,
+        draft: bool = True,
+        labels: Sequence[str] = (),
+    ) -> MergeRequest:
+        """Find the open MR for the source branch, or create it; a 409 (someone created it
+        in between) adopts the existing one."""
+        existing = await self.find_mr(project, source_branch)
+        if existing is not None:
+            return existing
+        payload: dict[str, Any] = {
+            "source_branch": source_branch,
+            "target_branch": target_branch,
+            "title": f"Draft: {title}" if draft and not title.startswith("Draft:") else title,
+            "description": description,
+            "remove_source_branch": True,
+        }
+        if labels:
+            payload["labels"] = ",".join(labels)
+
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).mergerequests.create(data).attributes)
+
+        try:
+            data = await self.calls.write(
+                "mr.create", f"{project}@{source_branch}", payload, create,
+                text_fields=("title", "description"), branch_fields=("source_branch", "target_branch"),
+            )
+        except ForgeConflict:
+            adopted = await self.find_mr(project, source_branch)
+            if adopted is None:
+                raise
+            return adopted
+        return MergeRequest.of(project, data)
+
+    async def update_mr(self, project: str, iid: int, **fields: Any) -> MergeRequest:
+        def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).mergerequests.update(iid, data))
+
+        data = await self.calls.write("mr.update", f"{project}!{iid}", fields, update, text_fields=("title", "description"))
+        return MergeRequest.of(project, data)
+
+    async def merge(self, project: str, iid: int, *, sha: str, remove_source_branch: bool = True) -> MergeRequest:
+        """Merge only if the head is still ``sha`` (GitLab answers 409 otherwise)."""
+        payload = {"sha": sha, "should_remove_source_branch": remove_source_branch}
+
+        def merge(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+            mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
+            return dict(mr.merge(**data))
+
+        return MergeRequest.of(project, await self.calls.write("mr.merge", f"{project}!{iid}", payload, merge))
+
+    # ------------------------------------------------------------ discussions
+
+    async def discussions(self, project: str, iid: int) -> list[dict[str, Any]]:
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
+            return [dict(d.attributes) for d in mr.discussions.list(get_all=True, per_page=PER_PAGE)]
+
+        return await self.calls.read("mr.discussions", f"{project}!{iid}", {}, list_)
+
+    async def open_discussion(
+        self, project: str, iid: int, body: str, *, position: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"body": body}
+        if position is not None:
+            payload["position"] = position
+
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+            mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
+            return dict(mr.discussions.create(data).attributes)
+
+        return await self.calls.write("mr.discussion.create", f"{project}!{iid}", payload, create, text_fields=("body",))
+
+    async def reply(self, project: str, iid: int, discussion_id: str, body: str) -> dict[str, Any]:
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+            mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
+            return dict(mr.discussions.get(discussion_id, lazy=True).notes.create(data).attributes)
+
+        target = f"{project}!{iid}/discussion/{discussion_id}"
+        return await self.calls.write("mr.discussion.reply", target, {"body": body}, create, text_fields=("body",))
+
+    async def resolve(self, project: str, iid: int, discussion_id: str, *, resolved: bool = True) -> None:
+        def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> None:
+            mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
+            mr.discussions.update(discussion_id, data)
+
+        target = f"{project}!{iid}/discussion/{discussion_id}"
+        await self.calls.write("mr.discussion.resolve", target, {"resolved": resolved}, update)
+
+    # ------------------------------------------------------------ pipelines
+
+    async def pipelines(
+        self, project: str, *, ref: str | None = None, sha: str | None = None, status: str | None = None
+    ) -> list[Pipeline]:
+        """Newest first."""
+        params: dict[str, Any] = {"order_by": "id", "sort": "desc", "per_page": PER_PAGE}
+        params.update({k: v for k, v in (("ref", ref), ("sha", sha), ("status", status)) if v})
+
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            return [dict(p.attributes) for p in gl.projects.get(project, lazy=True).pipelines.list(get_all=True, **params)]
+
+        return [Pipeline.of(p) for p in await self.calls.read("pipeline.list", project, params, list_)]
+
+    async def test_report(self, project: str, pipeline_id: int) -> dict[str, Any]:
+        def get(gl: gitlab.Gitlab) -> dict[str, Any]:
+            pipeline = gl.projects.get(project, lazy=True).pipelines.get(pipeline_id, lazy=True)
+            return dict(pipeline.test_report.get().attributes)
+
+        return await self.calls.read("pipeline.test_report", f"{project}/pipeline/{pipeline_id}", {}, get)
+
+    async def jobs(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            pipeline = gl.projects.get(project, lazy=True).pipelines.get(pipeline_id, lazy=True)
+            return [dict(job.attributes) for job in pipeline.jobs.list(get_all=True, per_page=PER_PAGE)]
+
+        return await self.calls.read("pipeline.jobs", f"{project}/pipeline/{pipeline_id}", {}, list_)
+
+    async def job_trace(self, project: str, job_id: int) -> str:
+        def trace(gl: gitlab.Gitlab) -> str:
+            raw = gl.projects.get(project, lazy=True).jobs.get(job_id, lazy=True).trace()
+            return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+        return await self.calls.read("job.trace", f"{project}/job/{job_id}", {}, trace)
+
+    async def retry_job(self, project: str, job_id: int) -> dict[str, Any]:
+        def retry(gl: gitlab.Gitlab, _: dict[str, Any]) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).jobs.get(job_id, lazy=True).retry())
+
+        return await self.calls.write("job.retry", f"{project}/job/{job_id}", {}, retry)
