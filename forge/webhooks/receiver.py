@@ -88,7 +88,7 @@ class WebhookReceiver:
                 "the webhook secret is empty: set CREWLINE_WEBHOOK_SECRET to the secret "
                 "token configured on the GitLab webhook"
             )
-        self._secret = secret.get_secret_value().encode()
+        self._secret = secret  # kept wrapped so no repr or traceback shows it
         self._on_event = on_event
         self._settings = settings or WebhookSettings()
         self._queue: asyncio.Queue[WebhookEvent] = asyncio.Queue(self._settings.queue_size)
@@ -168,6 +168,11 @@ class WebhookReceiver:
         if worker is None:
             return
         timeout = self._settings.drain_timeout_seconds
+        log.info(
+            "webhook receiver draining: %d queued event(s), up to %.1fs",
+            self._queue.qsize(),
+            timeout,
+        )
         try:
             await asyncio.wait_for(self._queue.join(), timeout)
         except TimeoutError:
@@ -239,7 +244,7 @@ class WebhookReceiver:
         except UnicodeEncodeError:
             candidate = b""
         # Compare even when the header is missing so every refusal costs the same.
-        matches = hmac.compare_digest(candidate, self._secret)
+        matches = hmac.compare_digest(candidate, self._secret.get_secret_value().encode())
         return matches and provided is not None
 
     async def _read_body(self, request: web.Request) -> bytes | None:
