@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 from webhooks_support import (
     SECRET,
@@ -84,7 +85,7 @@ async def post(
     *,
     uuid: str | None = None,
     token: str | None = SECRET,
-) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
+) -> tuple[int, dict[str, Any], CIMultiDictProxy[str]]:
     """POST like GitLab does; returns status, JSON body and headers."""
     headers = {"Content-Type": "application/json"}
     if isinstance(payload, dict):
