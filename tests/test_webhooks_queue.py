@@ -199,7 +199,7 @@ async def test_stop_gives_up_after_the_drain_timeout(
     await receiver.stop()
     assert gate.finished == []
     assert [iid_of(e) for e in gate.started] == [1]
-    assert "1 event(s) not handed over" in caplog.text
+    assert "1 queued event(s) not handed over" in caplog.text
 
 
 # -- lifecycle -----------------------------------------------------------------------

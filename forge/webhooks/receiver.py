@@ -177,10 +177,10 @@ class WebhookReceiver:
             await asyncio.wait_for(self._queue.join(), timeout)
         except TimeoutError:
             log.warning(
-                "webhook receiver stopped with %d event(s) not handed over after %.1fs; "
-                "the polling safety net will pick them up",
-                self._queue.qsize(),
+                "webhook receiver gave up draining after %.1fs: the event in progress is "
+                "cancelled and %d queued event(s) not handed over; polling will catch up",
                 timeout,
+                self._queue.qsize(),
             )
         worker.cancel()
         # wait() rather than await: the worker's own cancellation is expected here.
