@@ -144,6 +144,7 @@ def test_duplicate_labels() -> None:
         ({"label": "workflow:: done"}, "leading or trailing whitespace"),
         ({"label": "workflow::x::y"}, "contains '::'"),
         ({"label": "workflow::a\tb"}, "control character"),
+        ({"label": "workflow:::x"}, "starts with ':'"),
         ({"label": "flow::done"}, 'label "flow::done" is not in the workflow scope'),
         ({"label": "workflow::" + "d" * 250}, "longer than GitLab's 255 characters"),
         ({"color": "green"}, 'state "done": colour "green" is not #RRGGBB'),
@@ -231,6 +232,10 @@ def build_problems(**settings: object) -> list[str]:
         ({"labels": {"done": "a,b"}}, 'workflow.labels."done" = "a,b" contains a comma'),
         ({"labels": {"done": ""}}, 'workflow.labels."done" = "" is empty'),
         ({"labels": {"done": " done"}}, "leading or trailing whitespace"),
+        (
+            {"labels": {"done": ":"}},
+            "starts with ':', which GitLab would read as part of the scope",
+        ),
         (
             {"labels": {"done": "workflow::shipped"}},
             'give only the part after "workflow::", e.g. "shipped"',

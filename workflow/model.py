@@ -95,6 +95,14 @@ def label_text_problem(text: str) -> str | None:
     return None
 
 
+def label_name_problem(name: str) -> str | None:
+    """Why `name` cannot follow ``<scope>::`` in a label, or None when it can."""
+    if name.startswith(":"):
+        # GitLab's scope ends at the LAST "::", so "workflow:::x" would be scope "workflow:".
+        return "starts with ':', which GitLab would read as part of the scope"
+    return label_text_problem(name)
+
+
 class Workflow:
     """An immutable workflow: states by name, transitions ``{(state, outcome): target}``.
 

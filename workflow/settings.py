@@ -13,6 +13,7 @@ from workflow.model import (
     SCOPE_SEPARATOR,
     Outcome,
     Workflow,
+    label_name_problem,
     label_text_problem,
 )
 from workflow.validation import validate
@@ -69,7 +70,7 @@ class WorkflowSettings(BaseModel):
                 problems.append(
                     f"{key}: unknown state {state!r}; rename one of the states: {_KNOWN_STATES}"
                 )
-            problem = label_text_problem(name)
+            problem = label_name_problem(name)
             if problem is None:
                 continue
             hint = ""

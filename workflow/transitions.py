@@ -89,10 +89,11 @@ def label_change(wf: Workflow, current_labels: Iterable[str], target: str) -> La
 
 
 def apply(labels: Iterable[str], change: LabelChange) -> list[str]:
-    """`labels` after `change`: removals dropped, order kept, additions appended once."""
+    """`labels` after `change`: removals dropped, order kept, additions appended.
+
+    GitLab holds an issue's labels as a set, so the result names each label once."""
     removed = set(change.remove)
-    kept = [label for label in labels if label not in removed]
-    return kept + [label for label in dict.fromkeys(change.add) if label not in kept]
+    return list(dict.fromkeys([*(lbl for lbl in labels if lbl not in removed), *change.add]))
 
 
 @dataclass(frozen=True, slots=True)

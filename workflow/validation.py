@@ -13,6 +13,7 @@ from workflow.model import (
     State,
     StateKind,
     Workflow,
+    label_name_problem,
     label_text_problem,
 )
 
@@ -56,7 +57,7 @@ def _state_problems(wf: Workflow, state: State) -> list[str]:
             f'it must start with "{prefix}"'
         )
     else:
-        name_problem = label_text_problem(state.label.removeprefix(prefix))
+        name_problem = label_name_problem(state.label.removeprefix(prefix))
         if name_problem is not None:
             problems.append(
                 f'{where}: label name "{state.label.removeprefix(prefix)}" {name_problem}; '
