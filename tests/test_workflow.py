@@ -161,6 +161,7 @@ DESIGNED = [
     ("review-ready", "succeeded", "qa-ready"),
     ("review-running", "succeeded", "qa-ready"),
     ("review-running", "rejected", "dev-ready"),
+    ("review-running", "failed", "failed"),
     ("review-running", "blocked", "blocked"),
     ("qa-ready", "claimed", "qa-running"),
     ("qa-running", "succeeded", "merge-ready"),
