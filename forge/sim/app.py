@@ -30,9 +30,14 @@ from forge.sim.store import SimStore
 # Order matters only for middlewares: a module listed earlier wraps those after it.
 # Each slot is owned by one area; replace a slot's comment with that area's module names.
 ROUTE_MODULES: tuple[str, ...] = (
-    # slot:faults (first, so its middleware wraps every route)
+    "forge.sim.faults",
     "forge.sim.core",
-    # slot:issues (labels, issues, notes, label events, links, hooks)
+    "forge.sim.labels",
+    "forge.sim.notes",
+    "forge.sim.label_events",
+    "forge.sim.issues",
+    "forge.sim.links",
+    "forge.sim.hooks",
     # slot:repository (git smart HTTP, branches, commits, files, compare)
     # slot:merge_requests (merge requests, discussions, approvals, merge)
     # slot:pipelines (pipelines, jobs, runner, test reports)
