@@ -115,9 +115,9 @@ async def approve(request: web.Request) -> web.Response:
     params = await Params.of(request)
     before = await snapshot(app, project, mr)
     already = any(int(row["id"]) == int(user["id"]) for row in before.approved_by)
-    if mr["state"] != "opened" or already:
-        fail(401, "401 Unauthorized")  # GitLab: the user cannot approve (again)
     _check_sha(params, before.git.head_sha)
+    if mr["state"] != "opened" or already:
+        fail(401, "401 Unauthorized")  # GitLab: the approval service refuses (again)
     async with sim.store.write() as conn:
         await conn.execute(
             "INSERT INTO mr_approvals (merge_request_id, user_id, sha, created_at)"
