@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -23,46 +22,39 @@ from forge.sim import mr_discussions, mr_merge
 from forge.sim.core import (
     API,
     DEVELOPER,
-    MAINTAINER,
     SIM_KEY,
-    access_level,
+    Sim,
     current_user,
     load_project,
-    project_json,
     user_by_id,
 )
-from forge.sim.git_repos import GIT_KEY, run_git
-from forge.sim.http import Params, created, fail, invalid, now_iso, paginate, parse_iso
+from forge.sim.git_repos import GIT_KEY
+from forge.sim.http import Params, created, fail, now_iso
+from forge.sim.mr_changes import get_changes, list_commits, list_diffs
 from forge.sim.mr_hooks import emit_merge_request_event
 from forge.sim.mr_labels import apply_label_params, label_changes
+from forge.sim.mr_list import list_merge_requests
 from forge.sim.mr_records import (
     SCHEMA as RECORDS_SCHEMA,
 )
 from forge.sim.mr_records import (
-    SETTING_NAMES,
     assignee_ids_of,
     labels_of,
     load_merge_request,
     merge_settings,
     mr_by_id,
-    save_merge_settings,
     update_mr,
 )
-from forge.sim.mr_status import MERGE_METHODS, draft_title, is_draft_title
+from forge.sim.mr_settings import update_project_settings
+from forge.sim.mr_status import draft_title, is_draft_title
 from forge.sim.mr_views import (
     CACHE_KEY,
     GitFactsCache,
-    diff_refs,
     git_facts,
-    mr_json,
     single_json,
-    snapshot,
 )
 
 SCHEMA = RECORDS_SCHEMA
-
-STATES = ("opened", "closed", "merged", "locked", "all")
-ORDER_COLUMNS = {"created_at": "created_at", "updated_at": "updated_at", "title": "title"}
 
 
 # ---------------------------------------------------------------- create
@@ -175,97 +167,6 @@ async def create_merge_request(request: web.Request) -> web.Response:
 async def get_merge_request(request: web.Request) -> web.Response:
     project, mr = await load_merge_request(request)
     return web.json_response(await single_json(request, project, mr))
-
-
-def _list_query(project_id: int, params: Params) -> tuple[str, list[Any]]:
-    state = params.get_str("state", "all") or "all"
-    if state not in STATES:
-        fail(400, "state does not have a valid value", key="error")
-    clauses: list[str] = ["project_id = ?"]
-    args: list[Any] = [project_id]
-    if state != "all":
-        clauses.append("state = ?")
-        args.append(state)
-    for name in ("source_branch", "target_branch"):
-        value = params.get_str(name)
-        if value is not None:
-            clauses.append(f"{name} = ?")
-            args.append(value)
-    iids = params.get_int_list("iids")
-    if iids:
-        clauses.append(f"iid IN ({', '.join('?' for _ in iids)})")
-        args.extend(iids)
-    author_id = params.get_int("author_id")
-    if author_id is not None:
-        clauses.append("author_id = ?")
-        args.append(author_id)
-    for name, op in (
-        ("updated_after", ">="),
-        ("updated_before", "<="),
-        ("created_after", ">="),
-        ("created_before", "<="),
-    ):
-        value = params.get_str(name)
-        if value is not None:
-            try:
-                moment = parse_iso(value)
-            except ValueError:
-                invalid(name)
-            clauses.append(f"julianday({name.split('_')[0]}_at) {op} julianday(?)")
-            args.append(moment.isoformat())
-    search = params.get_str("search")
-    if search:
-        clauses.append("(title LIKE ? OR description LIKE ?)")
-        args.extend([f"%{search}%", f"%{search}%"])
-    order = ORDER_COLUMNS.get(params.get_str("order_by", "created_at") or "created_at")
-    if order is None:
-        fail(400, "order_by does not have a valid value", key="error")
-    sort = params.get_str("sort", "desc") or "desc"
-    if sort not in ("asc", "desc"):
-        fail(400, "sort does not have a valid value", key="error")
-    sql = f"SELECT * FROM merge_requests WHERE {' AND '.join(clauses)} ORDER BY {order} {sort}, id {sort}"
-    return sql, args
-
-
-def _labels_match(mr: sqlite3.Row, wanted: list[str] | None) -> bool:
-    if wanted is None:
-        return True
-    have = {label.lower() for label in labels_of(mr)}
-    if [w.lower() for w in wanted] == ["none"]:
-        return not have
-    if [w.lower() for w in wanted] == ["any"]:
-        return bool(have)
-    return all(label.lower() in have for label in wanted)
-
-
-def _page_window(request: web.Request, total: int) -> range:
-    """The indices :func:`paginate` will answer with, so only those are serialised."""
-    try:
-        page = max(1, int(request.query.get("page", "1")))
-        per_page = min(100, max(1, int(request.query.get("per_page", "20"))))
-    except ValueError:
-        return range(0)
-    start = (page - 1) * per_page
-    return range(min(start, total), min(start + per_page, total))
-
-
-async def list_merge_requests(request: web.Request) -> web.Response:
-    app = request.app
-    sim = app[SIM_KEY]
-    project = await load_project(request)
-    params = await Params.of(request)
-    sql, args = _list_query(int(project["id"]), params)
-    rows = await sim.store.fetchall(sql, args)
-    wanted = params.get_list("labels")
-    rows = [row for row in rows if _labels_match(row, wanted)]
-    wip = params.get_str("wip")
-    if wip in ("yes", "no"):
-        rows = [row for row in rows if is_draft_title(row["title"]) == (wip == "yes")]
-    items: list[dict[str, Any] | None] = [None] * len(rows)
-    for index in _page_window(request, len(rows)):
-        mr = rows[index]
-        items[index] = await mr_json(app, project, mr, await snapshot(app, project, mr))
-    return paginate(request, items)
 
 
 # ---------------------------------------------------------------- update
@@ -396,94 +297,7 @@ async def _state_event(
     return "update"
 
 
-# ---------------------------------------------------------------- changes, diffs, commits
-
-
-async def _refs(request: web.Request) -> tuple[sqlite3.Row, sqlite3.Row, dict[str, str | None]]:
-    project, mr = await load_merge_request(request)
-    return project, mr, diff_refs(await git_facts(request.app, project, mr))
-
-
-async def get_changes(request: web.Request) -> web.Response:
-    project, mr, refs = await _refs(request)
-    body = await single_json(request, project, mr)
-    changes: list[dict[str, Any]] = []
-    if refs["base_sha"] and refs["head_sha"]:
-        changes = await request.app[GIT_KEY].diff(project, refs["base_sha"], refs["head_sha"])
-    body["changes"] = changes
-    body["overflow"] = False
-    return web.json_response(body)
-
-
-async def list_diffs(request: web.Request) -> web.Response:
-    project, _, refs = await _refs(request)
-    changes: list[dict[str, Any]] = []
-    if refs["base_sha"] and refs["head_sha"]:
-        changes = await request.app[GIT_KEY].diff(project, refs["base_sha"], refs["head_sha"])
-    return paginate(request, changes)
-
-
-async def mr_commits(
-    app: web.Application, project: sqlite3.Row, base: str, head: str
-) -> list[dict[str, Any]]:
-    """Commits on ``head`` that ``base`` lacks, newest first (GitLab's MR commit list)."""
-    repos = app[GIT_KEY]
-    _, out = await run_git("rev-list", f"{base}..{head}", git_dir=await repos.ensure(project))
-    wanted = set(out.decode().split())
-    if not wanted:
-        return []
-    return [c for c in await repos.log(project, head, limit=None) if c["id"] in wanted]
-
-
-async def list_commits(request: web.Request) -> web.Response:
-    project, _, refs = await _refs(request)
-    commits: list[dict[str, Any]] = []
-    if refs["base_sha"] and refs["head_sha"]:
-        commits = await mr_commits(request.app, project, refs["base_sha"], refs["head_sha"])
-    return paginate(request, commits)
-
-
-# ---------------------------------------------------------------- project merge settings
-
-
-async def update_project_settings(request: web.Request) -> web.Response:
-    sim = request.app[SIM_KEY]
-    project = await load_project(request, MAINTAINER)
-    params = await Params.of(request)
-    unsupported = sorted(set(params.json()) - set(SETTING_NAMES) - {"id"})
-    if unsupported:
-        fail(
-            400,
-            f"the simulator cannot change {', '.join(unsupported)}: PUT /projects/:id accepts"
-            f" only {', '.join(SETTING_NAMES)}",
-            key="error",
-        )
-    settings = await merge_settings(sim, int(project["id"]))
-    method = params.get_str("merge_method", settings.merge_method) or settings.merge_method
-    if method not in MERGE_METHODS:
-        fail(400, "merge_method does not have a valid value", key="error")
-    approvals = params.get_int("approvals_before_merge", settings.approvals_before_merge)
-    if approvals is None or approvals < 0:
-        invalid("approvals_before_merge")
-    settings = replace(
-        settings,
-        merge_method=method,
-        approvals_before_merge=approvals,
-        **{
-            name: params.get_bool(name, getattr(settings, name))
-            for name in (
-                "only_allow_merge_if_pipeline_succeeds",
-                "only_allow_merge_if_all_discussions_are_resolved",
-                "remove_source_branch_after_merge",
-            )
-        },
-    )
-    await save_merge_settings(sim, int(project["id"]), settings)
-    level = await access_level(sim, current_user(request), int(project["id"]))
-    return web.json_response({**project_json(sim, project, level), **settings.as_json()})
-
-
-def setup(app: web.Application, sim: object) -> None:
+def setup(app: web.Application, sim: Sim) -> None:
     app[CACHE_KEY] = GitFactsCache()
     r = app.router
     base = f"{API}/projects/{{id}}/merge_requests"
