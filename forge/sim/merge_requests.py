@@ -43,6 +43,7 @@ from forge.sim.mr_records import (
     load_merge_request,
     merge_settings,
     mr_by_id,
+    open_mr_for_source,
     update_mr,
 )
 from forge.sim.mr_settings import update_project_settings
@@ -53,6 +54,7 @@ from forge.sim.mr_views import (
     git_facts,
     single_json,
 )
+from forge.sim.notes import later_than
 
 SCHEMA = RECORDS_SCHEMA
 
@@ -210,6 +212,8 @@ async def update_merge_request(request: web.Request) -> web.Response:
         )
     fields: dict[str, Any] = {}
     changes: dict[str, Any] = {}
+    # The state event is checked first: a refused reopen must not leave new labels behind.
+    action = await _state_event(app, project, mr, params, user, fields)
     title = mr["title"]
     if params.has("title"):
         title = params.get_str("title") or ""
@@ -242,10 +246,10 @@ async def update_merge_request(request: web.Request) -> web.Response:
     for flag in ("remove_source_branch", "squash"):
         if params.has(flag):
             fields[flag] = params.get_bool(flag)
-    action = await _state_event(app, project, mr, params, user, fields)
-    changed = bool(changes) or action != "update" or len(fields) > 2
+            _change(changes, flag, bool(mr[flag]), fields[flag])
+    changed = bool(changes) or action != "update"
     if changed:
-        fields["updated_at"] = now_iso()
+        fields["updated_at"] = later_than(mr["updated_at"])
         _change(changes, "updated_at", mr["updated_at"], fields["updated_at"])
     async with sim.store.write() as conn:
         if action == "reopen":
@@ -292,6 +296,9 @@ async def _state_event(
         )
         return "close"
     if event == "reopen" and mr["state"] == "closed":
+        duplicate = await open_mr_for_source(app[SIM_KEY], int(project["id"]), mr["source_branch"])
+        if duplicate is not None:
+            raise _duplicate_source(int(duplicate["iid"]))
         fields.update(state="opened", closed_at=None, closed_by_id=None)
         return "reopen"
     return "update"

@@ -33,6 +33,7 @@ from forge.sim.mr_issues import close_referenced_issues
 from forge.sim.mr_records import load_merge_request, mr_by_id, update_mr
 from forge.sim.mr_status import detailed_merge_status
 from forge.sim.mr_views import Snapshot, git_facts, single_json, snapshot
+from forge.sim.notes import later_than
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ async def merge(request: web.Request) -> web.Response:
                 "state": "merged",
                 "merged_by_id": user["id"],
                 "merged_at": now_iso(),
-                "updated_at": now_iso(),
+                "updated_at": later_than(mr["updated_at"]),
                 "merge_commit_sha": new_target,
                 "squash_commit_sha": new_target if squash else None,
                 "squash": squash,
@@ -288,7 +289,7 @@ async def follow_source_push(
                     "head_sha": after,
                     "base_sha": facts.base_sha,
                     "start_sha": facts.target_sha,
-                    "updated_at": now_iso(),
+                    "updated_at": later_than(mr["updated_at"]),
                 },
             )
         await emit_merge_request_event(app, project, int(mr["id"]), user, "update", oldrev=oldrev)
