@@ -1,0 +1,12 @@
+"""The guard: every write crewline makes to GitLab is screened here first (DESIGN §6).
+
+Blocks known secret formats, high-entropy secret assignments, crewline's own tokens,
+prompt-injection markers and invisible Unicode; neutralises GitLab quick actions in
+the prose crewline posts. Pure: the gateway audits the verdict and refuses the write.
+"""
+
+from forge.guard.findings import Finding, GuardBlocked
+from forge.guard.guard import Guard
+from forge.guard.quick_actions import QUICK_ACTIONS, neutralise_quick_actions
+
+__all__ = ["QUICK_ACTIONS", "Finding", "Guard", "GuardBlocked", "neutralise_quick_actions"]

@@ -1,0 +1,189 @@
+"""Generic secret assignments: ``password = "..."``, ``api_key: ...``, ``SECRET_KEY=...``.
+
+A value is reported only when the key names a credential, the value is a literal (not
+an expression, variable, path, URL or placeholder) of at least 16 characters, and it
+looks random (Shannon entropy over a threshold). The rules lean towards passing real
+code: a false positive blocks real work, and the formats with a recognisable shape
+are caught by ``secret_rules`` regardless of how they are assigned.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+
+from forge.guard.entropy import shannon_entropy
+from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
+
+RULE = "secret.generic_assignment"
+MIN_LENGTH = 16
+# Bits per character. Random hex of 16+ characters averages above 3.2, other random
+# alphabets above 3.7; English-like identifiers sit lower or are excluded as words.
+HEX_ENTROPY = 3.0
+OTHER_ENTROPY = 3.3
+
+# key  [closing quote]  [": type" annotation]  operator  [opening quote]  value
+_ASSIGNMENT = re.compile(
+    r"(?<![A-Za-z0-9_.])(?P<key>[A-Za-z_-][A-Za-z0-9_.-]{0,80})[\"']?[ \t]*"
+    r"(?::[ \t]*[A-Za-z_][\w\[\], |]{0,40}?[ \t]*(?==))?"
+    r"(?:=>|:=|=|:)[ \t]*(?P<quote>[\"'`]?)"
+    r"(?P<value>[^\s\"'`,;(){}\[\]<>$\\]{16,512})(?=[\"'`\s,;)]|$)"
+)
+_KEY_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "pass",
+        "pwd",
+        "secret",
+        "secrets",
+        "token",
+        "apikey",
+        "credential",
+        "credentials",
+        "auth",
+        "bearer",
+        "pat",
+    }
+)
+_SECRET_KEY_PAIRS = frozenset(
+    {
+        ("api", "key"),
+        ("access", "key"),
+        ("private", "key"),
+        ("signing", "key"),
+        ("encryption", "key"),
+        ("master", "key"),
+        ("app", "key"),
+        ("client", "key"),
+    }
+)
+# A key ending in one of these describes a credential rather than holding one.
+_DESCRIPTIVE_LAST_WORDS = frozenset(
+    [
+        "file",
+        "path",
+        "dir",
+        "url",
+        "uri",
+        "endpoint",
+        "host",
+        "name",
+        "names",
+        "id",
+        "ids",
+        "type",
+        "header",
+        "field",
+        "env",
+        "var",
+        "variable",
+        "label",
+        "prompt",
+        "length",
+        "len",
+        "size",
+        "count",
+        "ttl",
+        "expiry",
+        "expires",
+        "expiration",
+        "timeout",
+        "format",
+        "pattern",
+        "regex",
+        "hash",
+        "algorithm",
+        "algo",
+        "scope",
+        "scopes",
+        "kind",
+        "mode",
+        "policy",
+        "ref",
+        "location",
+        "provider",
+        "method",
+        "prefix",
+        "suffix",
+        "version",
+        "hint",
+        "description",
+        "help",
+        "message",
+        "msg",
+        "text",
+        "title",
+        "placeholder",
+        "required",
+        "enabled",
+        "min",
+        "max",
+        "limit",
+        "store",
+        "manager",
+        "class",
+        "factory",
+        "generator",
+        "validator",
+        "reset",
+        "confirm",
+        "strength",
+        "rules",
+        "input",
+        "form",
+        "template",
+        "command",
+        "cmd",
+        "source",
+        "backend",
+    ]
+)
+_CODE_REFERENCE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+_WORDS_ONLY = re.compile(r"[a-z]+(?:[-_. ][a-z]+)*")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def _names_a_credential(key: str) -> bool:
+    words = [word.lower() for word in _KEY_WORD.findall(key)]
+    if not words or words[-1] in _DESCRIPTIVE_LAST_WORDS:
+        return False
+    if any(word in _SECRET_WORDS for word in words):
+        return True
+    return any(pair in _SECRET_KEY_PAIRS for pair in itertools.pairwise(words))
+
+
+def _character_classes(value: str) -> int:
+    return sum(
+        (
+            any(c.islower() for c in value),
+            any(c.isupper() for c in value),
+            any(c.isdigit() for c in value),
+            any(not c.isalnum() for c in value),
+        )
+    )
+
+
+def _is_literal_secret(value: str, quoted: bool) -> bool:
+    if looks_like_placeholder(value) or "://" in value or value.startswith(("/", "./", "../", "~")):
+        return False
+    if _WORDS_ONLY.fullmatch(value) or _character_classes(value) < 2:
+        return False
+    # Unquoted, a dotted or snake_case name is a reference to a variable, not a literal.
+    if not quoted and _CODE_REFERENCE.fullmatch(value) and ("." in value or "_" in value):
+        return False
+    threshold = HEX_ENTROPY if _HEX.fullmatch(value) else OTHER_ENTROPY
+    return shannon_entropy(value) >= threshold
+
+
+def assignment_hits(text: str) -> Iterator[SecretHit]:
+    """Each high-entropy literal assigned to a credential-named key."""
+    for match in _ASSIGNMENT.finditer(text):
+        key = match.group("key")
+        value = match.group("value")
+        if _names_a_credential(key) and _is_literal_secret(value, bool(match.group("quote"))):
+            reason = f"a high-entropy value assigned to {key!r} looks like a secret; {ROTATE}"
+            yield SecretHit(RULE, match.start("value"), match.end("value"), reason)

@@ -1,0 +1,232 @@
+"""The guard: screens everything crewline is about to write to GitLab.
+
+Pure: no I/O. The caller (the GitLab gateway) audits the verdict and refuses the write;
+a blocked call raises before anything is returned, so nothing partial can be sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from forge.guard.assignments import assignment_hits
+from forge.guard.findings import (
+    QUICK_ACTION_PREFIX,
+    Finding,
+    GuardBlocked,
+    printable_excerpt,
+    redact_secret,
+)
+from forge.guard.injection import injection_hits
+from forge.guard.quick_actions import neutralise_quick_actions, quick_action_spans
+from forge.guard.refnames import ref_format_problem
+from forge.guard.secret_rules import FORMAT_RULES, ROTATE, SecretHit
+from forge.guard.unicode_rules import unicode_hits
+
+OWN_SECRET_RULE = "secret.own_token"
+MIN_OWN_SECRET_LENGTH = 8
+# Printable ASCII runs inside binary content, as ``strings`` would show them.
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """Blocking findings with the reason of each, in text order."""
+
+    findings: tuple[Finding, ...]
+    reasons: tuple[str, ...]
+
+
+class Guard:
+    """Screens text, file contents, branch names and API payloads before they are sent."""
+
+    def __init__(self, own_secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a token that contains another is reported as itself.
+        unique = {secret for secret in own_secrets if len(secret) >= MIN_OWN_SECRET_LENGTH}
+        self._own_secrets = tuple(sorted(unique, key=len, reverse=True))
+
+    # -- finding things ---------------------------------------------------------------
+
+    def scan(self, text: str, *, where: str = "text") -> list[Finding]:
+        """Everything found in ``text``, quick actions included, in text order."""
+        findings, _ = self._scan_with_reasons(text, where, quick_actions=True)
+        return findings
+
+    def _scan_with_reasons(
+        self, text: str, where: str, *, quick_actions: bool, secrets_only: bool = False
+    ) -> tuple[list[Finding], list[str]]:
+        pairs = [(self._finding(hit, text, where), hit.reason) for hit in self._secret_hits(text)]
+        if not secrets_only:
+            pairs += [
+                (
+                    Finding(
+                        hit.rule,
+                        where,
+                        hit.start,
+                        hit.end,
+                        printable_excerpt(text[hit.start : hit.end]),
+                    ),
+                    hit.reason,
+                )
+                for hit in injection_hits(text)
+            ]
+            pairs += [
+                (Finding(hit.rule, where, hit.start, hit.end, hit.codepoints), hit.reason)
+                for hit in unicode_hits(text)
+            ]
+        if quick_actions:
+            pairs += [
+                (Finding(f"{QUICK_ACTION_PREFIX}{command}", where, start, end, f"/{command}"), "")
+                for start, end, command in quick_action_spans(text)
+            ]
+        pairs.sort(key=lambda pair: (pair[0].start, pair[0].end, pair[0].rule))
+        return [finding for finding, _ in pairs], [reason for _, reason in pairs]
+
+    @staticmethod
+    def _finding(hit: SecretHit, text: str, where: str) -> Finding:
+        return Finding(
+            hit.rule, where, hit.start, hit.end, redact_secret(text[hit.start : hit.end])
+        )
+
+    def _secret_hits(self, text: str) -> list[SecretHit]:
+        """Secret hits without overlaps: own tokens win, then known formats, then generic."""
+        kept: list[SecretHit] = []
+        for hit in self._candidate_secret_hits(text):
+            if not any(hit.start < other.end and other.start < hit.end for other in kept):
+                kept.append(hit)
+        return kept
+
+    def _candidate_secret_hits(self, text: str) -> Iterator[SecretHit]:
+        for secret in self._own_secrets:
+            start = text.find(secret)
+            while start != -1:
+                reason = f"crewline's own configured token found; {ROTATE}"
+                yield SecretHit(OWN_SECRET_RULE, start, start + len(secret), reason)
+                start = text.find(secret, start + len(secret))
+        for rule in FORMAT_RULES:
+            yield from rule.hits(text)
+        yield from assignment_hits(text)
+
+    # -- refusing things --------------------------------------------------------------
+
+    @staticmethod
+    def _raise_if_blocking(findings: list[Finding], reasons: list[str]) -> None:
+        blocking = [(f, r) for f, r in zip(findings, reasons, strict=True) if f.blocking]
+        if blocking:
+            first, reason = blocking[0]
+            raise GuardBlocked(
+                first.rule, first.where, reason, first.redacted, [f for f, _ in blocking]
+            )
+
+    def screen_text(self, text: str, *, where: str) -> str:
+        """Prose crewline posts: refuse secrets and injection, neutralise quick actions."""
+        self._raise_if_blocking(*self._scan_with_reasons(text, where, quick_actions=False))
+        return neutralise_quick_actions(text)
+
+    def screen_content(self, content: str | bytes, *, where: str) -> None:
+        """Commit file contents: refuse secrets and injection; never rewrite.
+
+        Binary content (a NUL byte, or bytes that are not UTF-8) is scanned for secrets
+        only, in its printable ASCII runs: injection markers need readable text.
+        """
+        data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
+        text = _as_text(data)
+        if text is not None:
+            self._raise_if_blocking(*self._scan_with_reasons(text, where, quick_actions=False))
+            return
+        findings: list[Finding] = []
+        reasons: list[str] = []
+        for run in _PRINTABLE_RUN.finditer(data):
+            run_findings, run_reasons = self._scan_with_reasons(
+                run.group().decode("ascii"), where, quick_actions=False, secrets_only=True
+            )
+            findings += [_shifted(finding, run.start()) for finding in run_findings]
+            reasons += run_reasons
+        self._raise_if_blocking(findings, reasons)
+
+    def screen_branch(self, name: str) -> None:
+        """A branch name: refuse secrets, invisible Unicode and names git would reject."""
+        where = "branch"
+        self._raise_if_blocking(*self._scan_with_reasons(name, where, quick_actions=False))
+        problem = ref_format_problem(name)
+        if problem is not None:
+            raise GuardBlocked(
+                "branch.invalid",
+                where,
+                f"not a valid git branch name: {problem}; choose a name git check-ref-format accepts",
+                printable_excerpt(name),
+            )
+
+    def screen_payload(
+        self, payload: Mapping[str, object], *, where: str, text_fields: Collection[str]
+    ) -> dict[str, object]:
+        """Every string in ``payload``, recursively; quick actions neutralised in ``text_fields``.
+
+        A field is a text field when its key (at any depth) is in ``text_fields``. All or
+        nothing: every blocking finding in every field is collected, then one
+        ``GuardBlocked`` is raised and nothing is returned.
+        """
+        screener = _PayloadScreener(self, text_fields)
+        screened = screener.mapping(payload, where)
+        if screener.blocked:
+            first = screener.blocked[0]
+            findings = [finding for error in screener.blocked for finding in error.findings]
+            raise GuardBlocked(first.rule, first.where, first.reason, first.redacted, findings)
+        return screened
+
+
+class _PayloadScreener:
+    """Walks a payload, building the screened copy and collecting every refusal."""
+
+    def __init__(self, guard: Guard, text_fields: Collection[str]) -> None:
+        self._guard = guard
+        self._text_fields = text_fields
+        self.blocked: list[GuardBlocked] = []
+
+    def mapping(self, payload: Mapping[str, object], where: str) -> dict[str, object]:
+        return {
+            key: self.value(value, f"{where}.{key}", key in self._text_fields)
+            for key, value in payload.items()
+        }
+
+    def value(self, value: object, where: str, is_text: bool) -> object:
+        try:
+            if isinstance(value, str):
+                if is_text:
+                    return self._guard.screen_text(value, where=where)
+                self._guard.screen_content(value, where=where)
+                return value
+            if isinstance(value, bytes):
+                self._guard.screen_content(value, where=where)
+                return value
+        except GuardBlocked as error:
+            self.blocked.append(error)
+            return value
+        if isinstance(value, Mapping):
+            return self.mapping(value, where)
+        if isinstance(value, list | tuple):
+            return [
+                self.value(item, f"{where}[{index}]", is_text) for index, item in enumerate(value)
+            ]
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        raise TypeError(
+            f"{where}: the guard cannot screen a {type(value).__name__}; "
+            "convert it to str, int, float, bool, None, a list or a mapping before sending"
+        )
+
+
+def _as_text(data: bytes) -> str | None:
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _shifted(finding: Finding, offset: int) -> Finding:
+    return Finding(
+        finding.rule, finding.where, finding.start + offset, finding.end + offset, finding.redacted
+    )

@@ -1,0 +1,84 @@
+"""Invisible Unicode: characters that hide text from the humans reviewing it.
+
+- Tag characters (U+E0000–U+E007F) spell out ASCII invisibly: the classic carrier for
+  instructions a model reads and a reviewer cannot see.
+- Bidi controls (U+202A–U+202E, U+2066–U+2069) reorder what is displayed ("Trojan Source").
+- Zero-width characters (U+200B–U+200D, U+2060, U+FEFF) split or hide words. Two uses
+  are legitimate and pass: U+FEFF as a byte-order mark at the very start, and the
+  joiners U+200C/U+200D between two non-ASCII characters (emoji sequences such as
+  👩‍💻, and the scripts — Persian, Indic — that need them).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+_REMOVE = "it can hide or reorder text so reviewers do not see what is sent; remove it"
+
+_TAG = re.compile("[\U000e0000-\U000e007f]+")
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060\ufeff]")
+_JOINERS = "\u200c\u200d"
+_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+
+
+@dataclass(frozen=True)
+class UnicodeHit:
+    rule: str
+    start: int
+    end: int
+    codepoints: str
+    reason: str
+
+
+def _codepoint_label(char: str) -> str:
+    name = unicodedata.name(char, "unnamed")
+    return f"U+{ord(char):04X} {name}"
+
+
+def _is_visible_non_ascii(char: str) -> bool:
+    return ord(char) > 0x7F and char not in _INVISIBLE
+
+
+def _legitimate_zero_width(text: str, index: int) -> bool:
+    char = text[index]
+    if char == "\ufeff" and index == 0:
+        return True
+    if char in _JOINERS and 0 < index < len(text) - 1:
+        return _is_visible_non_ascii(text[index - 1]) and _is_visible_non_ascii(text[index + 1])
+    return False
+
+
+def unicode_hits(text: str) -> Iterator[UnicodeHit]:
+    """Every invisible or reordering character that has no legitimate reason to be there."""
+    for match in _TAG.finditer(text):
+        label = (
+            f"{len(match.group())} tag character(s) starting {_codepoint_label(match.group()[0])}"
+        )
+        yield UnicodeHit(
+            "unicode.tag_characters",
+            match.start(),
+            match.end(),
+            label,
+            f"invisible Unicode tag characters found; {_REMOVE}",
+        )
+    for match in _BIDI.finditer(text):
+        yield UnicodeHit(
+            "unicode.bidi_control",
+            match.start(),
+            match.end(),
+            _codepoint_label(match.group()),
+            f"a bidirectional control character found; {_REMOVE}",
+        )
+    for match in _ZERO_WIDTH.finditer(text):
+        if not _legitimate_zero_width(text, match.start()):
+            yield UnicodeHit(
+                "unicode.zero_width",
+                match.start(),
+                match.end(),
+                _codepoint_label(match.group()),
+                f"a zero-width character found mid-text; {_REMOVE}",
+            )
