@@ -1,0 +1,233 @@
+"""One aiosqlite connection per process, with transactions we control (BEGIN IMMEDIATE).
+
+The connection runs in autocommit mode (``isolation_level=None``): Python's sqlite3 never opens a
+transaction behind our back. Every write goes through :meth:`Database.transaction`, which takes
+the write lock up front with ``BEGIN IMMEDIATE`` so a read-then-write inside it can never be
+interleaved with another writer, in this process or any other. An ``asyncio.Lock`` serialises
+transactions (and reads) on the one connection: two coroutines must never share a transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage.errors import StorageBusyError, StorageError
+from storage.schema import Migration, apply_migrations, load_migrations
+
+log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | Mapping[str, Any]
+T = TypeVar("T")
+
+# BEGIN IMMEDIATE already waits busy_timeout_ms inside SQLite; these retries cover the rarer case
+# where heavy multi-process contention outlasts it. Bounded so a stuck writer surfaces as an error.
+_BUSY_RETRIES = 6
+_BUSY_BACKOFF_SECONDS = 0.02
+_BUSY_BACKOFF_CAP_SECONDS = 0.5
+
+
+class StorageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Field(Path("var/crewline.sqlite3"), description="SQLite database file")
+    busy_timeout_ms: int = Field(
+        5000, gt=0, description="How long a writer waits for another writer's lock, in ms"
+    )
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write statement did."""
+
+    rowcount: int
+    lastrowid: int | None
+
+
+class Transaction:
+    """The statements of one open transaction. Only valid inside ``async with db.transaction()``."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self.connection = connection
+
+    async def execute(self, sql: str, params: Params = ()) -> Written:
+        return await _execute(self.connection, sql, params)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        return await _fetchone(self.connection, sql, params)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return await _fetchall(self.connection, sql, params)
+
+
+class Database:
+    """A migrated SQLite database. Create with :meth:`open`, finish with :meth:`close`."""
+
+    def __init__(self, connection: aiosqlite.Connection, path: Path, busy_timeout_ms: int) -> None:
+        self._connection: aiosqlite.Connection | None = connection
+        self._lock = asyncio.Lock()
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        migrations: Sequence[Migration] | None = None,
+    ) -> Database:
+        """Open (creating it and its parent directories if needed) and migrate the database.
+
+        ``migrations`` defaults to the ones shipped in ``storage/migrations``; tests pass others.
+        """
+        if busy_timeout_ms <= 0:
+            raise ValueError(f"busy_timeout_ms must be > 0, got {busy_timeout_ms}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        db = cls(connection, path, busy_timeout_ms)
+        try:
+            await _execute(connection, f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            await db._retry_busy(db._use_wal, "switching to WAL")
+            await _execute(connection, "PRAGMA synchronous = FULL")
+            await _execute(connection, "PRAGMA foreign_keys = ON")
+            known = list(migrations) if migrations is not None else load_migrations()
+            async with db.transaction() as tx:
+                await apply_migrations(tx, known, path)
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def _use_wal(self) -> None:
+        row = await _fetchone(self._require_open(), "PRAGMA journal_mode = WAL")
+        mode = str(row[0]).lower() if row else "unknown"
+        if mode != "wal":
+            raise StorageError(
+                f"{self.path}: SQLite refused WAL mode (journal_mode is {mode!r}); put the "
+                "database on a local filesystem that supports shared memory (not NFS)"
+            )
+
+    async def close(self) -> None:
+        """Close the connection. Safe to call twice."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._connection is None
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; ``ROLLBACK`` if the body raises (then re-raise)."""
+        async with self._lock:
+            connection = self._require_open()
+            if connection.in_transaction:
+                # Only possible if an earlier ROLLBACK itself failed; never build on its leftovers.
+                log.warning("storage %s: rolling back a transaction left open", self.path)
+                await _execute(connection, "ROLLBACK")
+            await self._retry_busy(lambda: _execute(connection, "BEGIN IMMEDIATE"), "BEGIN")
+            try:
+                yield Transaction(connection)
+            except BaseException:
+                await self._rollback(connection)
+                raise
+            try:
+                await _execute(connection, "COMMIT")
+            except BaseException:
+                await self._rollback(connection)
+                raise
+
+    async def _rollback(self, connection: aiosqlite.Connection) -> None:
+        try:
+            if connection.in_transaction:
+                await _execute(connection, "ROLLBACK")
+        except sqlite3.Error:
+            log.exception("storage %s: ROLLBACK failed", self.path)
+
+    async def _retry_busy(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        for attempt in range(_BUSY_RETRIES + 1):
+            try:
+                return await operation()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                if attempt == _BUSY_RETRIES:
+                    raise StorageBusyError(
+                        f"{self.path}: still locked by another writer after {attempt + 1} tries "
+                        f"of {self.busy_timeout_ms} ms each ({what}); find the process holding a "
+                        "long write transaction, or raise storage.busy_timeout_ms"
+                    ) from exc
+                delay = min(_BUSY_BACKOFF_CAP_SECONDS, _BUSY_BACKOFF_SECONDS * 2**attempt)
+                log.warning(
+                    "storage %s: busy during %s (try %d), retrying in %.3fs",
+                    self.path,
+                    what,
+                    attempt + 1,
+                    delay,
+                )
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        """Run a read outside any transaction (it sees the latest committed state)."""
+        async with self._lock:
+            return await _fetchone(self._require_open(), sql, params)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self._lock:
+            return await _fetchall(self._require_open(), sql, params)
+
+    async def execute(self, sql: str, params: Params = ()) -> Written:
+        """Run one write statement in a transaction of its own."""
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
+
+    def _require_open(self) -> aiosqlite.Connection:
+        if self._connection is None:
+            raise StorageError(f"{self.path}: the database is closed; open it again first")
+        return self._connection
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == sqlite3.SQLITE_BUSY
+    return "database is locked" in str(exc)
+
+
+async def _execute(connection: aiosqlite.Connection, sql: str, params: Params = ()) -> Written:
+    async with connection.execute(sql, params) as cursor:
+        return Written(rowcount=cursor.rowcount, lastrowid=cursor.lastrowid)
+
+
+async def _fetchone(
+    connection: aiosqlite.Connection, sql: str, params: Params = ()
+) -> sqlite3.Row | None:
+    async with connection.execute(sql, params) as cursor:
+        row: sqlite3.Row | None = await cursor.fetchone()
+        return row
+
+
+async def _fetchall(
+    connection: aiosqlite.Connection, sql: str, params: Params = ()
+) -> list[sqlite3.Row]:
+    async with connection.execute(sql, params) as cursor:
+        return list(await cursor.fetchall())
