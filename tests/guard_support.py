@@ -1,0 +1,61 @@
+"""The guard corpus: loading samples and screening each the way crewline would.
+
+Shared by tests/test_guard_corpus.py and bench/guard.py. Each sample file starts with
+header lines: ``# expect: <rule>`` (``clean`` for negatives), optionally
+``# screen: text|content|branch`` (default ``text``) and ``# own-secret: <token>``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from forge.guard import Guard
+
+CORPUS = Path(__file__).parent / "guard_corpus"
+_HEADER = re.compile(r"# (expect|screen|own-secret): (.*)\n")
+SCREENS = ("text", "content", "branch")
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    expect: str
+    screen: str
+    own_secrets: tuple[str, ...]
+    body: str
+
+
+def parse_sample(name: str, raw: str) -> Sample:
+    fields: dict[str, list[str]] = {}
+    position = 0
+    while match := _HEADER.match(raw, position):
+        fields.setdefault(match.group(1), []).append(match.group(2).strip())
+        position = match.end()
+    if "expect" not in fields:
+        raise ValueError(f"{name}: the first line must be '# expect: <rule>' (or 'clean')")
+    screen = fields.get("screen", ["text"])[0]
+    if screen not in SCREENS:
+        raise ValueError(f"{name}: '# screen: {screen}' must be one of {', '.join(SCREENS)}")
+    body = raw[position:]
+    if screen == "branch":
+        body = body.rstrip("\n")
+    return Sample(name, fields["expect"][0], screen, tuple(fields.get("own-secret", [])), body)
+
+
+def load_samples(kind: str) -> list[Sample]:
+    """Every sample under ``guard_corpus/<kind>`` (``positive`` or ``negative``), by name."""
+    paths = sorted((CORPUS / kind).glob("*.txt"))
+    return [parse_sample(path.stem, path.read_text(encoding="utf-8")) for path in paths]
+
+
+def screen_sample(sample: Sample) -> None:
+    """Screen ``sample`` as crewline would screen that kind of write; raises GuardBlocked."""
+    guard = Guard(own_secrets=sample.own_secrets)
+    if sample.screen == "text":
+        guard.screen_text(sample.body, where=sample.name)
+    elif sample.screen == "content":
+        guard.screen_content(sample.body, where=sample.name)
+    else:
+        guard.screen_branch(sample.body)
