@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,10 +40,10 @@ _BUSY_BACKOFF_CAP_SECONDS = 0.5
 class StorageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: Path = Field(Path("var/crewline.sqlite3"), description="SQLite database file")
-    busy_timeout_ms: int = Field(
-        5000, gt=0, description="How long a writer waits for another writer's lock, in ms"
-    )
+    path: Annotated[Path, Field(description="SQLite database file")] = Path("var/crewline.sqlite3")
+    busy_timeout_ms: Annotated[
+        int, Field(gt=0, description="How long a writer waits for another writer's lock, in ms")
+    ] = 5000
 
 
 @dataclass(frozen=True)

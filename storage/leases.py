@@ -1,0 +1,124 @@
+"""Leases with fencing tokens: at most one live holder per key, across every process on this host.
+
+A lease is live while ``clock() < expires_at``. Every grant of a key carries a fencing token one
+higher than the key's previous grant: the key's row outlives release, so a token is never reused,
+whether the key was released, taken over after expiry, or re-acquired by the same holder.
+
+Decisions, stated once:
+- ``renew`` only extends a *live* lease held with the current token. An expired lease is dead even
+  if nobody has taken it over yet: a janitor may already have seen it in :meth:`expired` and acted
+  (moved the issue back to ready). The former holder must ``acquire`` again and get a new token.
+- ``release`` clears the lease if holder and token are current, expired or not: it only frees a
+  key nobody else holds. After a takeover the token differs and release changes nothing.
+- ``get`` and ``held_by`` report live leases only; ``expired`` reports the dead, unreleased ones.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from storage.checks import require_number, require_text
+from storage.clock import Clock
+from storage.db import Database
+
+
+@dataclass(frozen=True)
+class Lease:
+    key: str
+    holder: str
+    token: int
+    expires_at: float
+
+
+_COLUMNS = "key, holder, token, expires_at"
+
+
+class LeaseStore:
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def acquire(self, key: str, holder: str, ttl: float) -> Lease | None:
+        """Take ``key`` for ``ttl`` seconds if it is free or its lease expired; else ``None``."""
+        require_text("lease key", key)
+        require_text("lease holder", holder)
+        require_number("lease ttl", ttl, positive=True)
+        async with self._db.transaction() as tx:
+            now = self._clock()
+            # One statement: insert the key's first grant, or take it over when free or expired.
+            row = await tx.fetchone(
+                f"""
+                INSERT INTO leases (key, token, holder, expires_at) VALUES (?, 1, ?, ?)
+                ON CONFLICT (key) DO UPDATE
+                    SET token = token + 1, holder = excluded.holder,
+                        expires_at = excluded.expires_at
+                    WHERE leases.holder IS NULL OR leases.expires_at <= ?
+                RETURNING {_COLUMNS}
+                """,
+                (key, holder, now + ttl, now),
+            )
+        return _lease(row) if row is not None else None
+
+    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
+        """Extend a live lease to ``clock() + ttl``; ``None`` if it expired, was released or lost."""
+        require_number("lease ttl", ttl, positive=True)
+        async with self._db.transaction() as tx:
+            now = self._clock()
+            row = await tx.fetchone(
+                f"""
+                UPDATE leases SET expires_at = ?
+                WHERE key = ? AND holder = ? AND token = ? AND expires_at > ?
+                RETURNING {_COLUMNS}
+                """,
+                (now + ttl, lease.key, lease.holder, lease.token, now),
+            )
+        return _lease(row) if row is not None else None
+
+    async def release(self, lease: Lease) -> bool:
+        """Free the key if ``lease`` is still its current grant; ``False`` if it was not."""
+        written = await self._db.execute(
+            """
+            UPDATE leases SET holder = NULL, expires_at = NULL
+            WHERE key = ? AND holder = ? AND token = ?
+            """,
+            (lease.key, lease.holder, lease.token),
+        )
+        return written.rowcount == 1
+
+    async def get(self, key: str) -> Lease | None:
+        """The live lease on ``key``, or ``None`` when the key is free to acquire."""
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM leases WHERE key = ? AND holder IS NOT NULL AND expires_at > ?",
+            (key, self._clock()),
+        )
+        return _lease(row) if row is not None else None
+
+    async def expired(self, now: float | None = None) -> list[Lease]:
+        """Leases past their expiry that nobody released or took over, oldest expiry first."""
+        rows = await self._db.fetchall(
+            f"""
+            SELECT {_COLUMNS} FROM leases
+            WHERE holder IS NOT NULL AND expires_at <= ? ORDER BY expires_at, key
+            """,
+            (self._clock() if now is None else now,),
+        )
+        return [_lease(row) for row in rows]
+
+    async def held_by(self, holder: str) -> list[Lease]:
+        """The live leases of ``holder``, by key."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM leases WHERE holder = ? AND expires_at > ? ORDER BY key",
+            (holder, self._clock()),
+        )
+        return [_lease(row) for row in rows]
+
+
+def _lease(row: Any) -> Lease:
+    return Lease(
+        key=row["key"],
+        holder=row["holder"],
+        token=int(row["token"]),
+        expires_at=float(row["expires_at"]),
+    )
