@@ -95,6 +95,7 @@ def make_repo(sim: RunningSim, path: str = "demo/app") -> Repo:
             "actions": [{"action": "create", "file_path": "README.md", "content": "hello\n"}],
         }
     )
+    _protect(project, "main")
     return Repo(
         sim,
         path,
@@ -102,6 +103,17 @@ def make_repo(sim: RunningSim, path: str = "demo/app") -> Repo:
         client(sim, BOT_TOKEN).projects.get(path),
         client(sim, MAINTAINER_TOKEN).projects.get(path),
     )
+
+
+def _protect(project: Project, branch: str) -> None:
+    """Maintainers only push and merge ``branch``, as GitLab protects a default branch."""
+    try:
+        project.protectedbranches.create(
+            {"name": branch, "push_access_level": MAINTAINER, "merge_access_level": MAINTAINER}
+        )
+    except gitlab.exceptions.GitlabCreateError as error:
+        if error.response_code != 409:  # already protected by the simulator itself
+            raise
 
 
 @dataclass

@@ -25,7 +25,13 @@ def test_create_get_and_fields(sim: RunningSim) -> None:
             "remove_source_branch": True,
         }
     )
-    assert (mr.iid, mr.state, mr.sha, mr.draft, mr.work_in_progress) == (1, "opened", head, False, False)
+    assert (mr.iid, mr.state, mr.sha, mr.draft, mr.work_in_progress) == (
+        1,
+        "opened",
+        head,
+        False,
+        False,
+    )
     assert mr.labels == ["crewline", "workflow::review-ready"]
     assert mr.author["username"] == "crewline-bot"
     assert mr.references["full"] == "demo/app!1"
@@ -90,7 +96,9 @@ def test_draft_by_flag_or_title_prefix(sim: RunningSim) -> None:
 def test_duplicate_source_branch_is_a_409_naming_the_open_mr(sim: RunningSim) -> None:
     repo = make_repo(sim)
     repo.feature("feature/a", {"a.txt": "a\n"})
-    repo.bot.mergerequests.create({"source_branch": "feature/a", "target_branch": "main", "title": "A"})
+    repo.bot.mergerequests.create(
+        {"source_branch": "feature/a", "target_branch": "main", "title": "A"}
+    )
     with pytest.raises(gitlab.exceptions.GitlabCreateError) as duplicate:
         repo.bot.mergerequests.create(
             {"source_branch": "feature/a", "target_branch": "main", "title": "again"}
@@ -184,8 +192,9 @@ def test_update_fields_labels_and_state_events(sim: RunningSim) -> None:
     reopened = repo.bot.mergerequests.update(1, {"state_event": "reopen"})
     assert reopened["state"] == "opened" and reopened["closed_at"] is None
     update = events.wait_for(
-        lambda e: e.payload["object_attributes"]["action"] == "update"
-        and "title" in e.payload["changes"]
+        lambda e: (
+            e.payload["object_attributes"]["action"] == "update" and "title" in e.payload["changes"]
+        )
     )
     assert update.payload["changes"]["title"] == {"previous": "A", "current": "Better A"}
     events.wait_for(mr_action("close", 1))
@@ -198,9 +207,13 @@ def test_update_fields_labels_and_state_events(sim: RunningSim) -> None:
 def test_reopening_is_refused_while_another_mr_is_open_for_the_source(sim: RunningSim) -> None:
     repo = make_repo(sim)
     repo.feature("feature/a", {"a.txt": "a\n"})
-    repo.bot.mergerequests.create({"source_branch": "feature/a", "target_branch": "main", "title": "A"})
+    repo.bot.mergerequests.create(
+        {"source_branch": "feature/a", "target_branch": "main", "title": "A"}
+    )
     repo.bot.mergerequests.update(1, {"state_event": "close"})
-    repo.bot.mergerequests.create({"source_branch": "feature/a", "target_branch": "main", "title": "B"})
+    repo.bot.mergerequests.create(
+        {"source_branch": "feature/a", "target_branch": "main", "title": "B"}
+    )
     with pytest.raises(gitlab.exceptions.GitlabUpdateError) as refused:
         repo.bot.mergerequests.update(1, {"state_event": "reopen"})
     assert refused.value.response_code == 409
@@ -222,6 +235,8 @@ def test_changes_diffs_and_commits(sim: RunningSim) -> None:
     assert by_path["a.txt"]["new_file"] is True
     assert "+world" in by_path["README.md"]["diff"]
     assert changes["diff_refs"]["head_sha"] == second
-    diffs = repo.bot.manager.gitlab.http_list(f"/projects/{repo.root.id}/merge_requests/1/diffs", get_all=True)
+    diffs = repo.bot.manager.gitlab.http_list(
+        f"/projects/{repo.root.id}/merge_requests/1/diffs", get_all=True
+    )
     assert sorted(d["new_path"] for d in diffs) == ["README.md", "a.txt"]
     assert [c.id for c in mr.commits()] == [second, first]

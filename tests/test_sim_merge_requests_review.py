@@ -15,7 +15,9 @@ from tests.sim_mr_support import BOT_TOKEN, Repo, make_repo
 def _open_mr(sim: RunningSim) -> tuple[Repo, str]:
     repo = make_repo(sim)
     head = repo.feature("feature/a", {"a.txt": "one\ntwo\n"})
-    repo.bot.mergerequests.create({"source_branch": "feature/a", "target_branch": "main", "title": "A"})
+    repo.bot.mergerequests.create(
+        {"source_branch": "feature/a", "target_branch": "main", "title": "A"}
+    )
     return repo, head
 
 
@@ -26,7 +28,11 @@ def test_thread_create_reply_resolve_unresolve(sim: RunningSim) -> None:
     assert re.fullmatch(r"[0-9a-f]{40}", thread.id)
     assert thread.individual_note is False
     first = thread.attributes["notes"][0]
-    assert (first["type"], first["resolvable"], first["resolved"]) == ("DiscussionNote", True, False)
+    assert (first["type"], first["resolvable"], first["resolved"]) == (
+        "DiscussionNote",
+        True,
+        False,
+    )
     author_view = repo.bot.mergerequests.get(1)
     assert author_view.blocking_discussions_resolved is False
     assert author_view.user_notes_count == 1

@@ -15,18 +15,21 @@ from forge.sim.core import DEVELOPER, SIM_KEY, access_level
 from forge.sim.git_errors import GitConflict, GitError, GitStaleRef
 from forge.sim.git_hooks import ZERO_SHA
 from forge.sim.git_repos import GIT_KEY, GitRepos, run_git
-from forge.sim.protected_branches import merge_access_level
-from forge.sim.repository import emit_push
+from forge.sim.protected_branches import level_allows, merge_access_level
+from forge.sim.push_events import emit_push
 
 
 async def may_merge(
     app: web.Application, project: sqlite3.Row, user: sqlite3.Row, branch: str
 ) -> bool:
     """Developers merge into unprotected branches; a protected branch needs its
-    ``merge_access_level`` (Maintainers by default)."""
-    level = await access_level(app[SIM_KEY], user, int(project["id"]))
-    needed = await merge_access_level(app[SIM_KEY], int(project["id"]), branch)
-    return level >= max(DEVELOPER, needed or 0)
+    ``merge_access_level`` (as the protected-branches module decides it)."""
+    sim = app[SIM_KEY]
+    level = await access_level(sim, user, int(project["id"]))
+    if level < DEVELOPER:
+        return False
+    required = await merge_access_level(sim, int(project["id"]), branch)
+    return required is None or level_allows(level, required, is_admin=bool(user["is_admin"]))
 
 
 async def announce_push(
