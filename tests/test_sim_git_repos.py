@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from forge.sim.git_errors import GitActionError, GitConflict, GitStaleRef
-from forge.sim.git_repos import GitRepos
+from forge.sim.git_repos import GitRepos, run_git
 
 AUTHOR = {"author_name": "Ada", "author_email": "ada@example.invalid"}
 
@@ -257,7 +256,5 @@ async def test_checkout_gives_a_working_copy(repos: GitRepos, tmp_path: Path) ->
     await branch_editing(repos, project, "main", "x = 9\n")
     dest = await repos.checkout(project, first, tmp_path / "work")
     assert (dest / "src" / "lib.py").read_text() == "x = 1\n"
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert head == first
+    _, head = await run_git("rev-parse", "HEAD", cwd=dest)
+    assert head.decode().strip() == first

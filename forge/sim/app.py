@@ -38,8 +38,12 @@ ROUTE_MODULES: tuple[str, ...] = (
     "forge.sim.issues",
     "forge.sim.links",
     "forge.sim.hooks",
-    # slot:repository (git smart HTTP, branches, commits, files, compare)
-    # slot:merge_requests (merge requests, discussions, approvals, merge)
+    "forge.sim.repository",
+    "forge.sim.protected_branches",
+    "forge.sim.branches",
+    "forge.sim.commits",
+    "forge.sim.git_http",
+    "forge.sim.merge_requests",
     # slot:pipelines (pipelines, jobs, runner, test reports)
 )
 

@@ -63,8 +63,9 @@ def refusal(rules, old, new, branch):
     matching = [rule for rule in rules if re.fullmatch(rule["regex"], branch)]
     if not matching:
         return None
-    can_push = all(rule["can_push"] for rule in matching)
-    can_force = all(rule["allow_force_push"] for rule in matching)
+    # As on GitLab, the most permissive matching rule decides.
+    can_push = any(rule["can_push"] for rule in matching)
+    can_force = any(rule["can_push"] and rule["allow_force_push"] for rule in matching)
     if new == ZERO:
         return "You can only delete protected branches using the web interface."
     if not can_push:

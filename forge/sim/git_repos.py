@@ -25,11 +25,12 @@ from forge.sim.git_hooks import ZERO_SHA, install_hooks
 from forge.sim.git_tree import TreeEdit, apply_actions
 from forge.sim.http import iso
 
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 _SEP, _END = "\x1f", "\x1e"
 _LOG_FORMAT = _SEP.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%B"]) + _END
 
 
-def _clean_env() -> dict[str, str]:
+def clean_git_env() -> dict[str, str]:
     """The environment git runs in: no user or system configuration leaks in."""
     keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
     env = {key: os.environ[key] for key in keep if key in os.environ}
@@ -46,7 +47,7 @@ async def run_git(
     ok_codes: tuple[int, ...] = (0,),
 ) -> tuple[int, bytes]:
     """Run git; return (exit code, stdout). Raises :class:`GitError` for other exit codes."""
-    full_env = _clean_env()
+    full_env = clean_git_env()
     full_env.update(env or {})
     prefix = ["--git-dir", os.fspath(git_dir)] if git_dir is not None else []
     process = await asyncio.create_subprocess_exec(
@@ -95,6 +96,9 @@ class GitRepos:
 
     def path(self, project: sqlite3.Row) -> Path:
         return self.root / str(project["namespace"]) / f"{project['path']}.git"
+
+    def web_url(self, project: sqlite3.Row) -> str:
+        return f"{self._base_url()}/{project['namespace']}/{project['path']}"
 
     def lock(self, project: sqlite3.Row) -> asyncio.Lock:
         return self._locks.setdefault(self.path(project), asyncio.Lock())
@@ -286,17 +290,23 @@ class GitRepos:
         limit: int | None = 20,
         path: str | None = None,
         no_walk: bool = False,
+        exclude: str | None = None,
+        skip: int = 0,
     ) -> list[dict[str, Any]]:
-        """Commits reachable from ``ref`` (newest first), optionally touching ``path``."""
+        """Commits reachable from ``ref`` but not from ``exclude`` (newest first), optionally
+        only those touching ``path``; ``limit`` None means all."""
         sha = await self.resolve(project, ref)
         if sha is None:
             return []
-        args = ["log", f"--format={_LOG_FORMAT}"]
+        args = ["log", f"--format={_LOG_FORMAT}", f"--skip={skip}"]
         if limit is not None:
             args.append(f"--max-count={limit}")
         if no_walk:
             args.append("--no-walk")
-        args += [sha, "--"]
+        args.append(sha)
+        if exclude is not None:
+            args.append(f"^{await self._require(project, exclude)}")
+        args.append("--")
         if path:
             args.append(path)
         _, out = await self._git(project, *args)
@@ -310,7 +320,6 @@ class GitRepos:
         sha, parents, an, ae, ad, cn, ce, cd, body = record.lstrip("\n").split(_SEP, 8)
         message = body
         title = message.split("\n", 1)[0]
-        full_path = f"{project['namespace']}/{project['path']}"
         return {
             "id": sha,
             "short_id": sha[:8],
@@ -326,7 +335,7 @@ class GitRepos:
             "parent_ids": parents.split(),
             "trailers": {},
             "extended_trailers": {},
-            "web_url": f"{self._base_url()}/{full_path}/-/commit/{sha}",
+            "web_url": f"{self.web_url(project)}/-/commit/{sha}",
         }
 
     # ------------------------------------------------------------ content
@@ -366,8 +375,11 @@ class GitRepos:
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
         return [{**e, "path": prefix + e["path"]} for e in _parse_ls_tree(out)]
 
-    async def diff(self, project: sqlite3.Row, base: str, head: str) -> list[dict[str, Any]]:
-        old, new = await self._require(project, base), await self._require(project, head)
+    async def diff(self, project: sqlite3.Row, base: str | None, head: str) -> list[dict[str, Any]]:
+        """GitLab diff objects from ``base`` to ``head``; ``base`` None diffs against nothing
+        (a root commit's changes)."""
+        old = EMPTY_TREE if base is None else await self._require(project, base)
+        new = await self._require(project, head)
         common = ("diff", "-M", "--no-color", "--no-ext-diff", "--full-index", old, new)
         _, raw = await self._git(project, *common[:1], "--raw", "-z", "--abbrev=40", *common[1:])
         _, patch = await self._git(project, *common)
