@@ -25,6 +25,7 @@ from forge.sim.git_hooks import ZERO_SHA, install_hooks
 from forge.sim.git_tree import TreeEdit, apply_actions
 from forge.sim.http import iso
 
+_LOCKS: dict[Path, asyncio.Lock] = {}  # repository (or namespace directory) -> write lock
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 _SEP, _END = "\x1f", "\x1e"
 _LOG_FORMAT = _SEP.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%B"]) + _END
@@ -89,8 +90,6 @@ class GitRepos:
     def __init__(self, root: Path, base_url: Callable[[], str] = lambda: "") -> None:
         self.root = root
         self._base_url = base_url
-        self._locks: dict[Path, asyncio.Lock] = {}
-        self._init_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ repositories
 
@@ -101,13 +100,15 @@ class GitRepos:
         return f"{self._base_url()}/{project['namespace']}/{project['path']}"
 
     def lock(self, project: sqlite3.Row) -> asyncio.Lock:
-        return self._locks.setdefault(self.path(project), asyncio.Lock())
+        """The write lock of the project's repository, shared by every :class:`GitRepos`
+        on the same directory (the routes' instance and the seeder's)."""
+        return _LOCKS.setdefault(self.path(project), asyncio.Lock())
 
     async def ensure(self, project: sqlite3.Row) -> Path:
         repo = self.path(project)
         if not (repo / "HEAD").exists():
             # Its own lock: writers call ensure() while holding the repository's write lock.
-            async with self._init_lock:
+            async with _LOCKS.setdefault(repo.parent, asyncio.Lock()):
                 if not (repo / "HEAD").exists():
                     repo.parent.mkdir(parents=True, exist_ok=True)
                     branch = project["default_branch"] or "main"

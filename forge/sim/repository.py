@@ -137,8 +137,13 @@ async def _commits_between(
     return list(reversed(await repos.log(project, head, limit=None, exclude=base)))
 
 
+def git_repos_for(sim: Sim) -> GitRepos:
+    """The simulator's repositories live in ``<state_dir>/repos``."""
+    return GitRepos(sim.config.state_dir / "repos", base_url=lambda: sim.base_url)
+
+
 def setup(app: web.Application, sim: Sim) -> None:
-    app[GIT_KEY] = GitRepos(sim.config.state_dir / "repos", base_url=lambda: sim.base_url)
+    app[GIT_KEY] = git_repos_for(sim)
     base = f"{API}/projects/{{id}}/repository"
     app.router.add_get(f"{base}/files/{{file_path}}/raw", get_raw_file)
     app.router.add_get(f"{base}/files/{{file_path}}", get_file)
