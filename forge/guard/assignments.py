@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 
 from forge.guard.entropy import shannon_entropy
+from forge.guard.scantext import ScanText, find_matches
 from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 
 RULE = "secret.generic_assignment"
@@ -23,13 +24,18 @@ MIN_LENGTH = 16
 HEX_ENTROPY = 3.0
 OTHER_ENTROPY = 3.3
 
-# key  [closing quote]  [": type" annotation]  operator  [opening quote]  value
+# Runs on the lower-cased text and starts at a credential word, so the regex engine can
+# skip ahead quickly; the full key is recovered by walking back over identifier characters.
+#   credential word …rest of key  [closing quote]  [": type" annotation]  operator  [quote]  value
 _ASSIGNMENT = re.compile(
-    r"(?<![A-Za-z0-9_.])(?P<key>[A-Za-z_-][A-Za-z0-9_.-]{0,80})[\"']?[ \t]*"
-    r"(?::[ \t]*[A-Za-z_][\w\[\], |]{0,40}?[ \t]*(?==))?"
+    r"(?:p(?:ass|wd|at)|secret|token|key|credential|auth|bearer)[a-z0-9_.-]{0,60}[\"']?[ \t]*"
+    r"(?::[ \t]*[a-z_][\w\[\], |]{0,40}?[ \t]*(?==))?"
     r"(?:=>|:=|=|:)[ \t]*(?P<quote>[\"'`]?)"
     r"(?P<value>[^\s\"'`,;(){}\[\]<>$\\]{16,512})(?=[\"'`\s,;)]|$)"
 )
+_CREDENTIAL_WORDS = ("pass", "pwd", "pat", "secret", "token", "key", "credential", "auth", "bearer")
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_KEY_END = re.compile(r"[A-Za-z0-9_.-]*")
 _KEY_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _SECRET_WORDS = frozenset(
     {
@@ -179,11 +185,21 @@ def _is_literal_secret(value: str, quoted: bool) -> bool:
     return shannon_entropy(value) >= threshold
 
 
-def assignment_hits(text: str) -> Iterator[SecretHit]:
+def _key_at(text: str, start: int) -> str:
+    """The whole identifier around the credential word found at ``start``."""
+    begin = start
+    while begin > 0 and text[begin - 1] in _KEY_CHARS:
+        begin -= 1
+    end = _KEY_END.match(text, start)
+    return text[begin : end.end() if end else start]
+
+
+def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Each high-entropy literal assigned to a credential-named key."""
-    for match in _ASSIGNMENT.finditer(text):
-        key = match.group("key")
-        value = match.group("value")
+    for match in find_matches(_ASSIGNMENT, scan.lowered, _CREDENTIAL_WORDS):
+        key = _key_at(scan.text, match.start())
+        start, end = match.span("value")
+        value = scan.text[start:end]
         if _names_a_credential(key) and _is_literal_secret(value, bool(match.group("quote"))):
             reason = f"a high-entropy value assigned to {key!r} looks like a secret; {ROTATE}"
-            yield SecretHit(RULE, match.start("value"), match.end("value"), reason)
+            yield SecretHit(RULE, start, end, reason)

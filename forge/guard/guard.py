@@ -21,6 +21,7 @@ from forge.guard.findings import (
 from forge.guard.injection import injection_hits
 from forge.guard.quick_actions import neutralise_quick_actions, quick_action_spans
 from forge.guard.refnames import ref_format_problem
+from forge.guard.scantext import ScanText
 from forge.guard.secret_rules import FORMAT_RULES, ROTATE, SecretHit
 from forge.guard.unicode_rules import unicode_hits
 
@@ -56,7 +57,8 @@ class Guard:
     def _scan_with_reasons(
         self, text: str, where: str, *, quick_actions: bool, secrets_only: bool = False
     ) -> tuple[list[Finding], list[str]]:
-        pairs = [(self._finding(hit, text, where), hit.reason) for hit in self._secret_hits(text)]
+        scan = ScanText(text)
+        pairs = [(self._finding(hit, text, where), hit.reason) for hit in self._secret_hits(scan)]
         if not secrets_only:
             pairs += [
                 (
@@ -69,7 +71,7 @@ class Guard:
                     ),
                     hit.reason,
                 )
-                for hit in injection_hits(text)
+                for hit in injection_hits(scan)
             ]
             pairs += [
                 (Finding(hit.rule, where, hit.start, hit.end, hit.codepoints), hit.reason)
@@ -89,15 +91,16 @@ class Guard:
             hit.rule, where, hit.start, hit.end, redact_secret(text[hit.start : hit.end])
         )
 
-    def _secret_hits(self, text: str) -> list[SecretHit]:
+    def _secret_hits(self, scan: ScanText) -> list[SecretHit]:
         """Secret hits without overlaps: own tokens win, then known formats, then generic."""
         kept: list[SecretHit] = []
-        for hit in self._candidate_secret_hits(text):
+        for hit in self._candidate_secret_hits(scan):
             if not any(hit.start < other.end and other.start < hit.end for other in kept):
                 kept.append(hit)
         return kept
 
-    def _candidate_secret_hits(self, text: str) -> Iterator[SecretHit]:
+    def _candidate_secret_hits(self, scan: ScanText) -> Iterator[SecretHit]:
+        text = scan.text
         for secret in self._own_secrets:
             start = text.find(secret)
             while start != -1:
@@ -105,8 +108,8 @@ class Guard:
                 yield SecretHit(OWN_SECRET_RULE, start, start + len(secret), reason)
                 start = text.find(secret, start + len(secret))
         for rule in FORMAT_RULES:
-            yield from rule.hits(text)
-        yield from assignment_hits(text)
+            yield from rule.hits(scan)
+        yield from assignment_hits(scan)
 
     # -- refusing things --------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from forge.guard.entropy import shannon_entropy
+from forge.guard.scantext import ALNUM, TOKEN, WORD, ScanText, find_matches
 
 ROTATE = (
     "remove it, load credentials from the environment or a secret store, and rotate this one: "
@@ -60,21 +61,30 @@ class SecretHit:
 
 @dataclass(frozen=True)
 class _FormatRule:
-    """A secret with a recognisable shape; the ``secret`` group (or whole match) is the value."""
+    """A secret with a recognisable shape; the ``secret`` group (or whole match) is the value.
+
+    ``not_after``: characters that must not precede the match (a left word boundary).
+    ``lowered``: the pattern is lower-case and runs on the lower-cased text.
+    ``anchors``: the literal strings every match starts with (in the text the pattern runs on).
+    """
 
     rule: str
     label: str
     pattern: re.Pattern[str]
     accept: Callable[[str], bool] = lambda value: not looks_like_placeholder(value)
+    not_after: frozenset[str] = frozenset()
+    lowered: bool = False
+    anchors: tuple[str, ...] = ()
 
-    def hits(self, text: str) -> Iterator[SecretHit]:
-        for match in self.pattern.finditer(text):
-            group = "secret" if "secret" in self.pattern.groupindex else 0
-            value = match.group(group)
-            if self.accept(value):
-                yield SecretHit(
-                    self.rule, match.start(group), match.end(group), f"{self.label} found; {ROTATE}"
-                )
+    def hits(self, scan: ScanText) -> Iterator[SecretHit]:
+        group = "secret" if "secret" in self.pattern.groupindex else 0
+        haystack = scan.lowered if self.lowered else scan.text
+        for match in find_matches(self.pattern, haystack, self.anchors):
+            if scan.preceded_by(match.start(), self.not_after):
+                continue
+            start, end = match.span(group)
+            if self.accept(scan.text[start:end]):
+                yield SecretHit(self.rule, start, end, f"{self.label} found; {ROTATE}")
 
 
 _GITLAB_PREFIXES = (
@@ -110,44 +120,50 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
     _FormatRule(
         "secret.gitlab_token",
         "a GitLab token",
+        # A "-" may precede: instance-prefixed tokens look like "acme-glpat-…".
         re.compile(
-            r"(?<![A-Za-z0-9_-])(?:[A-Za-z0-9]{1,20}-)?"
             rf"(?:{'|'.join(_GITLAB_PREFIXES)})-[A-Za-z0-9_-]{{20,}}(?:\.[A-Za-z0-9_-]+){{0,2}}"
-            r"|(?<![A-Za-z0-9])GR1348941[A-Za-z0-9_-]{20,}"
+            r"|GR1348941[A-Za-z0-9_-]{20,}"
         ),
+        not_after=WORD,
+        anchors=(*(f"{prefix}-" for prefix in _GITLAB_PREFIXES), "GR1348941"),
     ),
     _FormatRule(
         "secret.github_token",
         "a GitHub token",
         re.compile(
-            r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{60,255})"
-            r"(?![A-Za-z0-9_])"
+            r"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{60,255})(?![A-Za-z0-9_])"
         ),
+        not_after=WORD,
+        anchors=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     ),
     _FormatRule(
         "secret.aws_access_key",
         "an AWS access key id",
-        re.compile(
-            r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])"
-        ),
+        re.compile(r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])"),
         _aws_key_id_is_real,
+        not_after=ALNUM,
+        anchors=("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
     ),
     _FormatRule(
         "secret.aws_secret_key",
         "an AWS secret access key",
         re.compile(
-            r"(?i:aws[_-]?secret[_-]?(?:access[_-]?)?key|secret[_-]?access[_-]?key)[\"']?\s*(?:=>|:=|=|:)\s*"
-            r"[\"']?(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+            r"(?:aws[_-]?secret[_-]?(?:access[_-]?)?key|secret[_-]?access[_-]?key)[\"']?\s*"
+            r"(?:=>|:=|=|:)\s*[\"']?(?P<secret>[a-z0-9/+]{40})(?![a-z0-9/+=])"
         ),
         _aws_secret_is_real,
+        lowered=True,
+        anchors=("aws", "secret"),
     ),
     _FormatRule(
         "secret.slack_token",
         "a Slack token",
         re.compile(
-            r"(?<![A-Za-z0-9])(?:xox(?:[abposr]|e\.xox[bp])-[0-9A-Za-z-]{10,}"
-            r"|xapp-\d-[A-Z0-9]{8,}-\d+-[a-z0-9]{20,})"
+            r"xox(?:[abposr]|e\.xox[bp])-[0-9A-Za-z-]{10,}|xapp-\d-[A-Z0-9]{8,}-\d+-[a-z0-9]{20,}"
         ),
+        not_after=ALNUM,
+        anchors=("xox", "xapp-"),
     ),
     _FormatRule(
         "secret.slack_webhook",
@@ -155,34 +171,40 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
         re.compile(
             r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{20,}"
         ),
+        anchors=("https://hooks.slack.com/",),
     ),
     _FormatRule(
         "secret.google_api_key",
         "a Google API key",
-        re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
+        re.compile(r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
+        not_after=TOKEN,
+        anchors=("AIza",),
     ),
     _FormatRule(
         "secret.stripe_key",
         "a Stripe secret key",
         re.compile(
-            r"(?<![A-Za-z0-9])(?:(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{24,247}|whsec_[A-Za-z0-9]{32,})"
-            r"(?![A-Za-z0-9])"
+            r"(?:(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{24,247}|whsec_[A-Za-z0-9]{32,})(?![A-Za-z0-9])"
         ),
+        not_after=ALNUM,
+        anchors=("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"),
     ),
     _FormatRule(
         "secret.ai_api_key",
         "an AI provider API key",
         re.compile(
-            r"(?<![A-Za-z0-9_-])(?:sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,}"
-            r"|sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,})"
+            r"sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,}"
+            r"|sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,}"
         ),
+        not_after=TOKEN,
+        anchors=("sk-",),
     ),
     _FormatRule(
         "secret.package_registry_token",
         "a package registry token",
-        re.compile(
-            r"(?<![A-Za-z0-9_])(?:npm_[A-Za-z0-9]{36}|pypi-AgE[A-Za-z0-9_-]{50,})(?![A-Za-z0-9_])"
-        ),
+        re.compile(r"(?:npm_[A-Za-z0-9]{36}|pypi-AgE[A-Za-z0-9_-]{50,})(?![A-Za-z0-9_])"),
+        not_after=WORD,
+        anchors=("npm_", "pypi-"),
     ),
     _FormatRule(
         "secret.private_key",
@@ -194,22 +216,26 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
             r"(?:(?:\\n|\s)+[A-Za-z-]+:[^\n\\]*)*(?:\\n|\s)+[A-Za-z0-9+/=]{32,}"
         ),
         lambda value: True,
+        anchors=("-----BEGIN ",),
     ),
     _FormatRule(
         "secret.jwt",
         "a JSON Web Token",
         re.compile(
-            r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{16,}"
-            r"(?![A-Za-z0-9_-])"
+            r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{16,}(?![A-Za-z0-9_-])"
         ),
+        not_after=TOKEN,
+        anchors=("eyJ",),
     ),
     _FormatRule(
         "secret.bearer_token",
         "a credential in an Authorization header",
         re.compile(
-            r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?i:bearer|token|basic)\s+"
-            r"(?P<secret>[A-Za-z0-9._~+/-]{16,}=*)(?![A-Za-z0-9._~+/=-])"
+            r"authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|token|basic)\s+"
+            r"(?P<secret>[a-z0-9._~+/-]{16,}=*)(?![a-z0-9._~+/=-])"
         ),
         _bearer_is_real,
+        lowered=True,
+        anchors=("authorization",),
     ),
 )

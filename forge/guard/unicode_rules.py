@@ -18,11 +18,14 @@ from dataclasses import dataclass
 
 _REMOVE = "it can hide or reorder text so reviewers do not see what is sent; remove it"
 
-_TAG = re.compile("[\U000e0000-\U000e007f]+")
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
-_ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060\ufeff]")
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+_BMP_SUSPECT = re.compile("[\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
+# A run of tag characters is one finding. Matching astral ranges is slow in ``re``, so
+# the search runs only when the UTF-8 form holds a tag character's lead bytes.
+_TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
+_TAG_UTF8_LEADS = (b"\xf3\xa0\x80", b"\xf3\xa0\x81")
 _JOINERS = "\u200c\u200d"
-_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ def _codepoint_label(char: str) -> str:
 
 
 def _is_visible_non_ascii(char: str) -> bool:
-    return ord(char) > 0x7F and char not in _INVISIBLE
+    return ord(char) > 0x7F and char not in _ZERO_WIDTH
 
 
 def _legitimate_zero_width(text: str, index: int) -> bool:
@@ -52,33 +55,39 @@ def _legitimate_zero_width(text: str, index: int) -> bool:
     return False
 
 
+def _has_tag_characters(text: str) -> bool:
+    data = text.encode("utf-8", "surrogatepass")
+    return any(lead in data for lead in _TAG_UTF8_LEADS)
+
+
 def unicode_hits(text: str) -> Iterator[UnicodeHit]:
     """Every invisible or reordering character that has no legitimate reason to be there."""
-    for match in _TAG.finditer(text):
-        label = (
-            f"{len(match.group())} tag character(s) starting {_codepoint_label(match.group()[0])}"
-        )
-        yield UnicodeHit(
-            "unicode.tag_characters",
-            match.start(),
-            match.end(),
-            label,
-            f"invisible Unicode tag characters found; {_REMOVE}",
-        )
-    for match in _BIDI.finditer(text):
-        yield UnicodeHit(
-            "unicode.bidi_control",
-            match.start(),
-            match.end(),
-            _codepoint_label(match.group()),
-            f"a bidirectional control character found; {_REMOVE}",
-        )
-    for match in _ZERO_WIDTH.finditer(text):
-        if not _legitimate_zero_width(text, match.start()):
+    if text.isascii():
+        return
+    if _has_tag_characters(text):
+        for match in _TAG_RUN.finditer(text):
+            yield UnicodeHit(
+                "unicode.tag_characters",
+                match.start(),
+                match.end(),
+                f"{len(match.group())} tag character(s) starting {_codepoint_label(match.group()[0])}",
+                f"invisible Unicode tag characters found; {_REMOVE}",
+            )
+    for match in _BMP_SUSPECT.finditer(text):
+        char = match.group()
+        if char in _BIDI:
+            yield UnicodeHit(
+                "unicode.bidi_control",
+                match.start(),
+                match.end(),
+                _codepoint_label(char),
+                f"a bidirectional control character found; {_REMOVE}",
+            )
+        elif not _legitimate_zero_width(text, match.start()):
             yield UnicodeHit(
                 "unicode.zero_width",
                 match.start(),
                 match.end(),
-                _codepoint_label(match.group()),
+                _codepoint_label(char),
                 f"a zero-width character found mid-text; {_REMOVE}",
             )
