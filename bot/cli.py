@@ -52,19 +52,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    doctor = commands.add_parser("doctor", parents=[common], help="check configuration, database, git and agents")
+    doctor = commands.add_parser(
+        "doctor", parents=[common], help="check configuration, database, git and agents"
+    )
     doctor.set_defaults(handler=cmd_doctor)
 
     audit = commands.add_parser("audit", parents=[common], help="the audit trail")
     audit_commands = audit.add_subparsers(title="audit commands", metavar="COMMAND")
-    verify = audit_commands.add_parser("verify", parents=[common], help="verify the audit hash chain")
-    verify.add_argument("--db", metavar="PATH", help="database file (default: storage.path of the config)")
+    verify = audit_commands.add_parser(
+        "verify", parents=[common], help="verify the audit hash chain"
+    )
+    verify.add_argument(
+        "--db", metavar="PATH", help="database file (default: storage.path of the config)"
+    )
     verify.set_defaults(handler=cmd_audit_verify)
     audit.set_defaults(handler=lambda _: _usage(audit))
 
     sim = commands.add_parser("sim", parents=[common], help="the GitLab simulator")
     sim_commands = sim.add_subparsers(title="sim commands", metavar="COMMAND")
-    serve = sim_commands.add_parser("serve", parents=[common], help="serve the GitLab API v4 simulator")
+    serve = sim_commands.add_parser(
+        "serve", parents=[common], help="serve the GitLab API v4 simulator"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8929)
     serve.add_argument("--state-dir", required=True, type=Path, metavar="DIR")

@@ -75,7 +75,12 @@ class Secrets(BaseSettings):
 
     def all_values(self) -> list[str]:
         """Every configured secret in clear text, for the guard's exact-match rule."""
-        values = [self.gitlab_token, self.gitlab_merge_token, self.discord_token, self.webhook_secret]
+        values = [
+            self.gitlab_token,
+            self.gitlab_merge_token,
+            self.discord_token,
+            self.webhook_secret,
+        ]
         return [secret.get_secret_value() for secret in values if secret is not None]
 
 
@@ -105,7 +110,9 @@ class CrewlineConfig(BaseModel):
             seen.add(project.path)
         known = sorted(self.agents)
         references = [("roles.agent", self.roles.agent)]
-        references += [(f"roles.{name}.agent", role.agent) for name, role in self.roles.by_name().items()]
+        references += [
+            (f"roles.{name}.agent", role.agent) for name, role in self.roles.by_name().items()
+        ]
         references += [(f"projects[{i}].agent", p.agent) for i, p in enumerate(self.projects)]
         for where, name in references:
             if name is not None and name not in self.agents:
@@ -116,7 +123,9 @@ class CrewlineConfig(BaseModel):
         return self
 
 
-def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Path:
+def config_path(
+    explicit: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> Path:
     """``--config PATH``, else ``$CREWLINE_CONFIG``, else ``./crewline.toml``."""
     environ = os.environ if environ is None else environ
     if explicit:
@@ -134,8 +143,10 @@ def load_config(path: Path) -> CrewlineConfig:
     except FileNotFoundError:
         raise ConfigError(
             source,
-            [f"no configuration file at {path}: copy deploy/crewline.example.toml there, "
-             f"or pass --config PATH / set {CONFIG_ENV}"],
+            [
+                f"no configuration file at {path}: copy deploy/crewline.example.toml there, "
+                f"or pass --config PATH / set {CONFIG_ENV}"
+            ],
         ) from None
     except OSError as error:
         raise ConfigError(source, [f"cannot read {path}: {error.strerror}"]) from None
@@ -154,7 +165,9 @@ def load_secrets() -> Secrets:
     try:
         return Secrets()
     except ValidationError as error:
-        raise ConfigError("environment", [e["msg"].removeprefix("Value error, ") for e in error.errors()]) from None
+        raise ConfigError(
+            "environment", [e["msg"].removeprefix("Value error, ") for e in error.errors()]
+        ) from None
 
 
 def _resolve_paths(config: CrewlineConfig, base: Path) -> CrewlineConfig:
@@ -225,7 +238,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         annotation = _unwrap_optional(annotation)
         origin = typing.get_origin(annotation)
         if origin in (list, dict):
-            annotation = typing.get_args(annotation)[-1]  # the item type; ``part`` is an index or key
+            annotation = typing.get_args(annotation)[
+                -1
+            ]  # the item type; ``part`` is an index or key
             continue
         fields = getattr(annotation, "model_fields", {})
         if part not in fields:

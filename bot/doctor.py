@@ -33,7 +33,9 @@ def run_doctor(config_file: Path) -> list[Check]:
     except ConfigError as error:
         checks.insert(0, Check("configuration", False, error.render().replace("\n", " ")))
         return checks
-    checks.insert(0, Check("configuration", True, f"{config_file} loaded ({len(config.projects)} project(s))"))
+    checks.insert(
+        0, Check("configuration", True, f"{config_file} loaded ({len(config.projects)} project(s))")
+    )
     try:
         secrets = load_secrets()
     except ConfigError as error:
@@ -56,14 +58,18 @@ def check_git() -> Check:
     version = (int(match.group(1)), int(match.group(2)))
     wanted = ".".join(map(str, MIN_GIT))
     if version < MIN_GIT:
-        return Check("git", False, f"git {version[0]}.{version[1]} is too old: install git >= {wanted}")
+        return Check(
+            "git", False, f"git {version[0]}.{version[1]} is too old: install git >= {wanted}"
+        )
     return Check("git", True, f"git {version[0]}.{version[1]} (>= {wanted}, worktrees supported)")
 
 
 def check_secrets(config: CrewlineConfig, secrets: Secrets) -> list[Check]:
     needed = [("CREWLINE_GITLAB_TOKEN", secrets.gitlab_token, "the bot's GitLab token")]
     if config.webhook.enabled:
-        needed.append(("CREWLINE_WEBHOOK_SECRET", secrets.webhook_secret, "the GitLab webhook secret"))
+        needed.append(
+            ("CREWLINE_WEBHOOK_SECRET", secrets.webhook_secret, "the GitLab webhook secret")
+        )
     if config.discord.enabled:
         needed.append(("CREWLINE_DISCORD_TOKEN", secrets.discord_token, "the Discord bot token"))
     checks = []
@@ -79,7 +85,9 @@ async def check_database(path: Path) -> Check:
     try:
         db = await Database.open(path)
     except Exception as error:  # any failure here is the user's to fix: report it, don't crash
-        return Check("database", False, f"{path}: {error} (check the directory exists and is writable)")
+        return Check(
+            "database", False, f"{path}: {error} (check the directory exists and is writable)"
+        )
     try:
         version = await db.schema_version()
     finally:
@@ -95,7 +103,11 @@ def check_agents(config: CrewlineConfig) -> list[Check]:
             checks.append(Check(f"agent {name}", True, "built-in demo agent"))
         elif shutil.which(executable) is None:
             checks.append(
-                Check(f"agent {name}", False, f"{executable!r} is not on PATH: install it or set agents.{name}.command")
+                Check(
+                    f"agent {name}",
+                    False,
+                    f"{executable!r} is not on PATH: install it or set agents.{name}.command",
+                )
             )
         else:
             checks.append(Check(f"agent {name}", True, f"{shutil.which(executable)}"))

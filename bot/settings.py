@@ -8,25 +8,39 @@ from pydantic import BaseModel, ConfigDict, Field
 class DiscordSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(False, description="Start the Discord client with `crewline run`")
-    guild_id: int | None = Field(None, description="The server (guild) the commands live in")
-    approvals_channel_id: int | None = Field(None, description="Where approval cards are posted")
-    status_channel_id: int | None = Field(None, description="One message per issue, edited in place")
-    approver_role_ids: list[int] = Field(default_factory=list, description="Roles allowed to decide")
+    enabled: bool = Field(default=False, description="Start the Discord client with `crewline run`")
+    guild_id: int | None = Field(
+        default=None, description="The server (guild) the commands live in"
+    )
+    approvals_channel_id: int | None = Field(
+        default=None, description="Where approval cards are posted"
+    )
+    status_channel_id: int | None = Field(
+        default=None, description="One message per issue, edited in place"
+    )
+    approver_role_ids: list[int] = Field(
+        default_factory=list, description="Roles allowed to decide"
+    )
     identities: dict[str, str] = Field(
         default_factory=dict, description="Discord user id -> GitLab username"
     )
     min_access_level: int = Field(
-        30, ge=10, le=50, description="GitLab access level a decider needs (30 Developer)"
+        default=30, ge=10, le=50, description="GitLab access level a decider needs (30 Developer)"
     )
 
 
 class ScheduleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    poll_seconds: float = Field(60.0, gt=0, description="Safety-net poll of every role")
-    janitor_seconds: float = Field(60.0, gt=0, description="Expired claims, repairs, stuck work")
-    claim_ttl_seconds: float = Field(900.0, gt=0, description="A claim expires unless renewed")
-    stuck_after_seconds: float = Field(86400.0, gt=0, description="No transition for this long")
-    digest_cron: str = Field("0 9 * * *", description="Daily digest (cron, host time zone)")
-    flaky_cron: str = Field("30 * * * *", description="Flaky-test scan (cron)")
+    poll_seconds: float = Field(default=60.0, gt=0, description="Safety-net poll of every role")
+    janitor_seconds: float = Field(
+        default=60.0, gt=0, description="Expired claims, repairs, stuck work"
+    )
+    claim_ttl_seconds: float = Field(
+        default=900.0, gt=0, description="A claim expires unless renewed"
+    )
+    stuck_after_seconds: float = Field(
+        default=86400.0, gt=0, description="No transition for this long"
+    )
+    digest_cron: str = Field(default="0 9 * * *", description="Daily digest (cron, host time zone)")
+    flaky_cron: str = Field(default="30 * * * *", description="Flaky-test scan (cron)")

@@ -20,17 +20,27 @@ T = TypeVar("T")
 class AuditSink(Protocol):
     """What the gateway needs of the audit trail (``storage.AuditLog`` satisfies it)."""
 
-    async def append(self, who: str, what: str, target: str, payload: Any, verdict: str = "ok") -> Any: ...
+    async def append(
+        self, who: str, what: str, target: str, payload: Any, verdict: str = "ok"
+    ) -> Any: ...
 
 
 class AuditedCalls:
-    def __init__(self, client: GitLabClient, guard: Guard, audit: AuditSink | None, who: str) -> None:
+    def __init__(
+        self, client: GitLabClient, guard: Guard, audit: AuditSink | None, who: str
+    ) -> None:
         self.client = client
         self.guard = guard
         self.audit = audit
         self.who = who
 
-    async def read(self, operation: str, target: str, params: Mapping[str, Any], fn: Callable[[gitlab.Gitlab], T]) -> T:
+    async def read(
+        self,
+        operation: str,
+        target: str,
+        params: Mapping[str, Any],
+        fn: Callable[[gitlab.Gitlab], T],
+    ) -> T:
         return await self._call(operation, target, dict(params), fn)
 
     async def write(
@@ -73,11 +83,15 @@ class AuditedCalls:
             value = payload.get(name)
             if isinstance(value, (str, bytes)):
                 self.guard.screen_content(value, where=f"{operation}.{name}")
-        rest = {k: v for k, v in payload.items() if k not in branch_fields and k not in content_fields}
+        rest = {
+            k: v for k, v in payload.items() if k not in branch_fields and k not in content_fields
+        }
         screened.update(self.guard.screen_payload(rest, where=operation, text_fields=text_fields))
         return screened
 
-    async def _call(self, operation: str, target: str, payload: Any, fn: Callable[[gitlab.Gitlab], T]) -> T:
+    async def _call(
+        self, operation: str, target: str, payload: Any, fn: Callable[[gitlab.Gitlab], T]
+    ) -> T:
         try:
             result = await self.client.call(operation, fn)
         except ForgeError as error:

@@ -34,6 +34,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _whole_seconds(moment: datetime) -> datetime:
+    # The note carries whole seconds; what the claimer holds must equal what others read.
+    return moment.replace(microsecond=0)
+
+
 def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -47,7 +52,9 @@ class ClaimMarker:
     ended: str | None = None  # "released" | "expired" once the claim is over
 
     def render(self) -> str:
-        fields = f"worker={self.worker} run={self.run} role={self.role} expires={_iso(self.expires)}"
+        fields = (
+            f"worker={self.worker} run={self.run} role={self.role} expires={_iso(self.expires)}"
+        )
         if self.ended:
             fields += f" ended={self.ended}"
         return f"<!-- crewline:claim {fields} -->"
@@ -133,9 +140,14 @@ class Claims:
     def workflow(self) -> Workflow:
         return self.gateway.workflow
 
+    def _expiry(self) -> datetime:
+        return _whole_seconds(self.clock() + timedelta(seconds=self.ttl))
+
     async def claim(self, issue: Issue, role: str, run: str) -> Claim | None:
         """Try to claim ``issue`` for ``role``; None when another worker has it."""
-        lease = await self.leases.acquire(lease_key(issue.project, issue.iid), self.worker, self.ttl)
+        lease = await self.leases.acquire(
+            lease_key(issue.project, issue.iid), self.worker, self.ttl
+        )
         if lease is None:
             return None
         note: Note | None = None
@@ -143,16 +155,23 @@ class Claims:
             ready = self.workflow.ready_state(role)
             running = self.workflow.running_state(role)
             try:
-                await self.gateway.transition(issue.project, issue.iid, running.name, expect={ready.name})
+                await self.gateway.transition(
+                    issue.project, issue.iid, running.name, expect={ready.name}
+                )
             except StaleState:
                 await self.leases.release(lease)
                 return None
-            marker = ClaimMarker(self.worker, run, role, self.clock() + timedelta(seconds=self.ttl))
+            marker = ClaimMarker(self.worker, run, role, self._expiry())
             note = await self.gateway.post_note(issue.project, issue.iid, marker.body())
             winner = await self.current(issue.project, issue.iid, ready.label)
             if winner is None or winner.note.id != note.id:
-                log.info("claim lost: issue=%s role=%s run=%s winner=%s", issue.ref, role, run,
-                         winner.marker.worker if winner else None)
+                log.info(
+                    "claim lost: issue=%s role=%s run=%s winner=%s",
+                    issue.ref,
+                    role,
+                    run,
+                    winner.marker.worker if winner else None,
+                )
                 await self.gateway.delete_note(issue.project, issue.iid, note.id)
                 await self.leases.release(lease)
                 return None
@@ -160,7 +179,9 @@ class Claims:
             await self._abandon(issue, lease, note)
             raise
         log.info("claimed: issue=%s role=%s run=%s note=%s", issue.ref, role, run, note.id)
-        return Claim(issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease)
+        return Claim(
+            issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease
+        )
 
     async def _abandon(self, issue: Issue, lease: Lease, note: Note | None) -> None:
         """Best effort after a failure mid-claim: never leave our note as a winner."""
@@ -184,7 +205,11 @@ class Claims:
 
     async def _ready_epoch(self, project: str, iid: int, ready_label: str) -> str:
         events = await self.gateway.label_events(project, iid)
-        adds = [event.created_at for event in events if event.action == "add" and event.label == ready_label]
+        adds = [
+            event.created_at
+            for event in events
+            if event.action == "add" and event.label == ready_label
+        ]
         return max(adds, default="")
 
     async def renew(self, claim: Claim) -> Claim:
@@ -192,11 +217,13 @@ class Claims:
         ready_label = self.workflow.ready_state(claim.role).label
         view = await self.current(claim.project, claim.iid, ready_label)
         if view is None or view.note.id != claim.note_id:
-            raise ClaimLost(f"{claim.project}#{claim.iid}: claim note {claim.note_id} is no longer the live claim")
+            raise ClaimLost(
+                f"{claim.project}#{claim.iid}: claim note {claim.note_id} is no longer the live claim"
+            )
         lease = await self.leases.renew(claim.lease, self.ttl)
         if lease is None:
             raise ClaimLost(f"{claim.project}#{claim.iid}: the local lease was lost")
-        expires = self.clock() + timedelta(seconds=self.ttl)
+        expires = self._expiry()
         marker = replace(view.marker, expires=expires)
         await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
         return replace(claim, expires=expires, lease=lease)
@@ -225,7 +252,9 @@ class Claims:
             ended = replace(view.marker, ended="expired")
             await self.gateway.edit_note(issue.project, issue.iid, view.note.id, ended.body())
         try:
-            await self.gateway.transition(issue.project, issue.iid, ready.name, expect={running.name})
+            await self.gateway.transition(
+                issue.project, issue.iid, ready.name, expect={running.name}
+            )
         except StaleState:
             return False
         await self.gateway.post_note(issue.project, issue.iid, reason)

@@ -98,7 +98,9 @@ def _raise_transient(response: requests.Response, *args: Any, **kwargs: Any) -> 
                 retry_after = max(0.0, float(header))
             except ValueError:
                 retry_after = None
-        raise _Transient(status, retry_after, _message_of(response.content) or response.reason or str(status))
+        raise _Transient(
+            status, retry_after, _message_of(response.content) or response.reason or str(status)
+        )
 
 
 def _message_of(body: bytes | str | None) -> str:
@@ -179,7 +181,11 @@ class GitLabClient:
                 return await loop.run_in_executor(self._pool, lambda: fn(self._gitlab()))
             except _Transient as error:
                 status, retry_after, message = error.status, error.retry_after, error.message
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as error:
                 status, retry_after, message = None, None, type(error).__name__
             except gitlab.exceptions.GitlabError as error:
                 raise _typed(operation, error) from None
@@ -187,9 +193,13 @@ class GitLabClient:
             elapsed = time.monotonic() - started
             if attempt >= self._retry.max_retries or elapsed + delay > self._retry.budget_seconds:
                 raise ForgeUnavailable(
-                    operation, f"{message} (gave up after {attempt + 1} attempts, {elapsed:.1f}s)", status
+                    operation,
+                    f"{message} (gave up after {attempt + 1} attempts, {elapsed:.1f}s)",
+                    status,
                 )
-            log.info("gitlab %s: %s, retry %d in %.2fs", operation, status or message, attempt + 1, delay)
+            log.info(
+                "gitlab %s: %s, retry %d in %.2fs", operation, status or message, attempt + 1, delay
+            )
             attempt += 1
             await self._sleep(delay)
 
@@ -199,6 +209,8 @@ class GitLabClient:
 
 def _typed(operation: str, error: gitlab.exceptions.GitlabError) -> ForgeError:
     status = error.response_code
-    message = error.error_message if isinstance(error.error_message, str) else str(error.error_message)
+    message = (
+        error.error_message if isinstance(error.error_message, str) else str(error.error_message)
+    )
     cls = _BY_STATUS.get(status or 0, ForgeError)
     return cls(operation, message, status)

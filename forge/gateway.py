@@ -35,7 +35,9 @@ class StaleState(Exception):
         self.issue = issue
         self.expected = tuple(expected)
         self.actual = actual
-        super().__init__(f"{issue.ref} is in {actual or 'no workflow state'}, expected one of {sorted(expected)}")
+        super().__init__(
+            f"{issue.ref} is in {actual or 'no workflow state'}, expected one of {sorted(expected)}"
+        )
 
 
 def note_marker(key: str) -> str:
@@ -46,7 +48,13 @@ def note_marker(key: str) -> str:
 
 class Gateway:
     def __init__(
-        self, client: GitLabClient, *, guard: Guard, audit: AuditSink | None, workflow: Workflow, who: str
+        self,
+        client: GitLabClient,
+        *,
+        guard: Guard,
+        audit: AuditSink | None,
+        workflow: Workflow,
+        who: str,
     ) -> None:
         self.calls = AuditedCalls(client, guard, audit, who)
         self.workflow = workflow
@@ -58,7 +66,9 @@ class Gateway:
 
     # ------------------------------------------------------------ issues
 
-    async def create_issue(self, project: str, title: str, description: str, labels: Sequence[str] = ()) -> Issue:
+    async def create_issue(
+        self, project: str, title: str, description: str, labels: Sequence[str] = ()
+    ) -> Issue:
         payload = {"title": title, "description": description, "labels": ",".join(labels)}
 
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +94,12 @@ class Gateway:
         state: str = "opened",
     ) -> list[Issue]:
         """Open issues carrying every label in ``labels``, oldest update first, all pages."""
-        params: dict[str, Any] = {"state": state, "order_by": "updated_at", "sort": "asc", "per_page": PER_PAGE}
+        params: dict[str, Any] = {
+            "state": state,
+            "order_by": "updated_at",
+            "sort": "asc",
+            "per_page": PER_PAGE,
+        }
         if labels:
             params["labels"] = ",".join(labels)
         if updated_after:
@@ -94,9 +109,14 @@ class Gateway:
             items = gl.projects.get(project, lazy=True).issues.list(get_all=True, **params)
             return [dict(item.attributes) for item in items]
 
-        return [Issue.of(project, item) for item in await self.calls.read("issue.list", project, params, list_)]
+        return [
+            Issue.of(project, item)
+            for item in await self.calls.read("issue.list", project, params, list_)
+        ]
 
-    async def list_ready(self, project: str, role: str, *, updated_after: str | None = None) -> list[Issue]:
+    async def list_ready(
+        self, project: str, role: str, *, updated_after: str | None = None
+    ) -> list[Issue]:
         """Issues waiting for ``role`` (one API call, filtered by the ready label)."""
         label = self.workflow.ready_state(role).label
         return await self.list_issues(project, labels=[label], updated_after=updated_after)
@@ -110,13 +130,16 @@ class Gateway:
         of those states right before the update."""
         issue = await self.get_issue(project, iid)
         if expect is not None:
-            current = read_state(self.workflow, issue.labels).state
+            state = read_state(self.workflow, issue.labels).state
+            current = state.name if state else None
             if current not in expect:
                 raise StaleState(issue, expect, current)
         change = label_change(self.workflow, issue.labels, target)
         if not change.add and not change.remove:
             return issue
-        return await self.update_issue(project, iid, add_labels=change.add, remove_labels=change.remove)
+        return await self.update_issue(
+            project, iid, add_labels=change.add, remove_labels=change.remove
+        )
 
     async def update_issue(
         self,
@@ -141,13 +164,18 @@ class Gateway:
         def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).issues.update(iid, data))
 
-        data = await self.calls.write("issue.update", f"{project}#{iid}", payload, update, text_fields=("description",))
+        data = await self.calls.write(
+            "issue.update", f"{project}#{iid}", payload, update, text_fields=("description",)
+        )
         return Issue.of(project, data)
 
     async def label_events(self, project: str, iid: int) -> list[LabelEvent]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
             issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
-            return [dict(e.attributes) for e in issue.resourcelabelevents.list(get_all=True, per_page=PER_PAGE)]
+            return [
+                dict(e.attributes)
+                for e in issue.resourcelabelevents.list(get_all=True, per_page=PER_PAGE)
+            ]
 
         events = await self.calls.read("issue.label_events", f"{project}#{iid}", {}, list_)
         return sorted((LabelEvent.of(e) for e in events), key=lambda e: e.id)
@@ -183,24 +211,40 @@ class Gateway:
         )
         return Note.of(data)
 
-    async def edit_note(self, project: str, iid: int, note_id: int, body: str, *, on: Noteable = "issue") -> Note:
+    async def edit_note(
+        self, project: str, iid: int, note_id: int, body: str, *, on: Noteable = "issue"
+    ) -> Note:
         def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             return dict(_noteable(gl, project, on, iid).notes.update(note_id, data))
 
         target = f"{_target(project, on, iid)}/note/{note_id}"
-        return Note.of(await self.calls.write("note.edit", target, {"body": body}, update, text_fields=("body",)))
+        return Note.of(
+            await self.calls.write(
+                "note.edit", target, {"body": body}, update, text_fields=("body",)
+            )
+        )
 
-    async def delete_note(self, project: str, iid: int, note_id: int, *, on: Noteable = "issue") -> None:
+    async def delete_note(
+        self, project: str, iid: int, note_id: int, *, on: Noteable = "issue"
+    ) -> None:
         def delete(gl: gitlab.Gitlab, _: dict[str, Any]) -> None:
             _noteable(gl, project, on, iid).notes.delete(note_id)
 
-        await self.calls.write("note.delete", f"{_target(project, on, iid)}/note/{note_id}", {}, delete)
+        await self.calls.write(
+            "note.delete", f"{_target(project, on, iid)}/note/{note_id}", {}, delete
+        )
 
-    async def find_note(self, project: str, iid: int, key: str, *, on: Noteable = "issue") -> Note | None:
+    async def find_note(
+        self, project: str, iid: int, key: str, *, on: Noteable = "issue"
+    ) -> Note | None:
         marker = note_marker(key)
-        return next((note for note in await self.notes(project, iid, on=on) if marker in note.body), None)
+        return next(
+            (note for note in await self.notes(project, iid, on=on) if marker in note.body), None
+        )
 
-    async def upsert_note(self, project: str, iid: int, key: str, body: str, *, on: Noteable = "issue") -> Note:
+    async def upsert_note(
+        self, project: str, iid: int, key: str, body: str, *, on: Noteable = "issue"
+    ) -> Note:
         """Find-or-create the note carrying ``key``: posting twice leaves one copy."""
         existing = await self.find_note(project, iid, key, on=on)
         if existing is not None:

@@ -40,12 +40,20 @@ class MergeGateway:
             return str(gl.projects.get(project, lazy=True).branches.create(data).commit["id"])
 
         payload = {"branch": name, "ref": ref}
-        return await self.calls.write("branch.create", f"{project}@{name}", payload, create, branch_fields=("branch",))
+        return await self.calls.write(
+            "branch.create", f"{project}@{name}", payload, create, branch_fields=("branch",)
+        )
 
     # ------------------------------------------------------------ merge requests
 
-    async def find_mr(self, project: str, source_branch: str, *, state: str = "opened") -> MergeRequest | None:
-        params = {"source_branch": source_branch, "state": state, "per_page": PER_PAGE}
+    async def find_mr(
+        self, project: str, source_branch: str, *, state: str = "opened"
+    ) -> MergeRequest | None:
+        params: dict[str, Any] = {
+            "source_branch": source_branch,
+            "state": state,
+            "per_page": PER_PAGE,
+        }
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
             items = gl.projects.get(project, lazy=True).mergerequests.list(get_all=True, **params)
@@ -58,7 +66,9 @@ class MergeGateway:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).mergerequests.get(iid).attributes)
 
-        return MergeRequest.of(project, await self.calls.read("mr.get", f"{project}!{iid}", {}, get))
+        return MergeRequest.of(
+            project, await self.calls.read("mr.get", f"{project}!{iid}", {}, get)
+        )
 
     async def ensure_mr(
         self,
@@ -91,8 +101,12 @@ class MergeGateway:
 
         try:
             data = await self.calls.write(
-                "mr.create", f"{project}@{source_branch}", payload, create,
-                text_fields=("title", "description"), branch_fields=("source_branch", "target_branch"),
+                "mr.create",
+                f"{project}@{source_branch}",
+                payload,
+                create,
+                text_fields=("title", "description"),
+                branch_fields=("source_branch", "target_branch"),
             )
         except ForgeConflict:
             adopted = await self.find_mr(project, source_branch)
@@ -105,10 +119,14 @@ class MergeGateway:
         def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).mergerequests.update(iid, data))
 
-        data = await self.calls.write("mr.update", f"{project}!{iid}", fields, update, text_fields=("title", "description"))
+        data = await self.calls.write(
+            "mr.update", f"{project}!{iid}", fields, update, text_fields=("title", "description")
+        )
         return MergeRequest.of(project, data)
 
-    async def merge(self, project: str, iid: int, *, sha: str, remove_source_branch: bool = True) -> MergeRequest:
+    async def merge(
+        self, project: str, iid: int, *, sha: str, remove_source_branch: bool = True
+    ) -> MergeRequest:
         """Merge only if the head is still ``sha`` (GitLab answers 409 otherwise)."""
         payload = {"sha": sha, "should_remove_source_branch": remove_source_branch}
 
@@ -116,14 +134,18 @@ class MergeGateway:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
             return dict(mr.merge(**data))
 
-        return MergeRequest.of(project, await self.calls.write("mr.merge", f"{project}!{iid}", payload, merge))
+        return MergeRequest.of(
+            project, await self.calls.write("mr.merge", f"{project}!{iid}", payload, merge)
+        )
 
     # ------------------------------------------------------------ discussions
 
     async def discussions(self, project: str, iid: int) -> list[dict[str, Any]]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
-            return [dict(d.attributes) for d in mr.discussions.list(get_all=True, per_page=PER_PAGE)]
+            return [
+                dict(d.attributes) for d in mr.discussions.list(get_all=True, per_page=PER_PAGE)
+            ]
 
         return await self.calls.read("mr.discussions", f"{project}!{iid}", {}, list_)
 
@@ -138,7 +160,9 @@ class MergeGateway:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
             return dict(mr.discussions.create(data).attributes)
 
-        return await self.calls.write("mr.discussion.create", f"{project}!{iid}", payload, create, text_fields=("body",))
+        return await self.calls.write(
+            "mr.discussion.create", f"{project}!{iid}", payload, create, text_fields=("body",)
+        )
 
     async def reply(self, project: str, iid: int, discussion_id: str, body: str) -> dict[str, Any]:
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
@@ -146,9 +170,13 @@ class MergeGateway:
             return dict(mr.discussions.get(discussion_id, lazy=True).notes.create(data).attributes)
 
         target = f"{project}!{iid}/discussion/{discussion_id}"
-        return await self.calls.write("mr.discussion.reply", target, {"body": body}, create, text_fields=("body",))
+        return await self.calls.write(
+            "mr.discussion.reply", target, {"body": body}, create, text_fields=("body",)
+        )
 
-    async def resolve(self, project: str, iid: int, discussion_id: str, *, resolved: bool = True) -> None:
+    async def resolve(
+        self, project: str, iid: int, discussion_id: str, *, resolved: bool = True
+    ) -> None:
         def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> None:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
             mr.discussions.update(discussion_id, data)
@@ -159,30 +187,46 @@ class MergeGateway:
     # ------------------------------------------------------------ pipelines
 
     async def pipelines(
-        self, project: str, *, ref: str | None = None, sha: str | None = None, status: str | None = None
+        self,
+        project: str,
+        *,
+        ref: str | None = None,
+        sha: str | None = None,
+        status: str | None = None,
     ) -> list[Pipeline]:
         """Newest first."""
         params: dict[str, Any] = {"order_by": "id", "sort": "desc", "per_page": PER_PAGE}
         params.update({k: v for k, v in (("ref", ref), ("sha", sha), ("status", status)) if v})
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            return [dict(p.attributes) for p in gl.projects.get(project, lazy=True).pipelines.list(get_all=True, **params)]
+            return [
+                dict(p.attributes)
+                for p in gl.projects.get(project, lazy=True).pipelines.list(get_all=True, **params)
+            ]
 
-        return [Pipeline.of(p) for p in await self.calls.read("pipeline.list", project, params, list_)]
+        return [
+            Pipeline.of(p) for p in await self.calls.read("pipeline.list", project, params, list_)
+        ]
 
     async def test_report(self, project: str, pipeline_id: int) -> dict[str, Any]:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
             pipeline = gl.projects.get(project, lazy=True).pipelines.get(pipeline_id, lazy=True)
             return dict(pipeline.test_report.get().attributes)
 
-        return await self.calls.read("pipeline.test_report", f"{project}/pipeline/{pipeline_id}", {}, get)
+        return await self.calls.read(
+            "pipeline.test_report", f"{project}/pipeline/{pipeline_id}", {}, get
+        )
 
     async def jobs(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
             pipeline = gl.projects.get(project, lazy=True).pipelines.get(pipeline_id, lazy=True)
-            return [dict(job.attributes) for job in pipeline.jobs.list(get_all=True, per_page=PER_PAGE)]
+            return [
+                dict(job.attributes) for job in pipeline.jobs.list(get_all=True, per_page=PER_PAGE)
+            ]
 
-        return await self.calls.read("pipeline.jobs", f"{project}/pipeline/{pipeline_id}", {}, list_)
+        return await self.calls.read(
+            "pipeline.jobs", f"{project}/pipeline/{pipeline_id}", {}, list_
+        )
 
     async def job_trace(self, project: str, job_id: int) -> str:
         def trace(gl: gitlab.Gitlab) -> str:

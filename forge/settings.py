@@ -16,10 +16,16 @@ class GitLabSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(description="Base URL of the GitLab instance, e.g. https://gitlab.example.com")
-    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one HTTP request")
-    max_retries: int = Field(5, ge=0, le=20, description="Retries on 5xx, 429 and connection errors")
-    retry_budget_seconds: float = Field(120.0, gt=0, description="Give up retrying after this long")
-    threads: int = Field(4, ge=1, le=64, description="Worker threads for python-gitlab calls")
+    timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request")
+    max_retries: int = Field(
+        default=5, ge=0, le=20, description="Retries on 5xx, 429 and connection errors"
+    )
+    retry_budget_seconds: float = Field(
+        default=120.0, gt=0, description="Give up retrying after this long"
+    )
+    threads: int = Field(
+        default=4, ge=1, le=64, description="Worker threads for python-gitlab calls"
+    )
     ssl_verify: bool = True
 
     @field_validator("url")
@@ -34,15 +40,19 @@ class ProjectSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field(description="Full path of the GitLab project, e.g. group/app")
-    target_branch: str = Field("main", min_length=1, description="Branch merge requests target")
+    target_branch: str = Field(
+        default="main", min_length=1, description="Branch merge requests target"
+    )
     validation: list[str] = Field(
         default_factory=list,
         description="Commands every change must pass before an MR, e.g. 'ruff check .'",
     )
-    validation_timeout_seconds: float = Field(600.0, gt=0)
-    agent: str | None = Field(None, description="Agent (a key of [agents]) for this project's roles")
+    validation_timeout_seconds: float = Field(default=600.0, gt=0)
+    agent: str | None = Field(
+        default=None, description="Agent (a key of [agents]) for this project's roles"
+    )
     require_second_person: bool = Field(
-        True, description="The person who filed a goal cannot approve its merge"
+        default=True, description="The person who filed a goal cannot approve its merge"
     )
 
     @field_validator("path")

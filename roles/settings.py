@@ -23,10 +23,12 @@ class AgentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: AgentKind
-    command: str | None = Field(None, description="Executable; defaults to the agent's usual name")
+    command: str | None = Field(
+        default=None, description="Executable; defaults to the agent's usual name"
+    )
     args: list[str] = Field(default_factory=list, description="Extra arguments for every run")
     model: str | None = None
-    timeout_seconds: float = Field(1800.0, gt=0)
+    timeout_seconds: float = Field(default=1800.0, gt=0)
     env_allow: list[str] = Field(
         default_factory=list,
         description="Extra environment variables passed to the agent (e.g. ANTHROPIC_API_KEY)",
@@ -49,16 +51,24 @@ class RoleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    concurrency: int = Field(1, ge=1, le=64, description="Runs of this role at once on this host")
-    agent: str | None = Field(None, description="Agent (a key of [agents]); default: roles.agent")
-    max_attempts: int = Field(3, ge=1, le=20, description="Attempts before an issue is failed")
+    concurrency: int = Field(
+        default=1, ge=1, le=64, description="Runs of this role at once on this host"
+    )
+    agent: str | None = Field(
+        default=None, description="Agent (a key of [agents]); default: roles.agent"
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Attempts before an issue is failed"
+    )
 
 
 class RolesSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agent: str | None = Field(None, description="Default agent for every role")
-    max_concurrent: int = Field(4, ge=1, le=256, description="Runs of all roles at once on this host")
+    agent: str | None = Field(default=None, description="Default agent for every role")
+    max_concurrent: int = Field(
+        default=4, ge=1, le=256, description="Runs of all roles at once on this host"
+    )
     pm: RoleSettings = Field(default_factory=RoleSettings)
     dev: RoleSettings = Field(default_factory=RoleSettings)
     review: RoleSettings = Field(default_factory=RoleSettings)
@@ -66,4 +76,10 @@ class RolesSettings(BaseModel):
     flaky: RoleSettings = Field(default_factory=RoleSettings)
 
     def by_name(self) -> dict[str, RoleSettings]:
-        return {"pm": self.pm, "dev": self.dev, "review": self.review, "qa": self.qa, "flaky": self.flaky}
+        return {
+            "pm": self.pm,
+            "dev": self.dev,
+            "review": self.review,
+            "qa": self.qa,
+            "flaky": self.flaky,
+        }

@@ -17,34 +17,38 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from forge.claims import Claims  # noqa: E402
-from forge.client import GitLabClient, RetryPolicy  # noqa: E402
-from forge.gateway import Gateway  # noqa: E402
-from forge.guard import Guard  # noqa: E402
-from forge.settings import GitLabSettings  # noqa: E402
-from storage import Storage  # noqa: E402
-from workflow import default_workflow  # noqa: E402
+from forge.claims import Claims
+from forge.client import GitLabClient, RetryPolicy
+from forge.gateway import Gateway
+from forge.guard import Guard
+from forge.settings import GitLabSettings
+from storage import Storage
+from workflow import default_workflow
 
 
 async def work(args: argparse.Namespace) -> None:
     storage = await Storage.open(Path(args.db))
     client = GitLabClient(
-        GitLabSettings(url=args.url, threads=2), "sim-bot-token",
+        GitLabSettings(url=args.url, threads=2),
+        "sim-bot-token",
         retry=RetryPolicy(max_retries=8, budget_seconds=60, base_delay=0.05),
     )
-    gateway = Gateway(client, guard=Guard(), audit=storage.audit, workflow=default_workflow(), who=args.worker)
+    gateway = Gateway(
+        client, guard=Guard(), audit=storage.audit, workflow=default_workflow(), who=args.worker
+    )
     claims = Claims(gateway, storage.leases, worker=args.worker, ttl_seconds=args.ttl)
-    out = open(args.out, "a", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+    out = open(args.out, "a", encoding="utf-8")  # noqa: SIM115, ASYNC230 - one small append file for the whole run
     empty_rounds = 0
     rng = random.Random(args.worker)
     try:
         while empty_rounds < 3:
-            if args.janitor:
-                for issue in await claims.running(args.project, "pm"):
-                    await claims.expire(issue, "pm", reason="claim expired; re-queued (attempt 2 of 3)")
+            running = await claims.running(args.project, "pm") if args.janitor else []
+            for issue in running:
+                await claims.expire(issue, "pm", reason="claim expired; re-queued (attempt 2 of 3)")
             ready = await gateway.list_ready(args.project, "pm")
             if not ready:
-                empty_rounds += 1
+                # A janitor waits for running work to expire rather than giving up.
+                empty_rounds += 0 if running else 1
                 await asyncio.sleep(0.2)
                 continue
             empty_rounds = 0
@@ -58,7 +62,9 @@ async def work(args: argparse.Namespace) -> None:
                 out.flush()
                 if args.hold:
                     await asyncio.Event().wait()
-                await gateway.transition(args.project, issue.iid, "plan-review", expect={"pm-running"})
+                await gateway.transition(
+                    args.project, issue.iid, "plan-review", expect={"pm-running"}
+                )
                 await claims.release(claim)
     finally:
         out.close()

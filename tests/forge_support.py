@@ -53,11 +53,17 @@ async def gateway_for(
     storage = await Storage.open(db_path)
     settings = GitLabSettings(url=sim.base_url, threads=4)
     client = GitLabClient(
-        settings, BOT_TOKEN, retry=retry or RetryPolicy(max_retries=3, budget_seconds=30, base_delay=0.01),
+        settings,
+        BOT_TOKEN,
+        retry=retry or RetryPolicy(max_retries=3, budget_seconds=30, base_delay=0.01),
         **({"sleep": sleep} if sleep is not None else {}),  # type: ignore[arg-type]
     )
     gateway = Gateway(
-        client, guard=Guard([BOT_TOKEN]), audit=storage.audit, workflow=workflow or default_workflow(), who=who
+        client,
+        guard=Guard([BOT_TOKEN]),
+        audit=storage.audit,
+        workflow=workflow or default_workflow(),
+        who=who,
     )
     try:
         yield gateway, storage

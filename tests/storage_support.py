@@ -45,7 +45,9 @@ HOLD_TTL = 8.0
 CRASH_TTL = 2.0**-6
 
 
-def race_worker(db_path: str, worker: int, keys: list[str], seconds: float, barrier: Barrier) -> None:
+def race_worker(
+    db_path: str, worker: int, keys: list[str], seconds: float, barrier: Barrier
+) -> None:
     """Grab the keys for ``seconds``; write every grant to ``<db>.worker<N>.jsonl``.
 
     Most grants are released after a short hold (some renewed first); about one in ten is

@@ -61,10 +61,14 @@ async def test_one_winner_among_concurrent_workers(sim: RunningSim, tmp_path: Pa
         notes = [n for n in await gw_a.notes(PROJECT, issue.iid) if ClaimMarker.parse(n.body)]
         assert [n.id for n in notes] == [winners[0].note_id]  # losers deleted their notes
         current = await gw_a.get_issue(PROJECT, issue.iid)
-        assert "workflow::pm-running" in current.labels and "workflow::pm-ready" not in current.labels
+        assert (
+            "workflow::pm-running" in current.labels and "workflow::pm-ready" not in current.labels
+        )
 
 
-async def test_same_host_workers_are_kept_apart_by_the_lease(sim: RunningSim, tmp_path: Path) -> None:
+async def test_same_host_workers_are_kept_apart_by_the_lease(
+    sim: RunningSim, tmp_path: Path
+) -> None:
     make_project(sim)
     async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, storage):
         issue = await gateway.create_issue(PROJECT, "Local", "", ["workflow::pm-ready"])
@@ -73,7 +77,12 @@ async def test_same_host_workers_are_kept_apart_by_the_lease(sim: RunningSim, tm
         claim = await first.claim(issue, "pm", "r1")
         assert claim is not None
         assert await second.claim(issue, "pm", "r2") is None
-        assert [n for n in await gateway.notes(PROJECT, issue.iid) if "crewline:claim" in n.body][0].id == claim.note_id
+        assert (
+            next(
+                n for n in await gateway.notes(PROJECT, issue.iid) if "crewline:claim" in n.body
+            ).id
+            == claim.note_id
+        )
 
 
 async def test_claim_refused_when_issue_no_longer_ready(sim: RunningSim, tmp_path: Path) -> None:
@@ -84,7 +93,9 @@ async def test_claim_refused_when_issue_no_longer_ready(sim: RunningSim, tmp_pat
         claims = Claims(gateway, storage.leases, worker="w", ttl_seconds=60)
         assert await claims.claim(issue, "pm", "r") is None  # ``issue`` is a stale listing
         assert await storage.leases.get(f"issue:{PROJECT}:{issue.iid}") is None
-        assert [n for n in await gateway.notes(PROJECT, issue.iid) if "crewline:claim" in n.body] == []
+        assert [
+            n for n in await gateway.notes(PROJECT, issue.iid) if "crewline:claim" in n.body
+        ] == []
 
 
 async def test_renew_release_and_expiry_takeover(sim: RunningSim, tmp_path: Path) -> None:
@@ -106,7 +117,10 @@ async def test_renew_release_and_expiry_takeover(sim: RunningSim, tmp_path: Path
         running = (await b.running(PROJECT, "pm"))[0]
         assert await b.expire(running, "pm", reason="re-queued") is False  # still live
         clock.now += timedelta(seconds=31)  # a stops renewing
-        assert await b.expire(running, "pm", reason="claim expired; re-queued (attempt 2 of 3)") is True
+        assert (
+            await b.expire(running, "pm", reason="claim expired; re-queued (attempt 2 of 3)")
+            is True
+        )
         ready = await gw_b.list_ready(PROJECT, "pm")
         assert [i.iid for i in ready] == [issue.iid]
         taken = await b.claim(ready[0], "pm", "rb")
@@ -123,21 +137,41 @@ async def test_human_requeue_starts_a_new_round(sim: RunningSim, tmp_path: Path)
     make_project(sim)
     async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, storage):
         issue = await gateway.create_issue(PROJECT, "Requeued", "", ["workflow::pm-ready"])
-        old = await Claims(gateway, storage.leases, worker="old", ttl_seconds=600).claim(issue, "pm", "r1")
+        old = await Claims(gateway, storage.leases, worker="old", ttl_seconds=600).claim(
+            issue, "pm", "r1"
+        )
         assert old is not None
         await storage.leases.release(old.lease)
         project = admin(sim).projects.get(PROJECT)
-        project.issues.update(issue.iid, {"add_labels": "workflow::pm-ready", "remove_labels": "workflow::pm-running"})
+        project.issues.update(
+            issue.iid, {"add_labels": "workflow::pm-ready", "remove_labels": "workflow::pm-running"}
+        )
         await asyncio.sleep(0.01)
-        new = await Claims(gateway, storage.leases, worker="new", ttl_seconds=600).claim(issue, "pm", "r2")
+        new = await Claims(gateway, storage.leases, worker="new", ttl_seconds=600).claim(
+            issue, "pm", "r2"
+        )
         assert new is not None and new.worker == "new"
 
 
 def spawn(sim: RunningSim, tmp_path: Path, name: str, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(WORKER), "--url", sim.base_url, "--project", PROJECT,
-         "--db", str(tmp_path / f"{name}.sqlite3"), "--worker", name, "--out", str(tmp_path / f"{name}.out"), *extra],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{name}.err", "wb"),  # noqa: SIM115
+        [
+            sys.executable,
+            str(WORKER),
+            "--url",
+            sim.base_url,
+            "--project",
+            PROJECT,
+            "--db",
+            str(tmp_path / f"{name}.sqlite3"),
+            "--worker",
+            name,
+            "--out",
+            str(tmp_path / f"{name}.out"),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / f"{name}.err", "wb"),
     )
 
 

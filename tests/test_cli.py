@@ -28,7 +28,9 @@ command = "{command}"
 """
 
 
-def crewline(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def crewline(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("CREWLINE_")}
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
@@ -48,7 +50,10 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
-SECRETS = {"CREWLINE_GITLAB_TOKEN": "glpat-abcdefghijklmnopqrst", "CREWLINE_WEBHOOK_SECRET": "s3cret-hook"}
+SECRETS = {
+    "CREWLINE_GITLAB_TOKEN": "glpat-abcdefghijklmnopqrst",
+    "CREWLINE_WEBHOOK_SECRET": "s3cret-hook",
+}
 
 
 def test_help_lists_the_commands() -> None:
@@ -69,8 +74,13 @@ def test_doctor_all_ok(config_file: Path) -> None:
     assert all(line.startswith("OK") for line in lines), lines
     names = [line.split(":")[0][5:] for line in lines]
     assert names == [
-        "configuration", "git", "CREWLINE_GITLAB_TOKEN", "CREWLINE_WEBHOOK_SECRET",
-        "database", "agent demo", "agent tool",
+        "configuration",
+        "git",
+        "CREWLINE_GITLAB_TOKEN",
+        "CREWLINE_WEBHOOK_SECRET",
+        "database",
+        "agent demo",
+        "agent tool",
     ]
     assert (config_file.parent / "state" / "crewline.sqlite3").exists()
     assert SECRETS["CREWLINE_GITLAB_TOKEN"] not in result.stdout
@@ -78,7 +88,9 @@ def test_doctor_all_ok(config_file: Path) -> None:
 
 def test_doctor_reports_each_failure_and_what_to_do(config_file: Path) -> None:
     config_file.write_text(CONFIG.format(command="no-such-agent-binary"), encoding="utf-8")
-    result = crewline("doctor", "--config", str(config_file), env={"CREWLINE_WEBHOOK_SECRET": "x" * 12})
+    result = crewline(
+        "doctor", "--config", str(config_file), env={"CREWLINE_WEBHOOK_SECRET": "x" * 12}
+    )
     assert result.returncode == 1
     out = result.stdout
     assert "FAIL CREWLINE_GITLAB_TOKEN: not set: export CREWLINE_GITLAB_TOKEN" in out
@@ -95,7 +107,9 @@ def test_doctor_reports_an_unwritable_database(config_file: Path, tmp_path: Path
 
 
 def test_doctor_with_a_bad_config_fails_and_names_the_key(config_file: Path) -> None:
-    config_file.write_text(CONFIG.format(command="x") + "\n[schedule]\npoll_seconds = 'often'\n", encoding="utf-8")
+    config_file.write_text(
+        CONFIG.format(command="x") + "\n[schedule]\npoll_seconds = 'often'\n", encoding="utf-8"
+    )
     result = crewline("doctor", "--config", str(config_file), env=SECRETS)
     assert result.returncode == 1
     assert "FAIL configuration" in result.stdout

@@ -58,7 +58,9 @@ def _model_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
 
 def test_example_config_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
-    mentioned = set(re.findall(r"^\s*#?\s*\[{1,2}([\w.]+)\]{1,2}|^\s*#?\s*\"?([\w-]+)\"?\s*=", text, re.M))
+    mentioned = set(
+        re.findall(r"^\s*#?\s*\[{1,2}([\w.]+)\]{1,2}|^\s*#?\s*\"?([\w-]+)\"?\s*=", text, re.M)
+    )
     words = {part for pair in mentioned for item in pair if item for part in item.split(".")}
     missing = sorted(_model_keys(CrewlineConfig) - words)
     assert missing == [], f"deploy/crewline.example.toml does not document: {missing}"
@@ -86,7 +88,10 @@ def test_bad_value_names_key_value_and_expectation(tmp_path: Path) -> None:
 def test_bad_project_path_and_url(tmp_path: Path) -> None:
     text = '[gitlab]\nurl = "gitlab.example.com"\n\n[[projects]]\npath = "app"\n'
     problems = problems_of(write(tmp_path, text))
-    assert "gitlab.url = 'gitlab.example.com': expected an http(s) URL such as https://gitlab.example.com" in problems
+    assert (
+        "gitlab.url = 'gitlab.example.com': expected an http(s) URL such as https://gitlab.example.com"
+        in problems
+    )
     assert any(p.startswith("projects[0].path = 'app': expected a project path") for p in problems)
 
 
@@ -97,7 +102,9 @@ def test_missing_required_sections(tmp_path: Path) -> None:
 
 
 def test_secret_in_file_is_refused_with_the_environment_variable_to_use(tmp_path: Path) -> None:
-    text = MINIMAL.replace('url = "https://gitlab.example.com"', 'url = "https://g.example.com"\ntoken = "glpat-x"')
+    text = MINIMAL.replace(
+        'url = "https://gitlab.example.com"', 'url = "https://g.example.com"\ntoken = "glpat-x"'
+    )
     problems = problems_of(write(tmp_path, text))
     assert len(problems) == 1
     assert "gitlab.token: secrets are not read from the file" in problems[0]
@@ -107,7 +114,9 @@ def test_secret_in_file_is_refused_with_the_environment_variable_to_use(tmp_path
 
 def test_undefined_agent_reference(tmp_path: Path) -> None:
     problems = problems_of(write(tmp_path, MINIMAL + '\n[roles.pm]\nagent = "codex"\n'))
-    assert problems == ["roles.pm.agent = 'codex' names no agent: define [agents.codex] or use one of []"]
+    assert problems == [
+        "roles.pm.agent = 'codex' names no agent: define [agents.codex] or use one of []"
+    ]
 
 
 def test_command_agent_needs_a_command(tmp_path: Path) -> None:
@@ -135,7 +144,9 @@ def test_config_path_precedence(tmp_path: Path) -> None:
     assert config_path(None, {}) == Path("crewline.toml")
 
 
-def test_secrets_from_environment_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_from_environment_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("glpat-fromfile-0123456789\n", encoding="utf-8")
     monkeypatch.setenv("CREWLINE_GITLAB_TOKEN_FILE", str(token_file))
@@ -148,9 +159,13 @@ def test_secrets_from_environment_and_files(tmp_path: Path, monkeypatch: pytest.
     assert set(secrets.all_values()) == {"glpat-fromfile-0123456789", "hook-secret-value"}
 
 
-def test_unreadable_secret_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_secret_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CREWLINE_GITLAB_TOKEN", raising=False)
     monkeypatch.setenv("CREWLINE_GITLAB_TOKEN_FILE", str(tmp_path / "nope"))
     with pytest.raises(ConfigError) as error:
         load_secrets()
-    assert f"CREWLINE_GITLAB_TOKEN_FILE={tmp_path / 'nope'}: cannot read it" in error.value.problems[0]
+    assert (
+        f"CREWLINE_GITLAB_TOKEN_FILE={tmp_path / 'nope'}: cannot read it" in error.value.problems[0]
+    )

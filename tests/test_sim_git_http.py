@@ -3,6 +3,8 @@ authentication, and the push events a push produces."""
 
 from __future__ import annotations
 
+import gzip
+import os
 from pathlib import Path
 
 import gitlab
@@ -157,3 +159,37 @@ def test_any_username_works_with_a_token_and_access_levels_apply(
     assert "403" in pushed.stderr or "not allowed" in pushed.stderr
     with pytest.raises(gitlab.exceptions.GitlabGetError):
         client(sim, reporter_token).projects.get(project_id).branches.get("reader-branch")
+
+
+def test_large_push_streams_through_chunked_transfer(sim: RunningSim, tmp_path: Path) -> None:
+    project_id = make_project(sim)
+    work = clone(sim, BOT_TOKEN, tmp_path / "work")
+    git("switch", "--quiet", "-c", "big", cwd=work)
+    payload = os.urandom(3 * 1024 * 1024)  # beyond git's 1 MiB post buffer: chunked upload
+    (work / "blob.bin").write_bytes(payload)
+    git("add", "blob.bin", cwd=work)
+    git("commit", "--quiet", "-m", "Big file", cwd=work)
+    git("push", "--quiet", "origin", "big", cwd=work)
+    project = client(sim, BOT_TOKEN).projects.get(project_id, lazy=True)
+    assert project.files.raw("blob.bin", ref="big") == payload
+
+
+def test_gzip_request_bodies_are_decoded(sim: RunningSim) -> None:
+    project_id = make_project(sim)
+    head = client(sim).projects.get(project_id).branches.get("main").commit["id"]
+    want = f"want {head}\n"
+    body = f"{len(want) + 4:04x}{want}00000009done\n".encode()
+    response = requests.post(
+        f"{sim.base_url}/demo/app.git/git-upload-pack",
+        data=gzip.compress(body),
+        headers={
+            "Content-Type": "application/x-git-upload-pack-request",
+            "Content-Encoding": "gzip",
+        },
+        auth=("oauth2", BOT_TOKEN),
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/x-git-upload-pack-result"
+    assert response.content.startswith(b"0008NAK\n")
+    assert b"PACK" in response.content

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -249,7 +250,7 @@ def test_eight_processes_racing_never_overlap_and_lose_no_grant(tmp_path: Path) 
     for key, key_grants in grants.items():
         # No grant lost and none given twice: the logged tokens are exactly 1..last issued.
         assert [grant.token for grant in key_grants] == list(range(1, issued[key] + 1)), key
-        for before, after in zip(key_grants, key_grants[1:], strict=False):
+        for before, after in itertools.pairwise(key_grants):
             # Tokens increase in grant order, and a grant starts only after the previous holder
             # released (or its lease expired): no two holders' intervals overlap.
             assert before.start < after.start, (key, before, after)

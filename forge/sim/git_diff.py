@@ -1,4 +1,4 @@
-"""``git diff`` output turned into GitLab diff objects."""
+"""Parsers of git output: ``git diff`` into GitLab diff objects, ``git ls-tree`` entries."""
 
 from __future__ import annotations
 
@@ -67,3 +67,23 @@ def _split_patch(patch: str) -> list[str]:
         else:
             texts.append("\n".join(lines[start:]).rstrip("\n") + "\n")
     return texts
+
+
+def parse_ls_tree(out: bytes) -> list[dict[str, Any]]:
+    entries = []
+    for record in out.decode(errors="replace").split("\0"):
+        if not record:
+            continue
+        meta, path = record.split("\t", 1)
+        mode, kind, sha, size = meta.split()
+        entries.append(
+            {
+                "mode": mode,
+                "type": kind,
+                "id": sha,
+                "size": int(size) if size.isdigit() else 0,
+                "path": path,
+                "name": path.rsplit("/", 1)[-1],
+            }
+        )
+    return entries

@@ -34,7 +34,8 @@ from forge.sim.core import (
     user_for_token,
 )
 from forge.sim.git_hooks import hook_env, read_push_log
-from forge.sim.git_repos import GIT_KEY, clean_git_env
+from forge.sim.git_repos import GIT_KEY
+from forge.sim.git_run import clean_git_env
 from forge.sim.protected_branches import push_rules
 from forge.sim.repository import emit_push
 
@@ -122,12 +123,10 @@ def _cgi_env(request: web.Request, root: Path, repo: Path, username: str) -> dic
             "SERVER_PROTOCOL": "HTTP/1.1",
         }
     )
-    for header, variable in (
-        ("Content-Encoding", "HTTP_CONTENT_ENCODING"),
-        ("Git-Protocol", "GIT_PROTOCOL"),
-    ):
-        if header in request.headers:
-            env[variable] = request.headers[header]
+    # No HTTP_CONTENT_ENCODING: aiohttp has already inflated a gzip request body, and
+    # http-backend would try to inflate it a second time.
+    if "Git-Protocol" in request.headers:
+        env["GIT_PROTOCOL"] = request.headers["Git-Protocol"]
     return env
 
 

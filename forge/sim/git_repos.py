@@ -12,16 +12,19 @@ import asyncio
 import os
 import sqlite3
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from forge.sim.git_diff import parse_diff
+from forge.sim.git_diff import parse_diff, parse_ls_tree
 from forge.sim.git_errors import GitActionError, GitConflict, GitError, GitStaleRef
 from forge.sim.git_hooks import ZERO_SHA, install_hooks
+from forge.sim.git_run import clean_git_env as clean_git_env
+from forge.sim.git_run import identity_env
+from forge.sim.git_run import run_git as run_git
 from forge.sim.git_tree import TreeEdit, apply_actions
 from forge.sim.http import iso
 
@@ -29,57 +32,6 @@ _LOCKS: dict[Path, asyncio.Lock] = {}  # repository (or namespace directory) -> 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 _SEP, _END = "\x1f", "\x1e"
 _LOG_FORMAT = _SEP.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%B"]) + _END
-
-
-def clean_git_env() -> dict[str, str]:
-    """The environment git runs in: no user or system configuration leaks in."""
-    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
-    env = {key: os.environ[key] for key in keep if key in os.environ}
-    env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "HOME": os.devnull})
-    return env
-
-
-async def run_git(
-    *args: str,
-    git_dir: Path | None = None,
-    cwd: Path | None = None,
-    stdin: bytes | None = None,
-    env: Mapping[str, str] | None = None,
-    ok_codes: tuple[int, ...] = (0,),
-) -> tuple[int, bytes]:
-    """Run git; return (exit code, stdout). Raises :class:`GitError` for other exit codes."""
-    full_env = clean_git_env()
-    full_env.update(env or {})
-    prefix = ["--git-dir", os.fspath(git_dir)] if git_dir is not None else []
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        *prefix,
-        *args,
-        cwd=cwd,
-        env=full_env,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate(stdin)
-    code = process.returncode or 0
-    if code not in ok_codes:
-        raise GitError(
-            f"git {' '.join(args[:3])} failed ({code}): {err.decode(errors='replace').strip()}"
-        )
-    return code, out
-
-
-def _identity(name: str, email: str, when: str | None = None) -> dict[str, str]:
-    env = {
-        "GIT_AUTHOR_NAME": name,
-        "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name,
-        "GIT_COMMITTER_EMAIL": email,
-    }
-    if when:
-        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = when
-    return env
 
 
 def _gitlab_time(git_iso: str) -> str:
@@ -273,7 +225,7 @@ class GitRepos:
         for parent in parents:
             args += ["-p", parent]
         _, out = await self._git(
-            project, *args, stdin=message.encode(), env=_identity(author_name, author_email)
+            project, *args, stdin=message.encode(), env=identity_env(author_name, author_email)
         )
         return out.decode().strip()
 
@@ -354,7 +306,7 @@ class GitRepos:
         if sha is None or not path.strip("/"):
             return None
         _, out = await self._git(project, "ls-tree", "-z", "-l", "--full-tree", sha, "--", path)
-        for entry in _parse_ls_tree(out):
+        for entry in parse_ls_tree(out):
             if entry["path"] == path and entry["type"] == "blob":
                 return entry
         return None
@@ -374,7 +326,7 @@ class GitRepos:
         if code != 0:
             return []
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
-        return [{**e, "path": prefix + e["path"]} for e in _parse_ls_tree(out)]
+        return [{**e, "path": prefix + e["path"]} for e in parse_ls_tree(out)]
 
     async def diff(self, project: sqlite3.Row, base: str | None, head: str) -> list[dict[str, Any]]:
         """GitLab diff objects from ``base`` to ``head``; ``base`` None diffs against nothing
@@ -455,26 +407,6 @@ class GitRepos:
         await run_git("fetch", "--quiet", "--no-tags", str(repo), full, cwd=dest)
         await run_git("checkout", "--quiet", "--detach", full, cwd=dest)
         return dest
-
-
-def _parse_ls_tree(out: bytes) -> list[dict[str, Any]]:
-    entries = []
-    for record in out.decode(errors="replace").split("\0"):
-        if not record:
-            continue
-        meta, path = record.split("\t", 1)
-        mode, kind, sha, size = meta.split()
-        entries.append(
-            {
-                "mode": mode,
-                "type": kind,
-                "id": sha,
-                "size": int(size) if size.isdigit() else 0,
-                "path": path,
-                "name": path.rsplit("/", 1)[-1],
-            }
-        )
-    return entries
 
 
 GIT_KEY = web.AppKey("git_repos", GitRepos)
