@@ -130,7 +130,13 @@ async def test_transient_errors_are_retried_then_succeed(sim: RunningSim, tmp_pa
         assert (await gateway.get_issue(PROJECT, issue.iid)).iid == issue.iid
         assert len(delays) == 2
         inject(
-            sim, method="GET", path_regex=r".*/issues/\d+$", status=429, rate=1.0, count=1, retry_after=3
+            sim,
+            method="GET",
+            path_regex=r".*/issues/\d+$",
+            status=429,
+            rate=1.0,
+            count=1,
+            retry_after=3,
         )
         await gateway.get_issue(PROJECT, issue.iid)
         assert delays[-1] >= 3.0  # Retry-After is a floor
