@@ -173,7 +173,11 @@ async def start_server(config: SimConfig) -> tuple[Sim, web.AppRunner]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()  # closes the store too, so a failed start leaves nothing running
+        raise
     port = _bound_port(runner)
     sim.base_url = f"http://{config.host}:{port}"
     await seed(sim)
