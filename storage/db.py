@@ -94,15 +94,24 @@ class Database:
         if busy_timeout_ms <= 0:
             raise ValueError(f"busy_timeout_ms must be > 0, got {busy_timeout_ms}")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(path, isolation_level=None)
+        # Refused up front: aiosqlite's failed connect leaves its worker thread to finish late.
+        if path.is_dir():
+            raise _unusable(path, "it is a directory")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise _unusable(path, exc) from exc
         connection.row_factory = sqlite3.Row
         db = cls(connection, path, busy_timeout_ms)
         try:
-            await _execute(connection, f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            await db._retry_busy(db._use_wal, "switching to WAL")
-            await _execute(connection, "PRAGMA synchronous = FULL")
-            await _execute(connection, "PRAGMA foreign_keys = ON")
+            try:
+                await _execute(connection, f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+                await db._retry_busy(db._use_wal, "switching to WAL")
+                await _execute(connection, "PRAGMA synchronous = FULL")
+                await _execute(connection, "PRAGMA foreign_keys = ON")
+            except sqlite3.DatabaseError as exc:
+                raise _unusable(path, exc) from exc
             known = list(migrations) if migrations is not None else load_migrations()
             async with db.transaction() as tx:
                 await apply_migrations(tx, known, path)
@@ -204,6 +213,13 @@ class Database:
         if self._connection is None:
             raise StorageError(f"{self.path}: the database is closed; open it again first")
         return self._connection
+
+
+def _unusable(path: Path, exc: Exception | str) -> StorageError:
+    return StorageError(
+        f"{path}: cannot use it as an SQLite database ({exc}); point storage.path at a new "
+        "file in a writable directory, or at a crewline database"
+    )
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

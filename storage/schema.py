@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 _FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+# A COMMIT inside a migration would end our one transaction half-way; a BEGIN would fail anyway.
+_TRANSACTION_CONTROL = frozenset({"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def split_statements(script: str) -> list[str]:
         if char == ";" and sqlite3.complete_statement(script[start : index + 1]):
             statement = script[start : index + 1].strip()
             if _has_code(statement):
+                _refuse_transaction_control(statement)
                 statements.append(statement)
             start = index + 1
     if _has_code(script[start:]):
@@ -76,6 +79,15 @@ def split_statements(script: str) -> list[str]:
             f"unterminated SQL statement (missing ';'?): {script[start:].strip()[:120]!r}"
         )
     return statements
+
+
+def _refuse_transaction_control(statement: str) -> None:
+    first_word = _COMMENTS.sub(" ", statement).split(maxsplit=1)[0].rstrip(";").upper()
+    if first_word in _TRANSACTION_CONTROL:
+        raise MigrationError(
+            f"migration statement {statement[:60]!r} controls the transaction itself; remove it: "
+            "every pending migration already runs inside one transaction"
+        )
 
 
 def _has_code(text: str) -> bool:
@@ -94,8 +106,10 @@ async def apply_migrations(tx: Transaction, migrations: Sequence[Migration], pat
             f"{newest}: it was written by a newer crewline. Upgrade crewline (pip install -U "
             "crewline), or point storage.path at another database"
         )
-    for migration in migrations[current:]:
-        for statement in split_statements(migration.sql):
+    # Parse every pending file before running any of them: a malformed one fails fast, by name.
+    pending = [(migration, _statements_of(migration)) for migration in migrations[current:]]
+    for migration, statements in pending:
+        for statement in statements:
             try:
                 await tx.execute(statement)
             except sqlite3.Error as exc:
@@ -107,3 +121,10 @@ async def apply_migrations(tx: Transaction, migrations: Sequence[Migration], pat
         # PRAGMA takes no parameters; the version is an int we parsed from a file name.
         await tx.execute(f"PRAGMA user_version = {int(migration.version)}")
     return max(current, newest)
+
+
+def _statements_of(migration: Migration) -> list[str]:
+    try:
+        return split_statements(migration.sql)
+    except MigrationError as exc:
+        raise MigrationError(f"migration {migration.version:03d}_{migration.name}: {exc}") from exc
