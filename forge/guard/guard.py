@@ -10,7 +10,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from forge.guard.assignments import assignment_hits
+from forge.guard.assignments import assignment_hits, url_password_hits
 from forge.guard.findings import (
     QUICK_ACTION_PREFIX,
     Finding,
@@ -110,6 +110,7 @@ class Guard:
         for rule in FORMAT_RULES:
             yield from rule.hits(scan)
         yield from assignment_hits(scan)
+        yield from url_password_hits(scan)
 
     # -- refusing things --------------------------------------------------------------
 
