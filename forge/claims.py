@@ -228,6 +228,33 @@ class Claims:
         await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
         return replace(claim, expires=expires, lease=lease)
 
+    async def adopt(self, issue: Issue, role: str, run: str) -> Claim | None:
+        """Take back our own live claim after a restart (same worker id, same run); None
+        when the claim expired into someone else's hands or the issue moved on."""
+        running = self.workflow.running_state(role)
+        if running.label not in issue.labels:
+            return None
+        view = await self.current(issue.project, issue.iid, self.workflow.ready_state(role).label)
+        if view is None or view.marker.worker != self.worker or view.marker.run != run:
+            return None
+        key = lease_key(issue.project, issue.iid)
+        lease = await self.leases.get(key)
+        if lease is None:
+            lease = await self.leases.acquire(key, self.worker, self.ttl)
+        if lease is None or lease.holder != self.worker:
+            return None
+        claim = Claim(
+            issue.project,
+            issue.iid,
+            role,
+            run,
+            self.worker,
+            view.note.id,
+            view.marker.expires,
+            lease,
+        )
+        return await self.renew(claim)
+
     async def release(self, claim: Claim) -> None:
         """End the claim (after the run has moved the issue on)."""
         marker = ClaimMarker(claim.worker, claim.run, claim.role, claim.expires, ended="released")

@@ -62,6 +62,21 @@ class RoleSettings(BaseModel):
     )
 
 
+class BudgetSettings(BaseModel):
+    """Caps on what agents may spend, from what they report; None means no cap. Crossing a
+    cap stops new work on the issue at blocked, with the figures in a note."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issue_usd: float | None = Field(default=None, gt=0, description="Per issue, all runs")
+    issue_tokens: int | None = Field(default=None, gt=0, description="Per issue, all runs")
+    project_day_usd: float | None = Field(default=None, gt=0, description="Per project per day")
+    fleet_day_usd: float | None = Field(
+        default=None, gt=0, description="All projects of this host per day (UTC)"
+    )
+    fleet_day_tokens: int | None = Field(default=None, gt=0)
+
+
 class RolesSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +89,8 @@ class RolesSettings(BaseModel):
     review: RoleSettings = Field(default_factory=RoleSettings)
     qa: RoleSettings = Field(default_factory=RoleSettings)
     flaky: RoleSettings = Field(default_factory=RoleSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    review_rounds: int = Field(default=3, ge=1, le=20, description="Review rounds before blocked")
 
     def by_name(self) -> dict[str, RoleSettings]:
         return {

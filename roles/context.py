@@ -1,0 +1,118 @@
+"""What a role run works with: its services, its issue, and checkpointed steps.
+
+A run is (issue, stage, attempt). Each named step stores its result in SQLite when it
+finishes; a run started again after a crash gets the stored result instead of doing the
+step twice. Side effects inside a step are find-or-create by a deterministic key, so a crash
+between "do" and "record" is harmless too (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from forge.claims import Claim, Claims
+from forge.gateway import Gateway
+from forge.settings import ProjectSettings
+from forge.types import Issue, Note
+from roles.agents.base import Agent
+from roles.notify import Desk, Notifier
+from roles.settings import RolesSettings
+from roles.workspace import Workspaces
+from storage import Run, Storage
+from workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+StepHook = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class Services:
+    """Everything roles use, built once per process by the composition root."""
+
+    gateway: Gateway
+    storage: Storage
+    claims: Claims
+    workflow: Workflow
+    projects: Mapping[str, ProjectSettings]
+    roles: RolesSettings
+    agents: Mapping[str, Agent]  # by role name
+    workspaces: Workspaces
+    notifier: Notifier
+    desk: Desk
+    worker: str
+    runs_dir: Path  # transcripts and scratch directories live under it
+    agent_timeouts: Mapping[str, float] = field(default_factory=dict)  # by role name
+    # Fault injection for crash tests: awaited after every recorded step.
+    after_step: StepHook | None = None
+
+    def agent_timeout(self, role: str) -> float:
+        return self.agent_timeouts.get(role, 1800.0)
+
+    def agent_for(self, role: str) -> Agent:
+        try:
+            return self.agents[role]
+        except KeyError:
+            raise LookupError(f"no agent configured for the {role} role") from None
+
+
+@dataclass
+class RunContext:
+    services: Services
+    issue: Issue
+    role: str
+    attempt: int
+    run: Run
+    claim: Claim
+    project: ProjectSettings
+    done: dict[str, Any] = field(default_factory=dict)  # steps finished before a restart
+
+    @property
+    def key(self) -> str:
+        """The run's stable name: the same on a restart and on another host."""
+        return f"{self.role}-{self.attempt}"
+
+    @property
+    def run_dir(self) -> Path:
+        slug = self.issue.project.replace("/", "_")
+        path = self.services.runs_dir / slug / str(self.issue.iid) / self.key
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.services.gateway
+
+    async def step(self, name: str, action: Callable[[], Awaitable[T]]) -> T:
+        """Run ``action`` once per run: a step recorded before a crash returns its result."""
+        if name in self.done:
+            return self.done[name]  # type: ignore[no-any-return]
+        result = await action()
+        recorded = await self.services.storage.runs.checkpoint(self.run.id, name, result)
+        self.done[name] = recorded
+        log.debug("step done: issue=%s run=%s step=%s", self.issue.ref, self.key, name)
+        if self.services.after_step is not None:
+            await self.services.after_step(name)
+        return recorded  # type: ignore[no-any-return]
+
+    async def note(
+        self,
+        name: str,
+        body: str,
+        *,
+        on: Literal["issue", "mr"] = "issue",
+        iid: int | None = None,
+    ) -> Note:
+        """Post a note once: keyed by run and name, found before it is created."""
+        return await self.gateway.upsert_note(
+            self.issue.project, iid or self.issue.iid, f"{self.key}:{name}", body, on=on
+        )
+
+
+class RunAborted(Exception):
+    """The run cannot go on (claim lost, issue moved by someone else); nothing is transitioned."""

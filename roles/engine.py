@@ -1,0 +1,396 @@
+"""The engine: asks each role for ready work, claims it, runs it, moves it on.
+
+One pass (:meth:`Engine.tick`) lists every role's ready issues per project (one API call
+each), honours the pause flags and the concurrency limits, asks the role whether an issue
+may start now (dependencies, overlapping work, budgets), claims it (forge/claims) and runs
+the role as a background task. The run renews its claim while it works, and on its outcome
+the issue is transitioned and the claim released. Webhook events call :meth:`wake`; the
+scheduler's poll is the safety net. Nothing here blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from forge.claims import Claim, ClaimLost, ClaimMarker
+from forge.client import ForgeError
+from forge.gateway import StaleState
+from forge.types import Issue
+from roles.context import RunAborted, RunContext, Services
+from roles.notify import Event, EventKind, GateRequest
+from storage import Run, RunFinishedError, RunStatus
+from workflow import Outcome, next_state
+
+log = logging.getLogger(__name__)
+
+PAUSE_ALL = "pause:*"
+
+
+def pause_key(project: str) -> str:
+    return f"pause:{project}"
+
+
+class Verdict(StrEnum):
+    GO = "go"
+    WAIT = "wait"  # not now; the reason shows in `crewline status`
+    BLOCK = "block"  # never without a human: the issue goes to blocked with the reason
+
+
+@dataclass(frozen=True)
+class Admission:
+    verdict: Verdict
+    reason: str = ""
+
+
+GO = Admission(Verdict.GO)
+
+
+@dataclass(frozen=True)
+class RoleResult:
+    outcome: Outcome
+    message: str = ""  # posted as the run's closing note when not empty
+    gate: GateRequest | None = None  # the human decision the next state waits for
+
+
+class Role(Protocol):
+    name: str
+
+    async def admit(self, services: Services, issue: Issue) -> Admission: ...
+
+    async def run(self, ctx: RunContext) -> RoleResult: ...
+
+
+@dataclass
+class Waiting:
+    role: str
+    reason: str
+
+
+@dataclass
+class _InFlight:
+    role: str
+    task: asyncio.Task[None]
+
+
+@dataclass
+class EngineStats:
+    started: int = 0
+    finished: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, services: Services, roles: Mapping[str, Role]) -> None:
+        self.services = services
+        self.roles = dict(roles)
+        self.waiting: dict[tuple[str, int], Waiting] = {}
+        self.stats = EngineStats()
+        self._inflight: dict[tuple[str, int], _InFlight] = {}
+        self._wake = asyncio.Event()
+        self._tick_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------ driving
+
+    def wake(self) -> None:
+        """Look for work now (a webhook said something changed)."""
+        self._wake.set()
+
+    async def run_forever(self, poll_seconds: float) -> None:
+        """Tick whenever woken, and at least every ``poll_seconds``."""
+        await self.resume()
+        while True:
+            try:
+                await self.tick()
+            except ForgeError as error:
+                log.warning("engine pass failed, retrying on the next wake: %s", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll_seconds)
+            self._wake.clear()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._inflight)
+
+    async def drain(self) -> None:
+        """Wait for every started run to finish."""
+        while self._inflight:
+            await asyncio.gather(
+                *(entry.task for entry in list(self._inflight.values())), return_exceptions=True
+            )
+
+    async def stop(self) -> None:
+        for entry in list(self._inflight.values()):
+            entry.task.cancel()
+        await self.drain()
+
+    async def paused(self, project: str) -> bool:
+        kv = self.services.storage.settings
+        return await kv.get(PAUSE_ALL) == "1" or await kv.get(pause_key(project)) == "1"
+
+    # ------------------------------------------------------------ one pass
+
+    async def tick(self) -> int:
+        """One pass over every project and role; returns how many runs it started."""
+        async with self._tick_lock:
+            started = 0
+            for project in self.services.projects:
+                if await self.paused(project):
+                    continue
+                for name, role in self.roles.items():
+                    started += await self._start_ready(project, name, role)
+            return started
+
+    def _slots(self, role: str) -> int:
+        settings = self.services.roles
+        total = settings.max_concurrent - len(self._inflight)
+        mine = sum(1 for entry in self._inflight.values() if entry.role == role)
+        return min(total, settings.by_name()[role].concurrency - mine)
+
+    async def _start_ready(self, project: str, name: str, role: Role) -> int:
+        if self._slots(name) <= 0 or not self.services.roles.by_name()[name].enabled:
+            return 0
+        started = 0
+        for issue in await self.services.gateway.list_ready(project, name):
+            key = (project, issue.iid)
+            if key in self._inflight or self._slots(name) <= 0:
+                continue
+            admission = await role.admit(self.services, issue)
+            if admission.verdict is Verdict.WAIT:
+                self.waiting[key] = Waiting(name, admission.reason)
+                continue
+            self.waiting.pop(key, None)
+            if admission.verdict is Verdict.BLOCK:
+                await self._block_ready(issue, name, admission.reason)
+                continue
+            claim = await self.services.claims.claim(issue, name, uuid.uuid4().hex[:12])
+            if claim is None:
+                continue
+            self._launch(role, issue, claim, resumed=None)
+            started += 1
+        return started
+
+    async def _block_ready(self, issue: Issue, role: str, reason: str) -> None:
+        wf = self.services.workflow
+        ready = wf.ready_state(role).name
+        target = next_state(wf, ready, Outcome.BLOCKED)
+        try:
+            await self.services.gateway.transition(issue.project, issue.iid, target, expect={ready})
+        except StaleState:
+            return
+        await self.services.gateway.post_note(
+            issue.project, issue.iid, f"crewline stopped this issue: {reason}"
+        )
+        await self._tell(EventKind.BLOCKED, issue, reason, ready, target)
+
+    def _launch(self, role: Role, issue: Issue, claim: Claim, resumed: Run | None) -> None:
+        key = (issue.project, issue.iid)
+        task = asyncio.create_task(
+            self._run(role, issue, claim, resumed), name=f"run {issue.ref} {role.name}"
+        )
+        self._inflight[key] = _InFlight(role.name, task)
+        self.stats.started += 1
+
+        def forget(_: asyncio.Task[None]) -> None:
+            self._inflight.pop(key, None)
+            self.stats.finished += 1
+            self.wake()  # a slot is free, and the next role may now have work
+
+        task.add_done_callback(forget)
+
+    # ------------------------------------------------------------ resuming after a crash
+
+    async def resume(self) -> int:
+        """Pick up this worker's runs that a crash or restart interrupted."""
+        resumed = 0
+        for run in await self.services.storage.runs.active():
+            if run.worker != self.services.worker or (run.project, run.iid) in self._inflight:
+                continue
+            role = self.roles.get(run.stage)
+            steps = await self.services.storage.runs.steps(run.id)
+            claimed = steps.get("claim")
+            issue = await self.services.gateway.get_issue(run.project, run.iid)
+            claim = None
+            if role is not None and isinstance(claimed, dict):
+                claim = await self.services.claims.adopt(issue, run.stage, str(claimed["run"]))
+            if role is None or claim is None:
+                await self.services.storage.runs.finish(
+                    run.id, RunStatus.ABANDONED, "the claim was no longer ours after a restart"
+                )
+                continue
+            log.info("resuming run: issue=%s role=%s attempt=%s", issue.ref, role.name, run.attempt)
+            self._launch(role, issue, claim, resumed=run)
+            resumed += 1
+        return resumed
+
+    # ------------------------------------------------------------ one run
+
+    async def _attempt(self, issue: Issue, role: str) -> int:
+        """The attempt number, the same on every host: this role's claims on the issue."""
+        notes = await self.services.gateway.notes(issue.project, issue.iid)
+        markers = (ClaimMarker.parse(note.body) for note in notes)
+        return max(1, sum(1 for marker in markers if marker is not None and marker.role == role))
+
+    async def _start_run(self, issue: Issue, role: str, claim: Claim) -> Run:
+        runs = self.services.storage.runs
+        attempt = await self._attempt(issue, role)
+        while True:
+            try:
+                run = await runs.start(
+                    issue.project, issue.iid, role, attempt, self.services.worker
+                )
+                break
+            except RunFinishedError:
+                attempt += 1  # a local run of that number ended (e.g. its claim was deleted)
+        await runs.checkpoint(run.id, "claim", {"run": claim.run, "note_id": claim.note_id})
+        return run
+
+    async def _run(self, role: Role, issue: Issue, claim: Claim, resumed: Run | None) -> None:
+        services = self.services
+        try:
+            run = resumed or await self._start_run(issue, role.name, claim)
+            ctx = RunContext(
+                services=services,
+                issue=issue,
+                role=role.name,
+                attempt=run.attempt,
+                run=run,
+                claim=claim,
+                project=services.projects[issue.project],
+                done=await services.storage.runs.steps(run.id),
+            )
+        except Exception:
+            log.exception("could not start run: issue=%s role=%s", issue.ref, role.name)
+            await services.claims.release(claim)
+            return
+        renewing = asyncio.create_task(self._renew(ctx))
+        try:
+            result = await self._guarded(role, ctx, renewing)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ClaimLost):
+                await renewing
+        if result is None:
+            return
+        await self._finish(ctx, result)
+
+    async def _guarded(
+        self, role: Role, ctx: RunContext, renewing: asyncio.Task[None]
+    ) -> RoleResult | None:
+        """The role's result; None when the run was taken away from us (nothing to do)."""
+        work = asyncio.create_task(role.run(ctx))
+        done, _ = await asyncio.wait({work, renewing}, return_when=asyncio.FIRST_COMPLETED)
+        if work not in done:  # the renewer ended first: the claim is lost
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+            await self._abandon(ctx, "the claim expired and was taken over")
+            return None
+        try:
+            return work.result()
+        except RunAborted as stop:
+            await self._abandon(ctx, str(stop))
+            return None
+        except ForgeError as error:
+            log.warning("run failed on GitLab: issue=%s run=%s: %s", ctx.issue.ref, ctx.key, error)
+            return self._retry_or_exhaust(ctx, f"GitLab error: {error}")
+        except Exception as error:
+            log.exception("run crashed: issue=%s run=%s", ctx.issue.ref, ctx.key)
+            return self._retry_or_exhaust(ctx, f"{type(error).__name__}: {error}")
+
+    def _retry_or_exhaust(self, ctx: RunContext, why: str) -> RoleResult:
+        limit = self.services.roles.by_name()[ctx.role].max_attempts
+        if ctx.attempt < limit:
+            return RoleResult(
+                Outcome.EXPIRED,
+                f"attempt {ctx.attempt} of {limit} stopped ({why}); re-queued for another attempt",
+            )
+        return RoleResult(Outcome.EXHAUSTED, f"attempt {ctx.attempt} of {limit} failed: {why}")
+
+    async def _renew(self, ctx: RunContext) -> None:
+        interval = max(0.5, self.services.claims.ttl / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                ctx.claim = await self.services.claims.renew(ctx.claim)
+            except ForgeError as error:
+                # GitLab is briefly away: keep working; the claim survives until its expiry.
+                log.warning("claim renewal failed: issue=%s: %s", ctx.issue.ref, error)
+
+    async def _abandon(self, ctx: RunContext, why: str) -> None:
+        log.warning("run abandoned: issue=%s run=%s: %s", ctx.issue.ref, ctx.key, why)
+        await self.services.storage.runs.finish(ctx.run.id, RunStatus.ABANDONED, why)
+        await self.services.claims.leases.release(ctx.claim.lease)
+
+    async def _finish(self, ctx: RunContext, result: RoleResult) -> None:
+        services, issue = self.services, ctx.issue
+        wf = services.workflow
+        running = wf.running_state(ctx.role).name
+        target = next_state(wf, running, result.outcome)
+        if result.message:
+            await ctx.note("outcome", result.message)
+        try:
+            await services.gateway.transition(issue.project, issue.iid, target, expect={running})
+        except StaleState as stale:
+            await self._abandon(ctx, f"someone else moved the issue: {stale}")
+            return
+        await services.claims.release(ctx.claim)
+        status = _run_status(result.outcome)
+        await services.storage.runs.finish(ctx.run.id, status, result.message or None)
+        self.stats.outcomes[str(result.outcome)] = (
+            self.stats.outcomes.get(str(result.outcome), 0) + 1
+        )
+        log.info(
+            "run finished: issue=%s run=%s outcome=%s -> %s",
+            issue.ref,
+            ctx.key,
+            result.outcome,
+            target,
+        )
+        await self._tell(_event_kind(target), issue, result.message, running, target)
+        if result.gate is not None:
+            await self._tell(
+                EventKind.GATE, issue, f"waiting for a human at {target}", running, target
+            )
+            await services.desk.request(result.gate)
+        self.wake()  # the next role may have work now
+
+    async def _tell(
+        self, kind: EventKind, issue: Issue, message: str, from_state: str, to_state: str
+    ) -> None:
+        event = Event(
+            kind,
+            issue.project,
+            issue.iid,
+            issue.title,
+            message,
+            from_state,
+            to_state,
+            issue.web_url,
+        )
+        try:
+            await self.services.notifier.notify(event)
+        except Exception:
+            log.exception("notifier failed: issue=%s", issue.ref)
+
+
+def _run_status(outcome: Outcome) -> RunStatus:
+    if outcome is Outcome.SUCCEEDED:
+        return RunStatus.SUCCEEDED
+    if outcome is Outcome.BLOCKED:
+        return RunStatus.BLOCKED
+    return RunStatus.FAILED
+
+
+def _event_kind(target: str) -> EventKind:
+    if target == "blocked":
+        return EventKind.BLOCKED
+    if target == "failed":
+        return EventKind.FAILED
+    return EventKind.TRANSITION

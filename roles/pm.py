@@ -1,0 +1,116 @@
+"""The PM role (pm-ready -> pm-running -> plan-review): turns a goal into a plan.
+
+It reads the issue, its discussion, the relevant learnings and any feedback on an earlier
+plan, asks the agent for a plan in the strict format of ``roles/plan.py``, retries once
+with the validation error, posts the plan as a note (once per run) and hands it to a human
+at the plan gate. A plan still invalid stops the issue at blocked with the reason.
+"""
+
+from __future__ import annotations
+
+from forge.claims import ClaimMarker
+from forge.gateway import NOTE_MARKER
+from forge.types import Issue, Note
+from roles.agent_turn import ask_agent
+from roles.agents.base import TaskKind
+from roles.budget import over_budget
+from roles.context import RunContext, Services
+from roles.engine import GO, Admission, RoleResult, Verdict
+from roles.notify import GateRequest
+from roles.plan import PLAN_FORMAT, Plan, PlanError, parse_plan
+from roles.plan_notes import latest_feedback
+from roles.prompts import Prompts
+from workflow import Outcome
+
+NOTE_TAG = NOTE_MARKER.split("{", 1)[0]  # "<!-- crewline:note key="
+
+
+def human_discussion(notes: list[Note], limit: int = 20) -> str:
+    """What people said on the issue: not system notes, not crewline's own notes."""
+    said = [
+        f"@{note.author}: {note.body.strip()}"
+        for note in notes
+        if not note.system and NOTE_TAG not in note.body and ClaimMarker.parse(note.body) is None
+    ]
+    return "\n\n".join(said[-limit:]) or "(none)"
+
+
+async def relevant_learnings(services: Services, issue: Issue, limit: int = 5) -> str:
+    found = await services.storage.learnings.search(
+        f"{issue.title} {issue.description}", project=issue.project, limit=limit
+    )
+    return "\n".join(f"- ({item.kind}, #{item.iid}) {item.text}" for item in found) or "(none yet)"
+
+
+async def budget_admission(services: Services, issue: Issue) -> Admission:
+    reason = await over_budget(
+        services.storage.runs, services.roles.budgets, issue.project, issue.iid
+    )
+    return GO if reason is None else Admission(Verdict.BLOCK, reason)
+
+
+class PmRole:
+    name = "pm"
+
+    def __init__(self, prompts: Prompts) -> None:
+        self.prompts = prompts
+
+    async def admit(self, services: Services, issue: Issue) -> Admission:
+        return await budget_admission(services, issue)
+
+    async def run(self, ctx: RunContext) -> RoleResult:
+        issue = await ctx.gateway.get_issue(ctx.issue.project, ctx.issue.iid)
+        notes = await ctx.gateway.notes(issue.project, issue.iid)
+        prompt = self.prompts.render(
+            "plan",
+            project=issue.project,
+            target_branch=ctx.project.target_branch,
+            iid=issue.iid,
+            title=issue.title,
+            description=issue.description or "(no description)",
+            discussion=human_discussion(notes),
+            learnings=await relevant_learnings(ctx.services, issue),
+            feedback=latest_feedback(notes) or "(none)",
+            format=PLAN_FORMAT,
+        )
+        scratch = ctx.run_dir / "scratch"
+        scratch.mkdir(exist_ok=True)
+        first = await ask_agent(ctx, "agent-plan", TaskKind.PLAN, prompt, scratch)
+        plan, problem = _plan_or_problem(first.output, first.error)
+        if plan is None:
+            retry = (
+                f"Your plan could not be used: {problem}\n\nAnswer again, fixing exactly "
+                f"that.\n\n{PLAN_FORMAT}"
+            )
+            second = await ask_agent(
+                ctx, "agent-plan-retry", TaskKind.PLAN, retry, scratch, session_id=first.session_id
+            )
+            plan, problem = _plan_or_problem(second.output, second.error)
+        if plan is None:
+            return RoleResult(
+                Outcome.FAILED, f"The PM agent's plan is still invalid after a retry: {problem}"
+            )
+        note = await ctx.note("plan", plan.to_markdown())
+        gate = ctx.services.workflow.gate_state("plan").name
+        return RoleResult(
+            Outcome.SUCCEEDED,
+            gate=GateRequest(
+                project=issue.project,
+                iid=issue.iid,
+                title=issue.title,
+                gate=gate,
+                revision=str(note.id),
+                summary=plan.to_markdown(),
+                url=issue.web_url,
+                filer=issue.author,
+            ),
+        )
+
+
+def _plan_or_problem(output: str, error: str | None) -> tuple[Plan | None, str]:
+    if error and not output.strip():
+        return None, f"the agent did not answer ({error})"
+    try:
+        return parse_plan(output), ""
+    except PlanError as invalid:
+        return None, str(invalid)
