@@ -102,12 +102,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from storage.audit import verify_chain
+    from storage.errors import StorageError
 
     db = Path(args.db) if args.db else load_config(config_path(args.config)).storage.path
     if not db.exists():
         print(f"no database at {db}: pass --db PATH or check storage.path", file=sys.stderr)
         return EXIT_USAGE
-    report = verify_chain(db)
+    try:
+        report = verify_chain(db)
+    except StorageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
     if report.ok:
         print(f"audit chain intact: {report.rows} rows verified in {db}")
         return EXIT_OK

@@ -7,8 +7,8 @@ the chain head, so concurrent processes cannot fork the chain. Payloads are neve
 their sha256 digest: they may hold secrets.
 
 :func:`verify_chain` needs no event loop (``crewline audit verify``). It finds an edited row, a
-deleted row (a gap in the ids, or a broken link), and a row inserted out of order (a broken link
-or an id before 1). What a hash chain alone cannot see is the removal of the newest rows, or a
+deleted row (a gap in the ids, or a broken link), and a row inserted out of order (a broken link,
+a gap, or an id before 1); a path that is not a crewline database raises :class:`StorageError`. What a hash chain alone cannot see is the removal of the newest rows, or a
 rewrite of the whole chain by someone who also recomputes every hash; keep the head hash
 (:meth:`AuditLog.recent`) somewhere else if that matters.
 """
@@ -27,6 +27,7 @@ from typing import Any
 from storage.checks import require_int, require_text
 from storage.clock import Clock, iso_utc, parse_iso
 from storage.db import Database
+from storage.errors import StorageError
 
 GENESIS_HASH = "0" * 64
 _COLUMNS = "id, at, who, what, target, payload_digest, verdict, prev_hash, hash"
@@ -151,19 +152,25 @@ def verify_chain(path: Path) -> ChainReport:
     """Walk the whole audit chain of the database at ``path``, read-only, without an event loop."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no database file at {path}; pass the path of storage.path")
-    connection = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        raise StorageError(f"no database file at {path}; pass the path of storage.path")
     try:
-        known = connection.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
-        ).fetchone()
-        if known is None:
-            return ChainReport(
-                False, 0, None, f"{path} has no audit table: not a crewline database"
-            )
-        return _walk(connection.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY id"))
-    finally:
-        connection.close()
+        connection = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            known = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
+            ).fetchone()
+            if known is None:
+                raise StorageError(
+                    f"{path} has no audit table: it is not a crewline database; "
+                    "pass the path of storage.path"
+                )
+            return _walk(connection.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY id"))
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(
+            f"{path} cannot be read as an SQLite database ({exc}); pass the path of storage.path"
+        ) from exc
 
 
 def _walk(rows: sqlite3.Cursor) -> ChainReport:
@@ -173,7 +180,12 @@ def _walk(rows: sqlite3.Cursor) -> ChainReport:
         if row_id < expected_id:
             problem = f"row {row_id} sits before row 1: inserted out of order"
         elif row_id > expected_id:
-            problem = f"rows {expected_id}..{row_id - 1} are missing: deleted"
+            missing = (
+                f"row {expected_id} is"
+                if row_id == expected_id + 1
+                else f"rows {expected_id}..{row_id - 1} are"
+            )
+            problem = f"{missing} missing: deleted, or row {row_id} was inserted out of order"
         elif prev_hash != expected_prev:
             problem = (
                 f"its prev_hash does not match the hash of row {row_id - 1}: that row was "

@@ -225,9 +225,20 @@ class RunStore:
         return _run(row)
 
     async def spend(
-        self, project: str | None = None, iid: int | None = None, since: datetime | None = None
+        self,
+        project: str | None = None,
+        iid: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> Spend:
-        """Usage recorded at or after ``since`` (aware datetime), for a project / issue / all."""
+        """Usage recorded in ``[since, until)`` (aware datetimes; either end may be open), for a
+        project / issue / everything."""
+        start = iso_of(since) if since is not None else None
+        end = iso_of(until) if until is not None else None
+        if start is not None and end is not None and end < start:
+            raise ValueError(
+                f"spend window ends at {end}, before it starts at {start}; pass since <= until"
+            )
         sql = """
             SELECT COALESCE(SUM(u.tokens_in + u.tokens_out), 0) AS tokens,
                    COALESCE(SUM(u.cost_usd), 0.0) AS cost
@@ -240,9 +251,12 @@ class RunStore:
         if iid is not None:
             sql += " AND r.iid = ?"
             params.append(iid)
-        if since is not None:
+        if start is not None:
             sql += " AND u.recorded_at >= ?"
-            params.append(iso_of(since))
+            params.append(start)
+        if end is not None:
+            sql += " AND u.recorded_at < ?"
+            params.append(end)
         row = await self._db.fetchone(sql, params)
         assert row is not None
         return Spend(tokens=int(row["tokens"]), cost_usd=float(row["cost"]))
