@@ -37,7 +37,12 @@ class Learning:
 
 def match_expression(query: str) -> str | None:
     """The safe FTS5 MATCH expression for free text, or ``None`` when it has no words."""
-    words = list(dict.fromkeys(word.casefold() for word in _WORD.findall(query)))
+    # Case is left to FTS5's own folding: str.casefold() turns "Straße" into "strasse", which
+    # unicode61 never produces, so the stored word would not be found. lower() only dedupes.
+    unique: dict[str, str] = {}
+    for word in _WORD.findall(query):
+        unique.setdefault(word.lower(), word)
+    words = list(unique.values())
     if not words:
         return None
     # A \w+ word holds no double quote, so wrapping it in quotes always makes a valid phrase.
@@ -80,9 +85,14 @@ class LearningStore:
         return written.lastrowid
 
     async def search(
-        self, query: str, *, project: str | None = None, limit: int = 5
+        self, query: str, *, project: str | None = None, iid: int | None = None, limit: int = 5
     ) -> list[Learning]:
-        """The learnings most relevant to ``query`` (bm25), best first; ``[]`` for no words."""
+        """The learnings most relevant to ``query`` (bm25), best first; ``[]`` for no words.
+
+        ``project`` (and ``iid``) narrow the search to one project (and one of its issues).
+        """
+        if iid is not None and project is None:
+            raise ValueError("an iid is only meaningful within a project; pass project= as well")
         require_int("limit", limit, minimum=1)
         expression = match_expression(query)
         if expression is None:
@@ -95,6 +105,9 @@ class LearningStore:
         if project is not None:
             sql += " AND l.project = ?"
             params.append(project)
+        if iid is not None:
+            sql += " AND l.iid = ?"
+            params.append(iid)
         sql += " ORDER BY bm25(learnings_fts), l.id DESC LIMIT ?"
         params.append(limit)
         rows = await self._db.fetchall(sql, params)
