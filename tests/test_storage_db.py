@@ -48,11 +48,7 @@ def user_version(path: Path) -> int:
         return int(raw.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migration(version: int, name: str, sql: str) -> Migration:
-    return Migration(version, name, sql)
-
-
-CREATE_NOTES = migration(1, "notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT);")
+CREATE_NOTES = Migration(1, "notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT);")
 
 
 # --- pragmas ------------------------------------------------------------------------------------
@@ -159,12 +155,12 @@ async def test_a_fresh_database_gets_every_shipped_migration(db: Database) -> No
 
 async def test_migrations_apply_once_and_later_ones_on_the_next_start(tmp_path: Path) -> None:
     path = tmp_path / "m.sqlite3"
-    seed = migration(2, "seed", "INSERT INTO notes (text) VALUES ('first');")
+    seed = Migration(2, "seed", "INSERT INTO notes (text) VALUES ('first');")
     for _ in range(2):  # the second start must not apply anything again
         db = await Database.open(path, migrations=[CREATE_NOTES, seed])
         await db.close()
     assert user_version(path) == 2
-    more = migration(
+    more = Migration(
         3,
         "more",
         "ALTER TABLE notes ADD COLUMN tag TEXT; INSERT INTO notes (text, tag) VALUES ('x', 't');",
@@ -199,7 +195,7 @@ async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None
 
 async def test_a_failed_migration_leaves_nothing_half_applied(tmp_path: Path) -> None:
     path = tmp_path / "f.sqlite3"
-    broken = migration(
+    broken = Migration(
         2,
         "broken",
         "CREATE TABLE tags (name TEXT); INSERT INTO notes (text) VALUES ('kept?'); "
@@ -229,7 +225,7 @@ async def test_a_migration_that_controls_the_transaction_is_refused_before_runni
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "tx.sqlite3"
-    sneaky = migration(2, "sneaky", "CREATE TABLE a (x); COMMIT; CREATE TABLE b (y);")
+    sneaky = Migration(2, "sneaky", "CREATE TABLE a (x); COMMIT; CREATE TABLE b (y);")
     with pytest.raises(MigrationError, match=r"002_sneaky: .*controls the transaction itself"):
         await Database.open(path, migrations=[CREATE_NOTES, sneaky])
     assert user_version(path) == 0 and tables(path) == set()
