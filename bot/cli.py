@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bot.config import ConfigError, config_path, load_config
+from bot.config import ConfigError, CrewlineConfig, Secrets, config_path, load_config, load_secrets
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -68,6 +68,38 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=cmd_audit_verify)
     audit.set_defaults(handler=lambda _: _usage(audit))
 
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="run the whole workflow offline on the embedded simulator (no config needed)",
+    )
+    demo.add_argument("--interactive", action="store_true", help="ask before approving each plan")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.set_defaults(handler=cmd_demo)
+
+    run = commands.add_parser(
+        "run", parents=[common], help="run the engine, scheduler and webhook receiver"
+    )
+    run.set_defaults(handler=cmd_run)
+    worker = commands.add_parser(
+        "worker", parents=[common], help="run the engine only (an extra host)"
+    )
+    worker.set_defaults(handler=cmd_worker)
+
+    status = commands.add_parser(
+        "status", parents=[common], help="the board: states, running work, what waits and why"
+    )
+    status.add_argument("--json", action="store_true", help="print the board as JSON")
+    status.set_defaults(handler=cmd_status)
+
+    labels = commands.add_parser("labels", parents=[common], help="GitLab workflow labels")
+    label_commands = labels.add_subparsers(title="labels commands", metavar="COMMAND")
+    sync = label_commands.add_parser(
+        "sync", parents=[common], help="create or update every workflow label (idempotent)"
+    )
+    sync.set_defaults(handler=cmd_labels_sync)
+    labels.set_defaults(handler=lambda _: _usage(labels))
+
     sim = commands.add_parser("sim", parents=[common], help="the GitLab simulator")
     sim_commands = sim.add_subparsers(title="sim commands", metavar="COMMAND")
     serve = sim_commands.add_parser(
@@ -118,6 +150,83 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"audit chain BROKEN at row {report.first_bad_id}: {report.reason} ({db})")
     return EXIT_FAILED
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    return asyncio.run(run_demo(interactive=args.interactive, as_json=args.json))
+
+
+def _configured(args: argparse.Namespace) -> tuple[CrewlineConfig, Secrets]:
+    return load_config(config_path(args.config)), load_secrets()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.serve import serve
+
+    config, secrets = _configured(args)
+    asyncio.run(serve(config, secrets, webhooks=True))
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from bot.serve import serve
+
+    config, secrets = _configured(args)
+    asyncio.run(serve(config, secrets, webhooks=False))
+    return EXIT_OK
+
+
+def cmd_labels_sync(args: argparse.Namespace) -> int:
+    from bot.app import build_runtime
+    from forge.labels import sync_labels
+    from roles.notify import EventLog
+
+    config, secrets = _configured(args)
+
+    async def sync() -> None:
+        runtime = await build_runtime(config, secrets, notifier=EventLog())
+        try:
+            for project in config.projects:
+                done = await sync_labels(runtime.services.gateway, project.path)
+                print(
+                    f"{project.path}: {len(done.created)} created, {len(done.updated)} updated, "
+                    f"{len(done.unchanged)} unchanged"
+                )
+        finally:
+            await runtime.close()
+
+    asyncio.run(sync())
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from bot.app import build_runtime
+    from bot.status import board
+    from roles.notify import EventLog
+
+    config, secrets = _configured(args)
+
+    async def show() -> None:
+        runtime = await build_runtime(config, secrets, notifier=EventLog())
+        try:
+            result = await board(runtime)
+        finally:
+            await runtime.close()
+        if args.json:
+            print(json.dumps(asdict(result), indent=2))
+            return
+        print("  ".join(f"{state} {count}" for state, count in result.counts.items() if count))
+        for item in result.items:
+            line = f"{item.project}#{item.iid:<5} {item.state:<15} {item.title[:50]}"
+            print(f"{line}  {item.detail}" if item.detail else line)
+
+    asyncio.run(show())
+    return EXIT_OK
 
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:

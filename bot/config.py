@@ -25,6 +25,7 @@ from bot.settings import DiscordSettings, ScheduleSettings
 from forge.settings import GitLabSettings, ProjectSettings
 from forge.webhooks import WebhookSettings
 from roles.settings import AgentSettings, RolesSettings
+from roles.workspace_settings import WorkspaceSettings
 from storage import StorageSettings
 from workflow import WorkflowSettings
 
@@ -88,8 +89,9 @@ class CrewlineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     worker_id: str = Field(
-        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
-        description="This host's identity in claims; default hostname-pid",
+        default_factory=socket.gethostname,
+        description="This host's identity in claims, stable across restarts so a restarted "
+        "process resumes its own runs; default the host name",
     )
     gitlab: GitLabSettings
     projects: list[ProjectSettings] = Field(min_length=1)
@@ -100,6 +102,13 @@ class CrewlineConfig(BaseModel):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    runs_dir: Path = Field(
+        default=Path("var/runs"), description="Agent transcripts and scratch space, per run"
+    )
+    prompts_dir: Path | None = Field(
+        default=None, description="Templates here (plan.md, implement.md...) replace the built-in"
+    )
 
     @model_validator(mode="after")
     def _references(self) -> CrewlineConfig:
@@ -172,11 +181,20 @@ def load_secrets() -> Secrets:
 
 def _resolve_paths(config: CrewlineConfig, base: Path) -> CrewlineConfig:
     """Relative paths in the file are relative to the file, not to the current directory."""
-    db_path = config.storage.path
-    if not db_path.is_absolute():
-        storage = config.storage.model_copy(update={"path": (base / db_path).resolve()})
-        config = config.model_copy(update={"storage": storage})
-    return config
+
+    def resolved(path: Path) -> Path:
+        return path if path.is_absolute() else (base / path).resolve()
+
+    storage = config.storage.model_copy(update={"path": resolved(config.storage.path)})
+    workspaces = config.workspaces.model_copy(update={"root": resolved(config.workspaces.root)})
+    return config.model_copy(
+        update={
+            "storage": storage,
+            "workspaces": workspaces,
+            "runs_dir": resolved(config.runs_dir),
+            "prompts_dir": resolved(config.prompts_dir) if config.prompts_dir else None,
+        }
+    )
 
 
 _SECRET_HINTS = {

@@ -263,10 +263,13 @@ class Claims:
         finally:
             await self.leases.release(claim.lease)
 
-    async def expire(self, issue: Issue, role: str, *, reason: str) -> bool:
+    async def expire(
+        self, issue: Issue, role: str, *, reason: str, target: str | None = None
+    ) -> bool:
         """If ``issue`` is running for ``role`` and its live claim has expired (or it has
-        had none for a whole TTL), mark the claim expired and move the issue back to ready with ``reason``.
-        Returns True when it re-queued the issue. Safe to run on every host at once."""
+        had none for a whole TTL), mark the claim expired and move the issue back to ready
+        (or to ``target``, e.g. failed when the attempts are spent) with ``reason``.
+        Returns True when it moved the issue. Safe to run on every host at once."""
         ready = self.workflow.ready_state(role)
         running = self.workflow.running_state(role)
         view = await self.current(issue.project, issue.iid, ready.label)
@@ -280,7 +283,7 @@ class Claims:
             await self.gateway.edit_note(issue.project, issue.iid, view.note.id, ended.body())
         try:
             await self.gateway.transition(
-                issue.project, issue.iid, ready.name, expect={running.name}
+                issue.project, issue.iid, target or ready.name, expect={running.name}
             )
         except StaleState:
             return False

@@ -36,6 +36,47 @@ class Turn:
         )
 
 
+async def run_agent(
+    ctx: RunContext,
+    step: str,
+    kind: TaskKind,
+    prompt: str,
+    workspace: Path,
+    *,
+    session_id: str | None = None,
+) -> dict[str, Any]:
+    """One agent turn, not checkpointed (callers wrap it in a step with what must happen
+    together with it, such as pushing the work)."""
+    agent = ctx.services.agent_for(ctx.role)
+    task = AgentTask(
+        kind=kind,
+        prompt=prompt,
+        workspace=workspace,
+        transcript_dir=ctx.run_dir,
+        session_id=session_id,
+        timeout_seconds=ctx.services.agent_timeout(ctx.role),
+        label=f"{ctx.issue.ref} {ctx.key} {step}",
+    )
+    log.info(
+        "agent turn: issue=%s run=%s step=%s agent=%s", ctx.issue.ref, ctx.key, step, agent.name
+    )
+    result = await agent.run(task)
+    if result.usage is not None:
+        usage = result.usage
+        await ctx.services.storage.runs.add_usage(
+            ctx.run.id, usage.tokens_in, usage.tokens_out, usage.cost_usd
+        )
+    if result.session_id:
+        await ctx.services.storage.runs.set_session(ctx.run.id, result.session_id)
+    return {
+        "ok": result.ok,
+        "output": result.output,
+        "session_id": result.session_id or session_id,
+        "error": result.error,
+        "transcript": str(result.transcript),
+    }
+
+
 async def ask_agent(
     ctx: RunContext,
     step: str,
@@ -45,36 +86,9 @@ async def ask_agent(
     *,
     session_id: str | None = None,
 ) -> Turn:
-    agent = ctx.services.agent_for(ctx.role)
-    timeout = ctx.services.agent_timeout(ctx.role)
+    """One agent turn as a checkpointed step: a restarted run gets the recorded answer."""
 
     async def turn() -> dict[str, Any]:
-        task = AgentTask(
-            kind=kind,
-            prompt=prompt,
-            workspace=workspace,
-            transcript_dir=ctx.run_dir,
-            session_id=session_id,
-            timeout_seconds=timeout,
-            label=f"{ctx.issue.ref} {ctx.key} {step}",
-        )
-        log.info(
-            "agent turn: issue=%s run=%s step=%s agent=%s", ctx.issue.ref, ctx.key, step, agent.name
-        )
-        result = await agent.run(task)
-        if result.usage is not None:
-            usage = result.usage
-            await ctx.services.storage.runs.add_usage(
-                ctx.run.id, usage.tokens_in, usage.tokens_out, usage.cost_usd
-            )
-        if result.session_id:
-            await ctx.services.storage.runs.set_session(ctx.run.id, result.session_id)
-        return {
-            "ok": result.ok,
-            "output": result.output,
-            "session_id": result.session_id,
-            "error": result.error,
-            "transcript": str(result.transcript),
-        }
+        return await run_agent(ctx, step, kind, prompt, workspace, session_id=session_id)
 
     return Turn.of(await ctx.step(step, turn))

@@ -114,6 +114,9 @@ class Engine:
                 await asyncio.wait_for(self._wake.wait(), poll_seconds)
             self._wake.clear()
 
+    def inflight_keys(self) -> set[tuple[str, int]]:
+        return set(self._inflight)
+
     @property
     def busy(self) -> bool:
         return bool(self._inflight)

@@ -1,0 +1,149 @@
+"""The composition root: builds storage, the GitLab layer, agents, workspaces and the
+engine from the configuration, and tears them down in the right order."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import ConfigError, CrewlineConfig, Secrets
+from forge.claims import Claims
+from forge.client import GitLabClient, RetryPolicy
+from forge.gateway import Gateway
+from forge.guard import Guard
+from roles.agents import Agent, AgentConfigError, build_agent
+from roles.context import Services
+from roles.dev import DevRole
+from roles.engine import Engine, Role
+from roles.notify import Desk, Notifier
+from roles.pm import PmRole
+from roles.prompts import Prompts
+from roles.settings import AgentSettings
+from roles.workspace import Workspaces
+from storage import Storage
+
+# The built-in demo agent runs through the command adapter like any other program.
+DEMO_AGENT_ARGS = ["-m", "roles.agents.demo_agent"]
+
+
+def agent_settings(
+    config: CrewlineConfig, role: str, project_agent: str | None
+) -> tuple[str, AgentSettings]:
+    """Which agent a role uses: the project's, else the role's, else the default."""
+    roles = config.roles
+    name = project_agent or roles.by_name()[role].agent or roles.agent
+    if name is None:
+        raise ConfigError(
+            "configuration",
+            [f"no agent for the {role} role: set roles.agent or roles.{role}.agent"],
+        )
+    settings = config.agents[name]
+    if settings.kind == "demo":
+        settings = AgentSettings(
+            kind="command",
+            command=sys.executable,
+            args=DEMO_AGENT_ARGS,
+            timeout_seconds=settings.timeout_seconds,
+        )
+    return name, settings
+
+
+def build_agents(config: CrewlineConfig) -> tuple[dict[str, Agent], dict[str, float]]:
+    # Roles share one agent per role across projects; a per-project agent applies when
+    # one project is configured (the common case) and is otherwise the role's default.
+    project_agent = config.projects[0].agent if len(config.projects) == 1 else None
+    agents: dict[str, Agent] = {}
+    timeouts: dict[str, float] = {}
+    for role in config.roles.by_name():
+        name, settings = agent_settings(config, role, project_agent)
+        try:
+            agents[role] = build_agent(name, settings)
+        except AgentConfigError as error:
+            raise ConfigError("configuration", [str(error)]) from None
+        timeouts[role] = settings.timeout_seconds
+    return agents, timeouts
+
+
+@dataclass
+class Runtime:
+    config: CrewlineConfig
+    storage: Storage
+    client: GitLabClient
+    services: Services
+    engine: Engine
+
+    async def close(self) -> None:
+        await self.engine.stop()
+        await self.client.close()
+        await self.storage.close()
+
+
+def default_roles(prompts: Prompts) -> Mapping[str, Role]:
+    return {"pm": PmRole(prompts), "dev": DevRole(prompts)}
+
+
+async def build_runtime(
+    config: CrewlineConfig,
+    secrets: Secrets,
+    *,
+    notifier: Notifier,
+    desk: Desk | None = None,
+) -> Runtime:
+    """Everything `crewline run`, `worker` and `demo` need, opened and wired."""
+    if secrets.gitlab_token is None:
+        raise ConfigError(
+            "environment",
+            ["CREWLINE_GITLAB_TOKEN is not set: crewline needs the bot's GitLab token"],
+        )
+    token = secrets.gitlab_token.get_secret_value()
+    agents, timeouts = build_agents(config)
+    storage = await Storage.open(config.storage)
+    settings = config.gitlab
+    client = GitLabClient(
+        settings,
+        token,
+        retry=RetryPolicy(
+            max_retries=settings.max_retries, budget_seconds=settings.retry_budget_seconds
+        ),
+    )
+    workflow = config.workflow.build()
+    gateway = Gateway(
+        client,
+        guard=Guard(secrets.all_values()),
+        audit=storage.audit,
+        workflow=workflow,
+        who=config.worker_id,
+    )
+    claims = Claims(
+        gateway,
+        storage.leases,
+        worker=config.worker_id,
+        ttl_seconds=config.schedule.claim_ttl_seconds,
+    )
+    workspaces = Workspaces(config.workspaces, storage.leases, config.worker_id, token)
+    services = Services(
+        gateway=gateway,
+        storage=storage,
+        claims=claims,
+        workflow=workflow,
+        projects={project.path: project for project in config.projects},
+        roles=config.roles,
+        agents=agents,
+        workspaces=workspaces,
+        notifier=notifier,
+        desk=desk if desk is not None else _NoDesk(),
+        worker=config.worker_id,
+        runs_dir=Path(config.runs_dir),
+        agent_timeouts=timeouts,
+    )
+    engine = Engine(services, default_roles(Prompts(config.prompts_dir)))
+    return Runtime(config, storage, client, services, engine)
+
+
+class _NoDesk:
+    """Without a surface, gates wait for a human in GitLab (labels or `crewline` commands)."""
+
+    async def request(self, gate: object) -> None:
+        return None

@@ -1,0 +1,208 @@
+"""`crewline demo`: the whole machine, offline, in a temporary directory.
+
+It starts the GitLab simulator with the seeded demo/app project, configures crewline
+against it with the built-in DEMO agent (a deterministic program, not an AI), files three
+goals, and runs the engine until each goal reaches the state expected of it: one goes
+straight through, one fails validation once and converges, one waits for its dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from rich.console import Console
+from rich.table import Table
+
+from bot.app import Runtime, build_runtime
+from bot.config import CrewlineConfig, Secrets
+from bot.console import ConsoleDesk, ConsoleNotifier
+from bot.demo_goals import GOALS, DemoGoal
+from bot.settings import ScheduleSettings
+from forge.labels import sync_labels
+from forge.settings import GitLabSettings, ProjectSettings
+from forge.sim.app import RunningSim
+from forge.sim.core import SimConfig
+from forge.types import Issue
+from roles.notify import EventLog, Fanout
+from roles.settings import AgentSettings, RoleSettings, RolesSettings
+from roles.workspace_settings import WorkspaceSettings
+from storage import StorageSettings
+from workflow import read_state
+
+PROJECT = "demo/app"
+VALIDATION = ["python3 -m unittest discover -s tests -t ."]
+
+
+@dataclass
+class GoalResult:
+    iid: int
+    title: str
+    story: str
+    state: str
+    expected: str
+    ok: bool
+    states: list[str]
+    validations: int
+    merge_request: str | None
+    waiting: str | None
+    seconds: float
+
+
+def demo_config(base: Path, gitlab_url: str) -> CrewlineConfig:
+    return CrewlineConfig(
+        worker_id="demo-host",
+        gitlab=GitLabSettings(url=gitlab_url, max_retries=3, retry_budget_seconds=20),
+        projects=[ProjectSettings(path=PROJECT, validation=VALIDATION)],
+        storage=StorageSettings(path=base / "crewline.sqlite3"),
+        agents={"demo": AgentSettings(kind="demo", timeout_seconds=60)},
+        roles=RolesSettings(
+            agent="demo",
+            max_concurrent=4,
+            pm=RoleSettings(concurrency=3),
+            dev=RoleSettings(concurrency=2, max_attempts=3),
+        ),
+        schedule=ScheduleSettings(claim_ttl_seconds=60),
+        workspaces=WorkspaceSettings(root=base / "workspaces"),
+        runs_dir=base / "runs",
+    )
+
+
+async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 90.0) -> int:
+    console = Console(quiet=as_json, highlight=False)
+    with tempfile.TemporaryDirectory(prefix="crewline-demo-") as tmp:
+        base = Path(tmp)
+        sim = RunningSim(SimConfig(state_dir=base / "sim", seed="demo")).start()
+        try:
+            console.print(f"GitLab simulator at {sim.base_url} (project {PROJECT})", markup=False)
+            secrets = Secrets(gitlab_token=SecretStr(sim.config.bot_token))
+            log = EventLog()
+            runtime = await build_runtime(
+                demo_config(base, sim.base_url),
+                secrets,
+                notifier=Fanout(ConsoleNotifier(console), log),
+            )
+            try:
+                runtime.services.desk = ConsoleDesk(
+                    console,
+                    runtime.services.gateway,
+                    runtime.storage.leases,
+                    interactive=interactive,
+                    who="the demo operator",
+                )
+                results = await _drive(runtime, console, limit_seconds)
+            finally:
+                await runtime.close()
+        finally:
+            sim.stop()
+    ok = all(result.ok for result in results)
+    if as_json:
+        print(json.dumps({"ok": ok, "goals": [asdict(r) for r in results]}, indent=2))
+    else:
+        _print_summary(console, results, ok)
+    return 0 if ok else 1
+
+
+async def _drive(runtime: Runtime, console: Console, limit_seconds: float) -> list[GoalResult]:
+    gateway, wf = runtime.services.gateway, runtime.services.workflow
+    synced = await sync_labels(gateway, PROJECT)
+    console.print(f"labels: {len(synced.created)} created, {len(synced.updated)} updated")
+    started = time.monotonic()
+    issues: list[Issue] = []
+    for goal in GOALS:
+        issue = await gateway.create_issue(
+            PROJECT, goal.title, goal.description, [wf.state(wf.entry).label]
+        )
+        console.print(f"filed {issue.ref}: {goal.title} ({goal.story})", markup=False)
+        issues.append(issue)
+    engine = runtime.engine
+    deadline = started + limit_seconds
+    while time.monotonic() < deadline:
+        await engine.tick()
+        if not engine.busy and await _all_settled(runtime, issues):
+            break
+        await asyncio.sleep(0.2)
+    await engine.drain()
+    return [
+        await _result(runtime, issue, goal, started)
+        for issue, goal in zip(issues, GOALS, strict=True)
+    ]
+
+
+async def _state(runtime: Runtime, issue: Issue) -> str:
+    fresh = await runtime.services.gateway.get_issue(issue.project, issue.iid)
+    state = read_state(runtime.services.workflow, fresh.labels).state
+    return state.name if state else "(none)"
+
+
+async def _all_settled(runtime: Runtime, issues: list[Issue]) -> bool:
+    for issue, goal in zip(issues, GOALS, strict=True):
+        if await _state(runtime, issue) != goal.expect_state:
+            return False
+        if (
+            goal.expect_state in ("dev-ready",)
+            and (issue.project, issue.iid) not in runtime.engine.waiting
+        ):
+            return False
+    return True
+
+
+async def _result(runtime: Runtime, issue: Issue, goal: DemoGoal, started: float) -> GoalResult:
+    services = runtime.services
+    wf = services.workflow
+    events = await services.gateway.label_events(issue.project, issue.iid)
+    visited = [
+        seen.name
+        for event in events
+        if event.action == "add" and (seen := wf.state_for_label(event.label)) is not None
+    ]
+    run = await services.storage.runs.latest(issue.project, issue.iid, "dev")
+    steps: dict[str, Any] = await services.storage.runs.steps(run.id) if run else {}
+    validations = sum(1 for step in steps if step.startswith("validate-"))
+    mr = steps.get("mr")
+    state = await _state(runtime, issue)
+    waiting = runtime.engine.waiting.get((issue.project, issue.iid))
+    ok = state == goal.expect_state and validations == goal.expect_validations
+    return GoalResult(
+        iid=issue.iid,
+        title=goal.title,
+        story=goal.story,
+        state=state,
+        expected=goal.expect_state,
+        ok=ok,
+        states=visited,
+        validations=validations,
+        merge_request=mr["web_url"] if isinstance(mr, dict) else None,
+        waiting=waiting.reason if waiting else None,
+        seconds=round(time.monotonic() - started, 1),
+    )
+
+
+def _print_summary(console: Console, results: list[GoalResult], ok: bool) -> None:
+    table = Table(title="crewline demo")
+    for column in ("issue", "goal", "states visited", "validations", "merge request", "ends at"):
+        table.add_column(column)
+    for r in results:
+        end = r.state if r.ok else f"{r.state} (expected {r.expected})"
+        if r.waiting:
+            end += f": {r.waiting}"
+        table.add_row(
+            f"#{r.iid}",
+            f"{r.title}\n({r.story})",
+            " -> ".join(r.states),
+            str(r.validations),
+            r.merge_request or "-",
+            end,
+        )
+    console.print(table)
+    console.print(
+        "[green]every goal reached the state expected of it[/green]"
+        if ok
+        else "[red]some goals did not reach the state expected of them[/red]"
+    )

@@ -1,0 +1,106 @@
+"""crewline's DEMO agent: a deterministic program, not an AI.
+
+It lets `crewline demo` (and the end-to-end tests) run the whole workflow offline. It
+speaks the ``command`` adapter's contract: the prompt on stdin, the task kind in
+``CREWLINE_TASK_KIND``, the session to resume in ``CREWLINE_SESSION_ID``, and a last
+stdout line of JSON carrying the session id.
+
+It does only what the goal spells out, in the goal's own text:
+
+- ``Check: <command>`` lines become the plan's acceptance checks;
+- ``Depends on #N`` lines become its dependencies;
+- a fenced block opened with ```` ```demo-file PATH ```` holds the content of PATH; a block
+  opened with ```` ```demo-file-first-attempt PATH ```` is what it writes on its first
+  attempt instead (to show the validation loop converging on the second).
+
+plan: prints a plan (JSON) built from the above. implement: writes the files (first-attempt
+variants where given). fix: writes the final variants. It always ends with learnings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import uuid
+from pathlib import Path
+
+_FILE_BLOCK = re.compile(r"^```(demo-file(?:-first-attempt)?) (\S+)\n(.*?)^```$", re.M | re.S)
+_CHECK = re.compile(r"^Check: (.+)$", re.M)
+_DEPENDS = re.compile(r"^Depends on #(\d+)", re.M | re.I)
+_TITLE = re.compile(r"^## Issue #\d+: (.+)$", re.M)
+
+
+def files_in(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(final contents, first-attempt contents) by path."""
+    final: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for kind, path, body in _FILE_BLOCK.findall(text):
+        (first if kind.endswith("first-attempt") else final)[path] = body
+    return final, first
+
+
+def plan_for(prompt: str) -> dict[str, object]:
+    final, _ = files_in(prompt)
+    title = _TITLE.search(prompt)
+    checks = [command.strip() for command in _CHECK.findall(prompt)]
+    return {
+        "summary": f"Implement '{title.group(1) if title else 'the goal'}' as the goal describes.",
+        "steps": [f"Write {path}" for path in final] or ["Nothing to change"],
+        "acceptance": checks or ["true"],
+        "owned_paths": sorted(final) or ["README.md"],
+        "depends_on": sorted({int(n) for n in _DEPENDS.findall(prompt)}),
+        "risks": ["This is the demo agent: it writes exactly what the goal spells out."],
+        "questions": [],
+    }
+
+
+def write_files(workspace: Path, contents: dict[str, str]) -> list[str]:
+    for path, body in contents.items():
+        target = workspace / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body, encoding="utf-8")
+    return sorted(contents)
+
+
+LEARNINGS = [
+    {"kind": "remember", "text": "demo/app runs its tests with python3 -m unittest discover."},
+    {"kind": "decision", "text": "Wrote the files exactly as the goal specified them."},
+]
+
+
+def main() -> int:
+    kind = os.environ.get("CREWLINE_TASK_KIND", "")
+    session_dir = Path(os.environ.get("CREWLINE_TRANSCRIPT_DIR", "."))
+    session_id = os.environ.get("CREWLINE_SESSION_ID") or uuid.uuid4().hex[:12]
+    session_file = session_dir / f"demo-session-{session_id}.txt"
+    prompt = sys.stdin.read()
+    # A resumed session remembers the first prompt, as a real agent's session would.
+    if session_file.exists():
+        prompt = session_file.read_text(encoding="utf-8") + "\n" + prompt
+    else:
+        session_file.write_text(prompt, encoding="utf-8")
+    workspace = Path.cwd()
+    if kind == "plan":
+        print("```json\n" + json.dumps(plan_for(prompt), indent=2) + "\n```")
+    elif kind in ("implement", "fix"):
+        final, first = files_in(prompt)
+        chosen = {**final, **first} if kind == "implement" else final
+        written = write_files(workspace, chosen)
+        variant = "first-attempt " if kind == "implement" and first else ""
+        print(f"Wrote {variant}{', '.join(written) or 'nothing'}.")
+        learnings = [*LEARNINGS]
+        if kind == "fix":
+            learnings.append(
+                {"kind": "failure", "text": "The first attempt failed validation; fixed it."}
+            )
+        print("```crewline-learnings\n" + json.dumps(learnings) + "\n```")
+    else:
+        print("```crewline-learnings\n" + json.dumps(LEARNINGS) + "\n```")
+    print(json.dumps({"session_id": session_id}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
