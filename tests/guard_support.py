@@ -7,7 +7,11 @@ header lines: ``# expect: <rule>`` (``clean`` for negatives), optionally
 
 from __future__ import annotations
 
+import base64
+import json
+import random
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,3 +63,34 @@ def screen_sample(sample: Sample) -> None:
         guard.screen_content(sample.body, where=sample.name)
     else:
         guard.screen_branch(sample.body)
+
+
+ALNUM = string.ascii_letters + string.digits
+UPPER_ALNUM = string.ascii_uppercase + string.digits
+URLSAFE = ALNUM + "-_"
+
+
+def fake_token(length: int, alphabet: str = ALNUM, *, prefix: str = "", seed: object = 0) -> str:
+    """A random stand-in for a credential, made at run time so the repository holds no
+    credential-shaped literal. Deterministic for a given (length, alphabet, prefix, seed)."""
+    rng = random.Random(f"{seed}:{prefix}:{length}:{alphabet}")
+    return prefix + "".join(rng.choice(alphabet) for _ in range(length))
+
+
+def fake_jwt(seed: object = 0) -> str:
+    """A JWT with a real header and claims and a random signature."""
+
+    def part(claims: dict[str, object]) -> str:
+        raw = json.dumps(claims, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    header = part({"alg": "HS256", "typ": "JWT"})
+    claims = part({"sub": "1234567890", "name": "crewline", "iat": 1716000000})
+    return f"{header}.{claims}.{fake_token(43, URLSAFE, seed=seed)}"
+
+
+def fake_private_key(seed: object = 0) -> str:
+    """A PEM private-key block whose body is random base64."""
+    body = base64.b64encode(random.Random(f"key:{seed}").randbytes(600)).decode()
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return f"-----BEGIN RSA PRIVATE KEY-----\n{lines}\n-----END RSA PRIVATE KEY-----"

@@ -16,7 +16,10 @@ Which lines: optional leading whitespace (GitLab does not execute those, but the
 escape is invisible and keeps the rule simple), ``/``, then any command word followed
 by whitespace or the end of the line. The word is not limited to ``QUICK_ACTIONS``:
 GitLab adds commands and aliases every release, and escaping an unknown ``/word``
-changes nothing a reader sees. Lines inside fenced code blocks are escaped too:
+changes nothing a reader sees. It is limited to what a command name can be — letters
+and underscores, at most 40 of them (the longest command today has 20; GitLab matches
+names case-insensitively) — so a line of wrapped base64 that happens to start with
+``/`` is not rewritten. Lines inside fenced code blocks are escaped too:
 GitLab skips only backtick fences at column 0 with a matching closing fence, while
 tilde fences, indented fences and unclosed fences are still executed — mirroring that
 parser is brittle, and the cost of escaping is a visible backslash in a code sample.
@@ -132,7 +135,7 @@ QUICK_ACTIONS: frozenset[str] = frozenset(
     ]
 )
 
-_QUICK_ACTION_LINE = re.compile(r"^([ \t]*)/([A-Za-z][A-Za-z0-9_]*)(?=[ \t\r]|$)", re.MULTILINE)
+_QUICK_ACTION_LINE = re.compile(r"^([ \t]*)/([A-Za-z][A-Za-z_]{0,39})(?=[ \t\r]|$)", re.MULTILINE)
 
 
 def quick_action_spans(text: str) -> Iterator[tuple[int, int, str]]:

@@ -16,8 +16,11 @@ def ref_format_problem(name: str) -> str | None:
         return "it is empty"
     if name.startswith("-"):
         return "it starts with '-'"
-    if name in ("@", "HEAD"):
-        return f"{name!r} is reserved by git"
+    if name == "HEAD":
+        return "'HEAD' is reserved by git"
+    if name == "@":
+        # git would create refs/heads/@, but reads a lone "@" as HEAD in every revision.
+        return "'@' alone means HEAD to git"
     for char in name:
         if ord(char) < 0x20 or ord(char) == 0x7F:
             return f"it contains the control character U+{ord(char):04X}"
