@@ -1,1 +1,50 @@
-"""Coding-agent adapters."""
+"""Coding-agent adapters: one interface (``base``), one module per CLI, ``build_agent``.
+
+``build_agent`` covers the external CLIs (codex, claude, gemini, aider, command); the
+built-in demo agent is built by the engine.
+"""
+
+from __future__ import annotations
+
+from roles.agents.aider import AiderAgent
+from roles.agents.base import Agent, AgentConfigError, AgentResult, AgentTask, TaskKind, Usage
+from roles.agents.claude import ClaudeAgent
+from roles.agents.cli import CliAgent
+from roles.agents.codex import CodexAgent
+from roles.agents.command import CommandAgent
+from roles.agents.gemini import GeminiAgent
+from roles.settings import AgentSettings
+
+ADAPTERS: dict[str, type[CliAgent]] = {
+    adapter.kind: adapter
+    for adapter in (CodexAgent, ClaudeAgent, GeminiAgent, AiderAgent, CommandAgent)
+}
+
+
+def build_agent(name: str, settings: AgentSettings) -> Agent:
+    """The adapter for ``settings.kind``; AgentConfigError for a kind with no adapter here."""
+    adapter = ADAPTERS.get(settings.kind)
+    if adapter is None:
+        raise AgentConfigError(
+            f"agent {name!r}: kind {settings.kind!r} has no CLI adapter "
+            f"(expected one of {', '.join(sorted(ADAPTERS))})"
+        )
+    return adapter(name, settings)
+
+
+__all__ = [
+    "ADAPTERS",
+    "Agent",
+    "AgentConfigError",
+    "AgentResult",
+    "AgentTask",
+    "AiderAgent",
+    "ClaudeAgent",
+    "CliAgent",
+    "CodexAgent",
+    "CommandAgent",
+    "GeminiAgent",
+    "TaskKind",
+    "Usage",
+    "build_agent",
+]

@@ -1,0 +1,85 @@
+"""Aider scripted with ``--message``: one instruction, apply the edits, exit.
+
+Command line::
+
+    aider --message PROMPT --yes-always --no-auto-commits --no-gitignore --no-check-update
+          --no-pretty --chat-history-file F --input-history-file F [--model M] [args]
+
+crewline commits itself, so aider must not (``--no-auto-commits``) nor touch ``.gitignore``;
+its history files go beside the transcript instead of into the worktree. A prompt too long
+for one argument is passed with ``--message-file``. Aider keeps no resumable session.
+
+The output is what aider printed. Usage comes from its report lines, one per model call::
+
+    Tokens: 12k sent, 1.2k cache write, 300 received. Cost: $0.01 message, $0.02 session.
+
+Tokens sent (``k``/``M`` suffixes expanded; aider rounds them) add up as tokens in, received as
+tokens out; the cost is the last ``session`` figure, since the process is the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from roles.agents.base import AgentTask, Usage
+from roles.agents.cli import CliAgent, Invocation, Parsed, prompt_fits_argv
+from roles.agents.process import ProcessResult
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_NUMBER = r"[\d.,]+[kKmM]?"
+_REPORT = re.compile(
+    rf"Tokens: (?P<sent>{_NUMBER}) sent,(?:\s*{_NUMBER} cache (?:write|hit),)*"
+    rf"\s*(?P<received>{_NUMBER}) received\."
+    rf"(?:\s*Cost: \$(?P<message>[\d.,]+) message, \$(?P<session>[\d.,]+) session\.)?"
+)
+_SCALE = {"k": 1_000, "m": 1_000_000}
+
+
+class AiderAgent(CliAgent):
+    kind = "aider"
+
+    async def invocation(self, task: AgentTask, transcript: Path) -> Invocation:
+        if prompt_fits_argv(task.prompt):
+            argv = [self.executable, "--message", task.prompt]
+        else:
+            message_file = transcript.with_suffix(".prompt.txt")
+            await _write_text(message_file, task.prompt)
+            argv = [self.executable, "--message-file", str(message_file)]
+        argv += ["--yes-always", "--no-auto-commits", "--no-gitignore", "--no-check-update"]
+        argv += ["--no-pretty"]
+        argv += ["--chat-history-file", str(transcript.with_suffix(".aider-chat.md"))]
+        argv += ["--input-history-file", str(transcript.with_suffix(".aider-input.txt"))]
+        if self.settings.model:
+            argv += ["--model", self.settings.model]
+        argv += self.settings.args
+        return Invocation(argv=argv, prompt_arg=task.prompt, parse=parse_aider)
+
+
+def parse_aider(process: ProcessResult) -> Parsed:
+    return Parsed(output=_ANSI.sub("", process.stdout).strip(), usage=aider_usage(process.stdout))
+
+
+def aider_usage(text: str) -> Usage | None:
+    """Usage summed over aider's report lines (None when it printed none)."""
+    reports = list(_REPORT.finditer(_ANSI.sub("", text)))
+    if not reports:
+        return None
+    costs = [float(m["session"].replace(",", "")) for m in reports if m["session"]]
+    return Usage(
+        tokens_in=sum(_tokens(m["sent"]) for m in reports),
+        tokens_out=sum(_tokens(m["received"]) for m in reports),
+        cost_usd=costs[-1] if costs else 0.0,
+    )
+
+
+def _tokens(figure: str) -> int:
+    figure = figure.replace(",", "")
+    scale = _SCALE.get(figure[-1].lower(), 1)
+    number = figure[:-1] if scale > 1 else figure
+    return round(float(number) * scale)
+
+
+async def _write_text(path: Path, text: str) -> None:
+    await asyncio.to_thread(path.write_text, text, encoding="utf-8")

@@ -1,0 +1,123 @@
+"""OpenAI Codex CLI: ``codex exec --json``, one JSON event per stdout line.
+
+New turn::
+
+    codex exec --json --skip-git-repo-check --sandbox workspace-write [--model M] [args] -
+
+Resumed turn: the same options, then ``resume <session id> -``. The prompt goes on stdin
+(``-``), so its size is not limited by the kernel's argument cap. Plans run with
+``--sandbox read-only``; operator ``args`` that set ``--sandbox`` (or bypass it) win.
+``--skip-git-repo-check`` because plans run in a scratch directory, not a repository.
+
+Events read: ``thread.started`` (``thread_id``: the session to resume), ``item.completed``
+with an ``agent_message`` item (the last one is the output), ``turn.completed`` (``usage``:
+``input_tokens``, ``output_tokens``; Codex reports no cost), ``turn.failed`` and ``error``.
+Events are parsed as they stream, so a long run's output never has to fit in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from roles.agents.base import AgentTask, TaskKind, Usage
+from roles.agents.cli import CliAgent, Invocation, OutputError, Parsed, count, has_flag
+from roles.agents.process import ProcessResult
+
+
+class CodexAgent(CliAgent):
+    kind = "codex"
+
+    async def invocation(self, task: AgentTask, transcript: Path) -> Invocation:
+        argv = [self.executable, "exec", "--json", "--skip-git-repo-check"]
+        if not has_flag(
+            self.settings.args, "--sandbox", "-s", "--dangerously-bypass-approvals-and-sandbox"
+        ):
+            sandbox = "read-only" if task.kind is TaskKind.PLAN else "workspace-write"
+            argv += ["--sandbox", sandbox]
+        if self.settings.model:
+            argv += ["--model", self.settings.model]
+        argv += self.settings.args
+        if task.session_id:
+            argv += ["resume", task.session_id]
+        argv.append("-")
+        events = CodexEvents()
+        return Invocation(
+            argv=argv, stdin=task.prompt, on_stdout_line=events.feed, parse=events.parsed
+        )
+
+
+class CodexEvents:
+    """Accumulates what crewline needs from the ``codex exec --json`` event stream."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.thread_id: str | None = None
+        self.message: str | None = None
+        self.error: str | None = None
+        self.usage: Usage | None = None
+        self.problem: str | None = None
+
+    def feed(self, line: str) -> None:
+        line = line.strip()
+        if not line:
+            return
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return  # not an event (a stray notice); the transcript keeps it
+        if not isinstance(event, dict):
+            return
+        self.events += 1
+        try:
+            self._apply(event)
+        except OutputError as exc:
+            self.problem = self.problem or str(exc)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "thread.started" and isinstance(event.get("thread_id"), str):
+            self.thread_id = event["thread_id"] or self.thread_id
+        elif kind == "item.completed":
+            item = event.get("item")
+            if isinstance(item, dict) and item.get("type") == "agent_message":
+                text = item.get("text")
+                if not isinstance(text, str):
+                    raise OutputError(f"codex: agent_message item without text: {item!r:.200}")
+                self.message = text
+        elif kind == "turn.completed":
+            self.error = None  # an earlier error event was recovered from
+            usage = event.get("usage")
+            if isinstance(usage, dict):
+                before = self.usage or Usage()
+                self.usage = Usage(
+                    tokens_in=before.tokens_in + count(usage, "input_tokens", "codex"),
+                    tokens_out=before.tokens_out + count(usage, "output_tokens", "codex"),
+                )
+        elif kind == "turn.failed":
+            error = event.get("error")
+            reason = error.get("message") if isinstance(error, dict) else error
+            self.error = f"codex turn failed: {_message(reason)}"
+        elif kind == "error":
+            self.error = f"codex error: {_message(event.get('message'))}"
+
+    def parsed(self, process: ProcessResult) -> Parsed:
+        if self.events == 0:
+            raise OutputError(
+                "codex printed no JSON events on stdout; expected `codex exec --json` JSONL"
+            )
+        if self.problem:
+            raise OutputError(self.problem)
+        if self.message is None and self.error is None and not process.timed_out:
+            raise OutputError("codex finished without an agent_message item")
+        return Parsed(
+            output=(self.message or "").strip(),
+            session_id=self.thread_id,
+            usage=self.usage,
+            error=self.error,
+        )
+
+
+def _message(value: Any) -> str:
+    return value if isinstance(value, str) and value else repr(value)

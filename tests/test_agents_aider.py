@@ -1,0 +1,123 @@
+"""The aider adapter against a fake ``aider`` printing what ``--message`` runs print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from agents_support import fake_cli, make_task, printing
+
+from roles.agents import AiderAgent, Usage, build_agent
+from roles.agents.aider import aider_usage
+from roles.settings import AgentSettings
+
+CHAT = """\
+Aider v0.86.1
+Main model: anthropic/claude-sonnet-4 with diff edit format, infinite output
+Git repo: .git with 12 files
+Repo-map: using 4096 tokens, auto refresh
+
+I'll add the helper.
+
+text_utils.py
+<<<<<<< SEARCH
+=======
+def slugify(text):
+    return "-".join(text.lower().split())
+>>>>>>> REPLACE
+
+Tokens: 2.5k sent, 1.2k cache write, 310 received. Cost: $0.0123 message, $0.0123 session.
+Applied edit to text_utils.py
+Tokens: 12k sent, 95 received. Cost: $0.04 message, $0.05 session.
+"""
+
+
+def aider(**settings: object) -> AiderAgent:
+    agent = build_agent("aider", AgentSettings(kind="aider", **settings))
+    assert isinstance(agent, AiderAgent)
+    return agent
+
+
+async def test_command_line_and_parsed_usage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_cli(tmp_path, monkeypatch, "aider", printing(CHAT))
+    task = make_task(tmp_path)
+
+    result = await aider(model="sonnet", args=["--map-tokens", "2048"]).run(task)
+
+    history = result.transcript.with_suffix("")
+    assert fake.record()["argv"] == [
+        "--message",
+        task.prompt,
+        "--yes-always",
+        "--no-auto-commits",
+        "--no-gitignore",
+        "--no-check-update",
+        "--no-pretty",
+        "--chat-history-file",
+        f"{history}.aider-chat.md",
+        "--input-history-file",
+        f"{history}.aider-input.txt",
+        "--model",
+        "sonnet",
+        "--map-tokens",
+        "2048",
+    ]
+    assert result.ok, result.error
+    assert result.output == CHAT.strip()
+    assert result.usage == Usage(tokens_in=14_500, tokens_out=405, cost_usd=0.05)
+    assert result.session_id is None
+    assert f"--message <prompt: {len(task.prompt)} chars>" in result.transcript.read_text()
+
+
+async def test_a_prompt_too_long_for_argv_goes_in_a_message_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    echo_message_file = "print(Path(sys.argv[sys.argv.index('--message-file') + 1]).read_text())\n"
+    fake = fake_cli(tmp_path, monkeypatch, "aider", echo_message_file)
+    prompt = "Fix the failing job.\n" + "log line\n" * 30_000
+
+    result = await aider().run(make_task(tmp_path, prompt))
+
+    argv = fake.record()["argv"]
+    assert argv[0] == "--message-file" and "--message" not in argv
+    assert argv[1] == str(result.transcript.with_suffix(".prompt.txt"))
+    assert result.ok and result.output == prompt.strip()
+    assert result.usage is None
+
+
+async def test_a_failing_exit_is_a_failed_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_cli(
+        tmp_path,
+        monkeypatch,
+        "aider",
+        printing("Model sonnet: Missing these environment variables:\n", "", 1),
+    )
+
+    result = await aider().run(make_task(tmp_path))
+
+    assert not result.ok and result.exit_code == 1
+    assert result.error == "aider: exited with status 1"
+    assert result.output.startswith("Model sonnet: Missing")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Tokens: 950 sent, 12 received.", Usage(950, 12, 0.0)),
+        (
+            "Tokens: 1.2M sent, 15k received. Cost: $3.10 message, $4.25 session.",
+            Usage(1_200_000, 15_000, 4.25),
+        ),
+        (
+            "\x1b[32mTokens: 3.4k sent, 2.0k cache hit, 1k received.\x1b[0m",
+            Usage(3_400, 1_000, 0.0),
+        ),
+        ("No report here.", None),
+    ],
+)
+def test_usage_report_lines(text: str, expected: Usage | None) -> None:
+    assert aider_usage(text) == expected

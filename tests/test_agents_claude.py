@@ -1,0 +1,158 @@
+"""The claude adapter against a fake ``claude`` printing the documented ``-p --output-format
+json`` result object."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents_support import fake_cli, make_task, printing
+
+from roles.agents import ClaudeAgent, TaskKind, Usage, build_agent
+from roles.settings import AgentSettings
+
+SESSION = "4f8d2c1e-6b0a-4d7e-9a55-0c3b1e2f7a90"
+
+
+def result_json(**overrides: Any) -> str:
+    result: dict[str, Any] = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "duration_ms": 2847,
+        "duration_api_ms": 2100,
+        "num_turns": 4,
+        "result": "Implemented slugify() and its tests.\n",
+        "session_id": SESSION,
+        "total_cost_usd": 0.0123,
+        "usage": {
+            "input_tokens": 12,
+            "cache_creation_input_tokens": 1500,
+            "cache_read_input_tokens": 8000,
+            "output_tokens": 256,
+            "server_tool_use": {"web_search_requests": 0},
+            "service_tier": "standard",
+        },
+    }
+    result.update(overrides)
+    return json.dumps({key: value for key, value in result.items() if value is not None}) + "\n"
+
+
+def claude(**settings: object) -> ClaudeAgent:
+    agent = build_agent("claude", AgentSettings(kind="claude", **settings))
+    assert isinstance(agent, ClaudeAgent)
+    return agent
+
+
+async def test_command_line_and_parsed_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_cli(tmp_path, monkeypatch, "claude", printing(result_json()))
+    task = make_task(tmp_path)
+
+    result = await claude(model="sonnet", args=["--max-turns", "30"]).run(task)
+
+    call = fake.record()
+    assert call["argv"] == [
+        "-p",
+        "--output-format",
+        "json",
+        "--model",
+        "sonnet",
+        "--permission-mode",
+        "acceptEdits",
+        "--max-turns",
+        "30",
+    ]
+    assert call["stdin"] == task.prompt and call["cwd"] == str(task.workspace)
+    assert result.ok, result.error
+    assert result.output == "Implemented slugify() and its tests."
+    assert result.session_id == SESSION
+    assert result.usage == Usage(tokens_in=12 + 1500 + 8000, tokens_out=256, cost_usd=0.0123)
+
+
+async def test_resume_and_plans_without_edit_permission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_cli(tmp_path, monkeypatch, "claude", printing(result_json()))
+
+    result = await claude().run(make_task(tmp_path, kind=TaskKind.PLAN, session_id=SESSION))
+
+    assert fake.record()["argv"] == ["-p", "--output-format", "json", "--resume", SESSION]
+    assert result.ok and result.session_id == SESSION
+
+
+async def test_operator_permission_flags_win(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_cli(tmp_path, monkeypatch, "claude", printing(result_json()))
+
+    await claude(args=["--dangerously-skip-permissions"]).run(make_task(tmp_path))
+
+    assert fake.record()["argv"] == [
+        "-p",
+        "--output-format",
+        "json",
+        "--dangerously-skip-permissions",
+    ]
+
+
+async def test_a_reported_error_fails_the_run_but_keeps_session_and_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdout = result_json(subtype="error_max_turns", is_error=True, num_turns=30, result=None)
+    fake_cli(tmp_path, monkeypatch, "claude", printing(stdout))
+
+    result = await claude().run(make_task(tmp_path))
+
+    assert not result.ok and result.exit_code == 0
+    assert result.error == "claude: claude reported error_max_turns"
+    assert result.session_id == SESSION
+    assert result.usage is not None and result.usage.cost_usd == 0.0123
+
+
+async def test_a_failing_exit_reports_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_cli(
+        tmp_path, monkeypatch, "claude", printing("", "Invalid API key · Please run /login\n", 1)
+    )
+
+    result = await claude().run(make_task(tmp_path))
+
+    assert not result.ok and result.exit_code == 1 and result.usage is None
+    assert result.error == "claude: exited with status 1: Invalid API key · Please run /login"
+
+
+@pytest.mark.parametrize(
+    ("stdout", "expected"),
+    [
+        ("Sure! I added the helper.\n", "claude did not print JSON on stdout"),
+        ("", "claude printed nothing on stdout; expected one JSON object"),
+        ('["result"]\n', "claude printed JSON list, expected an object"),
+        (json.dumps({"type": "result", "session_id": SESSION}), "has no 'result' text"),
+        (result_json(total_cost_usd=-1), "total_cost_usd is -1, expected a non-negative number"),
+    ],
+)
+async def test_malformed_output_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stdout: str, expected: str
+) -> None:
+    fake_cli(tmp_path, monkeypatch, "claude", printing(stdout))
+
+    result = await claude().run(make_task(tmp_path))
+
+    assert not result.ok
+    assert result.error is not None and result.error.startswith("claude: unreadable output: ")
+    assert expected in result.error
+
+
+async def test_a_notice_line_before_the_json_is_tolerated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_cli(tmp_path, monkeypatch, "claude", printing("Update available!\n" + result_json()))
+
+    result = await claude().run(make_task(tmp_path))
+
+    assert result.ok and result.session_id == SESSION

@@ -1,0 +1,150 @@
+"""The gemini adapter against a fake ``gemini`` printing the documented headless JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents_support import fake_cli, make_task, printing
+
+from roles.agents import GeminiAgent, TaskKind, Usage, build_agent
+from roles.agents.gemini import STDIN_INSTRUCTION
+from roles.settings import AgentSettings
+
+SESSION = "c0ffee00-1234-4abc-9def-0123456789ab"
+
+
+def model_stats(prompt: int, candidates: int, thoughts: int) -> dict[str, Any]:
+    return {
+        "api": {"totalRequests": 2, "totalErrors": 0, "totalLatencyMs": 5053},
+        "tokens": {
+            "prompt": prompt,
+            "candidates": candidates,
+            "total": prompt + candidates + thoughts,
+            "cached": 0,
+            "thoughts": thoughts,
+            "tool": 0,
+        },
+    }
+
+
+OUTPUT = json.dumps(
+    {
+        "session_id": SESSION,
+        "response": "Added slugify() with tests.\n",
+        "stats": {
+            "models": {
+                "gemini-2.5-pro": model_stats(24939, 20, 154),
+                "gemini-2.5-flash": model_stats(1000, 80, 0),
+            },
+            "tools": {"totalCalls": 1, "totalSuccess": 1, "totalFail": 0, "byName": {}},
+            "files": {"totalLinesAdded": 12, "totalLinesRemoved": 0},
+        },
+    }
+)
+
+
+def gemini(**settings: object) -> GeminiAgent:
+    agent = build_agent("gemini", AgentSettings(kind="gemini", **settings))
+    assert isinstance(agent, GeminiAgent)
+    return agent
+
+
+async def test_command_line_and_parsed_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_cli(tmp_path, monkeypatch, "gemini", printing(OUTPUT))
+    task = make_task(tmp_path)
+
+    result = await gemini(model="gemini-2.5-pro").run(task)
+
+    call = fake.record()
+    assert call["argv"] == [
+        "-p",
+        task.prompt,
+        "--output-format",
+        "json",
+        "--model",
+        "gemini-2.5-pro",
+        "--approval-mode",
+        "auto_edit",
+    ]
+    assert call["stdin"] == ""
+    assert result.ok, result.error
+    assert result.output == "Added slugify() with tests."
+    assert result.session_id == SESSION
+    assert result.usage == Usage(tokens_in=25939, tokens_out=20 + 154 + 80)
+    transcript = result.transcript.read_text()
+    assert f"-p <prompt: {len(task.prompt)} chars> --output-format json" in transcript
+    assert task.prompt not in transcript
+
+
+async def test_resume_and_plans_in_the_default_approval_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_cli(tmp_path, monkeypatch, "gemini", printing(OUTPUT))
+    task = make_task(tmp_path, kind=TaskKind.PLAN, session_id=SESSION)
+
+    await gemini(args=["--include-directories", "../shared"]).run(task)
+
+    assert fake.record()["argv"] == [
+        "-p",
+        task.prompt,
+        "--output-format",
+        "json",
+        "--include-directories",
+        "../shared",
+        "--resume",
+        SESSION,
+    ]
+
+
+async def test_a_prompt_too_long_for_argv_goes_on_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_cli(tmp_path, monkeypatch, "gemini", printing(OUTPUT))
+    prompt = "Fix the failing job.\n" + "log line\n" * 30_000
+
+    result = await gemini(args=["--yolo"]).run(make_task(tmp_path, prompt))
+
+    call = fake.record()
+    assert call["argv"] == ["-p", STDIN_INSTRUCTION, "--output-format", "json", "--yolo"]
+    assert call["stdin"] == prompt
+    assert result.ok
+
+
+async def test_a_reported_error_and_failing_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdout = json.dumps({"error": {"type": "ApiError", "message": "Quota exceeded", "code": 429}})
+    fake_cli(tmp_path, monkeypatch, "gemini", printing(stdout, "", 1))
+
+    result = await gemini().run(make_task(tmp_path))
+
+    assert not result.ok and result.exit_code == 1
+    assert result.error == "gemini: exited with status 1: gemini error ApiError: 'Quota exceeded'"
+
+
+@pytest.mark.parametrize(
+    ("stdout", "expected"),
+    [
+        ("Loaded cached credentials.\nDone!\n", "gemini did not print JSON on stdout"),
+        (json.dumps({"stats": {}}), "gemini's JSON has no 'response' text"),
+        (
+            json.dumps({"response": "ok", "stats": {"models": {"m": {"api": {}}}}}),
+            "gemini: stats.models.m has no 'tokens' object",
+        ),
+    ],
+)
+async def test_malformed_output_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stdout: str, expected: str
+) -> None:
+    fake_cli(tmp_path, monkeypatch, "gemini", printing(stdout))
+
+    result = await gemini().run(make_task(tmp_path))
+
+    assert not result.ok
+    assert result.error is not None and result.error.startswith("gemini: unreadable output: ")
+    assert expected in result.error
