@@ -1,0 +1,123 @@
+"""Set-up for end-to-end engine tests: the seeded simulator, a crewline runtime wired as
+`crewline demo` wires it (real SQLite, real git, real agent subprocesses), and helpers
+to drive the engine and read GitLab back."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import gitlab
+from pydantic import SecretStr
+from rich.console import Console
+
+from bot.app import Runtime, build_runtime
+from bot.config import CrewlineConfig, Secrets
+from bot.console import ConsoleDesk
+from bot.demo import demo_config
+from forge.labels import sync_labels
+from forge.sim.app import RunningSim
+from forge.types import Issue
+from roles.notify import EventLog
+from roles.settings import AgentSettings
+from workflow import read_state
+
+PROJECT = "demo/app"
+FAKE_AGENTS = Path(__file__).parent / "fake_agents"
+
+
+def fake_agent(name: str, **extra: Any) -> AgentSettings:
+    """A test agent: tests/fake_agents/<name>.py run through the command adapter."""
+    return AgentSettings(
+        kind="command",
+        command=sys.executable,
+        args=[str(FAKE_AGENTS / f"{name}.py")],
+        timeout_seconds=60,
+        **extra,
+    )
+
+
+def configure(sim: RunningSim, base: Path, **changes: Any) -> CrewlineConfig:
+    """The demo's configuration against ``sim``, with top-level ``changes``."""
+    config = demo_config(base, sim.base_url)
+    return config.model_copy(update=changes)
+
+
+@asynccontextmanager
+async def runtime_for(
+    sim: RunningSim, config: CrewlineConfig, *, log: EventLog | None = None
+) -> AsyncIterator[tuple[Runtime, EventLog]]:
+    events = log or EventLog()
+    secrets = Secrets(gitlab_token=SecretStr(sim.config.bot_token))
+    runtime = await build_runtime(config, secrets, notifier=events)
+    runtime.services.desk = ConsoleDesk(
+        Console(quiet=True), runtime.services.gateway, runtime.storage.leases, who="a tester"
+    )
+    await sync_labels(runtime.services.gateway, PROJECT)
+    try:
+        yield runtime, events
+    finally:
+        await runtime.close()
+
+
+async def file_goal(runtime: Runtime, title: str, description: str) -> Issue:
+    wf = runtime.services.workflow
+    return await runtime.services.gateway.create_issue(
+        PROJECT, title, description, [wf.state(wf.entry).label]
+    )
+
+
+async def state_of(runtime: Runtime, iid: int) -> str | None:
+    issue = await runtime.services.gateway.get_issue(PROJECT, iid)
+    state = read_state(runtime.services.workflow, issue.labels).state
+    return state.name if state else None
+
+
+async def drive(
+    runtime: Runtime,
+    done: Callable[[], Awaitable[bool]],
+    *,
+    limit: float = 60.0,
+) -> None:
+    """Tick the engine until ``done()`` holds with nothing running (or fail at ``limit``)."""
+    deadline = time.monotonic() + limit
+    while True:
+        await runtime.engine.tick()
+        if not runtime.engine.busy and await done():
+            return
+        assert time.monotonic() < deadline, "the engine did not get there in time"
+        await asyncio.sleep(0.1)
+
+
+async def reach(runtime: Runtime, expected: dict[int, str], limit: float = 60.0) -> None:
+    async def all_there() -> bool:
+        return all([await state_of(runtime, iid) == want for iid, want in expected.items()])
+
+    try:
+        await drive(runtime, all_there, limit=limit)
+    except AssertionError:
+        actual = {iid: await state_of(runtime, iid) for iid in expected}
+        raise AssertionError(f"expected {expected}, got {actual}") from None
+
+
+def root(sim: RunningSim) -> gitlab.Gitlab:
+    return gitlab.Gitlab(sim.base_url, private_token="sim-root-token")
+
+
+def note_bodies(sim: RunningSim, iid: int) -> list[str]:
+    issue = root(sim).projects.get(PROJECT).issues.get(iid)
+    return [note.body for note in issue.notes.list(get_all=True)]
+
+
+def goal_text(*parts: str) -> str:
+    return "\n\n".join(parts)
+
+
+def file_block(path: str, body: str, *, first_attempt: bool = False) -> str:
+    kind = "demo-file-first-attempt" if first_attempt else "demo-file"
+    return f"```{kind} {path}\n{body}```"

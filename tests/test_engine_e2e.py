@@ -1,0 +1,155 @@
+"""End to end: goals filed on the simulator go through the PM and developer roles, with
+real agent subprocesses (the demo agent and fakes), real git and real SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.demo_goals import GOALS
+from forge.sim.app import RunningSim, running_sim
+from forge.sim.core import SimConfig
+from roles.notify import EventKind
+from roles.settings import BudgetSettings
+from tests.engine_support import (
+    PROJECT,
+    configure,
+    fake_agent,
+    file_block,
+    file_goal,
+    goal_text,
+    note_bodies,
+    reach,
+    root,
+    runtime_for,
+    state_of,
+)
+
+
+@pytest.fixture
+def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
+    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
+        yield running
+
+
+async def test_straight_through_and_convergence(demo_sim: RunningSim, tmp_path: Path) -> None:
+    straight, converging = GOALS[0], GOALS[1]
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, log):
+        one = await file_goal(runtime, straight.title, straight.description)
+        two = await file_goal(runtime, converging.title, converging.description)
+        await reach(runtime, {one.iid: "review-ready", two.iid: "review-ready"})
+        runs = runtime.storage.runs
+        for issue, validations in ((one, 1), (two, 2)):
+            run = await runs.latest(PROJECT, issue.iid, "dev")
+            assert run is not None and run.status == "succeeded"
+            steps = await runs.steps(run.id)
+            assert sum(1 for step in steps if step.startswith("validate-")) == validations
+        # The converging goal's first report failed, the second passed.
+        run = await runs.latest(PROJECT, two.iid, "dev")
+        assert run is not None
+        steps = await runs.steps(run.id)
+        assert steps["validate-1"]["go"] is False and steps["validate-2"]["go"] is True
+        learned = await runtime.storage.learnings.search("unittest", project=PROJECT)
+        assert {item.iid for item in learned} == {one.iid, two.iid}
+
+    project = root(demo_sim).projects.get(PROJECT)
+    mrs = project.mergerequests.list(state="opened", get_all=True)
+    assert sorted(mr.description.splitlines()[0] for mr in mrs) == [
+        f"Closes #{one.iid}",
+        f"Closes #{two.iid}",
+    ]
+    assert all(mr.draft for mr in mrs)
+    branch = next(mr.source_branch for mr in mrs if f"#{one.iid}" in mr.description)
+    assert branch.startswith(f"crewline/{one.iid}-")
+    files = {item["path"] for item in project.repository_tree(ref=branch, recursive=True, all=True)}
+    assert {"app/titles.py", "tests/test_titles.py"} <= files
+    bodies = note_bodies(demo_sim, one.iid)
+    assert sum("### Plan" in body for body in bodies) == 1
+    assert sum("### Handoff" in body for body in bodies) == 1
+    assert any("Plan approved by a tester" in body for body in bodies)
+    handoff = next(body for body in bodies if "### Handoff" in body)
+    assert "app/titles.py" in handoff and "python3 -m unittest" in handoff
+    kinds = [event.kind for event in log.events if event.iid == one.iid]
+    assert EventKind.GATE in kinds
+
+
+async def test_invalid_plan_is_retried_once_then_blocked(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    config = configure(demo_sim, tmp_path, agents={"demo": fake_agent("garbage_plan")})
+    async with runtime_for(demo_sim, config) as (runtime, _):
+        issue = await file_goal(runtime, "Anything", "Do something useful.")
+        await reach(runtime, {issue.iid: "blocked"})
+        run = await runtime.storage.runs.latest(PROJECT, issue.iid, "pm")
+        assert run is not None
+        assert set(await runtime.storage.runs.steps(run.id)) >= {"agent-plan", "agent-plan-retry"}
+    assert any("plan is still invalid after a retry" in b for b in note_bodies(demo_sim, issue.iid))
+
+
+async def test_dependency_waits_and_a_cycle_blocks(demo_sim: RunningSim, tmp_path: Path) -> None:
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        first = await file_goal(runtime, GOALS[0].title, GOALS[0].description)
+        waiting = await file_goal(runtime, "Wait for the first", f"Depends on #{first.iid}")
+        a = await file_goal(runtime, "Cycle A", f"Depends on #{a_iid(first.iid)}")
+        b = await file_goal(runtime, "Cycle B", f"Depends on #{a.iid}")
+        await reach(
+            runtime,
+            {
+                first.iid: "review-ready",
+                waiting.iid: "dev-ready",
+                a.iid: "blocked",
+                b.iid: "blocked",
+            },
+        )
+        reason = runtime.engine.waiting[(PROJECT, waiting.iid)].reason
+        assert reason == f"waiting for #{first.iid} to be done"
+    bodies = note_bodies(demo_sim, a.iid)
+    assert any(f"dependency cycle: #{a.iid} -> #{b.iid} -> #{a.iid}" in body for body in bodies)
+
+
+def a_iid(first: int) -> int:
+    """Cycle A is filed third and names Cycle B, filed fourth."""
+    return first + 3
+
+
+async def test_ownership_breach_blocks_naming_the_files(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    description = goal_text(
+        "A helper that should only touch app/greet.py.",
+        file_block("app/greet.py", 'def greet(name: str) -> str:\n    return f"hi {name}"\n'),
+        file_block("deploy/secret_tweak.py", "X = 1\n", first_attempt=True),
+    )
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        issue = await file_goal(runtime, "Add greet", description)
+        await reach(runtime, {issue.iid: "blocked"})
+    notes = note_bodies(demo_sim, issue.iid)
+    assert any("outside the plan's owned paths: `deploy/secret_tweak.py`" in b for b in notes)
+    assert not root(demo_sim).projects.get(PROJECT).mergerequests.list(get_all=True)
+
+
+async def test_budget_cap_blocks_with_the_figures(demo_sim: RunningSim, tmp_path: Path) -> None:
+    config = configure(demo_sim, tmp_path, agents={"demo": fake_agent("costly")})
+    config.roles.budgets = BudgetSettings(issue_usd=2.0)
+    async with runtime_for(demo_sim, config) as (runtime, log):
+        issue = await file_goal(runtime, GOALS[0].title, GOALS[0].description)
+        await reach(runtime, {issue.iid: "blocked"})
+        spent = await runtime.storage.runs.spend(project=PROJECT, iid=issue.iid)
+        assert spent.cost_usd == pytest.approx(2.5)  # the PM's one turn, nothing after it
+    notes = note_bodies(demo_sim, issue.iid)
+    assert any("issue budget reached: $2.50 spent of $2.00" in body for body in notes)
+    assert any(e.kind is EventKind.BLOCKED and e.iid == issue.iid for e in log.events)
+
+
+async def test_paused_project_claims_nothing(demo_sim: RunningSim, tmp_path: Path) -> None:
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        issue = await file_goal(runtime, GOALS[0].title, GOALS[0].description)
+        await runtime.storage.settings.set(f"pause:{PROJECT}", "1")
+        assert await runtime.engine.tick() == 0
+        assert await state_of(runtime, issue.iid) == "pm-ready"
+        await runtime.storage.settings.set(f"pause:{PROJECT}", "0")
+        assert await runtime.engine.tick() == 1
+        await runtime.engine.drain()
+        assert await state_of(runtime, issue.iid) == "dev-ready"  # planned, auto-approved
