@@ -11,6 +11,7 @@ import pytest
 from agents_support import fake_cli, make_task, printing
 
 from roles.agents import ClaudeAgent, TaskKind, Usage, build_agent
+from roles.agents import process as agent_process
 from roles.settings import AgentSettings
 
 SESSION = "4f8d2c1e-6b0a-4d7e-9a55-0c3b1e2f7a90"
@@ -156,3 +157,17 @@ async def test_a_notice_line_before_the_json_is_tolerated(
     result = await claude().run(make_task(tmp_path))
 
     assert result.ok and result.session_id == SESSION
+
+
+async def test_output_beyond_the_memory_bound_is_reported_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_process, "STDOUT_LIMIT", 200)
+    fake_cli(tmp_path, monkeypatch, "claude", printing(result_json(result="x" * 1000)))
+
+    result = await claude().run(make_task(tmp_path))
+
+    assert not result.ok
+    assert result.error is not None
+    assert "stdout exceeded 200 bytes, only its tail was kept" in result.error
+    assert "x" * 1000 in result.transcript.read_text()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from roles.agents import process as agent_process
 from roles.agents.base import AgentConfigError, AgentResult, AgentTask, Usage
 from roles.agents.process import (
     KILL_GRACE_SECONDS,
@@ -142,6 +143,10 @@ class CliAgent(ABC):
             parsed = invocation.parse(process)
         except OutputError as exc:
             problem = str(exc)
+            if process.stdout_truncated:
+                problem += (
+                    f"; stdout exceeded {agent_process.STDOUT_LIMIT} bytes, only its tail was kept"
+                )
         if process.timed_out:
             return failed(f"timed out after {timeout:g} s; its process group was killed", parsed)
         if process.exit_code != 0:
