@@ -44,7 +44,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "forge.sim.commits",
     "forge.sim.git_http",
     "forge.sim.merge_requests",
-    # slot:pipelines (pipelines, jobs, runner, test reports)
+    "forge.sim.pipelines",
 )
 
 ROOT, BOT, MAINTAINER_USER = "root", "crewline-bot", "maintainer"

@@ -40,6 +40,8 @@ class SimConfig:
     maintainer_token: str = "sim-maintainer-token"
     hook_retries: int = 3
     hook_retry_delay: float = 0.5
+    ci_concurrency: int = 2  # CI jobs running at once
+    ci_job_timeout: float = 3600.0  # seconds, for jobs without their own ``timeout:``
 
 
 @dataclass
