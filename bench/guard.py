@@ -1,0 +1,198 @@
+"""Guard quality and speed: recall and false positives on the corpus, screening throughput.
+
+Run: ``.venv/bin/python bench/guard.py [--reps 5] [--megabytes 20]``
+
+Quality: every sample of ``tests/guard_corpus`` is screened the way crewline screens that
+kind of write (text, file content or branch name). Recall is the share of positives
+refused (and, separately, refused by the rule the sample names); false positives are the
+negatives refused.
+
+Speed, in MB of UTF-8 per second, median of ``--reps`` runs of three workloads:
+
+- *samples*: the negative samples one write at a time, repeated to ``--megabytes``: many
+  small realistic writes (notes, diffs, lockfiles, base64 images).
+- *one big note*: the negative corpus concatenated and repeated to ``--megabytes``, screened
+  as a single text write: how the guard scales with a large write.
+- *repository*: every file git tracks in this repository (the corpus aside), screened as
+  commit content, repeated to a quarter of ``--megabytes``.
+
+Exit status 1 if a positive passes or a negative is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from forge.guard import Guard, GuardBlocked  # noqa: E402
+from tests.guard_support import Sample, load_samples, screen_sample  # noqa: E402
+
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Quality:
+    positives: int
+    caught: int
+    right_rule: int
+    missed: list[str]
+    wrong_rule: list[str]
+    negatives: int
+    false_positives: list[str]
+
+
+def verdict(sample: Sample) -> str:
+    try:
+        screen_sample(sample)
+    except GuardBlocked as blocked:
+        return blocked.rule
+    return "clean"
+
+
+def measure_quality(positives: list[Sample], negatives: list[Sample]) -> Quality:
+    got = {sample.name: verdict(sample) for sample in positives}
+    missed = [s.name for s in positives if got[s.name] == "clean"]
+    wrong = [
+        f"{s.name} ({got[s.name]}, expected {s.expect})"
+        for s in positives
+        if got[s.name] not in ("clean", s.expect)
+    ]
+    false_positives = [f"{s.name} ({rule})" for s in negatives if (rule := verdict(s)) != "clean"]
+    return Quality(
+        positives=len(positives),
+        caught=len(positives) - len(missed),
+        right_rule=len(positives) - len(missed) - len(wrong),
+        missed=missed,
+        wrong_rule=wrong,
+        negatives=len(negatives),
+        false_positives=false_positives,
+    )
+
+
+def timed(work: Callable[[], object], reps: int) -> list[float]:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def samples_workload(negatives: list[Sample], megabytes: float) -> tuple[int, Callable[[], None]]:
+    size = sum(len(s.body.encode()) for s in negatives)
+    batch = negatives * max(1, round(megabytes * MB / size))
+
+    def work() -> None:
+        for sample in batch:
+            screen_sample(sample)
+
+    return size * (len(batch) // len(negatives)), work
+
+
+def big_note_workload(negatives: list[Sample], megabytes: float) -> tuple[int, Callable[[], None]]:
+    # A byte-order mark is legitimate only at the very start of a write; inside the
+    # concatenation it would be a (correct) zero-width finding, so it is dropped.
+    corpus = "\n".join(s.body.lstrip("\ufeff") for s in negatives if s.screen != "branch")
+    text = corpus * max(1, round(megabytes * MB / len(corpus.encode())))
+    guard = Guard(["crewline-own-token-0001"])
+
+    def work() -> None:
+        guard.screen_text(text, where="note.body")
+
+    return len(text.encode()), work
+
+
+def repository_files() -> list[tuple[str, bytes]]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    files = []
+    for name in filter(None, listed.split("\0")):
+        path = ROOT / name
+        # The corpus is measured above; its positives would only be refused again here.
+        if path.is_file() and not name.startswith("tests/guard_corpus/"):
+            files.append((name, path.read_bytes()))
+    return files
+
+
+def repository_workload(
+    files: list[tuple[str, bytes]], megabytes: float
+) -> tuple[int, Callable[[], None], dict[str, str]]:
+    """Every file, as many rounds as it takes to reach ``megabytes`` (the repository is small)."""
+    guard = Guard(["crewline-own-token-0001"])
+    refused: dict[str, str] = {}
+    size = sum(len(data) for _, data in files)
+    rounds = max(1, round(megabytes * MB / size))
+
+    def work() -> None:
+        refused.clear()
+        for _ in range(rounds):
+            for name, data in files:
+                try:
+                    guard.screen_content(data, where=name)
+                except GuardBlocked as blocked:
+                    refused[name] = blocked.rule
+
+    return size * rounds, work, refused
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5, help="timed runs per workload (median)")
+    parser.add_argument(
+        "--megabytes", type=float, default=20.0, help="size of the corpus workloads"
+    )
+    args = parser.parse_args()
+
+    positives, negatives = load_samples("positive"), load_samples("negative")
+    quality = measure_quality(positives, negatives)
+    print(f"corpus: {quality.positives} positive, {quality.negatives} negative samples")
+    print(
+        f"recall: {quality.caught}/{quality.positives} refused "
+        f"({quality.caught / quality.positives:.1%}), "
+        f"{quality.right_rule}/{quality.positives} by the expected rule"
+    )
+    rate = len(quality.false_positives) / quality.negatives
+    print(f"false positives: {len(quality.false_positives)}/{quality.negatives} ({rate:.1%})")
+    for name in quality.missed:
+        print(f"  missed: {name}")
+    for name in quality.wrong_rule:
+        print(f"  other rule: {name}")
+    for name in quality.false_positives:
+        print(f"  false positive: {name}")
+    by_family = Counter(s.expect.split(".")[0] for s in positives)
+    print("positives by family: " + ", ".join(f"{k} {v}" for k, v in sorted(by_family.items())))
+
+    files = repository_files()
+    repo_bytes, repo_work, refused = repository_workload(files, args.megabytes / 4)
+    workloads = [
+        ("samples, one write each", *samples_workload(negatives, args.megabytes)),
+        ("one big note", *big_note_workload(negatives, args.megabytes)),
+        (f"repository ({len(files)} files)", repo_bytes, repo_work),
+    ]
+    print(f"throughput (median of {args.reps} runs):")
+    for label, size, work in workloads:
+        times = timed(work, args.reps)
+        median = statistics.median(times)
+        print(
+            f"  {label:<28} {size / MB:7.2f} MB in {median:6.3f} s = {size / MB / median:6.2f} MB/s"
+            f"  (min {size / MB / max(times):.2f}, max {size / MB / min(times):.2f})"
+        )
+    print(f"repository files refused ({len(refused)}; test fixtures hold fake credentials):")
+    for name, rule in sorted(refused.items()):
+        print(f"  {name}: {rule}")
+    return 1 if quality.missed or quality.false_positives else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
