@@ -1,6 +1,7 @@
-"""The guard corpus: loading samples and screening each the way crewline would.
+"""The guard corpus: loading samples and screening each the way crewline would; and fake
+credentials generated at run time for the guard's tests.
 
-Shared by tests/test_guard_corpus.py and bench/guard.py. Each sample file starts with
+Shared by tests/test_guard*.py and bench/guard.py. Each sample file starts with
 header lines: ``# expect: <rule>`` (``clean`` for negatives), optionally
 ``# screen: text|content|branch`` (default ``text``) and ``# own-secret: <token>``.
 """
