@@ -1,0 +1,419 @@
+"""Isolated git workspaces: a mirror per project, a worktree per issue, leased, always cleaned.
+
+The contract (DESIGN §4-§5):
+- a bare mirror per project under the root, fetched before every run;
+- a worktree per issue on ``crewline/<iid>-<slug>``, started from the remote branch when an
+  earlier attempt pushed work-in-progress there, else from the freshly fetched target branch;
+- the worktree is recreated on every :meth:`Workspaces.open` (a leftover from a crash may be
+  dirty or corrupt) and is clean when ``open`` returns;
+- :meth:`Workspaces.close` removes it whatever happened, and is safe to call twice;
+- a lease ``workspace:<project>:<iid>`` per worktree, so no two runs share one;
+- a disk budget: :meth:`Workspaces.prune` deletes the oldest unleased leftovers first.
+
+The mirror's git config is rewritten by crewline before each network command: an agent working
+in a worktree can change the shared config (a hook path, a remote URL...), and nothing it wrote
+may run next to the token. The token itself only ever travels in a command's environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from roles import workspace_changes as changes
+from roles.gitcmd import Git, http_origin
+from roles.workspace_changes import DEFAULT_IDENTITY, DiffStat, Identity, RebaseResult
+from roles.workspace_errors import WorkspaceBusy, WorkspaceError, push_failure
+from roles.workspace_layout import (
+    Layout,
+    WorktreeRecord,
+    branch_name,
+    canonical_config,
+    lease_key,
+    mirror_lock,
+)
+from roles.workspace_prune import Pruner, remove_tree
+from roles.workspace_settings import WorkspaceSettings
+from storage.clock import Clock
+from storage.leases import Lease, LeaseStore
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DiffStat",
+    "Identity",
+    "RebaseResult",
+    "Workspaces",
+    "Worktree",
+    "branch_name",
+]
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """An open workspace. ``base_sha``: the target branch's tip when it was opened;
+    ``start_sha``: the commit the checkout started from (the pushed WIP when resumed);
+    ``remote_sha``: the branch's sha on the remote at open time, ``None`` when absent: the
+    expected sha of the first :meth:`Workspaces.push`."""
+
+    project: str
+    iid: int
+    path: Path
+    branch: str
+    target_branch: str
+    base_sha: str
+    start_sha: str
+    remote_sha: str | None
+    run_key: str
+
+
+class Workspaces:
+    def __init__(
+        self,
+        settings: WorkspaceSettings,
+        leases: LeaseStore,
+        worker: str,
+        token: str | SecretStr,
+        *,
+        clock: Clock = time.time,
+    ) -> None:
+        if not worker.strip():
+            raise ValueError("worker must name this crewline process (e.g. host-pid)")
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        self.settings = settings
+        self._layout = Layout(settings.root.absolute())
+        self._leases = leases
+        self._worker = worker
+        self._clock = clock
+        self._git = Git(self._layout.home, settings.git_timeout_seconds, secret)
+        self._held: dict[Path, Lease] = {}
+        self._urls: dict[str, str] = {}
+        self._pruner = Pruner(
+            self._layout, self._git, leases, worker, settings.max_disk_mb, self._lock_timeout
+        )
+
+    @property
+    def root(self) -> Path:
+        return self._layout.root
+
+    @property
+    def _lock_timeout(self) -> float:
+        # A writer holds the lock for at most a couple of git commands.
+        return 2 * self.settings.git_timeout_seconds
+
+    # -- opening and closing ---------------------------------------------------------------
+
+    async def open(
+        self,
+        project_path: str,
+        clone_url: str,
+        iid: int,
+        title: str,
+        target_branch: str,
+        run_key: str,
+    ) -> Worktree:
+        """Lease, fetch and check out issue ``iid``'s workspace; raises :class:`WorkspaceBusy`
+        when another run holds it."""
+        wanted = branch_name(iid, title)
+        http_origin(clone_url)  # refuses a URL with credentials before anything happens
+        if not target_branch.strip() or not run_key.strip():
+            raise ValueError("target_branch and run_key must be non-empty")
+        key = lease_key(project_path, iid)
+        lease = await self._leases.acquire(key, self._worker, self.settings.lease_ttl_seconds)
+        if lease is None:
+            holder = await self._leases.get(key)
+            who = f"{holder.holder} until {holder.expires_at:.0f}" if holder else "another worker"
+            raise WorkspaceBusy(
+                f"workspace of {project_path}#{iid} is leased by {who}; "
+                "wait for that run to finish (or its lease to expire)"
+            )
+        checkout = self._layout.checkout(project_path, iid)
+        record_path = self._layout.record(project_path, iid)
+        try:
+            WorktreeRecord(project_path, iid, wanted, run_key, self._clock()).write(record_path)
+            self._urls[project_path] = clone_url
+            async with mirror_lock(self._layout.mirror_lock(project_path), self._lock_timeout):
+                mirror = await self._sync_mirror(project_path, clone_url)
+                base_sha = await self._remote_ref(mirror, target_branch)
+                if base_sha is None:
+                    raise WorkspaceError(
+                        f"target branch {target_branch!r} does not exist on {project_path}; "
+                        "check the project's target_branch setting"
+                    )
+                branch = await self._resume_branch(mirror, iid, wanted)
+                if branch != wanted:
+                    record = WorktreeRecord(project_path, iid, branch, run_key, self._clock())
+                    record.write(record_path)
+                remote_sha = await self._remote_ref(mirror, branch)
+                start_sha = remote_sha or base_sha
+                await self._recreate(mirror, checkout, branch, start_sha)
+            dirty = await changes.dirty_paths(self._git, checkout)
+            if dirty:
+                raise WorkspaceError(
+                    f"fresh checkout of {branch} is not clean ({', '.join(dirty[:5])}); the "
+                    "repository's .gitattributes probably rewrites files on checkout"
+                )
+        except BaseException:
+            await self._discard(project_path, iid, lease)
+            raise
+        self._held[checkout] = lease
+        log.info(
+            "workspace %s#%s open on %s from %s (%s)",
+            project_path,
+            iid,
+            branch,
+            start_sha[:12],
+            "resumed" if remote_sha else "new",
+        )
+        return Worktree(
+            project=project_path,
+            iid=iid,
+            path=checkout,
+            branch=branch,
+            target_branch=target_branch,
+            base_sha=base_sha,
+            start_sha=start_sha,
+            remote_sha=remote_sha,
+            run_key=run_key,
+        )
+
+    async def close(self, wt: Worktree) -> None:
+        """Remove the checkout and its local branch, release the lease. Safe to call twice; a
+        workspace whose lease another worker took over is left to that worker."""
+        lease = self._held.pop(wt.path, None)
+        if lease is None:
+            return
+        current = await self._leases.get(lease.key)
+        if current is not None and current.token != lease.token:
+            log.warning("workspace %s#%s was taken over by %s", wt.project, wt.iid, current.holder)
+            return
+        await self._discard(wt.project, wt.iid, lease)
+        try:
+            await self.prune()
+        except (WorkspaceError, OSError) as error:
+            log.warning("pruning workspaces after %s#%s failed: %s", wt.project, wt.iid, error)
+
+    async def renew(self, wt: Worktree) -> bool:
+        """Extend the workspace's lease; ``False`` when it was lost (stop working in it)."""
+        lease = self._held.get(wt.path)
+        if lease is None:
+            return False
+        renewed = await self._leases.renew(lease, self.settings.lease_ttl_seconds)
+        if renewed is None:
+            return False
+        self._held[wt.path] = renewed
+        return True
+
+    async def prune(self) -> list[Path]:
+        """Keep the root under ``max_disk_mb``: delete the least recently used unleased
+        checkouts, then mirrors no checkout needs. Returns what was deleted."""
+        return await self._pruner.prune()
+
+    # -- changes -----------------------------------------------------------------------------
+
+    async def commit_all(
+        self, wt: Worktree, message: str, author_name: str, author_email: str
+    ) -> str | None:
+        """Commit every change in the checkout; the new sha, or ``None`` if nothing changed."""
+        self._require_open(wt)
+        sha = await changes.commit_all(
+            self._git, wt.path, message, Identity(author_name, author_email)
+        )
+        self._touch(wt)
+        return sha
+
+    async def changed_files(self, wt: Worktree, since: str | None = None) -> list[str]:
+        """Paths the branch's own commits changed since it forked from ``since`` (default: the
+        target branch as last fetched, so upstream changes a rebase brought in do not count)."""
+        self._require_open(wt)
+        return await changes.changed_files(self._git, wt.path, await self._since(wt, since))
+
+    async def diff_stat(self, wt: Worktree, since: str | None = None) -> DiffStat:
+        self._require_open(wt)
+        return await changes.diff_stat(self._git, wt.path, await self._since(wt, since))
+
+    async def commits(self, wt: Worktree, since: str | None = None) -> list[tuple[str, str]]:
+        """The branch's own commits as ``(sha, subject)``, oldest first."""
+        self._require_open(wt)
+        return await changes.commits(self._git, wt.path, await self._since(wt, since))
+
+    async def head(self, wt: Worktree) -> str:
+        self._require_open(wt)
+        return await changes.head_sha(self._git, wt.path)
+
+    async def push(self, wt: Worktree, expected_remote_sha: str | None) -> str:
+        """Push the branch with ``--force-with-lease``: the remote branch must be at
+        ``expected_remote_sha`` (absent when ``None``). Returns the pushed sha; raises
+        :class:`PushRejected` (``stale`` when the lease check failed)."""
+        self._require_open(wt)
+        if expected_remote_sha is not None:
+            changes.require_sha("expected_remote_sha", expected_remote_sha)
+        if await changes.rebase_in_progress(self._git, wt.path):
+            raise WorkspaceError("a rebase is in progress; continue or abort it before pushing")
+        ref = f"refs/heads/{wt.branch}"
+        head = await self._git.out(["rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=wt.path)
+        url = self._urls[wt.project]
+        async with mirror_lock(self._layout.mirror_lock(wt.project), self._lock_timeout):
+            mirror = await self._configure(wt.project, url)
+            result = await self._git.run(
+                [
+                    "push",
+                    "--porcelain",
+                    f"--force-with-lease={ref}:{expected_remote_sha or ''}",
+                    "origin",
+                    f"{ref}:{ref}",
+                ],
+                cwd=self.root,
+                git_dir=mirror,
+                auth_url=url,
+                ok_codes=(0, 1),
+            )
+        if result.exit_code != 0:
+            raise push_failure(wt.branch, self._git.sanitize(result.stdout), result.stderr)
+        self._touch(wt)
+        log.info("pushed %s of %s#%s at %s", wt.branch, wt.project, wt.iid, head[:12])
+        return head
+
+    async def remote_branch_sha(
+        self, project_path: str, branch: str, clone_url: str | None = None
+    ) -> str | None:
+        """The sha of ``branch`` on the remote now (``git ls-remote``), ``None`` if absent."""
+        url = clone_url or self._urls.get(project_path)
+        if url is None:
+            raise WorkspaceError(
+                f"no clone URL known for {project_path}: open a workspace of it first, or pass "
+                "clone_url"
+            )
+        ref = f"refs/heads/{branch}"
+        self._layout.home.mkdir(parents=True, exist_ok=True)
+        listing = await self._git.run(
+            ["ls-remote", "--heads", url, ref], cwd=self._layout.home, auth_url=url
+        )
+        for line in listing.stdout.splitlines():
+            sha, _, name = line.partition("\t")
+            if name == ref:
+                return sha
+        return None
+
+    async def rebase(
+        self, wt: Worktree, onto_branch: str, committer: Identity = DEFAULT_IDENTITY
+    ) -> RebaseResult:
+        """Fetch, then rebase the branch onto ``origin/<onto_branch>``. On conflicts the rebase
+        stays in progress: resolve the files, then :meth:`continue_rebase` or
+        :meth:`abort_rebase`."""
+        self._require_open(wt)
+        url = self._urls[wt.project]
+        async with mirror_lock(self._layout.mirror_lock(wt.project), self._lock_timeout):
+            mirror = await self._sync_mirror(wt.project, url)
+            if await self._remote_ref(mirror, onto_branch) is None:
+                raise WorkspaceError(f"branch {onto_branch!r} does not exist on {wt.project}")
+        upstream = f"refs/remotes/origin/{onto_branch}"
+        return await changes.rebase_onto(self._git, wt.path, upstream, committer)
+
+    async def continue_rebase(
+        self, wt: Worktree, committer: Identity = DEFAULT_IDENTITY
+    ) -> RebaseResult:
+        self._require_open(wt)
+        return await changes.continue_rebase(self._git, wt.path, committer)
+
+    async def abort_rebase(self, wt: Worktree) -> bool:
+        self._require_open(wt)
+        return await changes.abort_rebase(self._git, wt.path)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _require_open(self, wt: Worktree) -> None:
+        if wt.path not in self._held:
+            raise WorkspaceError(
+                f"workspace {wt.project}#{wt.iid} is not open here (closed, or opened by "
+                "another Workspaces); open it again"
+            )
+
+    async def _since(self, wt: Worktree, since: str | None) -> str:
+        if since is not None:
+            return since
+        target = f"refs/remotes/origin/{wt.target_branch}"
+        found = await self._git.run(
+            ["rev-parse", "--verify", "--quiet", f"{target}^{{commit}}"],
+            cwd=wt.path,
+            ok_codes=(0, 1),
+        )
+        return target if found.exit_code == 0 else wt.base_sha
+
+    def _touch(self, wt: Worktree) -> None:
+        record = WorktreeRecord(wt.project, wt.iid, wt.branch, wt.run_key, self._clock())
+        record.write(self._layout.record(wt.project, wt.iid))
+
+    async def _configure(self, project_path: str, clone_url: str) -> Path:
+        """Create the mirror if needed and (re)write its config; call with the mirror lock."""
+        mirror = self._layout.mirror(project_path)
+        if mirror.exists():
+            (mirror / "config").write_text(canonical_config(clone_url), encoding="utf-8")
+            probe = await self._git.run(
+                ["rev-parse", "--is-bare-repository"],
+                cwd=self.root,
+                git_dir=mirror,
+                ok_codes=range(256),
+            )
+            if probe.stdout.strip() == "true":
+                return mirror
+            log.warning("mirror %s is corrupt (%s); recloning", mirror, probe.stderr.strip())
+            await remove_tree(mirror)
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        await self._git.run(["init", "--quiet", "--bare", os.fspath(mirror)], cwd=self.root)
+        (mirror / "config").write_text(canonical_config(clone_url), encoding="utf-8")
+        return mirror
+
+    async def _sync_mirror(self, project_path: str, clone_url: str) -> Path:
+        mirror = await self._configure(project_path, clone_url)
+        await self._git.run(
+            ["fetch", "--quiet", "--prune", "--no-tags", "origin"],
+            cwd=self.root,
+            git_dir=mirror,
+            auth_url=clone_url,
+        )
+        return mirror
+
+    async def _remote_ref(self, mirror: Path, branch: str) -> str | None:
+        found = await self._git.run(
+            ["rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}^{{commit}}"],
+            cwd=self.root,
+            git_dir=mirror,
+            ok_codes=(0, 1),
+        )
+        return found.stdout.strip() if found.exit_code == 0 else None
+
+    async def _resume_branch(self, mirror: Path, iid: int, wanted: str) -> str:
+        """``wanted``, unless the remote holds exactly one other branch of this issue (its title
+        was edited since): then that one, so the work and its MR carry on."""
+        if await self._remote_ref(mirror, wanted) is not None:
+            return wanted
+        listing = await self._git.out(
+            ["for-each-ref", "--format=%(refname)", f"refs/remotes/origin/crewline/{iid}-*"],
+            cwd=self.root,
+            git_dir=mirror,
+        )
+        others = [line.removeprefix("refs/remotes/origin/") for line in listing.splitlines()]
+        return others[0] if len(others) == 1 else wanted
+
+    async def _recreate(self, mirror: Path, checkout: Path, branch: str, start: str) -> None:
+        await self._pruner.remove_checkout(mirror, checkout)
+        checkout.parent.mkdir(parents=True, exist_ok=True)
+        await self._git.run(
+            ["worktree", "add", "--quiet", "--no-track", "-B", branch, os.fspath(checkout), start],
+            cwd=self.root,
+            git_dir=mirror,
+        )
+
+    async def _discard(self, project_path: str, iid: int, lease: Lease) -> None:
+        """Delete checkout, local branch and record, then release the lease (always)."""
+        try:
+            async with mirror_lock(self._layout.mirror_lock(project_path), self._lock_timeout):
+                await self._pruner.remove_worktree(project_path, iid)
+        finally:
+            await self._leases.release(lease)
