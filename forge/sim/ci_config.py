@@ -54,7 +54,7 @@ _RESERVED = frozenset(
     }
 )
 _DURATION_PART = re.compile(
-    r"(\d+(?:\.\d+)?)\s*(h|hrs?|hours?|m|mins?|minutes?|s|secs?|seconds?)?\s*", re.IGNORECASE
+    r"(\d+(?:\.\d+)?)\s*(hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)?\b\s*", re.IGNORECASE
 )
 _UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
 
