@@ -21,6 +21,7 @@ from pathlib import Path
 # may still hold them, so reading stops after this grace period.
 _DRAIN_GRACE_SECONDS = 2.0
 _CHUNK = 64 * 1024
+_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,23 @@ def kill_group(process: asyncio.subprocess.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+async def _leader_exit(process: asyncio.subprocess.Process) -> None:
+    """Return once the program itself has exited.
+
+    ``Process.wait()`` alone is not enough: asyncio resolves it only when the output pipes are
+    closed too, and a background child still holding them would keep it waiting. Its exit
+    status, though, is recorded as soon as the program ends, so that is polled alongside.
+    """
+    waiting = asyncio.ensure_future(process.wait())
+    try:
+        while process.returncode is None:
+            done, _pending = await asyncio.wait({waiting}, timeout=_POLL_SECONDS)
+            if done:
+                break
+    finally:
+        waiting.cancel()
+
+
 async def _feed(process: asyncio.subprocess.Process, data: bytes) -> None:
     assert process.stdin is not None
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -110,11 +128,11 @@ async def run_group(
     timed_out = False
     try:
         try:
-            await asyncio.wait_for(process.wait(), timeout_seconds)
+            await asyncio.wait_for(_leader_exit(process), timeout_seconds)
         except TimeoutError:
             timed_out = True
         kill_group(process)
-        await process.wait()
+        await _leader_exit(process)
         _done, pending = await asyncio.wait(readers, timeout=_DRAIN_GRACE_SECONDS)
         for task in pending:
             task.cancel()
