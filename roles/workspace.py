@@ -39,7 +39,7 @@ from roles.workspace_layout import (
 )
 from roles.workspace_prune import Pruner, remove_tree
 from roles.workspace_settings import WorkspaceSettings
-from storage.clock import Clock
+from storage.clock import Clock, iso_utc
 from storage.leases import Lease, LeaseStore
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,16 @@ class Workspaces:
         when another run holds it."""
         wanted = branch_name(iid, title)
         http_origin(clone_url)  # refuses a URL with credentials before anything happens
-        if not target_branch.strip() or not run_key.strip():
-            raise ValueError("target_branch and run_key must be non-empty")
+        if "/" not in project_path.strip("/") or not target_branch.strip() or not run_key.strip():
+            raise ValueError(
+                f"need a project path like group/app ({project_path!r}), a target branch "
+                f"({target_branch!r}) and a run key ({run_key!r})"
+            )
         key = lease_key(project_path, iid)
         lease = await self._leases.acquire(key, self._worker, self.settings.lease_ttl_seconds)
         if lease is None:
             holder = await self._leases.get(key)
-            who = f"{holder.holder} until {holder.expires_at:.0f}" if holder else "another worker"
+            who = f"{holder.holder} until {iso_utc(holder.expires_at)}" if holder else "another run"
             raise WorkspaceBusy(
                 f"workspace of {project_path}#{iid} is leased by {who}; "
                 "wait for that run to finish (or its lease to expire)"

@@ -239,3 +239,36 @@ def test_branch_names_are_deterministic_ascii_slugs() -> None:
     for bad in (0, -1, True):
         with pytest.raises(ValueError, match="positive integer"):
             branch_name(bad, "x")
+
+
+async def test_several_issues_of_one_project_open_at_once_on_the_shared_mirror(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    async with workspace_setup(sim, tmp_path) as setup:
+        ws = setup.workspaces()
+        opened = await asyncio.gather(
+            *(open_issue(ws, setup, iid=iid, title=f"Issue {iid}") for iid in (41, 42, 43))
+        )
+        assert len({wt.path for wt in opened}) == 3
+        assert len(list((ws.root / "mirrors").glob("*.git"))) == 1
+        for wt in opened:
+            (wt.path / f"{wt.iid}.txt").write_text("x\n")
+            await ws.commit_all(wt, f"Work on {wt.iid}", *AUTHOR)
+        pushed = await asyncio.gather(*(ws.push(wt, None) for wt in opened))
+        assert [setup.branch_sha(wt.branch) for wt in opened] == pushed
+        await asyncio.gather(*(ws.close(wt) for wt in opened))
+        assert not any(wt.path.exists() for wt in opened)
+
+
+async def test_open_refuses_bad_arguments_before_touching_anything(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    async with workspace_setup(sim, tmp_path) as setup:
+        ws = setup.workspaces()
+        with pytest.raises(ValueError, match="project path like group/app"):
+            await ws.open("app", setup.url, 1, "t", "main", "r1")
+        with pytest.raises(ValueError, match="a run key"):
+            await ws.open(PROJECT, setup.url, 1, "t", "main", " ")
+        with pytest.raises(ValueError, match="positive integer"):
+            await ws.open(PROJECT, setup.url, 0, "t", "main", "r1")
+        assert not ws.root.exists() and await setup.leases.get(f"workspace:{PROJECT}:1") is None
