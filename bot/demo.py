@@ -13,6 +13,7 @@ import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from storage import StorageSettings
 from workflow import read_state
 
 PROJECT = "demo/app"
+_WIDTH = 140  # the summary table stays readable when the output is piped
 VALIDATION = ["python3 -m unittest discover -s tests -t ."]
 
 
@@ -75,7 +77,7 @@ def demo_config(base: Path, gitlab_url: str) -> CrewlineConfig:
 
 
 async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 90.0) -> int:
-    console = Console(quiet=as_json, highlight=False)
+    console = Console(quiet=as_json, highlight=False, width=_WIDTH)
     with tempfile.TemporaryDirectory(prefix="crewline-demo-") as tmp:
         base = Path(tmp)
         sim = RunningSim(SimConfig(state_dir=base / "sim", seed="demo")).start()
@@ -130,7 +132,7 @@ async def _drive(runtime: Runtime, console: Console, limit_seconds: float) -> li
         await asyncio.sleep(0.2)
     await engine.drain()
     return [
-        await _result(runtime, issue, goal, started)
+        await _result(runtime, issue, goal)
         for issue, goal in zip(issues, GOALS, strict=True)
     ]
 
@@ -153,7 +155,7 @@ async def _all_settled(runtime: Runtime, issues: list[Issue]) -> bool:
     return True
 
 
-async def _result(runtime: Runtime, issue: Issue, goal: DemoGoal, started: float) -> GoalResult:
+async def _result(runtime: Runtime, issue: Issue, goal: DemoGoal) -> GoalResult:
     services = runtime.services
     wf = services.workflow
     events = await services.gateway.label_events(issue.project, issue.iid)
@@ -169,6 +171,7 @@ async def _result(runtime: Runtime, issue: Issue, goal: DemoGoal, started: float
     state = await _state(runtime, issue)
     waiting = runtime.engine.waiting.get((issue.project, issue.iid))
     ok = state == goal.expect_state and validations == goal.expect_validations
+    times = [datetime.fromisoformat(e.created_at.replace("Z", "+00:00")) for e in events]
     return GoalResult(
         iid=issue.iid,
         title=goal.title,
@@ -180,13 +183,14 @@ async def _result(runtime: Runtime, issue: Issue, goal: DemoGoal, started: float
         validations=validations,
         merge_request=mr["web_url"] if isinstance(mr, dict) else None,
         waiting=waiting.reason if waiting else None,
-        seconds=round(time.monotonic() - started, 1),
+        seconds=round((max(times) - min(times)).total_seconds(), 1) if times else 0.0,
     )
 
 
 def _print_summary(console: Console, results: list[GoalResult], ok: bool) -> None:
     table = Table(title="crewline demo")
-    for column in ("issue", "goal", "states visited", "validations", "merge request", "ends at"):
+    columns = ("issue", "goal", "states visited", "validations", "MR", "seconds", "ends at")
+    for column in columns:
         table.add_column(column)
     for r in results:
         end = r.state if r.ok else f"{r.state} (expected {r.expected})"
@@ -195,9 +199,10 @@ def _print_summary(console: Console, results: list[GoalResult], ok: bool) -> Non
         table.add_row(
             f"#{r.iid}",
             f"{r.title}\n({r.story})",
-            " -> ".join(r.states),
+            " > ".join(r.states),
             str(r.validations),
-            r.merge_request or "-",
+            f"!{r.merge_request.rsplit('/', 1)[-1]}" if r.merge_request else "-",
+            f"{r.seconds:.1f}",
             end,
         )
     console.print(table)

@@ -17,10 +17,12 @@ same files. In the run, each step is checkpointed and every side effect is find-
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import logging
 from typing import Any
 
+from forge.guard import GuardBlocked
 from forge.types import Issue
 from roles.agent_turn import Turn, ask_agent, run_agent
 from roles.agents.base import TaskKind
@@ -98,6 +100,16 @@ class _Developer:
         ]
 
     async def work(self) -> RoleResult:
+        try:
+            return await self._work()
+        except GuardBlocked as blocked:
+            return RoleResult(
+                Outcome.BLOCKED,
+                f"The change was not pushed: {blocked.reason} in `{blocked.where}` "
+                f"(rule {blocked.rule}). A human must remove it from the branch's work.",
+            )
+
+    async def _work(self) -> RoleResult:
         ctx, issue = self.ctx, self.ctx.issue
         turn = await self._agent_and_push(
             "implement", TaskKind.IMPLEMENT, await self._implement_prompt(), None
@@ -176,13 +188,35 @@ class _Developer:
             message = f"{ctx.issue.title} (#{ctx.issue.iid}, {ctx.key} {step})"
             workspaces = ctx.services.workspaces
             if await workspaces.commit_all(self.wt, message, *AUTHOR) is not None:
-                self.remote = await workspaces.push(self.wt, self.remote)
+                self.remote = await self._screened_push()
             result["pushed"] = self.remote
             return result
 
         data = await ctx.step(step, turn_and_push)
         self.remote = data.get("pushed") or self.remote
         return Turn.of(data)
+
+    async def _screened_push(self) -> str:
+        """Push only what the guard passes: the branch's changed files are screened like
+        any other write to GitLab, and the push is audited either way."""
+        ctx, wt = self.ctx, self.wt
+        calls = ctx.gateway.calls
+        audit = ctx.services.storage.audit
+        target = f"{ctx.issue.project}@{wt.branch}"
+        for path in await ctx.services.workspaces.changed_files(wt):
+            file = wt.path / path
+            if not await asyncio.to_thread(file.is_file):
+                continue
+            try:
+                calls.guard.screen_content(await asyncio.to_thread(file.read_bytes), where=path)
+            except GuardBlocked as blocked:
+                await audit.append(
+                    calls.who, "git.push", target, {"path": path}, f"blocked:{blocked.rule}"
+                )
+                raise
+        sha = await ctx.services.workspaces.push(wt, self.remote)
+        await audit.append(calls.who, "git.push", target, {"sha": sha})
+        return sha
 
     async def _validate(self) -> dict[str, Any]:
         report = await run_validation(

@@ -127,7 +127,7 @@ class Workspaces:
                 f"({target_branch!r}) and a run key ({run_key!r})"
             )
         key = lease_key(project_path, iid)
-        lease = await self._leases.acquire(key, self._worker, self.settings.lease_ttl_seconds)
+        lease = await self._take_lease(key, project_path, iid)
         if lease is None:
             holder = await self._leases.get(key)
             who = f"{holder.holder} until {iso_utc(holder.expires_at)}" if holder else "another run"
@@ -184,6 +184,20 @@ class Workspaces:
             remote_sha=remote_sha,
             run_key=run_key,
         )
+
+    async def _take_lease(self, key: str, project_path: str, iid: int) -> Lease | None:
+        ttl = self.settings.lease_ttl_seconds
+        lease = await self._leases.acquire(key, self._worker, ttl)
+        if lease is not None:
+            return lease
+        held = await self._leases.get(key)
+        checkout = self._layout.checkout(project_path, iid)
+        if held is not None and held.holder == self._worker and checkout not in self._held:
+            # Our worker id, but not this process: an earlier process of this worker died
+            # holding it (claims make sure one run per issue resumes it).
+            await self._leases.release(held)
+            return await self._leases.acquire(key, self._worker, ttl)
+        return None
 
     async def close(self, wt: Worktree) -> None:
         """Remove the checkout and its local branch, release the lease. Safe to call twice; a

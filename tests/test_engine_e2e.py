@@ -13,6 +13,7 @@ from forge.sim.app import RunningSim, running_sim
 from forge.sim.core import SimConfig
 from roles.notify import EventKind
 from roles.settings import BudgetSettings
+from roles.validate import ValidationReport
 from tests.engine_support import (
     PROJECT,
     configure,
@@ -50,7 +51,9 @@ async def test_straight_through_and_convergence(demo_sim: RunningSim, tmp_path: 
         run = await runs.latest(PROJECT, two.iid, "dev")
         assert run is not None
         steps = await runs.steps(run.id)
-        assert steps["validate-1"]["go"] is False and steps["validate-2"]["go"] is True
+        first, second = (ValidationReport.from_json(steps[f"validate-{n}"]) for n in (1, 2))
+        assert not first.go and second.go
+        assert "test_y_is_not_a_vowel" in first.feedback_for_agent()
         learned = await runtime.storage.learnings.search("unittest", project=PROJECT)
         assert {item.iid for item in learned} == {one.iid, two.iid}
 
