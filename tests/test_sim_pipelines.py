@@ -246,3 +246,39 @@ def test_pipeline_list_filters_sorts_and_paginates(sim: RunningSim) -> None:
     )
     latest = repo.root.pipelines.latest(ref="good")
     assert latest.id == api.id and latest.status == "success"
+    with pytest.raises(gitlab.exceptions.GitlabHttpError) as none_yet:
+        repo.root.pipelines.latest(ref="main")
+    assert none_yet.value.response_code == 403  # GitLab's answer when the head has none
+
+
+def test_unreadable_or_missing_reports_show_in_the_trace_and_the_report(sim: RunningSim) -> None:
+    repo = make_repo(sim)
+    ci = """garbled:
+  script: ['echo "<testsuite><testcase" > bad.xml']
+  artifacts:
+    reports:
+      junit: bad.xml
+absent:
+  script: ['echo nothing to report']
+  artifacts:
+    reports:
+      junit: [missing/*.xml, ../outside.xml]
+failing:
+  script: ['echo "<testsuite/>" > r.xml', 'exit 1']
+  artifacts:
+    reports:
+      junit: r.xml
+"""
+    sha = repo.feature("reports", {".gitlab-ci.yml": ci})
+    wait_idle(sim)
+    pipeline = only_pipeline(repo.root, sha)
+    jobs = jobs_by_name(pipeline)
+    absent_trace = repo.root.jobs.get(jobs["absent"].id).trace().decode()
+    assert "WARNING: missing/*.xml: no matching files" in absent_trace
+    assert "WARNING: '../outside.xml': give a path inside the project directory" in absent_trace
+    report = pipeline.test_report.get()
+    # A failed job's reports are not collected unless artifacts:when says so.
+    assert [suite["name"] for suite in report.test_suites] == ["garbled"]
+    garbled = report.test_suites[0]
+    assert garbled["suite_error"].startswith("JUnit XML parsing failed")
+    assert garbled["test_cases"] == [] and report.total_count == 0

@@ -67,6 +67,7 @@ class PipelineEngine:
         self._tasks: dict[int, asyncio.Task[None]] = {}  # job id -> its run
         self._traces: dict[int, Trace] = {}  # running job id -> its live log
         self._creating: Counter[tuple[int, str]] = Counter()  # (project, sha) being created
+        self._busy = 0  # handlers that may still create a pipeline or start a job
         self._closing = False
 
     # ------------------------------------------------------------ creation
@@ -131,6 +132,7 @@ class PipelineEngine:
             return
         key = (event.project_id, after)
         self._creating[key] += 1  # before any await: a merge request event checks it
+        self._busy += 1
         try:
             project = await project_by_ref(self._sim, str(event.project_id))
             if project is None:
@@ -145,6 +147,7 @@ class PipelineEngine:
                 tag=ref.startswith("refs/tags/"),
             )
         finally:
+            self._busy -= 1
             self._creating[key] -= 1
             if self._creating[key] <= 0:
                 del self._creating[key]
@@ -158,36 +161,45 @@ class PipelineEngine:
             return
         if (event.project_id, sha) in self._creating:
             return
-        if await latest_for_sha(self._sim, event.project_id, sha) is not None:
-            return
-        project = await project_by_ref(self._sim, str(event.project_id))
-        if project is None:
-            return
-        iid = int(attributes["iid"])
-        await self.create(
-            project,
-            (event.payload.get("user") or {}).get("id"),
-            ref=f"refs/merge-requests/{iid}/head",
-            sha=str(sha),
-            source="merge_request_event",
-            merge_request_iid=iid,
-        )
+        self._busy += 1
+        try:
+            if await latest_for_sha(self._sim, event.project_id, sha) is not None:
+                return
+            project = await project_by_ref(self._sim, str(event.project_id))
+            if project is None:
+                return
+            iid = int(attributes["iid"])
+            await self.create(
+                project,
+                (event.payload.get("user") or {}).get("id"),
+                ref=f"refs/merge-requests/{iid}/head",
+                sha=str(sha),
+                source="merge_request_event",
+                merge_request_iid=iid,
+            )
+        finally:
+            self._busy -= 1
 
     # ------------------------------------------------------------ stages
 
     async def process(self, pipeline_id: int) -> None:
         """Start or skip the jobs whose earlier stages are done; refresh the status."""
-        async with self._lock:
-            jobs = await pipeline_jobs(self._sim, pipeline_id)
-            changes = advance([job_state(job) for job in jobs])
-            await set_job_statuses(self._sim, changes)
-            changed = await refresh_pipeline_status(self._sim, pipeline_id)
-        for job_id, status in changes.items():
-            await self._announce_job(job_id)
-            if status == "pending":
-                self._start(pipeline_id, job_id)
-        if changed:
-            await self._announce_pipeline(pipeline_id)
+        self._busy += 1  # not idle until the jobs made pending here have their tasks
+        try:
+            async with self._lock:
+                jobs = await pipeline_jobs(self._sim, pipeline_id)
+                changes = advance([job_state(job) for job in jobs])
+                await set_job_statuses(self._sim, changes)
+                changed = await refresh_pipeline_status(self._sim, pipeline_id)
+            # Announced before any job starts, so each payload shows the status it announces.
+            if changed:
+                await self._announce_pipeline(pipeline_id)
+            for job_id, status in changes.items():
+                await self._announce_job(job_id)
+                if status == "pending":
+                    self._start(pipeline_id, job_id)
+        finally:
+            self._busy -= 1
 
     async def _refresh(self, pipeline_id: int) -> None:
         async with self._lock:
@@ -337,7 +349,7 @@ class PipelineEngine:
         """True once no pipeline is being created and no job is queued or running."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while self._tasks or self._creating or self._lock.locked():
+        while self._tasks or self._busy:
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.02)

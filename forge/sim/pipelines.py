@@ -12,6 +12,9 @@ through :mod:`forge.sim.pipeline_engine`; the MR ``head_pipeline`` comes from
 ``GET /api/v4/_sim/idle?timeout=30`` (administrators) waits until no pipeline is being
 created and no job is queued or running, and answers ``{"idle": true|false}``: tests use it
 instead of polling.
+
+Jobs run the repository's scripts on the simulator's host, as a shell runner would: serve
+the simulator only to people trusted with that.
 """
 
 from __future__ import annotations
@@ -76,7 +79,9 @@ def _int_param(request: web.Request, name: str) -> int:
         not_found()
 
 
-async def _pipeline(request: web.Request, min_access: int = REPORTER) -> tuple[Any, Any]:
+async def _pipeline(
+    request: web.Request, min_access: int = REPORTER
+) -> tuple[sqlite3.Row, sqlite3.Row]:
     project = await load_project(request, min_access)
     row = await pipeline_by_id(request.app[SIM_KEY], _int_param(request, "pipeline_id"))
     if row is None or row["project_id"] != project["id"]:
@@ -84,7 +89,9 @@ async def _pipeline(request: web.Request, min_access: int = REPORTER) -> tuple[A
     return project, row
 
 
-async def _job(request: web.Request, min_access: int = REPORTER) -> tuple[Any, Any, Any]:
+async def _job(
+    request: web.Request, min_access: int = REPORTER
+) -> tuple[sqlite3.Row, sqlite3.Row, sqlite3.Row]:
     sim = request.app[SIM_KEY]
     project = await load_project(request, min_access)
     job = await job_by_id(sim, _int_param(request, "job_id"))
@@ -183,7 +190,7 @@ async def latest_pipeline(request: web.Request) -> web.Response:
         (project["id"], ref, sha or ""),
     )
     if row is None:
-        not_found()
+        forbidden()  # GitLab answers 403 when the ref's head has no pipeline
     return web.json_response(await pipeline_json(sim, project, row))
 
 
@@ -257,7 +264,11 @@ async def pipeline_jobs_route(request: web.Request) -> web.Response:
     jobs = await pipeline_jobs(
         request.app[SIM_KEY], int(row["id"]), include_retried=params.get_bool("include_retried")
     )
-    jobs = [job for job in jobs if not scopes or job["status"] in scopes]
+    # Newest first, as GitLab's jobs finder orders them.
+    jobs = sorted(
+        (job for job in jobs if not scopes or job["status"] in scopes),
+        key=lambda job: -int(job["id"]),
+    )
     return paginate(request, await _jobs_json(request, project, jobs))
 
 

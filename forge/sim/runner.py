@@ -212,10 +212,14 @@ def _read_reports(
     found_any = False
     root = source.resolve()
     for pattern in patterns:
-        if pattern.startswith("/") or ".." in Path(pattern).parts:
-            trace.line(f"WARNING: {pattern}: the path must stay inside the project directory")
+        if not pattern.strip() or pattern.startswith("/") or ".." in Path(pattern).parts:
+            trace.line(f"WARNING: {pattern!r}: give a path inside the project directory")
             continue
-        matches = sorted(p for p in source.glob(pattern) if p.is_file())
+        try:
+            matches = sorted(p for p in source.glob(pattern) if p.is_file())
+        except ValueError as error:  # a pattern pathlib cannot glob
+            trace.line(f"WARNING: {pattern}: {error}")
+            continue
         matches = [p for p in matches if p.resolve().is_relative_to(root)]
         if not matches:
             trace.line(f"WARNING: {pattern}: no matching files")
