@@ -288,7 +288,13 @@ class Engine:
     ) -> RoleResult | None:
         """The role's result; None when the run was taken away from us (nothing to do)."""
         work = asyncio.create_task(role.run(ctx))
-        done, _ = await asyncio.wait({work, renewing}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({work, renewing}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()  # shutting down: the agent's process group is killed with it
+            with contextlib.suppress(BaseException):
+                await work
+            raise
         if work not in done:  # the renewer ended first: the claim is lost
             work.cancel()
             with contextlib.suppress(BaseException):

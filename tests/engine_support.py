@@ -111,7 +111,8 @@ def root(sim: RunningSim) -> gitlab.Gitlab:
 
 def note_bodies(sim: RunningSim, iid: int) -> list[str]:
     issue = root(sim).projects.get(PROJECT).issues.get(iid)
-    return [note.body for note in issue.notes.list(get_all=True)]
+    notes = issue.notes.list(get_all=True, order_by="created_at", sort="asc")
+    return [note.body for note in notes]
 
 
 def goal_text(*parts: str) -> str:

@@ -3,14 +3,20 @@ real agent subprocesses (the demo agent and fakes), real git and real SQLite."""
 
 from __future__ import annotations
 
+import asyncio
+import random
+import string
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.demo_goals import GOALS
+from bot.settings import ScheduleSettings
+from forge.claims import ClaimMarker
 from forge.sim.app import RunningSim, running_sim
 from forge.sim.core import SimConfig
+from roles.janitor import sweep
 from roles.notify import EventKind
 from roles.settings import BudgetSettings
 from roles.validate import ValidationReport
@@ -156,3 +162,77 @@ async def test_paused_project_claims_nothing(demo_sim: RunningSim, tmp_path: Pat
         assert await runtime.engine.tick() == 1
         await runtime.engine.drain()
         assert await state_of(runtime, issue.iid) == "dev-ready"  # planned, auto-approved
+
+
+async def test_killed_workers_claim_expires_and_another_host_finishes(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    schedule = ScheduleSettings(claim_ttl_seconds=2)
+    doomed = configure(
+        demo_sim,
+        tmp_path / "a",
+        worker_id="host-a",
+        agents={"demo": fake_agent("hangs_on_implement")},
+        schedule=schedule,
+    )
+    async with runtime_for(demo_sim, doomed) as (a, _):
+        issue = await file_goal(a, GOALS[0].title, GOALS[0].description)
+        for _ in range(200):
+            await a.engine.tick()
+            if await state_of(a, issue.iid) == "dev-running":
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # the agent is at work now
+        assert await state_of(a, issue.iid) == "dev-running"
+        # host-a dies here: its runtime stops without transitioning or releasing anything.
+    survivor = configure(demo_sim, tmp_path / "b", worker_id="host-b", schedule=schedule)
+    async with runtime_for(demo_sim, survivor) as (b, _):
+        requeued: list[str] = []
+        for _ in range(100):
+            requeued += (await sweep(b.services)).requeued
+            if requeued:
+                break
+            await asyncio.sleep(0.2)
+        assert requeued == [f"{PROJECT}#{issue.iid}"]
+        await reach(b, {issue.iid: "review-ready"})
+    bodies = note_bodies(demo_sim, issue.iid)
+    assert any("re-queued (attempt 2 of 3 next)" in body for body in bodies)
+    dev_claims = [m for m in map(ClaimMarker.parse, bodies) if m is not None and m.role == "dev"]
+    assert [(m.worker, m.ended) for m in dev_claims] == [
+        ("host-a", "expired"),
+        ("host-b", "released"),
+    ]
+
+
+async def test_a_secret_in_the_agents_work_is_never_pushed(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    token = "glpat-" + "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=20))
+    description = goal_text(
+        "A settings module.",
+        file_block("app/settings.py", f'GITLAB_TOKEN = "{token}"\n'),
+    )
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        # A human files it directly in GitLab: crewline itself would refuse to write the token.
+        filed = (
+            root(demo_sim)
+            .projects.get(PROJECT)
+            .issues.create(
+                {
+                    "title": "Add settings",
+                    "description": description,
+                    "labels": "workflow::pm-ready",
+                }
+            )
+        )
+        issue = await runtime.services.gateway.get_issue(PROJECT, filed.iid)
+        await reach(runtime, {issue.iid: "blocked"})
+        verdicts = [
+            e.verdict for e in await runtime.storage.audit.recent(50) if e.what == "git.push"
+        ]
+        assert verdicts == ["blocked:secret.gitlab_token"]
+    project = root(demo_sim).projects.get(PROJECT)
+    assert [b.name for b in project.branches.list(get_all=True)] == ["main"]
+    notes = note_bodies(demo_sim, issue.iid)
+    assert any("The change was not pushed" in body and "app/settings.py" in body for body in notes)
+    assert not any(token in body for body in notes)
