@@ -131,10 +131,7 @@ async def _drive(runtime: Runtime, console: Console, limit_seconds: float) -> li
             break
         await asyncio.sleep(0.2)
     await engine.drain()
-    return [
-        await _result(runtime, issue, goal)
-        for issue, goal in zip(issues, GOALS, strict=True)
-    ]
+    return [await _result(runtime, issue, goal) for issue, goal in zip(issues, GOALS, strict=True)]
 
 
 async def _state(runtime: Runtime, issue: Issue) -> str:
