@@ -17,32 +17,28 @@ same files. In the run, each step is checkpointed and every side effect is find-
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import logging
 from typing import Any
 
 from forge.guard import GuardBlocked
 from forge.types import Issue
-from roles.agent_turn import Turn, ask_agent, run_agent
 from roles.agents.base import TaskKind
-from roles.budget import over_budget
-from roles.compaction import LEARNINGS_FORMAT, LearningItem, learnings_markdown, parse_learnings
+from roles.compaction import LEARNINGS_FORMAT
 from roles.context import RunContext, Services
+from roles.delivery import Delivery, guard_stop, project_checks
 from roles.dependencies import dependency_admission, overlap_admission
-from roles.engine import GO, Admission, RoleResult, Verdict
-from roles.notify import Event, EventKind
+from roles.engine import Admission, RoleResult, Verdict
+from roles.mr_link import latest_work_feedback, mr_marker
 from roles.plan import Plan
 from roles.plan_notes import load_plan
 from roles.pm import budget_admission, relevant_learnings
-from roles.prompts import Prompts
-from roles.validate import Check, ValidationReport, run_validation
+from roles.prompts import FIRST_ATTEMPT, Prompts
+from roles.validate import ValidationReport
 from roles.workspace import Worktree
 from workflow import Outcome
 
 log = logging.getLogger(__name__)
-
-AUTHOR = ("crewline", "crewline@localhost")
 
 
 def outside_owned(changed: list[str], owned: list[str]) -> list[str]:
@@ -86,60 +82,29 @@ class DevRole:
 
 
 class _Developer:
-    """One run's state: the worktree, the remote sha the next push expects, the session."""
+    """One run: deliver the plan on the issue's branch, then open the MR and hand off."""
 
     def __init__(self, prompts: Prompts, ctx: RunContext, plan: Plan, wt: Worktree) -> None:
         self.prompts = prompts
         self.ctx = ctx
         self.plan = plan
         self.wt = wt
-        self.remote = wt.remote_sha
-        self.limit = ctx.services.roles.dev.max_attempts
-        self.checks = [Check(cmd, cmd, "project") for cmd in ctx.project.validation] + [
-            Check(cmd, cmd, "acceptance") for cmd in plan.acceptance
-        ]
+        self.delivery = Delivery(prompts, ctx, wt, project_checks(ctx, plan.acceptance))
 
     async def work(self) -> RoleResult:
         try:
             return await self._work()
         except GuardBlocked as blocked:
-            return RoleResult(
-                Outcome.BLOCKED,
-                f"The change was not pushed: {blocked.reason} in `{blocked.where}` "
-                f"(rule {blocked.rule}). A human must remove it from the branch's work.",
-            )
+            return guard_stop(blocked)
 
     async def _work(self) -> RoleResult:
         ctx, issue = self.ctx, self.ctx.issue
-        turn = await self._agent_and_push(
+        turn = await self.delivery.agent_and_push(
             "implement", TaskKind.IMPLEMENT, await self._implement_prompt(), None
         )
-        report: ValidationReport | None = None
-        for attempt in range(1, self.limit + 1):
-            stop = await self._budget_stop()
-            if stop is not None:
-                return stop
-            report = ValidationReport.from_json(
-                await ctx.step(f"validate-{attempt}", self._validate)
-            )
-            if report.go:
-                break
-            if attempt == self.limit:
-                return RoleResult(
-                    Outcome.FAILED,
-                    f"Validation still fails after {self.limit} attempts.\n\n{report.to_markdown()}",
-                )
-            prompt = self.prompts.render(
-                "fix",
-                attempt=attempt + 1,
-                max_attempts=self.limit,
-                feedback=report.feedback_for_agent(),
-                learnings_format=LEARNINGS_FORMAT,
-            )
-            turn = await self._agent_and_push(
-                f"fix-{attempt}", TaskKind.FIX, prompt, turn.session_id
-            )
-        assert report is not None
+        converged = await self.delivery.converge(turn, ctx.services.roles.dev.max_attempts)
+        if isinstance(converged, RoleResult):
+            return converged
         changed = await ctx.services.workspaces.changed_files(self.wt)
         outside = outside_owned(changed, self.plan.owned_paths)
         if outside:
@@ -149,21 +114,18 @@ class _Developer:
                 + ", ".join(f"`{path}`" for path in outside)
                 + ". A human must allow them (extend the plan) or reject the change.",
             )
-        learnings = await self._learnings(turn)
-        if not learnings:
+        if not await self.delivery.learnings(converged.turn):
             return RoleResult(
                 Outcome.BLOCKED, "The agent reported no learnings: no learnings, no merge request."
             )
         mr = await ctx.step("mr", self._merge_request)
-        await self._handoff(mr, changed, report)
+        await self._handoff(mr, changed, converged.report)
         log.info("dev run done: issue=%s mr=!%s", issue.ref, mr["iid"])
         return RoleResult(Outcome.SUCCEEDED)
 
-    # ------------------------------------------------------------ steps
-
     async def _implement_prompt(self) -> str:
         ctx, issue = self.ctx, self.ctx.issue
-        checks = "\n".join(f"- `{check.command}`" for check in self.checks)
+        checks = "\n".join(f"- `{check.command}`" for check in self.delivery.checks)
         return self.prompts.render(
             "implement",
             project=issue.project,
@@ -173,94 +135,10 @@ class _Developer:
             description=issue.description or "(no description)",
             plan=self.plan.to_markdown(),
             learnings=await relevant_learnings(ctx.services, issue),
+            feedback=await latest_work_feedback(ctx) or FIRST_ATTEMPT,
             checks=checks,
             learnings_format=LEARNINGS_FORMAT,
         )
-
-    async def _agent_and_push(
-        self, step: str, kind: TaskKind, prompt: str, session_id: str | None
-    ) -> Turn:
-        """The agent's turn and the push of its work, recorded together."""
-        ctx = self.ctx
-
-        async def turn_and_push() -> dict[str, Any]:
-            result = await run_agent(ctx, step, kind, prompt, self.wt.path, session_id=session_id)
-            message = f"{ctx.issue.title} (#{ctx.issue.iid}, {ctx.key} {step})"
-            workspaces = ctx.services.workspaces
-            if await workspaces.commit_all(self.wt, message, *AUTHOR) is not None:
-                self.remote = await self._screened_push()
-            result["pushed"] = self.remote
-            return result
-
-        data = await ctx.step(step, turn_and_push)
-        self.remote = data.get("pushed") or self.remote
-        return Turn.of(data)
-
-    async def _screened_push(self) -> str:
-        """Push only what the guard passes: the branch's changed files are screened like
-        any other write to GitLab, and the push is audited either way."""
-        ctx, wt = self.ctx, self.wt
-        calls = ctx.gateway.calls
-        audit = ctx.services.storage.audit
-        target = f"{ctx.issue.project}@{wt.branch}"
-        for path in await ctx.services.workspaces.changed_files(wt):
-            file = wt.path / path
-            if not await asyncio.to_thread(file.is_file):
-                continue
-            try:
-                calls.guard.screen_content(await asyncio.to_thread(file.read_bytes), where=path)
-            except GuardBlocked as blocked:
-                await audit.append(
-                    calls.who, "git.push", target, {"path": path}, f"blocked:{blocked.rule}"
-                )
-                raise
-        sha = await ctx.services.workspaces.push(wt, self.remote)
-        await audit.append(calls.who, "git.push", target, {"sha": sha})
-        return sha
-
-    async def _validate(self) -> dict[str, Any]:
-        report = await run_validation(
-            self.wt.path, self.checks, timeout_seconds=self.ctx.project.validation_timeout_seconds
-        )
-        data: dict[str, Any] = report.to_json()
-        return data
-
-    async def _budget_stop(self) -> RoleResult | None:
-        services, issue = self.ctx.services, self.ctx.issue
-        reason = await over_budget(
-            services.storage.runs, services.roles.budgets, issue.project, issue.iid
-        )
-        if reason is None:
-            return None
-        await services.notifier.notify(
-            Event(EventKind.BUDGET, issue.project, issue.iid, issue.title, reason)
-        )
-        return RoleResult(Outcome.BLOCKED, f"Budget stop: {reason}")
-
-    async def _learnings(self, turn: Turn) -> list[LearningItem]:
-        ctx = self.ctx
-        items = parse_learnings(turn.output)
-        if not items:
-            prompt = self.prompts.render("learnings", learnings_format=LEARNINGS_FORMAT)
-            asked = await ask_agent(
-                ctx, "ask-learnings", TaskKind.IMPLEMENT, prompt, self.wt.path,
-                session_id=turn.session_id,
-            )  # fmt: skip
-            items = parse_learnings(asked.output)
-        if not items:
-            return []
-
-        async def store() -> list[int]:
-            return [
-                await ctx.services.storage.learnings.add(
-                    ctx.issue.project, ctx.issue.iid, item.kind, item.text, ctx.run.id
-                )
-                for item in items
-            ]
-
-        await ctx.step("store-learnings", store)
-        await ctx.note("learnings", learnings_markdown(items))
-        return items
 
     async def _merge_request(self) -> dict[str, Any]:
         ctx = self.ctx
@@ -293,10 +171,11 @@ class _Developer:
                 "**Remaining risks**\n\n"
                 + ("\n".join(f"- {r}" for r in self.plan.risks) or "- none named"),
                 "**Next recommended slice**: review the MR; QA runs its pipeline next.",
+                mr_marker(int(mr["iid"]), self.wt.branch),
             ]
         )
         await ctx.note("handoff", body)
         await ctx.note("handoff", body, on="mr", iid=int(mr["iid"]))
 
 
-__all__ = ["GO", "DevRole", "outside_owned"]
+__all__ = ["DevRole", "outside_owned"]

@@ -26,6 +26,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from roles.prompts import FIRST_ATTEMPT
+
 _FILE_BLOCK = re.compile(r"^```(demo-file(?:-first-attempt)?) (\S+)\n(.*?)^```$", re.M | re.S)
 _CHECK = re.compile(r"^Check: (.+)$", re.M)
 _DEPENDS = re.compile(r"^Depends on #(\d+)", re.M | re.I)
@@ -86,9 +88,11 @@ def main() -> int:
         print("```json\n" + json.dumps(plan_for(prompt), indent=2) + "\n```")
     elif kind in ("implement", "fix"):
         final, first = files_in(prompt)
-        chosen = {**final, **first} if kind == "implement" else final
+        # Sent back with feedback (a failed pipeline, requested changes): do it right now.
+        retry = kind == "fix" or FIRST_ATTEMPT not in prompt
+        chosen = final if retry else {**final, **first}
         written = write_files(workspace, chosen)
-        variant = "first-attempt " if kind == "implement" and first else ""
+        variant = "" if retry or not first else "first-attempt "
         print(f"Wrote {variant}{', '.join(written) or 'nothing'}.")
         learnings = [*LEARNINGS]
         if kind == "fix":

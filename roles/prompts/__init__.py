@@ -10,6 +10,10 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+# What the implement prompt's feedback section says on a first attempt (the demo agent
+# reads it to know whether it was sent back).
+FIRST_ATTEMPT = "(none: this is the first attempt)"
+
 
 class Prompts:
     def __init__(self, override_dir: Path | None = None) -> None:

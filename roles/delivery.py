@@ -1,0 +1,185 @@
+"""Delivering work on a branch, shared by the developer, review and QA roles.
+
+An agent turn and the push of what it changed are ONE checkpointed step, so a crash inside
+it redoes the turn on a worktree reopened from the last pushed work (never a duplicate
+commit on the remote). Every pushed file is screened by the guard first, and every push is
+audited. Validation converges: NO-GO goes back to the same agent session, up to a limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from forge.guard import GuardBlocked
+from roles.agent_turn import Turn, ask_agent, run_agent
+from roles.agents.base import TaskKind
+from roles.budget import over_budget
+from roles.compaction import LEARNINGS_FORMAT, LearningItem, learnings_markdown, parse_learnings
+from roles.context import RunContext
+from roles.engine import RoleResult
+from roles.notify import Event, EventKind
+from roles.prompts import Prompts
+from roles.validate import Check, ValidationReport, run_validation
+from roles.workspace import Worktree
+from workflow import Outcome
+
+log = logging.getLogger(__name__)
+
+AUTHOR = ("crewline", "crewline@localhost")
+
+
+@dataclass
+class Converged:
+    """Validation passed: the report, and the agent's last turn (for its learnings)."""
+
+    report: ValidationReport
+    turn: Turn
+
+
+def project_checks(ctx: RunContext, acceptance: list[str]) -> list[Check]:
+    return [Check(cmd, cmd, "project") for cmd in ctx.project.validation] + [
+        Check(cmd, cmd, "acceptance") for cmd in acceptance
+    ]
+
+
+def guard_stop(blocked: GuardBlocked) -> RoleResult:
+    return RoleResult(
+        Outcome.BLOCKED,
+        f"The change was not pushed: {blocked.reason} in `{blocked.where}` "
+        f"(rule {blocked.rule}). A human must remove it from the branch's work.",
+    )
+
+
+class Delivery:
+    def __init__(
+        self, prompts: Prompts, ctx: RunContext, wt: Worktree, checks: list[Check]
+    ) -> None:
+        self.prompts = prompts
+        self.ctx = ctx
+        self.wt = wt
+        self.checks = checks
+        self.remote = wt.remote_sha  # what the next force-with-lease push expects
+
+    async def agent_and_push(
+        self, step: str, kind: TaskKind, prompt: str, session_id: str | None
+    ) -> Turn:
+        """The agent's turn and the push of its work, recorded together."""
+        ctx = self.ctx
+
+        async def turn_and_push() -> dict[str, Any]:
+            result = await run_agent(ctx, step, kind, prompt, self.wt.path, session_id=session_id)
+            await self.commit_and_push(f"{ctx.issue.title} (#{ctx.issue.iid}, {ctx.key} {step})")
+            result["pushed"] = self.remote
+            return result
+
+        data = await ctx.step(step, turn_and_push)
+        self.remote = data.get("pushed") or self.remote
+        return Turn.of(data)
+
+    async def commit_and_push(self, message: str) -> None:
+        workspaces = self.ctx.services.workspaces
+        if await workspaces.commit_all(self.wt, message, *AUTHOR) is not None:
+            self.remote = await self.screened_push()
+
+    async def screened_push(self) -> str:
+        """Push only what the guard passes: the branch's changed files are screened like
+        any other write to GitLab, and the push is audited either way."""
+        ctx, wt = self.ctx, self.wt
+        calls = ctx.gateway.calls
+        audit = ctx.services.storage.audit
+        target = f"{ctx.issue.project}@{wt.branch}"
+        for path in await ctx.services.workspaces.changed_files(wt):
+            file = wt.path / path
+            if not await asyncio.to_thread(file.is_file):
+                continue
+            try:
+                calls.guard.screen_content(await asyncio.to_thread(file.read_bytes), where=path)
+            except GuardBlocked as blocked:
+                await audit.append(
+                    calls.who, "git.push", target, {"path": path}, f"blocked:{blocked.rule}"
+                )
+                raise
+        sha = await ctx.services.workspaces.push(wt, self.remote)
+        await audit.append(calls.who, "git.push", target, {"sha": sha})
+        return sha
+
+    async def validate(self, step: str) -> ValidationReport:
+        async def run() -> dict[str, Any]:
+            report = await run_validation(
+                self.wt.path,
+                self.checks,
+                timeout_seconds=self.ctx.project.validation_timeout_seconds,
+            )
+            data: dict[str, Any] = report.to_json()
+            return data
+
+        return ValidationReport.from_json(await self.ctx.step(step, run))
+
+    async def converge(self, turn: Turn, limit: int, prefix: str = "") -> Converged | RoleResult:
+        """Validate; on NO-GO send the failures back to the same session and push the fix;
+        up to ``limit`` validations. A RoleResult says why it stopped (budget, exhausted)."""
+        for attempt in range(1, limit + 1):
+            stop = await self.budget_stop()
+            if stop is not None:
+                return stop
+            report = await self.validate(f"{prefix}validate-{attempt}")
+            if report.go:
+                return Converged(report, turn)
+            if attempt == limit:
+                return RoleResult(
+                    Outcome.FAILED,
+                    f"Validation still fails after {limit} attempts.\n\n{report.to_markdown()}",
+                )
+            prompt = self.prompts.render(
+                "fix",
+                attempt=attempt + 1,
+                max_attempts=limit,
+                feedback=report.feedback_for_agent(),
+                learnings_format=LEARNINGS_FORMAT,
+            )
+            turn = await self.agent_and_push(
+                f"{prefix}fix-{attempt}", TaskKind.FIX, prompt, turn.session_id
+            )
+        raise AssertionError("unreachable: the loop returns on its last attempt")
+
+    async def budget_stop(self) -> RoleResult | None:
+        services, issue = self.ctx.services, self.ctx.issue
+        reason = await over_budget(
+            services.storage.runs, services.roles.budgets, issue.project, issue.iid
+        )
+        if reason is None:
+            return None
+        await services.notifier.notify(
+            Event(EventKind.BUDGET, issue.project, issue.iid, issue.title, reason)
+        )
+        return RoleResult(Outcome.BLOCKED, f"Budget stop: {reason}")
+
+    async def learnings(self, turn: Turn, prefix: str = "") -> list[LearningItem]:
+        """The compaction gate: the agent's learnings, asked for once more if missing,
+        stored and posted once."""
+        ctx = self.ctx
+        items = parse_learnings(turn.output)
+        if not items:
+            prompt = self.prompts.render("learnings", learnings_format=LEARNINGS_FORMAT)
+            asked = await ask_agent(
+                ctx, f"{prefix}ask-learnings", TaskKind.IMPLEMENT, prompt, self.wt.path,
+                session_id=turn.session_id,
+            )  # fmt: skip
+            items = parse_learnings(asked.output)
+        if not items:
+            return []
+
+        async def store() -> list[int]:
+            return [
+                await ctx.services.storage.learnings.add(
+                    ctx.issue.project, ctx.issue.iid, item.kind, item.text, ctx.run.id
+                )
+                for item in items
+            ]
+
+        await ctx.step(f"{prefix}store-learnings", store)
+        await ctx.note(f"{prefix}learnings", learnings_markdown(items))
+        return items

@@ -1,0 +1,65 @@
+"""The issue's merge request and what came back from it, as every host reads them.
+
+The developer's handoff note on the issue carries a hidden marker naming the MR, so the
+review and QA roles (on any host) find it without guessing branch names; feedback that sent
+the work back (a failed pipeline, review rounds, a human's requested changes) is what the
+next developer attempt reads.
+"""
+
+from __future__ import annotations
+
+import re
+
+from forge.gateway import Gateway
+from forge.types import MergeRequest, Note
+from roles.context import RunContext
+
+_MR = re.compile(r"<!-- crewline:mr iid=(\d+) branch=(\S+) -->")
+_KEY = re.compile(r"<!-- crewline:note key=(\S+) -->")
+_SENT_BACK = re.compile(r"^((qa|review)-\d+:outcome|decision:merge:\w+)$")
+_HANDOFF = re.compile(r"^dev-\d+:handoff$")
+
+
+def mr_marker(iid: int, branch: str) -> str:
+    return f"<!-- crewline:mr iid={iid} branch={branch} -->"
+
+
+def mr_reference(notes: list[Note]) -> tuple[int, str] | None:
+    """(MR iid, source branch) from the newest handoff note."""
+    for note in reversed(notes):
+        match = _MR.search(note.body)
+        if match:
+            return int(match.group(1)), match.group(2)
+    return None
+
+
+async def issue_mr(gateway: Gateway, project: str, iid: int) -> MergeRequest | None:
+    reference = mr_reference(await gateway.notes(project, iid))
+    if reference is None:
+        return None
+    return await gateway.merges.get_mr(project, reference[0])
+
+
+def note_key(note: Note) -> str | None:
+    match = _KEY.search(note.body)
+    return match.group(1) if match else None
+
+
+def work_feedback(notes: list[Note]) -> str:
+    """What sent the work back since the developer's last handoff, oldest first."""
+    since = [note for note in notes]
+    for n in range(len(notes) - 1, -1, -1):
+        key = note_key(notes[n])
+        if key and _HANDOFF.match(key):
+            since = notes[n + 1 :]
+            break
+    parts = [
+        _KEY.sub("", note.body).strip()
+        for note in since
+        if (key := note_key(note)) is not None and _SENT_BACK.match(key)
+    ]
+    return "\n\n---\n\n".join(parts)
+
+
+async def latest_work_feedback(ctx: RunContext) -> str:
+    return work_feedback(await ctx.gateway.notes(ctx.issue.project, ctx.issue.iid))
