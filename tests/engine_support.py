@@ -5,8 +5,10 @@ to drive the engine and read GitLab back."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +22,7 @@ from bot.app import Runtime, build_runtime
 from bot.config import CrewlineConfig, Secrets
 from bot.console import ConsoleDesk
 from bot.demo import demo_config
+from forge.claims import ClaimMarker
 from forge.labels import sync_labels
 from forge.sim.app import RunningSim
 from forge.types import Issue
@@ -29,6 +32,7 @@ from workflow import read_state
 
 PROJECT = "demo/app"
 FAKE_AGENTS = Path(__file__).parent / "fake_agents"
+NOTE_KEY = re.compile(r"<!-- crewline:note key=(\S+) -->")
 
 
 def fake_agent(name: str, **extra: Any) -> AgentSettings:
@@ -122,3 +126,20 @@ def goal_text(*parts: str) -> str:
 def file_block(path: str, body: str, *, first_attempt: bool = False) -> str:
     kind = "demo-file-first-attempt" if first_attempt else "demo-file"
     return f"```{kind} {path}\n{body}```"
+
+
+def assert_exactly_one_of_each(sim: RunningSim, iid: int) -> None:
+    """One branch, one MR and one copy of each keyed note on the issue and on the MR; one
+    claim per role (a resumed run re-adopts its claim, it never claims again)."""
+    project = root(sim).projects.get(PROJECT)
+    branches = [b.name for b in project.branches.list(get_all=True)]
+    assert len([b for b in branches if b.startswith(f"crewline/{iid}-")]) == 1, branches
+    mrs = [mr for mr in project.mergerequests.list(get_all=True) if f"#{iid}" in mr.description]
+    assert len(mrs) == 1
+    issue_notes = [note.body for note in project.issues.get(iid).notes.list(get_all=True)]
+    mr_notes = [note.body for note in mrs[0].notes.list(get_all=True)]
+    for bodies in (issue_notes, mr_notes):
+        keys = Counter(key for body in bodies for key in NOTE_KEY.findall(body))
+        assert keys and max(keys.values()) == 1, keys
+    claims = [m for m in map(ClaimMarker.parse, issue_notes) if m is not None]
+    assert Counter(marker.role for marker in claims) == {"pm": 1, "dev": 1}

@@ -8,20 +8,21 @@ exactly one branch, one merge request and one copy of each note.
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.demo_goals import GOALS
-from forge.claims import ClaimMarker
 from forge.sim.app import RunningSim, running_sim
 from forge.sim.core import SimConfig
-from tests.engine_support import PROJECT, configure, file_goal, reach, root, runtime_for
-
-NOTE_KEY = re.compile(r"<!-- crewline:note key=(\S+) -->")
+from tests.engine_support import (
+    assert_exactly_one_of_each,
+    configure,
+    file_goal,
+    reach,
+    runtime_for,
+)
 
 
 class Crash(BaseException):
@@ -45,21 +46,6 @@ async def _steps_of_a_clean_run(sim: RunningSim, base: Path) -> list[str]:
         issue = await file_goal(runtime, GOALS[1].title, GOALS[1].description)
         await reach(runtime, {issue.iid: "review-ready"})
     return seen
-
-
-def _assert_exactly_one_of_each(sim: RunningSim, iid: int) -> None:
-    project = root(sim).projects.get(PROJECT)
-    branches = [b.name for b in project.branches.list(get_all=True)]
-    assert len([b for b in branches if b.startswith(f"crewline/{iid}-")]) == 1, branches
-    mrs = [mr for mr in project.mergerequests.list(get_all=True) if f"#{iid}" in mr.description]
-    assert len(mrs) == 1
-    issue_notes = [note.body for note in project.issues.get(iid).notes.list(get_all=True)]
-    mr_notes = [note.body for note in mrs[0].notes.list(get_all=True)]
-    for bodies in (issue_notes, mr_notes):
-        keys = Counter(key for body in bodies for key in NOTE_KEY.findall(body))
-        assert keys and max(keys.values()) == 1, keys
-    claims = [m for m in map(ClaimMarker.parse, issue_notes) if m is not None]
-    assert Counter(marker.role for marker in claims) == {"pm": 1, "dev": 1}
 
 
 @pytest.mark.timeout(600)
@@ -89,4 +75,4 @@ async def test_killed_after_every_checkpoint_resumes_without_duplicates(
         async with runtime_for(demo_sim, config) as (runtime, _):
             assert await runtime.engine.resume() == 1, crash_at
             await reach(runtime, {issue.iid: "review-ready"})
-        _assert_exactly_one_of_each(demo_sim, issue.iid)
+        assert_exactly_one_of_each(demo_sim, issue.iid)
