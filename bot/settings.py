@@ -27,6 +27,9 @@ class DiscordSettings(BaseModel):
     min_access_level: int = Field(
         default=30, ge=10, le=50, description="GitLab access level a decider needs (30 Developer)"
     )
+    access_cache_seconds: float = Field(
+        default=300.0, ge=0, description="How long a GitLab access level check is reused"
+    )
 
 
 class ScheduleSettings(BaseModel):

@@ -188,6 +188,24 @@ class Gateway:
         linked = await self.calls.read("issue.links", f"{project}#{iid}", {}, list_)
         return [Issue.of(project, item) for item in linked if int(item.get("project_id", 0)) > 0]
 
+    async def member_access_level(self, project: str, username: str) -> int:
+        """``username``'s effective access level on ``project`` (inherited membership and
+        administrators included); 0 when the user is unknown or not a member."""
+
+        def get(gl: gitlab.Gitlab) -> int:
+            users = gl.users.list(username=username, get_all=False)
+            if not users:
+                return 0
+            members = gl.projects.get(project, lazy=True).members_all
+            try:
+                return int(members.get(users[0].id).access_level)
+            except gitlab.exceptions.GitlabGetError as error:
+                if error.response_code == 404:
+                    return 0
+                raise
+
+        return await self.calls.read("member.access_level", project, {"username": username}, get)
+
     # ------------------------------------------------------------ notes (issues and MRs)
 
     async def notes(self, project: str, iid: int, *, on: Noteable = "issue") -> list[Note]:

@@ -1,0 +1,121 @@
+"""Set-up for desk and Discord tests: the simulator with a project and people at several
+GitLab access levels, a crewline runtime on real SQLite, and the desk over it; helpers that
+walk an issue to a given state the way the engine would (labels, keyed notes)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.app import Runtime
+from bot.desk import Desk
+from bot.identity import Actor, Identities
+from bot.settings import DiscordSettings
+from forge.claims import ClaimMarker
+from forge.sim.app import RunningSim
+from forge.types import Issue, Note
+from roles.plan import Plan
+from tests.engine_support import PROJECT, configure, runtime_for, state_of
+from tests.forge_support import make_project
+from tests.sim_issues_support import add_user
+
+ALICE, BOB, RITA, NOBODY = 1001, 1002, 1003, 1099
+APPROVER = 77
+PEOPLE = {ALICE: ("alice", 30), BOB: ("bob", 40), RITA: ("rita", 20)}
+
+
+def discord_settings(**changes: Any) -> DiscordSettings:
+    values: dict[str, Any] = {
+        "enabled": True,
+        "guild_id": 500,
+        "approvals_channel_id": 600,
+        "status_channel_id": 700,
+        "approver_role_ids": [APPROVER],
+        "identities": {str(key): name for key, (name, _) in PEOPLE.items()},
+        "min_access_level": 30,
+    }
+    values.update(changes)
+    return DiscordSettings(**values)
+
+
+def actor(discord_id: int, *, approver: bool = True) -> Actor:
+    name = PEOPLE.get(discord_id, ("stranger", 0))[0]
+    return Actor(discord_id, name, frozenset({APPROVER} if approver else set()))
+
+
+@asynccontextmanager
+async def desk_for(
+    sim: RunningSim, base: Path, **discord: Any
+) -> AsyncIterator[tuple[Desk, Runtime]]:
+    project_id = make_project(sim)
+    for name, level in PEOPLE.values():
+        add_user(sim, name, project_id, level)
+    config = configure(sim, base, discord=discord_settings(**discord))
+    async with runtime_for(sim, config) as (runtime, _):
+        identities = Identities(config.discord, runtime.services.gateway.member_access_level)
+        yield Desk(runtime, identities), runtime
+
+
+async def new_issue(
+    runtime: Runtime, title: str = "Add a greeting", description: str = ""
+) -> Issue:
+    wf = runtime.services.workflow
+    return await runtime.services.gateway.create_issue(
+        PROJECT, title, description or "Say hello.", [wf.state(wf.entry).label]
+    )
+
+
+async def walk(runtime: Runtime, iid: int, *states: str) -> None:
+    """Move the issue through ``states`` in order (each move is a label event)."""
+    for state in states:
+        await runtime.services.gateway.transition(PROJECT, iid, state)
+    assert await state_of(runtime, iid) == states[-1]
+
+
+def plan(summary: str = "Print a greeting.") -> Plan:
+    return Plan(
+        summary=summary,
+        steps=["Add greet()"],
+        acceptance=["python -m unittest"],
+        owned_paths=["app/**"],
+    )
+
+
+async def post_plan(runtime: Runtime, iid: int, attempt: int = 1, summary: str = "Hi.") -> Note:
+    return await runtime.services.gateway.upsert_note(
+        PROJECT, iid, f"pm-{attempt}:plan", plan(summary).to_markdown()
+    )
+
+
+async def at_plan_review(runtime: Runtime, issue: Issue | None = None) -> tuple[Issue, Note]:
+    """An issue whose PM run posted a plan and handed it to the plan gate."""
+    issue = issue or await new_issue(runtime)
+    await walk(runtime, issue.iid, "pm-running")
+    note = await post_plan(runtime, issue.iid)
+    await walk(runtime, issue.iid, "plan-review")
+    return issue, note
+
+
+async def ask(runtime: Runtime, iid: int, number: int, text: str) -> Note:
+    """An agent's question, as the engine posts it."""
+    return await runtime.services.gateway.upsert_note(PROJECT, iid, f"question:{number}", text)
+
+
+async def claim_note(runtime: Runtime, iid: int, role: str, *, expired: bool) -> Note:
+    """A claim note as a worker posts it; ``expired``: its worker stopped renewing it."""
+    shift = timedelta(minutes=-5 if expired else 30)
+    marker = ClaimMarker("gone-host", "run1", role, datetime.now(UTC) + shift)
+    return await runtime.services.gateway.post_note(PROJECT, iid, marker.body())
+
+
+async def bodies(runtime: Runtime, iid: int) -> list[str]:
+    return [note.body for note in await runtime.services.gateway.notes(PROJECT, iid)]
+
+
+async def audit_of(runtime: Runtime, target: str) -> list[tuple[str, str, str]]:
+    """(who, what, verdict) of the desk's entries about ``target``, oldest first."""
+    entries = await runtime.storage.audit.for_target(target, limit=500)
+    return [(e.who, e.what, e.verdict) for e in reversed(entries) if e.what.startswith("desk.")]
