@@ -20,6 +20,8 @@ from roles.engine import Engine, Role
 from roles.notify import Desk, Notifier
 from roles.pm import PmRole
 from roles.prompts import Prompts
+from roles.qa import QaRole
+from roles.review import ReviewRole
 from roles.settings import AgentSettings
 from roles.workspace import Workspaces
 from storage import Storage
@@ -73,15 +75,23 @@ class Runtime:
     client: GitLabClient
     services: Services
     engine: Engine
+    merge_client: GitLabClient | None = None
 
     async def close(self) -> None:
         await self.engine.stop()
         await self.client.close()
+        if self.merge_client is not None:
+            await self.merge_client.close()
         await self.storage.close()
 
 
 def default_roles(prompts: Prompts) -> Mapping[str, Role]:
-    return {"pm": PmRole(prompts), "dev": DevRole(prompts)}
+    return {
+        "pm": PmRole(prompts),
+        "dev": DevRole(prompts),
+        "review": ReviewRole(prompts),
+        "qa": QaRole(prompts),
+    }
 
 
 async def build_runtime(
@@ -101,21 +111,27 @@ async def build_runtime(
     agents, timeouts = build_agents(config)
     storage = await Storage.open(config.storage)
     settings = config.gitlab
-    client = GitLabClient(
-        settings,
-        token,
-        retry=RetryPolicy(
-            max_retries=settings.max_retries, budget_seconds=settings.retry_budget_seconds
-        ),
+    retry = RetryPolicy(
+        max_retries=settings.max_retries, budget_seconds=settings.retry_budget_seconds
     )
+    client = GitLabClient(settings, token, retry=retry)
     workflow = config.workflow.build()
+    guard = Guard(secrets.all_values())
     gateway = Gateway(
-        client,
-        guard=Guard(secrets.all_values()),
-        audit=storage.audit,
-        workflow=workflow,
-        who=config.worker_id,
+        client, guard=guard, audit=storage.audit, workflow=workflow, who=config.worker_id
     )
+    merge_client = merger = None
+    if secrets.gitlab_merge_token is not None:
+        merge_client = GitLabClient(
+            settings, secrets.gitlab_merge_token.get_secret_value(), retry=retry
+        )
+        merger = Gateway(
+            merge_client,
+            guard=guard,
+            audit=storage.audit,
+            workflow=workflow,
+            who=f"{config.worker_id}:merge-identity",
+        ).merges
     claims = Claims(
         gateway,
         storage.leases,
@@ -137,9 +153,10 @@ async def build_runtime(
         worker=config.worker_id,
         runs_dir=Path(config.runs_dir),
         agent_timeouts=timeouts,
+        merger=merger,
     )
     engine = Engine(services, default_roles(Prompts(config.prompts_dir)))
-    return Runtime(config, storage, client, services, engine)
+    return Runtime(config, storage, client, services, engine, merge_client)
 
 
 class _NoDesk:

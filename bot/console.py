@@ -1,7 +1,7 @@
 """The console surface: the engine's notifier and desk on a terminal.
 
-Used by `crewline demo` and by headless hosts. The desk approves plans automatically
-(saying so), or asks at the terminal with ``interactive=True``.
+Used by `crewline demo` and by headless hosts. The desk approves plans and merges
+automatically (saying so), or asks at the terminal with ``interactive=True``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import logging
 from rich.console import Console
 
 from forge.gateway import Gateway
-from roles.gates import decide_plan
+from forge.merge_gateway import MergeGateway
+from roles.gates import decide_merge, decide_plan
 from roles.notify import Event, EventKind, GateRequest
 from storage import LeaseStore
 
@@ -55,7 +56,9 @@ class ConsoleDesk:
         *,
         interactive: bool = False,
         who: str = "console",
+        merger: MergeGateway | None = None,
     ) -> None:
+        self.merger = merger
         self.console = console
         self.gateway = gateway
         self.leases = leases
@@ -63,26 +66,20 @@ class ConsoleDesk:
         self.who = who
 
     async def request(self, gate: GateRequest) -> None:
-        if gate.gate != self.gateway.workflow.gate_state("plan").name:
-            self.console.print(
-                f"{gate.project}#{gate.iid} waits at {gate.gate} for a human decision in GitLab",
-                markup=False,
-            )
-            return
         approve, feedback = True, ""
         if self.interactive:
             approve, feedback = await self._ask(gate)
-        decision = await decide_plan(
-            self.gateway,
-            self.leases,
-            gate.project,
-            gate.iid,
-            revision=gate.revision,
-            approve=approve,
-            who=self.who,
-            via="console" + ("" if self.interactive else " (auto-approved)"),
-            feedback=feedback,
-        )
+        via = "console" + ("" if self.interactive else " (auto-approved)")
+        if gate.gate == self.gateway.workflow.gate_state("plan").name:
+            decision = await decide_plan(
+                self.gateway, self.leases, gate.project, gate.iid, revision=gate.revision,
+                approve=approve, who=self.who, via=via, feedback=feedback,
+            )  # fmt: skip
+        else:
+            decision = await decide_merge(
+                self.gateway, self.leases, gate.project, gate.iid, revision=gate.revision,
+                approve=approve, who=self.who, via=via, feedback=feedback, merger=self.merger,
+            )  # fmt: skip
         self.console.print(
             f"         decision   {gate.project}#{gate.iid:<8} {decision.message}",
             style="magenta",
@@ -90,10 +87,11 @@ class ConsoleDesk:
         )
 
     async def _ask(self, gate: GateRequest) -> tuple[bool, str]:
-        self.console.rule(f"Plan for {gate.project}#{gate.iid}: {gate.title}")
+        what = "Plan" if gate.gate == self.gateway.workflow.gate_state("plan").name else "Merge"
+        self.console.rule(f"{what} of {gate.project}#{gate.iid}: {gate.title}")
         self.console.print(gate.summary, markup=False)
         answer = await asyncio.to_thread(
-            input, "Approve this plan? [Y]es, or type what should change: "
+            input, f"Approve this {what.lower()}? [Y]es, or type what should change: "
         )
         if answer.strip().lower() in ("", "y", "yes"):
             return True, ""

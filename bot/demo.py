@@ -52,9 +52,15 @@ class GoalResult:
     ok: bool
     states: list[str]
     validations: int
+    dev_attempts: int
+    pipelines: list[str]  # "#id status" of the MR's pipelines, oldest first
     merge_request: str | None
     waiting: str | None
     seconds: float
+
+
+def mr_branch(mr: dict[str, Any]) -> str:
+    return str(mr.get("branch") or "")
 
 
 def demo_config(base: Path, gitlab_url: str) -> CrewlineConfig:
@@ -69,6 +75,10 @@ def demo_config(base: Path, gitlab_url: str) -> CrewlineConfig:
             max_concurrent=4,
             pm=RoleSettings(concurrency=3),
             dev=RoleSettings(concurrency=2, max_attempts=3),
+            review=RoleSettings(concurrency=2),
+            qa=RoleSettings(concurrency=4),
+            pipeline_poll_seconds=0.2,
+            pipeline_timeout_seconds=60,
         ),
         schedule=ScheduleSettings(claim_ttl_seconds=60),
         workspaces=WorkspaceSettings(root=base / "workspaces"),
@@ -83,7 +93,12 @@ async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 9
         sim = RunningSim(SimConfig(state_dir=base / "sim", seed="demo")).start()
         try:
             console.print(f"GitLab simulator at {sim.base_url} (project {PROJECT})", markup=False)
-            secrets = Secrets(gitlab_token=SecretStr(sim.config.bot_token))
+            # The bot is a Developer; the maintainer's token is the merge identity, used only
+            # after the (console) approval.
+            secrets = Secrets(
+                gitlab_token=SecretStr(sim.config.bot_token),
+                gitlab_merge_token=SecretStr(sim.config.maintainer_token),
+            )
             log = EventLog()
             runtime = await build_runtime(
                 demo_config(base, sim.base_url),
@@ -97,6 +112,7 @@ async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 9
                     runtime.storage.leases,
                     interactive=interactive,
                     who="the demo operator",
+                    merger=runtime.services.merger,
                 )
                 results = await _drive(runtime, console, limit_seconds)
             finally:
@@ -144,11 +160,6 @@ async def _all_settled(runtime: Runtime, issues: list[Issue]) -> bool:
     for issue, goal in zip(issues, GOALS, strict=True):
         if await _state(runtime, issue) != goal.expect_state:
             return False
-        if (
-            goal.expect_state in ("dev-ready",)
-            and (issue.project, issue.iid) not in runtime.engine.waiting
-        ):
-            return False
     return True
 
 
@@ -165,9 +176,18 @@ async def _result(runtime: Runtime, issue: Issue, goal: DemoGoal) -> GoalResult:
     steps: dict[str, Any] = await services.storage.runs.steps(run.id) if run else {}
     validations = sum(1 for step in steps if step.startswith("validate-"))
     mr = steps.get("mr")
+    pipelines: list[str] = []
+    if isinstance(mr, dict):
+        listed = await services.gateway.merges.pipelines(issue.project, ref=mr_branch(mr))
+        pipelines = [f"#{p.id} {p.status}" for p in reversed(listed)]
     state = await _state(runtime, issue)
     waiting = runtime.engine.waiting.get((issue.project, issue.iid))
-    ok = state == goal.expect_state and validations == goal.expect_validations
+    attempts = run.attempt if run else 0
+    ok = (
+        state == goal.expect_state
+        and validations == goal.expect_validations
+        and attempts == goal.expect_dev_attempts
+    )
     times = [datetime.fromisoformat(e.created_at.replace("Z", "+00:00")) for e in events]
     return GoalResult(
         iid=issue.iid,
@@ -178,6 +198,8 @@ async def _result(runtime: Runtime, issue: Issue, goal: DemoGoal) -> GoalResult:
         ok=ok,
         states=visited,
         validations=validations,
+        dev_attempts=attempts,
+        pipelines=pipelines,
         merge_request=mr["web_url"] if isinstance(mr, dict) else None,
         waiting=waiting.reason if waiting else None,
         seconds=round((max(times) - min(times)).total_seconds(), 1) if times else 0.0,
@@ -186,7 +208,10 @@ async def _result(runtime: Runtime, issue: Issue, goal: DemoGoal) -> GoalResult:
 
 def _print_summary(console: Console, results: list[GoalResult], ok: bool) -> None:
     table = Table(title="crewline demo")
-    columns = ("issue", "goal", "states visited", "validations", "MR", "seconds", "ends at")
+    columns = (
+        "issue", "goal", "states visited", "validations", "dev runs", "MR", "pipelines",
+        "seconds", "ends at",
+    )  # fmt: skip
     for column in columns:
         table.add_column(column)
     for r in results:
@@ -198,7 +223,9 @@ def _print_summary(console: Console, results: list[GoalResult], ok: bool) -> Non
             f"{r.title}\n({r.story})",
             " > ".join(r.states),
             str(r.validations),
+            str(r.dev_attempts),
             f"!{r.merge_request.rsplit('/', 1)[-1]}" if r.merge_request else "-",
+            "\n".join(r.pipelines) or "-",
             f"{r.seconds:.1f}",
             end,
         )

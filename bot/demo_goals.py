@@ -16,8 +16,9 @@ class DemoGoal:
     title: str
     description: str
     expect_state: str  # where the goal must end for the demo to succeed
-    expect_validations: int  # validation runs of its developer run (2 = converged on retry)
+    expect_validations: int  # validation runs of its last developer run (2 = converged)
     story: str  # what the demo shows with it
+    expect_dev_attempts: int = 1  # developer runs (2 = sent back once by QA)
 
 
 def _block(kind: str, path: str, body: str) -> str:
@@ -104,6 +105,32 @@ class HeadlineTest(unittest.TestCase):
 """
 
 
+LOGS = '''"""Error counting for log excerpts."""
+
+
+def error_count(text: str) -> int:
+    return sum(1 for line in text.splitlines() if "ERROR" in line)
+'''
+
+LOG_SAMPLE = "INFO start\nERROR disk full\nINFO retry\nERROR disk full\n"
+
+_LOGS_TEST = """import unittest
+from pathlib import Path
+
+from app.logs import error_count
+
+SAMPLE = Path(__file__).parent / "fixtures" / "{name}"
+
+
+class ErrorCountTest(unittest.TestCase):
+    def test_sample(self) -> None:
+        self.assertEqual(error_count(SAMPLE.read_text()), 2)
+"""
+
+LOGS_TEST_FIRST = _LOGS_TEST.format(name="sample.log")
+LOGS_TEST = _LOGS_TEST.format(name="sample.txt")
+
+
 GOALS: tuple[DemoGoal, ...] = (
     DemoGoal(
         title="Add a title_case helper",
@@ -116,7 +143,7 @@ GOALS: tuple[DemoGoal, ...] = (
                 _block("demo-file", "tests/test_titles.py", TITLES_TEST),
             ]
         ),
-        expect_state="review-ready",
+        expect_state="done",
         expect_validations=1,
         story="goes straight through",
     ),
@@ -131,7 +158,7 @@ GOALS: tuple[DemoGoal, ...] = (
                 _block("demo-file", "tests/test_vowels.py", VOWELS_TEST),
             ]
         ),
-        expect_state="review-ready",
+        expect_state="done",
         expect_validations=2,
         story="fails validation once, converges on the second attempt",
     ),
@@ -147,9 +174,30 @@ GOALS: tuple[DemoGoal, ...] = (
                 _block("demo-file", "tests/test_headline.py", HEADLINE_TEST),
             ]
         ),
-        # Its dependency ends at review-ready (review, QA and merge come later): it waits.
-        expect_state="dev-ready",
-        expect_validations=0,
-        story="depends on the first goal and waits for it to be done",
+        expect_state="done",
+        expect_validations=1,
+        story="depends on the first goal: waits until it is done",
+    ),
+    DemoGoal(
+        title="Count errors in a log excerpt",
+        description="\n\n".join(
+            [
+                "Count the lines of a log excerpt that report an error, with a test on a "
+                "sample log kept under tests/fixtures/.",
+                'Check: python3 -c "from app.logs import error_count; '
+                "assert error_count('ERROR x\\nok') == 1\"",
+                _block("demo-file", "app/logs.py", LOGS),
+                # The first attempt keeps its sample as *.log, which .gitignore excludes: the
+                # tests pass in the worktree and fail in CI's clean checkout.
+                _block("demo-file-first-attempt", "tests/test_logs.py", LOGS_TEST_FIRST),
+                _block("demo-file-first-attempt", "tests/fixtures/sample.log", LOG_SAMPLE),
+                _block("demo-file", "tests/test_logs.py", LOGS_TEST),
+                _block("demo-file", "tests/fixtures/sample.txt", LOG_SAMPLE),
+            ]
+        ),
+        expect_state="done",
+        expect_validations=1,
+        expect_dev_attempts=2,
+        story="passes locally, fails in CI (its fixture was git-ignored), goes back once",
     ),
 )

@@ -15,30 +15,31 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.settings import ScheduleSettings
 from forge.client import ForgeError
 from roles.engine import Engine
-from roles.janitor import sweep
+from roles.janitor import JanitorLimits, sweep
 
 log = logging.getLogger(__name__)
 
 
 def build_scheduler(engine: Engine, schedule: ScheduleSettings) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
+    limits = JanitorLimits(
+        stuck_after=schedule.stuck_after_seconds,
+        stuck_by_state=schedule.stuck_after_by_state,
+        answer_timeout=schedule.answer_timeout_seconds,
+    )
 
     async def poll() -> None:
         engine.wake()
 
     async def janitor() -> None:
         try:
-            report = await sweep(engine.services, busy=engine.inflight_keys())
+            report = await sweep(engine.services, busy=engine.inflight_keys(), limits=limits)
         except ForgeError as error:
             log.warning("janitor pass failed, next pass retries: %s", error)
             return
-        if report.requeued or report.failed or report.repaired:
-            log.info(
-                "janitor: requeued=%s failed=%s repaired=%s",
-                report.requeued,
-                report.failed,
-                report.repaired,
-            )
+        moved = [name for name, refs in vars(report).items() if refs]
+        if moved:
+            log.info("janitor: %s", {name: getattr(report, name) for name in moved})
 
     common = {"max_instances": 1, "coalesce": True}
     scheduler.add_job(

@@ -45,5 +45,12 @@ class ScheduleSettings(BaseModel):
     stuck_after_seconds: float = Field(
         default=86400.0, gt=0, description="No transition for this long"
     )
+    stuck_after_by_state: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-state overrides of stuck_after_seconds, e.g. {plan-review = 14400}",
+    )
+    answer_timeout_seconds: float = Field(
+        default=172800.0, gt=0, description="An unanswered agent question -> blocked"
+    )
     digest_cron: str = Field(default="0 9 * * *", description="Daily digest (cron, host time zone)")
     flaky_cron: str = Field(default="30 * * * *", description="Flaky-test scan (cron)")

@@ -138,6 +138,16 @@ class MergeGateway:
             project, await self.calls.write("mr.merge", f"{project}!{iid}", payload, merge)
         )
 
+    async def changes(self, project: str, iid: int) -> list[dict[str, Any]]:
+        """The MR's file diffs (``old_path``, ``new_path``, ``diff``, ...)."""
+
+        def get(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
+            data = mr.changes()
+            return list(data.get("changes") or []) if isinstance(data, dict) else []
+
+        return await self.calls.read("mr.changes", f"{project}!{iid}", {}, get)
+
     # ------------------------------------------------------------ discussions
 
     async def discussions(self, project: str, iid: int) -> list[dict[str, Any]]:

@@ -102,6 +102,8 @@ class MergeRequest:
     web_url: str
     labels: tuple[str, ...] = ()
     head_pipeline: dict[str, Any] | None = field(default=None, compare=False)
+    diff_refs: dict[str, Any] | None = field(default=None, compare=False)
+    author: str = ""
 
     @classmethod
     def of(cls, project: str, data: dict[str, Any]) -> MergeRequest:
@@ -120,6 +122,8 @@ class MergeRequest:
             web_url=str(data.get("web_url") or ""),
             labels=tuple(data.get("labels") or ()),
             head_pipeline=data.get("head_pipeline"),
+            diff_refs=data.get("diff_refs"),
+            author=_user(data.get("author")),
         )
 
 

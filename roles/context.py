@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from forge.claims import Claim, Claims
 from forge.gateway import Gateway
+from forge.merge_gateway import MergeGateway
 from forge.settings import ProjectSettings
 from forge.types import Issue, Note
 from roles.agents.base import Agent
@@ -48,6 +49,9 @@ class Services:
     worker: str
     runs_dir: Path  # transcripts and scratch directories live under it
     agent_timeouts: Mapping[str, float] = field(default_factory=dict)  # by role name
+    # The merge identity (a separate token) that merges after a human's approval; None:
+    # humans merge in GitLab.
+    merger: MergeGateway | None = None
     # Fault injection for crash tests: awaited after every recorded step.
     after_step: StepHook | None = None
 

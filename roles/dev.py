@@ -150,7 +150,7 @@ class _Developer:
             description=f"Closes #{ctx.issue.iid}\n\n{self.plan.summary}",
             draft=True,
         )
-        return {"iid": mr.iid, "web_url": mr.web_url, "sha": mr.sha}
+        return {"iid": mr.iid, "web_url": mr.web_url, "sha": mr.sha, "branch": mr.source_branch}
 
     async def _handoff(
         self, mr: dict[str, Any], changed: list[str], report: ValidationReport

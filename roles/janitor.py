@@ -3,20 +3,27 @@
 - a running issue whose claim expired (or that has had no claim for a whole TTL) goes back
   to ready with a note "attempt k of n", or to failed once its attempts are spent;
 - an issue carrying two workflow labels is repaired to the more cautious one;
+- an MR merged by hand moves its issue to done (and closes it);
+- an agent's question unanswered for too long -> blocked;
+- stuck work (no transition for too long, blocked, failed) is reported once per stay;
 - what it did is reported to the notifier.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from forge.claims import ClaimMarker
+from forge.gateway import StaleState
 from forge.types import Issue
 from roles.context import Services
+from roles.mr_link import issue_mr
 from roles.notify import Event, EventKind
-from workflow import Outcome, label_change, next_state, read_state
+from roles.stuck import entered_at, stuck_items
+from workflow import Outcome, StateKind, label_change, next_state, read_state
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,16 @@ class JanitorReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JanitorLimits:
+    stuck_after: float = 86400.0
+    stuck_by_state: Mapping[str, float] = field(default_factory=dict)
+    answer_timeout: float = 172800.0
 
 
 async def claim_attempts(services: Services, issue: Issue, role: str) -> int:
@@ -34,17 +51,26 @@ async def claim_attempts(services: Services, issue: Issue, role: str) -> int:
     return sum(1 for marker in markers if marker is not None and marker.role == role)
 
 
-async def sweep(services: Services, *, busy: Collection[tuple[str, int]] = ()) -> JanitorReport:
+async def sweep(
+    services: Services,
+    *,
+    busy: Collection[tuple[str, int]] = (),
+    limits: JanitorLimits | None = None,
+) -> JanitorReport:
     """One janitor pass over every project; ``busy`` are issues this host is running now."""
     report = JanitorReport()
+    limits = limits or JanitorLimits()
     for project in services.projects:
         await _repair_labels(services, project, report)
+        await _merged_by_hand(services, project, report)
+        await _unanswered(services, project, limits.answer_timeout, report)
         for role in services.workflow.roles:
             if role not in services.roles.by_name():
                 continue
             for issue in await services.claims.running(project, role):
                 if (issue.project, issue.iid) not in busy:
                     await _recover(services, issue, role, report)
+    await _report_stuck(services, limits, report)
     return report
 
 
@@ -91,3 +117,76 @@ async def _repair_labels(services: Services, project: str, report: JanitorReport
         )
         log.info("repaired workflow labels: issue=%s kept=%s", issue.ref, reading.state.name)
         report.repaired.append(issue.ref)
+
+
+async def _move(services: Services, issue: Issue, state: str, outcome: Outcome, note: str) -> bool:
+    target = next_state(services.workflow, state, outcome)
+    try:
+        await services.gateway.transition(issue.project, issue.iid, target, expect={state})
+    except StaleState:
+        return False
+    await services.gateway.post_note(issue.project, issue.iid, note)
+    kind = EventKind.BLOCKED if target == "blocked" else EventKind.TRANSITION
+    await services.notifier.notify(
+        Event(kind, issue.project, issue.iid, issue.title, note, state, target, issue.web_url)
+    )
+    return True
+
+
+async def _merged_by_hand(services: Services, project: str, report: JanitorReport) -> None:
+    """Waiting states whose MR a human merged in GitLab: the work is done."""
+    wf = services.workflow
+    waiting = [wf.ready_state("review"), wf.ready_state("qa"), wf.gate_state("merge")]
+    for state in waiting:
+        for issue in await services.gateway.list_issues(project, labels=[state.label]):
+            mr = await issue_mr(services.gateway, project, issue.iid)
+            if mr is None or mr.state != "merged":
+                continue
+            note = f"!{mr.iid} was merged in GitLab; the work is done."
+            if await _move(services, issue, state.name, Outcome.MERGED, note):
+                await services.gateway.update_issue(project, issue.iid, state_event="close")
+                report.merged.append(issue.ref)
+
+
+async def _unanswered(
+    services: Services, project: str, limit_seconds: float, report: JanitorReport
+) -> None:
+    waiting = services.workflow.states_of_kind(StateKind.WAITING)
+    now = datetime.now(UTC)
+    for state in waiting:
+        for issue in await services.gateway.list_issues(project, labels=[state.label]):
+            since = await entered_at(services, issue, state.label)
+            waited = (now - datetime.fromisoformat(since.replace("Z", "+00:00"))).total_seconds()
+            if waited < limit_seconds:
+                continue
+            note = (
+                f"No answer to the agent's question for {waited / 3600:.1f} h: blocked. Answer "
+                "it and retry the issue."
+            )
+            if await _move(services, issue, state.name, Outcome.TIMED_OUT, note):
+                report.timed_out.append(issue.ref)
+
+
+async def _report_stuck(services: Services, limits: JanitorLimits, report: JanitorReport) -> None:
+    kv = services.storage.settings
+    for item in await stuck_items(
+        services, stuck_after=limits.stuck_after, by_state=limits.stuck_by_state
+    ):
+        key = f"stuck-told:{item.project}:{item.iid}"
+        stay = f"{item.state}@{item.since}"
+        if await kv.get(key) == stay:
+            continue  # already told about this stay in this state
+        await kv.set(key, stay)
+        report.stuck.append(f"{item.project}#{item.iid}")
+        await services.notifier.notify(
+            Event(
+                EventKind.STUCK,
+                item.project,
+                item.iid,
+                item.title,
+                f"{item.reason}; {item.action}",
+                item.state,
+                None,
+                item.url,
+            )
+        )

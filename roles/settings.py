@@ -91,6 +91,15 @@ class RolesSettings(BaseModel):
     flaky: RoleSettings = Field(default_factory=RoleSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     review_rounds: int = Field(default=3, ge=1, le=20, description="Review rounds before blocked")
+    pipeline_poll_seconds: float = Field(
+        default=15.0, gt=0, description="How often QA looks at a running pipeline"
+    )
+    pipeline_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="QA gives up waiting for a pipeline after this long"
+    )
+    flaky_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a failed job before it counts as real"
+    )
 
     def by_name(self) -> dict[str, RoleSettings]:
         return {

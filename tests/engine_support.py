@@ -46,9 +46,15 @@ def fake_agent(name: str, **extra: Any) -> AgentSettings:
     )
 
 
-def configure(sim: RunningSim, base: Path, **changes: Any) -> CrewlineConfig:
-    """The demo's configuration against ``sim``, with top-level ``changes``."""
+def configure(
+    sim: RunningSim, base: Path, *, through_qa: bool = False, **changes: Any
+) -> CrewlineConfig:
+    """The demo's configuration against ``sim``, with top-level ``changes``. Unless
+    ``through_qa``, the review and QA roles are off, so work rests at review-ready."""
     config = demo_config(base, sim.base_url)
+    if not through_qa:
+        config.roles.review.enabled = False
+        config.roles.qa.enabled = False
     return config.model_copy(update=changes)
 
 

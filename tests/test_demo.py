@@ -25,18 +25,16 @@ def test_demo_reaches_every_expected_state_and_prints_json(tmp_path: Path) -> No
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
     goals = {goal["iid"]: goal for goal in summary["goals"]}
-    assert [goals[n]["state"] for n in (1, 2, 3)] == ["review-ready", "review-ready", "dev-ready"]
-    assert [goals[n]["validations"] for n in (1, 2, 3)] == [1, 2, 0]
-    assert goals[1]["states"] == [
-        "pm-ready",
-        "pm-running",
-        "plan-review",
-        "dev-ready",
-        "dev-running",
-        "review-ready",
-    ]
-    mrs = {goals[n]["merge_request"] for n in (1, 2)}
-    assert len(mrs) == 2 and all(re.search(r"/demo/app/-/merge_requests/\d+$", mr) for mr in mrs)
-    assert goals[3]["merge_request"] is None
-    assert goals[3]["waiting"] == "waiting for #1 to be done"
+    assert [goals[n]["state"] for n in (1, 2, 3, 4)] == ["done"] * 4
+    assert [goals[n]["validations"] for n in (1, 2, 3, 4)] == [1, 2, 1, 1]
+    assert [goals[n]["dev_attempts"] for n in (1, 2, 3, 4)] == [1, 1, 1, 2]
+    lifecycle = ["pm-ready", "pm-running", "plan-review", "dev-ready", "dev-running"]
+    lifecycle += ["review-ready", "review-running", "qa-ready", "qa-running", "merge-ready"]
+    assert goals[1]["states"] == [*lifecycle, "done"]
+    # The fourth goal's first pipeline failed in CI and QA sent it back to the developer once.
+    assert goals[4]["states"][:10] == [*lifecycle[:9], "dev-ready"]
+    assert goals[4]["pipelines"][0].endswith("failed")
+    assert goals[4]["pipelines"][-1].endswith("success")
+    mrs = {goals[n]["merge_request"] for n in (1, 2, 3, 4)}
+    assert len(mrs) == 4 and all(re.search(r"/demo/app/-/merge_requests/\d+$", mr) for mr in mrs)
     assert list(work.iterdir()) == []  # everything lived in a temporary directory

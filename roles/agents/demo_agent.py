@@ -14,7 +14,8 @@ It does only what the goal spells out, in the goal's own text:
   attempt instead (to show the validation loop converging on the second).
 
 plan: prints a plan (JSON) built from the above. implement: writes the files (first-attempt
-variants where given). fix: writes the final variants. It always ends with learnings.
+variants where given, unless the prompt carries feedback from a failed attempt). fix: writes
+the final variants. review: finds nothing. It ends implement and fix with learnings.
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def main() -> int:
     workspace = Path.cwd()
     if kind == "plan":
         print("```json\n" + json.dumps(plan_for(prompt), indent=2) + "\n```")
+    elif kind == "review":
+        print("The change does what the goal asks.")
+        print('```crewline-review\n{"findings": []}\n```')
     elif kind in ("implement", "fix"):
         final, first = files_in(prompt)
         # Sent back with feedback (a failed pipeline, requested changes): do it right now.

@@ -1,0 +1,305 @@
+"""The QA role (qa-ready -> qa-running -> merge-ready): the MR's pipeline decides.
+
+Only a pipeline for the MR's current head sha counts. Before waiting, an MR that needs a
+rebase (or has conflicts) is rebased onto the current target, never merged with it: the
+agent resolves conflicts in the worktree, validation runs again, and the branch is pushed
+with ``--force-with-lease``.
+
+A red pipeline is triaged deterministically before anyone is blamed: the failed jobs are
+retried once; a failure that then passes, or that only involves tests already known as
+flaky, is recorded as flaky (bounded retries); a failure also present on the target
+branch's latest pipeline is a broken target (blocked, with the evidence); anything else goes
+back to the developer with the failing jobs, the test names and a log excerpt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import Any
+
+from forge.guard import GuardBlocked
+from forge.types import Issue, MergeRequest, Pipeline
+from roles.agent_turn import Turn, run_agent
+from roles.agents.base import TaskKind
+from roles.context import RunContext, Services
+from roles.delivery import Delivery, guard_stop, project_checks
+from roles.engine import Admission, RoleResult
+from roles.mr_link import issue_mr
+from roles.notify import GateRequest
+from roles.plan_notes import load_plan
+from roles.pm import budget_admission
+from roles.prompts import Prompts
+from roles.triage import Fingerprint, excerpt, fingerprint, known_flaky
+from workflow import Outcome
+
+log = logging.getLogger(__name__)
+
+FINISHED = frozenset({"success", "failed", "canceled", "skipped"})
+NEEDS_REBASE = frozenset({"need_rebase", "conflict"})
+_DRAFT = re.compile(r"^\s*(draft:|\[draft\]|\(draft\))\s*", re.IGNORECASE)
+
+
+def flaky_key(project: str) -> str:
+    return f"flaky:{project}"
+
+
+class QaRole:
+    name = "qa"
+
+    def __init__(self, prompts: Prompts) -> None:
+        self.prompts = prompts
+
+    async def admit(self, services: Services, issue: Issue) -> Admission:
+        return await budget_admission(services, issue)
+
+    async def run(self, ctx: RunContext) -> RoleResult:
+        mr = await issue_mr(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        if mr is None:
+            return RoleResult(Outcome.BLOCKED, "No merge request found for this issue.")
+        if mr.state == "merged":
+            return RoleResult(Outcome.MERGED, f"!{mr.iid} was merged by hand.")
+        if mr.detailed_merge_status in NEEDS_REBASE:
+            rebased = await _Rebase(self.prompts, ctx, mr).run()
+            if isinstance(rebased, RoleResult):
+                return rebased
+            mr = await ctx.gateway.merges.get_mr(mr.project, mr.iid)
+        return await _Watch(ctx, mr).run()
+
+
+class _Watch:
+    """Wait for the head's pipeline, triage a failure, pass or send back."""
+
+    def __init__(self, ctx: RunContext, mr: MergeRequest) -> None:
+        self.ctx = ctx
+        self.mr = mr
+        self.settings = ctx.services.roles
+
+    async def run(self) -> RoleResult:
+        first: Fingerprint | None = None
+        for retry in range(self.settings.flaky_retries + 1):
+            pipeline = await self._finished_pipeline()
+            if pipeline is None:
+                return RoleResult(
+                    Outcome.BLOCKED,
+                    f"No finished pipeline for {self.mr.sha[:10]} after "
+                    f"{self.settings.pipeline_timeout_seconds:.0f} s; check the project's CI.",
+                )
+            if pipeline.status == "success":
+                if first is not None:
+                    await self._record_flaky(first, pipeline)
+                return await self._passed(pipeline)
+            current = await self._fingerprint(pipeline)
+            first = first or current
+            flaky = await self.ctx.services.storage.settings.get_json(
+                flaky_key(self.mr.project), []
+            )
+            first_try = retry == 0
+            if (first_try or known_flaky(current, flaky)) and retry < self.settings.flaky_retries:
+                await self._retry_step(pipeline, retry)
+                continue
+            broken = await self._broken_target(current)
+            if broken is not None:
+                return broken
+            return await self._send_back(pipeline, current)
+        raise AssertionError("unreachable: the last round returns")
+
+    async def _finished_pipeline(self) -> Pipeline | None:
+        merges, project = self.ctx.gateway.merges, self.mr.project
+        deadline = time.monotonic() + self.settings.pipeline_timeout_seconds
+        while time.monotonic() < deadline:
+            pipelines = await merges.pipelines(project, sha=self.mr.sha)
+            if pipelines and pipelines[0].status in FINISHED:
+                return pipelines[0]
+            await asyncio.sleep(self.settings.pipeline_poll_seconds)
+        return None
+
+    async def _failed_jobs(self, pipeline: Pipeline) -> list[dict[str, Any]]:
+        jobs = await self.ctx.gateway.merges.jobs(self.mr.project, pipeline.id)
+        # A retried job leaves its old run behind: the newest run of each name counts.
+        newest: dict[str, dict[str, Any]] = {}
+        for job in sorted(jobs, key=lambda j: int(j["id"])):
+            newest[str(job["name"])] = job
+        return [job for job in newest.values() if job.get("status") == "failed"]
+
+    async def _fingerprint(self, pipeline: Pipeline) -> Fingerprint:
+        merges = self.ctx.gateway.merges
+        failed = await self._failed_jobs(pipeline)
+        report = await merges.test_report(self.mr.project, pipeline.id)
+        traces = [await merges.job_trace(self.mr.project, int(job["id"])) for job in failed]
+        return fingerprint([str(job["name"]) for job in failed], report, traces)
+
+    async def _retry_step(self, pipeline: Pipeline, retry: int) -> list[int]:
+        async def retry_failed() -> list[int]:
+            return await self._retry(pipeline)
+
+        return await self.ctx.step(f"retry-{pipeline.id}-{retry}", retry_failed)
+
+    async def _retry(self, pipeline: Pipeline) -> list[int]:
+        retried = []
+        for job in await self._failed_jobs(pipeline):
+            retried.append(
+                int(
+                    (await self.ctx.gateway.merges.retry_job(self.mr.project, int(job["id"])))["id"]
+                )
+            )
+        log.info(
+            "qa retried jobs: issue=%s pipeline=%s jobs=%s",
+            self.ctx.issue.ref,
+            pipeline.id,
+            retried,
+        )
+        return retried
+
+    async def _record_flaky(self, failure: Fingerprint, pipeline: Pipeline) -> None:
+        ctx = self.ctx
+        names = list(failure.tests) or [f"job:{job}" for job in failure.jobs]
+        kv = ctx.services.storage.settings
+        known = set(await kv.get_json(flaky_key(self.mr.project), []))
+        await kv.set_json(flaky_key(self.mr.project), sorted(known | set(names)))
+
+        async def learn() -> int:
+            return await ctx.services.storage.learnings.add(
+                ctx.issue.project, ctx.issue.iid, "flaky",
+                f"Flaky in CI (failed, then passed on retry): {', '.join(names)}", ctx.run.id,
+            )  # fmt: skip
+
+        await ctx.step(f"flaky-{pipeline.id}", learn)
+        await ctx.note(
+            f"flaky-{pipeline.id}",
+            f"Pipeline #{pipeline.id} failed, then passed when the failed jobs were retried: "
+            f"recorded as flaky ({', '.join(names)}), not sent back to the developer.",
+        )
+
+    async def _broken_target(self, current: Fingerprint) -> RoleResult | None:
+        merges, project = self.ctx.gateway.merges, self.mr.project
+        for pipeline in await merges.pipelines(project, ref=self.mr.target_branch):
+            if pipeline.status not in FINISHED:
+                continue
+            if pipeline.status != "failed":
+                return None  # the target's latest finished pipeline is green
+            target = await self._fingerprint(pipeline)
+            if not current.shares_with(target):
+                return None
+            shared = sorted(set(current.tests) & set(target.tests)) or list(current.jobs)
+            return RoleResult(
+                Outcome.BLOCKED,
+                f"Broken target: `{self.mr.target_branch}` fails the same way in pipeline "
+                f"#{pipeline.id} ({pipeline.web_url}): {', '.join(shared)}. This is not the "
+                "MR's fault; fix the target branch, then retry this issue.",
+            )
+        return None
+
+    async def _send_back(self, pipeline: Pipeline, failure: Fingerprint) -> RoleResult:
+        merges = self.ctx.gateway.merges
+        excerpts = []
+        for job in (await self._failed_jobs(pipeline))[:3]:
+            trace = await merges.job_trace(self.mr.project, int(job["id"]))
+            excerpts.append(f"Job `{job['name']}`:\n\n```text\n{excerpt(trace)}\n```")
+        message = "\n\n".join(
+            [
+                f"Pipeline #{pipeline.id} ({pipeline.web_url}) failed for {self.mr.sha[:10]}: "
+                f"{failure.describe()}. Back to the developer.",
+                *excerpts,
+            ]
+        )
+        return RoleResult(Outcome.FAILED, message)
+
+    async def _passed(self, pipeline: Pipeline) -> RoleResult:
+        ctx, mr = self.ctx, self.mr
+        if mr.draft:
+            await ctx.gateway.merges.update_mr(mr.project, mr.iid, title=_DRAFT.sub("", mr.title))
+        run = await ctx.services.storage.runs.spend(project=mr.project, iid=ctx.issue.iid)
+        summary = "\n".join(
+            [
+                f"Merge request !{mr.iid}: {mr.web_url}",
+                f"Head `{mr.sha[:10]}`, pipeline #{pipeline.id}: **{pipeline.status}**",
+                f"Cost so far: {run.tokens:,} tokens, ${run.cost_usd:.2f}",
+            ]
+        )
+        return RoleResult(
+            Outcome.SUCCEEDED,
+            gate=GateRequest(
+                project=mr.project,
+                iid=ctx.issue.iid,
+                title=ctx.issue.title,
+                gate=ctx.services.workflow.gate_state("merge").name,
+                revision=mr.sha,
+                summary=summary,
+                url=mr.web_url,
+                filer=ctx.issue.author,
+            ),
+        )
+
+
+class _Rebase:
+    """Rebase the MR's branch onto the current target; the agent resolves conflicts."""
+
+    def __init__(self, prompts: Prompts, ctx: RunContext, mr: MergeRequest) -> None:
+        self.prompts = prompts
+        self.ctx = ctx
+        self.mr = mr
+
+    async def run(self) -> RoleResult | None:
+        ctx = self.ctx
+        loaded = await load_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        acceptance = loaded[1].acceptance if loaded else []
+        workspaces = ctx.services.workspaces
+        wt = await workspaces.open(
+            ctx.issue.project,
+            f"{ctx.gateway.url}/{ctx.issue.project}.git",
+            ctx.issue.iid,
+            ctx.issue.title,
+            ctx.project.target_branch,
+            ctx.key,
+        )
+        delivery = Delivery(self.prompts, ctx, wt, project_checks(ctx, acceptance))
+        step = f"rebase-{self.mr.sha[:12]}"
+        try:
+            done = await ctx.step(step, lambda: self._rebase(delivery))
+            if not done["ok"]:
+                return RoleResult(
+                    Outcome.BLOCKED,
+                    "The rebase left conflicts the agent could not resolve: "
+                    + ", ".join(f"`{path}`" for path in done["conflicts"]),
+                )
+            delivery.remote = done["pushed"]
+            turn = Turn(True, "", done.get("session_id"), None, "")
+            converged = await delivery.converge(
+                turn, ctx.services.roles.dev.max_attempts, prefix=f"{step}-"
+            )
+            if isinstance(converged, RoleResult):
+                return RoleResult(Outcome.FAILED, converged.message)
+            return None
+        except GuardBlocked as blocked:
+            return guard_stop(blocked)
+        finally:
+            await workspaces.close(wt)
+
+    async def _rebase(self, delivery: Delivery) -> dict[str, Any]:
+        ctx, wt = self.ctx, delivery.wt
+        workspaces = ctx.services.workspaces
+        result = await workspaces.rebase(wt, ctx.project.target_branch)
+        session = None
+        if not result.ok:
+            prompt = (
+                f"A rebase of `{wt.branch}` onto `{ctx.project.target_branch}` stopped on "
+                f"conflicts in: {', '.join(result.conflicts)}. Resolve them in the working "
+                "tree (keep both sides' intent; remove every conflict marker). Do not commit."
+            )
+            turn = await run_agent(ctx, "resolve-conflicts", TaskKind.FIX, prompt, wt.path)
+            session = turn.get("session_id")
+            result = await workspaces.continue_rebase(wt)
+            if not result.ok:
+                await workspaces.abort_rebase(wt)
+                return {"ok": False, "conflicts": list(result.conflicts)}
+        pushed = await delivery.screened_push()
+        log.info(
+            "rebased: issue=%s onto=%s head=%s",
+            ctx.issue.ref,
+            ctx.project.target_branch,
+            pushed[:10],
+        )
+        return {"ok": True, "pushed": pushed, "session_id": session}

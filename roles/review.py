@@ -1,0 +1,321 @@
+"""The review role (review-ready -> review-running -> qa-ready): every thread closed.
+
+Per round: an AI review of the MR's current head (once per head sha; each finding becomes a
+resolvable discussion on its file and line, a clean review says so in a note); then a
+feedback pass over every unresolved discussion, human or AI, in the MR's worktree and the
+same agent session: the fix is validated (the developer's gate) and pushed with
+``--force-with-lease``, each discussion gets a reply saying what changed and is resolved; a
+discussion the agent disagrees with gets the reason and stays open for a human.
+
+No unresolved discussions and a clean review at the current head -> qa-ready. Rounds
+exhausted, or only disagreements left -> blocked for a human, with the open threads listed.
+Fixes that no longer pass validation -> back to the developer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from forge.gateway import note_marker
+from forge.guard import GuardBlocked
+from forge.types import Issue, MergeRequest
+from roles.agent_turn import Turn, ask_agent
+from roles.agents.base import TaskKind
+from roles.compaction import LEARNINGS_FORMAT
+from roles.context import RunContext, Services
+from roles.delivery import Delivery, guard_stop, project_checks
+from roles.engine import Admission, RoleResult
+from roles.mr_link import issue_mr
+from roles.plan_notes import load_plan
+from roles.pm import budget_admission
+from roles.prompts import Prompts
+from roles.workspace import Worktree
+from workflow import Outcome
+
+log = logging.getLogger(__name__)
+
+_REVIEW = re.compile(r"```crewline-review[^\n]*\n(.*?)\n```", re.S)
+_REPLIES = re.compile(r"```crewline-replies[^\n]*\n(.*?)\n```", re.S)
+MAX_DIFF_CHARS = 60_000
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    line: int
+    body: str
+
+
+@dataclass(frozen=True)
+class Thread:
+    id: str
+    body: str
+    author: str
+    path: str | None
+    line: int | None
+
+
+def parse_findings(output: str) -> list[Finding] | None:
+    """The findings of a review answer; None when the answer has no readable block."""
+    blocks = _REVIEW.findall(output)
+    if not blocks:
+        return None
+    try:
+        data = json.loads(blocks[-1])
+    except json.JSONDecodeError:
+        return None
+    findings = []
+    for item in data.get("findings", []) if isinstance(data, dict) else []:
+        if isinstance(item, dict) and item.get("body") and item.get("path"):
+            line = item.get("line")
+            findings.append(
+                Finding(
+                    str(item["path"]), int(line) if isinstance(line, int) else 1, str(item["body"])
+                )
+            )
+    return findings
+
+
+def parse_replies(output: str) -> dict[str, tuple[str, str]]:
+    """discussion id -> (action "fixed" | "disagree", reply text)."""
+    blocks = _REPLIES.findall(output)
+    if not blocks:
+        return {}
+    try:
+        data = json.loads(blocks[-1])
+    except json.JSONDecodeError:
+        return {}
+    replies = {}
+    for item in data if isinstance(data, list) else []:
+        if not isinstance(item, dict):
+            continue
+        action, reply = item.get("action"), str(item.get("reply") or "").strip()
+        if item.get("discussion") and action in ("fixed", "disagree") and reply:
+            replies[str(item["discussion"])] = (str(action), reply)
+    return replies
+
+
+def unresolved(discussions: list[dict[str, Any]]) -> list[Thread]:
+    threads = []
+    for discussion in discussions:
+        notes = discussion.get("notes") or []
+        if not notes or not notes[0].get("resolvable") or notes[0].get("resolved"):
+            continue
+        first = notes[0]
+        position = first.get("position") or {}
+        said = "\n\n".join(
+            f"@{(note.get('author') or {}).get('username', '?')}: {note.get('body', '')}"
+            for note in notes
+        )
+        threads.append(
+            Thread(
+                id=str(discussion["id"]),
+                body=said,
+                author=str((first.get("author") or {}).get("username", "")),
+                path=position.get("new_path"),
+                line=position.get("new_line"),
+            )
+        )
+    return threads
+
+
+class ReviewRole:
+    name = "review"
+
+    def __init__(self, prompts: Prompts) -> None:
+        self.prompts = prompts
+
+    async def admit(self, services: Services, issue: Issue) -> Admission:
+        return await budget_admission(services, issue)
+
+    async def run(self, ctx: RunContext) -> RoleResult:
+        mr = await issue_mr(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        if mr is None:
+            return RoleResult(Outcome.BLOCKED, "No merge request found for this issue.")
+        if mr.state == "merged":
+            return RoleResult(Outcome.MERGED, f"!{mr.iid} was merged by hand.")
+        loaded = await load_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        acceptance = loaded[1].acceptance if loaded else []
+        plan_text = loaded[1].to_markdown() if loaded else "(no plan found)"
+        workspaces = ctx.services.workspaces
+        wt = await workspaces.open(
+            ctx.issue.project,
+            f"{ctx.gateway.url}/{ctx.issue.project}.git",
+            ctx.issue.iid,
+            ctx.issue.title,
+            ctx.project.target_branch,
+            ctx.key,
+        )
+        try:
+            delivery = Delivery(self.prompts, ctx, wt, project_checks(ctx, acceptance))
+            return await _Rounds(self.prompts, ctx, delivery, plan_text).run(mr)
+        except GuardBlocked as blocked:
+            return guard_stop(blocked)
+        finally:
+            await workspaces.close(wt)
+
+
+class _Rounds:
+    def __init__(self, prompts: Prompts, ctx: RunContext, delivery: Delivery, plan: str) -> None:
+        self.prompts = prompts
+        self.ctx = ctx
+        self.delivery = delivery
+        self.plan = plan
+        self.session: str | None = None
+        self.disagreed: set[str] = set()
+
+    @property
+    def wt(self) -> Worktree:
+        return self.delivery.wt
+
+    async def run(self, mr: MergeRequest) -> RoleResult:
+        merges, rounds = self.ctx.gateway.merges, self.ctx.services.roles.review_rounds
+        for round_ in range(1, rounds + 2):
+            mr = await merges.get_mr(mr.project, mr.iid)
+            await self._review_head(mr, round_)
+            threads = unresolved(await merges.discussions(mr.project, mr.iid))
+            open_threads = [t for t in threads if t.id not in self.disagreed]
+            if not open_threads:
+                if self.disagreed:
+                    return self._blocked(threads, "the agent disagrees; a human decides")
+                return RoleResult(Outcome.SUCCEEDED)
+            if round_ > rounds:
+                return self._blocked(threads, f"{rounds} review rounds did not close them")
+            stopped = await self._address(mr, open_threads, round_)
+            if stopped is not None:
+                return stopped
+        raise AssertionError("unreachable: the last round returns")
+
+    def _blocked(self, threads: list[Thread], why: str) -> RoleResult:
+        listed = "\n".join(f"- `{t.id[:8]}` {t.body.splitlines()[0][:200]}" for t in threads)
+        return RoleResult(Outcome.BLOCKED, f"Open review discussions ({why}):\n\n{listed}")
+
+    async def _review_head(self, mr: MergeRequest, round_: int) -> None:
+        """The AI review of this head sha, once, whichever run or host gets here first."""
+        ctx, merges = self.ctx, self.ctx.gateway.merges
+        key = f"review:{mr.sha[:12]}"
+        if await ctx.gateway.find_note(mr.project, mr.iid, key, on="mr") is not None:
+            return
+        changes = await merges.changes(mr.project, mr.iid)
+        diff = "\n\n".join(
+            f"--- {change.get('old_path')}\n+++ {change.get('new_path')}\n{change.get('diff', '')}"
+            for change in changes
+        )[:MAX_DIFF_CHARS]
+        prompt = self.prompts.render(
+            "review",
+            mr_iid=mr.iid,
+            project=mr.project,
+            branch=mr.source_branch,
+            iid=ctx.issue.iid,
+            title=ctx.issue.title,
+            plan=self.plan,
+            diff=f"```diff\n{diff}\n```",
+        )
+        turn = await ask_agent(
+            ctx, f"r{round_}-review-{mr.sha[:12]}", TaskKind.REVIEW, prompt, self.wt.path,
+            session_id=self.session,
+        )  # fmt: skip
+        self.session = turn.session_id or self.session
+        findings = parse_findings(turn.output)
+        if findings is None:
+            summary = f"AI review of `{mr.sha[:10]}`: the agent's answer had no readable findings block; treated as clean."
+        else:
+            await self._open_findings(mr, findings)
+            summary = (
+                f"AI review of `{mr.sha[:10]}`: {len(findings)} finding(s), opened as discussions."
+                if findings
+                else f"AI review of `{mr.sha[:10]}`: clean, nothing to change."
+            )
+        await ctx.gateway.upsert_note(mr.project, mr.iid, key, summary, on="mr")
+
+    async def _open_findings(self, mr: MergeRequest, findings: list[Finding]) -> None:
+        merges = self.ctx.gateway.merges
+        existing = " ".join(
+            str(note.get("body", ""))
+            for discussion in await merges.discussions(mr.project, mr.iid)
+            for note in discussion.get("notes") or []
+        )
+        refs = mr.diff_refs or {}
+        for n, finding in enumerate(findings, 1):
+            marker = note_marker(f"finding:{mr.sha[:12]}:{n}")
+            if marker in existing:
+                continue
+            position = None
+            if refs.get("base_sha") and refs.get("head_sha"):
+                position = {
+                    "position_type": "text",
+                    "base_sha": refs["base_sha"],
+                    "start_sha": refs.get("start_sha") or refs["base_sha"],
+                    "head_sha": refs["head_sha"],
+                    "new_path": finding.path,
+                    "old_path": finding.path,
+                    "new_line": finding.line,
+                }
+            await merges.open_discussion(
+                mr.project, mr.iid, f"{finding.body}\n\n{marker}", position=position
+            )
+
+    async def _address(
+        self, mr: MergeRequest, threads: list[Thread], round_: int
+    ) -> RoleResult | None:
+        ctx = self.ctx
+        listed = "\n\n".join(
+            f"### Discussion `{t.id}`"
+            + (f" on `{t.path}` line {t.line}" if t.path else "")
+            + f"\n\n{t.body}"
+            for t in threads
+        )
+        prompt = self.prompts.render(
+            "address",
+            mr_iid=mr.iid,
+            branch=mr.source_branch,
+            discussions=listed,
+            learnings_format=LEARNINGS_FORMAT,
+        )
+        turn = await self.delivery.agent_and_push(
+            f"r{round_}-address", TaskKind.FIX, prompt, self.session
+        )
+        self.session = turn.session_id or self.session
+        converged = await self.delivery.converge(
+            turn, ctx.services.roles.dev.max_attempts, prefix=f"r{round_}-"
+        )
+        if isinstance(converged, RoleResult):
+            return RoleResult(
+                Outcome.REJECTED,
+                f"The review fixes no longer pass validation; back to the developer.\n\n{converged.message}",
+            )
+        await self.delivery.learnings(converged.turn, prefix=f"r{round_}-")
+        await self._reply(mr, threads, _replies_of(turn, converged.turn))
+        return None
+
+    async def _reply(
+        self, mr: MergeRequest, threads: list[Thread], replies: dict[str, tuple[str, str]]
+    ) -> None:
+        merges = self.ctx.gateway.merges
+        head = (self.delivery.remote or mr.sha)[:10]
+        current = {str(d["id"]): d for d in await merges.discussions(mr.project, mr.iid)}
+        for thread in threads:
+            answer = replies.get(thread.id)
+            if answer is None:
+                continue  # not addressed: it stays open for the next round
+            action, text = answer
+            marker = note_marker(f"reply:{thread.id[:12]}:{head}")
+            notes = (current.get(thread.id) or {}).get("notes") or []
+            if not any(marker in str(note.get("body", "")) for note in notes):
+                prefix = f"Fixed in `{head}`" if action == "fixed" else "Not changed"
+                await merges.reply(mr.project, mr.iid, thread.id, f"{prefix}: {text}\n\n{marker}")
+            if action == "fixed":
+                await merges.resolve(mr.project, mr.iid, thread.id)
+            else:
+                self.disagreed.add(thread.id)
+
+
+def _replies_of(*turns: Turn) -> dict[str, tuple[str, str]]:
+    replies: dict[str, tuple[str, str]] = {}
+    for turn in turns:
+        replies.update(parse_replies(turn.output))
+    return replies
