@@ -22,6 +22,7 @@ class EventKind(StrEnum):
     BUDGET = "budget"
     STUCK = "stuck"
     GATE = "gate"  # a human decision is needed (plan-review, merge-ready)
+    QUESTION = "question"  # an agent asked; the question is a note keyed question:<run>
     INFO = "info"
 
 

@@ -8,8 +8,10 @@ at the plan gate. A plan still invalid stops the issue at blocked with the reaso
 
 from __future__ import annotations
 
+import re
+
 from forge.claims import ClaimMarker
-from forge.gateway import NOTE_MARKER
+from forge.gateway import NOTE_MARKER, note_marker
 from forge.types import Issue, Note
 from roles.agent_turn import ask_agent
 from roles.agents.base import TaskKind
@@ -25,14 +27,24 @@ from workflow import Outcome
 NOTE_TAG = NOTE_MARKER.split("{", 1)[0]  # "<!-- crewline:note key="
 
 
+_CONVERSATION = re.compile(r"<!-- crewline:note key=(question|answer):\S+ -->")
+
+
+def _said(note: Note) -> bool:
+    if note.system or ClaimMarker.parse(note.body) is not None:
+        return False
+    # crewline's own notes are left out, except the agent's questions and their answers.
+    return NOTE_TAG not in note.body or _CONVERSATION.search(note.body) is not None
+
+
 def human_discussion(notes: list[Note], limit: int = 20) -> str:
-    """What people said on the issue: not system notes, not crewline's own notes."""
-    said = [
-        f"@{note.author}: {note.body.strip()}"
-        for note in notes
-        if not note.system and NOTE_TAG not in note.body and ClaimMarker.parse(note.body) is None
-    ]
+    """What people said on the issue, including questions asked and answered."""
+    said = [f"@{note.author}: {note.body.strip()}" for note in notes if _said(note)]
     return "\n\n".join(said[-limit:]) or "(none)"
+
+
+def question_key(run_key: str) -> str:
+    return f"question:{run_key}"
 
 
 async def relevant_learnings(services: Services, issue: Issue, limit: int = 5) -> str:
@@ -75,7 +87,11 @@ class PmRole:
         )
         scratch = ctx.run_dir / "scratch"
         scratch.mkdir(exist_ok=True)
-        first = await ask_agent(ctx, "agent-plan", TaskKind.PLAN, prompt, scratch)
+        # After a question was answered, the same agent session goes on with the answer.
+        earlier = await _earlier_session(ctx, notes)
+        first = await ask_agent(
+            ctx, "agent-plan", TaskKind.PLAN, prompt, scratch, session_id=earlier
+        )
         plan, problem = _plan_or_problem(first.output, first.error)
         if plan is None:
             retry = (
@@ -90,6 +106,13 @@ class PmRole:
             return RoleResult(
                 Outcome.FAILED, f"The PM agent's plan is still invalid after a retry: {problem}"
             )
+        if plan.questions:
+            asked = "\n".join(f"- {question}" for question in plan.questions)
+            await ctx.gateway.upsert_note(
+                issue.project, issue.iid, question_key(ctx.key),
+                f"The PM agent needs answers before it can plan this:\n\n{asked}",
+            )  # fmt: skip
+            return RoleResult(Outcome.NEEDS_INPUT)
         note = await ctx.note("plan", plan.to_markdown())
         gate = ctx.services.workflow.gate_state("plan").name
         return RoleResult(
@@ -105,6 +128,19 @@ class PmRole:
                 filer=issue.author,
             ),
         )
+
+
+async def _earlier_session(ctx: RunContext, notes: list[Note]) -> str | None:
+    """The agent session of the previous PM attempt when it asked a question (and this
+    host ran it): the answer continues that conversation."""
+    previous = f"pm-{ctx.attempt - 1}"
+    asked = note_marker(question_key(previous))
+    if ctx.attempt <= 1 or not any(asked in note.body for note in notes):
+        return None
+    run = await ctx.services.storage.runs.find(
+        ctx.issue.project, ctx.issue.iid, "pm", ctx.attempt - 1
+    )
+    return run.session_id if run is not None else None
 
 
 def _plan_or_problem(output: str, error: str | None) -> tuple[Plan | None, str]:

@@ -181,6 +181,14 @@ class RunStore:
         row = await self._db.fetchone(sql + " ORDER BY id DESC LIMIT 1", params)
         return _run(row) if row is not None else None
 
+    async def find(self, project: str, iid: int, stage: str, attempt: int) -> Run | None:
+        """The run of that attempt, if this host has one."""
+        row = await self._db.fetchone(
+            "SELECT * FROM runs WHERE project = ? AND iid = ? AND stage = ? AND attempt = ?",
+            (project, iid, stage, attempt),
+        )
+        return _run(row) if row is not None else None
+
     async def active(self) -> list[Run]:
         """Every unfinished run, oldest first."""
         rows = await self._db.fetchall("SELECT * FROM runs WHERE status = 'running' ORDER BY id")

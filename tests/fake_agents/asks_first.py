@@ -1,0 +1,26 @@
+"""A fake PM agent that asks a question before planning, then plans once answered.
+
+It logs each turn (kind, the session it was given, the session it reports) to
+asks_first.log in its transcript directory, so tests can see the session resumed.
+"""
+
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from roles.agents import demo_agent
+
+prompt = sys.stdin.read()
+given = os.environ.get("CREWLINE_SESSION_ID")
+session = given or uuid.uuid4().hex[:12]
+plan = demo_agent.plan_for(prompt)
+if "Answer from" not in prompt:
+    plan["questions"] = ["Should acronyms stay upper case?"]
+log = Path(os.environ["CREWLINE_TRANSCRIPT_DIR"]).parent / "asks_first.log"
+with log.open("a") as out:
+    out.write(json.dumps({"given": given, "session": session, "asked": bool(plan["questions"])}))
+    out.write("\n")
+print("```json\n" + json.dumps(plan) + "\n```")
+print(json.dumps({"session_id": session}))
