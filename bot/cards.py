@@ -1,0 +1,125 @@
+"""Discord embeds for what the desk returns: approval cards, the board, the stuck list, the
+audit trail and learnings. Every piece of untrusted text goes through ``bot/render.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import discord
+
+from bot.desk import Reply
+from bot.desk_work import StuckItem
+from bot.render import (
+    EMBED_DESCRIPTION,
+    EMBED_TITLE,
+    FIELD_VALUE,
+    block,
+    cut,
+    link,
+    plain,
+    strip_details,
+)
+from bot.status import Board
+from roles.notify import GateRequest
+from storage import AuditEntry, Learning
+from workflow import Gate
+
+GATE_COLOUR = discord.Colour(0xCC338B)
+APPROVED_COLOUR = discord.Colour(0x2DA160)
+REJECTED_COLOUR = discord.Colour(0xE67E22)
+INFO_COLOUR = discord.Colour(0x1F75CB)
+LIST_LIMIT = 25  # lines in a list embed; the rest is counted
+
+
+def _url(url: str) -> str | None:
+    return url if url.startswith(("http://", "https://")) else None
+
+
+def gate_card(gate: GateRequest, kind: Gate, cost_usd: float) -> discord.Embed:
+    """The approval card: the plan (or the MR's state) and what the decision is about."""
+    what = "Plan" if kind == "plan" else "Merge"
+    embed = discord.Embed(
+        title=plain(f"{what} review: {gate.project}#{gate.iid} {gate.title}", EMBED_TITLE),
+        url=_url(gate.url),
+        colour=GATE_COLOUR,
+        description=block(strip_details(gate.summary), 3500, gate.url, language="md"),
+    )
+    revision = f"plan note {gate.revision}" if kind == "plan" else f"head {gate.revision[:12]}"
+    embed.add_field(name="Revision", value=plain(revision, FIELD_VALUE))
+    embed.add_field(name="Cost so far", value=f"${cost_usd:.2f}")
+    if gate.filer:
+        embed.add_field(name="Filed by", value=plain(f"@{gate.filer}", FIELD_VALUE))
+    return embed
+
+
+def decided_card(
+    card: discord.Embed | None, reply: Reply, who: str, when: datetime
+) -> discord.Embed:
+    """The card after a decision: who decided, when, and what happened."""
+    embed = card.copy() if card is not None else discord.Embed(title="Decision")
+    rejected = "changes requested" in reply.message.lower()
+    embed.colour = REJECTED_COLOUR if rejected else APPROVED_COLOUR
+    text = f"{reply.message}\n{who}, {when:%Y-%m-%d %H:%M} UTC"
+    embed.add_field(name="Decision", value=plain(text, FIELD_VALUE), inline=False)
+    return embed
+
+
+def _listing(lines: Sequence[str], limit: int = EMBED_DESCRIPTION) -> str:
+    shown = list(lines[:LIST_LIMIT])
+    if len(lines) > LIST_LIMIT:
+        shown.append(f"… and {len(lines) - LIST_LIMIT} more")
+    return cut("\n".join(shown), limit) or "nothing"
+
+
+def board_embed(board: Board, project: str | None = None) -> discord.Embed:
+    counts = "  ".join(f"{state} **{count}**" for state, count in board.counts.items() if count)
+    lines = [
+        f"`{item.project}#{item.iid}` {item.state}: {plain(item.title, 80)}"
+        + (f" ({plain(item.detail, 120)})" if item.detail else "")
+        for item in board.items
+    ]
+    embed = discord.Embed(
+        title=plain(f"Board: {project or 'every project'}", EMBED_TITLE),
+        colour=INFO_COLOUR,
+        description=_listing(lines, EMBED_DESCRIPTION - 200),
+    )
+    embed.add_field(name="Counts", value=cut(counts or "no open work", FIELD_VALUE), inline=False)
+    return embed
+
+
+def stuck_embed(items: Sequence[StuckItem]) -> discord.Embed:
+    lines = [
+        f"{link(item.ref, item.url)} {item.state}: {plain(item.title, 80)} ({plain(item.reason, 160)})"
+        for item in items
+    ]
+    return discord.Embed(
+        title="Stuck work" if items else "Nothing is stuck",
+        colour=REJECTED_COLOUR if items else APPROVED_COLOUR,
+        description=_listing(lines) if items else None,
+    )
+
+
+def audit_embed(ref: str, entries: Sequence[AuditEntry]) -> discord.Embed:
+    lines = [
+        f"`{entry.at:%m-%d %H:%M}` {plain(entry.who, 60)} {plain(entry.what, 60)} "
+        f"**{plain(entry.verdict, 40)}**"
+        for entry in entries
+    ]
+    return discord.Embed(
+        title=plain(f"Audit trail of {ref}", EMBED_TITLE),
+        colour=INFO_COLOUR,
+        description=_listing(lines) if lines else "no entries",
+    )
+
+
+def learnings_embed(query: str, found: Sequence[Learning]) -> discord.Embed:
+    lines = [
+        f"`{item.project}#{item.iid}` *{plain(item.kind, 40)}*: {plain(item.text, 300)}"
+        for item in found
+    ]
+    return discord.Embed(
+        title=plain(f"Learnings for: {query}", EMBED_TITLE),
+        colour=INFO_COLOUR,
+        description=_listing(lines) if lines else "nothing recorded matches",
+    )

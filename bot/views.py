@@ -1,0 +1,281 @@
+"""Persistent buttons and their modals: approval cards, the stuck list, agents' questions.
+
+Buttons are :class:`discord.ui.DynamicItem`: everything a click needs is in its custom id
+(project key, issue, gate, the revision being decided), so a button keeps working after a
+restart and on another process, with no view registered per message. The desk checks
+whether the click is still valid (stale revision, already decided, not allowed) and the
+answer to such a click is ephemeral and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+import discord
+
+from bot.cards import decided_card
+from bot.desk import Reply, project_key
+from bot.desk_work import StuckItem
+from bot.identity import NotAllowed
+from bot.interact import Answer, actor_of, deferred, desk_of, refuse, said
+from bot.render import MODAL_TITLE, NO_MENTIONS, cut
+from workflow import Gate
+
+Action = Literal["retry", "requeue"]
+Button = discord.ui.Button[discord.ui.View]
+
+
+async def _who(interaction: discord.Interaction[Any]) -> str:
+    actor = actor_of(interaction)
+    gitlab = desk_of(interaction).identities.gitlab_user(actor)
+    return f"@{gitlab} ({actor.name} on Discord)" if gitlab else actor.name
+
+
+async def _mark_decided(
+    interaction: discord.Interaction[Any], card: discord.Message | None, reply: Reply
+) -> None:
+    if not reply.changed or card is None:
+        return
+    embed = decided_card(
+        card.embeds[0] if card.embeds else None, reply, await _who(interaction), datetime.now(UTC)
+    )
+    await card.edit(embed=embed, view=None, allowed_mentions=NO_MENTIONS)
+
+
+class GateButton(
+    discord.ui.DynamicItem[Button],
+    template=r"cl:g:(?P<key>[0-9a-f]{10}):(?P<iid>[0-9]+):(?P<gate>plan|merge):"
+    r"(?P<rev>[0-9A-Za-z]{1,40}):(?P<act>[ar])",
+):
+    """Approve, or Request changes (a modal for the feedback), for one revision at a gate."""
+
+    def __init__(self, key: str, iid: int, gate: Gate, revision: str, approve: bool) -> None:
+        self.key, self.iid, self.gate, self.revision, self.approve = (
+            key,
+            iid,
+            gate,
+            revision,
+            approve,
+        )
+        super().__init__(
+            discord.ui.Button(
+                label="Approve" if approve else "Request changes",
+                style=discord.ButtonStyle.success if approve else discord.ButtonStyle.secondary,
+                custom_id=f"cl:g:{key}:{iid}:{gate}:{revision}:{'a' if approve else 'r'}",
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> GateButton:
+        gate = cast(Gate, match["gate"])
+        return cls(match["key"], int(match["iid"]), gate, match["rev"], match["act"] == "a")
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        card = interaction.message
+        if not self.approve:
+            await _open_modal(interaction, FeedbackModal(self, card))
+            return
+
+        async def approve() -> Answer:
+            desk = desk_of(interaction)
+            project = desk.project_for_key(self.key)
+            reply = await desk.decide(
+                actor_of(interaction), project, self.iid, self.gate, self.revision, approve=True
+            )
+            await _mark_decided(interaction, card, reply)
+            return Answer(said(reply.message))
+
+        await deferred(interaction, approve)
+
+
+async def _open_modal(interaction: discord.Interaction[Any], modal: discord.ui.Modal) -> None:
+    """Show ``modal`` (it must be the first answer, so only checks needing no API call)."""
+    desk, actor = desk_of(interaction), actor_of(interaction)
+    try:
+        desk.identities.mapped(actor)
+    except NotAllowed as refused:
+        await refuse(interaction, str(refused))
+        return
+    if isinstance(modal, FeedbackModal) and not desk.identities.has_approver_role(actor):
+        await refuse(interaction, f"{actor.name} has none of the approver roles")
+        return
+    await interaction.response.send_modal(modal)
+
+
+class FeedbackModal(discord.ui.Modal):
+    feedback: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
+        label="What should change?",
+        style=discord.TextStyle.paragraph,
+        max_length=4000,
+        custom_id="feedback",
+    )
+
+    def __init__(self, button: GateButton, card: discord.Message | None) -> None:
+        super().__init__(
+            title=cut(f"Request changes on #{button.iid}", MODAL_TITLE),
+            custom_id=f"cl:fb:{button.key}:{button.iid}:{button.gate}:{button.revision}",
+            timeout=900,
+        )
+        self.button, self.card = button, card
+
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        button = self.button
+
+        async def reject() -> Answer:
+            desk = desk_of(interaction)
+            reply = await desk.decide(
+                actor_of(interaction),
+                desk.project_for_key(button.key),
+                button.iid,
+                button.gate,
+                button.revision,
+                approve=False,
+                feedback=self.feedback.value,
+            )
+            await _mark_decided(interaction, self.card, reply)
+            return Answer(said(reply.message))
+
+        await deferred(interaction, reject)
+
+
+def gate_view(project: str, iid: int, gate: Gate, revision: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    key = project_key(project)
+    view.add_item(GateButton(key, iid, gate, revision, approve=True))
+    view.add_item(GateButton(key, iid, gate, revision, approve=False))
+    return view
+
+
+class StuckButton(
+    discord.ui.DynamicItem[Button],
+    template=r"cl:s:(?P<key>[0-9a-f]{10}):(?P<iid>[0-9]+):(?P<act>retry|requeue)",
+):
+    def __init__(self, key: str, iid: int, action: Action) -> None:
+        self.key, self.iid, self.action = key, iid, action
+        super().__init__(
+            discord.ui.Button(
+                label=f"{'Retry' if action == 'retry' else 'Re-queue'} #{iid}",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"cl:s:{key}:{iid}:{action}",
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> StuckButton:
+        return cls(match["key"], int(match["iid"]), cast(Action, match["act"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        async def act() -> Answer:
+            desk = desk_of(interaction)
+            project, actor = desk.project_for_key(self.key), actor_of(interaction)
+            operation = desk.retry if self.action == "retry" else desk.requeue
+            return Answer(said((await operation(actor, project, self.iid)).message))
+
+        await deferred(interaction, act)
+
+
+def stuck_view(items: list[StuckItem]) -> discord.ui.View | None:
+    actionable = [item for item in items if item.action in ("retry", "requeue")][:25]
+    if not actionable:
+        return None
+    view = discord.ui.View(timeout=None)
+    for item in actionable:
+        view.add_item(StuckButton(project_key(item.project), item.iid, cast(Action, item.action)))
+    return view
+
+
+class AnswerButton(
+    discord.ui.DynamicItem[Button],
+    template=r"cl:q:(?P<key>[0-9a-f]{10}):(?P<iid>[0-9]+):(?P<note>[0-9]+)",
+):
+    """Answer an agent's question (the note ``note``) in a modal."""
+
+    def __init__(self, key: str, iid: int, note_id: int) -> None:
+        self.key, self.iid, self.note_id = key, iid, note_id
+        super().__init__(
+            discord.ui.Button(
+                label="Answer",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"cl:q:{key}:{iid}:{note_id}",
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> AnswerButton:
+        return cls(match["key"], int(match["iid"]), int(match["note"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _open_modal(interaction, AnswerModal(self, interaction.message))
+
+
+class AnswerModal(discord.ui.Modal):
+    answer: discord.ui.TextInput[AnswerModal] = discord.ui.TextInput(
+        label="Your answer",
+        style=discord.TextStyle.paragraph,
+        max_length=4000,
+        custom_id="answer",
+    )
+
+    def __init__(self, button: AnswerButton, message: discord.Message | None) -> None:
+        super().__init__(
+            title=cut(f"Answer the question on #{button.iid}", MODAL_TITLE),
+            custom_id=f"cl:qa:{button.key}:{button.iid}:{button.note_id}",
+            timeout=1800,
+        )
+        self.button, self.message = button, message
+
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        button = self.button
+
+        async def post() -> Answer:
+            desk = desk_of(interaction)
+            reply = await desk.answer(
+                actor_of(interaction),
+                desk.project_for_key(button.key),
+                button.iid,
+                button.note_id,
+                self.answer.value,
+            )
+            if reply.changed and self.message is not None:
+                answered = (
+                    f"{self.message.content}\n\n*Answered by {said(await _who(interaction))}.*"
+                )
+                await self.message.edit(
+                    content=cut(answered, 2000), view=None, allowed_mentions=NO_MENTIONS
+                )
+            return Answer(said(reply.message))
+
+        await deferred(interaction, post)
+
+
+def question_view(project: str, iid: int, note_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(AnswerButton(project_key(project), iid, note_id))
+    return view
+
+
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    GateButton,
+    StuckButton,
+    AnswerButton,
+)
