@@ -228,20 +228,24 @@ class Claims:
         await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
         return replace(claim, expires=expires, lease=lease)
 
-    async def adopt(self, issue: Issue, role: str, run: str) -> Claim | None:
+    async def adopt(
+        self, issue: Issue, role: str, run: str, *, moved_on: bool = False
+    ) -> Claim | None:
         """Take back our own live claim after a restart (same worker id, same run); None
-        when the claim expired into someone else's hands or the issue moved on."""
+        when the claim expired into someone else's hands or the issue moved on.
+
+        ``moved_on``: the run had already moved the issue on when it stopped; all that is
+        left of its claim is releasing it (which it may have done already)."""
+        if moved_on:
+            return await self._own_claim_note(issue, role, run)
         running = self.workflow.running_state(role)
         if running.label not in issue.labels:
             return None
         view = await self.current(issue.project, issue.iid, self.workflow.ready_state(role).label)
         if view is None or view.marker.worker != self.worker or view.marker.run != run:
             return None
-        key = lease_key(issue.project, issue.iid)
-        lease = await self.leases.get(key)
+        lease = await self._own_lease(issue)
         if lease is None:
-            lease = await self.leases.acquire(key, self.worker, self.ttl)
-        if lease is None or lease.holder != self.worker:
             return None
         claim = Claim(
             issue.project,
@@ -254,6 +258,30 @@ class Claims:
             lease,
         )
         return await self.renew(claim)
+
+    async def _own_lease(self, issue: Issue) -> Lease | None:
+        key = lease_key(issue.project, issue.iid)
+        lease = await self.leases.get(key)
+        if lease is None:
+            lease = await self.leases.acquire(key, self.worker, self.ttl)
+        if lease is None or lease.holder != self.worker:
+            return None
+        return lease
+
+    async def _own_claim_note(self, issue: Issue, role: str, run: str) -> Claim | None:
+        mine = (self.worker, run, role)
+        for note in reversed(await self.gateway.notes(issue.project, issue.iid)):
+            marker = ClaimMarker.parse(note.body)
+            if marker is not None and (marker.worker, marker.run, marker.role) == mine:
+                break
+        else:
+            return None
+        lease = await self._own_lease(issue)
+        if marker.ended == "expired" or lease is None:
+            return None
+        return Claim(
+            issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease
+        )
 
     async def release(self, claim: Claim) -> None:
         """End the claim (after the run has moved the issue on)."""

@@ -15,9 +15,9 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from forge.claims import Claim, ClaimLost, ClaimMarker
 from forge.client import ForgeError
@@ -210,27 +210,75 @@ class Engine:
     # ------------------------------------------------------------ resuming after a crash
 
     async def resume(self) -> int:
-        """Pick up this worker's runs that a crash or restart interrupted."""
+        """Pick up this worker's runs that a crash or restart interrupted: those recorded in
+        SQLite, and claims of ours that a crash left before their run recorded them."""
         resumed = 0
+        unclaimed: list[Run] = []
         for run in await self.services.storage.runs.active():
             if run.worker != self.services.worker or (run.project, run.iid) in self._inflight:
                 continue
             role = self.roles.get(run.stage)
             steps = await self.services.storage.runs.steps(run.id)
             claimed = steps.get("claim")
+            if role is not None and not isinstance(claimed, dict):
+                unclaimed.append(run)  # killed between claiming and recording the claim
+                continue
             issue = await self.services.gateway.get_issue(run.project, run.iid)
             claim = None
             if role is not None and isinstance(claimed, dict):
-                claim = await self.services.claims.adopt(issue, run.stage, str(claimed["run"]))
-            if role is None or claim is None:
-                await self.services.storage.runs.finish(
-                    run.id, RunStatus.ABANDONED, "the claim was no longer ours after a restart"
+                # A run killed while finishing may have moved the issue on already.
+                claim = await self.services.claims.adopt(
+                    issue, run.stage, str(claimed["run"]), moved_on="moved" in steps
                 )
+            if role is None or claim is None:
+                await self._abandon_stale(run)
                 continue
             log.info("resuming run: issue=%s role=%s attempt=%s", issue.ref, role.name, run.attempt)
             self._launch(role, issue, claim, resumed=run)
             resumed += 1
+        resumed += await self._adopt_unrecorded_claims()
+        for run in unclaimed:
+            if (run.project, run.iid) not in self._inflight:
+                await self._abandon_stale(run)
         return resumed
+
+    async def _adopt_unrecorded_claims(self) -> int:
+        """Our live claims on running issues that no run of ours holds: a crash came between
+        claiming and recording the run. Only this worker id posts them (one process per id),
+        so the run is started (or its unrecorded row taken back) under the same claim."""
+        adopted = 0
+        claims = self.services.claims
+        for project in self.services.projects:
+            for name, role in self.roles.items():
+                ready = self.services.workflow.ready_state(name).label
+                for issue in await claims.running(project, name):
+                    if (issue.project, issue.iid) in self._inflight:
+                        continue
+                    view = await claims.current(issue.project, issue.iid, ready)
+                    if view is None or view.marker.worker != claims.worker:
+                        continue
+                    if await self._ended_locally(issue, name, view.marker.run):
+                        continue  # e.g. abandoned: the janitor recovers the issue
+                    claim = await claims.adopt(issue, name, view.marker.run)
+                    if claim is None:
+                        continue
+                    log.info("resuming an unrecorded claim: issue=%s role=%s", issue.ref, name)
+                    self._launch(role, issue, claim, resumed=None)
+                    adopted += 1
+        return adopted
+
+    async def _ended_locally(self, issue: Issue, role: str, claim_run: str) -> bool:
+        runs = self.services.storage.runs
+        latest = await runs.latest(issue.project, issue.iid, role)
+        if latest is None or not latest.finished:
+            return False
+        claimed = (await runs.steps(latest.id)).get("claim")
+        return isinstance(claimed, dict) and claimed.get("run") == claim_run
+
+    async def _abandon_stale(self, run: Run) -> None:
+        await self.services.storage.runs.finish(
+            run.id, RunStatus.ABANDONED, "the claim was no longer ours after a restart"
+        )
 
     # ------------------------------------------------------------ one run
 
@@ -271,6 +319,10 @@ class Engine:
         except Exception:
             log.exception("could not start run: issue=%s role=%s", issue.ref, role.name)
             await services.claims.release(claim)
+            return
+        finishing = ctx.done.get("finish")
+        if isinstance(finishing, dict):  # killed while finishing: the work itself is done
+            await self._finish(ctx, _result_of(finishing))
             return
         renewing = asyncio.create_task(self._renew(ctx))
         try:
@@ -338,18 +390,45 @@ class Engine:
         await self.services.claims.leases.release(ctx.claim.lease)
 
     async def _finish(self, ctx: RunContext, result: RoleResult) -> None:
+        """Move the issue on, release the claim, tell and ask the humans, end the run.
+
+        The result and the move are checkpoints and the rest is idempotent, so a run killed
+        here finishes on restart (its last notification or desk request may come twice)."""
         services, issue = self.services, ctx.issue
         wf = services.workflow
         running = wf.running_state(ctx.role).name
+
+        async def record() -> dict[str, Any]:
+            return _result_json(result)
+
+        result = _result_of(await ctx.step("finish", record))
         target = next_state(wf, running, result.outcome)
         if result.message:
             await ctx.note("outcome", result.message)
+
+        async def move() -> str:
+            try:
+                await services.gateway.transition(
+                    issue.project, issue.iid, target, expect={running}
+                )
+            except StaleState as stale:
+                if stale.actual != target:  # already there: moved before a crash
+                    raise
+            return target
+
         try:
-            await services.gateway.transition(issue.project, issue.iid, target, expect={running})
+            await ctx.step("moved", move)
         except StaleState as stale:
             await self._abandon(ctx, f"someone else moved the issue: {stale}")
             return
         await services.claims.release(ctx.claim)
+        await self._tell(_event_kind(target), issue, result.message, running, target)
+        if result.gate is not None:
+            await self._tell(
+                EventKind.GATE, issue, f"waiting for a human at {target}", running, target
+            )
+            await services.desk.request(result.gate)
+        # Last: until the run is finished a restart resumes it, so the desk is asked for sure.
         status = _run_status(result.outcome)
         await services.storage.runs.finish(ctx.run.id, status, result.message or None)
         self.stats.outcomes[str(result.outcome)] = (
@@ -362,12 +441,6 @@ class Engine:
             result.outcome,
             target,
         )
-        await self._tell(_event_kind(target), issue, result.message, running, target)
-        if result.gate is not None:
-            await self._tell(
-                EventKind.GATE, issue, f"waiting for a human at {target}", running, target
-            )
-            await services.desk.request(result.gate)
         self.wake()  # the next role may have work now
 
     async def _tell(
@@ -387,6 +460,20 @@ class Engine:
             await self.services.notifier.notify(event)
         except Exception:
             log.exception("notifier failed: issue=%s", issue.ref)
+
+
+def _result_json(result: RoleResult) -> dict[str, Any]:
+    gate = asdict(result.gate) if result.gate is not None else None
+    return {"outcome": str(result.outcome), "message": result.message, "gate": gate}
+
+
+def _result_of(data: dict[str, Any]) -> RoleResult:
+    gate = data.get("gate")
+    return RoleResult(
+        Outcome(data["outcome"]),
+        str(data.get("message") or ""),
+        GateRequest(**gate) if isinstance(gate, dict) else None,
+    )
 
 
 def _run_status(outcome: Outcome) -> RunStatus:

@@ -10,6 +10,7 @@ test reads what happened up to the moment it killed the process:
     resumed <n>             runs of this worker taken back from the database
     step <name>             a run recorded a checkpoint (agent-plan, implement, mr...)
     state <name>            the issue's workflow state changed
+    janitor ...             what a janitor pass re-queued or failed
     done                    the issue is at review-ready and no run is in flight
 
 Exit 0 when done, 1 when the issue did not get there within ``--limit`` seconds.
@@ -33,6 +34,7 @@ from bot.config import Secrets
 from bot.console import ConsoleDesk
 from bot.demo import demo_config
 from forge.labels import sync_labels
+from roles.janitor import sweep
 from roles.notify import EventLog
 from tests.engine_support import PROJECT, state_of
 
@@ -65,11 +67,19 @@ async def work(args: argparse.Namespace) -> int:
 
 
 async def _drive(runtime: Runtime, iid: int, deadline: float) -> int:
-    """Tick until the issue is at review-ready with nothing in flight, saying each state."""
+    """Tick until the issue is at review-ready with nothing in flight, saying each state.
+    The janitor sweeps now and then, as `crewline worker`'s scheduler has it do."""
     seen: str | None = None
+    engine = runtime.engine
+    sweep_every = runtime.config.schedule.janitor_seconds
+    next_sweep = time.monotonic() + sweep_every
     while True:
-        await runtime.engine.tick()
-        busy = runtime.engine.busy  # read before the state: a run may finish in between
+        if time.monotonic() >= next_sweep:
+            report = await sweep(runtime.services, busy=engine.inflight_keys())
+            say(f"janitor requeued={report.requeued} failed={report.failed}")
+            next_sweep = time.monotonic() + sweep_every
+        await engine.tick()
+        busy = engine.busy  # read before the state: a run may finish in between
         state = await state_of(runtime, iid)
         if state != seen:
             seen = state
