@@ -60,13 +60,23 @@ def configure(
 
 @asynccontextmanager
 async def runtime_for(
-    sim: RunningSim, config: CrewlineConfig, *, log: EventLog | None = None
+    sim: RunningSim,
+    config: CrewlineConfig,
+    *,
+    log: EventLog | None = None,
+    secrets: Secrets | None = None,
 ) -> AsyncIterator[tuple[Runtime, EventLog]]:
+    """A runtime whose console desk approves every gate (and merges when ``secrets``
+    carry a merge token)."""
     events = log or EventLog()
-    secrets = Secrets(gitlab_token=SecretStr(sim.config.bot_token))
+    secrets = secrets or Secrets(gitlab_token=SecretStr(sim.config.bot_token))
     runtime = await build_runtime(config, secrets, notifier=events)
     runtime.services.desk = ConsoleDesk(
-        Console(quiet=True), runtime.services.gateway, runtime.storage.leases, who="a tester"
+        Console(quiet=True),
+        runtime.services.gateway,
+        runtime.storage.leases,
+        who="a tester",
+        merger=runtime.services.merger,
     )
     await sync_labels(runtime.services.gateway, PROJECT)
     try:
@@ -134,18 +144,23 @@ def file_block(path: str, body: str, *, first_attempt: bool = False) -> str:
     return f"```{kind} {path}\n{body}```"
 
 
-def assert_exactly_one_of_each(sim: RunningSim, iid: int) -> None:
-    """One branch, one MR and one copy of each keyed note on the issue and on the MR; one
-    claim per role (a resumed run re-adopts its claim, it never claims again)."""
+def assert_exactly_one_of_each(
+    sim: RunningSim, iid: int, *, roles: tuple[str, ...] = ("pm", "dev"), merged: bool = False
+) -> None:
+    """One branch (none left once merged: GitLab deleted it), one MR and one copy of each
+    keyed note on the issue and on the MR; one claim per role (a resumed run re-adopts its
+    claim, it never claims again)."""
     project = root(sim).projects.get(PROJECT)
     branches = [b.name for b in project.branches.list(get_all=True)]
-    assert len([b for b in branches if b.startswith(f"crewline/{iid}-")]) == 1, branches
+    ours = [b for b in branches if b.startswith(f"crewline/{iid}-")]
+    assert len(ours) == (0 if merged else 1), branches
     mrs = [mr for mr in project.mergerequests.list(get_all=True) if f"#{iid}" in mr.description]
     assert len(mrs) == 1
+    assert mrs[0].state == ("merged" if merged else "opened")
     issue_notes = [note.body for note in project.issues.get(iid).notes.list(get_all=True)]
     mr_notes = [note.body for note in mrs[0].notes.list(get_all=True)]
     for bodies in (issue_notes, mr_notes):
         keys = Counter(key for body in bodies for key in NOTE_KEY.findall(body))
         assert keys and max(keys.values()) == 1, keys
     claims = [m for m in map(ClaimMarker.parse, issue_notes) if m is not None]
-    assert Counter(marker.role for marker in claims) == {"pm": 1, "dev": 1}
+    assert Counter(marker.role for marker in claims) == dict.fromkeys(roles, 1)

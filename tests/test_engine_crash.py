@@ -2,8 +2,9 @@
 
 The run is stopped dead right after each checkpoint in turn (the engine gets no chance to
 transition, release or clean up its claim), then a new process-like runtime with the same
-worker id and database resumes it. Every time the issue must end at review-ready with
-exactly one branch, one merge request and one copy of each note.
+worker id and database resumes it. Every time the issue must reach the same end state with
+exactly one branch, one merge request and one copy of each note. The default suite walks
+the PM and developer steps; the slow variant the whole lifecycle to the merge.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from bot.config import Secrets
 from bot.demo_goals import GOALS
 from forge.sim.app import RunningSim, running_sim
 from forge.sim.core import SimConfig
@@ -35,44 +38,61 @@ def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
         yield running
 
 
-async def _steps_of_a_clean_run(sim: RunningSim, base: Path) -> list[str]:
-    seen: list[str] = []
+def _secrets(sim: RunningSim) -> Secrets:
+    return Secrets(
+        gitlab_token=SecretStr(sim.config.bot_token),
+        gitlab_merge_token=SecretStr(sim.config.maintainer_token),
+    )
+
+
+async def _walk(sim: RunningSim, tmp_path: Path, *, through_qa: bool) -> None:
+    end = "done" if through_qa else "review-ready"
+    roles = ("pm", "dev", "review", "qa") if through_qa else ("pm", "dev")
+    secrets = _secrets(sim)
+    steps: list[str] = []
 
     async def record(step: str) -> None:
-        seen.append(step)
+        steps.append(step)
 
-    async with runtime_for(sim, configure(sim, base)) as (runtime, _):
+    clean = configure(sim, tmp_path / "clean", through_qa=through_qa)
+    async with runtime_for(sim, clean, secrets=secrets) as (runtime, _):
         runtime.services.after_step = record
         issue = await file_goal(runtime, GOALS[1].title, GOALS[1].description)
-        await reach(runtime, {issue.iid: "review-ready"})
-    return seen
+        await reach(runtime, {issue.iid: end})
+    assert {"agent-plan", "implement", "validate-1", "fix-1", "validate-2", "mr"} <= set(steps)
+    for n in range(len(steps)):
+        config = configure(sim, tmp_path / f"crash-{n}", through_qa=through_qa, worker_id=f"h{n}")
+        seen = 0
+
+        async def crash(step: str, at: int = n) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == at + 1:
+                raise Crash(step)
+
+        async with runtime_for(sim, config, secrets=secrets) as (runtime, _):
+            runtime.services.after_step = crash
+            issue = await file_goal(runtime, GOALS[1].title, GOALS[1].description)
+            while seen <= n:
+                await runtime.engine.tick()
+                await runtime.engine.drain()
+        # A new process: same worker id, same database, nothing in memory.
+        async with runtime_for(sim, config, secrets=secrets) as (runtime, _):
+            assert await runtime.engine.resume() == 1, steps[n]
+            await reach(runtime, {issue.iid: end})
+        assert_exactly_one_of_each(sim, issue.iid, roles=roles, merged=through_qa)
 
 
 @pytest.mark.timeout(600)
 async def test_killed_after_every_checkpoint_resumes_without_duplicates(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    steps = await _steps_of_a_clean_run(demo_sim, tmp_path / "clean")
-    assert {"agent-plan", "implement", "validate-1", "fix-1", "validate-2", "mr"} <= set(steps)
-    for n, crash_at in enumerate(dict.fromkeys(steps)):
-        base = tmp_path / f"crash-{n}"
-        config = configure(demo_sim, base, worker_id=f"host-{n}")
-        crashed = False
+    await _walk(demo_sim, tmp_path, through_qa=False)
 
-        async def crash(step: str, at: str = crash_at) -> None:
-            nonlocal crashed
-            if step == at and not crashed:
-                crashed = True
-                raise Crash(step)
 
-        async with runtime_for(demo_sim, config) as (runtime, _):
-            runtime.services.after_step = crash
-            issue = await file_goal(runtime, GOALS[1].title, GOALS[1].description)
-            while not crashed:
-                await runtime.engine.tick()
-                await runtime.engine.drain()
-        # A new process: same worker id, same database, nothing in memory.
-        async with runtime_for(demo_sim, config) as (runtime, _):
-            assert await runtime.engine.resume() == 1, crash_at
-            await reach(runtime, {issue.iid: "review-ready"})
-        assert_exactly_one_of_each(demo_sim, issue.iid)
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+async def test_killed_after_every_checkpoint_through_review_qa_and_merge(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    await _walk(demo_sim, tmp_path, through_qa=True)
