@@ -489,4 +489,6 @@ def _event_kind(target: str) -> EventKind:
         return EventKind.BLOCKED
     if target == "failed":
         return EventKind.FAILED
+    if target == "needs-input":
+        return EventKind.QUESTION
     return EventKind.TRANSITION
