@@ -85,11 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", parents=[common], help="run the engine only (an extra host)"
     )
     worker.set_defaults(handler=cmd_worker)
+    for parser_ in (run, worker):
+        parser_.add_argument(
+            "--auto-approve-plans",
+            action="store_true",
+            help="approve every plan as it is posted (no human plan gate; for headless hosts)",
+        )
 
     status = commands.add_parser(
         "status", parents=[common], help="the board: states, running work, what waits and why"
     )
     status.add_argument("--json", action="store_true", help="print the board as JSON")
+    status.add_argument(
+        "--stuck",
+        action="store_true",
+        help="only stuck work: no transition for too long, blocked, failed; with what to do",
+    )
     status.set_defaults(handler=cmd_status)
 
     labels = commands.add_parser("labels", parents=[common], help="GitLab workflow labels")
@@ -166,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.serve import serve
 
     config, secrets = _configured(args)
-    asyncio.run(serve(config, secrets, webhooks=True))
+    asyncio.run(serve(config, secrets, webhooks=True, auto_approve_plans=args.auto_approve_plans))
     return EXIT_OK
 
 
@@ -174,7 +185,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from bot.serve import serve
 
     config, secrets = _configured(args)
-    asyncio.run(serve(config, secrets, webhooks=False))
+    asyncio.run(serve(config, secrets, webhooks=False, auto_approve_plans=args.auto_approve_plans))
     return EXIT_OK
 
 
@@ -205,15 +216,36 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from bot.app import build_runtime
+    from bot.app import Runtime, build_runtime
     from bot.status import board
     from roles.notify import EventLog
+    from roles.stuck import stuck_items
 
     config, secrets = _configured(args)
+
+    async def show_stuck(runtime: Runtime) -> None:
+        schedule = config.schedule
+        items = await stuck_items(
+            runtime.services,
+            stuck_after=schedule.stuck_after_seconds,
+            by_state=schedule.stuck_after_by_state,
+        )
+        if args.json:
+            print(json.dumps([asdict(item) for item in items], indent=2))
+            return
+        for item in items:
+            print(f"{item.project}#{item.iid:<5} {item.state:<15} {item.title[:50]}")
+            print(f"    {item.reason}; since {item.since} ({item.hours:.1f} h)")
+            print(f"    what to do: {item.action}")
+        if not items:
+            print("nothing is stuck")
 
     async def show() -> None:
         runtime = await build_runtime(config, secrets, notifier=EventLog())
         try:
+            if args.stuck:
+                await show_stuck(runtime)
+                return
             result = await board(runtime)
         finally:
             await runtime.close()

@@ -10,17 +10,39 @@ from rich.console import Console
 
 from bot.app import build_runtime
 from bot.config import ConfigError, CrewlineConfig, Secrets
-from bot.console import ConsoleNotifier
+from bot.console import ConsoleDesk, ConsoleNotifier
 from bot.scheduler import build_scheduler
 from forge.webhooks import WebhookReceiver
 from forge.webhooks.events import WebhookEvent
+from roles.notify import Desk, GateRequest
 
 log = logging.getLogger(__name__)
 
 
-async def serve(config: CrewlineConfig, secrets: Secrets, *, webhooks: bool) -> None:
+class PlansOnly:
+    """``--auto-approve-plans`` on a headless host: plans are approved as they are posted,
+    in the host's name, through the same revision-checked decision a human would make.
+    Every other gate (a merge) still waits for a human."""
+
+    def __init__(self, desk: Desk, plan_gate: str) -> None:
+        self.desk = desk
+        self.plan_gate = plan_gate
+
+    async def request(self, gate: GateRequest) -> None:
+        if gate.gate == self.plan_gate:
+            await self.desk.request(gate)
+
+
+async def serve(
+    config: CrewlineConfig, secrets: Secrets, *, webhooks: bool, auto_approve_plans: bool = False
+) -> None:
     console = Console(highlight=False)
     runtime = await build_runtime(config, secrets, notifier=ConsoleNotifier(console))
+    if auto_approve_plans:
+        desk = ConsoleDesk(
+            console, runtime.services.gateway, runtime.storage.leases, who=config.worker_id
+        )
+        runtime.services.desk = PlansOnly(desk, runtime.services.workflow.gate_state("plan").name)
     engine = runtime.engine
     receiver: WebhookReceiver | None = None
     if webhooks and config.webhook.enabled:

@@ -1,0 +1,395 @@
+"""`crewline labels sync`, `status`, `worker`, `run` and `doctor` as real subprocesses, with a
+real crewline.toml, against the seeded simulator running in the test process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from bot.demo_goals import GOALS
+from forge.sim.app import RunningSim, running_sim
+from forge.sim.core import SimConfig
+from roles.gates import decide_plan
+from roles.plan_notes import load_plan
+from tests.engine_support import PROJECT, configure, note_bodies, root, runtime_for
+from tests.test_cli import crewline
+from tests.webhooks_support import issue_payload
+from workflow import WorkflowSettings
+
+WORKER = "cli-host"
+TOKEN_ENV = {"CREWLINE_GITLAB_TOKEN": "sim-bot-token"}
+HOOK_SECRET = "a-webhook-secret-for-the-tests"
+WORKFLOW = WorkflowSettings().build()
+
+CONFIG = """\
+worker_id = "{worker}"
+runs_dir = "runs"
+
+[gitlab]
+url = "{url}"
+max_retries = 2
+retry_budget_seconds = 10
+
+[[projects]]
+path = "demo/app"
+validation = ["python3 -m unittest discover -s tests -t ."]
+
+[storage]
+path = "state/crewline.sqlite3"
+
+[workspaces]
+root = "workspaces"
+
+[agents.demo]
+kind = "demo"
+timeout_seconds = 60
+{extra_agents}
+[roles]
+agent = "{agent}"
+
+[roles.review]
+enabled = false  # the goals rest at review-ready, where these tests stop
+
+[schedule]
+poll_seconds = {poll}
+janitor_seconds = 1
+
+[webhook]
+enabled = {webhook}
+port = 0
+"""
+
+
+def write_config(
+    path: Path,
+    sim: RunningSim,
+    *,
+    poll: float = 1,
+    webhook: bool = False,
+    agent: str = "demo",
+    extra_agents: str = "",
+) -> Path:
+    path.write_text(
+        CONFIG.format(
+            worker=WORKER,
+            url=sim.base_url,
+            agent=agent,
+            extra_agents=extra_agents,
+            poll=poll,
+            webhook=str(webhook).lower(),
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
+    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
+        yield running
+
+
+@pytest.fixture
+def config(tmp_path: Path, demo_sim: RunningSim) -> Path:
+    return write_config(tmp_path / "crewline.toml", demo_sim)
+
+
+def run_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """A command that must succeed; its standard output."""
+    result = crewline(*args, "--config", str(config), env=TOKEN_ENV if env is None else env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+class Background:
+    """`crewline run` or `worker` in the background; its output collected line by line."""
+
+    def __init__(self, config: Path, *args: str, env: dict[str, str]) -> None:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CREWLINE_")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", *args, "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**base, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **env},
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        found: list[re.Match[str]] = []
+
+        def seen() -> bool:
+            found[:] = [m for line in self.lines if (m := re.search(pattern, line))]
+            return bool(found) or self.process.poll() is not None
+
+        with self._changed:
+            self._changed.wait_for(seen, timeout)
+        assert found, f"no line matching {pattern!r} in:\n{self.output}"
+        return found[0]
+
+    def interrupt(self, timeout: float = 10) -> int:
+        """Ctrl-C, as a person at the terminal would; the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@contextmanager
+def background(config: Path, *args: str, env: dict[str, str]) -> Iterator[Background]:
+    running = Background(config, *args, env=env)
+    try:
+        yield running
+    finally:
+        running.kill()
+
+
+def state_of(sim: RunningSim, iid: int) -> str | None:
+    labels = root(sim).projects.get(PROJECT).issues.get(iid).labels
+    state = WORKFLOW.state_for_label(next((x for x in labels if WORKFLOW.in_scope(x)), ""))
+    return state.name if state else None
+
+
+def wait_for_state(
+    sim: RunningSim, iid: int, want: str, process: Background, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while (state := state_of(sim, iid)) != want:
+        assert process.process.poll() is None, f"crewline exited:\n{process.output}"
+        assert time.monotonic() < deadline, f"#{iid} is at {state}, not {want}:\n{process.output}"
+        time.sleep(0.2)
+
+
+def file_by_hand(sim: RunningSim, title: str, description: str, state: str = "pm-ready") -> int:
+    """A goal filed in GitLab by a person (root), as crewline's users do."""
+    issue = (
+        root(sim)
+        .projects.get(PROJECT)
+        .issues.create(
+            {"title": title, "description": description, "labels": WORKFLOW.state(state).label}
+        )
+    )
+    return int(issue.iid)
+
+
+def ends_cleanly(process: Background) -> None:
+    started = time.monotonic()
+    code = process.interrupt()
+    assert code == 0, process.output
+    assert time.monotonic() - started < 10
+
+
+# ------------------------------------------------------------------ labels sync
+
+
+def test_labels_sync_creates_every_label_then_changes_nothing_then_repairs(
+    config: Path, demo_sim: RunningSim
+) -> None:
+    states = list(WORKFLOW.states.values())
+    total = len(states)
+    assert (
+        run_cli(config, "labels", "sync").strip()
+        == f"{PROJECT}: {total} created, 0 updated, 0 unchanged"
+    )
+    project = root(demo_sim).projects.get(PROJECT)
+    labels = {label.name: label for label in project.labels.list(get_all=True)}
+    for state in states:
+        assert labels[state.label].color.lower() == state.color.lower(), state.name
+        assert labels[state.label].description == state.description, state.name
+
+    assert (
+        run_cli(config, "labels", "sync").strip()
+        == f"{PROJECT}: 0 created, 0 updated, {total} unchanged"
+    )
+
+    dev_ready = WORKFLOW.state("dev-ready")
+    project.labels.update(dev_ready.label, {"color": "#000000"})
+    assert (
+        run_cli(config, "labels", "sync").strip()
+        == f"{PROJECT}: 0 created, 1 updated, {total - 1} unchanged"
+    )
+    restored = next(x for x in project.labels.list(get_all=True) if x.name == dev_ready.label)
+    assert restored.color.lower() == dev_ready.color.lower()
+
+
+# ------------------------------------------------------------------ status
+
+
+async def test_status_shows_states_what_waits_and_who_runs(
+    config: Path, demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    other = configure(demo_sim, tmp_path / "other-host", worker_id="host-x")
+    async with runtime_for(demo_sim, other) as (runtime, _):
+        first = file_by_hand(demo_sim, "First goal", "Something to do first.")
+        waits = file_by_hand(demo_sim, "Waits", f"Depends on #{first}", state="dev-ready")
+        running = file_by_hand(demo_sim, "Being planned", "Planned right now.")
+        gated = file_by_hand(demo_sim, "Plan to review", "A plan waits.", state="plan-review")
+        issue = await runtime.services.gateway.get_issue(PROJECT, running)
+        assert await runtime.services.claims.claim(issue, "pm", "run-1") is not None
+
+    text = run_cli(config, "status")
+    lines = text.splitlines()
+    assert lines[0].split("  ") == ["pm-ready 1", "pm-running 1", "plan-review 1", "dev-ready 1"]
+    by_iid = {int(m.group(1)): line for line in lines[1:] if (m := re.match(r"\S+#(\d+)", line))}
+    assert set(by_iid) == {first, waits, running, gated}
+    assert by_iid[waits].endswith(f"wait: waiting for #{first} to be done")
+    assert re.search(r"pm-running .*worker host-x, for \d+s, attempt 1$", by_iid[running])
+    assert re.search(r"plan-review .*waiting for a human for \d+s$", by_iid[gated])
+    assert by_iid[first].rstrip().endswith("First goal")  # ready and free to start: no detail
+
+    board = json.loads(run_cli(config, "status", "--json"))
+    assert {k: v for k, v in board["counts"].items() if v} == {
+        "pm-ready": 1,
+        "pm-running": 1,
+        "plan-review": 1,
+        "dev-ready": 1,
+    }
+    items = {item["iid"]: item for item in board["items"]}
+    assert items[waits]["state"] == "dev-ready"
+    assert items[waits]["detail"] == f"wait: waiting for #{first} to be done"
+    assert re.fullmatch(r"worker host-x, for \d+s, attempt 1", items[running]["detail"])
+    assert items[first]["detail"] == ""
+
+
+# ------------------------------------------------------------------ worker and run
+
+
+def test_worker_takes_a_goal_to_review_ready_and_stops_on_ctrl_c(
+    config: Path, demo_sim: RunningSim
+) -> None:
+    run_cli(config, "labels", "sync")
+    with background(config, "worker", "--auto-approve-plans", env=TOKEN_ENV) as worker:
+        worker.wait_for_line(rf"crewline {WORKER}: working on {PROJECT}")
+        iid = file_by_hand(demo_sim, GOALS[0].title, GOALS[0].description)
+        wait_for_state(demo_sim, iid, "review-ready", worker)
+        ends_cleanly(worker)
+    assert "webhooks: listening" not in worker.output
+    bodies = note_bodies(demo_sim, iid)
+    assert any(f"Plan approved by {WORKER} via console (auto-approved)." in b for b in bodies)
+    mrs = root(demo_sim).projects.get(PROJECT).mergerequests.list(get_all=True)
+    assert [mr.description.splitlines()[0] for mr in mrs] == [f"Closes #{iid}"]
+
+
+@pytest.mark.slow
+async def test_run_without_auto_approval_waits_at_plan_review_for_a_human(
+    config: Path, demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    run_cli(config, "labels", "sync")
+    with background(config, "run", env=TOKEN_ENV) as crew:
+        crew.wait_for_line(rf"crewline {WORKER}: working on {PROJECT}")
+        iid = file_by_hand(demo_sim, GOALS[0].title, GOALS[0].description)
+        await asyncio.to_thread(wait_for_state, demo_sim, iid, "plan-review", crew)
+        await asyncio.to_thread(time.sleep, 2.5)  # two polls: nobody decides in its place
+        assert state_of(demo_sim, iid) == "plan-review"
+        status = run_cli(config, "status")
+        assert re.search(rf"#{iid}\s+plan-review .*waiting for a human for \d+s", status)
+        # A human approves (what Discord or the console would do for them).
+        async with runtime_for(demo_sim, configure(demo_sim, tmp_path / "human")) as (rt, _):
+            plan = await load_plan(rt.services.gateway, PROJECT, iid)
+            assert plan is not None
+            decision = await decide_plan(
+                rt.services.gateway, rt.storage.leases, PROJECT, iid,
+                revision=str(plan[0].id), approve=True, who="ada", via="a test",
+            )  # fmt: skip
+            assert decision.applied, decision.message
+        await asyncio.to_thread(wait_for_state, demo_sim, iid, "review-ready", crew)
+        ends_cleanly(crew)
+    assert "webhooks: listening" not in crew.output  # webhook.enabled = false
+
+
+@pytest.mark.slow
+def test_a_webhook_wakes_the_engine_before_the_next_poll(
+    tmp_path: Path, demo_sim: RunningSim
+) -> None:
+    config = write_config(tmp_path / "crewline.toml", demo_sim, poll=300, webhook=True)
+    run_cli(config, "labels", "sync")
+    env = {**TOKEN_ENV, "CREWLINE_WEBHOOK_SECRET": HOOK_SECRET}
+    with background(config, "run", "--auto-approve-plans", env=env) as crew:
+        url = crew.wait_for_line(r"webhooks: listening at (http://\S+)").group(1)
+        crew.wait_for_line(rf"crewline {WORKER}: working on {PROJECT}")
+        time.sleep(1)  # the engine's first pass is over; the next poll is 300 s away
+        iid = file_by_hand(demo_sim, GOALS[0].title, GOALS[0].description)
+        time.sleep(1.5)
+        assert state_of(demo_sim, iid) == "pm-ready"  # nothing polls in the meantime
+
+        hook = f"{url}/webhooks/gitlab"
+        payload = issue_payload(iid)
+        payload["project"]["path_with_namespace"] = PROJECT
+        headers = {"X-Gitlab-Event": "Issue Hook", "X-Gitlab-Token": "not-the-secret"}
+        assert requests.post(hook, json=payload, headers=headers, timeout=10).status_code == 401
+        time.sleep(1)
+        assert state_of(demo_sim, iid) == "pm-ready"  # a refused hook wakes nothing
+
+        woken = time.monotonic()
+        headers["X-Gitlab-Token"] = HOOK_SECRET
+        assert requests.post(hook, json=payload, headers=headers, timeout=10).status_code == 202
+        wait_for_state(demo_sim, iid, "review-ready", crew, timeout=60)
+        assert time.monotonic() - woken < 60
+        ends_cleanly(crew)
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def test_run_with_webhooks_but_no_secret_exits_2_naming_it(
+    tmp_path: Path, demo_sim: RunningSim
+) -> None:
+    config = write_config(tmp_path / "crewline.toml", demo_sim, webhook=True)
+    result = crewline("run", "--config", str(config), env=TOKEN_ENV)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "CREWLINE_WEBHOOK_SECRET is not set" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "worker", "status", "labels sync"])
+def test_no_gitlab_token_exits_2_naming_it(config: Path, command: str) -> None:
+    result = crewline(*command.split(), "--config", str(config), env={})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "CREWLINE_GITLAB_TOKEN is not set" in result.stderr
+
+
+def test_doctor_fails_on_a_command_agent_that_is_not_installed(
+    tmp_path: Path, demo_sim: RunningSim
+) -> None:
+    config = write_config(
+        tmp_path / "crewline.toml",
+        demo_sim,
+        agent="coder",
+        extra_agents='\n[agents.coder]\nkind = "command"\ncommand = "no-such-coding-agent"\n',
+    )
+    result = crewline("doctor", "--config", str(config), env=TOKEN_ENV)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "FAIL agent coder: 'no-such-coding-agent' is not on PATH" in result.stdout
+    assert [line for line in lines if line.startswith("FAIL")] == [
+        next(line for line in lines if "agent coder" in line)
+    ]
