@@ -4,6 +4,7 @@ audit trail and learnings. Every piece of untrusted text goes through ``bot/rend
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import discord
@@ -21,9 +22,9 @@ from bot.render import (
     strip_details,
 )
 from bot.status import Board
-from roles.notify import GateRequest
+from roles.notify import EventKind, GateRequest
 from storage import AuditEntry, Learning
-from workflow import Gate
+from workflow import Gate, State, StateKind, Workflow
 
 GATE_COLOUR = discord.Colour(0xCC338B)
 APPROVED_COLOUR = discord.Colour(0x2DA160)
@@ -65,11 +66,19 @@ def decided_card(
     return embed
 
 
-def _listing(lines: Sequence[str], limit: int = EMBED_DESCRIPTION) -> str:
-    shown = list(lines[:LIST_LIMIT])
-    if len(lines) > LIST_LIMIT:
-        shown.append(f"… and {len(lines) - LIST_LIMIT} more")
-    return cut("\n".join(shown), limit) or "nothing"
+def listing(lines: Sequence[str], limit: int = EMBED_DESCRIPTION) -> str:
+    """Whole lines (a cut never splits a link), at most LIST_LIMIT, then how many more."""
+    shown: list[str] = []
+    used = 0
+    for line in lines[:LIST_LIMIT]:
+        line = cut(line, limit - 40)
+        if used + len(line) + 1 > limit - 40:
+            break
+        shown.append(line)
+        used += len(line) + 1
+    if len(shown) < len(lines):
+        shown.append(f"… and {len(lines) - len(shown)} more")
+    return "\n".join(shown) or "nothing"
 
 
 def board_embed(board: Board, project: str | None = None) -> discord.Embed:
@@ -82,7 +91,7 @@ def board_embed(board: Board, project: str | None = None) -> discord.Embed:
     embed = discord.Embed(
         title=plain(f"Board: {project or 'every project'}", EMBED_TITLE),
         colour=INFO_COLOUR,
-        description=_listing(lines, EMBED_DESCRIPTION - 200),
+        description=listing(lines, EMBED_DESCRIPTION - 200),
     )
     embed.add_field(name="Counts", value=cut(counts or "no open work", FIELD_VALUE), inline=False)
     return embed
@@ -96,7 +105,7 @@ def stuck_embed(items: Sequence[StuckItem]) -> discord.Embed:
     return discord.Embed(
         title="Stuck work" if items else "Nothing is stuck",
         colour=REJECTED_COLOUR if items else APPROVED_COLOUR,
-        description=_listing(lines) if items else None,
+        description=listing(lines) if items else None,
     )
 
 
@@ -109,7 +118,7 @@ def audit_embed(ref: str, entries: Sequence[AuditEntry]) -> discord.Embed:
     return discord.Embed(
         title=plain(f"Audit trail of {ref}", EMBED_TITLE),
         colour=INFO_COLOUR,
-        description=_listing(lines) if lines else "no entries",
+        description=listing(lines) if lines else "no entries",
     )
 
 
@@ -121,5 +130,54 @@ def learnings_embed(query: str, found: Sequence[Learning]) -> discord.Embed:
     return discord.Embed(
         title=plain(f"Learnings for: {query}", EMBED_TITLE),
         colour=INFO_COLOUR,
-        description=_listing(lines) if lines else "nothing recorded matches",
+        description=listing(lines) if lines else "nothing recorded matches",
     )
+
+
+@dataclass(frozen=True)
+class IssueStatus:
+    """What the status channel shows of one issue: its newest event, and its run."""
+
+    project: str
+    iid: int
+    title: str
+    state: str
+    url: str
+    kind: EventKind
+    message: str
+    at: datetime
+    attempt: int | None = None
+    worker: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.project}#{self.iid}"
+
+
+def _owner(state: State | None) -> str:
+    if state is None:
+        return "-"
+    if state.role is not None:
+        return f"{state.role} role"
+    if state.kind in (StateKind.GATE, StateKind.WAITING):
+        return "a human"
+    return "-"
+
+
+def status_embed(status: IssueStatus, wf: Workflow) -> discord.Embed:
+    state = wf.states.get(status.state)
+    colour = discord.Colour(int(state.color.lstrip("#"), 16)) if state else INFO_COLOUR
+    first = status.message.strip().splitlines()[0] if status.message.strip() else ""
+    embed = discord.Embed(
+        title=plain(f"{status.ref} {status.title}", EMBED_TITLE),
+        url=_url(status.url),
+        colour=colour,
+        description=plain(first, 300, status.url) or None,
+    )
+    embed.add_field(name="State", value=plain(status.state or "?", FIELD_VALUE))
+    embed.add_field(name="Owner", value=_owner(state))
+    if status.attempt is not None:
+        attempt = f"{status.attempt}" + (f" on {status.worker}" if status.worker else "")
+        embed.add_field(name="Attempt", value=plain(attempt, FIELD_VALUE))
+    embed.add_field(name="Updated", value=discord.utils.format_dt(status.at, "R"))
+    return embed

@@ -112,11 +112,28 @@ class FakeChannel:
         self.messages.append(message)
         return message
 
+    def get_partial_message(self, message_id: int) -> FakeMessage | _Gone:
+        for message in self.messages:
+            if message.id == message_id:
+                return message
+        return _Gone(self)
+
     async def fetch_message(self, message_id: int) -> FakeMessage:
         self.failing()
         for message in self.messages:
             if message.id == message_id:
                 return message
+        raise discord.NotFound(_Response(404), "Unknown Message")
+
+
+@dataclass
+class _Gone:
+    """A message someone deleted: editing it is a 404, as on Discord."""
+
+    channel: FakeChannel
+
+    async def edit(self, **_: Any) -> None:
+        self.channel.failing()
         raise discord.NotFound(_Response(404), "Unknown Message")
 
 
@@ -134,11 +151,13 @@ class FakeDiscord:
     def __init__(self) -> None:
         self.channels: dict[int, FakeChannel] = {}
         self.down = False
+        self.resolved = 0  # calls that reached Discord (a disconnected client makes none)
 
     def channel(self, channel_id: int, name: str = "") -> FakeChannel:
         return self.channels.setdefault(channel_id, FakeChannel(self, channel_id, name))
 
     async def resolve(self, channel_id: int) -> FakeChannel:
+        self.resolved += 1
         if self.down:
             raise discord.DiscordServerError(_Response(503), "Discord is down")
         return self.channel(channel_id)

@@ -3,6 +3,7 @@ CrewlineBot (commands and dynamic items registered, never connected) and fake Di
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,9 +14,10 @@ import discord
 from bot.app import Runtime
 from bot.client import CrewlineBot
 from bot.desk import Desk
+from bot.discord_notify import DiscordSurface
 from forge.sim.app import RunningSim
 from tests.desk_support import APPROVER, PEOPLE, desk_for
-from tests.discord_fakes import FakeInteraction, FakeRole, FakeUser
+from tests.discord_fakes import FakeDiscord, FakeInteraction, FakeRole, FakeUser
 
 
 def user(discord_id: int, *, approver: bool = True) -> FakeUser:
@@ -51,3 +53,20 @@ async def invoke(bot: CrewlineBot, name: str, who: FakeUser, **options: Any) -> 
     interaction = FakeInteraction(bot, who)
     await command.callback(command.binding, interaction, **options)  # type: ignore[arg-type]
     return interaction
+
+
+def surface_for(
+    desk: Desk, world: FakeDiscord, connected: asyncio.Event | None = None
+) -> DiscordSurface:
+    """The Discord notifier over ``world``, sending as fast as the fakes allow."""
+    surface = DiscordSurface(
+        desk,
+        desk.identities.settings,
+        world.resolve,
+        world.resolve,  # a user's DM channel, by the user's id
+        connected=connected,
+        min_interval=0,
+        retry_seconds=0.01,
+    )
+    surface.start()
+    return surface
