@@ -341,6 +341,7 @@ class PipelineEngine:
         """Stop every job (their processes are killed) before the store closes."""
         self._closing = True
         tasks = list(self._tasks.values())
+        log.debug("closing: cancelling %d job tasks", len(tasks))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

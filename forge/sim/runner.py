@@ -148,17 +148,7 @@ async def _shell(
 ) -> int | None:
     """Run ``lines`` in one shell; the exit code, or None when it ran out of time."""
     shell = shutil.which("bash") or "sh"
-    process = await asyncio.create_subprocess_exec(
-        shell,
-        "-c",
-        _script_text(lines, shell),
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # its own process group: killed as a whole
-    )
+    process = await _spawn(shell, "-c", _script_text(lines, shell), cwd=cwd, env=env)
     assert process.stdout is not None
     reader = asyncio.create_task(_pump(process.stdout, trace))
     try:
@@ -176,6 +166,31 @@ async def _shell(
         except TimeoutError:
             reader.cancel()
     return code
+
+
+async def _spawn(*argv: str, cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """Start ``argv`` as the leader of a new process group. A cancellation that arrives
+    while asyncio is still wiring the pipes lets the start finish and kills the group:
+    the script may already be running, and its children with it."""
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    )
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            process = await starting
+            _kill_group(process.pid)
+            await process.wait()
+        raise
 
 
 def _kill_group(pid: int) -> None:
