@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.set_defaults(handler=cmd_labels_sync)
     labels.set_defaults(handler=lambda _: _usage(labels))
 
+    discord = commands.add_parser("discord", parents=[common], help="the Discord surface")
+    discord_commands = discord.add_subparsers(title="discord commands", metavar="COMMAND")
+    discord_sync = discord_commands.add_parser(
+        "sync", parents=[common], help="register the slash commands in discord.guild_id"
+    )
+    discord_sync.set_defaults(handler=cmd_discord_sync)
+    discord.set_defaults(handler=lambda _: _usage(discord))
+
     sim = commands.add_parser("sim", parents=[common], help="the GitLab simulator")
     sim_commands = sim.add_subparsers(title="sim commands", metavar="COMMAND")
     serve = sim_commands.add_parser(
@@ -209,6 +217,23 @@ def cmd_labels_sync(args: argparse.Namespace) -> int:
             await runtime.close()
 
     asyncio.run(sync())
+    return EXIT_OK
+
+
+def cmd_discord_sync(args: argparse.Namespace) -> int:
+    import aiohttp
+    import discord
+
+    from bot.discord_run import discord_token, sync
+
+    config, secrets = _configured(args)
+    token = discord_token(secrets, config.discord, channels=False)
+    try:
+        names = asyncio.run(sync(config.discord, token))
+    except (OSError, aiohttp.ClientError, discord.HTTPException) as error:
+        print(f"cannot sync the commands: Discord did not answer ({error})", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"synced {len(names)} commands to guild {config.discord.guild_id}: {', '.join(names)}")
     return EXIT_OK
 
 

@@ -30,7 +30,7 @@ from bot.render import CONTENT, NO_MENTIONS, THREAD_NAME, block, cut, link, plai
 from bot.settings import DiscordSettings
 from bot.views import gate_view, question_view
 from roles.notify import Event, EventKind, GateRequest
-from workflow import StateKind
+from workflow import StateKind, read_state
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,8 @@ class DiscordSurface:
         key = f"discord:card:{gate.project}#{gate.iid}:{kind}:{gate.revision}"
         if await kv.get(key):
             return  # the engine asked again (a resumed run): one card per revision
+        if not await self._still_at(gate):
+            return  # decided meanwhile (auto-approved, or in GitLab while Discord was away)
         filer = gate.filer or await self.desk.filer(gate.project, gate.iid) or ""
         card = gate_card(
             replace(gate, filer=filer), kind, await self.desk.spend(gate.project, gate.iid)
@@ -257,6 +259,11 @@ class DiscordSurface:
         view = gate_view(gate.project, gate.iid, kind, gate.revision)
         message = await channel.send(embed=card, view=view, allowed_mentions=NO_MENTIONS)
         await kv.set(key, str(message.id))
+
+    async def _still_at(self, gate: GateRequest) -> bool:
+        issue = await self.desk.services.gateway.get_issue(gate.project, gate.iid)
+        state = read_state(self.desk.services.workflow, issue.labels).state
+        return state is not None and state.name == gate.gate
 
     async def _tell_filer(self, event: Event) -> None:
         filer = await self.desk.filer(event.project, event.iid)

@@ -11,6 +11,7 @@ from rich.console import Console
 from bot.app import build_runtime
 from bot.config import ConfigError, CrewlineConfig, Secrets
 from bot.console import ConsoleDesk, ConsoleNotifier
+from bot.discord_run import DiscordRuntime, discord_token, start_discord
 from bot.scheduler import build_scheduler
 from forge.webhooks import WebhookReceiver
 from forge.webhooks.events import WebhookEvent
@@ -37,6 +38,9 @@ async def serve(
     config: CrewlineConfig, secrets: Secrets, *, webhooks: bool, auto_approve_plans: bool = False
 ) -> None:
     console = Console(highlight=False)
+    with_discord = webhooks and config.discord.enabled  # `crewline run`, not extra workers
+    if with_discord:
+        discord_token(secrets, config.discord)  # a missing or malformed token fails first
     runtime = await build_runtime(config, secrets, notifier=ConsoleNotifier(console))
     if auto_approve_plans:
         desk = ConsoleDesk(
@@ -63,6 +67,16 @@ async def serve(
         url = await receiver.start()
         console.print(f"webhooks: listening at {url}", markup=False)
     scheduler = build_scheduler(engine, config.schedule)
+    discord: DiscordRuntime | None = None
+    if with_discord:
+        try:
+            discord = await start_discord(runtime, secrets)
+        except ConfigError:
+            if receiver is not None:
+                await receiver.stop()
+            await runtime.close()
+            raise
+        discord.schedule(scheduler, config.schedule.digest_cron)
     scheduler.start()
     console.print(
         f"crewline {config.worker_id}: working on {', '.join(p.path for p in config.projects)}",
@@ -74,6 +88,8 @@ async def serve(
         pass
     finally:
         scheduler.shutdown(wait=False)
+        if discord is not None:
+            await discord.close()
         if receiver is not None:
             await receiver.stop()
         await runtime.close()

@@ -5,6 +5,7 @@ while Discord is away."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -112,6 +113,9 @@ async def test_cards_once_per_revision_and_their_buttons_work(
         clicked = await click(bot, card, card.custom_ids[0], user(BOB))
         assert clicked.followup.text == "Plan approved by @bob via Discord."
         assert await state_of(runtime, 1) == "dev-ready" and card.components == []
+        await surface.request(replace(gate, revision="99999"))  # decided before it was sent
+        await surface.flush()
+        assert len(world.channel(APPROVALS).messages) == 1
         await surface.stop()
 
 
