@@ -26,7 +26,7 @@ import discord
 
 from bot.cards import IssueStatus, gate_card, status_embed
 from bot.desk import Desk
-from bot.render import CONTENT, NO_MENTIONS, THREAD_NAME, block, cut, link, plain
+from bot.render import CONTENT, NO_MENTIONS, THREAD_NAME, block, cut, link, plain, strip_details
 from bot.settings import DiscordSettings
 from bot.views import gate_view, question_view
 from roles.notify import Event, EventKind, GateRequest
@@ -113,7 +113,13 @@ class DiscordSurface:
             self._put(Job("filer", ref, event=event))
 
     async def request(self, gate: GateRequest) -> None:
-        self._put(Job("card", f"{gate.project}#{gate.iid}", gate=gate))
+        ref = f"{gate.project}#{gate.iid}"
+        self._put(Job("card", ref, gate=gate))
+        waiting = Event(
+            EventKind.GATE, gate.project, gate.iid, gate.title, strip_details(gate.summary),
+            None, gate.gate, gate.url,
+        )  # fmt: skip
+        self._put(Job("detail", ref, event=waiting))  # the plan (or MR state) in the thread
 
     async def post_digest(self, embed: discord.Embed) -> None:
         self._put(Job("digest", embed=embed))
@@ -217,7 +223,10 @@ class DiscordSurface:
         thread = await self._thread(event.ref)
         if thread is None:
             return
-        moved = f"{event.from_state} → {event.to_state}" if event.to_state else event.kind.value
+        if event.from_state and event.to_state:
+            moved = f"{event.from_state} → {event.to_state}"
+        else:
+            moved = f"waiting at {event.to_state}" if event.to_state else event.kind.value
         text = f"`{event.at:%H:%M}` **{plain(moved, 200)}**"
         if event.message.strip():
             text += "\n" + block(event.message, CONTENT - len(text) - 10, event.url)

@@ -99,10 +99,17 @@ async def test_cards_once_per_revision_and_their_buttons_work(
             PROJECT, 1, "Greet", "plan-review", str(plan.id), "### Plan\n\nHi.", issue.web_url
         )
         surface = surface_for(desk, world)
+        await surface.notify(moved(issue, "pm-running", "plan-review"))
         await surface.request(gate)
         await surface.request(gate)  # the engine asks again after a restart
         await surface.flush()
         [card] = world.channel(APPROVALS).messages
+        thread = world.channel(STATUS).messages[0].thread
+        assert (
+            thread is not None
+            and "**waiting at plan-review**\n```\n### Plan\n\nHi.\n```"
+            in thread.messages[-1].content
+        )
         fields = {f.name: f.value for f in card.embeds[0].fields}
         assert fields == {
             "Revision": f"plan note {plan.id}",
@@ -168,11 +175,11 @@ async def test_nothing_is_lost_while_discord_is_away(sim: RunningSim, tmp_path: 
         await asyncio.wait_for(surface.notify(moved(issue, "pm-running", "plan-review")), 1)
         await asyncio.wait_for(surface.request(gate), 1)  # the engine is never held up
         await asyncio.sleep(0.05)
-        assert world.resolved == 0 and surface.pending == 3  # status, detail, card
+        assert world.resolved == 0 and surface.pending == 4  # status, 2 details, card
         world.down = True  # it reconnects, but Discord answers 503 for a while
         connected.set()
         await asyncio.sleep(0.1)
-        assert world.resolved > 0 and surface.pending == 3 and not world.channel(APPROVALS).messages
+        assert world.resolved > 0 and surface.pending == 4 and not world.channel(APPROVALS).messages
         world.down = False
         await asyncio.wait_for(surface.flush(), 5)
         assert (
