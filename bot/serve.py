@@ -8,11 +8,13 @@ import logging
 
 from rich.console import Console
 
-from bot.app import build_runtime
+from bot.app import Runtime, build_runtime
 from bot.config import ConfigError, CrewlineConfig, Secrets
 from bot.console import ConsoleDesk, ConsoleNotifier
 from bot.discord_run import DiscordRuntime, discord_token, start_discord
 from bot.scheduler import build_scheduler
+from forge.client import ForgeError
+from forge.privilege import merge_power
 from forge.webhooks import WebhookReceiver
 from forge.webhooks.events import WebhookEvent
 from roles.notify import Desk, GateRequest
@@ -34,6 +36,21 @@ class PlansOnly:
             await self.desk.request(gate)
 
 
+async def warn_about_privileges(runtime: Runtime, console: Console) -> None:
+    """Say it loudly when crewline's own token could merge into a target by itself."""
+    for project in runtime.config.projects:
+        try:
+            warning = await merge_power(
+                runtime.services.gateway, project.path, project.target_branch
+            )
+        except ForgeError as error:
+            log.warning("could not check the token's privileges on %s: %s", project.path, error)
+            continue
+        if warning is not None:
+            log.warning("least privilege: %s", warning)
+            console.print(f"WARNING: {warning}", style="bold red", markup=False)
+
+
 async def serve(
     config: CrewlineConfig, secrets: Secrets, *, webhooks: bool, auto_approve_plans: bool = False
 ) -> None:
@@ -42,6 +59,7 @@ async def serve(
     if with_discord:
         discord_token(secrets, config.discord)  # a missing or malformed token fails first
     runtime = await build_runtime(config, secrets, notifier=ConsoleNotifier(console))
+    await warn_about_privileges(runtime, console)
     if auto_approve_plans:
         desk = ConsoleDesk(
             console, runtime.services.gateway, runtime.storage.leases, who=config.worker_id

@@ -7,7 +7,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
+from rich.console import Console
 
+from bot.config import Secrets
+from bot.serve import warn_about_privileges
 from forge.client import GitLabClient, RetryPolicy
 from forge.gateway import Gateway
 from forge.guard import Guard
@@ -15,6 +19,7 @@ from forge.privilege import merge_power
 from forge.settings import GitLabSettings
 from forge.sim.app import RunningSim, running_sim
 from forge.sim.core import SimConfig
+from tests.engine_support import configure, runtime_for
 from workflow import default_workflow
 
 PROJECT = "demo/app"
@@ -52,3 +57,17 @@ async def test_an_unprotected_target_is_reported(demo_sim: RunningSim) -> None:
     async with gateway_as(demo_sim, "sim-bot-token") as gateway:
         warning = await merge_power(gateway, PROJECT, "release")
     assert warning is not None and "`release` of demo/app is not protected" in warning
+
+
+async def test_serve_warns_loudly_at_start(demo_sim: RunningSim, tmp_path: Path) -> None:
+    console = Console(record=True, width=200)
+    secrets = Secrets(gitlab_token=SecretStr("sim-maintainer-token"))
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path), secrets=secrets) as (rt, _):
+        await warn_about_privileges(rt, console)
+    assert "WARNING: @maintainer (crewline's token, access level 40) can merge" in (
+        console.export_text()
+    )
+    quiet = Console(record=True, width=200)
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path / "b")) as (rt, _):
+        await warn_about_privileges(rt, quiet)
+    assert quiet.export_text() == ""
