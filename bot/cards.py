@@ -100,6 +100,7 @@ def board_embed(board: Board, project: str | None = None) -> discord.Embed:
 def stuck_embed(items: Sequence[StuckItem]) -> discord.Embed:
     lines = [
         f"{link(item.ref, item.url)} {item.state}: {plain(item.title, 80)} ({plain(item.reason, 160)})"
+        + (f": {plain(item.hint, 160)}" if item.hint else "")
         for item in items
     ]
     return discord.Embed(

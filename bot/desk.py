@@ -13,7 +13,6 @@ messages are meant for the person who asked.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bot.app import Runtime
-from bot.desk_work import Question, StuckItem, questions_in, stuck_items
+from bot.desk_work import Question, StuckItem, goal_body, person_of, questions_in, stuck_items
 from bot.desk_work import answer as answer_question
 from bot.desk_work import requeue as requeue_issue
 from bot.desk_work import retry as retry_issue
@@ -31,7 +30,7 @@ from forge.client import ForgeError
 from forge.guard import GuardBlocked
 from roles.context import Services
 from roles.engine import PAUSE_ALL, pause_key
-from roles.gates import Decision, decide_plan
+from roles.gates import Decision, decide_merge, decide_plan, filer_of
 from storage import AuditEntry, Learning
 from workflow import Gate
 
@@ -41,7 +40,6 @@ T = TypeVar("T")
 VIA = "Discord"
 _REF = re.compile(r"^\s*(?:(?P<project>[\w.-]+(?:/[\w.-]+)+))?\s*#?\s*(?P<iid>\d+)\s*$")
 _URL = re.compile(r"^\s*(?P<before>https?://\S+)/-/issues/(?P<iid>\d+)\b")
-FILED_BY = re.compile(r"^Filed by @(?P<user>[\w.-]+) via ", re.MULTILINE)
 TITLE_LIMIT = 255
 
 
@@ -144,7 +142,7 @@ class Desk:
         """Who last did ``what`` to ``target`` successfully, and when ("" if nobody)."""
         for entry in await self.services.storage.audit.for_target(target, limit=200):
             if entry.what == what and entry.verdict == "ok":
-                return f" (by {_person_of(entry.who)} at {entry.at:%Y-%m-%d %H:%M} UTC)"
+                return f" (by {person_of(entry.who)} at {entry.at:%Y-%m-%d %H:%M} UTC)"
         return ""
 
     async def _gitlab(self, action: Callable[[], Awaitable[T]]) -> T:
@@ -185,7 +183,7 @@ class Desk:
                 await self._audit(person, "desk.goal", earlier["ref"], {"request": key}, False)
                 return Reply(False, f"already filed as {earlier['ref']}", earlier["url"])
             wf = self.services.workflow
-            body = _goal_body(description, criteria, person.gitlab_user, self.via)
+            body = goal_body(description, criteria, person.gitlab_user, self.via)
             issue = await self._gitlab(
                 lambda: self.services.gateway.create_issue(
                     path, title, body, [wf.state(wf.entry).label]
@@ -194,21 +192,16 @@ class Desk:
             await self.services.storage.settings.set_json(
                 key, {"ref": issue.ref, "url": issue.web_url}
             )
-            await self.services.storage.settings.set(f"filer:{issue.ref}", person.gitlab_user)
         finally:
             await self.services.storage.leases.release(lease)
         await self._audit(person, "desk.goal", issue.ref, {"title": title}, True)
         log.info("goal filed: issue=%s by=%s", issue.ref, person.audit_name)
         return Reply(True, f"filed {issue.ref} at {wf.entry}: {title}", issue.web_url)
 
-    async def filer(self, project: str, iid: int) -> str | None:
-        """The GitLab user who filed the goal: recorded here, else read from the issue."""
-        recorded = await self.services.storage.settings.get(f"filer:{project}#{iid}")
-        if recorded:
-            return recorded
+    async def filer(self, project: str, iid: int) -> str:
+        """The GitLab user who filed the goal (the marker a surface wrote, else the author)."""
         issue = await self.services.gateway.get_issue(project, iid)
-        found = FILED_BY.findall(issue.description)
-        return found[-1] if found else None
+        return filer_of(issue.description, issue.author)
 
     # ------------------------------------------------------------ gates
 
@@ -227,35 +220,27 @@ class Desk:
         path = self.project(project)
         target, what = f"{path}#{iid}", f"desk.decide.{gate}"
         person = await self._person(actor, what, target, [path], Need.DECIDE)
-        if gate == "merge" and approve and await self._own_goal(path, iid, person):
-            await self._audit_actor(actor, what, target, {"why": "filer"}, "denied")
-            raise NotAllowed(
-                f"@{person.gitlab_user} filed this goal: another person must approve its merge "
-                "(require_second_person)"
+        services = self.services
+        common: dict[str, Any] = {
+            "revision": revision,
+            "approve": approve,
+            "who": f"@{person.gitlab_user}",
+            "via": self.via,
+            "feedback": feedback,
+        }
+        if gate == "merge":
+            common.update(
+                approver=person.gitlab_user,
+                merger=services.merger,
+                require_second_person=services.projects[path].require_second_person,
             )
-        decider = _decider(gate)
-        leases = self.services.storage.leases
+        decide = decide_plan if gate == "plan" else decide_merge
         decision: Decision = await self._gitlab(
-            lambda: decider(
-                self.services.gateway,
-                leases,
-                path,
-                iid,
-                revision=revision,
-                approve=approve,
-                who=f"@{person.gitlab_user}",
-                via=self.via,
-                feedback=feedback,
-            )
+            lambda: decide(services.gateway, services.storage.leases, path, iid, **common)
         )
         payload = {"revision": revision, "approve": approve, "feedback": feedback}
         await self._audit(person, what, target, payload, decision.applied)
         return Reply(decision.applied, decision.message)
-
-    async def _own_goal(self, project: str, iid: int, person: Person) -> bool:
-        if not self.services.projects[project].require_second_person:
-            return False
-        return await self.filer(project, iid) == person.gitlab_user
 
     # ------------------------------------------------------------ reading
 
@@ -271,8 +256,10 @@ class Desk:
 
     async def stuck(self, actor: Actor) -> list[StuckItem]:
         _, visible = await self._readable(actor, "desk.stuck", self.projects)
-        after = self.runtime.config.schedule.stuck_after_seconds
-        return await stuck_items(self.services, visible, after)
+        schedule = self.runtime.config.schedule
+        return await stuck_items(
+            self.services, visible, schedule.stuck_after_seconds, schedule.stuck_after_by_state
+        )
 
     async def audit_trail(
         self, actor: Actor, project: str, iid: int, limit: int = 20
@@ -407,32 +394,3 @@ class Desk:
             still = " (every project is still paused: /resume without a project lifts that)"
         verb = "paused: no new work is claimed" if paused else "resumed"
         return Reply(True, f"{scope} {verb}{still}")
-
-
-def _goal_body(description: str, criteria: str, filer: str, via: str) -> str:
-    parts = [description.strip() or "(no description)"]
-    if criteria.strip():
-        parts.append(f"### Acceptance criteria\n\n{criteria.strip()}")
-    parts.append(f"---\nFiled by @{filer} via {via}.")
-    return "\n\n".join(parts)
-
-
-def _person_of(who: str) -> str:
-    """``discord:1 gitlab:alice`` -> ``@alice``."""
-    for part in who.split():
-        if part.startswith("gitlab:"):
-            return "@" + part.removeprefix("gitlab:")
-    return who
-
-
-Decider = Callable[..., Awaitable[Decision]]
-
-
-def _decider(gate: Gate) -> Decider:
-    if gate == "plan":
-        return decide_plan
-    # The merge gate's decision lives beside the plan gate's once it exists.
-    merge: Decider | None = getattr(importlib.import_module("roles.gates"), "decide_merge", None)
-    if merge is None:
-        raise DeskError("merge decisions are not available in this version; merge in GitLab")
-    return merge

@@ -4,12 +4,15 @@ their answers. Framework-free; :class:`bot.desk.Desk` authorises and audits arou
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from forge.gateway import StaleState
-from forge.types import Issue, LabelEvent, Note
+from forge.types import LabelEvent, Note
+from roles import stuck
 from roles.context import Services
+from roles.gates import filer_marker
 from workflow import Outcome, StateKind, Workflow, next_state, read_state
 
 QUESTION_KEY = re.compile(r"<!-- crewline:note key=question:(\d+) -->")
@@ -36,8 +39,9 @@ class StuckItem:
     title: str
     state: str
     reason: str
-    action: str  # "retry", "requeue", "answer", or "" when only a human in GitLab can help
+    action: str  # the button: "retry", "requeue", or "" (the hint says what a human does)
     url: str
+    hint: str = ""
 
     @property
     def ref(self) -> str:
@@ -77,74 +81,50 @@ def came_from(wf: Workflow, events: list[LabelEvent], state: str) -> str | None:
     return None
 
 
-def _since(events: list[LabelEvent], issue: Issue) -> str:
-    """When the issue last changed workflow state (its last label event), else its update."""
-    return events[-1].created_at if events else issue.updated_at
-
-
-def _age(since: str, now: datetime) -> timedelta:
-    try:
-        return now - datetime.fromisoformat(since.replace("Z", "+00:00"))
-    except ValueError:
-        return timedelta(0)
-
-
-def _hours(age: timedelta) -> str:
-    hours = age.total_seconds() / 3600
-    return f"{hours:.1f}h" if hours < 48 else f"{hours / 24:.1f} days"
-
-
 async def stuck_items(
-    services: Services, projects: list[str], stuck_after: float, now: datetime | None = None
+    services: Services,
+    projects: list[str],
+    stuck_after: float,
+    by_state: Mapping[str, float] | None = None,
 ) -> list[StuckItem]:
-    """Blocked and failed items, unanswered questions, expired claims, and work with no
-    transition for ``stuck_after`` seconds."""
-    wf, gateway = services.workflow, services.gateway
-    now = now or datetime.now(UTC)
-    found: list[StuckItem] = []
-    for project in projects:
-        for state in wf:
-            retryable = (state.name, Outcome.REQUEUED) in wf.transitions
-            if state.kind is StateKind.TERMINAL and not retryable:
-                continue  # done: nothing is stuck there
-            for issue in await gateway.list_issues(project, labels=[state.label]):
-                events = await gateway.label_events(project, issue.iid)
-                age = _age(_since(events, issue), now)
-                item = await _stuck(services, issue, state.name, age, stuck_after)
-                if item is not None:
-                    found.append(item)
-    return found
-
-
-async def _stuck(
-    services: Services, issue: Issue, state_name: str, age: timedelta, stuck_after: float
-) -> StuckItem | None:
+    """What ``roles/stuck.py`` calls stuck (blocked and failed items, anything in its state
+    too long), in ``projects``, plus running work whose claim expired, with the button
+    that helps: Retry for blocked and failed, Re-queue for running work."""
     wf = services.workflow
-    state = wf.state(state_name)
-
-    def item(reason: str, action: str) -> StuckItem:
-        return StuckItem(
-            issue.project, issue.iid, issue.title, state.name, reason, action, issue.web_url
-        )
-
-    if state.kind is StateKind.TERMINAL:
-        return item(f"{state.name} for {_hours(age)}", "retry")
-    if state.kind is StateKind.WAITING:
-        return item(f"waiting for an answer for {_hours(age)}", "answer")
-    if state.kind is StateKind.RUNNING and state.role is not None:
-        view = await services.claims.current(
-            issue.project, issue.iid, wf.ready_state(state.role).label
-        )
-        if view is not None and view.expired(datetime.now(UTC)):
-            return item(
-                f"the claim of worker {view.marker.worker} expired at "
-                f"{view.marker.expires:%Y-%m-%d %H:%M} UTC",
-                "requeue",
+    found: list[StuckItem] = []
+    for item in await stuck.stuck_items(services, stuck_after=stuck_after, by_state=by_state):
+        if item.project not in projects:
+            continue
+        kind = wf.state(item.state).kind
+        retryable = (item.state, Outcome.REQUEUED) in wf.transitions
+        action = "retry" if retryable else "requeue" if kind is StateKind.RUNNING else ""
+        found.append(
+            StuckItem(
+                item.project, item.iid, item.title, item.state, item.reason, action, item.url,
+                item.action,
             )
-    if age.total_seconds() >= stuck_after:
-        action = "requeue" if state.kind is StateKind.RUNNING else ""
-        return item(f"no transition for {_hours(age)}", action)
-    return None
+        )  # fmt: skip
+    listed = {item.ref for item in found}
+    now = datetime.now(UTC)
+    for project in projects:
+        for role in wf.roles:
+            running = wf.running_state(role)
+            for issue in await services.gateway.list_issues(project, labels=[running.label]):
+                if issue.ref in listed:
+                    continue
+                view = await services.claims.current(project, issue.iid, wf.ready_state(role).label)
+                if view is not None and view.expired(now):
+                    reason = (
+                        f"the claim of worker {view.marker.worker} expired at "
+                        f"{view.marker.expires:%Y-%m-%d %H:%M} UTC"
+                    )
+                    found.append(
+                        StuckItem(
+                            project, issue.iid, issue.title, running.name, reason, "requeue",
+                            issue.web_url, "re-queue it now, or let the janitor do it",
+                        )
+                    )  # fmt: skip
+    return found
 
 
 async def retry(services: Services, project: str, iid: int, who: str, via: str) -> tuple[bool, str]:
@@ -248,3 +228,20 @@ async def _resume(services: Services, project: str, iid: int) -> str | None:
     except StaleState:
         return None
     return f"resumed at {target}"
+
+
+def goal_body(description: str, criteria: str, filer: str, via: str) -> str:
+    """The issue text of a goal filed through a surface, naming (and marking) its filer."""
+    parts = [description.strip() or "(no description)"]
+    if criteria.strip():
+        parts.append(f"### Acceptance criteria\n\n{criteria.strip()}")
+    parts.append(f"---\nFiled by @{filer} via {via}.\n\n{filer_marker(filer)}")
+    return "\n\n".join(parts)
+
+
+def person_of(who: str) -> str:
+    """``discord:1 gitlab:alice`` -> ``@alice``."""
+    for part in who.split():
+        if part.startswith("gitlab:"):
+            return "@" + part.removeprefix("gitlab:")
+    return who

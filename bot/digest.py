@@ -47,8 +47,10 @@ async def build_digest(desk: Desk, since: datetime) -> Digest:
             ]
             if entered:
                 moved.append(Moved(issue.ref, issue.title, issue.web_url, entered))
-    after = desk.runtime.config.schedule.stuck_after_seconds
-    stuck = await stuck_items(services, desk.projects, after)
+    schedule = desk.runtime.config.schedule
+    stuck = await stuck_items(
+        services, desk.projects, schedule.stuck_after_seconds, schedule.stuck_after_by_state
+    )
     spend = await services.storage.runs.spend(since=since)
     return Digest(since, moved, stuck, spend)
 

@@ -10,17 +10,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.app import Runtime
+import gitlab
+from pydantic import SecretStr
+
+from bot.app import Runtime, build_runtime
+from bot.config import Secrets
 from bot.desk import Desk
 from bot.identity import Actor, Identities
 from bot.settings import DiscordSettings
 from forge.claims import ClaimMarker
+from forge.labels import sync_labels
 from forge.sim.app import RunningSim
-from forge.types import Issue, Note
+from forge.types import Issue, MergeRequest, Note
+from roles.mr_link import mr_marker
+from roles.notify import EventLog
 from roles.plan import Plan
-from tests.engine_support import PROJECT, configure, runtime_for, state_of
+from tests.engine_support import PROJECT, configure, state_of
 from tests.forge_support import make_project
 from tests.sim_issues_support import add_user
+from tests.sim_mr_support import make_repo
 
 ALICE, BOB, RITA, NOBODY = 1001, 1002, 1003, 1099
 APPROVER = 77
@@ -48,15 +56,58 @@ def actor(discord_id: int, *, approver: bool = True) -> Actor:
 
 @asynccontextmanager
 async def desk_for(
-    sim: RunningSim, base: Path, **discord: Any
+    sim: RunningSim, base: Path, *, repo: bool = False, **discord: Any
 ) -> AsyncIterator[tuple[Desk, Runtime]]:
-    project_id = make_project(sim)
+    """The desk over ``demo/app`` (with a git repository and a protected main when
+    ``repo``); the maintainer's token is the merge identity, as `crewline demo` sets it."""
+    project_id = int(make_repo(sim).root.id) if repo else make_project(sim)
     for name, level in PEOPLE.values():
         add_user(sim, name, project_id, level)
     config = configure(sim, base, discord=discord_settings(**discord))
-    async with runtime_for(sim, config) as (runtime, _):
+    secrets = Secrets(
+        gitlab_token=SecretStr(sim.config.bot_token),
+        gitlab_merge_token=SecretStr(sim.config.maintainer_token),
+    )
+    runtime = await build_runtime(config, secrets, notifier=EventLog())
+    try:
+        await sync_labels(runtime.services.gateway, PROJECT)
         identities = Identities(config.discord, runtime.services.gateway.member_access_level)
         yield Desk(runtime, identities), runtime
+    finally:
+        await runtime.close()
+
+
+async def at_merge_ready(runtime: Runtime, iid: int) -> MergeRequest:
+    """The developer's work on a branch with an MR named in its handoff, waiting for a
+    human's merge decision (needs ``desk_for(..., repo=True)``)."""
+    branch = f"crewline/{iid}-greet"
+    repo = client(runtime, "sim-root-token")
+    repo.commits.create(
+        {
+            "branch": branch,
+            "start_branch": "main",
+            "commit_message": "Greet",
+            "actions": [{"action": "create", "file_path": "greet.py", "content": "print('hi')\n"}],
+        }
+    )
+    merges = runtime.services.gateway.merges
+    mr = await merges.ensure_mr(
+        PROJECT,
+        source_branch=branch,
+        target_branch="main",
+        title=f"Greet #{iid}",
+        description=f"Closes #{iid}",
+        draft=False,
+    )
+    await runtime.services.gateway.upsert_note(
+        PROJECT, iid, "dev-1:handoff", f"### Handoff\n\n{mr_marker(mr.iid, branch)}"
+    )
+    await walk(runtime, iid, "merge-ready")
+    return await merges.get_mr(PROJECT, mr.iid)
+
+
+def client(runtime: Runtime, token: str) -> Any:
+    return gitlab.Gitlab(runtime.config.gitlab.url, private_token=token).projects.get(PROJECT)
 
 
 async def new_issue(

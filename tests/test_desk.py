@@ -16,13 +16,13 @@ from tests.desk_support import (
     NOBODY,
     RITA,
     actor,
+    at_merge_ready,
     at_plan_review,
     audit_of,
     bodies,
     desk_for,
     new_issue,
     post_plan,
-    walk,
 )
 from tests.engine_support import PROJECT, root, state_of
 
@@ -56,7 +56,9 @@ async def test_file_goal_once_per_request(sim: RunningSim, tmp_path: Path) -> No
     assert len(issues) == 1
     description = issues[0].description
     assert description.startswith("Say hello to the user.\n\n### Acceptance criteria\n\n- `python")
-    assert description.endswith("Filed by @alice via Discord.")
+    assert description.endswith(
+        "Filed by @alice via Discord.\n\n<!-- crewline:filer user=alice -->"
+    )
 
 
 async def test_filer_is_read_back_from_the_issue_on_another_host(
@@ -64,8 +66,9 @@ async def test_filer_is_read_back_from_the_issue_on_another_host(
 ) -> None:
     async with desk_for(sim, tmp_path) as (desk, runtime):
         await desk.file_goal(actor(BOB), title="T", description="D", criteria="", request_id="r")
-        assert await runtime.storage.settings.delete("filer:demo/app#1")
-        assert await desk.filer(PROJECT, 1) == "bob"
+        assert await desk.filer(PROJECT, 1) == "bob"  # from the issue: any host reads it
+        direct = await new_issue(runtime)  # filed in GitLab, not through a surface
+        assert await desk.filer(PROJECT, direct.iid) == "crewline-bot"
 
 
 async def test_goal_refused_without_write_access(sim: RunningSim, tmp_path: Path) -> None:
@@ -212,18 +215,41 @@ async def test_no_roles_configured_means_access_level_alone_decides(
         assert reply.changed and await state_of(runtime, issue.iid) == "dev-ready"
 
 
-async def test_the_filer_cannot_approve_the_merge(sim: RunningSim, tmp_path: Path) -> None:
-    async with desk_for(sim, tmp_path) as (desk, runtime):
-        await desk.file_goal(actor(ALICE), title="T", description="D", criteria="", request_id="r")
-        await walk(runtime, 1, "merge-ready")
-        with pytest.raises(NotAllowed, match="@alice filed this goal: another person must approve"):
-            await desk.decide(actor(ALICE), PROJECT, 1, "merge", "a" * 40, approve=True)
-        assert await state_of(runtime, 1) == "merge-ready"
-        assert (await audit_of(runtime, f"{PROJECT}#1"))[-1] == (
-            "discord:1001 gitlab:alice",
-            "desk.decide.merge",
-            "denied",
+async def test_merge_needs_a_second_person_and_the_newest_head(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    async with desk_for(sim, tmp_path, repo=True) as (desk, runtime):
+        await desk.file_goal(
+            actor(ALICE), title="Greet", description="D", criteria="", request_id="r"
         )
+        mr = await at_merge_ready(runtime, 1)
+        own = await desk.decide(actor(ALICE), PROJECT, 1, "merge", mr.sha, approve=True)
+        assert (
+            not own.changed and own.message == "@alice filed this goal and cannot approve its merge"
+        )
+        stale = await desk.decide(actor(BOB), PROJECT, 1, "merge", "0" * 40, approve=True)
+        assert not stale.changed and stale.message.startswith(f"stale: !{mr.iid} is now at ")
+        assert await state_of(runtime, 1) == "merge-ready"
+        merged = await desk.decide(actor(BOB), PROJECT, 1, "merge", mr.sha, approve=True)
+        assert merged.changed
+        assert (
+            merged.message
+            == f"Merge of !{mr.iid} at `{mr.sha[:10]}` approved by @bob via Discord. Merged."
+        )
+        assert await state_of(runtime, 1) == "done"
+        again = await desk.decide(actor(BOB), PROJECT, 1, "merge", mr.sha, approve=True)
+        assert not again.changed and again.message.startswith("already decided at ")
+        assert [
+            verdict
+            for _, what, verdict in await audit_of(runtime, f"{PROJECT}#1")
+            if what == "desk.decide.merge"
+        ] == [
+            "unchanged",
+            "unchanged",
+            "ok",
+            "unchanged",
+        ]
+    assert root(sim).projects.get(PROJECT).mergerequests.get(mr.iid).state == "merged"
 
 
 async def test_parse_ref_and_project_keys(sim: RunningSim, tmp_path: Path) -> None:

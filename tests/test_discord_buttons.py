@@ -16,7 +16,9 @@ from tests.desk_support import (
     BOB,
     NOBODY,
     RITA,
+    actor,
     ask,
+    at_merge_ready,
     at_plan_review,
     bodies,
     new_issue,
@@ -153,3 +155,33 @@ async def test_answer_button_posts_the_answer_and_resumes(sim: RunningSim, tmp_p
             for b in await bodies(runtime, 1)
         )
         assert posted.components == [] and "Answered by @alice (Alice on Discord)" in posted.content
+
+
+async def test_merge_card_refuses_the_filer_and_merges_for_a_second_person(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    async with bot_for(sim, tmp_path, repo=True) as (bot, desk, runtime):
+        await desk.file_goal(
+            actor(ALICE), title="Greet", description="", criteria="", request_id="g"
+        )
+        mr = await at_merge_ready(runtime, 1)
+        gate = GateRequest(
+            PROJECT, 1, "Greet", "merge-ready", mr.sha, "!1: pipeline passed", mr.web_url
+        )
+        card = (
+            await FakeDiscord()
+            .channel(600)
+            .send(
+                embed=gate_card(gate, "merge", 1.25),
+                view=gate_view(PROJECT, 1, "merge", mr.sha),
+                allowed_mentions=NO_MENTIONS,
+            )
+        )
+        approve = card.custom_ids[0]
+        assert approve.endswith(f":merge:{mr.sha}:a") and len(approve) <= 100
+        own = await click(bot, card, approve, user(ALICE))
+        assert own.refused == "@alice filed this goal and cannot approve its merge"
+        assert not card.edits and await state_of(runtime, 1) == "merge-ready"
+        merged = await click(bot, card, approve, user(BOB))
+        assert merged.followup.text.endswith("approved by @bob via Discord. Merged.")
+        assert await state_of(runtime, 1) == "done" and card.components == []

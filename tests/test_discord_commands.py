@@ -43,7 +43,7 @@ async def test_goal_opens_a_modal_and_files_the_issue(sim: RunningSim, tmp_path:
         assert again.followup.text.startswith("already filed as demo/app#1")
         issues = root(sim).projects.get(PROJECT).issues.list(get_all=True)
         assert [issue.title for issue in issues] == ["Greet **loudly** @everyone"]
-        assert issues[0].description.endswith("Filed by @alice via Discord.")
+        assert "Filed by @alice via Discord." in issues[0].description
         assert await state_of(runtime, 1) == "pm-ready"
 
 
@@ -79,7 +79,10 @@ async def test_stuck_lists_items_with_buttons_that_work(sim: RunningSim, tmp_pat
         await walk(runtime, issue.iid, "pm-running", "blocked")
         shown = await invoke(bot, "stuck", user(RITA))
         sent = shown.followup.sent[0]
-        assert "blocked: Stopped (blocked for" in sent["embed"].description
+        assert sent["embed"].description.endswith(
+            "blocked: Stopped (blocked: stopped; needs a human to unblock it): read the last note, "
+            "fix the cause, then retry (re-queue) the issue"
+        )
         [custom_id] = shown.followup.message.custom_ids
         assert sent["view"].children[0].item.label == "Retry #1"
         assert custom_id.endswith(":1:retry") and await state_of(runtime, 1) == "blocked"
