@@ -15,8 +15,8 @@ from roles.context import Services
 from roles.gates import filer_marker
 from workflow import Outcome, StateKind, Workflow, next_state, read_state
 
-QUESTION_KEY = re.compile(r"<!-- crewline:note key=question:(\d+) -->")
-_ANSWER_KEY = re.compile(r"<!-- crewline:note key=answer:(\d+) -->")
+QUESTION_KEY = re.compile(r"<!-- crewline:note key=question:(\S+) -->")
+_ANSWER_KEY = re.compile(r"<!-- crewline:note key=answer:(\S+) -->")
 
 
 def answer_key(question_note_id: int) -> str:
@@ -26,7 +26,7 @@ def answer_key(question_note_id: int) -> str:
 @dataclass(frozen=True)
 class Question:
     note_id: int
-    number: int
+    run: str  # the run that asked, e.g. pm-1 (its note is keyed question:<run>)
     text: str
     asked_at: str
     answer: Note | None  # crewline's note carrying the human's answer, once there is one
@@ -49,9 +49,10 @@ class StuckItem:
 
 
 def questions_in(notes: list[Note]) -> list[Question]:
-    """The agents' questions on an issue (notes keyed ``question:<n>``), oldest first."""
+    """The agents' questions on an issue (notes keyed ``question:<run>``), oldest first."""
+    # An answer is keyed by the question's note id (this desk) or by the asking run.
     answers = {
-        int(match.group(1)): note
+        match.group(1): note
         for note in notes
         if (match := _ANSWER_KEY.search(note.body)) is not None
     }
@@ -61,9 +62,8 @@ def questions_in(notes: list[Note]) -> list[Question]:
         if match is None:
             continue
         text = QUESTION_KEY.sub("", note.body).strip()
-        found.append(
-            Question(note.id, int(match.group(1)), text, note.created_at, answers.get(note.id))
-        )
+        answer = answers.get(str(note.id)) or answers.get(match.group(1))
+        found.append(Question(note.id, match.group(1), text, note.created_at, answer))
     return found
 
 

@@ -241,9 +241,7 @@ class DiscordSurface:
             key = f"discord:question:{question.note_id}"
             if question.answer is not None or await kv.get(key):
                 continue
-            head = (
-                f"**An agent asks** on {link(event.ref, event.url)} (question {question.number}):"
-            )
+            head = f"**An agent asks** on {link(event.ref, event.url)} (run {question.run}):"
             text = f"{head}\n{block(question.text, CONTENT - len(head) - 10, event.url)}"
             view = question_view(event.project, event.iid, question.note_id)
             await thread.send(text, view=view, allowed_mentions=NO_MENTIONS)

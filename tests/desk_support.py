@@ -25,6 +25,7 @@ from forge.types import Issue, MergeRequest, Note
 from roles.mr_link import mr_marker
 from roles.notify import EventLog
 from roles.plan import Plan
+from roles.pm import question_key
 from tests.engine_support import PROJECT, configure, state_of
 from tests.forge_support import make_project
 from tests.sim_issues_support import add_user
@@ -150,9 +151,9 @@ async def at_plan_review(runtime: Runtime, issue: Issue | None = None) -> tuple[
     return issue, note
 
 
-async def ask(runtime: Runtime, iid: int, number: int, text: str) -> Note:
-    """An agent's question, as the engine posts it."""
-    return await runtime.services.gateway.upsert_note(PROJECT, iid, f"question:{number}", text)
+async def ask(runtime: Runtime, iid: int, run: str, text: str) -> Note:
+    """An agent's question, as the PM role posts it (keyed by the run that asked)."""
+    return await runtime.services.gateway.upsert_note(PROJECT, iid, question_key(run), text)
 
 
 async def claim_note(runtime: Runtime, iid: int, role: str, *, expired: bool) -> Note:

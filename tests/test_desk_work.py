@@ -128,13 +128,13 @@ async def test_answers_resume_the_stage_once_every_question_has_one(
     async with desk_for(sim, tmp_path) as (desk, runtime):
         issue = await new_issue(runtime)
         await walk(runtime, issue.iid, "pm-running")
-        one = await ask(runtime, issue.iid, 1, "Which greeting?")
-        two = await ask(runtime, issue.iid, 2, "English only?")
+        one = await ask(runtime, issue.iid, "pm-1", "Which greeting?")
+        two = await ask(runtime, issue.iid, "pm-2", "English only?")
         await walk(runtime, issue.iid, "needs-input")
         asked = await desk.questions(PROJECT, issue.iid)
-        assert [(q.number, q.text, q.answer) for q in asked] == [
-            (1, "Which greeting?", None),
-            (2, "English only?", None),
+        assert [(q.run, q.text, q.answer) for q in asked] == [
+            ("pm-1", "Which greeting?", None),
+            ("pm-2", "English only?", None),
         ]
         first = await desk.answer(actor(ALICE), PROJECT, issue.iid, one.id, "Hello, world")
         assert (

@@ -129,7 +129,7 @@ async def test_answer_button_posts_the_answer_and_resumes(sim: RunningSim, tmp_p
     async with bot_for(sim, tmp_path) as (bot, _, runtime):
         issue = await new_issue(runtime)
         await walk(runtime, issue.iid, "pm-running")
-        question = await ask(runtime, issue.iid, 1, "Which greeting?")
+        question = await ask(runtime, issue.iid, "pm-1", "Which greeting?")
         await walk(runtime, issue.iid, "needs-input")
         posted = (
             await FakeDiscord()

@@ -136,7 +136,7 @@ async def test_questions_in_the_thread_and_the_filer_is_told(
         )
         issue = await runtime.services.gateway.get_issue(PROJECT, 1)
         await walk(runtime, 1, "pm-running")
-        await ask(runtime, 1, 1, "Which **greeting**? @here")
+        await ask(runtime, 1, "pm-1", "Which **greeting**? @here")
         await walk(runtime, 1, "needs-input")
         surface = surface_for(desk, world)
         await surface.notify(moved(issue, "pm-running", "needs-input"))
