@@ -190,14 +190,16 @@ async def _decide_merge(
         body += " Waiting for a human to merge it in GitLab (crewline has no merge identity)."
         await gateway.upsert_note(project, iid, key, body)
         return Decision(True, body)
-    await gateway.upsert_note(project, iid, key, body)
+    approval = await gateway.upsert_note(project, iid, key, body)
     try:
         await merger.merge(project, mr.iid, sha=revision)
     except ForgeError as error:
         if error.status not in (405, 406, 409, 422):
             raise
         moved = f"GitLab refused the merge ({error.status}: {error.message}); back to QA."
-        await gateway.post_note(project, iid, moved)
+        # The approval took no effect: rewritten without its key, so approving the same head
+        # once QA passes it again is not refused as "already decided".
+        await gateway.edit_note(project, iid, approval.id, f"{body}\n\n{moved}")
         return await _move(gateway, project, iid, gate, Outcome.HEAD_MOVED, moved)
     await gateway.update_issue(project, iid, state_event="close")
     return await _move(gateway, project, iid, gate, Outcome.MERGED, f"{body} Merged.")

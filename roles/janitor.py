@@ -138,7 +138,9 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
     wf = services.workflow
     waiting = [wf.ready_state("review"), wf.ready_state("qa"), wf.gate_state("merge")]
     for state in waiting:
-        for issue in await services.gateway.list_issues(project, labels=[state.label]):
+        # Closed too: merging an MR that says "Closes #N" closes the issue in GitLab.
+        listed = await services.gateway.list_issues(project, labels=[state.label], state="all")
+        for issue in listed:
             mr = await issue_mr(services.gateway, project, issue.iid)
             if mr is None or mr.state != "merged":
                 continue

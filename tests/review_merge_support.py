@@ -23,9 +23,31 @@ from bot.console import ConsoleDesk
 from forge.labels import sync_labels
 from forge.sim.app import RunningSim
 from roles.notify import EventLog, GateRequest
-from tests.engine_support import PROJECT, configure, state_of
+from tests.engine_support import PROJECT, configure, file_block, goal_text, state_of
 
 MAINTAINER_TOKEN = "sim-maintainer-token"
+
+GREET = 'def greet(name: str) -> str:\n    return f"Hello, {name}!"\n'
+GREET_TEST = """import unittest
+
+from app.greet import greet
+
+
+class GreetTest(unittest.TestCase):
+    def test_greets_by_name(self) -> None:
+        self.assertEqual(greet("Ada"), "Hello, Ada!")
+"""
+
+
+def greet_goal(greet: str = GREET, *extra: str) -> str:
+    """A small goal the demo agent writes exactly: app/greet.py and its test."""
+    return goal_text(
+        "A greeting helper.",
+        "Check: python3 -m unittest tests.test_greet",
+        file_block("app/greet.py", greet),
+        file_block("tests/test_greet.py", GREET_TEST),
+        *extra,
+    )
 
 
 @dataclass

@@ -10,37 +10,33 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import Runtime
 from forge.sim.app import RunningSim, running_sim
 from forge.sim.core import SimConfig
+from roles.gates import Decision, decide_merge, filer_marker
+from roles.janitor import sweep
+from roles.notify import EventKind
 from tests.engine_support import (
+    PROJECT,
     fake_agent,
-    file_block,
     file_goal,
-    goal_text,
     note_bodies,
     reach,
+    state_of,
 )
-from tests.review_merge_support import file_on, full_config, issue_mr, merging_runtime
+from tests.review_merge_support import (
+    GREET,
+    as_maintainer,
+    commit,
+    file_on,
+    full_config,
+    greet_goal,
+    inject_fault,
+    issue_mr,
+    merging_runtime,
+)
 
-GREET = 'def greet(name: str) -> str:\n    return f"Hello, {name}!"\n'
-GREET_TEST = """import unittest
-
-from app.greet import greet
-
-
-class GreetTest(unittest.TestCase):
-    def test_greets_by_name(self) -> None:
-        self.assertEqual(greet("Ada"), "Hello, Ada!")
-"""
-
-
-def greet_goal(greet: str = GREET) -> str:
-    return goal_text(
-        "A greeting helper.",
-        "Check: python3 -m unittest tests.test_greet",
-        file_block("app/greet.py", greet),
-        file_block("tests/test_greet.py", GREET_TEST),
-    )
+LOUDER = 'def greet(name: str) -> str:\n    return f"Hello, {name}!"\n\n\nLOUD = True\n'
 
 
 @pytest.fixture
@@ -134,3 +130,116 @@ async def test_review_rounds_running_out_block_with_the_open_threads_listed(
     assert "Open review discussions (1 review rounds did not close them)" in outcome
     assert f"- `{open_id[:8]}` @crewline-bot: {still_open[0]['body'].splitlines()[0]}" in outcome
     assert fixed[0]["body"].splitlines()[0] not in outcome
+
+
+async def decide(runtime: Runtime, iid: int, revision: str, approver: str = "bob") -> Decision:
+    """A maintainer's approval through the gate, merging with the merge identity."""
+    return await decide_merge(
+        runtime.services.gateway, runtime.storage.leases, PROJECT, iid, revision=revision,
+        approve=True, who=approver, via="a test", approver=approver,
+        merger=runtime.services.merger,
+    )  # fmt: skip
+
+
+async def test_approving_a_head_that_moved_after_qa_merges_nothing(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
+        runtime, desk, _,
+    ):  # fmt: skip
+        issue = await file_goal(runtime, "Add greet", greet_goal())
+        await reach(runtime, {issue.iid: "merge-ready"})
+        checked = desk.merges[-1].revision
+        mr = issue_mr(demo_sim, issue.iid)
+        assert checked == mr.sha and not mr.draft
+        pushed = commit(demo_sim, mr.source_branch, "Greet louder", {"app/greet.py": LOUDER})
+        main = as_maintainer(demo_sim).branches.get("main").commit["id"]
+
+        stale = await decide(runtime, issue.iid, checked)
+        assert (stale.applied, stale.message) == (
+            False,
+            f"stale: !{mr.iid} is now at {pushed[:10]}, not {checked[:10]}",
+        )
+        assert await state_of(runtime, issue.iid) == "merge-ready"
+
+    assert issue_mr(demo_sim, issue.iid).state == "opened"
+    assert as_maintainer(demo_sim).branches.get("main").commit["id"] == main
+    assert not any(body.startswith("Merge of") for body in note_bodies(demo_sim, issue.iid))
+
+
+async def test_gitlab_refusing_the_merge_sends_it_back_to_qa_then_it_merges(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
+        runtime, desk, _,
+    ):  # fmt: skip
+        issue = await file_goal(runtime, "Add greet", greet_goal())
+        await reach(runtime, {issue.iid: "merge-ready"})
+        head = desk.merges[-1].revision
+        inject_fault(
+            demo_sim, method="PUT", path_regex=r"/merge_requests/\d+/merge$", status=409, count=1
+        )
+        refused = await decide(runtime, issue.iid, head)
+        assert refused.applied
+        assert refused.message.startswith("GitLab refused the merge (409")
+        assert await state_of(runtime, issue.iid) == "qa-ready"
+        assert issue_mr(demo_sim, issue.iid).state == "opened"
+        # QA passes the same head again; the next approval of it is not "already decided".
+        await reach(runtime, {issue.iid: "merge-ready"})
+        assert [gate.revision for gate in desk.merges] == [head, head]
+        merged = await decide(runtime, issue.iid, head)
+        assert merged.applied, merged.message
+        assert await state_of(runtime, issue.iid) == "done"
+
+    bodies = note_bodies(demo_sim, issue.iid)
+    assert sum("GitLab refused the merge (409" in body for body in bodies) == 1
+    assert issue_mr(demo_sim, issue.iid).state == "merged"
+
+
+async def test_the_filer_cannot_approve_their_own_goals_merge(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
+        runtime, desk, _,
+    ):  # fmt: skip
+        filed = greet_goal(GREET, filer_marker("alice"))
+        issue = await file_goal(runtime, "Add greet", filed)
+        await reach(runtime, {issue.iid: "merge-ready"})
+        gate = desk.merges[-1]
+        assert gate.filer == "crewline-bot"  # GitLab's author: the bot filed it for alice
+        own = await decide(runtime, issue.iid, gate.revision, approver="alice")
+        assert (own.applied, own.message) == (
+            False,
+            "@alice filed this goal and cannot approve its merge",
+        )
+        assert await state_of(runtime, issue.iid) == "merge-ready"
+        assert issue_mr(demo_sim, issue.iid).state == "opened"
+        second = await decide(runtime, issue.iid, gate.revision, approver="bob")
+        assert second.applied and "approved by bob via a test" in second.message
+        assert await state_of(runtime, issue.iid) == "done"
+
+    assert issue_mr(demo_sim, issue.iid).state == "merged"
+    closed = as_maintainer(demo_sim).issues.get(issue.iid)
+    assert closed.state == "closed"
+
+
+async def test_a_merge_by_hand_in_gitlab_is_noticed_by_the_janitor(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
+        runtime, _, events,
+    ):  # fmt: skip
+        issue = await file_goal(runtime, "Add greet", greet_goal())
+        await reach(runtime, {issue.iid: "merge-ready"})
+        issue_mr(demo_sim, issue.iid).merge()  # a maintainer merges in GitLab's UI
+        report = await sweep(runtime.services)
+        assert report.merged == [f"{PROJECT}#{issue.iid}"]
+        assert await state_of(runtime, issue.iid) == "done"
+        assert (await sweep(runtime.services)).merged == []  # once
+        told = [e for e in events.events if e.iid == issue.iid and e.to_state == "done"]
+        assert [(e.from_state, e.kind) for e in told] == [("merge-ready", EventKind.TRANSITION)]
+
+    assert as_maintainer(demo_sim).issues.get(issue.iid).state == "closed"
+    bodies = note_bodies(demo_sim, issue.iid)
+    mr = issue_mr(demo_sim, issue.iid)
+    assert f"!{mr.iid} was merged in GitLab; the work is done." in bodies
