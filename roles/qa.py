@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from forge.guard import GuardBlocked
+from forge.merge_gateway import MergeGateway
 from forge.types import Issue, MergeRequest, Pipeline
 from roles.agent_turn import Turn, run_agent
 from roles.agents.base import TaskKind
@@ -61,12 +62,25 @@ class QaRole:
             return RoleResult(Outcome.BLOCKED, "No merge request found for this issue.")
         if mr.state == "merged":
             return RoleResult(Outcome.MERGED, f"!{mr.iid} was merged by hand.")
-        if mr.detailed_merge_status in NEEDS_REBASE:
+        if await needs_rebase(ctx.gateway.merges, mr):
             rebased = await _Rebase(self.prompts, ctx, mr).run()
             if isinstance(rebased, RoleResult):
                 return rebased
             mr = await ctx.gateway.merges.get_mr(mr.project, mr.iid)
         return await _Watch(ctx, mr).run()
+
+
+async def needs_rebase(merges: MergeGateway, mr: MergeRequest) -> bool:
+    """GitLab reports a draft as ``draft_status`` ahead of ``conflict`` and ``need_rebase``,
+    and crewline's MRs stay drafts until QA passes: a draft is rebased when its target moved
+    on (the target's head is not its merge base), which covers both."""
+    if mr.detailed_merge_status in NEEDS_REBASE:
+        return True
+    base = (mr.diff_refs or {}).get("base_sha")
+    if not mr.draft or not base:
+        return False
+    target = await merges.branch_sha(mr.project, mr.target_branch)
+    return target is not None and target != base
 
 
 class _Watch:
