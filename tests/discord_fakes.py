@@ -208,7 +208,12 @@ class FakeFollowup:
 
     async def send(self, content: str | None = None, **kwargs: Any) -> FakeMessage:
         assert self.response.kind == "defer", "a followup needs the interaction deferred first"
-        self.sent.append({"content": content, **kwargs})
+        # As on Discord: the first followup replaces the deferred "thinking" message and keeps
+        # its visibility; later followups are new messages with their own.
+        private = (
+            self.response.calls[0][1]["ephemeral"] if not self.sent else kwargs.get("ephemeral")
+        )
+        self.sent.append({"content": content, **kwargs, "private": bool(private)})
         return await self.channel.send(content, **kwargs)
 
     @property
@@ -258,7 +263,7 @@ class FakeInteraction:
         if kind == "message":
             assert kwargs.get("ephemeral") is True
             return str(kwargs["content"])
-        assert self.followup.sent and self.followup.sent[-1].get("ephemeral") is True
+        assert self.followup.sent and self.followup.sent[-1]["private"], "answered in public"
         return self.followup.text
 
 

@@ -103,7 +103,7 @@ async def test_retry_pause_resume(sim: RunningSim, tmp_path: Path) -> None:
         assert "none of the approver roles" in denied.refused
         assert await state_of(runtime, 1) == "failed"
         done = await invoke(bot, "retry", user(BOB), issue="demo/app#1")
-        assert done.response.calls == [("defer", {"ephemeral": False, "thinking": True})]
+        assert done.response.calls == [DEFERRED]
         assert done.followup.text == "demo/app#1 re-queued from failed to pm-ready"
         assert await state_of(runtime, 1) == "pm-ready"
         unknown = await invoke(bot, "retry", user(BOB), issue="the red one")

@@ -1,5 +1,6 @@
 """/retry, /pause and /resume. ``default_permissions`` only hides the commands from most
-members; the desk checks every caller itself, since server admins can change that hint."""
+members; the desk checks every caller itself, since server admins can change that hint.
+Answers are private like every command's; the status channel and /audit show the effect."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class AdminCog(commands.Cog):
             project, iid = desk.parse_ref(issue)
             return Answer(said((await desk.retry(actor_of(interaction), project, iid)).message))
 
-        await deferred(interaction, act, ephemeral=False)
+        await deferred(interaction, act)
 
     @app_commands.command(
         name="pause", description="Stop claiming new work (running work finishes)"
@@ -38,7 +39,7 @@ class AdminCog(commands.Cog):
             reply = await desk_of(interaction).pause(actor_of(interaction), project)
             return Answer(said(reply.message))
 
-        await deferred(interaction, act, ephemeral=False)
+        await deferred(interaction, act)
 
     @app_commands.command(name="resume", description="Claim new work again")
     @app_commands.describe(project="Only this project (default: every project)")
@@ -50,4 +51,4 @@ class AdminCog(commands.Cog):
             reply = await desk_of(interaction).resume(actor_of(interaction), project)
             return Answer(said(reply.message))
 
-        await deferred(interaction, act, ephemeral=False)
+        await deferred(interaction, act)
