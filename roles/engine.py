@@ -24,7 +24,7 @@ from forge.client import ForgeError
 from forge.gateway import StaleState
 from forge.types import Issue
 from roles.context import RunAborted, RunContext, Services
-from roles.notify import Event, EventKind, GateRequest
+from roles.notify import Event, EventKind, GateRequest, for_humans
 from storage import Run, RunFinishedError, RunStatus
 from workflow import Outcome, next_state
 
@@ -451,7 +451,7 @@ class Engine:
             issue.project,
             issue.iid,
             issue.title,
-            message,
+            for_humans(message),
             from_state,
             to_state,
             issue.web_url,

@@ -4,6 +4,7 @@
   to ready with a note "attempt k of n", or to failed once its attempts are spent;
 - an issue carrying two workflow labels is repaired to the more cautious one;
 - an MR merged by hand moves its issue to done (and closes it);
+- an MR whose head moved after QA passed it goes back to QA (a merge needs a green head);
 - an agent's question unanswered for too long -> blocked;
 - stuck work (no transition for too long, blocked, failed) is reported once per stay;
 - what it did is reported to the notifier.
@@ -20,7 +21,7 @@ from forge.claims import ClaimMarker
 from forge.gateway import StaleState
 from forge.types import Issue
 from roles.context import Services
-from roles.mr_link import issue_mr
+from roles.mr_link import issue_mr, moved_since_qa, mr_reference
 from roles.notify import Event, EventKind
 from roles.stuck import entered_at, stuck_items
 from workflow import Outcome, StateKind, label_change, next_state, read_state
@@ -34,6 +35,7 @@ class JanitorReport:
     failed: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)
+    back_to_qa: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
 
@@ -63,6 +65,7 @@ async def sweep(
     for project in services.projects:
         await _repair_labels(services, project, report)
         await _merged_by_hand(services, project, report)
+        await _moved_after_qa(services, project, report)
         await _unanswered(services, project, limits.answer_timeout, report)
         for role in services.workflow.roles:
             if role not in services.roles.by_name():
@@ -148,6 +151,20 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
             if await _move(services, issue, state.name, Outcome.MERGED, note):
                 await services.gateway.update_issue(project, issue.iid, state_event="close")
                 report.merged.append(issue.ref)
+
+
+async def _moved_after_qa(services: Services, project: str, report: JanitorReport) -> None:
+    """Issues waiting for a merge approval whose MR got new commits since QA passed it."""
+    gate = services.workflow.gate_state("merge")
+    for issue in await services.gateway.list_issues(project, labels=[gate.label]):
+        notes = await services.gateway.notes(project, issue.iid)
+        reference = mr_reference(notes)
+        if reference is None:
+            continue
+        mr = await services.gateway.merges.get_mr(project, reference[0])
+        moved = moved_since_qa(notes, mr) if mr.state == "opened" else None
+        if moved is not None and await _move(services, issue, gate.name, Outcome.HEAD_MOVED, moved):
+            report.back_to_qa.append(issue.ref)
 
 
 async def _unanswered(

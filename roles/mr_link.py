@@ -15,6 +15,7 @@ from forge.types import MergeRequest, Note
 from roles.context import RunContext
 
 _MR = re.compile(r"<!-- crewline:mr iid=(\d+) branch=(\S+) -->")
+_QA_PASSED = re.compile(r"<!-- crewline:qa-passed sha=([0-9a-f]{40}) -->")
 _KEY = re.compile(r"<!-- crewline:note key=(\S+) -->")
 _SENT_BACK = re.compile(r"^((qa|review)-\d+:outcome|decision:merge:\w+)$")
 _HANDOFF = re.compile(r"^dev-\d+:handoff$")
@@ -31,6 +32,32 @@ def mr_reference(notes: list[Note]) -> tuple[int, str] | None:
         if match:
             return int(match.group(1)), match.group(2)
     return None
+
+
+def qa_passed_marker(sha: str) -> str:
+    return f"<!-- crewline:qa-passed sha={sha} -->"
+
+
+def qa_passed_head(notes: list[Note]) -> str | None:
+    """The head sha QA last passed, from the newest QA outcome note; None if QA never passed
+    (or the QA role is off)."""
+    for note in reversed(notes):
+        match = _QA_PASSED.search(note.body)
+        if match:
+            return match.group(1)
+    return None
+
+
+def moved_since_qa(notes: list[Note], mr: MergeRequest) -> str | None:
+    """Why ``mr`` must go back to QA: its head is not the one QA passed (someone pushed
+    after the pipeline went green). None when the head is the QA-passed one or QA never ran."""
+    passed = qa_passed_head(notes)
+    if passed is None or mr.sha == passed:
+        return None
+    return (
+        f"!{mr.iid} moved to `{mr.sha[:10]}` after QA passed `{passed[:10]}`: the new head "
+        "needs its own pipeline, back to QA."
+    )
 
 
 async def issue_mr(gateway: Gateway, project: str, iid: int) -> MergeRequest | None:
@@ -56,7 +83,9 @@ def work_feedback(notes: list[Note]) -> str:
     parts = [
         _KEY.sub("", note.body).strip()
         for note in since
-        if (key := note_key(note)) is not None and _SENT_BACK.match(key)
+        if (key := note_key(note)) is not None
+        and _SENT_BACK.match(key)
+        and not _QA_PASSED.search(note.body)  # a pass is not feedback
     ]
     return "\n\n---\n\n".join(parts)
 

@@ -7,6 +7,7 @@ The engine only knows these two interfaces. The console (``bot/console.py``) and
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -41,6 +42,14 @@ class Event:
     @property
     def ref(self) -> str:
         return f"{self.project}#{self.iid}"
+
+
+_HIDDEN = re.compile(r"\s*<!--.*?-->", re.DOTALL)
+
+
+def for_humans(text: str) -> str:
+    """``text`` without the hidden markers (``<!-- crewline:... -->``) other hosts read."""
+    return _HIDDEN.sub("", text).strip()
 
 
 class Notifier(Protocol):

@@ -28,7 +28,7 @@ from roles.agents.base import TaskKind
 from roles.context import RunContext, Services
 from roles.delivery import Delivery, guard_stop, project_checks
 from roles.engine import Admission, RoleResult
-from roles.mr_link import issue_mr
+from roles.mr_link import issue_mr, qa_passed_marker
 from roles.notify import GateRequest
 from roles.plan_notes import load_plan
 from roles.pm import budget_admission
@@ -233,8 +233,13 @@ class _Watch:
                 f"Cost so far: {run.tokens:,} tokens, ${run.cost_usd:.2f}",
             ]
         )
+        passed = (
+            f"QA passed: head `{mr.sha[:10]}`, pipeline #{pipeline.id} {pipeline.status}. "
+            f"Waiting for a merge approval.\n\n{qa_passed_marker(mr.sha)}"
+        )
         return RoleResult(
             Outcome.SUCCEEDED,
+            passed,
             gate=GateRequest(
                 project=mr.project,
                 iid=ctx.issue.iid,

@@ -1,6 +1,7 @@
 """A crewline worker process for the SIGKILL crash test: the demo runtime against a running
 simulator, resuming whatever an earlier (killed) process of the same worker left, then
-ticking until one issue reaches review-ready with nothing left running.
+ticking until one issue reaches merge-ready (planned, implemented, reviewed and QA-passed)
+with nothing left running.
 
 Run as ``python tests/engine_crash_worker.py --url SIM --base DIR --worker ID --iid N`` with
 the bot's token in ``CREWLINE_GITLAB_TOKEN``. Every line on stdout is flushed at once, so the
@@ -11,7 +12,7 @@ test reads what happened up to the moment it killed the process:
     step <name>             a run recorded a checkpoint (agent-plan, implement, mr...)
     state <name>            the issue's workflow state changed
     janitor ...             what a janitor pass re-queued or failed
-    done                    the issue is at review-ready and no run is in flight
+    done                    the issue is at merge-ready and no run is in flight
 
 Exit 0 when done, 1 when the issue did not get there within ``--limit`` seconds.
 """
@@ -38,7 +39,7 @@ from roles.janitor import sweep
 from roles.notify import EventLog
 from tests.engine_support import PROJECT, state_of
 
-TARGET = "review-ready"
+TARGET = "merge-ready"  # where a human's merge approval is awaited
 
 
 def say(line: str) -> None:
@@ -67,7 +68,7 @@ async def work(args: argparse.Namespace) -> int:
 
 
 async def _drive(runtime: Runtime, iid: int, deadline: float) -> int:
-    """Tick until the issue is at review-ready with nothing in flight, saying each state.
+    """Tick until the issue is at merge-ready with nothing in flight, saying each state.
     The janitor sweeps now and then, as `crewline worker`'s scheduler has it do."""
     seen: str | None = None
     engine = runtime.engine

@@ -5,8 +5,9 @@ a worker subprocess (tests/engine_crash_worker.py) is SIGKILLed after a random d
 wherever it is: inside an agent turn, a git push, a GitLab call, a SQLite transaction.
 Its agent and git children are left running as orphans, as a real kill -9 leaves them.
 The same worker id restarts at once on the same SQLite file and resumes; after the kills
-it is left to finish. The issue must end at review-ready with one branch, one merge
-request, one copy of each note, a succeeded developer run and an intact audit chain.
+it is left to finish. The issue must end at merge-ready (reviewed, QA passed) with one
+branch, one merge request, one copy of each note, one claim per role, a succeeded
+developer run and an intact audit chain.
 
 Reproduce a failure with the seed it prints: ``CREWLINE_TEST_SEED=<seed> pytest -m slow
 tests/test_engine_sigkill.py -s``.
@@ -38,7 +39,8 @@ from workflow import default_workflow
 WORKER = Path(__file__).parent / "engine_crash_worker.py"
 EARLY_KILLS = 5  # short delays: the run cannot be done before these five kills
 LATE_KILLS = 6  # then delays up to a whole run's length, landing anywhere up to the end
-EARLY_DELAY = (0.2, 1.2)  # seconds after the worker is up (a clean run takes about 4 s)
+# Seconds after the worker is up; a clean run to merge-ready takes about 8 s with its pipelines.
+EARLY_DELAY = (0.2, 1.2)
 LATE_DELAY = (0.2, 4.0)
 UP_WITHIN = 60.0  # a loaded machine may take long to import and open everything
 FINISH_WITHIN = 180.0
@@ -198,8 +200,8 @@ async def test_sigkilled_worker_resumes_without_duplicates(
     assert lives[-1].exit_code == 0 and lives[-1].point == "done", f"seed {seed}\n{story}"
 
     labels = root(demo_sim).projects.get(PROJECT).issues.get(iid).labels
-    assert "workflow::review-ready" in labels, f"seed {seed}: {labels}\n{story}"
-    assert_exactly_one_of_each(demo_sim, iid)
+    assert "workflow::merge-ready" in labels, f"seed {seed}: {labels}\n{story}"
+    assert_exactly_one_of_each(demo_sim, iid, roles=("pm", "dev", "review", "qa"))
     runs = _dev_runs(base / "crewline.sqlite3", iid)
     assert runs == [(1, "succeeded")], f"seed {seed}: dev runs {runs}\n{story}"
     verified = await asyncio.to_thread(

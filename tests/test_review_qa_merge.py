@@ -141,7 +141,7 @@ async def decide(runtime: Runtime, iid: int, revision: str, approver: str = "bob
     )  # fmt: skip
 
 
-async def test_approving_a_head_that_moved_after_qa_merges_nothing(
+async def test_approving_a_head_that_moved_after_qa_sends_it_back_to_qa_then_it_merges(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
     async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
@@ -155,16 +155,57 @@ async def test_approving_a_head_that_moved_after_qa_merges_nothing(
         pushed = commit(demo_sim, mr.source_branch, "Greet louder", {"app/greet.py": LOUDER})
         main = as_maintainer(demo_sim).branches.get("main").commit["id"]
 
-        stale = await decide(runtime, issue.iid, checked)
-        assert (stale.applied, stale.message) == (
-            False,
-            f"stale: !{mr.iid} is now at {pushed[:10]}, not {checked[:10]}",
+        moved = (
+            f"!{mr.iid} moved to `{pushed[:10]}` after QA passed `{checked[:10]}`: the new "
+            "head needs its own pipeline, back to QA."
         )
-        assert await state_of(runtime, issue.iid) == "merge-ready"
+        # The card's head, and the new head no pipeline passed: neither merges.
+        for revision in (checked, pushed):
+            refused = await decide(runtime, issue.iid, revision)
+            assert (refused.applied, refused.message) == (False, f"stale: {moved}")
+            assert await state_of(runtime, issue.iid) == "qa-ready"
+            assert issue_mr(demo_sim, issue.iid).state == "opened"
+            assert as_maintainer(demo_sim).branches.get("main").commit["id"] == main
+            if revision == checked:  # put it back where a stale click would find it
+                await runtime.services.gateway.transition(PROJECT, issue.iid, "merge-ready")
+        assert note_bodies(demo_sim, issue.iid).count(moved) == 2  # one per refused approval
+        assert not any(body.startswith("Merge of") for body in note_bodies(demo_sim, issue.iid))
 
-    assert issue_mr(demo_sim, issue.iid).state == "opened"
-    assert as_maintainer(demo_sim).branches.get("main").commit["id"] == main
-    assert not any(body.startswith("Merge of") for body in note_bodies(demo_sim, issue.iid))
+        # QA runs the new head's pipeline; approving that head merges it.
+        await reach(runtime, {issue.iid: "merge-ready"})
+        assert desk.merges[-1].revision == pushed
+        merged = await decide(runtime, issue.iid, pushed)
+        assert merged.applied, merged.message
+        assert await state_of(runtime, issue.iid) == "done"
+
+    merged_mr = issue_mr(demo_sim, issue.iid)
+    assert merged_mr.state == "merged" and merged_mr.sha == pushed
+    assert "LOUD = True" in file_on(demo_sim, "app/greet.py", "main")
+
+
+async def test_the_janitor_sends_a_head_moved_after_qa_back_to_qa(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
+        runtime, desk, events,
+    ):  # fmt: skip
+        issue = await file_goal(runtime, "Add greet", greet_goal())
+        await reach(runtime, {issue.iid: "merge-ready"})
+        quiet = await sweep(runtime.services)
+        assert quiet.back_to_qa == [] and await state_of(runtime, issue.iid) == "merge-ready"
+
+        mr = issue_mr(demo_sim, issue.iid)
+        pushed = commit(demo_sim, mr.source_branch, "Greet louder", {"app/greet.py": LOUDER})
+        report = await sweep(runtime.services)
+        assert report.back_to_qa == [f"{PROJECT}#{issue.iid}"]
+        assert await state_of(runtime, issue.iid) == "qa-ready"
+        told = [e for e in events.events if e.to_state == "qa-ready" and e.from_state]
+        assert told[-1].from_state == "merge-ready" and "after QA passed" in told[-1].message
+        again = await sweep(runtime.services)
+        assert again.back_to_qa == []
+
+        await reach(runtime, {issue.iid: "merge-ready"})
+        assert [gate.revision for gate in desk.merges] == [mr.sha, pushed]
 
 
 async def test_gitlab_refusing_the_merge_sends_it_back_to_qa_then_it_merges(
