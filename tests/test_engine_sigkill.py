@@ -1,8 +1,12 @@
 """kill -9 at random points, restart, no duplicates (DESIGN §4), with real processes.
 
 The in-process twin (test_engine_crash.py) stops the run right after each checkpoint. Here
-a worker subprocess (tests/engine_crash_worker.py) is SIGKILLed after a random delay,
+a worker subprocess (tests/engine_crash_worker.py) is SIGKILLed at a random moment,
 wherever it is: inside an agent turn, a git push, a GitLab call, a SQLite transaction.
+The first kills are anchored on progress (a random delay after the worker announces its
+k-th new checkpoint, and at the latest when it announces the next one), so they land in
+the middle of the run however fast or slow the machine is; the later ones come at a
+random delay after start-up and may land anywhere up to the end.
 Its agent and git children are left running as orphans, as a real kill -9 leaves them.
 The same worker id restarts at once on the same SQLite file and resumes; after the kills
 it is left to finish. The issue must end at merge-ready (reviewed, QA passed) with one
@@ -37,10 +41,13 @@ from tests.test_cli import crewline
 from workflow import default_workflow
 
 WORKER = Path(__file__).parent / "engine_crash_worker.py"
-EARLY_KILLS = 5  # short delays: the run cannot be done before these five kills
+# Anchored on checkpoints: each early life gets at most two new checkpoints recorded (the one
+# its kill waits for, and the next, which kills it at once), and a run to merge-ready records
+# 17, so the run cannot be done before these seven kills.
+EARLY_KILLS = 7
+EARLY_DELAY = (0.0, 0.5)  # after the life's first new checkpoint, unless the next comes first
 LATE_KILLS = 6  # then delays up to a whole run's length, landing anywhere up to the end
-# Seconds after the worker is up; a clean run to merge-ready takes about 8 s with its pipelines.
-EARLY_DELAY = (0.2, 1.2)
+# Seconds after the worker is up; a clean run to merge-ready takes about 3 s here.
 LATE_DELAY = (0.2, 4.0)
 UP_WITHIN = 60.0  # a loaded machine may take long to import and open everything
 FINISH_WITHIN = 180.0
@@ -58,7 +65,7 @@ class Life:
 
     number: int
     lines: list[str] = field(default_factory=list)
-    killed_after: float | None = None
+    killed_after: str | None = None  # when it was killed
     exit_code: int | None = None
 
     @property
@@ -70,16 +77,26 @@ def _seed() -> int:
     return int(os.environ.get("CREWLINE_TEST_SEED", "7341"))
 
 
-def _delays(rng: random.Random) -> list[float]:
-    early = [round(rng.uniform(*EARLY_DELAY), 3) for _ in range(EARLY_KILLS)]
-    late = [round(rng.uniform(*LATE_DELAY), 3) for _ in range(LATE_KILLS)]
+@dataclass(frozen=True)
+class Kill:
+    """When to SIGKILL a life: ``delay`` seconds after it is up (``steps`` 0), or ``delay``
+    seconds after its ``steps``-th newly announced checkpoint and no later than the next."""
+
+    delay: float
+    steps: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.steps} steps + {self.delay} s" if self.steps else f"{self.delay} s"
+
+
+def _kills(rng: random.Random) -> list[Kill]:
+    early = [Kill(round(rng.uniform(*EARLY_DELAY), 3), steps=1) for _ in range(EARLY_KILLS)]
+    late = [Kill(round(rng.uniform(*LATE_DELAY), 3)) for _ in range(LATE_KILLS)]
     return early + late
 
 
-async def _live(
-    sim: RunningSim, base: Path, iid: int, number: int, kill_after: float | None
-) -> Life:
-    """Start the worker; SIGKILL it ``kill_after`` seconds after it is up (None: never)."""
+async def _live(sim: RunningSim, base: Path, iid: int, number: int, kill: Kill | None) -> Life:
+    """Start the worker; SIGKILL it as ``kill`` says (None: never)."""
     life = Life(number)
     log = _log(base, number)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -103,6 +120,7 @@ async def _live(
         )
         assert proc.stdout is not None
         up = asyncio.Event()
+        steps = asyncio.Queue[None]()
 
         async def read() -> None:
             assert proc.stdout is not None
@@ -111,16 +129,15 @@ async def _live(
                 life.lines.append(line)
                 if line == "up":
                     up.set()
+                elif line.startswith("step "):
+                    steps.put_nowait(None)
 
         reader = asyncio.create_task(read())
         try:
             await asyncio.wait_for(up.wait(), UP_WITHIN)
-            if kill_after is not None:
-                try:
-                    await asyncio.wait_for(proc.wait(), kill_after)
-                except TimeoutError:
-                    proc.send_signal(signal.SIGKILL)
-                    life.killed_after = kill_after
+            if kill is not None and await _kill_point(proc, steps, kill):
+                proc.send_signal(signal.SIGKILL)
+                life.killed_after = str(kill)
             life.exit_code = await asyncio.wait_for(proc.wait(), FINISH_WITHIN + UP_WITHIN)
             await reader
         finally:
@@ -129,6 +146,29 @@ async def _live(
                 await proc.wait()
             reader.cancel()
     return life
+
+
+async def _kill_point(
+    proc: asyncio.subprocess.Process, steps: asyncio.Queue[None], kill: Kill
+) -> bool:
+    """Wait until ``kill`` says the process is to die; False if it exited first."""
+    exited = asyncio.ensure_future(proc.wait())
+    try:
+        for _ in range(kill.steps):
+            step = asyncio.ensure_future(steps.get())
+            await asyncio.wait({exited, step}, return_when=asyncio.FIRST_COMPLETED)
+            step.cancel()
+            if exited.done():
+                return False
+        waits = {exited}
+        if kill.steps:
+            waits.add(asyncio.ensure_future(steps.get()))  # the next checkpoint: kill at once
+        await asyncio.wait(waits, timeout=kill.delay, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits - {exited}:
+            wait.cancel()
+        return not exited.done()
+    finally:
+        exited.cancel()
 
 
 def _log(base: Path, number: int) -> Path:
@@ -166,7 +206,7 @@ def _explain(lives: list[Life], base: Path) -> str:
     story = []
     for life in lives:
         end = (
-            f"SIGKILL after {life.killed_after} s"
+            f"SIGKILL after {life.killed_after}"
             if life.killed_after is not None
             else f"exit {life.exit_code}"
         )
@@ -181,16 +221,16 @@ async def test_sigkilled_worker_resumes_without_duplicates(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
     seed = _seed()
-    delays = _delays(random.Random(seed))
-    print(f"CREWLINE_TEST_SEED={seed} kill delays after 'up': {delays}")
+    kills_planned = _kills(random.Random(seed))
+    print(f"CREWLINE_TEST_SEED={seed} kills after 'up': {[str(k) for k in kills_planned]}")
     base = tmp_path / "worker"
     iid = _file_goal(demo_sim)
     lives: list[Life] = []
     started = time.monotonic()
-    for delay in [*delays, None]:
-        life = await _live(demo_sim, base, iid, len(lives) + 1, delay)
+    for kill in [*kills_planned, None]:
+        life = await _live(demo_sim, base, iid, len(lives) + 1, kill)
         lives.append(life)
-        print(f"life {life.number}: killed after {life.killed_after} s at {life.point!r}")
+        print(f"life {life.number}: killed after {life.killed_after} at {life.point!r}")
         if life.killed_after is None:
             break  # it finished before its kill: nothing left to interrupt
     print(f"{len(lives)} lives in {time.monotonic() - started:.1f} s")
