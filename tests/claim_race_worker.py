@@ -39,6 +39,7 @@ async def work(args: argparse.Namespace) -> None:
     claims = Claims(gateway, storage.leases, worker=args.worker, ttl_seconds=args.ttl)
     out = open(args.out, "a", encoding="utf-8")  # noqa: SIM115, ASYNC230 - one small append file for the whole run
     empty_rounds = 0
+    attempts = lost = 0
     rng = random.Random(args.worker)
     try:
         while empty_rounds < 3:
@@ -55,8 +56,10 @@ async def work(args: argparse.Namespace) -> None:
             rng.shuffle(ready)
             for issue in ready[: args.batch]:
                 run = uuid.uuid4().hex[:12]
+                attempts += 1
                 claim = await claims.claim(issue, "pm", run)
                 if claim is None:
+                    lost += 1
                     continue
                 out.write(f"{issue.iid} {run}\n")
                 out.flush()
@@ -68,6 +71,8 @@ async def work(args: argparse.Namespace) -> None:
                 await claims.release(claim)
     finally:
         out.close()
+        # Tried and lost claims (to another worker's lower note id, or no longer ready).
+        Path(args.out).with_suffix(".stats").write_text(f"{attempts} {lost}\n")
         await client.close()
         await storage.close()
 

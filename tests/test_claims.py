@@ -194,10 +194,24 @@ def seed_ready_issues(sim: RunningSim, count: int) -> None:
 def test_sixteen_processes_claim_each_issue_exactly_once(sim: RunningSim, tmp_path: Path) -> None:
     make_project(sim)
     seed_ready_issues(sim, 200)
+    started = time.monotonic()
     workers = [spawn(sim, tmp_path, f"w{n:02d}") for n in range(16)]
     for proc in workers:
         assert proc.wait(timeout=540) == 0, (tmp_path / "w00.err").read_text()[-2000:]
     counts = wins(tmp_path)
+    tried, lost = (
+        sum(column)
+        for column in zip(
+            *(map(int, path.read_text().split()) for path in tmp_path.glob("*.stats")),
+            strict=True,
+        )
+    )
+    per_worker = sorted(len(p.read_text().splitlines()) for p in tmp_path.glob("*.out"))
+    print(
+        f"claim race: 16 processes, 200 issues in {time.monotonic() - started:.1f} s; "
+        f"{tried} claim attempts, {lost} lost and backed off, {sum(counts.values())} won; "
+        f"wins per worker {per_worker[0]}..{per_worker[-1]}"
+    )
     assert sorted(counts) == list(range(1, 201))
     assert set(counts.values()) == {1}, {iid: n for iid, n in counts.items() if n != 1}
     project = admin(sim).projects.get(PROJECT)
