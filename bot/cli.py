@@ -37,19 +37,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _options(default: object) -> argparse.ArgumentParser:
+    """--config and -v, taken before or after the command. Below the top level their default
+    is SUPPRESS, so a subcommand that does not repeat them keeps the top level's value."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
         "--config",
         metavar="PATH",
+        default=default,
         help="configuration file (default: $CREWLINE_CONFIG, else ./crewline.toml)",
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    options.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="debug logging"
+    )
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crewline",
         description="Coordinate AI coding agents on GitLab from Discord.",
-        parents=[common],
+        parents=[_options(None)],
     )
+    parser.set_defaults(verbose=False)
+    common = _options(argparse.SUPPRESS)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     doctor = commands.add_parser(

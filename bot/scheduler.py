@@ -1,4 +1,4 @@
-"""APScheduler jobs: the poll safety net and the janitor.
+"""APScheduler jobs: the poll safety net, the janitor and the flaky-test doctor.
 
 Webhooks wake the engine at once; the poll catches whatever a lost webhook missed. Each
 job runs one instance at a time (``max_instances=1``), missed runs collapse into one
@@ -11,16 +11,21 @@ from __future__ import annotations
 import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from bot.settings import ScheduleSettings
 from forge.client import ForgeError
 from roles.engine import Engine
+from roles.flaky import scan
 from roles.janitor import JanitorLimits, sweep
+from roles.settings import FlakyDoctorSettings
 
 log = logging.getLogger(__name__)
 
 
-def build_scheduler(engine: Engine, schedule: ScheduleSettings) -> AsyncIOScheduler:
+def build_scheduler(
+    engine: Engine, schedule: ScheduleSettings, doctor: FlakyDoctorSettings
+) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
     limits = JanitorLimits(
         stuck_after=schedule.stuck_after_seconds,
@@ -41,6 +46,15 @@ def build_scheduler(engine: Engine, schedule: ScheduleSettings) -> AsyncIOSchedu
         if moved:
             log.info("janitor: %s", {name: getattr(report, name) for name in moved})
 
+    async def flaky() -> None:
+        try:
+            report = await scan(engine.services, doctor)
+        except ForgeError as error:
+            log.warning("flaky-test doctor failed, its next run retries: %s", error)
+            return
+        if report.filed or report.forgotten or report.duplicates:
+            log.info("flaky-test doctor: %s", vars(report))
+
     common = {"max_instances": 1, "coalesce": True}
     scheduler.add_job(
         poll,
@@ -58,4 +72,12 @@ def build_scheduler(engine: Engine, schedule: ScheduleSettings) -> AsyncIOSchedu
         misfire_grace_time=max(1, int(schedule.janitor_seconds)),
         **common,
     )
+    if doctor.enabled:
+        scheduler.add_job(
+            flaky,
+            CronTrigger.from_crontab(schedule.flaky_cron),
+            id="flaky",
+            misfire_grace_time=3600,
+            **common,
+        )
     return scheduler

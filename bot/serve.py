@@ -84,7 +84,7 @@ async def serve(
         receiver = WebhookReceiver(secrets.webhook_secret, on_event, config.webhook)
         url = await receiver.start()
         console.print(f"webhooks: listening at {url}", markup=False)
-    scheduler = build_scheduler(engine, config.schedule)
+    scheduler = build_scheduler(engine, config.schedule, config.roles.flaky)
     discord: DiscordRuntime | None = None
     if with_discord:
         try:

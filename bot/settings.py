@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class DiscordSettings(BaseModel):
@@ -54,3 +55,15 @@ class ScheduleSettings(BaseModel):
     )
     digest_cron: str = Field(default="0 9 * * *", description="Daily digest (cron, host time zone)")
     flaky_cron: str = Field(default="30 * * * *", description="Flaky-test scan (cron)")
+
+    @field_validator("digest_cron", "flaky_cron")
+    @classmethod
+    def _a_crontab(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as error:
+            raise ValueError(
+                f"a crontab of five fields (minute hour day month weekday), e.g. '30 * * * *' "
+                f"({error})"
+            ) from None
+        return value

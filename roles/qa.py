@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from forge.guard import GuardBlocked
@@ -28,6 +29,7 @@ from roles.agents.base import TaskKind
 from roles.context import RunContext, Services
 from roles.delivery import Delivery, guard_stop, project_checks
 from roles.engine import Admission, RoleResult
+from roles.flaky import flaky_key, record_flakes
 from roles.mr_link import issue_mr, qa_passed_marker
 from roles.notify import GateRequest
 from roles.plan_notes import load_plan
@@ -41,10 +43,6 @@ log = logging.getLogger(__name__)
 FINISHED = frozenset({"success", "failed", "canceled", "skipped"})
 NEEDS_REBASE = frozenset({"need_rebase", "conflict"})
 _DRAFT = re.compile(r"^\s*(draft:|\[draft\]|\(draft\))\s*", re.IGNORECASE)
-
-
-def flaky_key(project: str) -> str:
-    return f"flaky:{project}"
 
 
 class QaRole:
@@ -170,9 +168,10 @@ class _Watch:
     async def _record_flaky(self, failure: Fingerprint, pipeline: Pipeline) -> None:
         ctx = self.ctx
         names = list(failure.tests) or [f"job:{job}" for job in failure.jobs]
-        kv = ctx.services.storage.settings
-        known = set(await kv.get_json(flaky_key(self.mr.project), []))
-        await kv.set_json(flaky_key(self.mr.project), sorted(known | set(names)))
+        await record_flakes(
+            ctx.services.storage.settings, self.mr.project, names,
+            pipeline=pipeline.id, ref=ctx.issue.ref, at=datetime.now(UTC).isoformat(),
+        )  # fmt: skip
 
         async def learn() -> int:
             return await ctx.services.storage.learnings.add(

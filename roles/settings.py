@@ -62,6 +62,25 @@ class RoleSettings(BaseModel):
     )
 
 
+class FlakyDoctorSettings(BaseModel):
+    """The flaky-test doctor (roles/flaky.py): turns the tests QA recorded as flaky into fix
+    goals on ``schedule.flaky_cron``. It runs no agent itself: the goal it files is planned,
+    approved, implemented, reviewed and QA'd by the other roles like any change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="File a fix goal for each flaky test")
+    label: str = Field(
+        default="flaky-test",
+        min_length=1,
+        pattern=r"^[^,]+$",
+        description="Label on the goals it files (besides the workflow label)",
+    )
+    min_sightings: int = Field(
+        default=1, ge=1, le=100, description="Flaky runs of a test before a goal is filed"
+    )
+
+
 class BudgetSettings(BaseModel):
     """Caps on what agents may spend, from what they report; None means no cap. Crossing a
     cap stops new work on the issue at blocked, with the figures in a note."""
@@ -88,7 +107,7 @@ class RolesSettings(BaseModel):
     dev: RoleSettings = Field(default_factory=RoleSettings)
     review: RoleSettings = Field(default_factory=RoleSettings)
     qa: RoleSettings = Field(default_factory=RoleSettings)
-    flaky: RoleSettings = Field(default_factory=RoleSettings)
+    flaky: FlakyDoctorSettings = Field(default_factory=FlakyDoctorSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     review_rounds: int = Field(default=3, ge=1, le=20, description="Review rounds before blocked")
     pipeline_poll_seconds: float = Field(
@@ -107,5 +126,4 @@ class RolesSettings(BaseModel):
             "dev": self.dev,
             "review": self.review,
             "qa": self.qa,
-            "flaky": self.flaky,
         }

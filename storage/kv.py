@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from storage.checks import require_text
@@ -42,19 +43,42 @@ class SettingsStore:
 
     async def get_json(self, key: str, default: Any = None) -> Any:
         text = await self.get(key)
-        if text is None:
-            return default
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"setting {key!r} does not hold JSON ({exc}); it was written with set(), "
-                "read it with get()"
-            ) from exc
+        return default if text is None else _loads(key, text)
 
     async def set_json(self, key: str, value: Any) -> None:
-        try:
-            text = json.dumps(value, allow_nan=False, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"setting {key!r}: value is not JSON-serialisable ({exc})") from exc
-        await self.set(key, text)
+        await self.set(key, _dumps(key, value))
+
+    async def update_json(self, key: str, change: Callable[[Any], Any], default: Any = None) -> Any:
+        """Replace the JSON value of ``key`` with ``change(current)`` in one transaction, so
+        two concurrent read-modify-writes never lose one another's change; returns the new
+        value. ``change`` gets ``default`` when the key is unset, and must not await."""
+        require_text("setting key", key)
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
+            value = change(default if row is None else _loads(key, str(row["value"])))
+            await tx.execute(
+                """
+                INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
+                ON CONFLICT (key) DO UPDATE
+                SET value = excluded.value, updated_at = excluded.updated_at
+                """,
+                (key, _dumps(key, value), iso_utc(self._clock())),
+            )
+        return value
+
+
+def _loads(key: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"setting {key!r} does not hold JSON ({exc}); it was written with set(), "
+            "read it with get()"
+        ) from exc
+
+
+def _dumps(key: str, value: Any) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {key!r}: value is not JSON-serialisable ({exc})") from exc

@@ -116,6 +116,23 @@ def test_doctor_with_a_bad_config_fails_and_names_the_key(config_file: Path) -> 
     assert "schedule.poll_seconds = 'often'" in result.stdout
 
 
+def test_a_crontab_that_is_not_one_names_the_key(config_file: Path) -> None:
+    config_file.write_text(
+        CONFIG.format(command="x") + "\n[schedule]\nflaky_cron = 'hourly'\n", encoding="utf-8"
+    )
+    result = crewline("doctor", "--config", str(config_file), env=SECRETS)
+    assert result.returncode == 1
+    assert "schedule.flaky_cron = 'hourly': a crontab of five fields" in result.stdout
+
+
+def test_config_before_the_command_counts_too(config_file: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()  # no crewline.toml here: only --config can find it
+    result = crewline("--config", str(config_file), "doctor", env=SECRETS, cwd=elsewhere)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith(f"OK   configuration: {config_file}")
+
+
 def test_config_from_environment_variable(config_file: Path) -> None:
     result = crewline("doctor", env={**SECRETS, "CREWLINE_CONFIG": str(config_file)})
     assert result.returncode == 0, result.stdout

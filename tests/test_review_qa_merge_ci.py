@@ -15,7 +15,7 @@ from forge.settings import ProjectSettings
 from forge.sim.app import RunningSim, running_sim
 from forge.sim.core import SimConfig
 from forge.sim.seed import demo_files
-from roles.qa import flaky_key
+from roles.flaky import flaky_key, scan
 from tests.engine_support import (
     PROJECT,
     file_block,
@@ -133,7 +133,18 @@ async def test_a_test_that_fails_once_and_passes_on_retry_is_recorded_as_flaky(
         dev = await runtime.storage.runs.latest(PROJECT, issue.iid, "dev")
         assert dev is not None and dev.attempt == 1
 
-    assert counter.read_text() == "2"
+        # The flaky-test doctor turns what QA recorded into a goal to fix the test.
+        mr_sha = issue_mr(demo_sim, issue.iid).sha
+        [red_then_green] = root(demo_sim).projects.get(PROJECT).pipelines.list(sha=mr_sha)
+        doctor = await scan(runtime.services, runtime.config.roles.flaky)
+        [goal_ref] = doctor.filed
+        goal = await runtime.services.gateway.get_issue(PROJECT, int(goal_ref.split("#")[1]))
+        assert goal.title == f"Fix flaky test {flaky}"
+        assert set(goal.labels) == {"workflow::pm-ready", "flaky-test"}
+        assert f"once (pipelines #{red_then_green.id}; QA was checking {issue.ref})" in (
+            goal.description
+        )
+
     bodies = note_bodies(demo_sim, issue.iid)
     assert not any("Back to the developer" in body for body in bodies)
     noted = [body for body in bodies if "recorded as flaky" in body]
@@ -143,6 +154,13 @@ async def test_a_test_that_fails_once_and_passes_on_retry_is_recorded_as_flaky(
     assert mr.state == "merged"
     pipeline = root(demo_sim).projects.get(PROJECT).pipelines.list(sha=mr.sha, get_all=True)
     assert [p.status for p in pipeline] == ["success"]
+    # One pipeline: its test job failed once, and its retry passed (main's own pipeline after
+    # the merge runs the test again, so the shared counter is no measure of the MR's runs).
+    runs = pipeline[0].jobs.list(get_all=True, include_retried=True)
+    assert sorted((job.name, job.status) for job in runs) == [
+        ("test", "failed"),
+        ("test", "success"),
+    ]
 
 
 BROKEN_TEXT_TEST = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -108,3 +109,23 @@ async def test_settings_are_shared_by_connections_and_survive_a_restart(tmp_path
         assert await SettingsStore(again).get("paused") == "yes"
     finally:
         await again.close()
+
+
+async def test_concurrent_json_updates_lose_nothing(settings: SettingsStore) -> None:
+    async def add(name: str) -> None:
+        await settings.update_json("seen", lambda names: sorted({*names, name}), [])
+
+    await asyncio.gather(*(add(f"t{n:02d}") for n in range(40)))
+    assert await settings.get_json("seen") == [f"t{n:02d}" for n in range(40)]
+
+
+async def test_a_failing_json_update_changes_nothing(settings: SettingsStore) -> None:
+    await settings.set_json("seen", ["a"])
+
+    def broken(names: list[str]) -> list[object]:
+        return [*names, object()]
+
+    with pytest.raises(ValueError, match="not JSON-serialisable"):
+        await settings.update_json("seen", broken)
+    assert await settings.get_json("seen") == ["a"]
+    assert await settings.update_json("fresh", lambda n: n + 1, 0) == 1
