@@ -16,7 +16,9 @@ from typing import Any
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _VOLATILE = (
-    (re.compile(r"\b[0-9a-f]{7,40}\b"), "<sha>"),
+    # A sha has a letter and a digit: a bare number of any length is left to the number rules
+    # (a time.time() of 16 digits and one of 13 must read alike).
+    (re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b"), "<sha>"),
     (re.compile(r"0x[0-9a-fA-F]+"), "<addr>"),
     (re.compile(r"(/tmp|/var/folders|/private/var)/\S*"), "<tmp>"),
     (re.compile(r"\d{4}-\d{2}-\d{2}[T ][\d:.]+Z?"), "<time>"),

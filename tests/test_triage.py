@@ -73,6 +73,8 @@ def report(*cases: tuple[str, str, str], suite: str = "unittest") -> dict[str, A
     ("one", "other"),
     [
         ("commit 3f2a9c1d merged", "commit 9b8e7d6c merged"),
+        ("tick at 1764690000.123456 late", "tick at 1764690012.5 late"),
+        ("pid 1234567 exited", "pid 42 exited"),
         ("at 0x7f3a2b1c4d50", "at 0x7f99aa00bb11"),
         ("open /tmp/build-123/src/app.py", "open /tmp/build-987/src/app.py"),
         ("2024-05-01T10:11:12.345Z job started", "2025-12-31 23:59:59 job started"),
