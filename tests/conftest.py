@@ -23,3 +23,10 @@ def free_sim(tmp_path: Path) -> Iterator[RunningSim]:
     """A fresh simulator emulating GitLab Free: scoped labels are not exclusive."""
     with running_sim(SimConfig(state_dir=tmp_path / "sim", tier="free")) as running:
         yield running
+
+
+@pytest.fixture
+def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
+    """A fresh simulator seeded like `crewline demo`: project demo/app, main protected."""
+    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
+        yield running

@@ -20,8 +20,7 @@ import pytest
 import requests
 
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from forge.sim.app import RunningSim
 from roles.gates import decide_plan
 from roles.plan_notes import load_plan
 from tests.engine_support import PROJECT, configure, note_bodies, root, runtime_for
@@ -94,12 +93,6 @@ def write_config(
         encoding="utf-8",
     )
     return path
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
 
 
 @pytest.fixture

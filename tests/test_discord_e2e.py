@@ -4,17 +4,14 @@ plan approved on its card; against the seeded simulator and real SQLite."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bot.client import CrewlineBot
 from bot.demo_goals import GOALS
 from bot.desk import Desk
 from bot.identity import Identities
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig, project_by_ref
+from forge.sim.app import RunningSim
+from forge.sim.core import project_by_ref
 from roles.notify import Fanout
 from roles.settings import AgentSettings
 from tests.desk_support import ALICE, BOB, PEOPLE, discord_settings
@@ -22,12 +19,6 @@ from tests.discord_fakes import FakeDiscord, click, submit
 from tests.discord_support import invoke, surface_for, user
 from tests.engine_support import PROJECT, configure, fake_agent, reach, runtime_for, state_of
 from tests.sim_issues_support import add_user
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
 
 
 async def test_goal_question_answer_and_plan_approval_through_discord(

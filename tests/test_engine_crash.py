@@ -9,7 +9,6 @@ the PM and developer steps; the slow variant the whole lifecycle to the merge.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,7 @@ from pydantic import SecretStr
 
 from bot.config import Secrets
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from forge.sim.app import RunningSim
 from tests.engine_support import (
     assert_exactly_one_of_each,
     configure,
@@ -30,12 +28,6 @@ from tests.engine_support import (
 
 class Crash(BaseException):
     """Stands for kill -9: not an Exception, so nothing in crewline handles it."""
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
 
 
 def _secrets(sim: RunningSim) -> Secrets:

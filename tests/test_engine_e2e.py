@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import string
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,7 @@ import pytest
 from bot.demo_goals import GOALS
 from bot.settings import ScheduleSettings
 from forge.claims import ClaimMarker
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from forge.sim.app import RunningSim
 from roles.janitor import sweep
 from roles.notify import EventKind
 from roles.settings import BudgetSettings
@@ -33,12 +31,6 @@ from tests.engine_support import (
     runtime_for,
     state_of,
 )
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
 
 
 async def test_straight_through_and_convergence(demo_sim: RunningSim, tmp_path: Path) -> None:

@@ -35,12 +35,6 @@ FEEDBACK = "use the stdlib only"
 
 
 @pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
-
-
-@pytest.fixture
 def free_demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
     """GitLab Free: two workflow labels can sit on one issue."""
     config = SimConfig(state_dir=tmp_path / "sim", seed="demo", tier="free")

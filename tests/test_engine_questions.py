@@ -4,15 +4,11 @@ session, and an unanswered question ends at blocked; stuck work is reported once
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bot.config import CrewlineConfig
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from forge.sim.app import RunningSim
 from roles.janitor import JanitorLimits, sweep
 from roles.notify import EventKind
 from roles.settings import AgentSettings
@@ -29,12 +25,6 @@ from tests.engine_support import (
     state_of,
 )
 from workflow import Outcome, next_state
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
 
 
 def asking_config(sim: RunningSim, base: Path) -> CrewlineConfig:

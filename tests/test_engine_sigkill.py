@@ -27,15 +27,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from forge.sim.app import RunningSim
 from tests.engine_support import PROJECT, assert_exactly_one_of_each, root
 from tests.test_cli import crewline
 from workflow import default_workflow
@@ -51,12 +49,6 @@ LATE_KILLS = 6  # then delays up to a whole run's length, landing anywhere up to
 LATE_DELAY = (0.2, 4.0)
 UP_WITHIN = 60.0  # a loaded machine may take long to import and open everything
 FINISH_WITHIN = 180.0
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
 
 
 @dataclass

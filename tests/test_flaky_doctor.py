@@ -5,7 +5,7 @@ test_review_qa_merge_ci.py, which runs the doctor on what QA recorded."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -13,8 +13,7 @@ import pytest
 
 from bot.app import Runtime
 from bot.scheduler import build_scheduler
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from forge.sim.app import RunningSim
 from roles.flaky import (
     DoctorReport,
     file_goal,
@@ -33,19 +32,13 @@ NET = "tests.test_net.NetTest.test_fetch"
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
-
-
-@pytest.fixture
-async def hosts(sim: RunningSim, tmp_path: Path) -> AsyncIterator[list[Runtime]]:
+async def hosts(demo_sim: RunningSim, tmp_path: Path) -> AsyncIterator[list[Runtime]]:
     """Two crewline hosts on one GitLab, each with its own SQLite file."""
     async with AsyncExitStack() as stack:
         runtimes = []
         for name in ("host-a", "host-b"):
-            config = configure(sim, tmp_path / name, worker_id=name)
-            runtime, _ = await stack.enter_async_context(runtime_for(sim, config))
+            config = configure(demo_sim, tmp_path / name, worker_id=name)
+            runtime, _ = await stack.enter_async_context(runtime_for(demo_sim, config))
             runtimes.append(runtime)
         yield runtimes
 
@@ -57,8 +50,8 @@ async def seen(runtime: Runtime, name: str, pipeline: int, ref: str = f"{PROJECT
     )  # fmt: skip
 
 
-def doctor_goals(sim: RunningSim, state: str = "all") -> list[dict[str, object]]:
-    project = root(sim).projects.get(PROJECT)
+def doctor_goals(demo_sim: RunningSim, state: str = "all") -> list[dict[str, object]]:
+    project = root(demo_sim).projects.get(PROJECT)
     issues = project.issues.list(labels="flaky-test", state=state, get_all=True)
     return [issue.attributes for issue in sorted(issues, key=lambda issue: issue.iid)]
 
@@ -76,18 +69,18 @@ async def test_recording_the_same_pipeline_twice_counts_it_once(hosts: list[Runt
 
 
 async def test_each_flaky_test_becomes_one_goal_at_pm_ready(
-    sim: RunningSim, hosts: list[Runtime]
+    demo_sim: RunningSim, hosts: list[Runtime]
 ) -> None:
     host = hosts[0]
     settings = host.config.roles.flaky
     assert await scan(host.services, settings) == DoctorReport()
-    assert doctor_goals(sim) == []  # nothing recorded: nothing filed
+    assert doctor_goals(demo_sim) == []  # nothing recorded: nothing filed
 
     await seen(host, TICK, 7)
     await seen(host, TICK, 9, ref=f"{PROJECT}#2")
     await seen(host, NET, 9, ref=f"{PROJECT}#2")
     report = await scan(host.services, settings)
-    goals = doctor_goals(sim)
+    goals = doctor_goals(demo_sim)
     assert report.filed == [f"{PROJECT}#{goal['iid']}" for goal in goals]
     assert [goal["title"] for goal in goals] == [f"Fix flaky test {NET}", f"Fix flaky test {TICK}"]
     tick = goals[1]
@@ -98,26 +91,26 @@ async def test_each_flaky_test_becomes_one_goal_at_pm_ready(
     assert marker(TICK) in description
 
     again = await scan(host.services, settings)
-    assert again.filed == [] and len(doctor_goals(sim)) == 2  # an open goal is not filed twice
+    assert again.filed == [] and len(doctor_goals(demo_sim)) == 2  # an open goal: not twice
 
 
 async def test_a_test_seen_fewer_times_than_min_sightings_waits(
-    sim: RunningSim, hosts: list[Runtime]
+    demo_sim: RunningSim, hosts: list[Runtime]
 ) -> None:
     host = hosts[0]
     twice = FlakyDoctorSettings(min_sightings=2)
     await seen(host, TICK, 7)
-    assert (await scan(host.services, twice)).filed == [] and doctor_goals(sim) == []
+    assert (await scan(host.services, twice)).filed == [] and doctor_goals(demo_sim) == []
     await seen(host, TICK, 8)
     assert len((await scan(host.services, twice)).filed) == 1
     disabled = FlakyDoctorSettings(enabled=False)
     await seen(host, NET, 8)
     assert (await scan(host.services, disabled)).filed == []
-    assert len(doctor_goals(sim)) == 1
+    assert len(doctor_goals(demo_sim)) == 1
 
 
 async def test_two_hosts_filing_at_once_keep_the_lowest_iid(
-    sim: RunningSim, hosts: list[Runtime]
+    demo_sim: RunningSim, hosts: list[Runtime]
 ) -> None:
     a, b = hosts
     for host in hosts:
@@ -128,9 +121,9 @@ async def test_two_hosts_filing_at_once_keep_the_lowest_iid(
     second = await file_goal(b.services, PROJECT, TICK, entry, "flaky-test")
     assert await settle(b.services.gateway, PROJECT, TICK, second, "flaky-test") is False
     assert await settle(a.services.gateway, PROJECT, TICK, first, "flaky-test") is True
-    assert [g["iid"] for g in doctor_goals(sim, "opened")] == [first.iid]
-    assert [g["iid"] for g in doctor_goals(sim, "closed")] == [second.iid]
-    assert f"Duplicate of #{first.iid}" in note_bodies(sim, second.iid)[-1]
+    assert [g["iid"] for g in doctor_goals(demo_sim, "opened")] == [first.iid]
+    assert [g["iid"] for g in doctor_goals(demo_sim, "closed")] == [second.iid]
+    assert f"Duplicate of #{first.iid}" in note_bodies(demo_sim, second.iid)[-1]
 
     # A later scan on either host finds the open goal and files nothing.
     for host in hosts:
@@ -138,14 +131,14 @@ async def test_two_hosts_filing_at_once_keep_the_lowest_iid(
 
 
 async def test_a_closed_goal_ends_the_excuse_and_a_new_flake_files_anew(
-    sim: RunningSim, hosts: list[Runtime]
+    demo_sim: RunningSim, hosts: list[Runtime]
 ) -> None:
     host = hosts[0]
     kv, settings = host.storage.settings, host.config.roles.flaky
     await seen(host, TICK, 7)
     [filed] = (await scan(host.services, settings)).filed
     iid = int(filed.split("#")[1])
-    root(sim).projects.get(PROJECT).issues.update(iid, {"state_event": "close"})
+    root(demo_sim).projects.get(PROJECT).issues.update(iid, {"state_event": "close"})
 
     report = await scan(host.services, settings)
     assert (report.forgotten, report.filed) == ([TICK], [])
@@ -153,7 +146,7 @@ async def test_a_closed_goal_ends_the_excuse_and_a_new_flake_files_anew(
     assert await kv.get_json(sightings_key(PROJECT)) == {}
 
     # It flakes again after the fix: recorded anew (after the close), a new goal is filed.
-    closed_at = str(root(sim).projects.get(PROJECT).issues.get(iid).updated_at)
+    closed_at = str(root(demo_sim).projects.get(PROJECT).issues.get(iid).updated_at)
     await record_flakes(kv, PROJECT, [TICK], pipeline=12, ref=f"{PROJECT}#5", at=closed_at)
     assert (await scan(host.services, settings)).forgotten == [TICK]  # not after: same instant
     later = "2999-01-01T00:00:00+00:00"
@@ -164,7 +157,7 @@ async def test_a_closed_goal_ends_the_excuse_and_a_new_flake_files_anew(
 
 
 async def test_the_scheduler_runs_the_doctor_on_its_cron(
-    sim: RunningSim, hosts: list[Runtime]
+    demo_sim: RunningSim, hosts: list[Runtime]
 ) -> None:
     host = hosts[0]
     scheduler = build_scheduler(host.engine, host.config.schedule, host.config.roles.flaky)
@@ -172,6 +165,6 @@ async def test_the_scheduler_runs_the_doctor_on_its_cron(
     assert job is not None and "minute='30'" in str(job.trigger)  # flaky_cron "30 * * * *"
     await seen(host, TICK, 7)
     await job.func()
-    assert [goal["title"] for goal in doctor_goals(sim)] == [f"Fix flaky test {TICK}"]
+    assert [goal["title"] for goal in doctor_goals(demo_sim)] == [f"Fix flaky test {TICK}"]
     off = build_scheduler(host.engine, host.config.schedule, FlakyDoctorSettings(enabled=False))
     assert off.get_job("flaky") is None

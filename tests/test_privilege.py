@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 from pydantic import SecretStr
 from rich.console import Console
 
@@ -17,18 +16,11 @@ from forge.gateway import Gateway
 from forge.guard import Guard
 from forge.privilege import merge_power
 from forge.settings import GitLabSettings
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from forge.sim.app import RunningSim
 from tests.engine_support import configure, runtime_for
 from workflow import default_workflow
 
 PROJECT = "demo/app"
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
 
 
 @asynccontextmanager

@@ -5,14 +5,10 @@ approval, a merge by hand)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from bot.app import Runtime
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from forge.sim.app import RunningSim
 from roles.gates import Decision, decide_merge, filer_marker
 from roles.janitor import sweep
 from roles.notify import EventKind
@@ -37,12 +33,6 @@ from tests.review_merge_support import (
 )
 
 LOUDER = 'def greet(name: str) -> str:\n    return f"Hello, {name}!"\n\n\nLOUD = True\n'
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
 
 
 async def test_an_ai_finding_is_fixed_replied_to_and_resolved(

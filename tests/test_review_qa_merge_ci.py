@@ -5,15 +5,11 @@ blocks as a broken target, and a moved target is rebased onto, never merged in."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bot.demo_goals import GOALS
 from forge.settings import ProjectSettings
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from forge.sim.app import RunningSim
 from forge.sim.seed import demo_files
 from roles.flaky import flaky_key, scan
 from tests.engine_support import (
@@ -34,12 +30,6 @@ from tests.review_merge_support import (
     merging_runtime,
 )
 from tests.sim_pipeline_support import only_pipeline, wait_idle
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
 
 
 async def test_a_red_pipeline_goes_back_to_the_developer_then_merges(

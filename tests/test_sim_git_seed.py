@@ -6,22 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import DEVELOPER, MAINTAINER, SimConfig
+from forge.sim.app import RunningSim
+from forge.sim.core import DEVELOPER, MAINTAINER
 from forge.sim.seed import demo_files, seed_demo
 from tests.sim_git_support import BOT_TOKEN, client, clone_url, git
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running
 
 
 def test_demo_files_include_the_ci_config_and_junit_script() -> None:

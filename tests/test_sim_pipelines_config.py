@@ -3,14 +3,11 @@ JUnit parsing, the bounded trace; and the demo seed's CI job running for real.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from forge.sim.app import RunningSim, running_sim
+from forge.sim.app import RunningSim
 from forge.sim.ci_config import CiConfigError, parse_ci_config, parse_duration
 from forge.sim.ci_status import JobState, advance, composite_status
-from forge.sim.core import SimConfig
 from forge.sim.junit import JunitError, parse_junit, report_json, suite_json
 from forge.sim.runner import Trace
 from tests.sim_mr_support import BOT_TOKEN, client
@@ -218,12 +215,6 @@ def test_the_trace_stops_growing_at_its_limit() -> None:
     trace.write("67890abc")
     trace.write("more")
     assert trace.text() == "1234567890\nJob's log exceeded limit of 10 bytes.\n"
-
-
-@pytest.fixture
-def demo_sim(tmp_path: Path) -> RunningSim:
-    with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
-        yield running  # type: ignore[misc]
 
 
 def test_the_demo_projects_ci_job_runs_its_unittest_suite(demo_sim: RunningSim) -> None:
