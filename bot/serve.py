@@ -1,10 +1,12 @@
 """`crewline run` and `crewline worker`: the engine, its scheduler, and (for run) the
-webhook receiver, until interrupted."""
+webhook receiver, until interrupted (Ctrl-C, or SIGTERM from a supervisor: both stop
+in-flight runs, killing their agents, and close everything before exiting 0)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 from rich.console import Console
 
@@ -96,6 +98,7 @@ async def serve(
             raise
         discord.schedule(scheduler, config.schedule.digest_cron)
     scheduler.start()
+    stop_on_sigterm()  # before saying we work: a supervisor may stop us the moment we do
     console.print(
         f"crewline {config.worker_id}: working on {', '.join(p.path for p in config.projects)}",
         markup=False,
@@ -111,3 +114,13 @@ async def serve(
         if receiver is not None:
             await receiver.stop()
         await runtime.close()
+        console.print(f"crewline {config.worker_id}: stopped", markup=False)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (systemd, docker stop, Kubernetes) stops like Ctrl-C does: the serving task
+    is cancelled and cleans up. Without this Python dies at once, leaving agents and claims
+    behind, and as PID 1 in a container it would ignore SIGTERM altogether."""
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)

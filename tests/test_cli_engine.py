@@ -120,6 +120,7 @@ class Background:
             env={**base, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **env},
         )
         self.lines: list[str] = []
+        self.ended = False  # its output is read to the end
         self._changed = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -129,6 +130,9 @@ class Background:
             with self._changed:
                 self.lines.append(line.rstrip("\n"))
                 self._changed.notify_all()
+        with self._changed:
+            self.ended = True
+            self._changed.notify_all()
 
     @property
     def output(self) -> str:
@@ -140,16 +144,17 @@ class Background:
 
         def seen() -> bool:
             found[:] = [m for line in self.lines if (m := re.search(pattern, line))]
-            return bool(found) or self.process.poll() is not None
+            return bool(found) or self.ended
 
         with self._changed:
             self._changed.wait_for(seen, timeout)
         assert found, f"no line matching {pattern!r} in:\n{self.output}"
         return found[0]
 
-    def interrupt(self, timeout: float = 10) -> int:
-        """Ctrl-C, as a person at the terminal would; the exit code."""
-        self.process.send_signal(signal.SIGINT)
+    def interrupt(self, timeout: float = 10, how: signal.Signals = signal.SIGINT) -> int:
+        """Ctrl-C, as a person at the terminal would (or ``how``, as a supervisor would);
+        the exit code."""
+        self.process.send_signal(how)
         return self.process.wait(timeout)
 
     def kill(self) -> None:
@@ -195,11 +200,12 @@ def file_by_hand(sim: RunningSim, title: str, description: str, state: str = "pm
     return int(issue.iid)
 
 
-def ends_cleanly(process: Background) -> None:
+def ends_cleanly(process: Background, how: signal.Signals = signal.SIGINT) -> None:
     started = time.monotonic()
-    code = process.interrupt()
+    code = process.interrupt(how=how)
     assert code == 0, process.output
     assert time.monotonic() - started < 10
+    process.wait_for_line(rf"crewline {WORKER}: stopped")
 
 
 # ------------------------------------------------------------------ labels sync
@@ -291,6 +297,13 @@ def test_worker_takes_a_goal_to_review_ready_and_stops_on_ctrl_c(
     assert any(f"Plan approved by {WORKER} via console (auto-approved)." in b for b in bodies)
     mrs = root(demo_sim).projects.get(PROJECT).mergerequests.list(get_all=True)
     assert [mr.description.splitlines()[0] for mr in mrs] == [f"Closes #{iid}"]
+
+
+def test_sigterm_stops_a_worker_as_ctrl_c_does(config: Path, demo_sim: RunningSim) -> None:
+    """systemd, docker stop and Kubernetes send SIGTERM: cleanup must run, exit 0."""
+    with background(config, "worker", env=TOKEN_ENV) as worker:
+        worker.wait_for_line(rf"crewline {WORKER}: working on {PROJECT}")
+        ends_cleanly(worker, how=signal.SIGTERM)
 
 
 @pytest.mark.slow

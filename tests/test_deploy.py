@@ -1,0 +1,469 @@
+"""The deployment files (deploy/) and the architecture overview stay true to the code.
+
+Offline and without a Docker daemon: every file is parsed (PyYAML for the YAML files, small
+readers for the Dockerfile and the systemd unit), and every crewline command line they name
+is checked against the real command: ``crewline <command> --help`` run as a subprocess from
+this virtualenv must succeed and list the options used, and the whole command line must parse
+with crewline's own parser to the handler of that command. Values that the code defines
+(the webhook port, the health path, the secrets' variable names, the drain timeout) are read
+from the code, never restated here.
+
+The GitLab CI template is checked as GitLab needs it (rules, interruptible, a JUnit report)
+and is also fed, unchanged, to the simulator's ``.gitlab-ci.yml`` parser: that parser ignores
+``workflow``, ``rules``, ``interruptible``, ``image``, ``cache`` and ``expire_in`` without
+error (documented in ``forge/sim/ci_config.py``), so no reduced copy is needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from bot.cli import build_parser
+from bot.config import CONFIG_ENV, Secrets, load_config
+from forge.sim.ci_config import parse_ci_config
+from forge.webhooks.settings import HEALTH_PATH, WebhookSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+DEFAULT_PORT: int = WebhookSettings.model_fields["port"].default
+DRAIN_SECONDS: float = WebhookSettings.model_fields["drain_timeout_seconds"].default
+SECRET_FIELDS = frozenset(Secrets.model_fields)
+
+
+# -- the real command line ------------------------------------------------------------------
+
+
+def crewline_argv() -> list[str]:
+    """The console script installed next to this interpreter, else the module."""
+    script = Path(sys.executable).with_name("crewline")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "bot.cli"]
+
+
+@functools.cache
+def help_text(*command: str) -> str:
+    """``crewline COMMAND --help``, which must exit 0 and describe that command."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREWLINE_")}
+    result = subprocess.run(
+        [*crewline_argv(), *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**env, "COLUMNS": "200"},
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, f"crewline {' '.join(command)} --help: {result.stderr}"
+    assert result.stdout.startswith(f"usage: crewline {' '.join(command)} "), result.stdout
+    return result.stdout
+
+
+def assert_real_command(argv: list[str]) -> None:
+    """``argv`` (after ``crewline``) is a command crewline has, with options it lists."""
+    words = [arg for arg in argv if not arg.startswith("-")][:1]
+    assert words, f"no crewline command in {argv}"
+    listed = help_text(*words)
+    for arg in argv:
+        if arg.startswith("-"):
+            assert re.search(rf"(^|[\s,\[]){re.escape(arg.split('=')[0])}\b", listed), (
+                f"`crewline {words[0]} --help` does not list {arg}"
+            )
+    parsed = build_parser().parse_args(argv)
+    handler = getattr(parsed, "handler", None)
+    assert handler is not None and handler.__name__ == f"cmd_{words[0]}", argv
+
+
+# -- readers --------------------------------------------------------------------------------
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of deploy/Dockerfile, continuation lines joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in (DEPLOY / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue  # Docker drops comment lines, also inside a continuation
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, rest = (pending + line).partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continuation"
+    return instructions
+
+
+def final_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile()
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def only(instructions: list[tuple[str, str]], keyword: str) -> str:
+    found = [rest for kw, rest in instructions if kw == keyword]
+    assert len(found) == 1, f"expected one {keyword}, found {found}"
+    return found[0]
+
+
+def docker_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, rest in instructions:
+        if keyword == "ENV":
+            for item in shlex.split(rest):
+                name, _, value = item.partition("=")
+                env[name] = value
+    return env
+
+
+def compose_text() -> str:
+    return (DEPLOY / "compose.yaml").read_text(encoding="utf-8")
+
+
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load(compose_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def compose_with_worker() -> dict[str, Any]:
+    """compose.yaml with its commented worker service (and its volume) uncommented."""
+    lines, inside = [], False
+    for line in compose_text().splitlines():
+        marker = line.strip()
+        if marker in ("# >>> worker", "# <<< worker"):
+            inside = marker == "# >>> worker"
+            continue
+        if inside or marker == "# crewline-worker-data:":
+            line = re.sub(r"^(\s*)# ?", r"\1", line)
+        lines.append(line)
+    document = yaml.safe_load("\n".join(lines))
+    assert isinstance(document, dict)
+    return document
+
+
+def container_toml() -> str:
+    """The commented crewline.toml block compose.yaml tells users to put in a container."""
+    match = re.search(
+        r"^# --- crewline\.toml in a container ---\n(.*?)^# --- end ---$",
+        compose_text(),
+        re.S | re.M,
+    )
+    assert match, "compose.yaml lost its container configuration block"
+    return "\n".join(re.sub(r"^# ?", "", line) for line in match.group(1).splitlines())
+
+
+def unit() -> dict[str, list[tuple[str, str]]]:
+    """Sections of deploy/crewline.service, each a list of (key, value) in file order."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for raw in (DEPLOY / "crewline.service").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+            continue
+        assert current is not None, f"a setting outside any section: {line}"
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {line}"
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def setting(section: list[tuple[str, str]], key: str) -> str:
+    values = [value for name, value in section if name == key]
+    assert len(values) == 1, f"expected one {key}=, found {values}"
+    return values[0]
+
+
+def within(path: PurePosixPath | Path, directory: str) -> bool:
+    return PurePosixPath(path).is_relative_to(PurePosixPath(directory))
+
+
+# -- Dockerfile -----------------------------------------------------------------------------
+
+
+def test_dockerfile_runs_a_real_crewline_command() -> None:
+    stage = final_stage()
+    assert json.loads(only(stage, "ENTRYPOINT")) == ["crewline"]
+    command = json.loads(only(stage, "CMD"))
+    assert command == ["run"]
+    assert_real_command(command)
+
+
+def test_dockerfile_exposes_the_configured_webhook_port_and_its_health_path() -> None:
+    stage = final_stage()
+    assert only(stage, "EXPOSE").split() == [str(DEFAULT_PORT)]
+    check = only(stage, "HEALTHCHECK")
+    url = re.search(r"http://127\.0\.0\.1:(\d+)(/[\w/-]*)", check)
+    assert url, check
+    assert (int(url.group(1)), url.group(2)) == (DEFAULT_PORT, HEALTH_PATH)
+    assert check.split("CMD", 1)[1].split()[0] == '["python",', "exec form, the image's python"
+
+
+def test_dockerfile_stops_with_the_signal_crewline_handles() -> None:
+    """bot/serve.py handles SIGTERM (and Ctrl-C) with a clean stop; tests/test_cli_engine.py
+    proves it on a real worker process."""
+    assert only(final_stage(), "STOPSIGNAL") == "SIGTERM"
+
+
+def test_dockerfile_builds_from_the_repository_as_a_non_root_user() -> None:
+    instructions = dockerfile()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    # Every COPY source exists in the build context (the repository root), and every
+    # package of the distribution is copied.
+    copied = set()
+    for keyword, rest in instructions:
+        if keyword == "COPY" and not rest.startswith("--from"):
+            *sources, _target = rest.split()
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+                copied.add(source.rstrip("/").removeprefix("./"))
+    includes = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {name.rstrip("*") for name in includes} <= copied
+    assert {"pyproject.toml", project["project"]["readme"]} <= copied
+    assert any(
+        keyword == "RUN" and re.search(r"pip install \.(\s|$)", rest)
+        for keyword, rest in instructions
+    )
+    # Python >= what pyproject requires, for every stage.
+    wanted = tuple(
+        int(part) for part in project["project"]["requires-python"].removeprefix(">=").split(".")
+    )
+    arg, _, default = only(instructions, "ARG").partition("=")
+    for keyword, rest in instructions:
+        if keyword == "FROM":
+            image = rest.split()[0].replace(f"${{{arg}}}", default)
+            version = re.fullmatch(r"python:(\d+)\.(\d+)-slim[\w-]*", image)
+            assert version, image
+            assert (int(version.group(1)), int(version.group(2))) >= wanted
+    stage = final_stage()
+    assert any(
+        keyword == "RUN" and re.search(r"apt-get install .*\bgit\b", rest)
+        for keyword, rest in stage
+    )
+    user = only(stage, "USER").split(":")[0]
+    assert user not in ("root", "0")
+    env = docker_env(stage)
+    assert env[CONFIG_ENV] == "/etc/crewline/crewline.toml"
+    (volume,) = json.loads(only(stage, "VOLUME"))
+    assert env["HOME"] == volume, "agents run with crewline's HOME: it must be writable"
+
+
+# -- compose.yaml ---------------------------------------------------------------------------
+
+
+def named_volume(service: dict[str, Any], target: str) -> str:
+    for mount in service["volumes"]:
+        source, _, rest = str(mount).partition(":")
+        if rest.split(":")[0] == target:
+            return source
+    raise AssertionError(f"nothing is mounted at {target}")
+
+
+def test_compose_runs_crewline_built_from_the_dockerfile() -> None:
+    document = compose()
+    service = document["services"]["crewline"]
+    context = (DEPLOY / service["build"]["context"]).resolve()
+    assert context == ROOT
+    assert (context / service["build"]["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+    assert_real_command(service["command"])
+    assert service["restart"] in ("always", "unless-stopped", "on-failure")
+    assert service["stop_signal"] == only(final_stage(), "STOPSIGNAL")
+    published = [str(port).rsplit(":", 1)[-1] for port in service["ports"]]
+    assert published == [str(DEFAULT_PORT)]
+
+
+def test_compose_mounts_the_configuration_read_only_and_the_data_in_a_volume() -> None:
+    document = compose()
+    service = document["services"]["crewline"]
+    config = service["environment"][CONFIG_ENV]
+    mounts = {mount.split(":")[1]: mount.split(":")[2:] for mount in service["volumes"]}
+    assert mounts[config] == ["ro"]
+    (data,) = json.loads(only(final_stage(), "VOLUME"))
+    assert named_volume(service, data) in document["volumes"]
+
+
+def test_compose_secrets_are_files_crewline_reads() -> None:
+    document = compose()
+    service = document["services"]["crewline"]
+    for name, value in service["environment"].items():
+        if name == CONFIG_ENV:
+            continue
+        field = name.removeprefix("CREWLINE_").lower()
+        assert name.startswith("CREWLINE_") and field in SECRET_FIELDS, name
+        assert field.endswith("_file"), f"{name}: prefer the _FILE variant with docker secrets"
+        secret = PurePosixPath(value).name
+        assert PurePosixPath(value).parent == PurePosixPath("/run/secrets")
+        assert secret in service["secrets"] and secret in document["secrets"], secret
+    required = {"CREWLINE_GITLAB_TOKEN_FILE", "CREWLINE_WEBHOOK_SECRET_FILE"}
+    assert required <= set(service["environment"])
+
+
+def test_compose_container_configuration_fits_the_image(tmp_path: Path) -> None:
+    """The block compose.yaml asks users to add is a valid configuration that keeps every
+    data path in the image's volume and listens where the port is published."""
+    path = tmp_path / "crewline.toml"
+    path.write_text(
+        container_toml()
+        + '\n[gitlab]\nurl = "https://gitlab.example.com"\n\n[[projects]]\npath = "group/app"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    (data,) = json.loads(only(final_stage(), "VOLUME"))
+    for where in (config.storage.path, config.workspaces.root, config.runs_dir):
+        assert within(where, data), where
+    assert config.webhook.host == "0.0.0.0"
+    assert config.webhook.port == DEFAULT_PORT
+    assert config.worker_id == compose()["services"]["crewline"]["hostname"]
+
+
+def test_compose_commented_worker_is_an_extra_host_of_its_own() -> None:
+    document = compose_with_worker()
+    main, worker = document["services"]["crewline"], document["services"]["worker"]
+    assert_real_command(worker["command"])
+    assert worker["command"] == ["worker"]
+    (data,) = json.loads(only(final_stage(), "VOLUME"))
+    assert named_volume(worker, data) != named_volume(main, data)
+    assert named_volume(worker, data) in document["volumes"]
+    assert worker["hostname"] != main["hostname"]
+    assert worker["healthcheck"] == {"disable": True}  # no webhook receiver, no /healthz
+    assert "ports" not in worker
+    assert worker["build"] == main["build"] and worker["image"] == main["image"]
+
+
+# -- systemd unit ---------------------------------------------------------------------------
+
+
+def test_unit_runs_a_real_crewline_command() -> None:
+    service = unit()["Service"]
+    argv = shlex.split(setting(service, "ExecStart"))
+    assert PurePosixPath(argv[0]).is_absolute() and PurePosixPath(argv[0]).name == "crewline"
+    assert argv[1:] == ["run", "--config", "/etc/crewline/crewline.toml"]
+    assert_real_command(argv[1:])
+
+
+def test_unit_is_hardened_but_leaves_the_agents_a_writable_home() -> None:
+    service = unit()["Service"]
+    assert setting(service, "User") not in ("root", "0")
+    assert setting(service, "EnvironmentFile").startswith("/etc/crewline/")
+    assert setting(service, "Restart") == "on-failure"
+    assert setting(service, "NoNewPrivileges") == "yes"
+    assert setting(service, "ProtectSystem") == "strict"
+    assert setting(service, "PrivateTmp") == "yes"
+    env = dict(value.split("=", 1) for key, value in service if key == "Environment")
+    home = env["HOME"]
+    assert home in setting(service, "ReadWritePaths").split()
+    assert f"/var/lib/{setting(service, 'StateDirectory')}" == home
+
+
+def test_unit_stops_crewline_gracefully() -> None:
+    service = unit()["Service"]
+    assert setting(service, "KillSignal") == "SIGTERM"  # see the Dockerfile test above
+    assert setting(service, "KillMode") == "mixed"
+    stop = re.fullmatch(r"(\d+)s?", setting(service, "TimeoutStopSec"))
+    assert stop and int(stop.group(1)) > DRAIN_SECONDS
+
+
+def test_unit_passes_systemd_analyze(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None, (
+        "systemd-analyze is needed to check the unit: apt-get install systemd"
+    )
+    assert len(crewline_argv()) == 1, "install crewline in this virtualenv: pip install -e ."
+    text = (DEPLOY / "crewline.service").read_text(encoding="utf-8")
+    local = tmp_path / "crewline.service"  # ExecStart must exist: use this virtualenv's
+    local.write_text(text.replace("/opt/crewline/bin/crewline", crewline_argv()[0]), "utf-8")
+    result = subprocess.run(
+        [analyze, "verify", str(local)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
+        result.stdout + result.stderr
+    )
+
+
+# -- GitLab CI template ---------------------------------------------------------------------
+
+
+def test_ci_template_gives_qa_a_junit_report_on_every_pipeline_it_needs() -> None:
+    text = (DEPLOY / "gitlab-ci.template.yml").read_text(encoding="utf-8")
+    document = yaml.safe_load(text)
+    jobs = {
+        name: body
+        for name, body in document.items()
+        if isinstance(body, dict) and "script" in body and not name.startswith(".")
+    }
+    reporting = {
+        name: body for name, body in jobs.items() if body["artifacts"]["reports"].get("junit")
+    }
+    assert reporting, "no job publishes artifacts:reports:junit"
+    for body in reporting.values():
+        assert body["artifacts"]["when"] == "always"  # a failing run is the one QA reads
+        assert body["interruptible"] is True
+        assert "retry" not in body  # QA retries and records flakes itself
+        junit = body["artifacts"]["reports"]["junit"]
+        assert any(junit in line for line in body["script"]), "no script line writes it"
+    rules = [rule.get("if", "") for rule in document["workflow"]["rules"]]
+    assert any('$CI_PIPELINE_SOURCE == "merge_request_event"' in rule for rule in rules)
+    assert any("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in rule for rule in rules)
+
+    parsed = parse_ci_config(text)  # the simulator's runner accepts the very same file
+    by_name = {job.name: job for job in parsed.jobs}
+    for name, body in reporting.items():
+        assert by_name[name].junit == [body["artifacts"]["reports"]["junit"]]
+        assert by_name[name].artifacts_when == "always"
+        assert by_name[name].script == body["script"]
+
+
+# -- docs and README ------------------------------------------------------------------------
+
+_TOP = "bot|roles|forge|storage|workflow|tests|deploy|docs|bench"
+_PATH = re.compile(rf"(?<![\w./:-])((?:{_TOP})/[\w./-]*|pyproject\.toml|README\.md)")
+
+
+def repo_paths(text: str) -> set[str]:
+    return {match.rstrip(".,;:") for match in _PATH.findall(text)}
+
+
+def test_architecture_names_only_files_that_exist() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = repo_paths(text)
+    assert len(named) > 40, sorted(named)
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
+    links = re.findall(r"\]\(([^)#\s]+)\)", text)
+    broken = [link for link in links if not (ROOT / "docs" / link).resolve().exists()]
+    assert not broken, broken
+    records = {f"decisions/{path.name}" for path in (ROOT / "docs" / "decisions").glob("*.md")}
+    assert records, "no decision records"
+    assert records <= set(links), f"not linked: {sorted(records - set(links))}"
+
+
+def test_readme_deploy_section_points_at_real_files() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## Deploy\n(.*?)^## ", text, re.S | re.M)
+    assert match and text[match.end() - 3 :].startswith("## Layout"), "Deploy before Layout"
+    section = match.group(1)
+    named = repo_paths(section)
+    assert {f"deploy/{name}" for name in ("Dockerfile", "compose.yaml")} <= named
+    assert {"deploy/crewline.service", "deploy/gitlab-ci.template.yml"} <= named
+    for path in named - {"deploy/crewline.toml"}:  # the one the user creates
+        assert (ROOT / path).exists(), path
+    assert "docker build -f deploy/Dockerfile -t crewline ." in section
+    assert "docker compose -f deploy/compose.yaml up -d" in section
+    unit_exec = shlex.split(setting(unit()["Service"], "ExecStart"))[0]
+    assert str(PurePosixPath(unit_exec).parent.parent) in section  # where it says to install
