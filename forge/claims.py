@@ -18,10 +18,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Generic, Protocol, TypeVar
 
 from forge.gateway import Gateway, StaleState
 from forge.types import Issue, Note
-from storage import Lease, LeaseStore
 from workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,29 @@ class ClaimMarker:
         return f"crewline worker `{self.worker}` {state}\n\n{self.render()}"
 
 
+class HeldLease(Protocol):
+    @property
+    def holder(self) -> str: ...
+
+
+LeaseT = TypeVar("LeaseT", bound=HeldLease)
+
+
+class LocalLeases(Protocol[LeaseT]):
+    """This host's leases, which keep its own workers apart before GitLab arbitrates
+    between hosts (storage.LeaseStore is one; forge does not import storage)."""
+
+    async def acquire(self, key: str, holder: str, ttl: float) -> LeaseT | None: ...
+
+    async def renew(self, lease: LeaseT, ttl: float) -> LeaseT | None: ...
+
+    async def release(self, lease: LeaseT) -> bool: ...
+
+    async def get(self, key: str) -> LeaseT | None: ...
+
+
 @dataclass(frozen=True)
-class Claim:
+class Claim(Generic[LeaseT]):
     project: str
     iid: int
     role: str
@@ -96,7 +117,7 @@ class Claim:
     worker: str
     note_id: int
     expires: datetime
-    lease: Lease
+    lease: LeaseT
 
 
 @dataclass(frozen=True)
@@ -118,11 +139,11 @@ def lease_key(project: str, iid: int) -> str:
     return f"issue:{project}:{iid}"
 
 
-class Claims:
+class Claims(Generic[LeaseT]):
     def __init__(
         self,
         gateway: Gateway,
-        leases: LeaseStore,
+        leases: LocalLeases[LeaseT],
         *,
         worker: str,
         ttl_seconds: float,
@@ -143,7 +164,7 @@ class Claims:
     def _expiry(self) -> datetime:
         return _whole_seconds(self.clock() + timedelta(seconds=self.ttl))
 
-    async def claim(self, issue: Issue, role: str, run: str) -> Claim | None:
+    async def claim(self, issue: Issue, role: str, run: str) -> Claim[LeaseT] | None:
         """Try to claim ``issue`` for ``role``; None when another worker has it."""
         lease = await self.leases.acquire(
             lease_key(issue.project, issue.iid), self.worker, self.ttl
@@ -183,7 +204,7 @@ class Claims:
             issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease
         )
 
-    async def _abandon(self, issue: Issue, lease: Lease, note: Note | None) -> None:
+    async def _abandon(self, issue: Issue, lease: LeaseT, note: Note | None) -> None:
         """Best effort after a failure mid-claim: never leave our note as a winner."""
         try:
             if note is not None:
@@ -212,7 +233,7 @@ class Claims:
         ]
         return max(adds, default="")
 
-    async def renew(self, claim: Claim) -> Claim:
+    async def renew(self, claim: Claim[LeaseT]) -> Claim[LeaseT]:
         """Push the expiry forward in the note and in the local lease."""
         ready_label = self.workflow.ready_state(claim.role).label
         view = await self.current(claim.project, claim.iid, ready_label)
@@ -230,7 +251,7 @@ class Claims:
 
     async def adopt(
         self, issue: Issue, role: str, run: str, *, moved_on: bool = False
-    ) -> Claim | None:
+    ) -> Claim[LeaseT] | None:
         """Take back our own live claim after a restart (same worker id, same run); None
         when the claim expired into someone else's hands or the issue moved on.
 
@@ -259,7 +280,7 @@ class Claims:
         )
         return await self.renew(claim)
 
-    async def _own_lease(self, issue: Issue) -> Lease | None:
+    async def _own_lease(self, issue: Issue) -> LeaseT | None:
         key = lease_key(issue.project, issue.iid)
         lease = await self.leases.get(key)
         if lease is None:
@@ -268,7 +289,7 @@ class Claims:
             return None
         return lease
 
-    async def _own_claim_note(self, issue: Issue, role: str, run: str) -> Claim | None:
+    async def _own_claim_note(self, issue: Issue, role: str, run: str) -> Claim[LeaseT] | None:
         mine = (self.worker, run, role)
         for note in reversed(await self.gateway.notes(issue.project, issue.iid)):
             marker = ClaimMarker.parse(note.body)
@@ -283,7 +304,7 @@ class Claims:
             issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease
         )
 
-    async def release(self, claim: Claim) -> None:
+    async def release(self, claim: Claim[LeaseT]) -> None:
         """End the claim (after the run has moved the issue on)."""
         marker = ClaimMarker(claim.worker, claim.run, claim.role, claim.expires, ended="released")
         try:

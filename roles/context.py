@@ -23,13 +23,14 @@ from roles.agents.base import Agent
 from roles.notify import Desk, Notifier
 from roles.settings import RolesSettings
 from roles.workspace import Workspaces
-from storage import Run, Storage
+from storage import Lease, Run, Storage
 from workflow import Workflow
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 StepHook = Callable[[str], Awaitable[None]]
+HostClaim = Claim[Lease]  # a claim held with this host's SQLite lease
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Services:
 
     gateway: Gateway
     storage: Storage
-    claims: Claims
+    claims: Claims[Lease]
     workflow: Workflow
     projects: Mapping[str, ProjectSettings]
     roles: RolesSettings
@@ -72,7 +73,7 @@ class RunContext:
     role: str
     attempt: int
     run: Run
-    claim: Claim
+    claim: HostClaim
     project: ProjectSettings
     done: dict[str, Any] = field(default_factory=dict)  # steps finished before a restart
 

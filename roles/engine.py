@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from forge.claims import Claim, ClaimLost, ClaimMarker
+from forge.claims import ClaimLost, ClaimMarker
 from forge.client import ForgeError
 from forge.gateway import StaleState
 from forge.types import Issue
-from roles.context import RunAborted, RunContext, Services
+from roles.context import HostClaim, RunAborted, RunContext, Services
 from roles.notify import Event, EventKind, GateRequest, for_humans
 from storage import Run, RunFinishedError, RunStatus
 from workflow import Outcome, next_state
@@ -192,7 +192,7 @@ class Engine:
         )
         await self._tell(EventKind.BLOCKED, issue, reason, ready, target)
 
-    def _launch(self, role: Role, issue: Issue, claim: Claim, resumed: Run | None) -> None:
+    def _launch(self, role: Role, issue: Issue, claim: HostClaim, resumed: Run | None) -> None:
         key = (issue.project, issue.iid)
         task = asyncio.create_task(
             self._run(role, issue, claim, resumed), name=f"run {issue.ref} {role.name}"
@@ -288,7 +288,7 @@ class Engine:
         markers = (ClaimMarker.parse(note.body) for note in notes)
         return max(1, sum(1 for marker in markers if marker is not None and marker.role == role))
 
-    async def _start_run(self, issue: Issue, role: str, claim: Claim) -> Run:
+    async def _start_run(self, issue: Issue, role: str, claim: HostClaim) -> Run:
         runs = self.services.storage.runs
         attempt = await self._attempt(issue, role)
         while True:
@@ -302,7 +302,7 @@ class Engine:
         await runs.checkpoint(run.id, "claim", {"run": claim.run, "note_id": claim.note_id})
         return run
 
-    async def _run(self, role: Role, issue: Issue, claim: Claim, resumed: Run | None) -> None:
+    async def _run(self, role: Role, issue: Issue, claim: HostClaim, resumed: Run | None) -> None:
         services = self.services
         try:
             run = resumed or await self._start_run(issue, role.name, claim)
