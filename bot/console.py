@@ -1,7 +1,8 @@
 """The console surface: the engine's notifier and desk on a terminal.
 
 Used by `crewline demo` and by headless hosts. The desk approves plans and merges
-automatically (saying so), or asks at the terminal with ``interactive=True``.
+automatically (saying so), or asks at the terminal with ``interactive=True``: one question
+at a time, and once standard input is closed it asks no more (the gates wait in GitLab).
 """
 
 from __future__ import annotations
@@ -64,11 +65,16 @@ class ConsoleDesk:
         self.leases = leases
         self.interactive = interactive
         self.who = who
+        self.input_closed = False  # interactive, and standard input reached its end
+        self._asking = asyncio.Lock()  # two gates at once must not share one prompt
 
     async def request(self, gate: GateRequest) -> None:
         approve, feedback = True, ""
         if self.interactive:
-            approve, feedback = await self._ask(gate)
+            answer = await self.ask(gate)
+            if answer is None:
+                return
+            approve, feedback = answer
         via = "console" + ("" if self.interactive else " (auto-approved)")
         if gate.gate == self.gateway.workflow.gate_state("plan").name:
             decision = await decide_plan(
@@ -86,13 +92,27 @@ class ConsoleDesk:
             markup=False,
         )
 
-    async def _ask(self, gate: GateRequest) -> tuple[bool, str]:
+    async def ask(self, gate: GateRequest) -> tuple[bool, str] | None:
+        """(approve, feedback), or None when nobody can answer any more."""
         what = "Plan" if gate.gate == self.gateway.workflow.gate_state("plan").name else "Merge"
-        self.console.rule(f"{what} of {gate.project}#{gate.iid}: {gate.title}")
-        self.console.print(gate.summary, markup=False)
-        answer = await asyncio.to_thread(
-            input, f"Approve this {what.lower()}? [Y]es, or type what should change: "
-        )
+        async with self._asking:
+            if self.input_closed:
+                return None
+            self.console.rule(f"{what} of {gate.project}#{gate.iid}: {gate.title}")
+            self.console.print(gate.summary, markup=False)
+            try:
+                answer = await asyncio.to_thread(
+                    input, f"Approve this {what.lower()}? [Y]es, or type what should change: "
+                )
+            except EOFError:
+                self.input_closed = True
+                self.console.print(
+                    f"\nno answer for {gate.project}#{gate.iid}: standard input is closed; it "
+                    "waits at its gate (decide in GitLab, or run again at a terminal)",
+                    style="yellow",
+                    markup=False,
+                )
+                return None
         if answer.strip().lower() in ("", "y", "yes"):
             return True, ""
         return False, answer.strip()

@@ -106,7 +106,7 @@ async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 9
                 notifier=Fanout(ConsoleNotifier(console), log),
             )
             try:
-                runtime.services.desk = ConsoleDesk(
+                desk = ConsoleDesk(
                     console,
                     runtime.services.gateway,
                     runtime.storage.leases,
@@ -114,7 +114,8 @@ async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 9
                     who="the demo operator",
                     merger=runtime.services.merger,
                 )
-                results = await _drive(runtime, console, limit_seconds)
+                runtime.services.desk = desk
+                results = await _drive(runtime, console, limit_seconds, desk)
             finally:
                 await runtime.close()
         finally:
@@ -127,7 +128,9 @@ async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 9
     return 0 if ok else 1
 
 
-async def _drive(runtime: Runtime, console: Console, limit_seconds: float) -> list[GoalResult]:
+async def _drive(
+    runtime: Runtime, console: Console, limit_seconds: float, desk: ConsoleDesk
+) -> list[GoalResult]:
     gateway, wf = runtime.services.gateway, runtime.services.workflow
     synced = await sync_labels(gateway, PROJECT)
     console.print(f"labels: {len(synced.created)} created, {len(synced.updated)} updated")
@@ -145,6 +148,8 @@ async def _drive(runtime: Runtime, console: Console, limit_seconds: float) -> li
         await engine.tick()
         if not engine.busy and await _all_settled(runtime, issues):
             break
+        if desk.input_closed and not engine.busy:
+            break  # nobody is left to approve what waits at a gate
         await asyncio.sleep(0.2)
     await engine.drain()
     return [await _result(runtime, issue, goal) for issue, goal in zip(issues, GOALS, strict=True)]

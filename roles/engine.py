@@ -322,7 +322,7 @@ class Engine:
             return
         finishing = ctx.done.get("finish")
         if isinstance(finishing, dict):  # killed while finishing: the work itself is done
-            await self._finish(ctx, _result_of(finishing))
+            await self._finish_or_log(ctx, _result_of(finishing))
             return
         renewing = asyncio.create_task(self._renew(ctx))
         try:
@@ -333,7 +333,18 @@ class Engine:
                 await renewing
         if result is None:
             return
-        await self._finish(ctx, result)
+        await self._finish_or_log(ctx, result)
+
+    async def _finish_or_log(self, ctx: RunContext, result: RoleResult) -> None:
+        """Finish, or say why not: the run stays unfinished in SQLite, so a restart (or
+        another host's janitor, once the claim expires) completes what is left."""
+        try:
+            await self._finish(ctx, result)
+        except Exception:
+            log.exception(
+                "run could not finish, a restart resumes it: issue=%s role=%s run=%s",
+                ctx.issue.ref, ctx.role, ctx.key,
+            )  # fmt: skip
 
     async def _guarded(
         self, role: Role, ctx: RunContext, renewing: asyncio.Task[None]
