@@ -55,6 +55,9 @@ class Services:
     merger: MergeGateway | None = None
     # Fault injection for crash tests: awaited after every recorded step.
     after_step: StepHook | None = None
+    # When each issue entered its state, by (project, iid): (issue updated_at, label, since).
+    # A label change updates the issue, so an unchanged updated_at means an unchanged answer.
+    entered: dict[tuple[str, int], tuple[str, str, str]] = field(default_factory=dict)
 
     def agent_timeout(self, role: str) -> float:
         return self.agent_timeouts.get(role, 1800.0)

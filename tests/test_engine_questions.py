@@ -107,3 +107,34 @@ async def test_work_without_a_transition_for_too_long_is_stuck(
 
 async def _true() -> bool:
     return True
+
+
+async def test_an_unchanged_issue_is_not_asked_again_when_it_entered_its_state(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """The janitor checks every waiting issue on every pass; label events are read again
+    only for an issue that changed since (GitLab updates an issue on any label change)."""
+    config = configure(demo_sim, tmp_path)
+    config.roles.pm.enabled = False
+    async with runtime_for(demo_sim, config) as (runtime, _):
+        waiting = await file_goal(runtime, GOALS[0].title, GOALS[0].description)
+        other = await file_goal(runtime, GOALS[1].title, GOALS[1].description)
+        audit = runtime.storage.audit
+
+        async def label_event_reads() -> int:
+            recent = await audit.recent(limit=1000)
+            return sum(entry.what == "gitlab.issue.label_events" for entry in recent)
+
+        first = await stuck_items(runtime.services, stuck_after=3600, by_state={"pm-ready": 0.001})
+        reads = await label_event_reads()
+        assert [item.iid for item in first] == [waiting.iid, other.iid] and reads == 2
+        again = await stuck_items(runtime.services, stuck_after=3600, by_state={"pm-ready": 0.001})
+        assert [(i.iid, i.since) for i in again] == [(i.iid, i.since) for i in first]
+        assert await label_event_reads() == reads
+
+        await runtime.services.gateway.transition(PROJECT, other.iid, "blocked")
+        moved = await stuck_items(runtime.services, stuck_after=3600, by_state={"pm-ready": 0.001})
+        assert {(item.iid, item.state) for item in moved} == {
+            (waiting.iid, "pm-ready"), (other.iid, "blocked"),
+        }  # fmt: skip
+        assert await label_event_reads() == reads + 1  # only the issue that moved

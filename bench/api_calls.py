@@ -1,0 +1,140 @@
+"""GitLab API calls crewline spends while work waits: the rate-limit budget of a host.
+
+Run: ``.venv/bin/python bench/api_calls.py [--waiting 5 50] [--reps 5]``
+
+Against the simulator (the demo project), for each ``--waiting`` N it files N issues in each
+of four waiting states: dev-ready behind a dependency that is not done, plan-review (a human
+gate), merge-ready without a merge request (the gate the janitor watches) and blocked. With
+nothing claimable, it counts the GitLab calls of one engine pass (every role lists its ready
+work and checks what may start) and of one janitor pass (label repair, merged by hand, moved
+after QA, unanswered questions, expired claims, stuck work). Calls are counted from the
+audit trail, which records every GitLab call crewline makes, read or write.
+
+It prints the median calls per pass over ``--reps`` passes, the busiest operations, and
+what that makes per minute at the default schedule (one poll and one janitor pass a
+minute), beside GitLab.com's limit of 2,000 authenticated API requests a minute per user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import statistics
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import gitlab
+from pydantic import SecretStr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.app import Runtime, build_runtime
+from bot.config import Secrets
+from bot.demo import PROJECT, demo_config
+from forge.labels import sync_labels
+from forge.sim.app import RunningSim
+from forge.sim.core import SimConfig
+from roles.janitor import sweep
+from roles.notify import EventLog
+from workflow import default_workflow
+
+GITLAB_COM_LIMIT = 2000  # authenticated API requests per minute per user (GitLab.com)
+
+
+def file_waiting_work(sim: RunningSim, waiting: int) -> None:
+    wf = default_workflow()
+    gl = gitlab.Gitlab(sim.base_url, private_token=sim.config.root_token)
+    project = gl.projects.get(PROJECT)
+    gate = project.issues.create(
+        {"title": "A plan a human reviews", "labels": "workflow::plan-review"}
+    )
+    for n in range(waiting):
+        for state, description in (
+            ("dev-ready", f"Depends on #{gate.iid}"),
+            ("plan-review", "Its plan waits for a human."),
+            ("merge-ready", "Waits for a merge decision."),
+            ("blocked", "Stopped for a human."),
+        ):
+            project.issues.create(
+                {
+                    "title": f"{state} {n}",
+                    "description": description,
+                    "labels": wf.state(state).label,
+                }
+            )
+
+
+def calls_since(db: Path, after: int) -> tuple[int, Counter[str]]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT id, what FROM audit WHERE id > ?", (after,)).fetchall()
+    last = max((row[0] for row in rows), default=after)
+    return last, Counter(str(row[1]) for row in rows)
+
+
+async def measure(
+    runtime: Runtime, db: Path, reps: int
+) -> tuple[list[int], list[int], Counter[str]]:
+    ticks, sweeps, ops = [], [], Counter[str]()
+    last, _ = calls_since(db, 0)
+    for _ in range(reps):
+        started = await runtime.engine.tick()
+        assert started == 0, "the bench's work must wait, not start"
+        last, counted = calls_since(db, last)
+        ticks.append(sum(counted.values()))
+        ops.update(counted)
+        await sweep(runtime.services)
+        last, counted = calls_since(db, last)
+        sweeps.append(sum(counted.values()))
+        ops.update(counted)
+    return ticks, sweeps, ops
+
+
+async def bench(waiting: int, reps: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="crewline-bench-api-") as tmp:
+        base = Path(tmp)
+        sim = RunningSim(SimConfig(state_dir=base / "sim", seed="demo")).start()
+        try:
+            file_waiting_work(sim, waiting)
+            config = demo_config(base, sim.base_url)
+            runtime = await build_runtime(
+                config, Secrets(gitlab_token=SecretStr(sim.config.bot_token)), notifier=EventLog()
+            )
+            try:
+                await sync_labels(runtime.services.gateway, PROJECT)
+                db = config.storage.path
+                ticks, sweeps, ops = await measure(runtime, db, reps)
+            finally:
+                await runtime.close()
+        finally:
+            sim.stop()
+    issues = 4 * waiting + 1
+    tick, janitor = statistics.median(ticks), statistics.median(sweeps)
+    per_minute = tick + janitor  # defaults: poll_seconds = janitor_seconds = 60
+    print(
+        f"{issues} waiting issues ({waiting} in each of dev-ready, plan-review, merge-ready, blocked)"
+    )
+    print(f"  engine pass   calls per pass: {' '.join(map(str, ticks))}  median {tick:.0f}")
+    print(f"  janitor pass  calls per pass: {' '.join(map(str, sweeps))}  median {janitor:.0f}")
+    print(
+        f"  at the default schedule: {per_minute:.0f} calls a minute per project, "
+        f"{per_minute / GITLAB_COM_LIMIT:.1%} of GitLab.com's {GITLAB_COM_LIMIT:,}/min"
+    )
+    busiest = ", ".join(f"{what} {count / reps:.0f}" for what, count in ops.most_common(5))
+    print(f"  busiest per engine+janitor pass: {busiest}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--waiting", type=int, nargs="+", default=[5, 50])
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    for waiting in args.waiting:
+        asyncio.run(bench(waiting, args.reps))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
