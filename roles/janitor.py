@@ -21,7 +21,7 @@ from forge.claims import ClaimMarker
 from forge.gateway import StaleState
 from forge.types import Issue
 from roles.context import Services
-from roles.mr_link import issue_mr, moved_since_qa, mr_reference
+from roles.mr_link import moved_since_qa, mr_reference
 from roles.notify import Event, EventKind
 from roles.stuck import entered_at, stuck_items
 from workflow import Outcome, StateKind, label_change, next_state, read_state
@@ -65,7 +65,6 @@ async def sweep(
     for project in services.projects:
         await _repair_labels(services, project, report)
         await _merged_by_hand(services, project, report)
-        await _moved_after_qa(services, project, report)
         await _unanswered(services, project, limits.answer_timeout, report)
         for role in services.workflow.roles:
             if role not in services.roles.by_name():
@@ -137,34 +136,31 @@ async def _move(services: Services, issue: Issue, state: str, outcome: Outcome, 
 
 
 async def _merged_by_hand(services: Services, project: str, report: JanitorReport) -> None:
-    """Waiting states whose MR a human merged in GitLab: the work is done."""
+    """Waiting states whose MR a human merged in GitLab: the work is done. At the merge gate,
+    an open MR whose head moved after QA passed it goes back to QA (a merge needs a green
+    head). One read of the notes and the MR serves both checks."""
     wf = services.workflow
-    waiting = [wf.ready_state("review"), wf.ready_state("qa"), wf.gate_state("merge")]
-    for state in waiting:
+    gate = wf.gate_state("merge")
+    for state in (wf.ready_state("review"), wf.ready_state("qa"), gate):
         # Closed too: merging an MR that says "Closes #N" closes the issue in GitLab.
         listed = await services.gateway.list_issues(project, labels=[state.label], state="all")
         for issue in listed:
-            mr = await issue_mr(services.gateway, project, issue.iid)
-            if mr is None or mr.state != "merged":
+            notes = await services.gateway.notes(project, issue.iid)
+            reference = mr_reference(notes)
+            if reference is None:
                 continue
-            note = f"!{mr.iid} was merged in GitLab; the work is done."
-            if await _move(services, issue, state.name, Outcome.MERGED, note):
-                await services.gateway.update_issue(project, issue.iid, state_event="close")
-                report.merged.append(issue.ref)
-
-
-async def _moved_after_qa(services: Services, project: str, report: JanitorReport) -> None:
-    """Issues waiting for a merge approval whose MR got new commits since QA passed it."""
-    gate = services.workflow.gate_state("merge")
-    for issue in await services.gateway.list_issues(project, labels=[gate.label]):
-        notes = await services.gateway.notes(project, issue.iid)
-        reference = mr_reference(notes)
-        if reference is None:
-            continue
-        mr = await services.gateway.merges.get_mr(project, reference[0])
-        moved = moved_since_qa(notes, mr) if mr.state == "opened" else None
-        if moved is not None and await _move(services, issue, gate.name, Outcome.HEAD_MOVED, moved):
-            report.back_to_qa.append(issue.ref)
+            mr = await services.gateway.merges.get_mr(project, reference[0])
+            if mr.state == "merged":
+                note = f"!{mr.iid} was merged in GitLab; the work is done."
+                if await _move(services, issue, state.name, Outcome.MERGED, note):
+                    await services.gateway.update_issue(project, issue.iid, state_event="close")
+                    report.merged.append(issue.ref)
+            elif state is gate and issue.state == "opened" and mr.state == "opened":
+                moved = moved_since_qa(notes, mr)
+                if moved is not None and await _move(
+                    services, issue, gate.name, Outcome.HEAD_MOVED, moved
+                ):
+                    report.back_to_qa.append(issue.ref)
 
 
 async def _unanswered(
