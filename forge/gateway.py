@@ -180,13 +180,22 @@ class Gateway:
         events = await self.calls.read("issue.label_events", f"{project}#{iid}", {}, list_)
         return sorted((LabelEvent.of(e) for e in events), key=lambda e: e.id)
 
-    async def issue_links(self, project: str, iid: int) -> list[Issue]:
+    async def blocked_by(self, project: str, iid: int) -> list[int]:
+        """The iids of the issues in ``project`` linked as blocking this one ("is blocked by",
+        seen from this issue). A "relates to" link is no dependency: it is mutual, so both
+        issues would wait for each other."""
+
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
             issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
             return [dict(link.attributes) for link in issue.links.list(get_all=True)]
 
         linked = await self.calls.read("issue.links", f"{project}#{iid}", {}, list_)
-        return [Issue.of(project, item) for item in linked if int(item.get("project_id", 0)) > 0]
+        return [
+            int(item["iid"])
+            for item in linked
+            if item.get("link_type") == "is_blocked_by"
+            and str((item.get("references") or {}).get("full", "")) == f"{project}#{item['iid']}"
+        ]
 
     async def member_access_level(self, project: str, username: str) -> int:
         """``username``'s effective access level on ``project`` (inherited membership and

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from forge.claims import Claim, Claims
 from forge.gateway import Gateway
@@ -31,6 +31,24 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 StepHook = Callable[[str], Awaitable[None]]
 HostClaim = Claim[Lease]  # a claim held with this host's SQLite lease
+
+
+class IssueMemo(Generic[T]):
+    """Answers about an issue that hold until the issue changes. GitLab moves an issue's
+    ``updated_at`` on every change to its labels, description and notes, and a link adds a
+    system note to both issues, so an unchanged ``updated_at`` means an unchanged answer."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int, str], tuple[str, T]] = {}
+
+    async def get(self, issue: Issue, about: str, compute: Callable[[], Awaitable[T]]) -> T:
+        key = (issue.project, issue.iid, about)
+        known = self._known.get(key)
+        if known is not None and issue.updated_at and known[0] == issue.updated_at:
+            return known[1]
+        value = await compute()
+        self._known[key] = (issue.updated_at, value)
+        return value
 
 
 @dataclass
@@ -55,9 +73,12 @@ class Services:
     merger: MergeGateway | None = None
     # Fault injection for crash tests: awaited after every recorded step.
     after_step: StepHook | None = None
-    # When each issue entered its state, by (project, iid): (issue updated_at, label, since).
-    # A label change updates the issue, so an unchanged updated_at means an unchanged answer.
-    entered: dict[tuple[str, int], tuple[str, str, str]] = field(default_factory=dict)
+    # When an issue entered its state, and what it depends on: asked on every pass for every
+    # waiting issue, and the same until the issue changes.
+    entered: IssueMemo[str] = field(default_factory=lambda: IssueMemo[str]())
+    dependencies: IssueMemo[frozenset[int]] = field(
+        default_factory=lambda: IssueMemo[frozenset[int]]()
+    )
 
     def agent_timeout(self, role: str) -> float:
         return self.agent_timeouts.get(role, 1800.0)

@@ -1,7 +1,7 @@
 """The developer role's scheduling gates: dependencies and overlapping work.
 
-Dependencies come from "Depends on #N" lines in the description, GitLab issue links and
-the approved plan. Work starts only when every dependency is done; a missing issue or a
+Dependencies come from "Depends on #N" lines in the description, "is blocked by" issue
+links (GitLab Premium) and the approved plan. Work starts only when every dependency is done; a missing issue or a
 cycle stops it at blocked with the reason. A run also waits while another running issue's
 owned paths overlap its own, so two agents never edit the same files at once.
 """
@@ -29,13 +29,20 @@ def declared_dependencies(description: str) -> set[int]:
 
 
 async def dependencies_of(services: Services, issue: Issue) -> set[int]:
-    found = declared_dependencies(issue.description)
-    found |= {linked.iid for linked in await services.gateway.issue_links(issue.project, issue.iid)}
-    plan = await load_plan(services.gateway, issue.project, issue.iid)
-    if plan is not None:
-        found |= set(plan[1].depends_on)
-    found.discard(issue.iid)
-    return found
+    """From the description, the links and the plan; read again only once the issue changed
+    (a waiting issue is checked on every engine pass)."""
+
+    async def read() -> frozenset[int]:
+        gateway = services.gateway
+        found = declared_dependencies(issue.description)
+        found |= set(await gateway.blocked_by(issue.project, issue.iid))
+        plan = await load_plan(gateway, issue.project, issue.iid)
+        if plan is not None:
+            found |= set(plan[1].depends_on)
+        found.discard(issue.iid)
+        return frozenset(found)
+
+    return set(await services.dependencies.get(issue, "", read))
 
 
 def is_done(services: Services, issue: Issue) -> bool:

@@ -46,15 +46,13 @@ async def entered_at(services: Services, issue: Issue, label: str) -> str:
     """When ``label`` was last added to the issue (its updated time if never recorded).
     Remembered until the issue changes: the janitor asks for every waiting issue on every
     pass, and the label events of an unchanged issue are the same."""
-    key = (issue.project, issue.iid)
-    remembered = services.entered.get(key)
-    if remembered is not None and issue.updated_at and remembered[:2] == (issue.updated_at, label):
-        return remembered[2]
-    events = await services.gateway.label_events(issue.project, issue.iid)
-    adds = [event.created_at for event in events if event.action == "add" and event.label == label]
-    since = max(adds, default=issue.updated_at or issue.created_at)
-    services.entered[key] = (issue.updated_at, label, since)
-    return since
+
+    async def read() -> str:
+        events = await services.gateway.label_events(issue.project, issue.iid)
+        adds = [e.created_at for e in events if e.action == "add" and e.label == label]
+        return max(adds, default=issue.updated_at or issue.created_at)
+
+    return await services.entered.get(issue, label, read)
 
 
 async def stuck_items(

@@ -14,6 +14,8 @@ from bot.demo_goals import GOALS
 from bot.settings import ScheduleSettings
 from forge.claims import ClaimMarker
 from forge.sim.app import RunningSim
+from roles.dependencies import dependency_admission
+from roles.engine import Verdict
 from roles.janitor import sweep
 from roles.notify import EventKind
 from roles.settings import BudgetSettings
@@ -108,6 +110,51 @@ async def test_dependency_waits_and_a_cycle_blocks(demo_sim: RunningSim, tmp_pat
         assert reason == f"waiting for #{first.iid} to be done"
     bodies = note_bodies(demo_sim, a.iid)
     assert any(f"dependency cycle: #{a.iid} -> #{b.iid} -> #{a.iid}" in body for body in bodies)
+
+
+async def test_dependencies_are_read_again_only_once_the_waiting_issue_changed(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """A waiting issue is checked on every engine pass: its links and plan are read once,
+    then again after it changed (here: a link, which GitLab records as a system note). Only
+    "is blocked by" links are dependencies: "relates to" is mutual, it would be a cycle."""
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        services, gateway = runtime.services, runtime.services.gateway
+        first = await file_goal(runtime, "First", "Nothing to wait for.")
+        other = await file_goal(runtime, "Other", "Nothing to wait for either.")
+        waiting = await file_goal(runtime, "Waits", f"Depends on #{first.iid}")
+
+        async def admitted() -> tuple[Verdict, str]:
+            admission = await dependency_admission(
+                services, await gateway.get_issue(PROJECT, waiting.iid)
+            )
+            return admission.verdict, admission.reason
+
+        async def link_reads() -> int:
+            recent = await runtime.storage.audit.recent(limit=1000)
+            return sum(entry.what == "gitlab.issue.links" for entry in recent)
+
+        assert await admitted() == (Verdict.WAIT, f"waiting for #{first.iid} to be done")
+        reads = await link_reads()
+        assert await admitted() == (Verdict.WAIT, f"waiting for #{first.iid} to be done")
+        assert await link_reads() == reads  # unchanged: nothing read again
+
+        project = root(demo_sim).projects.get(PROJECT)
+        project.issues.update(first.iid, {"state_event": "close"})
+        assert (await admitted())[0] is Verdict.GO  # the dependency itself is read fresh
+        links = project.issues.get(waiting.iid, lazy=True).links
+        links.create({"target_project_id": PROJECT, "target_issue_iid": other.iid})
+        assert (await admitted())[0] is Verdict.GO  # related to, not blocked by
+        assert await link_reads() == reads + 1  # it changed: read again
+        blocker = await file_goal(runtime, "Blocker", "It must be done first.")
+        links.create(
+            {
+                "target_project_id": PROJECT,
+                "target_issue_iid": blocker.iid,
+                "link_type": "is_blocked_by",
+            }
+        )
+        assert await admitted() == (Verdict.WAIT, f"waiting for #{blocker.iid} to be done")
 
 
 def a_iid(first: int) -> int:

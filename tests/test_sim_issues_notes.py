@@ -160,6 +160,23 @@ def test_issue_links_seen_from_both_sides(sim: RunningSim) -> None:
     )
     assert nowhere.status_code == 404
 
+    before = project.issues.get(b.iid).updated_at
     from_b.delete()
     assert b.links.list() == []
     assert [link.iid for link in a.links.list()] == [c.iid]
+
+    # GitLab records each link change as a system note on both issues, which touches them.
+    def system_notes(iid: int) -> list[str]:
+        notes = project.issues.get(iid).notes.list(get_all=True, sort="asc")
+        return [note.body for note in notes if note.system]
+
+    assert system_notes(a.iid) == [
+        f"marked this issue as blocking #{b.iid}",
+        f"marked this issue as blocking #{c.iid}",
+        f"removed the relation with #{b.iid}",
+    ]
+    assert system_notes(b.iid) == [
+        f"marked this issue as blocked by #{a.iid}",
+        f"removed the relation with #{a.iid}",
+    ]
+    assert project.issues.get(b.iid).updated_at > before

@@ -26,6 +26,7 @@ from forge.sim.core import (
 )
 from forge.sim.http import Params, created, fail, not_found, now_iso, paginate
 from forge.sim.issue_records import IssueRecord, issue_json, load_issue, load_records
+from forge.sim.notes import create_note
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS issue_links (
@@ -161,6 +162,7 @@ async def create_link(request: web.Request) -> web.Response:
         )
         link = await cur.fetchone()
     assert link is not None
+    await _tell_both(sim, user, link, removed=False)
     body = await _link_body(sim, link)
     if link_type == "is_blocked_by":  # answer from the requesting issue's side
         body = {
@@ -177,7 +179,39 @@ async def delete_link(request: web.Request) -> web.Response:
     body = await _link_body(sim, link)
     async with sim.store.write() as conn:
         await conn.execute("DELETE FROM issue_links WHERE id = ?", (link["id"],))
+    await _tell_both(sim, current_user(request), link, removed=True)
     return web.json_response(body)
+
+
+_SAYS = {"relates_to": "related to", "blocks": "blocking", "is_blocked_by": "blocked by"}
+
+
+async def _tell_both(sim: Sim, user: sqlite3.Row, link: sqlite3.Row, *, removed: bool) -> None:
+    """GitLab's system notes on both issues ("marked this issue as related to #2", "removed
+    the relation with #2"); as every note does, they touch each issue's ``updated_at``."""
+    ends = [int(link["source_issue_id"]), int(link["target_issue_id"])]
+    rows = {
+        int(row["id"]): row
+        for row in await sim.store.fetchall(
+            "SELECT id, iid, project_id FROM issues WHERE id IN (?, ?)", tuple(ends)
+        )
+    }
+    for here, there in (ends, ends[::-1]):
+        issue, other = rows[here], rows[there]
+        project = await project_by_ref(sim, str(issue["project_id"]))
+        assert project is not None
+        ref = f"#{other['iid']}"
+        if other["project_id"] != issue["project_id"]:
+            other_project = await project_by_ref(sim, str(other["project_id"]))
+            assert other_project is not None
+            ref = f"{other_project['namespace']}/{other_project['path']}{ref}"
+        _, seen = seen_from(link, here)
+        body = (
+            f"removed the relation with {ref}"
+            if removed
+            else f"marked this issue as {_SAYS[seen]} {ref}"
+        )
+        await create_note(sim, project, "Issue", int(issue["iid"]), user, body, system=True)
 
 
 def setup(app: web.Application, sim: Sim) -> None:
