@@ -59,6 +59,17 @@ class Gateway:
         self.calls = AuditedCalls(client, guard, audit, who)
         self.workflow = workflow
         self.merges = MergeGateway(self.calls)
+        self._project_ids: dict[str, int] = {}
+
+    async def project_id(self, project: str) -> int:
+        """The numeric id of ``project`` (a path), asked once per process: it never changes."""
+        if project not in self._project_ids:
+
+            def get(gl: gitlab.Gitlab) -> int:
+                return int(gl.projects.get(project).id)
+
+            self._project_ids[project] = await self.calls.read("project.get", project, {}, get)
+        return self._project_ids[project]
 
     @property
     def url(self) -> str:
@@ -190,12 +201,11 @@ class Gateway:
             return [dict(link.attributes) for link in issue.links.list(get_all=True)]
 
         linked = await self.calls.read("issue.links", f"{project}#{iid}", {}, list_)
-        return [
-            int(item["iid"])
-            for item in linked
-            if item.get("link_type") == "is_blocked_by"
-            and str((item.get("references") or {}).get("full", "")) == f"{project}#{item['iid']}"
-        ]
+        blockers = [item for item in linked if item.get("link_type") == "is_blocked_by"]
+        if not blockers:
+            return []
+        here = await self.project_id(project)  # GitLab names a linked issue's project by id
+        return [int(item["iid"]) for item in blockers if int(item.get("project_id", 0)) == here]
 
     async def member_access_level(self, project: str, username: str) -> int:
         """``username``'s effective access level on ``project`` (inherited membership and

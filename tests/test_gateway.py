@@ -38,6 +38,29 @@ async def test_create_list_ready_and_transition(sim: RunningSim, tmp_path: Path)
         assert {"gitlab.issue.get", "gitlab.issue.update"} <= {entry.what for entry in entries}
 
 
+async def test_blocked_by_names_blockers_in_the_same_project_only(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    make_project(sim)
+    make_project(sim, "other/lib")
+    project, other = admin(sim).projects.get(PROJECT), admin(sim).projects.get("other/lib")
+    waiting, blocker, related = (project.issues.create({"title": t}) for t in "abc")
+    for filler in range(3):
+        other.issues.create({"title": f"filler {filler}"})
+    far = other.issues.create({"title": "in another project"})  # iid 4: none such here
+    links = project.issues.get(waiting.iid, lazy=True).links
+    for target, iid, kind in (
+        (PROJECT, blocker.iid, "is_blocked_by"),
+        (PROJECT, related.iid, "relates_to"),
+        ("other/lib", far.iid, "is_blocked_by"),
+    ):
+        links.create({"target_project_id": target, "target_issue_iid": iid, "link_type": kind})
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
+        assert await gateway.blocked_by(PROJECT, waiting.iid) == [blocker.iid]
+        assert await gateway.blocked_by(PROJECT, blocker.iid) == []  # it blocks, it waits for none
+        assert await gateway.blocked_by(PROJECT, related.iid) == []
+
+
 async def test_transition_repairs_two_workflow_labels_on_free_tier(
     free_sim: RunningSim, tmp_path: Path
 ) -> None:
