@@ -195,9 +195,14 @@ def test_sixteen_processes_claim_each_issue_exactly_once(sim: RunningSim, tmp_pa
     make_project(sim)
     seed_ready_issues(sim, 200)
     started = time.monotonic()
-    workers = [spawn(sim, tmp_path, f"w{n:02d}") for n in range(16)]
-    for proc in workers:
-        assert proc.wait(timeout=540) == 0, (tmp_path / "w00.err").read_text()[-2000:]
+    names = [f"w{n:02d}" for n in range(16)]
+    workers = [spawn(sim, tmp_path, name) for name in names]
+    failed = {
+        name: (tmp_path / f"{name}.err").read_text()[-2000:]
+        for name, proc in zip(names, workers, strict=True)
+        if proc.wait(timeout=540) != 0
+    }
+    assert failed == {}
     counts = wins(tmp_path)
     tried, lost = (
         sum(column)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import gitlab
@@ -316,3 +317,21 @@ def test_delete_needs_owner(sim: RunningSim) -> None:
         api(sim, f"/projects/{quote('demo/app', safe='')}/issues"), headers=headers(), timeout=5
     )
     assert encoded.json() == []
+
+
+def test_concurrent_label_updates_of_one_issue_all_apply(sim: RunningSim) -> None:
+    """Sixteen hosts adding labels to one issue at once: each update applies to the labels
+    as they are when it is written (not as they were when it was read), none fails."""
+    project_id = make_project(sim)
+    issue = client(sim).projects.get(project_id).issues.create({"title": "busy"})
+    url = api(sim, f"/projects/{project_id}/issues/{issue.iid}")
+
+    def add(n: int) -> int:
+        body = {"add_labels": f"shared,own-{n:02d}"}
+        return requests.put(url, json=body, headers=headers(), timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        codes = list(pool.map(add, range(16)))
+    assert codes == [200] * 16
+    labels = client(sim).projects.get(project_id).issues.get(issue.iid).labels
+    assert sorted(labels) == sorted(["shared", *(f"own-{n:02d}" for n in range(16))])

@@ -192,6 +192,20 @@ async def _write_labels(
     return bool(added or removed)
 
 
+async def _current(
+    conn: aiosqlite.Connection, issue_id: int
+) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
+    cur = await conn.execute("SELECT * FROM issues WHERE id = ?", (issue_id,))
+    row = await cur.fetchone()
+    assert row is not None
+    cur = await conn.execute(
+        "SELECT labels.* FROM issue_labels JOIN labels ON labels.id = issue_labels.label_id"
+        " WHERE issue_labels.issue_id = ? ORDER BY labels.name",
+        (issue_id,),
+    )
+    return row, list(await cur.fetchall())
+
+
 async def _write_assignees(
     conn: aiosqlite.Connection, sim: Sim, issue_id: int, project_id: int, ids: list[int]
 ) -> None:
@@ -243,18 +257,20 @@ async def create_issue(
 async def update_issue(
     sim: Sim, project: sqlite3.Row, before: IssueRecord, editor: sqlite3.Row, fields: IssueInput
 ) -> IssueRecord:
-    row = before.row
     project_id = int(project["id"])
-    columns: dict[str, Any] = {}
-    for name in ("title", "description", "due_date"):
-        value = getattr(fields, name)
-        if value is not None and value != row[name]:
-            columns[name] = value
-    for name in ("confidential", "discussion_locked"):
-        value = getattr(fields, name)
-        if value is not None and value != (None if row[name] is None else bool(row[name])):
-            columns[name] = int(value)
     async with sim.store.write() as conn:
+        # What the issue is now, read under the write lock: ``before`` was read outside it,
+        # and a concurrent update may have changed the labels since (GitLab serialises too).
+        row, current_labels = await _current(conn, before.id)
+        columns: dict[str, Any] = {}
+        for name in ("title", "description", "due_date"):
+            value = getattr(fields, name)
+            if value is not None and value != row[name]:
+                columns[name] = value
+        for name in ("confidential", "discussion_locked"):
+            value = getattr(fields, name)
+            if value is not None and value != (None if row[name] is None else bool(row[name])):
+                columns[name] = int(value)
         stamp = fields.stamp_override or notes.later_than(row["updated_at"])
         if fields.state_event == "close" and row["state"] == "opened":
             columns.update(state="closed", closed_at=stamp, closed_by_id=editor["id"])
@@ -262,7 +278,7 @@ async def update_issue(
             columns.update(state="opened", closed_at=None, closed_by_id=None)
         changed = bool(columns)
         labels_changed = await _write_labels(
-            conn, sim, before.id, project_id, int(editor["id"]), before.labels, fields, stamp
+            conn, sim, before.id, project_id, int(editor["id"]), current_labels, fields, stamp
         )
         if fields.assignee_ids is not None:
             await _write_assignees(conn, sim, before.id, project_id, fields.assignee_ids)
@@ -272,17 +288,19 @@ async def update_issue(
             )
             now_assigned = [int(r[0]) for r in await cur.fetchall()]
             changed = changed or now_assigned != [int(u["id"]) for u in before.assignees]
-        if not (changed or labels_changed):
-            return before  # GitLab leaves a no-op update untouched: same updated_at, no hook
-        if "title" in columns or "description" in columns:
-            columns.update(last_edited_at=stamp, last_edited_by_id=editor["id"])
-        columns.update(updated_at=stamp, updated_by_id=editor["id"])
-        assignments = ", ".join(f"{name} = ?" for name in columns)
-        await conn.execute(
-            f"UPDATE issues SET {assignments} WHERE id = ?", (*columns.values(), before.id)
-        )
+        # GitLab leaves a no-op update untouched: same updated_at, no hook.
+        if changed or labels_changed:
+            if "title" in columns or "description" in columns:
+                columns.update(last_edited_at=stamp, last_edited_by_id=editor["id"])
+            columns.update(updated_at=stamp, updated_by_id=editor["id"])
+            assignments = ", ".join(f"{name} = ?" for name in columns)
+            await conn.execute(
+                f"UPDATE issues SET {assignments} WHERE id = ?", (*columns.values(), before.id)
+            )
     after = await load_issue(sim, project_id, before.iid)
     assert after is not None
+    if not (changed or labels_changed):
+        return after
     action = {"closed": "close", "opened": "reopen"}.get(columns.get("state", ""), "update")
     _emit(sim, project, editor, before, after, action)
     return after
