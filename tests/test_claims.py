@@ -202,7 +202,7 @@ def test_sixteen_processes_claim_each_issue_exactly_once(sim: RunningSim, tmp_pa
         for name, proc in zip(names, workers, strict=True)
         if proc.wait(timeout=540) != 0
     }
-    assert failed == {}
+    assert not failed, "\n\n".join(f"{name}:\n{log}" for name, log in failed.items())
     counts = wins(tmp_path)
     tried, lost = (
         sum(column)
