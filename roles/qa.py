@@ -91,8 +91,9 @@ class _Watch:
 
     async def run(self) -> RoleResult:
         first: Fingerprint | None = None
+        retried: list[int] = []
         for retry in range(self.settings.flaky_retries + 1):
-            pipeline = await self._finished_pipeline()
+            pipeline = await self._finished_pipeline(retried)
             if pipeline is None:
                 return RoleResult(
                     Outcome.BLOCKED,
@@ -110,7 +111,7 @@ class _Watch:
             )
             first_try = retry == 0
             if (first_try or known_flaky(current, flaky)) and retry < self.settings.flaky_retries:
-                await self._retry_step(pipeline, retry)
+                retried = await self._retry_step(pipeline, retry)
                 continue
             broken = await self._broken_target(current)
             if broken is not None:
@@ -118,15 +119,29 @@ class _Watch:
             return await self._send_back(pipeline, current)
         raise AssertionError("unreachable: the last round returns")
 
-    async def _finished_pipeline(self) -> Pipeline | None:
+    async def _finished_pipeline(self, retried: list[int]) -> Pipeline | None:
+        """The head's newest pipeline once it has finished, and with it every job in
+        ``retried``: GitLab answers a retry at once and moves the pipeline on later, so right
+        after a retry the pipeline may still say failed while the retried job waits."""
         merges, project = self.ctx.gateway.merges, self.mr.project
         deadline = time.monotonic() + self.settings.pipeline_timeout_seconds
         while time.monotonic() < deadline:
             pipelines = await merges.pipelines(project, sha=self.mr.sha)
-            if pipelines and pipelines[0].status in FINISHED:
+            if (
+                pipelines
+                and pipelines[0].status in FINISHED
+                and await self._jobs_finished(pipelines[0], retried)
+            ):
                 return pipelines[0]
             await asyncio.sleep(self.settings.pipeline_poll_seconds)
         return None
+
+    async def _jobs_finished(self, pipeline: Pipeline, ids: list[int]) -> bool:
+        if not ids:
+            return True
+        jobs = await self.ctx.gateway.merges.jobs(self.mr.project, pipeline.id)
+        status = {int(job["id"]): job.get("status") for job in jobs}
+        return all(status.get(job_id) in FINISHED for job_id in ids)
 
     async def _failed_jobs(self, pipeline: Pipeline) -> list[dict[str, Any]]:
         jobs = await self.ctx.gateway.merges.jobs(self.mr.project, pipeline.id)

@@ -5,11 +5,15 @@ blocks as a broken target, and a moved target is rebased onto, never merged in."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from bot.demo_goals import GOALS
 from forge.settings import ProjectSettings
-from forge.sim.app import RunningSim
+from forge.sim.app import RunningSim, running_sim
+from forge.sim.core import SimConfig
 from forge.sim.seed import demo_files
 from roles.flaky import flaky_key, scan
 from tests.engine_support import (
@@ -96,9 +100,20 @@ class TickTest(unittest.TestCase):
 """
 
 
+@pytest.fixture(params=[0.0, 0.5], ids=["retry-processed-at-once", "retry-processed-later"])
+def retry_sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningSim]:
+    """GitLab moves a pipeline on after a job retry in a background worker: for a moment
+    the pipeline still says failed and the retried job waits. The simulator can lag too."""
+    delay = float(request.param)
+    config = SimConfig(state_dir=tmp_path / "sim", seed="demo", ci_retry_processing_delay=delay)
+    with running_sim(config) as running:
+        yield running
+
+
 async def test_a_test_that_fails_once_and_passes_on_retry_is_recorded_as_flaky(
-    demo_sim: RunningSim, tmp_path: Path
+    retry_sim: RunningSim, tmp_path: Path
 ) -> None:
+    demo_sim = retry_sim
     counter = tmp_path / "flaky-count"
     commit(
         demo_sim,

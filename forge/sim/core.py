@@ -42,6 +42,10 @@ class SimConfig:
     hook_retry_delay: float = 0.5
     ci_concurrency: int = 2  # CI jobs running at once
     ci_job_timeout: float = 3600.0  # seconds, for jobs without their own ``timeout:``
+    # Seconds before a retried job's pipeline is processed again. GitLab answers a retry at
+    # once and moves the pipeline on in a background worker, so for a moment the pipeline
+    # still says ``failed`` while its retried job waits; 0 processes it before answering.
+    ci_retry_processing_delay: float = 0.0
 
 
 @dataclass

@@ -68,6 +68,7 @@ class PipelineEngine:
         self._traces: dict[int, Trace] = {}  # running job id -> its live log
         self._creating: Counter[tuple[int, str]] = Counter()  # (project, sha) being created
         self._busy = 0  # handlers that may still create a pipeline or start a job
+        self._deferred: set[asyncio.Task[None]] = set()  # processing after a retry
         self._closing = False
 
     # ------------------------------------------------------------ creation
@@ -285,8 +286,26 @@ class PipelineEngine:
             if job is None or job["retried"] or job["status"] not in RETRYABLE:
                 raise JobNotRetryable(f"job {job_id} is not retryable")
             new_id = await clone_for_retry(self._sim, job, user_id)
-        await self.process(int(job["pipeline_id"]))
+        if self._sim.config.ci_retry_processing_delay > 0:
+            self._process_later(int(job["pipeline_id"]), self._sim.config.ci_retry_processing_delay)
+        else:
+            await self.process(int(job["pipeline_id"]))
         return new_id
+
+    def _process_later(self, pipeline_id: int, delay: float) -> None:
+        self._busy += 1  # wait_idle covers the deferred processing too
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(delay)
+                if not self._closing:
+                    await self.process(pipeline_id)
+            finally:
+                self._busy -= 1
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._deferred.add(task)
+        task.add_done_callback(self._deferred.discard)
 
     async def retry_pipeline(self, pipeline_id: int, user_id: int) -> None:
         """Retry every failed or canceled job of the pipeline."""
@@ -340,6 +359,8 @@ class PipelineEngine:
     async def close(self, _: web.Application) -> None:
         """Stop every job (their processes are killed) before the store closes."""
         self._closing = True
+        for deferred in list(self._deferred):
+            deferred.cancel()
         tasks = list(self._tasks.values())
         log.debug("closing: cancelling %d job tasks", len(tasks))
         for task in tasks:
