@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from forge.client import ForgeBadRequest
 from forge.gateway import note_marker
 from forge.guard import GuardBlocked
 from forge.types import Issue, MergeRequest
@@ -255,9 +256,21 @@ class _Rounds:
                     "old_path": finding.path,
                     "new_line": finding.line,
                 }
-            await merges.open_discussion(
-                mr.project, mr.iid, f"{finding.body}\n\n{marker}", position=position
-            )
+            body = f"{finding.body}\n\n{marker}"
+            try:
+                await merges.open_discussion(mr.project, mr.iid, body, position=position)
+            except ForgeBadRequest as refused:
+                if position is None:
+                    raise
+                # GitLab places a diff note only on a line of the diff (and a context line
+                # needs its old line too); elsewhere it answers 400. The finding still counts:
+                # a discussion on the MR itself, naming the place.
+                log.info(
+                    "review: %s line %s is not on the diff of !%s (%s); posting it unplaced",
+                    finding.path, finding.line, mr.iid, refused,
+                )  # fmt: skip
+                placed = f"`{finding.path}` line {finding.line}: {body}"
+                await merges.open_discussion(mr.project, mr.iid, placed)
 
     async def _address(
         self, mr: MergeRequest, threads: list[Thread], round_: int

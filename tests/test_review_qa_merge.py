@@ -63,6 +63,32 @@ async def test_an_ai_finding_is_fixed_replied_to_and_resolved(
     assert merged.startswith('"""Reviewed:') and "Hello, {name}!" in merged
 
 
+async def test_a_finding_gitlab_will_not_place_on_the_diff_is_opened_on_the_mr(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """GitLab answers 400 for a diff note on a line outside the diff (or a context line
+    without its old line): the finding becomes a discussion on the MR naming the place,
+    and is addressed and resolved like any other."""
+    inject_fault(
+        demo_sim, method="POST", path="/api/v4/projects/*/merge_requests/*/discussions",
+        status=400, count=1,
+    )  # fmt: skip
+    config = full_config(demo_sim, tmp_path, agents={"demo": fake_agent("docstring_reviewer")})
+    async with merging_runtime(demo_sim, config) as (runtime, _, _):
+        issue = await file_goal(runtime, "Add greet", greet_goal())
+        await reach(runtime, {issue.iid: "done"})
+
+    mr = issue_mr(demo_sim, issue.iid)
+    threads = [d for d in mr.discussions.list(get_all=True) if not d.individual_note]
+    assert len(threads) == 1
+    first, *replies = threads[0].attributes["notes"]
+    assert first["type"] == "DiscussionNote" and first.get("position") is None
+    assert first["body"].startswith("`app/greet.py` line 1: ")
+    assert "has no module docstring" in first["body"]
+    assert first["resolved"] is True and replies[0]["body"].startswith("Fixed in `")
+    assert mr.state == "merged"
+
+
 async def test_a_humans_discussion_is_answered_in_code_and_resolved(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
