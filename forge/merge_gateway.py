@@ -204,15 +204,14 @@ class MergeGateway:
         sha: str | None = None,
         status: str | None = None,
     ) -> list[Pipeline]:
-        """Newest first."""
+        """The newest ``PER_PAGE`` pipelines, newest first: every caller wants the latest
+        ones, and a branch like main may have thousands (one page, not the whole history)."""
         params: dict[str, Any] = {"order_by": "id", "sort": "desc", "per_page": PER_PAGE}
         params.update({k: v for k, v in (("ref", ref), ("sha", sha), ("status", status)) if v})
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            return [
-                dict(p.attributes)
-                for p in gl.projects.get(project, lazy=True).pipelines.list(get_all=True, **params)
-            ]
+            pipelines = gl.projects.get(project, lazy=True).pipelines
+            return [dict(p.attributes) for p in pipelines.list(get_all=False, **params)]
 
         return [
             Pipeline.of(p) for p in await self.calls.read("pipeline.list", project, params, list_)

@@ -41,7 +41,8 @@ from workflow import Outcome
 log = logging.getLogger(__name__)
 
 FINISHED = frozenset({"success", "failed", "canceled", "skipped"})
-NEEDS_REBASE = frozenset({"need_rebase", "conflict"})
+# "broken_status" is how GitLab before 16.x reported what newer versions call conflict.
+NEEDS_REBASE = frozenset({"need_rebase", "conflict", "broken_status"})
 _DRAFT = re.compile(r"^\s*(draft:|\[draft\]|\(draft\))\s*", re.IGNORECASE)
 
 

@@ -43,6 +43,22 @@ async def test_redelivery_with_same_uuid_is_processed_once(
     assert [iid_of(e) for e in events] == [12, 13]
 
 
+async def test_a_retry_with_the_same_idempotency_key_is_processed_once(
+    client: aiohttp.ClientSession, recorded: tuple[Recorder, str]
+) -> None:
+    """GitLab 17.4+ keeps Idempotency-Key across retries of one delivery; the event UUID
+    of a resend may differ."""
+    recorder, url = recorded
+    first = await post(client, url, issue_payload(12), uuid="u-1", idempotency_key="k-1")
+    again = await post(client, url, issue_payload(12), uuid="u-2", idempotency_key="k-1")
+    other = await post(client, url, issue_payload(12), uuid="u-2", idempotency_key="k-2")
+    assert [r[:2] for r in (first, again, other)] == [
+        (202, {"status": "queued"}), (200, {"status": "duplicate"}), (202, {"status": "queued"}),
+    ]  # fmt: skip
+    events = await recorder.wait_for(2)
+    assert [iid_of(e) for e in events] == [12, 12]
+
+
 async def test_concurrent_redeliveries_queue_one_event(
     client: aiohttp.ClientSession, recorded: tuple[Recorder, str]
 ) -> None:

@@ -394,6 +394,7 @@ async def post(
     *,
     uuid: str | None = None,
     token: str | None = SECRET,
+    idempotency_key: str | None = None,
 ) -> tuple[int, dict[str, Any], CIMultiDictProxy[str]]:
     """POST like GitLab does; returns status, JSON body and headers."""
     headers = {"Content-Type": "application/json"}
@@ -403,6 +404,8 @@ async def post(
         headers["X-Gitlab-Token"] = token
     if uuid is not None:
         headers["X-Gitlab-Event-UUID"] = uuid
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     async with client.post(url, data=data, headers=headers) as response:
         return response.status, await response.json(), response.headers

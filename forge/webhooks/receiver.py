@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Gitlab-Token"
 EVENT_UUID_HEADER = "X-Gitlab-Event-UUID"
+# The same on every retry of one hook delivery (GitLab 17.4+); a resend may get a new UUID.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 EVENT_NAME_HEADER = "X-Gitlab-Event"
 RETRY_AFTER_SECONDS = 30
 _READ_CHUNK = 64 * 1024
@@ -235,7 +237,11 @@ class WebhookReceiver:
         if isinstance(parsed, Ignored):
             log.debug("webhook ignored: %s (uuid=%s)", parsed.reason, event_uuid)
             return web.json_response({"status": "ignored", "reason": parsed.reason})
-        key = delivery_key(event_uuid, payload) if event_uuid else None
+        idempotency = request.headers.get(IDEMPOTENCY_HEADER)
+        if idempotency:
+            key: str | None = f"idempotency:{idempotency}"
+        else:
+            key = delivery_key(event_uuid, payload) if event_uuid else None
         return self._enqueue(parsed, key)
 
     def _token_matches(self, provided: str | None) -> bool:
