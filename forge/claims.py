@@ -184,7 +184,7 @@ class Claims(Generic[LeaseT]):
                 return None
             marker = ClaimMarker(self.worker, run, role, self._expiry())
             note = await self.gateway.post_note(issue.project, issue.iid, marker.body())
-            winner = await self.current(issue.project, issue.iid, ready.label)
+            winner = await self._round_winner(issue.project, issue.iid, ready.label, role)
             if winner is None or winner.note.id != note.id:
                 log.info(
                     "claim lost: issue=%s role=%s run=%s winner=%s",
@@ -222,6 +222,24 @@ class Claims(Generic[LeaseT]):
             marker = ClaimMarker.parse(note.body)
             if marker is not None and marker.ended is None and note.created_at >= epoch:
                 contenders.append(ClaimView(note, marker))
+        return min(contenders, key=lambda view: view.note.id, default=None)
+
+    async def _round_winner(
+        self, project: str, iid: int, ready_label: str, role: str
+    ) -> ClaimView | None:
+        """Who won this round: the lowest-id claim note for ``role`` since the issue last
+        became ready, ended or not. A winner that already finished (and released) still won:
+        a slow claimer that read the issue as ready before the winner moved it must lose
+        the round, not inherit it."""
+        notes = await self.gateway.notes(project, iid)
+        epoch = await self._ready_epoch(project, iid, ready_label)
+        contenders = [
+            ClaimView(note, marker)
+            for note in notes
+            if (marker := ClaimMarker.parse(note.body)) is not None
+            and marker.role == role
+            and note.created_at >= epoch
+        ]
         return min(contenders, key=lambda view: view.note.id, default=None)
 
     async def _ready_epoch(self, project: str, iid: int, ready_label: str) -> str:

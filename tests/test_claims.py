@@ -132,6 +132,34 @@ async def test_renew_release_and_expiry_takeover(sim: RunningSim, tmp_path: Path
         assert sorted(m.ended or "live" for m in ended if m) == ["expired", "released"]
 
 
+async def test_a_slow_claimer_loses_to_a_winner_that_already_finished(
+    sim: RunningSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b read the issue as ready and moved its labels just before a did; a then won, did
+    its work and released before b's claim note was posted. The round is a's: b must lose,
+    not find itself the only live claim (found as a double pickup by the 16-process race)."""
+    make_project(sim)
+    async with (
+        gateway_for(sim, tmp_path / "a.sqlite3") as (gw_a, st_a),
+        gateway_for(sim, tmp_path / "b.sqlite3") as (gw_b, st_b),
+    ):
+        issue = await gw_a.create_issue(PROJECT, "Raced", "", ["workflow::pm-ready"])
+        a = Claims(gw_a, st_a.leases, worker="a", ttl_seconds=30)
+        b = Claims(gw_b, st_b.leases, worker="b", ttl_seconds=30)
+        won = await a.claim(issue, "pm", "ra")
+        assert won is not None
+        await gw_a.transition(PROJECT, issue.iid, "plan-review", expect={"pm-running"})
+        await a.release(won)
+
+        async def passed_its_check_earlier(*args: object, **kwargs: object) -> None:
+            return None  # b's label move, whose ready check ran before a moved the issue
+
+        monkeypatch.setattr(gw_b, "transition", passed_its_check_earlier)
+        assert await b.claim(issue, "pm", "rb") is None
+        markers = [ClaimMarker.parse(n.body) for n in await gw_b.notes(PROJECT, issue.iid)]
+        assert [(m.worker, m.ended) for m in markers if m] == [("a", "released")]  # b's deleted
+
+
 async def test_human_requeue_starts_a_new_round(sim: RunningSim, tmp_path: Path) -> None:
     """A claim note from before the issue last became ready never wins again."""
     make_project(sim)
