@@ -135,6 +135,10 @@ class ClaimLost(Exception):
     """Renewal found that the claim is no longer ours (it expired and was taken over)."""
 
 
+def _note_id(view: ClaimView) -> int:
+    return view.note.id
+
+
 def lease_key(project: str, iid: int) -> str:
     return f"issue:{project}:{iid}"
 
@@ -215,14 +219,8 @@ class Claims(Generic[LeaseT]):
     async def current(self, project: str, iid: int, ready_label: str) -> ClaimView | None:
         """The winning live claim: the lowest-id claim note posted since the issue last
         became ready and not ended. None if there is none."""
-        notes = await self.gateway.notes(project, iid)
-        epoch = await self._ready_epoch(project, iid, ready_label)
-        contenders = []
-        for note in notes:
-            marker = ClaimMarker.parse(note.body)
-            if marker is not None and marker.ended is None and note.created_at >= epoch:
-                contenders.append(ClaimView(note, marker))
-        return min(contenders, key=lambda view: view.note.id, default=None)
+        views = await self._since_ready(project, iid, ready_label)
+        return min((v for v in views if v.marker.ended is None), key=_note_id, default=None)
 
     async def _round_winner(
         self, project: str, iid: int, ready_label: str, role: str
@@ -231,16 +229,18 @@ class Claims(Generic[LeaseT]):
         became ready, ended or not. A winner that already finished (and released) still won:
         a slow claimer that read the issue as ready before the winner moved it must lose
         the round, not inherit it."""
+        views = await self._since_ready(project, iid, ready_label)
+        return min((v for v in views if v.marker.role == role), key=_note_id, default=None)
+
+    async def _since_ready(self, project: str, iid: int, ready_label: str) -> list[ClaimView]:
+        """Every claim note posted since the issue last became ready (this round's)."""
         notes = await self.gateway.notes(project, iid)
         epoch = await self._ready_epoch(project, iid, ready_label)
-        contenders = [
+        return [
             ClaimView(note, marker)
             for note in notes
-            if (marker := ClaimMarker.parse(note.body)) is not None
-            and marker.role == role
-            and note.created_at >= epoch
+            if (marker := ClaimMarker.parse(note.body)) is not None and note.created_at >= epoch
         ]
-        return min(contenders, key=lambda view: view.note.id, default=None)
 
     async def _ready_epoch(self, project: str, iid: int, ready_label: str) -> str:
         events = await self.gateway.label_events(project, iid)
