@@ -1,9 +1,10 @@
 """The developer role's scheduling gates: dependencies and overlapping work.
 
 Dependencies come from "Depends on #N" lines in the description, "is blocked by" issue
-links (GitLab Premium) and the approved plan. Work starts only when every dependency is done; a missing issue or a
-cycle stops it at blocked with the reason. A run also waits while another running issue's
-owned paths overlap its own, so two agents never edit the same files at once.
+links (GitLab Premium) and the approved plan. Work starts only when every dependency is
+done; a missing issue or a cycle stops it at blocked with the reason. A run also waits
+while another running issue's owned paths overlap its own, so two agents never edit the
+same files at once.
 """
 
 from __future__ import annotations

@@ -47,12 +47,12 @@ def sightings_key(project: str) -> str:
     return f"flaky-seen:{project}"
 
 
-def test_digest(name: str) -> str:
+def flake_digest(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
 def marker(name: str) -> str:
-    return f"<!-- crewline:flaky test={test_digest(name)} -->"
+    return f"<!-- crewline:flaky test={flake_digest(name)} -->"
 
 
 async def record_flakes(
@@ -106,7 +106,7 @@ async def scan(services: Services, settings: FlakyDoctorSettings) -> DoctorRepor
             continue  # nothing recorded here: no GitLab call
         goals = await _goals_by_test(services.gateway, project, settings.label)
         for name, entry in sorted(seen.items()):
-            mine = goals.get(test_digest(name), [])
+            mine = goals.get(flake_digest(name), [])
             if any(goal.state == "opened" for goal in mine):
                 continue
             closed = [goal.updated_at for goal in mine]
@@ -142,7 +142,7 @@ async def settle(gateway: Gateway, project: str, name: str, filed: Issue, label:
     """True if ``filed`` is the one goal for ``name``: the lowest open iid wins; a later
     duplicate (another host filed at the same moment) closes itself, pointing at the winner."""
     open_goals = (await _goals_by_test(gateway, project, label, state="opened")).get(
-        test_digest(name), [filed]
+        flake_digest(name), [filed]
     )
     winner = min(open_goals, key=lambda goal: goal.iid)
     if winner.iid >= filed.iid:

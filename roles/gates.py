@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from forge.client import ForgeError
 from forge.gateway import Gateway, StaleState
 from forge.merge_gateway import MergeGateway
-from roles.mr_link import moved_since_qa, mr_reference
+from roles.mr_link import issue_mr_and_notes, moved_since_qa
 from roles.plan_notes import FEEDBACK_HEADING, decision_key, latest_plan
 from storage import LeaseStore
 from workflow import Outcome, next_state, read_state
@@ -172,11 +172,9 @@ async def _decide_merge(
         return Decision(
             False, f"{issue.ref} is not waiting for a merge decision (it is at {where})"
         )
-    notes = await gateway.notes(project, iid)
-    reference = mr_reference(notes)
-    if reference is None:
+    mr, notes = await issue_mr_and_notes(gateway, project, iid)
+    if mr is None:
         return Decision(False, f"{issue.ref} has no merge request")
-    mr = await gateway.merges.get_mr(project, reference[0])
     moved = moved_since_qa(notes, mr)
     if approve and moved is not None:
         # Never merge a head no pipeline passed: the approval is refused and QA runs again.

@@ -21,7 +21,7 @@ from forge.claims import ClaimMarker
 from forge.gateway import StaleState
 from forge.types import Issue
 from roles.context import Services
-from roles.mr_link import moved_since_qa, mr_reference
+from roles.mr_link import issue_mr_and_notes, moved_since_qa
 from roles.notify import Event, EventKind
 from roles.stuck import entered_at, stuck_items
 from workflow import Outcome, StateKind, label_change, next_state, read_state
@@ -145,11 +145,9 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
         # Closed too: merging an MR that says "Closes #N" closes the issue in GitLab.
         listed = await services.gateway.list_issues(project, labels=[state.label], state="all")
         for issue in listed:
-            notes = await services.gateway.notes(project, issue.iid)
-            reference = mr_reference(notes)
-            if reference is None:
+            mr, notes = await issue_mr_and_notes(services.gateway, project, issue.iid)
+            if mr is None:
                 continue
-            mr = await services.gateway.merges.get_mr(project, reference[0])
             if mr.state == "merged":
                 note = f"!{mr.iid} was merged in GitLab; the work is done."
                 if await _move(services, issue, state.name, Outcome.MERGED, note):

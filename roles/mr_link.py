@@ -61,10 +61,19 @@ def moved_since_qa(notes: list[Note], mr: MergeRequest) -> str | None:
 
 
 async def issue_mr(gateway: Gateway, project: str, iid: int) -> MergeRequest | None:
-    reference = mr_reference(await gateway.notes(project, iid))
+    return (await issue_mr_and_notes(gateway, project, iid))[0]
+
+
+async def issue_mr_and_notes(
+    gateway: Gateway, project: str, iid: int
+) -> tuple[MergeRequest | None, list[Note]]:
+    """The issue's MR (None before the developer opened one) and the notes that name it,
+    for callers that read the notes too (whether QA passed this head)."""
+    notes = await gateway.notes(project, iid)
+    reference = mr_reference(notes)
     if reference is None:
-        return None
-    return await gateway.merges.get_mr(project, reference[0])
+        return None, notes
+    return await gateway.merges.get_mr(project, reference[0]), notes
 
 
 def note_key(note: Note) -> str | None:
