@@ -106,21 +106,21 @@ def test_doctor_reports_an_unwritable_database(config_file: Path, tmp_path: Path
     assert "FAIL database:" in result.stdout
 
 
+def doctor_with_schedule(config_file: Path, line: str) -> subprocess.CompletedProcess[str]:
+    """`crewline doctor` on the test config with ``line`` under ``[schedule]``."""
+    config_file.write_text(CONFIG.format(command="x") + f"\n[schedule]\n{line}\n", encoding="utf-8")
+    return crewline("doctor", "--config", str(config_file), env=SECRETS)
+
+
 def test_doctor_with_a_bad_config_fails_and_names_the_key(config_file: Path) -> None:
-    config_file.write_text(
-        CONFIG.format(command="x") + "\n[schedule]\npoll_seconds = 'often'\n", encoding="utf-8"
-    )
-    result = crewline("doctor", "--config", str(config_file), env=SECRETS)
+    result = doctor_with_schedule(config_file, "poll_seconds = 'often'")
     assert result.returncode == 1
     assert "FAIL configuration" in result.stdout
     assert "schedule.poll_seconds = 'often'" in result.stdout
 
 
 def test_a_crontab_that_is_not_one_names_the_key(config_file: Path) -> None:
-    config_file.write_text(
-        CONFIG.format(command="x") + "\n[schedule]\nflaky_cron = 'hourly'\n", encoding="utf-8"
-    )
-    result = crewline("doctor", "--config", str(config_file), env=SECRETS)
+    result = doctor_with_schedule(config_file, "flaky_cron = 'hourly'")
     assert result.returncode == 1
     assert "schedule.flaky_cron = 'hourly': a crontab of five fields" in result.stdout
 
