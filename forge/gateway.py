@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import gitlab
 
+from forge.access import AccessLevels
 from forge.calls import AuditedCalls, AuditSink
 from forge.client import GitLabClient
 from forge.guard import Guard
@@ -63,6 +64,7 @@ class Gateway:
         # users' notes and descriptions keep their hidden markers.
         self.trust = Trust(self.calls)
         self.merges = MergeGateway(self.calls, self.trust)
+        self.access = AccessLevels(self.member_access_level)
         self._project_ids: dict[str, int] = {}
 
     async def project_id(self, project: str) -> int:
