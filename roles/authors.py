@@ -17,7 +17,7 @@ from typing import Any
 from forge.access import OWNER, REPORTER, access_name
 from forge.settings import ProjectSettings
 from forge.types import Issue, Note
-from roles.context import Services
+from roles.context import IssueMemo, Services
 
 log = logging.getLogger(__name__)
 
@@ -72,45 +72,38 @@ def _username(note: dict[str, Any]) -> str:
 
 
 class FilerCheck:
-    """Decides whether a ready issue at the entry state is a goal; remembers refusals per
-    issue revision (its ``updated_at``) so the engine's passes do not ask again."""
+    """Decides whether a ready issue at the entry state is a goal. The answer holds until
+    the issue changes (re-applying the label changes it), so passes do not ask again."""
 
     def __init__(self) -> None:
-        self._refused: dict[tuple[str, int], tuple[str, str]] = {}  # -> (updated_at, why)
+        self._memo: IssueMemo[str | None] = IssueMemo()
 
     async def refusal(self, services: Services, issue: Issue) -> str | None:
         """None when ``issue`` may start; else why not (a note on the issue says it too)."""
-        key = (issue.project, issue.iid)
-        known = self._refused.get(key)
-        if known is not None and known[0] == issue.updated_at:
-            return known[1]
-        wf = services.workflow
-        entry = wf.state(wf.entry).label
-        needed = services.projects[issue.project].min_filer_access
-        author = await access_of(services, issue.project, issue.author)
-        if author >= needed:
-            self._refused.pop(key, None)
-            return None
-        events = await services.gateway.label_events(issue.project, issue.iid)
-        mover = next(
-            (e.user for e in reversed(events) if e.action == "add" and e.label == entry), ""
-        )
-        moved = await access_of(services, issue.project, mover) if mover else 0
-        if moved >= needed:
-            self._refused.pop(key, None)
-            return None
-        who = f"@{issue.author} (who filed it) has {access_name(author)} access"
-        if mover and mover != issue.author:
-            who += f" and @{mover} (who added `{entry}`) has {access_name(moved)} access"
-        reason = (
-            f"crewline leaves this issue alone: {who} on {issue.project}, and a goal needs "
-            f"{access_name(needed)} access or more (`min_filer_access`). To start it, a "
-            f"project member with {access_name(needed)} access or more removes and adds "
-            f"the `{entry}` label again."
-        )
-        await services.gateway.upsert_note(issue.project, issue.iid, FILER_ACCESS_KEY, reason)
-        log.info("not a goal: issue=%s author=%s mover=%s", issue.ref, issue.author, mover)
-        # The note changed updated_at; remember the issue as GitLab now has it.
-        current = await services.gateway.get_issue(issue.project, issue.iid)
-        self._refused[key] = (current.updated_at, reason)
-        return reason
+        return await self._memo.get(issue, "filer", lambda: _refusal(services, issue))
+
+
+async def _refusal(services: Services, issue: Issue) -> str | None:
+    wf = services.workflow
+    entry = wf.state(wf.entry).label
+    needed = services.projects[issue.project].min_filer_access
+    author = await access_of(services, issue.project, issue.author)
+    if author >= needed:
+        return None
+    events = await services.gateway.label_events(issue.project, issue.iid)
+    mover = next((e.user for e in reversed(events) if e.action == "add" and e.label == entry), "")
+    moved = await access_of(services, issue.project, mover) if mover else 0
+    if moved >= needed:
+        return None
+    who = f"@{issue.author} (who filed it) has {access_name(author)} access"
+    if mover and mover != issue.author:
+        who += f" and @{mover} (who added `{entry}`) has {access_name(moved)} access"
+    reason = (
+        f"crewline leaves this issue alone: {who} on {issue.project}, and a goal needs "
+        f"{access_name(needed)} access or more (`min_filer_access`). To start it, a project "
+        f"member with {access_name(needed)} access or more removes and adds the `{entry}` "
+        "label again."
+    )
+    await services.gateway.upsert_note(issue.project, issue.iid, FILER_ACCESS_KEY, reason)
+    log.info("not a goal: issue=%s author=%s mover=%s", issue.ref, issue.author, mover)
+    return reason
