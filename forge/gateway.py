@@ -185,7 +185,7 @@ class Gateway:
         data = await self.calls.write(
             "issue.update", f"{project}#{iid}", payload, update, text_fields=("description",)
         )
-        return Issue.of(project, data)
+        return await self.trust.issue(Issue.of(project, data))
 
     async def label_events(self, project: str, iid: int) -> list[LabelEvent]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:

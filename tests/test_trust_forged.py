@@ -139,6 +139,8 @@ async def test_a_forged_filer_does_not_bypass_the_second_person_rule(
         )
         issue = await gateway.get_issue(PROJECT, int(filed.iid))
         assert filer_of(issue.description, issue.author) == "mallory"
+        updated = await gateway.update_issue(PROJECT, issue.iid, add_labels=["triaged"])
+        assert filer_of(updated.description, updated.author) == "mallory"
         assert await forged_rows(storage, f"{PROJECT}#{issue.iid}/description") == ["forged"]
 
         # A goal crewline filed for someone through a surface keeps its filer.
