@@ -237,3 +237,19 @@ async def test_an_unknown_identity_stops_the_gateway_and_the_host(
             Secrets(gitlab_token=SecretStr("not-a-token")),
             notifier=EventLog(),
         )
+
+
+async def test_the_host_learns_the_bot_and_the_merge_identity_at_start(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    secrets = Secrets(
+        gitlab_token=SecretStr(demo_sim.config.bot_token),
+        gitlab_merge_token=SecretStr(demo_sim.config.maintainer_token),
+    )
+    runtime = await build_runtime(configure(demo_sim, tmp_path), secrets, notifier=EventLog())
+    try:
+        own = await runtime.services.gateway.trust.own()
+        assert own.usernames == {"crewline-bot", "maintainer"}
+        assert len(own.ids) == 2
+    finally:
+        await runtime.close()
