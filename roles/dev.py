@@ -34,6 +34,7 @@ from roles.plan import Plan
 from roles.plan_notes import load_plan
 from roles.pm import budget_admission, relevant_learnings
 from roles.prompts import FIRST_ATTEMPT, Prompts
+from roles.untrusted import Fence
 from roles.validate import ValidationReport
 from roles.workspace import Worktree
 from workflow import Outcome
@@ -126,16 +127,22 @@ class _Developer:
     async def _implement_prompt(self) -> str:
         ctx, issue = self.ctx, self.ctx.issue
         checks = "\n".join(f"- `{check.command}`" for check in self.delivery.checks)
+        feedback = await latest_work_feedback(ctx)
+        fence = Fence([issue.title, issue.description, feedback])
         return self.prompts.render(
             "implement",
+            untrusted_notice=fence.notice(),
             project=issue.project,
             branch=self.wt.branch,
             iid=issue.iid,
-            title=issue.title,
-            description=issue.description or "(no description)",
+            title=fence.inline(issue.title),
+            description=fence.wrap(
+                issue.description or "(no description)", f"issue description by @{issue.author}"
+            ),
             plan=self.plan.to_markdown(),
             learnings=await relevant_learnings(ctx.services, issue),
-            feedback=await latest_work_feedback(ctx) or FIRST_ATTEMPT,
+            # What sent the work back quotes CI logs and reviewers: data as well.
+            feedback=fence.wrap(feedback, "what sent the work back") if feedback else FIRST_ATTEMPT,
             checks=checks,
             learnings_format=LEARNINGS_FORMAT,
         )
