@@ -42,9 +42,9 @@ async def test_access_levels_are_asked_once_per_user_for_a_while(
         assert await gateway.access.level(PROJECT, "maintainer") == 40
         assert await gateway.access.level(PROJECT, "maintainer") == 40
         assert await gateway.access.level(PROJECT, "nobody-here") == 0
-        asked = [
-            entry
+        asked = sum(
+            entry.count  # reads are counted per minute: one row may stand for several
             for entry in await storage.audit.for_target(PROJECT, limit=100)
             if entry.what == "gitlab.member.access_level"
-        ]
-        assert len(asked) == 2
+        )
+        assert asked == 2
