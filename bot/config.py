@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.settings import DiscordSettings, ScheduleSettings
+from bot.settings import DiscordSettings, ObservabilitySettings, ScheduleSettings
 from forge.settings import GitLabSettings, ProjectSettings
 from forge.webhooks import WebhookSettings
 from roles.settings import AgentSettings, RolesSettings
@@ -103,6 +103,7 @@ class CrewlineConfig(BaseModel):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     runs_dir: Path = Field(
         default=Path("var/runs"), description="Agent transcripts and scratch space, per run"
     )

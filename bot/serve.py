@@ -14,6 +14,7 @@ from bot.app import Runtime, build_runtime
 from bot.config import ConfigError, CrewlineConfig, Secrets
 from bot.console import ConsoleDesk, ConsoleNotifier
 from bot.discord_run import DiscordRuntime, discord_token, start_discord
+from bot.observe import Observer
 from bot.scheduler import build_scheduler
 from forge.client import ForgeError
 from forge.privilege import merge_power
@@ -68,9 +69,20 @@ async def serve(
         )
         runtime.services.desk = PlansOnly(desk, runtime.services.workflow.gate_state("plan").name)
     engine = runtime.engine
+    observer: Observer | None = None
+    if config.observability.enabled:
+        observer = Observer(config.observability, runtime.storage)
+        try:
+            url = await observer.start()
+        except OSError:
+            await runtime.close()
+            raise
+        console.print(f"observability: /metrics /healthz /readyz at {url}", markup=False)
     receiver: WebhookReceiver | None = None
     if webhooks and config.webhook.enabled:
         if secrets.webhook_secret is None:
+            if observer is not None:
+                await observer.stop()
             await runtime.close()
             raise ConfigError(
                 "environment",
@@ -94,11 +106,15 @@ async def serve(
         except ConfigError:
             if receiver is not None:
                 await receiver.stop()
+            if observer is not None:
+                await observer.stop()
             await runtime.close()
             raise
         discord.schedule(scheduler, config.schedule.digest_cron)
     scheduler.start()
     stop_on_sigterm()  # before saying we work: a supervisor may stop us the moment we do
+    if observer is not None:
+        observer.started = True
     console.print(
         f"crewline {config.worker_id}: working on {', '.join(p.path for p in config.projects)}",
         markup=False,
@@ -111,9 +127,13 @@ async def serve(
         scheduler.shutdown(wait=False)
         if discord is not None:
             await discord.close()
+        if observer is not None:
+            observer.started = False  # not ready while stopping: take no more traffic
         if receiver is not None:
             await receiver.stop()
         await runtime.close()
+        if observer is not None:
+            await observer.stop()
         console.print(f"crewline {config.worker_id}: stopped", markup=False)
 
 

@@ -67,3 +67,21 @@ class ScheduleSettings(BaseModel):
                 f"({error})"
             ) from None
         return value
+
+
+class ObservabilitySettings(BaseModel):
+    """The `/metrics`, `/healthz` and `/readyz` listener of `crewline run` and `crewline
+    worker`, and the log format. Off by default: two hosts on one machine (a run and a
+    worker) would otherwise fight over the port."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=False, description="Serve /metrics, /healthz and /readyz on host:port"
+    )
+    host: str = Field(
+        default="127.0.0.1", description="Interface to listen on; 0.0.0.0 in a container"
+    )
+    port: int = Field(
+        default=9464, ge=0, le=65535, description="Port (Prometheus exporters' 9464; 0: any)"
+    )

@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 
 import gitlab
 
+from forge import metrics
 from forge.client import ForgeError, GitLabClient
 from forge.guard import Guard, GuardBlocked
 
@@ -67,6 +68,7 @@ class AuditedCalls:
         except GuardBlocked as blocked:
             await self._audit(operation, target, payload, f"blocked:{blocked.rule}")
             log.warning("guard blocked %s on %s: %s", operation, target, blocked.rule)
+            metrics.GUARD_FINDINGS.labels(blocked.rule).inc()
             raise
         return await self._call(operation, target, screened, lambda gl: fn(gl, screened))
 
@@ -105,8 +107,10 @@ class AuditedCalls:
             result = await self.client.call(operation, fn)
         except ForgeError as error:
             verdict = f"error:{error.status or 'unavailable'}"
+            metrics.gitlab_call(operation, error.status)
             await self._audit(operation, target, payload, verdict, read=read)
             raise
+        metrics.gitlab_call(operation, "ok")
         await self._audit(operation, target, payload, "ok", read=read)
         return result
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
+from forge import metrics
 from forge.gateway import Gateway, StaleState
 from forge.types import Issue, Note
 from workflow import Workflow
@@ -185,6 +186,7 @@ class Claims(Generic[LeaseT]):
                 )
             except StaleState:
                 await self.leases.release(lease)
+                metrics.CLAIMS.labels("lost").inc()
                 return None
             marker = ClaimMarker(self.worker, run, role, self._expiry())
             note = await self.gateway.post_note(issue.project, issue.iid, marker.body())
@@ -199,10 +201,12 @@ class Claims(Generic[LeaseT]):
                 )
                 await self.gateway.delete_note(issue.project, issue.iid, note.id)
                 await self.leases.release(lease)
+                metrics.CLAIMS.labels("lost").inc()
                 return None
         except BaseException:
             await self._abandon(issue, lease, note)
             raise
+        metrics.CLAIMS.labels("won").inc()
         log.info("claimed: issue=%s role=%s run=%s note=%s", issue.ref, role, run, note.id)
         return Claim(
             issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease
@@ -356,6 +360,7 @@ class Claims(Generic[LeaseT]):
             return False
         await self.gateway.post_note(issue.project, issue.iid, reason)
         log.info("re-queued expired claim: issue=%s role=%s", issue.ref, role)
+        metrics.CLAIMS.labels("expired").inc()
         return True
 
     async def running(self, project: str, role: str) -> Sequence[Issue]:

@@ -25,6 +25,7 @@ import gitlab
 import gitlab.exceptions
 import requests
 
+from forge import metrics
 from forge.settings import GitLabSettings
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class GitLabClient:
         client: gitlab.Gitlab | None = getattr(self._local, "client", None)
         if client is None:
             session = requests.Session()
+            session.hooks["response"].append(metrics.gitlab_response)
             session.hooks["response"].append(_raise_transient)
             client = gitlab.Gitlab(
                 self._settings.url,

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import gitlab
 
+from forge import metrics
 from forge.access import AccessLevels
 from forge.calls import AuditedCalls, AuditSink
 from forge.client import GitLabClient
@@ -137,7 +138,10 @@ class Gateway:
     ) -> list[Issue]:
         """Issues waiting for ``role`` (one API call, filtered by the ready label)."""
         label = self.workflow.ready_state(role).label
-        return await self.list_issues(project, labels=[label], updated_after=updated_after)
+        ready = await self.list_issues(project, labels=[label], updated_after=updated_after)
+        if updated_after is None:  # the whole queue, not a slice of it
+            metrics.READY_ISSUES.labels(role, project).set(len(ready))
+        return ready
 
     async def transition(
         self, project: str, iid: int, target: str, *, expect: Collection[str] | None = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forge import metrics
 from roles.agents.base import AgentTask, TaskKind
 from roles.context import RunContext
 
@@ -60,7 +61,7 @@ async def run_agent(
     log.info(
         "agent turn: issue=%s run=%s step=%s agent=%s", ctx.issue.ref, ctx.key, step, agent.name
     )
-    result = await agent.run(task)
+    result = await metrics.agent_turn(agent.name, agent.run(task))
     if result.usage is not None:
         usage = result.usage
         await ctx.services.storage.runs.add_usage(

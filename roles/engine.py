@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from forge import metrics
 from forge.claims import ClaimLost, ClaimMarker
 from forge.client import ForgeError
 from forge.gateway import StaleState
@@ -199,6 +200,7 @@ class Engine:
         )
         self._inflight[key] = _InFlight(role.name, task)
         self.stats.started += 1
+        metrics.run_launched(role.name, task)
 
         def forget(_: asyncio.Task[None]) -> None:
             self._inflight.pop(key, None)
@@ -398,6 +400,7 @@ class Engine:
     async def _abandon(self, ctx: RunContext, why: str) -> None:
         log.warning("run abandoned: issue=%s run=%s: %s", ctx.issue.ref, ctx.key, why)
         await self.services.storage.runs.finish(ctx.run.id, RunStatus.ABANDONED, why)
+        metrics.run_finished(ctx.role, "abandoned")
         await self.services.claims.leases.release(ctx.claim.lease)
 
     async def _finish(self, ctx: RunContext, result: RoleResult) -> None:
@@ -442,6 +445,7 @@ class Engine:
         # Last: until the run is finished a restart resumes it, so the desk is asked for sure.
         status = _run_status(result.outcome)
         await services.storage.runs.finish(ctx.run.id, status, result.message or None)
+        metrics.run_finished(ctx.role, str(result.outcome))
         self.stats.outcomes[str(result.outcome)] = (
             self.stats.outcomes.get(str(result.outcome), 0) + 1
         )

@@ -17,6 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from forge import metrics
 from forge.claims import ClaimMarker
 from forge.gateway import StaleState
 from forge.types import Issue
@@ -73,6 +74,7 @@ async def sweep(
                 if (issue.project, issue.iid) not in busy:
                     await _recover(services, issue, role, report)
     await _report_stuck(services, limits, report)
+    metrics.janitor(report)
     return report
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from forge import metrics
 from roles.procgroup import run_group
 from roles.settings import BASE_ENV_ALLOW
 
@@ -215,6 +216,7 @@ async def run_validation(
             result.duration_seconds,
         )
         results.append(result)
+    metrics.validation(results)
     return ValidationReport(tuple(results))
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
+from forge import metrics
 from forge.webhooks.events import WebhookEvent
 from forge.webhooks.parse import Ignored, PayloadError, parse_event
 from forge.webhooks.settings import HEALTH_PATH, WebhookSettings
@@ -81,6 +82,7 @@ def _unusable(request: web.Request, reason: str) -> web.Response:
     early: the poll finds the same work. So a body we cannot read is logged and dropped
     rather than refused (a wrong token is still 401: that is a misconfiguration to see).
     """
+    metrics.WEBHOOK_EVENTS.labels("unusable").inc()
     log.warning(
         "webhook ignored, body unusable: %s (event=%s uuid=%s)",
         reason,
@@ -141,6 +143,7 @@ class WebhookReceiver:
         app = web.Application()
         app.router.add_route("*", self._settings.path, self._handle)
         app.router.add_get(HEALTH_PATH, self._health)
+        app.router.add_get(metrics.METRICS_PATH, metrics.handler)
         app.on_startup.append(self._start_worker)
         app.on_cleanup.append(self._stop_worker)
         return app
@@ -226,6 +229,7 @@ class WebhookReceiver:
             )
         if not self._token_matches(request.headers.get(TOKEN_HEADER)):
             log.warning("webhook refused: invalid %s from %s", TOKEN_HEADER, request.remote)
+            metrics.WEBHOOK_EVENTS.labels("unauthorized").inc()
             return _error(401, f"invalid {TOKEN_HEADER}")
         body = await self._read_body(request)
         if body is None:
@@ -245,6 +249,7 @@ class WebhookReceiver:
             return _unusable(request, str(exc))
         if isinstance(parsed, Ignored):
             log.debug("webhook ignored: %s (uuid=%s)", parsed.reason, event_uuid)
+            metrics.WEBHOOK_EVENTS.labels("ignored").inc()
             return web.json_response({"status": "ignored", "reason": parsed.reason})
         idempotency = request.headers.get(IDEMPOTENCY_HEADER)
         if idempotency:
@@ -282,12 +287,14 @@ class WebhookReceiver:
         # deliveries of the same event cannot both be queued.
         if key is not None and key in self._seen:
             log.info("webhook duplicate dropped: %s", event.log_context())
+            metrics.WEBHOOK_EVENTS.labels("duplicate").inc()
             return web.json_response({"status": "duplicate"})
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             # Not remembered: a redelivery must be processed.
             log.warning("webhook queue full, asking GitLab to retry: %s", event.log_context())
+            metrics.WEBHOOK_EVENTS.labels("queue_full").inc()
             return _error(
                 503,
                 "event queue is full, retry later",
@@ -296,4 +303,5 @@ class WebhookReceiver:
         if key is not None:
             self._seen.remember(key)
         log.debug("webhook queued: %s", event.log_context())
+        metrics.WEBHOOK_EVENTS.labels("queued").inc()
         return web.json_response({"status": "queued"}, status=202)
