@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bot.config import ConfigError, CrewlineConfig, Secrets, config_path, load_config, load_secrets
+from bot.logs import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -20,10 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(_level(args), args.log_format or "text")
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -50,6 +48,12 @@ def _options(default: object) -> argparse.ArgumentParser:
     options.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="debug logging"
     )
+    options.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=default,
+        help="text, or json: one object per line (default: observability.log_format, else text)",
+    )
     return options
 
 
@@ -59,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Coordinate AI coding agents on GitLab from Discord.",
         parents=[_options(None)],
     )
-    parser.set_defaults(verbose=False)
+    parser.set_defaults(verbose=False, log_format=None)
     common = _options(argparse.SUPPRESS)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -219,8 +223,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(interactive=args.interactive, as_json=args.json))
 
 
+def _level(args: argparse.Namespace) -> int:
+    return logging.DEBUG if args.verbose else logging.WARNING
+
+
 def _configured(args: argparse.Namespace) -> tuple[CrewlineConfig, Secrets]:
-    return load_config(config_path(args.config)), load_secrets()
+    config, secrets = load_config(config_path(args.config)), load_secrets()
+    # Now the worker and the tokens are known: JSON lines carry the one, never the others.
+    log_format = args.log_format or config.observability.log_format
+    configure_logging(
+        _level(args), log_format, secrets=secrets.all_values(), worker=config.worker_id
+    )
+    return config, secrets
 
 
 def cmd_run(args: argparse.Namespace) -> int:

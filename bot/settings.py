@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -84,4 +86,7 @@ class ObservabilitySettings(BaseModel):
     )
     port: int = Field(
         default=9464, ge=0, le=65535, description="Port (Prometheus exporters' 9464; 0: any)"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json: one object per line for log stacks"
     )
