@@ -30,6 +30,8 @@ from storage import StorageSettings
 from workflow import WorkflowSettings
 
 CONFIG_ENV = "CREWLINE_CONFIG"
+# Overrides worker_id: a Kubernetes pod sets it from its own name (the downward API).
+WORKER_ENV = "CREWLINE_WORKER_ID"
 DEFAULT_CONFIG = Path("crewline.toml")
 
 
@@ -145,8 +147,10 @@ def config_path(
     return DEFAULT_CONFIG
 
 
-def load_config(path: Path) -> CrewlineConfig:
-    """Read, validate and resolve the configuration file; raise :class:`ConfigError`."""
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> CrewlineConfig:
+    """Read, validate and resolve the configuration file; raise :class:`ConfigError`.
+    A non-empty ``CREWLINE_WORKER_ID`` in the environment replaces ``worker_id``."""
+    environ = os.environ if environ is None else environ
     source = str(path)
     try:
         raw = path.read_bytes()
@@ -164,6 +168,8 @@ def load_config(path: Path) -> CrewlineConfig:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(source, [f"not valid TOML: {error}"]) from None
+    if environ.get(WORKER_ENV):
+        data["worker_id"] = environ[WORKER_ENV]
     try:
         config = CrewlineConfig.model_validate(data)
     except ValidationError as error:
