@@ -8,6 +8,8 @@ kustomization using anything else fails the test instead of being half-rendered.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -171,3 +173,30 @@ def test_the_worker_id_comes_from_the_environment_when_set(tmp_path: Path) -> No
     assert load_config(path, environ={}).worker_id == "from-file"
     assert load_config(path, environ={WORKER_ENV: ""}).worker_id == "from-file"
     assert load_config(path, environ={WORKER_ENV: "pod-3"}).worker_id == "pod-3"
+
+
+def test_the_grafana_dashboard_queries_only_families_crewline_exports() -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    exported = {
+        sample_name
+        for family in metrics.REGISTRY.collect()
+        if family.name.startswith("crewline_")
+        for sample_name in {family.name, f"{family.name}_total", f"{family.name}_bucket"}
+    }
+    labels = {
+        name: set(collector._labelnames)
+        for name, collector in vars(metrics).items()
+        if hasattr(collector, "_labelnames")
+    }
+    known_labels = set().union(*labels.values()) | {"le"}
+    titles = [panel["title"] for panel in dashboard["panels"]]
+    for word in ("Board", "Throughput", "Failures", "Spend", "API budget"):
+        assert any(title.startswith(word) for title in titles), word
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            used = set(re.findall(r"\bcrewline_[a-z_]+", target["expr"]))
+            assert used and used <= exported, (panel["title"], used - exported)
+            grouped = re.findall(r"by \(([^)]*)\)", target["expr"])
+            by = {label.strip() for group in grouped for label in group.split(",")}
+            assert by <= known_labels, (panel["title"], by - known_labels)
