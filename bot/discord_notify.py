@@ -29,6 +29,7 @@ from bot.desk import Desk
 from bot.render import CONTENT, NO_MENTIONS, THREAD_NAME, block, cut, link, plain, strip_details
 from bot.settings import DiscordSettings
 from bot.views import gate_view, question_view
+from forge import metrics
 from roles.notify import Event, EventKind, GateRequest
 from workflow import StateKind, read_state
 
@@ -132,6 +133,7 @@ class DiscordSurface:
     # ------------------------------------------------------------ the sender
 
     def start(self) -> None:
+        metrics.DISCORD_QUEUE.set_function(lambda: len(self._jobs))  # read at each scrape
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name="discord surface")
 

@@ -100,6 +100,9 @@ JANITOR_RECOVERIES = Counter(
     "What the janitor did, by kind (requeued, failed, repaired, merged, back_to_qa, timed_out)",
     ["kind"],
 )
+DISCORD_QUEUE = Gauge(
+    "crewline_discord_queue_jobs", "Discord messages and edits waiting to be sent (run only)"
+)
 JANITOR_STUCK = Gauge("crewline_janitor_stuck_issues", "Stuck issues at the janitor's last pass")
 
 

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+
 from bot.digest import build_digest, digest_embed
 from forge.sim.app import RunningSim
 from forge.types import Issue
@@ -176,6 +178,7 @@ async def test_nothing_is_lost_while_discord_is_away(sim: RunningSim, tmp_path: 
         await asyncio.wait_for(surface.request(gate), 1)  # the engine is never held up
         await asyncio.sleep(0.05)
         assert world.resolved == 0 and surface.pending == 4  # status, 2 details, card
+        assert REGISTRY.get_sample_value("crewline_discord_queue_jobs") == 4
         world.down = True  # it reconnects, but Discord answers 503 for a while
         connected.set()
         await asyncio.sleep(0.1)
@@ -185,6 +188,7 @@ async def test_nothing_is_lost_while_discord_is_away(sim: RunningSim, tmp_path: 
         assert (
             len(world.channel(APPROVALS).messages) == 1 and len(world.channel(STATUS).messages) == 1
         )
+        assert REGISTRY.get_sample_value("crewline_discord_queue_jobs") == 0
         await surface.stop()
 
 
