@@ -12,12 +12,15 @@ import aiohttp
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from bot.demo_goals import GOALS
 from bot.observe import Observer
 from bot.settings import ObservabilitySettings
 from forge import metrics
 from forge.sim.app import RunningSim
+from forge.webhooks import WebhookReceiver, WebhookSettings
+from forge.webhooks.events import WebhookEvent
 from roles.agents.base import AgentResult, Usage
 from storage import Storage
 from tests.test_cli_engine import (
@@ -30,6 +33,7 @@ from tests.test_cli_engine import (
     wait_for_state,
     write_config,
 )
+from tests.webhooks_support import issue_payload
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -165,3 +169,39 @@ def test_rate_limit_remaining_and_429s_are_read_from_every_response() -> None:
     metrics.gitlab_response(_Answer(200, "not-a-number"))  # the last good value stays
     assert metrics.GITLAB_RATELIMIT_REMAINING._value.get() == 0
     assert limited._value.get() - before == 1
+
+
+async def test_the_webhook_receiver_serves_metrics_that_count_its_deliveries() -> None:
+    secret = "observed-secret"
+    received: list[WebhookEvent] = []
+
+    async def on_event(event: WebhookEvent) -> None:
+        received.append(event)
+
+    receiver = WebhookReceiver(SecretStr(secret), on_event, WebhookSettings(port=0))
+    base = await receiver.start()
+    url = f"{base}{receiver.settings.path}"
+    headers = {"X-Gitlab-Token": secret, "X-Gitlab-Event-UUID": "uuid-1"}
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def count(result: str) -> float:
+                async with session.get(f"{base}{metrics.METRICS_PATH}") as response:
+                    assert response.status == 200
+                    return value(parse(await response.text()), "crewline_webhook_events_total",
+                                 result=result)  # fmt: skip
+
+            before = {r: await count(r) for r in ("queued", "duplicate", "unauthorized")}
+            for token in (secret, secret, "wrong"):
+                sent = {**headers, "X-Gitlab-Token": token}
+                async with session.post(url, json=issue_payload(), headers=sent) as response:
+                    assert response.status in (202, 200, 401)
+            after = {r: await count(r) for r in before}
+    finally:
+        await receiver.stop()
+    assert {r: after[r] - before[r] for r in before} == {
+        "queued": 1,
+        "duplicate": 1,
+        "unauthorized": 1,
+    }
+    assert len(received) == 1
