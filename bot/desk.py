@@ -227,6 +227,7 @@ class Desk:
             "who": f"@{person.gitlab_user}",
             "via": self.via,
             "feedback": feedback,
+            "worker": services.worker,
         }
         if gate == "merge":
             common.update(
