@@ -48,6 +48,7 @@ class Reply:
     changed: bool  # False: nothing changed (already done, stale, not applicable)
     message: str
     url: str = ""
+    pending: bool = False  # a decision that could not be applied: the gate still waits
 
 
 class DeskError(Exception):
@@ -241,7 +242,7 @@ class Desk:
         )
         payload = {"revision": revision, "approve": approve, "feedback": feedback}
         await self._audit(person, what, target, payload, decision.applied)
-        return Reply(decision.applied, decision.message)
+        return Reply(decision.applied, decision.message, pending=decision.pending)
 
     # ------------------------------------------------------------ reading
 
