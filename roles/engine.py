@@ -448,7 +448,12 @@ class Engine:
             await self._tell(
                 EventKind.GATE, issue, f"waiting for a human at {target}", running, target
             )
-            await services.desk.request(result.gate)  # raises when it could not decide
+            try:
+                await services.desk.request(result.gate)
+            except GateNotDecided as undecided:
+                # Not decided, so not finished: reask_gates (and a restart) asks again.
+                log.warning("gate undecided, asked again later: run=%s: %s", ctx.key, undecided)
+                return
             self._gates_asked.add((issue.project, issue.iid))
         # Last: until the run is finished a restart resumes it, so the desk is asked for sure.
         status = _run_status(result.outcome)
