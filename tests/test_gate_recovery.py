@@ -4,6 +4,10 @@ executes only the plan as it was approved, and two janitors report one fact in o
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -223,3 +227,38 @@ async def test_two_janitors_report_a_merge_by_hand_in_one_note(
 
     said = f"!{mr.iid} was merged in GitLab; the work is done."
     assert sum(body.startswith(said) for body in note_bodies(demo_sim, issue.iid)) == 1
+
+
+KILL_WORKER = Path(__file__).parent / "gate_kill_worker.py"
+
+
+async def test_a_worker_killed_between_the_decision_note_and_the_transition_completes_it_after_restart(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """A real SIGKILL: the killed process leaves the note in GitLab and its gate lease live
+    in SQLite; the restarted worker (same id, same database) takes the lease back and
+    completes the decision, with one decision note."""
+    host = configure(demo_sim, tmp_path / "host", worker_id="gate-host")
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path / "pm")) as (runtime, log):
+        gate = await at_the_plan_gate(runtime, log)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(KILL_WORKER), "--url", demo_sim.base_url,
+        "--base", str(tmp_path / "host"), "--worker", "gate-host", "--iid", str(gate.iid),
+        "--revision", gate.revision,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "CREWLINE_GITLAB_TOKEN": demo_sim.config.bot_token},
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == -signal.SIGKILL and out.decode().split() == ["up"]
+    assert len(decision_notes(demo_sim, gate.iid)) == 1
+
+    async with runtime_for(demo_sim, host) as (restarted, _):
+        left = await restarted.storage.leases.get(f"gate:{PROJECT}:{gate.iid}")
+        assert left is not None and left.holder == "gate-host"  # the kill left it live
+        decision = await approve(restarted, gate)
+        assert (decision.applied, decision.message) == (
+            True,
+            "Plan approved by ada via the killed process.",
+        )
+        assert await state_of(restarted, gate.iid) == "dev-ready"
+    assert len(decision_notes(demo_sim, gate.iid)) == 1
