@@ -5,6 +5,7 @@ executes only the plan as it was approved, and two janitors report one fact in o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from bot.app import Runtime
 from forge.sim.app import RunningSim
+from roles.engine import Engine
 from roles.gates import Decision, GateNotDecided, decide_plan
 from roles.janitor import sweep
 from roles.notify import EventLog, GateRequest
@@ -262,3 +264,26 @@ async def test_a_worker_killed_between_the_decision_note_and_the_transition_comp
         )
         assert await state_of(restarted, gate.iid) == "dev-ready"
     assert len(decision_notes(demo_sim, gate.iid)) == 1
+
+
+async def test_a_restarted_engine_asks_about_the_gates_already_waiting(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, log):
+        gate = await at_the_plan_gate(runtime, log)
+        asked = EventLog()
+        runtime.services.desk = asked
+        restarted = Engine(runtime.services, runtime.engine.roles)  # nothing in memory
+        running = asyncio.create_task(restarted.run_forever(poll_seconds=3600))
+        try:
+            for _ in range(200):
+                if asked.gates:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        [again] = asked.gates
+        assert (again.iid, again.gate, again.revision) == (gate.iid, gate.gate, gate.revision)
+        assert again.summary == gate.summary
