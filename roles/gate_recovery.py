@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from forge.gateway import Gateway
-from forge.types import Issue, Note
+from forge.types import Issue
 from roles.context import Services
 from roles.gates import (
     HUMAN_MERGES,
@@ -59,27 +59,25 @@ async def _complete_plan(gateway: Gateway, issue: Issue) -> bool:
     current = latest_plan(notes)
     if current is None:
         return False
-    recorded = _keyed(notes, decision_key(str(current[0].id)))
+    recorded = await gateway.find_note(issue.project, issue.iid, decision_key(str(current[0].id)))
     if recorded is None:
         return False
     return (await apply_plan_decision(gateway, issue.project, issue.iid, recorded)).applied
 
 
 async def _complete_merge(services: Services, issue: Issue) -> bool:
-    mr, notes = await issue_mr_and_notes(services.gateway, issue.project, issue.iid)
+    mr, _ = await issue_mr_and_notes(services.gateway, issue.project, issue.iid)
     if mr is None or mr.state != "opened":
         return False  # a merged MR is the janitor's "merged in GitLab" case
-    recorded = _keyed(notes, merge_decision_key(mr.sha))
+    recorded = await services.gateway.find_note(
+        issue.project, issue.iid, merge_decision_key(mr.sha)
+    )
     if recorded is None or HUMAN_MERGES in recorded.body:
         return False
     decision = await apply_merge_decision(
         services.gateway, issue.project, issue.iid, mr, recorded, services.merger
     )
     return decision.applied
-
-
-def _keyed(notes: list[Note], key: str) -> Note | None:
-    return next((note for note in notes if f"key={key} " in note.body), None)
 
 
 async def issues_at_gates(gateway: Gateway, project: str) -> list[tuple[Issue, str]]:

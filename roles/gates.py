@@ -132,7 +132,8 @@ async def _decide(
     at_gate = state is not None and state.name == gate
     current = latest_plan(notes)
     newest = current is not None and str(current[0].id) == revision
-    earlier = _keyed(notes, decision_key(revision))
+    # Keyed notes are looked up through the gateway, which decides whose notes count.
+    earlier = await gateway.find_note(project, iid, decision_key(revision))
     if earlier is not None:
         if at_gate and newest:  # recorded, and the process that recorded it did not finish
             return await apply_plan_decision(gateway, project, iid, earlier)
@@ -162,10 +163,6 @@ async def apply_plan_decision(gateway: Gateway, project: str, iid: int, note: No
         return Decision(False, f"the issue moved while deciding: {stale}")
     log.info("plan decision applied: issue=%s#%s outcome=%s", project, iid, outcome)
     return Decision(True, note.body.splitlines()[0])
-
-
-def _keyed(notes: list[Note], key: str) -> Note | None:
-    return next((note for note in notes if f"key={key} " in note.body), None)
 
 
 def _already(earlier: Note) -> Decision:
@@ -240,7 +237,7 @@ async def _decide_merge(
     state = read_state(wf, issue.labels).state
     at_gate = state is not None and state.name == gate
     mr, notes = await issue_mr_and_notes(gateway, project, iid)
-    earlier = _keyed(notes, merge_decision_key(revision))
+    earlier = await gateway.find_note(project, iid, merge_decision_key(revision))
     if earlier is not None:
         # An approval waiting for a human to merge in GitLab is complete as recorded.
         unfinished = HUMAN_MERGES not in earlier.body
