@@ -221,6 +221,14 @@ class MergeGateway:
             Pipeline.of(p) for p in await self.calls.read("pipeline.list", project, params, list_)
         ]
 
+    async def pipeline(self, project: str, pipeline_id: int) -> dict[str, Any]:
+        """One pipeline in full (``yaml_errors``, ``detailed_status``, ...)."""
+
+        def get(gl: gitlab.Gitlab) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).pipelines.get(pipeline_id).attributes)
+
+        return await self.calls.read("pipeline.get", f"{project}/pipeline/{pipeline_id}", {}, get)
+
     async def mr_pipelines(self, project: str, iid: int) -> list[Pipeline]:
         """The MR's pipelines, newest first (one page): its source branch's pipelines of its
         commits, and its merge request, merged-results and merge-train pipelines, which run

@@ -119,6 +119,8 @@ class _Watch:
                     await self._record_flaky(first, pipeline)
                 return await self._passed(pipeline)
             current = await self._fingerprint(pipeline)
+            if current.empty:
+                return await self._no_failed_job(pipeline)
             first = first or current
             flaky = await self.ctx.services.storage.settings.get_json(
                 flaky_key(self.mr.project), []
@@ -232,6 +234,19 @@ class _Watch:
                 "MR's fault; fix the target branch, then retry this issue.",
             )
         return None
+
+    async def _no_failed_job(self, pipeline: Pipeline) -> RoleResult:
+        """A red pipeline without a failed job: GitLab could not run it (``yaml_errors``).
+        Nothing to retry and nothing to show a developer: a human looks at the CI."""
+        full = await self.ctx.gateway.merges.pipeline(self.mr.project, pipeline.id)
+        errors = str(full.get("yaml_errors") or "").strip()
+        named = what_runs(pipeline, self.mr.sha)
+        reason = f": `{errors[:500]}`" if errors else " (no job failed and no error was given)"
+        return RoleResult(
+            Outcome.BLOCKED,
+            f"QA cannot judge: {named} failed before any job ran{reason}. Fix the project's "
+            "CI configuration (or this MR's change to it), then retry this issue.",
+        )
 
     async def _send_back(self, pipeline: Pipeline, failure: Fingerprint) -> RoleResult:
         """Back to the developer with the evidence, unless the work has already made

@@ -161,3 +161,29 @@ async def test_a_pipeline_that_stays_red_is_blocked_after_max_round_trips_with_t
     assert f"Pipeline #{first.id} (" in round_one and "round 1: the sum is wrong" in round_one
     assert f"Pipeline #{second.id} (" in round_two and "round 2: the sum is wrong" in round_two
     assert "tests.test_extra.ExtraTest.test_adds" in round_two
+
+
+async def test_a_pipeline_gitlab_could_not_run_blocks_with_its_yaml_errors(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    config = full_config(demo_sim, tmp_path)
+    config.roles.dev.enabled = False  # work sent back would rest at dev-ready
+    project = as_maintainer(demo_sim)
+    broken = "test:\n  stage: nowhere\n  script: [echo never]\n"
+    async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, _, _):
+        work = await open_work(runtime, demo_sim, "yaml", {".gitlab-ci.yml": broken})
+        wait_idle(demo_sim)
+        head = project.mergerequests.get(work.mr_iid).sha
+        [pipeline] = project.pipelines.list(sha=head, get_all=True)
+        assert pipeline.status == "failed"
+        await to_qa(runtime, work)
+        await reach(runtime, {work.iid: "blocked"})
+
+    bodies = note_bodies(demo_sim, work.iid)
+    [outcome] = [body for body in bodies if "QA cannot judge" in body]
+    assert (
+        f"pipeline #{pipeline.id}" in outcome and "chosen stage nowhere does not exist" in outcome
+    )
+    assert not any(
+        "failed jobs: none" in body or "Back to the developer" in body for body in bodies
+    )
