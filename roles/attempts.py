@@ -19,13 +19,13 @@ from forge.types import Note
 
 def round_attempt(notes: Iterable[Note], role: str) -> int:
     """``role``'s claims since another role last claimed the issue (notes in id order);
-    at least 1: the claim being counted for."""
+    0 when the last claim was another role's (or there is none)."""
     count = 0
     for note in sorted(notes, key=lambda n: n.id):
         marker = ClaimMarker.parse(note.body)
         if marker is not None:
             count = count + 1 if marker.role == role else 0
-    return max(1, count)
+    return count
 
 
 def claims_of(notes: Iterable[Note], role: str) -> int:

@@ -312,7 +312,7 @@ class Engine:
                 claim=claim,
                 project=services.projects[issue.project],
                 done=await services.storage.runs.steps(run.id),
-                round_attempt=round_attempt(notes, role.name),
+                round_attempt=max(1, round_attempt(notes, role.name)),
             )
         except Exception:
             log.exception("could not start run: issue=%s role=%s", issue.ref, role.name)

@@ -40,7 +40,7 @@ from roles.plan_notes import load_plan
 from roles.pm import budget_admission
 from roles.prompts import Prompts
 from roles.qa_pipeline import SETTLED, HeadPipelines, needs_a_human, not_run, what_runs
-from roles.qa_rounds import Round, earlier_rounds, history, round_of, sent_back_marker
+from roles.qa_rounds import earlier_rounds, history, round_of, sent_back_marker
 from roles.triage import Fingerprint, excerpt, fingerprint, known_flaky
 from workflow import Outcome
 
@@ -263,7 +263,7 @@ class _Watch:
         rounds = earlier_rounds(notes, current_pipeline=pipeline.id)
         limit = self.settings.qa.max_round_trips
         if len(rounds) >= limit:
-            last: Round = round_of(evidence, pipeline.id, self.mr.sha)
+            last = round_of(evidence, pipeline.id, self.mr.sha)
             return RoleResult(Outcome.BLOCKED, history(rounds, last, limit))
         trip = f"Back to the developer (round trip {len(rounds) + 1} of at most {limit})."
         marker = sent_back_marker(pipeline.id, self.mr.sha)

@@ -31,7 +31,7 @@ def test_a_round_attempt_counts_only_the_claims_since_another_role_claimed() -> 
     history = [_note(i, role) for i, role in enumerate([*ROUNDS, "dev", "dev"], start=1)]
     assert round_attempt(history, "dev") == 2  # two crashes in this round
     assert claims_of(history, "dev") == 5  # the run number stays unique across rounds
-    assert round_attempt(history, "qa") == 1  # nothing claimed for QA yet in this round
+    assert round_attempt(history, "qa") == 0  # nothing claimed for QA yet in this round
     assert round_attempt(list(reversed(history)), "dev") == 2  # note ids decide the order
 
 
