@@ -110,6 +110,8 @@ class _Watch:
                     "project's CI.",
                 )
             if pipeline.status == "manual":
+                if first is not None:  # the retried jobs passed: only the manual one waits
+                    await self._record_flaky(first, pipeline)
                 jobs = await self.ctx.gateway.merges.jobs(self.mr.project, pipeline.id)
                 return RoleResult(Outcome.BLOCKED, needs_a_human(pipeline, self.mr.sha, jobs))
             if pipeline.status in ("canceled", "skipped"):

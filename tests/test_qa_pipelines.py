@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 from forge.sim.app import RunningSim
+from roles.flaky import flaky_key
 from tests.engine_support import PROJECT, note_bodies, reach, state_of
 from tests.qa_support import FAILING_TEST, PASSING_TEST, open_work, to_qa
 from tests.review_merge_support import as_maintainer, commit, full_config, merging_runtime
-from tests.sim_pipeline_support import jobs_by_name, wait_idle
+from tests.sim_pipeline_support import FLAKY_SCRIPT, jobs_by_name, wait_idle
 
 MANUAL_CI = """stages: [test, deploy]
 test:
@@ -187,3 +188,31 @@ async def test_a_pipeline_gitlab_could_not_run_blocks_with_its_yaml_errors(
     assert not any(
         "failed jobs: none" in body or "Back to the developer" in body for body in bodies
     )
+
+
+async def test_a_job_that_passes_on_retry_is_recorded_flaky_even_when_a_manual_job_then_waits(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    counter = tmp_path / "flaky-count"
+    ci = f"""stages: [test, deploy]
+flaky:
+  stage: test
+  script: ['python3 ci/flaky.py "{counter}"']
+approve:
+  stage: deploy
+  when: manual
+  allow_failure: false
+  script: [echo approved]
+"""
+    config = full_config(demo_sim, tmp_path)
+    config.roles.dev.enabled = False
+    async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, _, _):
+        files = {".gitlab-ci.yml": ci, "ci/flaky.py": FLAKY_SCRIPT}
+        work = await open_work(runtime, demo_sim, "flaky-manual", files)
+        await to_qa(runtime, work)
+        await reach(runtime, {work.iid: "blocked"})
+        assert await runtime.storage.settings.get_json(flaky_key(PROJECT), []) == ["job:flaky"]
+
+    bodies = note_bodies(demo_sim, work.iid)
+    assert any("recorded as flaky (job:flaky)" in body for body in bodies)
+    assert any("QA needs a human" in body and "`approve`" in body for body in bodies)
