@@ -124,6 +124,27 @@ async def test_a_canceled_pipeline_is_reported_as_canceled_not_sent_back(
     )
 
 
+async def test_a_skipped_pipeline_is_reported_as_skipped_not_sent_back(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    config = full_config(demo_sim, tmp_path)
+    config.roles.dev.enabled = False  # work sent back would rest at dev-ready
+    project = as_maintainer(demo_sim)
+    async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, _, _):
+        work = await open_work(runtime, demo_sim, "skipped", {"docs/a.md": "A.\n"})
+        head = commit(demo_sim, work.branch, "Docs only [skip ci]", {"docs/b.md": "B.\n"})
+        wait_idle(demo_sim)
+        [pipeline] = project.pipelines.list(sha=head, get_all=True)
+        assert pipeline.status == "skipped"
+        await to_qa(runtime, work)
+        await reach(runtime, {work.iid: "blocked"})
+
+    bodies = note_bodies(demo_sim, work.iid)
+    [outcome] = [body for body in bodies if "QA has no CI verdict" in body]
+    assert f"pipeline #{pipeline.id}" in outcome and "was skipped" in outcome
+    assert not any("Back to the developer" in body for body in bodies)
+
+
 async def test_a_pipeline_that_stays_red_is_blocked_after_max_round_trips_with_the_history(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
