@@ -2,12 +2,9 @@
 jobs through their stages, runs them on the built-in runner, and retries, plays and cancels
 them.
 
-A project with ``merge_pipelines_enabled`` runs merged-results pipelines, as GitLab Premium
-does: an open MR's pipeline runs on a merge commit of its head into the target's head,
-written to ``refs/merge-requests/<iid>/merge`` (``source: merge_request_event``), and a push
-to an open MR's source branch gets that pipeline instead of a branch pipeline (what the usual
-``workflow:rules`` do, to avoid running both). If the two conflict, the MR pipeline runs on
-the head itself (``refs/merge-requests/<iid>/head``), as GitLab falls back to.
+An open MR's own pipelines (detached, and merged-results ones for a project with
+``merge_pipelines_enabled``, which then replace the branch pipeline of a push to the MR's
+source branch, as the usual ``workflow:rules`` do) are made in :mod:`forge.sim.mr_pipelines`.
 
 Jobs run as background asyncio tasks, at most ``config.ci_concurrency`` at once; a request
 never waits for a job. Every status change is written first, then announced (Pipeline Hook
@@ -33,6 +30,7 @@ from forge.sim.core import Sim, project_by_ref
 from forge.sim.events import SimEvent
 from forge.sim.git_hooks import ZERO_SHA
 from forge.sim.git_repos import GIT_KEY
+from forge.sim.mr_pipelines import detached, merged_results
 from forge.sim.mr_records import open_mr_for_source
 from forge.sim.pipeline_hooks import emit_job_event, emit_pipeline_event
 from forge.sim.pipeline_records import (
@@ -163,8 +161,10 @@ class PipelineEngine:
             ):
                 mr = await open_mr_for_source(self._sim, event.project_id, branch)
                 if mr is not None:
-                    await self._mr_pipeline(project, payload.get("user_id"), int(mr["iid"]),
-                                            str(mr["target_branch"]), after)  # fmt: skip
+                    await merged_results(
+                        self, self._app[GIT_KEY], project, payload.get("user_id"),
+                        iid=int(mr["iid"]), target=str(mr["target_branch"]), head=after,
+                    )  # fmt: skip
                     return
             await self.create(
                 project,
@@ -186,60 +186,28 @@ class PipelineEngine:
         merged-results one when the project has them, else one on
         ``refs/merge-requests/<iid>/head`` if its head has no pipeline yet."""
         attributes = event.payload.get("object_attributes") or {}
-        sha = (attributes.get("last_commit") or {}).get("id")
+        sha = str((attributes.get("last_commit") or {}).get("id") or "")
         if attributes.get("action") not in ("open", "reopen") or not sha or self._closing:
             return
-        merged_results = await merge_pipelines_enabled(self._sim, event.project_id)
-        if (event.project_id, sha) in self._creating and not merged_results:
+        merged = await merge_pipelines_enabled(self._sim, event.project_id)
+        if (event.project_id, sha) in self._creating and not merged:
             return
         self._busy += 1
         try:
-            if (
-                not merged_results
-                and await latest_for_sha(self._sim, event.project_id, sha) is not None
-            ):
+            if not merged and await latest_for_sha(self._sim, event.project_id, sha) is not None:
                 return
             project = await project_by_ref(self._sim, str(event.project_id))
             if project is None:
                 return
             user = (event.payload.get("user") or {}).get("id")
             iid, target = int(attributes["iid"]), str(attributes.get("target_branch") or "")
-            if merged_results:
-                await self._mr_pipeline(project, user, iid, target, str(sha))
+            if merged:
+                repos = self._app[GIT_KEY]
+                await merged_results(self, repos, project, user, iid=iid, target=target, head=sha)
                 return
-            await self._detached(project, user, iid, str(sha))
+            await detached(self, project, user, iid, sha)
         finally:
             self._busy -= 1
-
-    async def _detached(
-        self, project: sqlite3.Row, user_id: int | None, iid: int, sha: str
-    ) -> int | None:
-        return await self.create(
-            project, user_id, ref=f"refs/merge-requests/{iid}/head", sha=sha,
-            source="merge_request_event", merge_request_iid=iid,
-        )  # fmt: skip
-
-    async def _mr_pipeline(
-        self, project: sqlite3.Row, user_id: int | None, iid: int, target: str, head: str
-    ) -> int | None:
-        """MR ``iid``'s merged-results pipeline for ``head``: on a fresh merge commit of the
-        head into ``target``; on the head itself when the two conflict."""
-        repos = self._app[GIT_KEY]
-        target_sha = await repos.resolve(project, target) if target else None
-        merged = None
-        if target_sha is not None:
-            merged = await repos.merge_ref(
-                project, source=head, target=target_sha,
-                ref=f"refs/merge-requests/{iid}/merge",
-                message=f"Merge {head[:8]} into {target_sha[:8]}\n\nMerged results for !{iid}",
-            )  # fmt: skip
-        if merged is None:
-            return await self._detached(project, user_id, iid, head)
-        return await self.create(
-            project, user_id, ref=f"refs/merge-requests/{iid}/merge", sha=merged,
-            before_sha=target_sha or ZERO_SHA, source="merge_request_event",
-            merge_request_iid=iid, source_sha=head,
-        )  # fmt: skip
 
     # ------------------------------------------------------------ stages
 
