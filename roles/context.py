@@ -102,6 +102,7 @@ class RunContext:
     claim: HostClaim
     project: ProjectSettings
     done: dict[str, Any] = field(default_factory=dict)  # steps finished before a restart
+    round_attempt: int = 1  # crash attempts of this stage in this round (roles/attempts.py)
 
     @property
     def key(self) -> str:

@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from forge.claims import ClaimLost, ClaimMarker
+from forge.claims import ClaimLost
 from forge.client import ForgeError
 from forge.gateway import StaleState
-from forge.types import Issue
+from forge.types import Issue, Note
+from roles.attempts import claims_of, round_attempt
 from roles.context import HostClaim, RunAborted, RunContext, Services
 from roles.gate_recovery import gate_request, issues_at_gates
 from roles.gates import GateNotDecided
@@ -292,15 +293,10 @@ class Engine:
 
     # ------------------------------------------------------------ one run
 
-    async def _attempt(self, issue: Issue, role: str) -> int:
-        """The attempt number, the same on every host: this role's claims on the issue."""
-        notes = await self.services.gateway.notes(issue.project, issue.iid)
-        markers = (ClaimMarker.parse(note.body) for note in notes)
-        return max(1, sum(1 for marker in markers if marker is not None and marker.role == role))
-
-    async def _start_run(self, issue: Issue, role: str, claim: HostClaim) -> Run:
+    async def _start_run(self, issue: Issue, role: str, claim: HostClaim, notes: list[Note]) -> Run:
         runs = self.services.storage.runs
-        attempt = await self._attempt(issue, role)
+        # The run's number, the same on every host: this role's claims on the issue.
+        attempt = max(1, claims_of(notes, role))
         while True:
             try:
                 run = await runs.start(
@@ -315,7 +311,8 @@ class Engine:
     async def _run(self, role: Role, issue: Issue, claim: HostClaim, resumed: Run | None) -> None:
         services = self.services
         try:
-            run = resumed or await self._start_run(issue, role.name, claim)
+            notes = await services.gateway.notes(issue.project, issue.iid)
+            run = resumed or await self._start_run(issue, role.name, claim, notes)
             ctx = RunContext(
                 services=services,
                 issue=issue,
@@ -325,6 +322,7 @@ class Engine:
                 claim=claim,
                 project=services.projects[issue.project],
                 done=await services.storage.runs.steps(run.id),
+                round_attempt=max(1, round_attempt(notes, role.name)),
             )
         except Exception:
             log.exception("could not start run: issue=%s role=%s", issue.ref, role.name)
@@ -387,13 +385,16 @@ class Engine:
             return self._retry_or_exhaust(ctx, f"{type(error).__name__}: {error}")
 
     def _retry_or_exhaust(self, ctx: RunContext, why: str) -> RoleResult:
+        """Crash attempts count per round (roles/attempts.py): work sent back by QA or a
+        review starts a new round, it does not use up the attempts."""
         limit = self.services.roles.by_name()[ctx.role].max_attempts
-        if ctx.attempt < limit:
+        attempt = ctx.round_attempt
+        if attempt < limit:
             return RoleResult(
                 Outcome.EXPIRED,
-                f"attempt {ctx.attempt} of {limit} stopped ({why}); re-queued for another attempt",
+                f"attempt {attempt} of {limit} stopped ({why}); re-queued for another attempt",
             )
-        return RoleResult(Outcome.EXHAUSTED, f"attempt {ctx.attempt} of {limit} failed: {why}")
+        return RoleResult(Outcome.EXHAUSTED, f"attempt {attempt} of {limit} failed: {why}")
 
     async def _renew(self, ctx: RunContext) -> None:
         interval = max(0.5, self.services.claims.ttl / 3)

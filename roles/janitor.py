@@ -22,9 +22,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from forge.claims import ClaimMarker
 from forge.gateway import StaleState
 from forge.types import Issue
+from roles.attempts import round_attempt
 from roles.context import Services
 from roles.gate_recovery import complete_recorded_decisions
 from roles.gates import head_moved_key
@@ -56,9 +56,9 @@ class JanitorLimits:
 
 
 async def claim_attempts(services: Services, issue: Issue, role: str) -> int:
-    notes = await services.gateway.notes(issue.project, issue.iid)
-    markers = (ClaimMarker.parse(note.body) for note in notes)
-    return sum(1 for marker in markers if marker is not None and marker.role == role)
+    """The expired claim's attempt in its round: a round trip through QA or review is not a
+    crash and does not use up ``max_attempts`` (roles/attempts.py)."""
+    return round_attempt(await services.gateway.notes(issue.project, issue.iid), role)
 
 
 async def sweep(

@@ -208,7 +208,7 @@ class _Rounds:
         key = f"review:{mr.sha[:12]}"
         if await ctx.gateway.find_note(mr.project, mr.iid, key, on="mr") is not None:
             return
-        changes = await merges.changes(mr.project, mr.iid)
+        changes = await merges.diffs(mr.project, mr.iid)
         diff = "\n\n".join(
             f"--- {change.get('old_path')}\n+++ {change.get('new_path')}\n{change.get('diff', '')}"
             for change in changes

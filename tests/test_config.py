@@ -85,6 +85,17 @@ def test_bad_value_names_key_value_and_expectation(tmp_path: Path) -> None:
     assert problems == ["roles.dev.concurrency = -1: Input should be greater than or equal to 1"]
 
 
+def test_qa_round_trips_default_and_bounds(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).roles.qa.max_round_trips == 3
+    only_qa = MINIMAL + "\n[roles.qa]\nmax_round_trips = 0\n"
+    assert problems_of(write(tmp_path, only_qa)) == [
+        "roles.qa.max_round_trips = 0: Input should be greater than or equal to 1"
+    ]
+    # The bound is QA's: the developer's settings do not take it.
+    problems = problems_of(write(tmp_path, MINIMAL + "\n[roles.dev]\nmax_round_trips = 2\n"))
+    assert problems[0].startswith("roles.dev.max_round_trips: unknown key")
+
+
 def test_bad_project_path_and_url(tmp_path: Path) -> None:
     text = '[gitlab]\nurl = "gitlab.example.com"\n\n[[projects]]\npath = "app"\n'
     problems = problems_of(write(tmp_path, text))

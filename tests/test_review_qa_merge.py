@@ -42,8 +42,11 @@ async def test_an_ai_finding_is_fixed_replied_to_and_resolved(
     async with merging_runtime(demo_sim, config) as (runtime, _, _):
         issue = await file_goal(runtime, "Add greet", greet_goal())
         await reach(runtime, {issue.iid: "done"})
+        mr = issue_mr(demo_sim, issue.iid)
+        # The review read the diff through /diffs (paginated), never the deprecated /changes.
+        read = {e.what for e in await runtime.storage.audit.for_target(f"{PROJECT}!{mr.iid}", 500)}
+        assert "gitlab.mr.diffs" in read and "gitlab.mr.changes" not in read
 
-    mr = issue_mr(demo_sim, issue.iid)
     assert mr.state == "merged"
     threads = [d for d in mr.discussions.list(get_all=True) if not d.individual_note]
     assert len(threads) == 1
