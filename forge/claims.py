@@ -9,6 +9,11 @@ but GitLab.
    A loser deletes its note and releases its lease.
 5. The winner renews by editing its note's expiry. Any host finding an expired claim
    may mark it expired and put the issue back to ready.
+
+A round is what happened since the issue last became ready; it is named by the label event
+that made it ready. Every visible write of a run is fenced by its claim (:meth:`Claims.check`),
+and a re-queue by the round it expires, so a claimer never acts for a round that is not its
+own (docs/decisions/0013).
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
+from forge.calls import fenced
 from forge.gateway import Gateway, StaleState
-from forge.types import Issue, Note
+from forge.types import Issue, LabelEvent, Note
 from workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -118,6 +124,7 @@ class Claim(Generic[LeaseT]):
     note_id: int
     expires: datetime
     lease: LeaseT
+    round: int  # the label event that opened the round this claim won
 
 
 @dataclass(frozen=True)
@@ -132,11 +139,39 @@ class ClaimView:
 
 
 class ClaimLost(Exception):
-    """Renewal found that the claim is no longer ours (it expired and was taken over)."""
+    """The claim is no longer ours (it expired, was re-queued or taken over): stop acting."""
 
 
 def _note_id(view: ClaimView) -> int:
     return view.note.id
+
+
+@dataclass(frozen=True)
+class Round:
+    """One role's round on an issue: everything since the issue last became ready."""
+
+    id: int  # the label event that made the issue ready; 0 when it never was
+    claims: tuple[ClaimView, ...]  # claim notes posted since, lowest id first
+    running_since: str | None  # when the running label was last added, if it was
+
+    def live(self) -> ClaimView | None:
+        """The winning live claim: the lowest claim note not ended."""
+        return min((v for v in self.claims if v.marker.ended is None), key=_note_id, default=None)
+
+    def winner(self, role: str) -> ClaimView | None:
+        """Who won: the lowest claim note for ``role``, ended or not. A winner that already
+        finished (and released) still won: a slow claimer that read the issue as ready
+        before the winner moved it must lose the round, not inherit it."""
+        return min((v for v in self.claims if v.marker.role == role), key=_note_id, default=None)
+
+
+def _opened(events: Sequence[LabelEvent], ready_label: str) -> LabelEvent | None:
+    """The event that opened the current round: the last time the ready label was added."""
+    adds = [e for e in events if e.action == "add" and e.label == ready_label]
+    return max(adds, key=lambda e: e.id, default=None)
+
+
+NO_ROUND = -1  # a claim kept only to be released: it holds no round
 
 
 def lease_key(project: str, iid: int) -> str:
@@ -188,7 +223,8 @@ class Claims(Generic[LeaseT]):
                 return None
             marker = ClaimMarker(self.worker, run, role, self._expiry())
             note = await self.gateway.post_note(issue.project, issue.iid, marker.body())
-            winner = await self._round_winner(issue.project, issue.iid, ready.label, role)
+            round_ = await self._round(issue.project, issue.iid, ready.label, running.label)
+            winner = round_.winner(role)
             if winner is None or winner.note.id != note.id:
                 log.info(
                     "claim lost: issue=%s role=%s run=%s winner=%s",
@@ -205,7 +241,15 @@ class Claims(Generic[LeaseT]):
             raise
         log.info("claimed: issue=%s role=%s run=%s note=%s", issue.ref, role, run, note.id)
         return Claim(
-            issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease
+            issue.project,
+            issue.iid,
+            role,
+            run,
+            self.worker,
+            note.id,
+            marker.expires,
+            lease,
+            round_.id,
         )
 
     async def _abandon(self, issue: Issue, lease: LeaseT, note: Note | None) -> None:
@@ -219,43 +263,51 @@ class Claims(Generic[LeaseT]):
     async def current(self, project: str, iid: int, ready_label: str) -> ClaimView | None:
         """The winning live claim: the lowest-id claim note posted since the issue last
         became ready and not ended. None if there is none."""
-        views = await self._since_ready(project, iid, ready_label)
-        return min((v for v in views if v.marker.ended is None), key=_note_id, default=None)
+        return (await self._round(project, iid, ready_label)).live()
 
-    async def _round_winner(
-        self, project: str, iid: int, ready_label: str, role: str
-    ) -> ClaimView | None:
-        """Who won this round: the lowest-id claim note for ``role`` since the issue last
-        became ready, ended or not. A winner that already finished (and released) still won:
-        a slow claimer that read the issue as ready before the winner moved it must lose
-        the round, not inherit it."""
-        views = await self._since_ready(project, iid, ready_label)
-        return min((v for v in views if v.marker.role == role), key=_note_id, default=None)
-
-    async def _since_ready(self, project: str, iid: int, ready_label: str) -> list[ClaimView]:
-        """Every claim note posted since the issue last became ready (this round's)."""
+    async def _round(
+        self, project: str, iid: int, ready_label: str, running_label: str = ""
+    ) -> Round:
+        """This round's claim notes (one notes read, one label events read)."""
         notes = await self.gateway.notes(project, iid)
-        epoch = await self._ready_epoch(project, iid, ready_label)
-        return [
+        events = await self.gateway.label_events(project, iid)
+        opened = _opened(events, ready_label)
+        epoch = opened.created_at if opened else ""
+        running = [
+            e.created_at
+            for e in events
+            if e.action == "add" and e.label == running_label and e.created_at >= epoch
+        ]
+        views = tuple(
             ClaimView(note, marker)
             for note in notes
             if (marker := ClaimMarker.parse(note.body)) is not None and note.created_at >= epoch
-        ]
+        )
+        return Round(opened.id if opened else 0, views, max(running, default=None))
 
-    async def _ready_epoch(self, project: str, iid: int, ready_label: str) -> str:
-        events = await self.gateway.label_events(project, iid)
-        adds = [
-            event.created_at
-            for event in events
-            if event.action == "add" and event.label == ready_label
-        ]
-        return max(adds, default="")
+    async def check(self, claim: Claim[LeaseT]) -> None:
+        """Raise ClaimLost unless ``claim`` may still act: unexpired by this host's clock
+        (the only clock the janitor of another host trusts less than its own is the note's
+        expiry) and its round still the issue's current round. One label events read.
+
+        Every re-queue, by a janitor, a human or the run itself, adds the ready label and so
+        opens a new round; the janitor re-queues only once the expiry has passed, which this
+        host refuses to act past. So a claimer whose check passes was the round's holder
+        a moment ago (docs/decisions/0013)."""
+        where = f"{claim.project}#{claim.iid} ({claim.role}, run {claim.run})"
+        if claim.expires <= self.clock():
+            raise ClaimLost(f"{where}: the claim expired at {_iso(claim.expires)}")
+        ready_label = self.workflow.ready_state(claim.role).label
+        opened = _opened(await self.gateway.label_events(claim.project, claim.iid), ready_label)
+        if (opened.id if opened else 0) != claim.round:
+            raise ClaimLost(f"{where}: the issue was re-queued since the claim was won")
 
     async def renew(self, claim: Claim[LeaseT]) -> Claim[LeaseT]:
         """Push the expiry forward in the note and in the local lease."""
         ready_label = self.workflow.ready_state(claim.role).label
-        view = await self.current(claim.project, claim.iid, ready_label)
-        if view is None or view.note.id != claim.note_id:
+        round_ = await self._round(claim.project, claim.iid, ready_label)
+        view = round_.live()
+        if view is None or view.note.id != claim.note_id or round_.id != claim.round:
             raise ClaimLost(
                 f"{claim.project}#{claim.iid}: claim note {claim.note_id} is no longer the live claim"
             )
@@ -264,7 +316,8 @@ class Claims(Generic[LeaseT]):
             raise ClaimLost(f"{claim.project}#{claim.iid}: the local lease was lost")
         expires = self._expiry()
         marker = replace(view.marker, expires=expires)
-        await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
+        with fenced(None):  # the claim's own bookkeeping, checked just above
+            await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
         return replace(claim, expires=expires, lease=lease)
 
     async def adopt(
@@ -280,7 +333,8 @@ class Claims(Generic[LeaseT]):
         running = self.workflow.running_state(role)
         if running.label not in issue.labels:
             return None
-        view = await self.current(issue.project, issue.iid, self.workflow.ready_state(role).label)
+        round_ = await self._round(issue.project, issue.iid, self.workflow.ready_state(role).label)
+        view = round_.live()
         if view is None or view.marker.worker != self.worker or view.marker.run != run:
             return None
         lease = await self._own_lease(issue)
@@ -295,8 +349,17 @@ class Claims(Generic[LeaseT]):
             view.note.id,
             view.marker.expires,
             lease,
+            round_.id,
         )
-        return await self.renew(claim)
+        try:
+            return await self.renew(claim)
+        except ClaimLost as lost:
+            # Another host's janitor re-queued it between our reads, or our lease ran out
+            # during them: the work is lost, not the host.
+            log.warning("claim lost while adopting: issue=%s role=%s run=%s: %s",
+                        issue.ref, role, run, lost)  # fmt: skip
+            await self.leases.release(lease)
+            return None
 
     async def _own_lease(self, issue: Issue) -> LeaseT | None:
         key = lease_key(issue.project, issue.iid)
@@ -318,15 +381,25 @@ class Claims(Generic[LeaseT]):
         lease = await self._own_lease(issue)
         if marker.ended == "expired" or lease is None:
             return None
+        # All that is left is releasing it: no round, so no fenced write passes any more.
         return Claim(
-            issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease
+            issue.project,
+            issue.iid,
+            role,
+            run,
+            self.worker,
+            note.id,
+            marker.expires,
+            lease,
+            NO_ROUND,
         )
 
     async def release(self, claim: Claim[LeaseT]) -> None:
         """End the claim (after the run has moved the issue on)."""
         marker = ClaimMarker(claim.worker, claim.run, claim.role, claim.expires, ended="released")
         try:
-            await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
+            with fenced(None):  # our own note; the move it follows was fenced
+                await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
         finally:
             await self.leases.release(claim.lease)
 
@@ -334,28 +407,53 @@ class Claims(Generic[LeaseT]):
         self, issue: Issue, role: str, *, reason: str, target: str | None = None
     ) -> bool:
         """If ``issue`` is running for ``role`` and its live claim has expired (or it has
-        had none for a whole TTL), mark the claim expired and move the issue back to ready
-        (or to ``target``, e.g. failed when the attempts are spent) with ``reason``.
-        Returns True when it moved the issue. Safe to run on every host at once."""
+        had none for a whole TTL since it became running), mark the claim expired and move
+        the issue back to ready (or to ``target``, e.g. failed when the attempts are spent)
+        with ``reason``. Returns True when it moved the issue.
+
+        Safe on every host at once and from any listing: ``issue`` only names the issue; the
+        judgement is made on what is read now, and the move is fenced by the round judged,
+        so a stale janitor never re-queues the next claimer's round (docs/decisions/0013)."""
         ready = self.workflow.ready_state(role)
         running = self.workflow.running_state(role)
-        view = await self.current(issue.project, issue.iid, ready.label)
+        fresh = await self.gateway.get_issue(issue.project, issue.iid)
+        if running.label not in fresh.labels:
+            return False
+        judged = await self._round(issue.project, issue.iid, ready.label, running.label)
+        view = judged.live()
         now = self.clock()
         if view is not None and not view.expired(now):
             return False
-        if view is None and _parse_time(issue.updated_at) > now - timedelta(seconds=self.ttl):
+        since = _parse_time(judged.running_since or fresh.updated_at)
+        if view is None and since > now - timedelta(seconds=self.ttl):
             return False  # a claimer may be between moving the labels and posting its note
         if view is not None:
+            # Bound to this note: marking an older round's note changes nothing.
             ended = replace(view.marker, ended="expired")
             await self.gateway.edit_note(issue.project, issue.iid, view.note.id, ended.body())
+
+        async def still_judged_round() -> None:
+            # Between the transition's read of the labels and its write: another janitor
+            # may have re-queued this round and a new claimer taken the next one.
+            now_round = await self._round(issue.project, issue.iid, ready.label)
+            if now_round.id != judged.id or now_round.live() is not None:
+                raise ClaimLost(f"{fresh.ref}: the {role} round judged expired is over")
+
         try:
-            await self.gateway.transition(
-                issue.project, issue.iid, target or ready.name, expect={running.name}
-            )
-        except StaleState:
+            with fenced(still_judged_round):
+                await self.gateway.transition(
+                    issue.project, issue.iid, target or ready.name, expect={running.name}
+                )
+        except (StaleState, ClaimLost) as moved:
+            log.info("not re-queued: issue=%s role=%s: %s", fresh.ref, role, moved)
             return False
         await self.gateway.post_note(issue.project, issue.iid, reason)
-        log.info("re-queued expired claim: issue=%s role=%s", issue.ref, role)
+        log.info(
+            "re-queued expired claim: issue=%s role=%s run=%s",
+            fresh.ref,
+            role,
+            view.marker.run if view else None,
+        )
         return True
 
     async def running(self, project: str, role: str) -> Sequence[Issue]:
