@@ -286,17 +286,18 @@ class Claims(Generic[LeaseT]):
         return Round(opened.id if opened else 0, views, max(running, default=None))
 
     async def check(self, claim: Claim[LeaseT]) -> None:
-        """Raise ClaimLost unless ``claim`` may still act: unexpired by this host's clock
-        (the only clock the janitor of another host trusts less than its own is the note's
-        expiry) and its round still the issue's current round. One label events read.
+        """Raise ClaimLost unless ``claim`` may still write: more than a sixth of the TTL
+        left by this host's clock, and its round still the issue's current round (one
+        label events read).
 
-        Every re-queue, by a janitor, a human or the run itself, adds the ready label and so
-        opens a new round; the janitor re-queues only once the expiry has passed, which this
-        host refuses to act past. So a claimer whose check passes was the round's holder
-        a moment ago (docs/decisions/0013)."""
+        Every re-queue (by a janitor, a human or the run itself) adds the ready label and so
+        opens a new round, and a janitor re-queues only a claim expired by its own clock.
+        The sixth of the TTL (150 s at the default 900 s, renewed every 300 s) covers a
+        write's time in flight (request timeout and retries) and the hosts' clock skew, so a
+        write that passed here lands before any janitor may act (docs/decisions/0013)."""
         where = f"{claim.project}#{claim.iid} ({claim.role}, run {claim.run})"
-        if claim.expires <= self.clock():
-            raise ClaimLost(f"{where}: the claim expired at {_iso(claim.expires)}")
+        if claim.expires - self.clock() < timedelta(seconds=self.ttl / 6):
+            raise ClaimLost(f"{where}: the claim expires at {_iso(claim.expires)}, too soon")
         ready_label = self.workflow.ready_state(claim.role).label
         opened = _opened(await self.gateway.label_events(claim.project, claim.iid), ready_label)
         if (opened.id if opened else 0) != claim.round:
