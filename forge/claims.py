@@ -26,71 +26,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from forge.calls import fenced
+from forge.claim_notes import (
+    ClaimMarker,
+    ClaimView,
+    Round,
+    iso,
+    opened_by,
+    parse_time,
+    whole_seconds,
+)
 from forge.gateway import Gateway, StaleState
-from forge.types import Issue, LabelEvent, Note
+from forge.types import Issue, Note
 from workflow import Workflow
 
+__all__ = ["NO_ROUND", "Claim", "ClaimLost", "ClaimMarker", "ClaimView", "Claims", "Round"]
+
 log = logging.getLogger(__name__)
-
-_MARKER = re.compile(r"<!-- crewline:claim ([^<>]*?) -->")
-_FIELD = re.compile(r"(\w+)=(\S+)")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _whole_seconds(moment: datetime) -> datetime:
-    # The note carries whole seconds; what the claimer holds must equal what others read.
-    return moment.replace(microsecond=0)
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-@dataclass(frozen=True)
-class ClaimMarker:
-    worker: str
-    run: str
-    role: str
-    expires: datetime
-    ended: str | None = None  # "released" | "expired" once the claim is over
-
-    def render(self) -> str:
-        fields = (
-            f"worker={self.worker} run={self.run} role={self.role} expires={_iso(self.expires)}"
-        )
-        if self.ended:
-            fields += f" ended={self.ended}"
-        return f"<!-- crewline:claim {fields} -->"
-
-    @classmethod
-    def parse(cls, body: str) -> ClaimMarker | None:
-        match = _MARKER.search(body)
-        if match is None:
-            return None
-        fields = dict(_FIELD.findall(match.group(1)))
-        try:
-            return cls(
-                worker=fields["worker"],
-                run=fields["run"],
-                role=fields["role"],
-                expires=_parse_time(fields["expires"]),
-                ended=fields.get("ended"),
-            )
-        except (KeyError, ValueError):
-            return None  # a hand-edited or foreign marker never wins a claim
-
-    def body(self) -> str:
-        state = {
-            None: f"claimed this issue for **{self.role}** (run `{self.run}`); the claim expires at "
-            f"{_iso(self.expires)} unless renewed.",
-            "released": f"finished its **{self.role}** run `{self.run}` and released the claim.",
-            "expired": f"did not renew its **{self.role}** claim (run `{self.run}`); it expired at "
-            f"{_iso(self.expires)}.",
-        }[self.ended]
-        return f"crewline worker `{self.worker}` {state}\n\n{self.render()}"
 
 
 class HeldLease(Protocol):
@@ -127,48 +78,8 @@ class Claim(Generic[LeaseT]):
     round: int  # the label event that opened the round this claim won
 
 
-@dataclass(frozen=True)
-class ClaimView:
-    """The live claim on an issue as any host sees it (the winning note)."""
-
-    note: Note
-    marker: ClaimMarker
-
-    def expired(self, now: datetime) -> bool:
-        return self.marker.expires <= now
-
-
 class ClaimLost(Exception):
     """The claim is no longer ours (it expired, was re-queued or taken over): stop acting."""
-
-
-def _note_id(view: ClaimView) -> int:
-    return view.note.id
-
-
-@dataclass(frozen=True)
-class Round:
-    """One role's round on an issue: everything since the issue last became ready."""
-
-    id: int  # the label event that made the issue ready; 0 when it never was
-    claims: tuple[ClaimView, ...]  # claim notes posted since, lowest id first
-    running_since: str | None  # when the running label was last added, if it was
-
-    def live(self) -> ClaimView | None:
-        """The winning live claim: the lowest claim note not ended."""
-        return min((v for v in self.claims if v.marker.ended is None), key=_note_id, default=None)
-
-    def winner(self, role: str) -> ClaimView | None:
-        """Who won: the lowest claim note for ``role``, ended or not. A winner that already
-        finished (and released) still won: a slow claimer that read the issue as ready
-        before the winner moved it must lose the round, not inherit it."""
-        return min((v for v in self.claims if v.marker.role == role), key=_note_id, default=None)
-
-
-def _opened(events: Sequence[LabelEvent], ready_label: str) -> LabelEvent | None:
-    """The event that opened the current round: the last time the ready label was added."""
-    adds = [e for e in events if e.action == "add" and e.label == ready_label]
-    return max(adds, key=lambda e: e.id, default=None)
 
 
 NO_ROUND = -1  # a claim kept only to be released: it holds no round
@@ -201,7 +112,7 @@ class Claims(Generic[LeaseT]):
         return self.gateway.workflow
 
     def _expiry(self) -> datetime:
-        return _whole_seconds(self.clock() + timedelta(seconds=self.ttl))
+        return whole_seconds(self.clock() + timedelta(seconds=self.ttl))
 
     async def claim(self, issue: Issue, role: str, run: str) -> Claim[LeaseT] | None:
         """Try to claim ``issue`` for ``role``; None when another worker has it."""
@@ -271,7 +182,7 @@ class Claims(Generic[LeaseT]):
         """This round's claim notes (one notes read, one label events read)."""
         notes = await self.gateway.notes(project, iid)
         events = await self.gateway.label_events(project, iid)
-        opened = _opened(events, ready_label)
+        opened = opened_by(events, ready_label)
         epoch = opened.created_at if opened else ""
         running = [
             e.created_at
@@ -297,9 +208,9 @@ class Claims(Generic[LeaseT]):
         write that passed here lands before any janitor may act (docs/decisions/0013)."""
         where = f"{claim.project}#{claim.iid} ({claim.role}, run {claim.run})"
         if claim.expires - self.clock() < timedelta(seconds=self.ttl / 6):
-            raise ClaimLost(f"{where}: the claim expires at {_iso(claim.expires)}, too soon")
+            raise ClaimLost(f"{where}: the claim expires at {iso(claim.expires)}, too soon")
         ready_label = self.workflow.ready_state(claim.role).label
-        opened = _opened(await self.gateway.label_events(claim.project, claim.iid), ready_label)
+        opened = opened_by(await self.gateway.label_events(claim.project, claim.iid), ready_label)
         if (opened.id if opened else 0) != claim.round:
             raise ClaimLost(f"{where}: the issue was re-queued since the claim was won")
 
@@ -425,7 +336,7 @@ class Claims(Generic[LeaseT]):
         now = self.clock()
         if view is not None and not view.expired(now):
             return False
-        since = _parse_time(judged.running_since or fresh.updated_at)
+        since = parse_time(judged.running_since or fresh.updated_at)
         if view is None and since > now - timedelta(seconds=self.ttl):
             return False  # a claimer may be between moving the labels and posting its note
         if view is not None:
