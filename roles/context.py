@@ -120,6 +120,11 @@ class RunContext:
     def gateway(self) -> Gateway:
         return self.services.gateway
 
+    async def hold(self) -> None:
+        """Raise ClaimLost unless this run still holds its claim; the engine awaits it
+        before every write others can see (GitLab writes and pushes, see forge.calls)."""
+        await self.services.claims.check(self.claim)
+
     async def step(self, name: str, action: Callable[[], Awaitable[T]]) -> T:
         """Run ``action`` once per run: a step recorded before a crash returns its result."""
         if name in self.done:

@@ -15,11 +15,12 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from forge.calls import fenced
 from forge.claims import ClaimLost
 from forge.client import ForgeError
 from forge.gateway import StaleState
@@ -101,6 +102,7 @@ class Engine:
         self._tick_lock = asyncio.Lock()
         # Issues at a gate whose request a desk of this process took (asked, not failed).
         self._gates_asked: set[tuple[str, int]] = set()
+        self._resume_pending = True  # until one resume pass has seen every interrupted run
 
     # ------------------------------------------------------------ driving
 
@@ -109,18 +111,18 @@ class Engine:
         self._wake.set()
 
     async def run_forever(self, poll_seconds: float) -> None:
-        """Tick whenever woken, and at least every ``poll_seconds``; ask again about gates
-        no desk took, at start and once per ``poll_seconds``."""
-        await self.resume()
+        """Resume interrupted runs, then tick whenever woken and at least every
+        ``poll_seconds``, and ask again about gates no desk took, at start and once per
+        ``poll_seconds``. Nothing one issue does stops the host: a failed pass is logged
+        and tried again on the next wake."""
         reask_at = 0.0
         while True:
-            try:
-                await self.tick()
-                if time.monotonic() >= reask_at:
-                    reask_at = time.monotonic() + poll_seconds
-                    await self.reask_gates()
-            except ForgeError as error:
-                log.warning("engine pass failed, retrying on the next wake: %s", error)
+            if self._resume_pending:
+                await _logged("resuming interrupted runs", self.resume)
+            await _logged("engine pass", self.tick)
+            if time.monotonic() >= reask_at:
+                reask_at = time.monotonic() + poll_seconds
+                await _logged("asking again about waiting gates", self.reask_gates)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), poll_seconds)
             self._wake.clear()
@@ -175,20 +177,27 @@ class Engine:
             key = (project, issue.iid)
             if key in self._inflight or self._slots(name) <= 0:
                 continue
-            admission = await role.admit(self.services, issue)
-            if admission.verdict is Verdict.WAIT:
-                self.waiting[key] = Waiting(name, admission.reason)
-                continue
-            self.waiting.pop(key, None)
-            if admission.verdict is Verdict.BLOCK:
-                await self._block_ready(issue, name, admission.reason)
-                continue
-            claim = await self.services.claims.claim(issue, name, uuid.uuid4().hex[:12])
-            if claim is None:
-                continue
-            self._launch(role, issue, claim, resumed=None)
-            started += 1
+            try:
+                started += await self._start_one(issue, name, role)
+            except Exception:  # one issue's failure leaves the others to run
+                log.exception("could not start: issue=%s role=%s", issue.ref, name)
         return started
+
+    async def _start_one(self, issue: Issue, name: str, role: Role) -> int:
+        key = (issue.project, issue.iid)
+        admission = await role.admit(self.services, issue)
+        if admission.verdict is Verdict.WAIT:
+            self.waiting[key] = Waiting(name, admission.reason)
+            return 0
+        self.waiting.pop(key, None)
+        if admission.verdict is Verdict.BLOCK:
+            await self._block_ready(issue, name, admission.reason)
+            return 0
+        claim = await self.services.claims.claim(issue, name, uuid.uuid4().hex[:12])
+        if claim is None:
+            return 0
+        self._launch(role, issue, claim, resumed=None)
+        return 1
 
     async def _block_ready(self, issue: Issue, role: str, reason: str) -> None:
         wf = self.services.workflow
@@ -223,35 +232,47 @@ class Engine:
     async def resume(self) -> int:
         """Pick up this worker's runs that a crash or restart interrupted: those recorded in
         SQLite, and claims of ours that a crash left before their run recorded them."""
-        resumed = 0
+        resumed, failed = 0, 0
         unclaimed: list[Run] = []
         for run in await self.services.storage.runs.active():
             if run.worker != self.services.worker or (run.project, run.iid) in self._inflight:
                 continue
-            role = self.roles.get(run.stage)
             steps = await self.services.storage.runs.steps(run.id)
-            claimed = steps.get("claim")
-            if role is not None and not isinstance(claimed, dict):
+            if run.stage in self.roles and not isinstance(steps.get("claim"), dict):
                 unclaimed.append(run)  # killed between claiming and recording the claim
                 continue
-            issue = await self.services.gateway.get_issue(run.project, run.iid)
-            claim = None
-            if role is not None and isinstance(claimed, dict):
-                # A run killed while finishing may have moved the issue on already.
-                claim = await self.services.claims.adopt(
-                    issue, run.stage, str(claimed["run"]), moved_on="moved" in steps
-                )
-            if role is None or claim is None:
-                await self._abandon_stale(run)
-                continue
-            log.info("resuming run: issue=%s role=%s attempt=%s", issue.ref, role.name, run.attempt)
-            self._launch(role, issue, claim, resumed=run)
-            resumed += 1
+            try:
+                resumed += await self._resume_run(run, steps)
+            except Exception:  # e.g. GitLab away: left unfinished, tried on the next pass
+                failed += 1
+                log.exception(
+                    "could not resume, trying again on the next pass: issue=%s#%s role=%s run=%s",
+                    run.project, run.iid, run.stage, run.id,
+                )  # fmt: skip
         resumed += await self._adopt_unrecorded_claims()
         for run in unclaimed:
             if (run.project, run.iid) not in self._inflight:
                 await self._abandon_stale(run)
+        self._resume_pending = failed > 0
         return resumed
+
+    async def _resume_run(self, run: Run, steps: Mapping[str, Any]) -> int:
+        role = self.roles.get(run.stage)
+        claimed = steps.get("claim")
+        if role is None or not isinstance(claimed, dict):
+            await self._abandon_stale(run)
+            return 0
+        issue = await self.services.gateway.get_issue(run.project, run.iid)
+        # A run killed while finishing may have moved the issue on already.
+        claim = await self.services.claims.adopt(
+            issue, run.stage, str(claimed["run"]), moved_on="moved" in steps
+        )
+        if claim is None:
+            await self._abandon_stale(run)
+            return 0
+        log.info("resuming run: issue=%s role=%s attempt=%s", issue.ref, role.name, run.attempt)
+        self._launch(role, issue, claim, resumed=run)
+        return 1
 
     async def _adopt_unrecorded_claims(self) -> int:
         """Our live claims on running issues that no run of ours holds: a crash came between
@@ -265,18 +286,27 @@ class Engine:
                 for issue in await claims.running(project, name):
                     if (issue.project, issue.iid) in self._inflight:
                         continue
-                    view = await claims.current(issue.project, issue.iid, ready)
-                    if view is None or view.marker.worker != claims.worker:
-                        continue
-                    if await self._ended_locally(issue, name, view.marker.run):
-                        continue  # e.g. abandoned: the janitor recovers the issue
-                    claim = await claims.adopt(issue, name, view.marker.run)
-                    if claim is None:
-                        continue
-                    log.info("resuming an unrecorded claim: issue=%s role=%s", issue.ref, name)
-                    self._launch(role, issue, claim, resumed=None)
-                    adopted += 1
+                    try:
+                        adopted += await self._adopt_unrecorded(issue, name, role, ready)
+                    except Exception:  # the janitor recovers it once the claim expires
+                        log.exception(
+                            "could not adopt our claim: issue=%s role=%s", issue.ref, name
+                        )
         return adopted
+
+    async def _adopt_unrecorded(self, issue: Issue, name: str, role: Role, ready: str) -> int:
+        claims = self.services.claims
+        view = await claims.current(issue.project, issue.iid, ready)
+        if view is None or view.marker.worker != claims.worker:
+            return 0
+        if await self._ended_locally(issue, name, view.marker.run):
+            return 0  # e.g. abandoned: the janitor recovers the issue
+        claim = await claims.adopt(issue, name, view.marker.run)
+        if claim is None:
+            return 0
+        log.info("resuming an unrecorded claim: issue=%s role=%s", issue.ref, name)
+        self._launch(role, issue, claim, resumed=None)
+        return 1
 
     async def _ended_locally(self, issue: Issue, role: str, claim_run: str) -> bool:
         runs = self.services.storage.runs
@@ -328,6 +358,10 @@ class Engine:
             log.exception("could not start run: issue=%s role=%s", issue.ref, role.name)
             await services.claims.release(claim)
             return
+        with fenced(ctx.hold):  # every write others can see, made by this run or its tasks
+            await self._work_and_finish(role, ctx)
+
+    async def _work_and_finish(self, role: Role, ctx: RunContext) -> None:
         finishing = ctx.done.get("finish")
         if isinstance(finishing, dict):  # killed while finishing: the work itself is done
             await self._finish_or_log(ctx, _result_of(finishing))
@@ -348,6 +382,8 @@ class Engine:
         another host's janitor, once the claim expires) completes what is left."""
         try:
             await self._finish(ctx, result)
+        except ClaimLost as lost:
+            await self._abandon(ctx, f"the claim was lost before the run finished: {lost}")
         except Exception:
             log.exception(
                 "run could not finish, a restart resumes it: issue=%s role=%s run=%s",
@@ -374,7 +410,7 @@ class Engine:
             return None
         try:
             return work.result()
-        except RunAborted as stop:
+        except (RunAborted, ClaimLost) as stop:
             await self._abandon(ctx, str(stop))
             return None
         except ForgeError as error:
@@ -429,6 +465,8 @@ class Engine:
             await ctx.note("outcome", result.message)
 
         async def move() -> str:
+            # The write is fenced by this run's claim, checked after the transition read the
+            # labels: the running state it passes on is this round's, never the next one's.
             try:
                 await services.gateway.transition(
                     issue.project, issue.iid, target, expect={running}
@@ -444,18 +482,19 @@ class Engine:
             await self._abandon(ctx, f"someone else moved the issue: {stale}")
             return
         await services.claims.release(ctx.claim)
-        await self._tell(_event_kind(target), issue, result.message, running, target)
-        if result.gate is not None:
-            await self._tell(
-                EventKind.GATE, issue, f"waiting for a human at {target}", running, target
-            )
-            try:
-                await services.desk.request(result.gate)
-            except GateNotDecided as undecided:
-                # Not decided, so not finished: reask_gates (and a restart) asks again.
-                log.warning("gate undecided, asked again later: run=%s: %s", ctx.key, undecided)
-                return
-            self._gates_asked.add((issue.project, issue.iid))
+        with fenced(None):  # the claim is over; a desk deciding the gate acts for a human
+            await self._tell(_event_kind(target), issue, result.message, running, target)
+            if result.gate is not None:
+                await self._tell(
+                    EventKind.GATE, issue, f"waiting for a human at {target}", running, target
+                )
+                try:
+                    await services.desk.request(result.gate)
+                except GateNotDecided as undecided:
+                    # Not decided, so not finished: reask_gates (and a restart) asks again.
+                    log.warning("gate undecided, asked again later: run=%s: %s", ctx.key, undecided)
+                    return
+                self._gates_asked.add((issue.project, issue.iid))
         # Last: until the run is finished a restart resumes it, so the desk is asked for sure.
         status = _run_status(result.outcome)
         await services.storage.runs.finish(ctx.run.id, status, result.message or None)
@@ -518,6 +557,16 @@ class Engine:
             await self.services.notifier.notify(event)
         except Exception:
             log.exception("notifier failed: issue=%s", issue.ref)
+
+
+async def _logged(what: str, action: Callable[[], Awaitable[int]]) -> None:
+    """Run one pass; a failure is logged and the pass tried again on the next wake."""
+    try:
+        await action()
+    except ForgeError as error:
+        log.warning("%s failed, retrying on the next wake: %s", what, error)
+    except Exception:
+        log.exception("%s failed, retrying on the next wake", what)
 
 
 def _result_json(result: RoleResult) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The janitor: recovers what crashed hosts left behind, on every host, safely at once.
 
 - a running issue whose claim expired (or that has had no claim for a whole TTL) goes back
-  to ready with a note "attempt k of n", or to failed once its attempts are spent;
+  to ready with a note "attempt k of n", or to failed once its attempts are spent; the claim
+  is judged on fresh reads and only the round judged is re-queued, whatever the listing said
+  (docs/decisions/0013);
 - an issue carrying two workflow labels is repaired to the more cautious one;
 - an MR merged by hand moves its issue to done (and closes it);
 - an MR whose head moved after QA passed it goes back to QA (a merge needs a green head);
