@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_agents, hidden_paths
-from bot.config import CrewlineConfig, Secrets
+from bot.config import ConfigError, CrewlineConfig, Secrets
+from bot.demo import VALIDATION
+from bot.demo_goals import GOALS
 from bot.doctor import check_sandbox
+from forge.settings import ProjectSettings
 from forge.sim.app import RunningSim
 from roles.agents import AgentTask, TaskKind
 from roles.sandbox import (
@@ -35,8 +38,9 @@ from roles.sandbox import (
     probe,
     select_sandbox,
 )
-from roles.validate import Check, run_validation
+from roles.validate import Check, ValidationReport, run_validation
 from roles.workspace import Workspaces, Worktree
+from tests.engine_support import configure, file_goal, reach, runtime_for
 from tests.workspace_support import AUTHOR, PROJECT, workspace_setup
 
 ESCAPE = Path(__file__).parent / "fake_agents" / "escape.py"
@@ -300,3 +304,41 @@ def test_doctor_fails_when_agents_would_run_unconfined_without_being_told() -> N
     assert not explicit.ok and "is configured but" in explicit.detail
     accepted = check_sandbox(SandboxSettings(backend="none"), check=broken)
     assert accepted.ok and accepted.detail.startswith("WARNING")
+
+
+async def test_the_engines_agents_and_validation_run_in_the_configured_sandbox(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    # Passes only where crewline (this test process) is out of sight: inside the sandbox.
+    hidden_crewline = f"test ! -e /proc/{os.getpid()}"
+    project = ProjectSettings(path=PROJECT, validation=[hidden_crewline, *VALIDATION])
+    config = configure(
+        demo_sim, tmp_path, projects=[project], sandbox=SandboxSettings(backend="bwrap")
+    )
+    async with runtime_for(demo_sim, config) as (runtime, _):
+        assert runtime.sandbox_warning is None
+        assert runtime.services.sandbox.name == "bwrap"
+        goal = await file_goal(runtime, GOALS[0].title, GOALS[0].description)
+        await reach(runtime, {goal.iid: "review-ready"})
+        run = await runtime.storage.runs.latest(PROJECT, goal.iid, "dev")
+        assert run is not None
+        report = ValidationReport.from_json(
+            (await runtime.storage.runs.steps(run.id))["validate-1"]
+        )
+        assert report.go and report.results[0].command == hidden_crewline
+        transcripts = list((tmp_path / "runs").rglob("*.log"))
+        assert transcripts and all(
+            "# sandbox: bwrap" in path.read_text(encoding="utf-8") for path in transcripts
+        )
+
+
+async def test_start_fails_when_bwrap_is_configured_and_cannot_run(
+    demo_sim: RunningSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no bwrap to be found
+    config = configure(demo_sim, tmp_path, sandbox=SandboxSettings(backend="bwrap"))
+    with pytest.raises(ConfigError) as error:
+        async with runtime_for(demo_sim, config):
+            pass
+    assert error.value.source == "sandbox"
+    assert "'bwrap' is not on PATH" in error.value.problems[0]

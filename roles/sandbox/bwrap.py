@@ -102,7 +102,11 @@ class BwrapSandbox:
         for path in by_depth([cwd, *(Path(p).absolute() for p in writable)]):
             args += ["--bind", str(path), str(path)]
         args += ["--chdir", str(cwd), "--", *argv]
-        return Launch(args, dict(env))
+        confined_env = dict(env)
+        if "TMPDIR" in confined_env:
+            # crewline's own temporary directory is not mounted; the private /tmp is.
+            confined_env["TMPDIR"] = "/tmp"
+        return Launch(args, confined_env)
 
     def _hide(self) -> list[str]:
         args: list[str] = []
