@@ -40,6 +40,7 @@ from roles.sandbox import (
 )
 from roles.validate import Check, ValidationReport, run_validation
 from roles.workspace import Workspaces, Worktree
+from storage import Database
 from tests.engine_support import configure, file_goal, reach, runtime_for
 from tests.workspace_support import AUTHOR, PROJECT, workspace_setup
 
@@ -342,3 +343,34 @@ async def test_start_fails_when_bwrap_is_configured_and_cannot_run(
             pass
     assert error.value.source == "sandbox"
     assert "'bwrap' is not on PATH" in error.value.problems[0]
+
+
+@pytest.mark.parametrize("cwd", ["worktree", "home"])
+async def test_a_database_in_the_agents_home_can_be_neither_read_nor_joined_by_a_journal(
+    tmp_path: Path, cwd: str
+) -> None:
+    # The container layout: HOME is crewline's data directory, the database sits in it; the
+    # command runs in a worktree, or (a worst case) in that directory itself.
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "worktree").mkdir()
+    db = await Database.open(home / "crewline.sqlite3")
+    await db.close()
+    journal = home / "crewline.sqlite3-journal"
+    names = ["crewline.sqlite3", *(f"crewline.sqlite3{s}" for s in ("-wal", "-shm", "-journal"))]
+    sandbox = BwrapSandbox(hidden=[home / name for name in names])
+    checks = [
+        Check("own files", f"echo remembered > {home}/.agentrc"),
+        Check("read the database", f"head -c 15 {home}/crewline.sqlite3"),
+        Check("plant a hot journal", f"echo crafted > {journal}"),
+    ]
+    env = {"HOME": str(home)}
+    where = tmp_path / cwd
+    confined = await run_validation(where, checks, env=env, sandbox=sandbox)
+    assert [r.passed for r in confined.results] == [True, False, False]
+    assert (home / ".agentrc").read_text() == "remembered\n"
+    assert journal.read_bytes() == b""  # the placeholder bwrap mounted over: nothing planted
+    unconfined = await run_validation(where, checks, env=env, sandbox=NoSandbox())
+    assert unconfined.go
+    assert "SQLite format 3" in unconfined.results[1].output_tail
+    assert journal.read_text() == "crafted\n"

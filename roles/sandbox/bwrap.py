@@ -8,9 +8,10 @@ What a confined command sees, mounted in this order (a later mount covers an ear
 3. read-only: the directories on its PATH, its program and a script's interpreter, crewline's
    own Python (the demo agent runs on it) and the operator's extra paths; read-write: its HOME
    (agents keep their logins and caches there) and the operator's extra writable paths;
-4. hidden, even where 1-3 exposed them: crewline's database, its workspace root (every mirror
-   and worktree), its runs directory and the secret files named by ``CREWLINE_*_FILE``: an
-   empty tmpfs over a directory, ``/dev/null`` over a file;
+4. hidden, even where 1-3 exposed them: crewline's database (and its journals), its workspace
+   root (every mirror and worktree), its runs directory and the secret files named by
+   ``CREWLINE_*_FILE``: an empty tmpfs over a directory, ``/dev/null`` over a file (even one
+   that does not exist yet, so it cannot be created);
 5. this launch's own paths on top: its working directory read-write and, for a linked git
    worktree, the shared repository read-only (other worktrees' administrative directories
    hidden) and this worktree's administrative directory read-write (index, HEAD), so
@@ -97,10 +98,13 @@ class BwrapSandbox:
         if home and Path(home).is_absolute() and Path(home) != Path("/"):
             rw.append(Path(home))
         args += _binds(seen, rw)
-        args += self._hide()
+        args += self._hide(self.hidden)
         args += _git_binds(cwd)
-        for path in by_depth([cwd, *(Path(p).absolute() for p in writable)]):
+        own = by_depth([cwd, *(Path(p).absolute() for p in writable)])
+        for path in own:
             args += ["--bind", str(path), str(path)]
+        # A launch's own directory never uncovers what is hidden inside it.
+        args += self._hide([h for h in self.hidden if any(h != o and within(h, o) for o in own)])
         args += ["--chdir", str(cwd), "--", *argv]
         confined_env = dict(env)
         if "TMPDIR" in confined_env:
@@ -108,12 +112,16 @@ class BwrapSandbox:
             confined_env["TMPDIR"] = "/tmp"
         return Launch(args, confined_env)
 
-    def _hide(self) -> list[str]:
+    def _hide(self, hidden: Iterable[Path]) -> list[str]:
+        """An empty tmpfs over each hidden directory, ``/dev/null`` over each hidden file.
+        A file is masked even when it does not exist yet (bwrap leaves an empty placeholder
+        behind), so a sandboxed command cannot create it either: a crafted SQLite hot
+        journal beside the database would otherwise be replayed into it on the next open."""
         args: list[str] = []
-        for path in by_depth(self.hidden):
+        for path in by_depth(hidden):
             if path.is_dir() and not path.is_symlink():
                 args += ["--tmpfs", str(path)]
-            elif path.exists():
+            elif path.exists() or path.parent.is_dir():
                 args += ["--ro-bind", os.devnull, str(path)]
         return args
 
