@@ -374,3 +374,26 @@ async def test_a_database_in_the_agents_home_can_be_neither_read_nor_joined_by_a
     assert unconfined.go
     assert "SQLite format 3" in unconfined.results[1].output_tail
     assert journal.read_text() == "crafted\n"
+
+
+async def test_a_database_in_a_read_only_directory_is_hidden_and_launches_still_work(
+    tmp_path: Path,
+) -> None:
+    # The development layout: the database under the checkout, which is mounted read-only
+    # (crewline's code lives there); its journal does not exist and cannot be created.
+    checkout = tmp_path / "checkout"
+    (checkout / "var").mkdir(parents=True)
+    (tmp_path / "worktree").mkdir()
+    db = await Database.open(checkout / "var" / "crewline.sqlite3")
+    await db.close()
+    database = checkout / "var" / "crewline.sqlite3"
+    journal = database.with_name("crewline.sqlite3-journal")
+    sandbox = BwrapSandbox(readable=[checkout], hidden=[database, journal])
+    checks = [
+        Check("read the code", f"test -d {checkout}/var"),
+        Check("read the database", f"head -c 15 {database}"),
+        Check("plant a hot journal", f"echo crafted > {journal}"),
+    ]
+    report = await run_validation(tmp_path / "worktree", checks, sandbox=sandbox)
+    assert [r.passed for r in report.results] == [True, False, False], report.to_markdown()
+    assert not journal.exists()

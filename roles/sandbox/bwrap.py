@@ -98,13 +98,14 @@ class BwrapSandbox:
         if home and Path(home).is_absolute() and Path(home) != Path("/"):
             rw.append(Path(home))
         args += _binds(seen, rw)
-        args += self._hide(self.hidden)
+        args += _hide(self.hidden, rw)
         args += _git_binds(cwd)
         own = by_depth([cwd, *(Path(p).absolute() for p in writable)])
         for path in own:
             args += ["--bind", str(path), str(path)]
         # A launch's own directory never uncovers what is hidden inside it.
-        args += self._hide([h for h in self.hidden if any(h != o and within(h, o) for o in own)])
+        inside = [h for h in self.hidden if any(h != o and within(h, o) for o in own)]
+        args += _hide(inside, [*rw, *own])
         args += ["--chdir", str(cwd), "--", *argv]
         confined_env = dict(env)
         if "TMPDIR" in confined_env:
@@ -112,18 +113,22 @@ class BwrapSandbox:
             confined_env["TMPDIR"] = "/tmp"
         return Launch(args, confined_env)
 
-    def _hide(self, hidden: Iterable[Path]) -> list[str]:
-        """An empty tmpfs over each hidden directory, ``/dev/null`` over each hidden file.
-        A file is masked even when it does not exist yet (bwrap leaves an empty placeholder
-        behind), so a sandboxed command cannot create it either: a crafted SQLite hot
-        journal beside the database would otherwise be replayed into it on the next open."""
-        args: list[str] = []
-        for path in by_depth(hidden):
-            if path.is_dir() and not path.is_symlink():
-                args += ["--tmpfs", str(path)]
-            elif path.exists() or path.parent.is_dir():
-                args += ["--ro-bind", os.devnull, str(path)]
-        return args
+
+def _hide(hidden: Iterable[Path], writable: Sequence[Path]) -> list[str]:
+    """An empty tmpfs over each hidden directory, ``/dev/null`` over each hidden file.
+
+    A file that does not exist yet is masked too where the command could create it (inside a
+    writable bind; bwrap leaves an empty placeholder behind there): a crafted SQLite hot
+    journal beside the database would otherwise be replayed into it on the next open.
+    Elsewhere it could not be created on the host anyway (read-only, or a private tmpfs).
+    """
+    args: list[str] = []
+    for path in by_depth(hidden):
+        if path.is_dir() and not path.is_symlink():
+            args += ["--tmpfs", str(path)]
+        elif path.exists() or any(within(path.parent, root) for root in writable):
+            args += ["--ro-bind", os.devnull, str(path)]
+    return args
 
 
 def _system() -> list[str]:
