@@ -397,3 +397,13 @@ async def test_a_database_in_a_read_only_directory_is_hidden_and_launches_still_
     report = await run_validation(tmp_path / "worktree", checks, sandbox=sandbox)
     assert [r.passed for r in report.results] == [True, False, False], report.to_markdown()
     assert not journal.exists()
+
+
+async def test_a_runtime_without_a_sandbox_carries_the_warning_start_prints(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    config = configure(demo_sim, tmp_path, sandbox=SandboxSettings(backend="none"))
+    async with runtime_for(demo_sim, config) as (runtime, _):
+        assert runtime.services.sandbox.name == "none"
+        assert runtime.sandbox_warning is not None
+        assert "WITHOUT a sandbox" in runtime.sandbox_warning
