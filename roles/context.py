@@ -21,6 +21,7 @@ from forge.settings import ProjectSettings
 from forge.types import Issue, Note
 from roles.agents.base import Agent
 from roles.notify import Desk, Notifier
+from roles.sandbox import NoSandbox, Sandbox
 from roles.settings import RolesSettings
 from roles.workspace import Workspaces
 from storage import Lease, Run, Storage
@@ -71,6 +72,9 @@ class Services:
     # The merge identity (a separate token) that merges after a human's approval; None:
     # humans merge in GitLab.
     merger: MergeGateway | None = None
+    # Where validation commands run (agents got theirs when they were built); the composition
+    # root passes the configured one.
+    sandbox: Sandbox = field(default_factory=NoSandbox)
     # Fault injection for crash tests: awaited after every recorded step.
     after_step: StepHook | None = None
     # When an issue entered its state, and what it depends on: asked on every pass for every

@@ -115,6 +115,7 @@ class Delivery:
                 self.wt.path,
                 self.checks,
                 timeout_seconds=self.ctx.project.validation_timeout_seconds,
+                sandbox=self.ctx.services.sandbox,
             )
             data: dict[str, Any] = report.to_json()
             return data

@@ -3,6 +3,7 @@ path, the bad value and what was expected; secrets come only from the environmen
 
 from __future__ import annotations
 
+import os
 import re
 import typing
 from pathlib import Path
@@ -180,3 +181,18 @@ def test_unreadable_secret_file_is_a_clear_error(
     assert (
         f"CREWLINE_GITLAB_TOKEN_FILE={tmp_path / 'nope'}: cannot read it" in error.value.problems[0]
     )
+
+
+def test_secrets_leave_the_environment_once_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "discord"
+    token_file.write_text("discord-token-from-file", encoding="utf-8")
+    monkeypatch.setenv("crewline_gitlab_token", "glpat-lowercase-name-0123")  # read in any case
+    monkeypatch.setenv("CREWLINE_DISCORD_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("CREWLINE_CONFIG", "/etc/crewline/crewline.toml")
+    secrets = load_secrets()
+    assert secrets.gitlab_token is not None and secrets.discord_token is not None
+    assert secrets.files() == [token_file]
+    leftover = {name for name in os.environ if name.upper().startswith("CREWLINE_")}
+    assert leftover == {"CREWLINE_CONFIG"}  # not a secret: kept
