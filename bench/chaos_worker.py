@@ -86,6 +86,7 @@ async def work(args: argparse.Namespace) -> int:
             runtime.storage.leases,
             who="the chaos operator",
             merger=services.merger,
+            worker=services.worker,
         )
         rate = float(os.environ.get("CHAOS_GATE_KILL_RATE", "0"))
         if rate > 0:

@@ -3,6 +3,8 @@ engine from the configuration, and tears them down in the right order."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,9 +25,12 @@ from roles.pm import PmRole
 from roles.prompts import Prompts
 from roles.qa import QaRole
 from roles.review import ReviewRole
+from roles.sandbox import Sandbox, SandboxError, select_sandbox
 from roles.settings import AgentSettings
 from roles.workspace import Workspaces
 from storage import Storage
+
+log = logging.getLogger(__name__)
 
 # The built-in demo agent runs through the command adapter like any other program.
 DEMO_AGENT_ARGS = ["-m", "roles.agents.demo_agent"]
@@ -53,7 +58,9 @@ def agent_settings(
     return name, settings
 
 
-def build_agents(config: CrewlineConfig) -> tuple[dict[str, Agent], dict[str, float]]:
+def build_agents(
+    config: CrewlineConfig, sandbox: Sandbox | None = None
+) -> tuple[dict[str, Agent], dict[str, float]]:
     # Roles share one agent per role across projects; a per-project agent applies when
     # one project is configured (the common case) and is otherwise the role's default.
     project_agent = config.projects[0].agent if len(config.projects) == 1 else None
@@ -62,7 +69,7 @@ def build_agents(config: CrewlineConfig) -> tuple[dict[str, Agent], dict[str, fl
     for role in config.roles.by_name():
         name, settings = agent_settings(config, role, project_agent)
         try:
-            agents[role] = build_agent(name, settings)
+            agents[role] = build_agent(name, settings, sandbox)
         except AgentConfigError as error:
             raise ConfigError("configuration", [str(error)]) from None
         timeouts[role] = settings.timeout_seconds
@@ -77,6 +84,8 @@ class Runtime:
     services: Services
     engine: Engine
     merge_client: GitLabClient | None = None
+    # Set when agents run unconfined because bubblewrap does not work here: say it at start.
+    sandbox_warning: str | None = None
 
     async def close(self) -> None:
         await self.engine.stop()
@@ -109,7 +118,15 @@ async def build_runtime(
             ["CREWLINE_GITLAB_TOKEN is not set: crewline needs the bot's GitLab token"],
         )
     token = secrets.gitlab_token.get_secret_value()
-    agents, timeouts = build_agents(config)
+    try:
+        selected = await asyncio.to_thread(
+            select_sandbox, config.sandbox, hidden=hidden_paths(config, secrets)
+        )
+    except SandboxError as error:
+        raise ConfigError("sandbox", [str(error)]) from None
+    if selected.warning:
+        log.warning("sandbox: %s", selected.warning)
+    agents, timeouts = build_agents(config, selected.sandbox)
     storage = await Storage.open(config.storage)
     settings = config.gitlab
     retry = RetryPolicy(
@@ -166,9 +183,27 @@ async def build_runtime(
         runs_dir=Path(config.runs_dir),
         agent_timeouts=timeouts,
         merger=merger,
+        sandbox=selected.sandbox,
     )
     engine = Engine(services, default_roles(Prompts(config.prompts_dir)))
-    return Runtime(config, storage, client, services, engine, merge_client)
+    return Runtime(config, storage, client, services, engine, merge_client, selected.warning)
+
+
+def hidden_paths(config: CrewlineConfig, secrets: Secrets) -> list[Path]:
+    """What no sandboxed command may see: the database (and its WAL and journal), every
+    workspace (mirrors, worktrees, git's HOME), every run's transcripts, the secret files.
+    The launch's own worktree and transcript directory are mounted back on top."""
+    database = config.storage.path.absolute()
+    siblings = [
+        database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal")
+    ]
+    return [
+        database,
+        *siblings,
+        config.workspaces.root.absolute(),
+        config.runs_dir.absolute(),
+        *secrets.files(),
+    ]
 
 
 class _NoDesk:

@@ -4,7 +4,9 @@ model, plus secrets from the environment.
 A bad file fails at start with the key path, the bad value and what was expected
 (:class:`ConfigError`); an unknown key is an error, never silently ignored. Secrets are
 read only from the environment (or from a file the environment names) and held as
-``SecretStr`` so they are never printed.
+``SecretStr`` so they are never printed. Once read, every secret variable (and its
+``_FILE`` twin) is removed from crewline's environment, so nothing crewline starts later
+inherits it (see docs/decisions/0019-agent-sandbox.md for what that does and does not hide).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.settings import DiscordSettings, ObservabilitySettings, ScheduleSettings
 from forge.settings import GitLabSettings, ProjectSettings
 from forge.webhooks import WebhookSettings
+from roles.sandbox import SandboxSettings
 from roles.settings import AgentSettings, RolesSettings
 from roles.workspace_settings import WorkspaceSettings
 from storage import StorageSettings
@@ -76,6 +79,16 @@ class Secrets(BaseSettings):
                 setattr(self, name, SecretStr(value) if value else None)
         return self
 
+    def files(self) -> list[Path]:
+        """The secret files named by ``CREWLINE_*_FILE``: hidden from sandboxed commands."""
+        paths = [
+            self.gitlab_token_file,
+            self.gitlab_merge_token_file,
+            self.discord_token_file,
+            self.webhook_secret_file,
+        ]
+        return [path.absolute() for path in paths if path is not None]
+
     def all_values(self) -> list[str]:
         """Every configured secret in clear text, for the guard's exact-match rule."""
         values = [
@@ -105,6 +118,7 @@ class CrewlineConfig(BaseModel):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     runs_dir: Path = Field(
         default=Path("var/runs"), description="Agent transcripts and scratch space, per run"
@@ -177,13 +191,33 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Crewlin
     return _resolve_paths(config, path.parent)
 
 
+SECRET_ENV = frozenset(
+    f"{Secrets.model_config['env_prefix']}{name}".upper() for name in Secrets.model_fields
+)
+
+
+def drop_secret_env(environ: typing.MutableMapping[str, str] | None = None) -> list[str]:
+    """Remove every ``CREWLINE_<secret>`` and ``CREWLINE_<secret>_FILE`` variable (any case,
+    as pydantic-settings reads them) from ``environ`` (default: this process's); the names
+    removed."""
+    environ = os.environ if environ is None else environ
+    dropped = [name for name in list(environ) if name.upper() in SECRET_ENV]
+    for name in dropped:
+        del environ[name]
+    return dropped
+
+
 def load_secrets() -> Secrets:
+    """The secrets from the environment, which no longer holds them afterwards (read once:
+    a second call finds nothing)."""
     try:
         return Secrets()
     except ValidationError as error:
         raise ConfigError(
             "environment", [e["msg"].removeprefix("Value error, ") for e in error.errors()]
         ) from None
+    finally:
+        drop_secret_env()
 
 
 def _resolve_paths(config: CrewlineConfig, base: Path) -> CrewlineConfig:

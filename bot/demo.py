@@ -32,7 +32,7 @@ from forge.sim.app import RunningSim
 from forge.sim.core import SimConfig
 from forge.types import Issue
 from roles.notify import EventLog, Fanout
-from roles.settings import AgentSettings, RoleSettings, RolesSettings
+from roles.settings import AgentSettings, QaSettings, RoleSettings, RolesSettings
 from roles.workspace_settings import WorkspaceSettings
 from storage import StorageSettings
 from workflow import read_state
@@ -76,7 +76,7 @@ def demo_config(base: Path, gitlab_url: str) -> CrewlineConfig:
             pm=RoleSettings(concurrency=3),
             dev=RoleSettings(concurrency=2, max_attempts=3),
             review=RoleSettings(concurrency=2),
-            qa=RoleSettings(concurrency=4),
+            qa=QaSettings(concurrency=4),
             pipeline_poll_seconds=0.2,
             pipeline_timeout_seconds=60,
         ),
@@ -113,6 +113,7 @@ async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 9
                     interactive=interactive,
                     who="the demo operator",
                     merger=runtime.services.merger,
+                    worker=runtime.services.worker,
                 )
                 runtime.services.desk = desk
                 results = await _drive(runtime, console, limit_seconds, desk)

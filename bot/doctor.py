@@ -6,10 +6,12 @@ import asyncio
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import ConfigError, CrewlineConfig, Secrets, load_config, load_secrets
+from roles.sandbox import SandboxError, SandboxSettings, probe, select_sandbox
 from storage import Database
 
 MIN_GIT = (2, 30)
@@ -44,7 +46,21 @@ def run_doctor(config_file: Path) -> list[Check]:
         checks.extend(check_secrets(config, secrets))
     checks.append(asyncio.run(check_database(config.storage.path)))
     checks.extend(check_agents(config))
+    checks.append(check_sandbox(config.sandbox))
     return checks
+
+
+def check_sandbox(settings: SandboxSettings, check: Callable[[], str | None] = probe) -> Check:
+    """Whether agents will run confined; falling back to none without being told is a FAIL."""
+    try:
+        selected = select_sandbox(settings, check=check)
+    except SandboxError as error:
+        return Check("sandbox", False, str(error))
+    if selected.warning is None:
+        return Check("sandbox", True, f"{selected.sandbox.name}: agents and validation confined")
+    if settings.backend == "none":
+        return Check("sandbox", True, f"WARNING: {selected.warning}")
+    return Check("sandbox", False, selected.warning)
 
 
 def check_git() -> Check:

@@ -62,6 +62,8 @@ async def serve(
     if with_discord:
         discord_token(secrets, config.discord)  # a missing or malformed token fails first
     runtime = await build_runtime(config, secrets, notifier=ConsoleNotifier(console))
+    if runtime.sandbox_warning:
+        console.print(f"WARNING: {runtime.sandbox_warning}", style="bold red", markup=False)
     await warn_about_privileges(runtime, console)
     if auto_approve_plans:
         desk = ConsoleDesk(

@@ -1,10 +1,17 @@
 """Every GitLab call goes through here: screened by the guard when it writes, and
-written to the audit trail whatever its outcome."""
+written to the audit trail whatever its outcome.
+
+A write may be *fenced*: a check installed for the current task (a run holding a claim, a
+janitor re-queueing one round) is awaited right before the write goes out and refuses it
+by raising when the caller's right to act is gone (docs/decisions/0013).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
 import gitlab
@@ -16,6 +23,29 @@ from forge.guard import Guard, GuardBlocked
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+Fence = Callable[[], Awaitable[None]]
+# Per task (asyncio copies the context into the tasks a run starts): many runs share one
+# gateway, each with its own claim.
+_FENCE: ContextVar[Fence | None] = ContextVar("crewline_write_fence", default=None)
+
+
+@contextlib.contextmanager
+def fenced(check: Fence | None) -> Iterator[None]:
+    """Await ``check`` before every write made in this context (``None``: no fence, e.g.
+    for the claim's own renewal and release)."""
+    token = _FENCE.set(check)
+    try:
+        yield
+    finally:
+        _FENCE.reset(token)
+
+
+async def check_fence() -> None:
+    """Raise if the current context's fence refuses writes (git pushes call this too)."""
+    check = _FENCE.get()
+    if check is not None:
+        await check()
 
 
 class AuditSink(Protocol):
@@ -70,6 +100,7 @@ class AuditedCalls:
             log.warning("guard blocked %s on %s: %s", operation, target, blocked.rule)
             metrics.GUARD_FINDINGS.labels(blocked.rule).inc()
             raise
+        await check_fence()  # last, right before the write: the narrowest window
         return await self._call(operation, target, screened, lambda gl: fn(gl, screened))
 
     def screen(

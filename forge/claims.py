@@ -9,6 +9,11 @@ but GitLab.
    A loser deletes its note and releases its lease.
 5. The winner renews by editing its note's expiry. Any host finding an expired claim
    may mark it expired and put the issue back to ready.
+
+A round is what happened since the issue last became ready; it is named by the label event
+that made it ready. Every visible write of a run is fenced by its claim (:meth:`Claims.check`),
+and a re-queue by the round it expires, so a claimer never acts for a round that is not its
+own (docs/decisions/0013).
 """
 
 from __future__ import annotations
@@ -21,71 +26,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from forge import metrics
+from forge.calls import fenced
+from forge.claim_notes import (
+    ClaimMarker,
+    ClaimView,
+    Round,
+    iso,
+    opened_by,
+    parse_time,
+    whole_seconds,
+)
 from forge.gateway import Gateway, StaleState
 from forge.types import Issue, Note
 from workflow import Workflow
 
+__all__ = ["NO_ROUND", "Claim", "ClaimLost", "ClaimMarker", "ClaimView", "Claims", "Round"]
+
 log = logging.getLogger(__name__)
-
-_MARKER = re.compile(r"<!-- crewline:claim ([^<>]*?) -->")
-_FIELD = re.compile(r"(\w+)=(\S+)")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _whole_seconds(moment: datetime) -> datetime:
-    # The note carries whole seconds; what the claimer holds must equal what others read.
-    return moment.replace(microsecond=0)
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-@dataclass(frozen=True)
-class ClaimMarker:
-    worker: str
-    run: str
-    role: str
-    expires: datetime
-    ended: str | None = None  # "released" | "expired" once the claim is over
-
-    def render(self) -> str:
-        fields = (
-            f"worker={self.worker} run={self.run} role={self.role} expires={_iso(self.expires)}"
-        )
-        if self.ended:
-            fields += f" ended={self.ended}"
-        return f"<!-- crewline:claim {fields} -->"
-
-    @classmethod
-    def parse(cls, body: str) -> ClaimMarker | None:
-        match = _MARKER.search(body)
-        if match is None:
-            return None
-        fields = dict(_FIELD.findall(match.group(1)))
-        try:
-            return cls(
-                worker=fields["worker"],
-                run=fields["run"],
-                role=fields["role"],
-                expires=_parse_time(fields["expires"]),
-                ended=fields.get("ended"),
-            )
-        except (KeyError, ValueError):
-            return None  # a hand-edited or foreign marker never wins a claim
-
-    def body(self) -> str:
-        state = {
-            None: f"claimed this issue for **{self.role}** (run `{self.run}`); the claim expires at "
-            f"{_iso(self.expires)} unless renewed.",
-            "released": f"finished its **{self.role}** run `{self.run}` and released the claim.",
-            "expired": f"did not renew its **{self.role}** claim (run `{self.run}`); it expired at "
-            f"{_iso(self.expires)}.",
-        }[self.ended]
-        return f"crewline worker `{self.worker}` {state}\n\n{self.render()}"
 
 
 class HeldLease(Protocol):
@@ -119,25 +76,14 @@ class Claim(Generic[LeaseT]):
     note_id: int
     expires: datetime
     lease: LeaseT
-
-
-@dataclass(frozen=True)
-class ClaimView:
-    """The live claim on an issue as any host sees it (the winning note)."""
-
-    note: Note
-    marker: ClaimMarker
-
-    def expired(self, now: datetime) -> bool:
-        return self.marker.expires <= now
+    round: int  # the label event that opened the round this claim won
 
 
 class ClaimLost(Exception):
-    """Renewal found that the claim is no longer ours (it expired and was taken over)."""
+    """The claim is no longer ours (it expired, was re-queued or taken over): stop acting."""
 
 
-def _note_id(view: ClaimView) -> int:
-    return view.note.id
+NO_ROUND = -1  # a claim kept only to be released: it holds no round
 
 
 def lease_key(project: str, iid: int) -> str:
@@ -167,7 +113,7 @@ class Claims(Generic[LeaseT]):
         return self.gateway.workflow
 
     def _expiry(self) -> datetime:
-        return _whole_seconds(self.clock() + timedelta(seconds=self.ttl))
+        return whole_seconds(self.clock() + timedelta(seconds=self.ttl))
 
     async def claim(self, issue: Issue, role: str, run: str) -> Claim[LeaseT] | None:
         """Try to claim ``issue`` for ``role``; None when another worker has it."""
@@ -190,7 +136,8 @@ class Claims(Generic[LeaseT]):
                 return None
             marker = ClaimMarker(self.worker, run, role, self._expiry())
             note = await self.gateway.post_note(issue.project, issue.iid, marker.body())
-            winner = await self._round_winner(issue.project, issue.iid, ready.label, role)
+            round_ = await self._round(issue.project, issue.iid, ready.label, running.label)
+            winner = round_.winner(role)
             if winner is None or winner.note.id != note.id:
                 log.info(
                     "claim lost: issue=%s role=%s run=%s winner=%s",
@@ -209,7 +156,15 @@ class Claims(Generic[LeaseT]):
         metrics.CLAIMS.labels("won").inc()
         log.info("claimed: issue=%s role=%s run=%s note=%s", issue.ref, role, run, note.id)
         return Claim(
-            issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease
+            issue.project,
+            issue.iid,
+            role,
+            run,
+            self.worker,
+            note.id,
+            marker.expires,
+            lease,
+            round_.id,
         )
 
     async def _abandon(self, issue: Issue, lease: LeaseT, note: Note | None) -> None:
@@ -223,43 +178,52 @@ class Claims(Generic[LeaseT]):
     async def current(self, project: str, iid: int, ready_label: str) -> ClaimView | None:
         """The winning live claim: the lowest-id claim note posted since the issue last
         became ready and not ended. None if there is none."""
-        views = await self._since_ready(project, iid, ready_label)
-        return min((v for v in views if v.marker.ended is None), key=_note_id, default=None)
+        return (await self._round(project, iid, ready_label)).live()
 
-    async def _round_winner(
-        self, project: str, iid: int, ready_label: str, role: str
-    ) -> ClaimView | None:
-        """Who won this round: the lowest-id claim note for ``role`` since the issue last
-        became ready, ended or not. A winner that already finished (and released) still won:
-        a slow claimer that read the issue as ready before the winner moved it must lose
-        the round, not inherit it."""
-        views = await self._since_ready(project, iid, ready_label)
-        return min((v for v in views if v.marker.role == role), key=_note_id, default=None)
-
-    async def _since_ready(self, project: str, iid: int, ready_label: str) -> list[ClaimView]:
-        """Every claim note posted since the issue last became ready (this round's)."""
+    async def _round(
+        self, project: str, iid: int, ready_label: str, running_label: str = ""
+    ) -> Round:
+        """This round's claim notes (one notes read, one label events read)."""
         notes = await self.gateway.notes(project, iid)
-        epoch = await self._ready_epoch(project, iid, ready_label)
-        return [
+        events = await self.gateway.label_events(project, iid)
+        opened = opened_by(events, ready_label)
+        epoch = opened.created_at if opened else ""
+        running = [
+            e.created_at
+            for e in events
+            if e.action == "add" and e.label == running_label and e.created_at >= epoch
+        ]
+        views = tuple(
             ClaimView(note, marker)
             for note in notes
             if (marker := ClaimMarker.parse(note.body)) is not None and note.created_at >= epoch
-        ]
+        )
+        return Round(opened.id if opened else 0, views, max(running, default=None))
 
-    async def _ready_epoch(self, project: str, iid: int, ready_label: str) -> str:
-        events = await self.gateway.label_events(project, iid)
-        adds = [
-            event.created_at
-            for event in events
-            if event.action == "add" and event.label == ready_label
-        ]
-        return max(adds, default="")
+    async def check(self, claim: Claim[LeaseT]) -> None:
+        """Raise ClaimLost unless ``claim`` may still write: more than a sixth of the TTL
+        left by this host's clock, and its round still the issue's current round (one
+        label events read).
+
+        Every re-queue (by a janitor, a human or the run itself) adds the ready label and so
+        opens a new round, and a janitor re-queues only a claim expired by its own clock.
+        The sixth of the TTL (150 s at the default 900 s, renewed every 300 s) covers a
+        write's time in flight (request timeout and retries) and the hosts' clock skew, so a
+        write that passed here lands before any janitor may act (docs/decisions/0013)."""
+        where = f"{claim.project}#{claim.iid} ({claim.role}, run {claim.run})"
+        if claim.expires - self.clock() < timedelta(seconds=self.ttl / 6):
+            raise ClaimLost(f"{where}: the claim expires at {iso(claim.expires)}, too soon")
+        ready_label = self.workflow.ready_state(claim.role).label
+        opened = opened_by(await self.gateway.label_events(claim.project, claim.iid), ready_label)
+        if (opened.id if opened else 0) != claim.round:
+            raise ClaimLost(f"{where}: the issue was re-queued since the claim was won")
 
     async def renew(self, claim: Claim[LeaseT]) -> Claim[LeaseT]:
         """Push the expiry forward in the note and in the local lease."""
         ready_label = self.workflow.ready_state(claim.role).label
-        view = await self.current(claim.project, claim.iid, ready_label)
-        if view is None or view.note.id != claim.note_id:
+        round_ = await self._round(claim.project, claim.iid, ready_label)
+        view = round_.live()
+        if view is None or view.note.id != claim.note_id or round_.id != claim.round:
             raise ClaimLost(
                 f"{claim.project}#{claim.iid}: claim note {claim.note_id} is no longer the live claim"
             )
@@ -268,7 +232,8 @@ class Claims(Generic[LeaseT]):
             raise ClaimLost(f"{claim.project}#{claim.iid}: the local lease was lost")
         expires = self._expiry()
         marker = replace(view.marker, expires=expires)
-        await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
+        with fenced(None):  # the claim's own bookkeeping, checked just above
+            await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
         return replace(claim, expires=expires, lease=lease)
 
     async def adopt(
@@ -284,7 +249,8 @@ class Claims(Generic[LeaseT]):
         running = self.workflow.running_state(role)
         if running.label not in issue.labels:
             return None
-        view = await self.current(issue.project, issue.iid, self.workflow.ready_state(role).label)
+        round_ = await self._round(issue.project, issue.iid, self.workflow.ready_state(role).label)
+        view = round_.live()
         if view is None or view.marker.worker != self.worker or view.marker.run != run:
             return None
         lease = await self._own_lease(issue)
@@ -299,8 +265,17 @@ class Claims(Generic[LeaseT]):
             view.note.id,
             view.marker.expires,
             lease,
+            round_.id,
         )
-        return await self.renew(claim)
+        try:
+            return await self.renew(claim)
+        except ClaimLost as lost:
+            # Another host's janitor re-queued it between our reads, or our lease ran out
+            # during them: the work is lost, not the host.
+            log.warning("claim lost while adopting: issue=%s role=%s run=%s: %s",
+                        issue.ref, role, run, lost)  # fmt: skip
+            await self.leases.release(lease)
+            return None
 
     async def _own_lease(self, issue: Issue) -> LeaseT | None:
         key = lease_key(issue.project, issue.iid)
@@ -322,15 +297,25 @@ class Claims(Generic[LeaseT]):
         lease = await self._own_lease(issue)
         if marker.ended == "expired" or lease is None:
             return None
+        # All that is left is releasing it: no round, so no fenced write passes any more.
         return Claim(
-            issue.project, issue.iid, role, run, self.worker, note.id, marker.expires, lease
+            issue.project,
+            issue.iid,
+            role,
+            run,
+            self.worker,
+            note.id,
+            marker.expires,
+            lease,
+            NO_ROUND,
         )
 
     async def release(self, claim: Claim[LeaseT]) -> None:
         """End the claim (after the run has moved the issue on)."""
         marker = ClaimMarker(claim.worker, claim.run, claim.role, claim.expires, ended="released")
         try:
-            await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
+            with fenced(None):  # our own note; the move it follows was fenced
+                await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
         finally:
             await self.leases.release(claim.lease)
 
@@ -338,28 +323,53 @@ class Claims(Generic[LeaseT]):
         self, issue: Issue, role: str, *, reason: str, target: str | None = None
     ) -> bool:
         """If ``issue`` is running for ``role`` and its live claim has expired (or it has
-        had none for a whole TTL), mark the claim expired and move the issue back to ready
-        (or to ``target``, e.g. failed when the attempts are spent) with ``reason``.
-        Returns True when it moved the issue. Safe to run on every host at once."""
+        had none for a whole TTL since it became running), mark the claim expired and move
+        the issue back to ready (or to ``target``, e.g. failed when the attempts are spent)
+        with ``reason``. Returns True when it moved the issue.
+
+        Safe on every host at once and from any listing: ``issue`` only names the issue; the
+        judgement is made on what is read now, and the move is fenced by the round judged,
+        so a stale janitor never re-queues the next claimer's round (docs/decisions/0013)."""
         ready = self.workflow.ready_state(role)
         running = self.workflow.running_state(role)
-        view = await self.current(issue.project, issue.iid, ready.label)
+        fresh = await self.gateway.get_issue(issue.project, issue.iid)
+        if running.label not in fresh.labels:
+            return False
+        judged = await self._round(issue.project, issue.iid, ready.label, running.label)
+        view = judged.live()
         now = self.clock()
         if view is not None and not view.expired(now):
             return False
-        if view is None and _parse_time(issue.updated_at) > now - timedelta(seconds=self.ttl):
+        since = parse_time(judged.running_since or fresh.updated_at)
+        if view is None and since > now - timedelta(seconds=self.ttl):
             return False  # a claimer may be between moving the labels and posting its note
         if view is not None:
+            # Bound to this note: marking an older round's note changes nothing.
             ended = replace(view.marker, ended="expired")
             await self.gateway.edit_note(issue.project, issue.iid, view.note.id, ended.body())
+
+        async def still_judged_round() -> None:
+            # Between the transition's read of the labels and its write: another janitor
+            # may have re-queued this round and a new claimer taken the next one.
+            now_round = await self._round(issue.project, issue.iid, ready.label)
+            if now_round.id != judged.id or now_round.live() is not None:
+                raise ClaimLost(f"{fresh.ref}: the {role} round judged expired is over")
+
         try:
-            await self.gateway.transition(
-                issue.project, issue.iid, target or ready.name, expect={running.name}
-            )
-        except StaleState:
+            with fenced(still_judged_round):
+                await self.gateway.transition(
+                    issue.project, issue.iid, target or ready.name, expect={running.name}
+                )
+        except (StaleState, ClaimLost) as moved:
+            log.info("not re-queued: issue=%s role=%s: %s", fresh.ref, role, moved)
             return False
         await self.gateway.post_note(issue.project, issue.iid, reason)
-        log.info("re-queued expired claim: issue=%s role=%s", issue.ref, role)
+        log.info(
+            "re-queued expired claim: issue=%s role=%s run=%s",
+            fresh.ref,
+            role,
+            view.marker.run if view else None,
+        )
         metrics.CLAIMS.labels("expired").inc()
         return True
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gitlab
+from gitlab.utils import EncodedId
 
 from forge.calls import AuditedCalls
 from forge.client import ForgeConflict, ForgeNotFound
@@ -141,15 +142,18 @@ class MergeGateway:
             project, await self.calls.write("mr.merge", f"{project}!{iid}", payload, merge)
         )
 
-    async def changes(self, project: str, iid: int) -> list[dict[str, Any]]:
-        """The MR's file diffs (``old_path``, ``new_path``, ``diff``, ...)."""
+    async def diffs(self, project: str, iid: int) -> list[dict[str, Any]]:
+        """The MR's file diffs (``old_path``, ``new_path``, ``diff``, ...), every page of
+        ``GET /merge_requests/:iid/diffs``: ``/changes`` is deprecated since GitLab 15.7 and
+        truncates large merge requests."""
+        params = {"per_page": PER_PAGE}
 
-        def get(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
-            data = mr.changes()
-            return list(data.get("changes") or []) if isinstance(data, dict) else []
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            path = f"/projects/{EncodedId(project)}/merge_requests/{iid}/diffs"
+            pages = gl.http_list(path, query_data=params, get_all=True)
+            return [dict(item) for item in pages if isinstance(item, dict)]
 
-        return await self.calls.read("mr.changes", f"{project}!{iid}", {}, get)
+        return await self.calls.read("mr.diffs", f"{project}!{iid}", params, list_)
 
     # ------------------------------------------------------------ discussions
 
@@ -223,6 +227,35 @@ class MergeGateway:
         return [
             Pipeline.of(p) for p in await self.calls.read("pipeline.list", project, params, list_)
         ]
+
+    async def pipeline(self, project: str, pipeline_id: int) -> dict[str, Any]:
+        """One pipeline in full (``yaml_errors``, ``detailed_status``, ...)."""
+
+        def get(gl: gitlab.Gitlab) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).pipelines.get(pipeline_id).attributes)
+
+        return await self.calls.read("pipeline.get", f"{project}/pipeline/{pipeline_id}", {}, get)
+
+    async def mr_pipelines(self, project: str, iid: int) -> list[Pipeline]:
+        """The MR's pipelines, newest first (one page): its source branch's pipelines of its
+        commits, and its merge request, merged-results and merge-train pipelines, which run
+        on commits that are not the MR's head."""
+        params = {"per_page": PER_PAGE}
+
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
+            found = mr.pipelines.list(get_all=False, per_page=PER_PAGE)
+            return [dict(p.attributes) for p in found]
+
+        found = await self.calls.read("mr.pipelines", f"{project}!{iid}", params, list_)
+        return [Pipeline.of(p) for p in found]
+
+    async def commit_parents(self, project: str, sha: str) -> list[str]:
+        def get(gl: gitlab.Gitlab) -> list[str]:
+            commit = gl.projects.get(project, lazy=True).commits.get(sha)
+            return [str(parent) for parent in commit.parent_ids or ()]
+
+        return await self.calls.read("commit.get", f"{project}@{sha}", {}, get)
 
     async def test_report(self, project: str, pipeline_id: int) -> dict[str, Any]:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:

@@ -192,12 +192,13 @@ class _JanitorReport(Protocol):
     repaired: list[str]
     merged: list[str]
     back_to_qa: list[str]
+    decided: list[str]
     timed_out: list[str]
     stuck: list[str]
 
 
 def janitor(report: _JanitorReport) -> None:
-    for kind in ("requeued", "failed", "repaired", "merged", "back_to_qa", "timed_out"):
+    for kind in ("requeued", "failed", "repaired", "merged", "back_to_qa", "decided", "timed_out"):
         count = len(getattr(report, kind))
         if count:
             JANITOR_RECOVERIES.labels(kind).inc(count)

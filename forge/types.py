@@ -145,6 +145,7 @@ class Pipeline:
     sha: str
     status: str
     web_url: str
+    source: str = ""  # push, merge_request_event, api, schedule, ...
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Pipeline:
@@ -154,4 +155,5 @@ class Pipeline:
             sha=str(data.get("sha") or ""),
             status=str(data.get("status") or ""),
             web_url=str(data.get("web_url") or ""),
+            source=str(data.get("source") or ""),
         )

@@ -21,6 +21,7 @@ from forge.settings import ProjectSettings
 from forge.types import Issue, Note
 from roles.agents.base import Agent
 from roles.notify import Desk, Notifier
+from roles.sandbox import NoSandbox, Sandbox
 from roles.settings import RolesSettings
 from roles.workspace import Workspaces
 from storage import Lease, Run, Storage
@@ -71,6 +72,9 @@ class Services:
     # The merge identity (a separate token) that merges after a human's approval; None:
     # humans merge in GitLab.
     merger: MergeGateway | None = None
+    # Where validation commands run (agents got theirs when they were built); the composition
+    # root passes the configured one.
+    sandbox: Sandbox = field(default_factory=NoSandbox)
     # Fault injection for crash tests: awaited after every recorded step.
     after_step: StepHook | None = None
     # When an issue entered its state, and what it depends on: asked on every pass for every
@@ -79,6 +83,8 @@ class Services:
     dependencies: IssueMemo[frozenset[int]] = field(
         default_factory=lambda: IssueMemo[frozenset[int]]()
     )
+    # Whether an issue waiting at a gate had a recorded decision left to complete (janitor).
+    gate_records: IssueMemo[bool] = field(default_factory=lambda: IssueMemo[bool]())
 
     def agent_timeout(self, role: str) -> float:
         return self.agent_timeouts.get(role, 1800.0)
@@ -100,6 +106,7 @@ class RunContext:
     claim: HostClaim
     project: ProjectSettings
     done: dict[str, Any] = field(default_factory=dict)  # steps finished before a restart
+    round_attempt: int = 1  # crash attempts of this stage in this round (roles/attempts.py)
 
     @property
     def key(self) -> str:
@@ -116,6 +123,11 @@ class RunContext:
     @property
     def gateway(self) -> Gateway:
         return self.services.gateway
+
+    async def hold(self) -> None:
+        """Raise ClaimLost unless this run still holds its claim; the engine awaits it
+        before every write others can see (GitLab writes and pushes, see forge.calls)."""
+        await self.services.claims.check(self.claim)
 
     async def step(self, name: str, action: Callable[[], Awaitable[T]]) -> T:
         """Run ``action`` once per run: a step recorded before a crash returns its result."""

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from forge.calls import check_fence
 from forge.guard import GuardBlocked
 from roles.agent_turn import Turn, ask_agent, run_agent
 from roles.agents.base import TaskKind
@@ -103,6 +104,7 @@ class Delivery:
                     calls.who, "git.push", target, {"path": path}, f"blocked:{blocked.rule}"
                 )
                 raise
+        await check_fence()  # a push is seen by others: only while the run holds its claim
         sha = await ctx.services.workspaces.push(wt, self.remote)
         await audit.append(calls.who, "git.push", target, {"sha": sha})
         return sha
@@ -113,6 +115,7 @@ class Delivery:
                 self.wt.path,
                 self.checks,
                 timeout_seconds=self.ctx.project.validation_timeout_seconds,
+                sandbox=self.ctx.services.sandbox,
             )
             data: dict[str, Any] = report.to_json()
             return data

@@ -31,7 +31,7 @@ from roles.dependencies import dependency_admission, overlap_admission
 from roles.engine import Admission, RoleResult, Verdict
 from roles.mr_link import latest_work_feedback, mr_marker
 from roles.plan import Plan
-from roles.plan_notes import load_plan
+from roles.plan_notes import PlanNotApproved, load_approved_plan
 from roles.pm import budget_admission, relevant_learnings
 from roles.prompts import FIRST_ATTEMPT, Prompts
 from roles.untrusted import Fence
@@ -57,16 +57,18 @@ class DevRole:
             admission = await gate(services, issue)
             if admission.verdict is not Verdict.GO:
                 return admission
-        plan = await load_plan(services.gateway, issue.project, issue.iid)
-        if plan is None:
-            return Admission(Verdict.BLOCK, "no plan found on the issue; send it back to the PM")
-        return await overlap_admission(services, issue, plan[1].owned_paths)
+        try:
+            _, plan = await load_approved_plan(services.gateway, issue.project, issue.iid)
+        except PlanNotApproved as refused:
+            return Admission(Verdict.BLOCK, str(refused))
+        return await overlap_admission(services, issue, plan.owned_paths)
 
     async def run(self, ctx: RunContext) -> RoleResult:
-        loaded = await load_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
-        if loaded is None:
-            return RoleResult(Outcome.BLOCKED, "No plan found on the issue.")
-        plan = loaded[1]
+        # Exactly the plan a human approved: its checks run, its owned paths bound the diff.
+        try:
+            _, plan = await load_approved_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        except PlanNotApproved as refused:
+            return RoleResult(Outcome.BLOCKED, f"The developer did not start: {refused}.")
         workspaces = ctx.services.workspaces
         wt = await workspaces.open(
             ctx.issue.project,

@@ -13,18 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
 from forge import metrics
-from forge.claims import ClaimLost, ClaimMarker
+from forge.calls import fenced
+from forge.claims import ClaimLost
 from forge.client import ForgeError
 from forge.gateway import StaleState
-from forge.types import Issue
+from forge.types import Issue, Note
+from roles.attempts import claims_of, round_attempt
 from roles.context import HostClaim, RunAborted, RunContext, Services
+from roles.gate_recovery import gate_request, issues_at_gates
+from roles.gates import GateNotDecided
 from roles.notify import Event, EventKind, GateRequest, for_humans
 from storage import Run, RunFinishedError, RunStatus
 from workflow import Outcome, next_state
@@ -96,6 +101,9 @@ class Engine:
         self._inflight: dict[tuple[str, int], _InFlight] = {}
         self._wake = asyncio.Event()
         self._tick_lock = asyncio.Lock()
+        # Issues at a gate whose request a desk of this process took (asked, not failed).
+        self._gates_asked: set[tuple[str, int]] = set()
+        self._resume_pending = True  # until one resume pass has seen every interrupted run
 
     # ------------------------------------------------------------ driving
 
@@ -104,13 +112,18 @@ class Engine:
         self._wake.set()
 
     async def run_forever(self, poll_seconds: float) -> None:
-        """Tick whenever woken, and at least every ``poll_seconds``."""
-        await self.resume()
+        """Resume interrupted runs, then tick whenever woken and at least every
+        ``poll_seconds``, and ask again about gates no desk took, at start and once per
+        ``poll_seconds``. Nothing one issue does stops the host: a failed pass is logged
+        and tried again on the next wake."""
+        reask_at = 0.0
         while True:
-            try:
-                await self.tick()
-            except ForgeError as error:
-                log.warning("engine pass failed, retrying on the next wake: %s", error)
+            if self._resume_pending:
+                await _logged("resuming interrupted runs", self.resume)
+            await _logged("engine pass", self.tick)
+            if time.monotonic() >= reask_at:
+                reask_at = time.monotonic() + poll_seconds
+                await _logged("asking again about waiting gates", self.reask_gates)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), poll_seconds)
             self._wake.clear()
@@ -165,20 +178,27 @@ class Engine:
             key = (project, issue.iid)
             if key in self._inflight or self._slots(name) <= 0:
                 continue
-            admission = await role.admit(self.services, issue)
-            if admission.verdict is Verdict.WAIT:
-                self.waiting[key] = Waiting(name, admission.reason)
-                continue
-            self.waiting.pop(key, None)
-            if admission.verdict is Verdict.BLOCK:
-                await self._block_ready(issue, name, admission.reason)
-                continue
-            claim = await self.services.claims.claim(issue, name, uuid.uuid4().hex[:12])
-            if claim is None:
-                continue
-            self._launch(role, issue, claim, resumed=None)
-            started += 1
+            try:
+                started += await self._start_one(issue, name, role)
+            except Exception:  # one issue's failure leaves the others to run
+                log.exception("could not start: issue=%s role=%s", issue.ref, name)
         return started
+
+    async def _start_one(self, issue: Issue, name: str, role: Role) -> int:
+        key = (issue.project, issue.iid)
+        admission = await role.admit(self.services, issue)
+        if admission.verdict is Verdict.WAIT:
+            self.waiting[key] = Waiting(name, admission.reason)
+            return 0
+        self.waiting.pop(key, None)
+        if admission.verdict is Verdict.BLOCK:
+            await self._block_ready(issue, name, admission.reason)
+            return 0
+        claim = await self.services.claims.claim(issue, name, uuid.uuid4().hex[:12])
+        if claim is None:
+            return 0
+        self._launch(role, issue, claim, resumed=None)
+        return 1
 
     async def _block_ready(self, issue: Issue, role: str, reason: str) -> None:
         wf = self.services.workflow
@@ -214,35 +234,47 @@ class Engine:
     async def resume(self) -> int:
         """Pick up this worker's runs that a crash or restart interrupted: those recorded in
         SQLite, and claims of ours that a crash left before their run recorded them."""
-        resumed = 0
+        resumed, failed = 0, 0
         unclaimed: list[Run] = []
         for run in await self.services.storage.runs.active():
             if run.worker != self.services.worker or (run.project, run.iid) in self._inflight:
                 continue
-            role = self.roles.get(run.stage)
             steps = await self.services.storage.runs.steps(run.id)
-            claimed = steps.get("claim")
-            if role is not None and not isinstance(claimed, dict):
+            if run.stage in self.roles and not isinstance(steps.get("claim"), dict):
                 unclaimed.append(run)  # killed between claiming and recording the claim
                 continue
-            issue = await self.services.gateway.get_issue(run.project, run.iid)
-            claim = None
-            if role is not None and isinstance(claimed, dict):
-                # A run killed while finishing may have moved the issue on already.
-                claim = await self.services.claims.adopt(
-                    issue, run.stage, str(claimed["run"]), moved_on="moved" in steps
-                )
-            if role is None or claim is None:
-                await self._abandon_stale(run)
-                continue
-            log.info("resuming run: issue=%s role=%s attempt=%s", issue.ref, role.name, run.attempt)
-            self._launch(role, issue, claim, resumed=run)
-            resumed += 1
+            try:
+                resumed += await self._resume_run(run, steps)
+            except Exception:  # e.g. GitLab away: left unfinished, tried on the next pass
+                failed += 1
+                log.exception(
+                    "could not resume, trying again on the next pass: issue=%s#%s role=%s run=%s",
+                    run.project, run.iid, run.stage, run.id,
+                )  # fmt: skip
         resumed += await self._adopt_unrecorded_claims()
         for run in unclaimed:
             if (run.project, run.iid) not in self._inflight:
                 await self._abandon_stale(run)
+        self._resume_pending = failed > 0
         return resumed
+
+    async def _resume_run(self, run: Run, steps: Mapping[str, Any]) -> int:
+        role = self.roles.get(run.stage)
+        claimed = steps.get("claim")
+        if role is None or not isinstance(claimed, dict):
+            await self._abandon_stale(run)
+            return 0
+        issue = await self.services.gateway.get_issue(run.project, run.iid)
+        # A run killed while finishing may have moved the issue on already.
+        claim = await self.services.claims.adopt(
+            issue, run.stage, str(claimed["run"]), moved_on="moved" in steps
+        )
+        if claim is None:
+            await self._abandon_stale(run)
+            return 0
+        log.info("resuming run: issue=%s role=%s attempt=%s", issue.ref, role.name, run.attempt)
+        self._launch(role, issue, claim, resumed=run)
+        return 1
 
     async def _adopt_unrecorded_claims(self) -> int:
         """Our live claims on running issues that no run of ours holds: a crash came between
@@ -256,18 +288,27 @@ class Engine:
                 for issue in await claims.running(project, name):
                     if (issue.project, issue.iid) in self._inflight:
                         continue
-                    view = await claims.current(issue.project, issue.iid, ready)
-                    if view is None or view.marker.worker != claims.worker:
-                        continue
-                    if await self._ended_locally(issue, name, view.marker.run):
-                        continue  # e.g. abandoned: the janitor recovers the issue
-                    claim = await claims.adopt(issue, name, view.marker.run)
-                    if claim is None:
-                        continue
-                    log.info("resuming an unrecorded claim: issue=%s role=%s", issue.ref, name)
-                    self._launch(role, issue, claim, resumed=None)
-                    adopted += 1
+                    try:
+                        adopted += await self._adopt_unrecorded(issue, name, role, ready)
+                    except Exception:  # the janitor recovers it once the claim expires
+                        log.exception(
+                            "could not adopt our claim: issue=%s role=%s", issue.ref, name
+                        )
         return adopted
+
+    async def _adopt_unrecorded(self, issue: Issue, name: str, role: Role, ready: str) -> int:
+        claims = self.services.claims
+        view = await claims.current(issue.project, issue.iid, ready)
+        if view is None or view.marker.worker != claims.worker:
+            return 0
+        if await self._ended_locally(issue, name, view.marker.run):
+            return 0  # e.g. abandoned: the janitor recovers the issue
+        claim = await claims.adopt(issue, name, view.marker.run)
+        if claim is None:
+            return 0
+        log.info("resuming an unrecorded claim: issue=%s role=%s", issue.ref, name)
+        self._launch(role, issue, claim, resumed=None)
+        return 1
 
     async def _ended_locally(self, issue: Issue, role: str, claim_run: str) -> bool:
         runs = self.services.storage.runs
@@ -284,15 +325,10 @@ class Engine:
 
     # ------------------------------------------------------------ one run
 
-    async def _attempt(self, issue: Issue, role: str) -> int:
-        """The attempt number, the same on every host: this role's claims on the issue."""
-        notes = await self.services.gateway.notes(issue.project, issue.iid)
-        markers = (ClaimMarker.parse(note.body) for note in notes)
-        return max(1, sum(1 for marker in markers if marker is not None and marker.role == role))
-
-    async def _start_run(self, issue: Issue, role: str, claim: HostClaim) -> Run:
+    async def _start_run(self, issue: Issue, role: str, claim: HostClaim, notes: list[Note]) -> Run:
         runs = self.services.storage.runs
-        attempt = await self._attempt(issue, role)
+        # The run's number, the same on every host: this role's claims on the issue.
+        attempt = max(1, claims_of(notes, role))
         while True:
             try:
                 run = await runs.start(
@@ -307,7 +343,8 @@ class Engine:
     async def _run(self, role: Role, issue: Issue, claim: HostClaim, resumed: Run | None) -> None:
         services = self.services
         try:
-            run = resumed or await self._start_run(issue, role.name, claim)
+            notes = await services.gateway.notes(issue.project, issue.iid)
+            run = resumed or await self._start_run(issue, role.name, claim, notes)
             ctx = RunContext(
                 services=services,
                 issue=issue,
@@ -317,11 +354,16 @@ class Engine:
                 claim=claim,
                 project=services.projects[issue.project],
                 done=await services.storage.runs.steps(run.id),
+                round_attempt=max(1, round_attempt(notes, role.name)),
             )
         except Exception:
             log.exception("could not start run: issue=%s role=%s", issue.ref, role.name)
             await services.claims.release(claim)
             return
+        with fenced(ctx.hold):  # every write others can see, made by this run or its tasks
+            await self._work_and_finish(role, ctx)
+
+    async def _work_and_finish(self, role: Role, ctx: RunContext) -> None:
         finishing = ctx.done.get("finish")
         if isinstance(finishing, dict):  # killed while finishing: the work itself is done
             await self._finish_or_log(ctx, _result_of(finishing))
@@ -342,6 +384,8 @@ class Engine:
         another host's janitor, once the claim expires) completes what is left."""
         try:
             await self._finish(ctx, result)
+        except ClaimLost as lost:
+            await self._abandon(ctx, f"the claim was lost before the run finished: {lost}")
         except Exception:
             log.exception(
                 "run could not finish, a restart resumes it: issue=%s role=%s run=%s",
@@ -368,7 +412,7 @@ class Engine:
             return None
         try:
             return work.result()
-        except RunAborted as stop:
+        except (RunAborted, ClaimLost) as stop:
             await self._abandon(ctx, str(stop))
             return None
         except ForgeError as error:
@@ -379,13 +423,16 @@ class Engine:
             return self._retry_or_exhaust(ctx, f"{type(error).__name__}: {error}")
 
     def _retry_or_exhaust(self, ctx: RunContext, why: str) -> RoleResult:
+        """Crash attempts count per round (roles/attempts.py): work sent back by QA or a
+        review starts a new round, it does not use up the attempts."""
         limit = self.services.roles.by_name()[ctx.role].max_attempts
-        if ctx.attempt < limit:
+        attempt = ctx.round_attempt
+        if attempt < limit:
             return RoleResult(
                 Outcome.EXPIRED,
-                f"attempt {ctx.attempt} of {limit} stopped ({why}); re-queued for another attempt",
+                f"attempt {attempt} of {limit} stopped ({why}); re-queued for another attempt",
             )
-        return RoleResult(Outcome.EXHAUSTED, f"attempt {ctx.attempt} of {limit} failed: {why}")
+        return RoleResult(Outcome.EXHAUSTED, f"attempt {attempt} of {limit} failed: {why}")
 
     async def _renew(self, ctx: RunContext) -> None:
         interval = max(0.5, self.services.claims.ttl / 3)
@@ -421,6 +468,8 @@ class Engine:
             await ctx.note("outcome", result.message)
 
         async def move() -> str:
+            # The write is fenced by this run's claim, checked after the transition read the
+            # labels: the running state it passes on is this round's, never the next one's.
             try:
                 await services.gateway.transition(
                     issue.project, issue.iid, target, expect={running}
@@ -436,12 +485,19 @@ class Engine:
             await self._abandon(ctx, f"someone else moved the issue: {stale}")
             return
         await services.claims.release(ctx.claim)
-        await self._tell(_event_kind(target), issue, result.message, running, target)
-        if result.gate is not None:
-            await self._tell(
-                EventKind.GATE, issue, f"waiting for a human at {target}", running, target
-            )
-            await services.desk.request(result.gate)
+        with fenced(None):  # the claim is over; a desk deciding the gate acts for a human
+            await self._tell(_event_kind(target), issue, result.message, running, target)
+            if result.gate is not None:
+                await self._tell(
+                    EventKind.GATE, issue, f"waiting for a human at {target}", running, target
+                )
+                try:
+                    await services.desk.request(result.gate)
+                except GateNotDecided as undecided:
+                    # Not decided, so not finished: reask_gates (and a restart) asks again.
+                    log.warning("gate undecided, asked again later: run=%s: %s", ctx.key, undecided)
+                    return
+                self._gates_asked.add((issue.project, issue.iid))
         # Last: until the run is finished a restart resumes it, so the desk is asked for sure.
         status = _run_status(result.outcome)
         await services.storage.runs.finish(ctx.run.id, status, result.message or None)
@@ -457,6 +513,36 @@ class Engine:
             target,
         )
         self.wake()  # the next role may have work now
+
+    async def reask_gates(self) -> int:
+        """Ask the desk about issues waiting at a gate that no desk of this process took:
+        its request failed (a decision it could not apply), or a crash or restart came
+        before it. How many requests the desk took."""
+        asked = 0
+        gateway = self.services.gateway
+        for project in self.services.projects:
+            waiting = await issues_at_gates(gateway, project)
+            here = {(project, issue.iid) for issue, _ in waiting}
+            # An issue that left its gate is asked again whenever it comes back.
+            self._gates_asked = {k for k in self._gates_asked if k[0] != project or k in here}
+            for issue, gate in waiting:
+                key = (project, issue.iid)
+                if key in self._gates_asked or key in self._inflight:
+                    continue
+                request = await gate_request(gateway, issue, gate)
+                if request is None:
+                    continue
+                try:
+                    await self.services.desk.request(request)
+                except GateNotDecided as undecided:
+                    log.warning("gate still undecided, asking again later: %s", undecided)
+                    continue
+                except Exception:
+                    log.exception("desk failed, asking again later: issue=%s", issue.ref)
+                    continue
+                self._gates_asked.add(key)
+                asked += 1
+        return asked
 
     async def _tell(
         self, kind: EventKind, issue: Issue, message: str, from_state: str, to_state: str
@@ -475,6 +561,16 @@ class Engine:
             await self.services.notifier.notify(event)
         except Exception:
             log.exception("notifier failed: issue=%s", issue.ref)
+
+
+async def _logged(what: str, action: Callable[[], Awaitable[int]]) -> None:
+    """Run one pass; a failure is logged and the pass tried again on the next wake."""
+    try:
+        await action()
+    except ForgeError as error:
+        log.warning("%s failed, retrying on the next wake: %s", what, error)
+    except Exception:
+        log.exception("%s failed, retrying on the next wake", what)
 
 
 def _result_json(result: RoleResult) -> dict[str, Any]:

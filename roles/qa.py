@@ -1,15 +1,19 @@
 """The QA role (qa-ready -> qa-running -> merge-ready): the MR's pipeline decides.
 
-Only a pipeline for the MR's current head sha counts. Before waiting, an MR that needs a
-rebase (or has conflicts) is rebased onto the current target, never merged with it: the
-agent resolves conflicts in the worktree, validation runs again, and the branch is pushed
-with ``--force-with-lease``.
+Only a pipeline that tests the MR's current head counts, found through the MR (its head
+pipeline, or its merged-results or merge-train pipeline: roles/qa_pipeline.py). Before
+waiting, an MR that needs a rebase (or has conflicts) is rebased onto the current target,
+never merged with it: the agent resolves conflicts in the worktree, validation runs again,
+and the branch is pushed with ``--force-with-lease``.
 
 A red pipeline is triaged deterministically before anyone is blamed: the failed jobs are
 retried once; a failure that then passes, or that only involves tests already known as
 flaky, is recorded as flaky (bounded retries); a failure also present on the target
 branch's latest pipeline is a broken target (blocked, with the evidence); anything else goes
-back to the developer with the failing jobs, the test names and a log excerpt.
+back to the developer with the failing jobs, the test names and a log excerpt, at most
+``roles.qa.max_round_trips`` times (then blocked with every round's history:
+roles/qa_rounds.py). A pipeline that waits on a blocking manual job, or that was canceled or
+skipped, gives no verdict: blocked with the reason, never sent back to the developer.
 """
 
 from __future__ import annotations
@@ -32,15 +36,17 @@ from roles.engine import Admission, RoleResult
 from roles.flaky import flaky_key, record_flakes
 from roles.mr_link import issue_mr, qa_passed_marker
 from roles.notify import GateRequest
-from roles.plan_notes import load_plan
+from roles.plan_notes import PlanNotApproved, load_approved_plan
 from roles.pm import budget_admission
 from roles.prompts import Prompts
+from roles.qa_pipeline import SETTLED, HeadPipelines, needs_a_human, not_run, what_runs
+from roles.qa_rounds import earlier_rounds, history, round_of, sent_back_marker
 from roles.triage import Fingerprint, excerpt, fingerprint, known_flaky
 from workflow import Outcome
 
 log = logging.getLogger(__name__)
 
-FINISHED = frozenset({"success", "failed", "canceled", "skipped"})
+FINISHED = frozenset({"success", "failed", "canceled", "skipped"})  # a job's end
 # "broken_status" is how GitLab before 16.x reported what newer versions call conflict.
 NEEDS_REBASE = frozenset({"need_rebase", "conflict", "broken_status"})
 _DRAFT = re.compile(r"^\s*(draft:|\[draft\]|\(draft\))\s*", re.IGNORECASE)
@@ -89,6 +95,7 @@ class _Watch:
         self.ctx = ctx
         self.mr = mr
         self.settings = ctx.services.roles
+        self.heads = HeadPipelines(ctx.gateway.merges, mr)
 
     async def run(self) -> RoleResult:
         first: Fingerprint | None = None
@@ -98,14 +105,24 @@ class _Watch:
             if pipeline is None:
                 return RoleResult(
                     Outcome.BLOCKED,
-                    f"No finished pipeline for {self.mr.sha[:10]} after "
-                    f"{self.settings.pipeline_timeout_seconds:.0f} s; check the project's CI.",
+                    f"No finished pipeline for {self.mr.sha[:10]} (through !{self.mr.iid}) "
+                    f"after {self.settings.pipeline_timeout_seconds:.0f} s; check the "
+                    "project's CI.",
                 )
+            if pipeline.status == "manual":
+                if first is not None:  # the retried jobs passed: only the manual one waits
+                    await self._record_flaky(first, pipeline)
+                jobs = await self.ctx.gateway.merges.jobs(self.mr.project, pipeline.id)
+                return RoleResult(Outcome.BLOCKED, needs_a_human(pipeline, self.mr.sha, jobs))
+            if pipeline.status in ("canceled", "skipped"):
+                return RoleResult(Outcome.BLOCKED, not_run(pipeline, self.mr.sha))
             if pipeline.status == "success":
                 if first is not None:
                     await self._record_flaky(first, pipeline)
                 return await self._passed(pipeline)
             current = await self._fingerprint(pipeline)
+            if current.empty:
+                return await self._no_failed_job(pipeline)
             first = first or current
             flaky = await self.ctx.services.storage.settings.get_json(
                 flaky_key(self.mr.project), []
@@ -121,19 +138,18 @@ class _Watch:
         raise AssertionError("unreachable: the last round returns")
 
     async def _finished_pipeline(self, retried: list[int]) -> Pipeline | None:
-        """The head's newest pipeline once it has finished, and with it every job in
+        """The head's newest pipeline once it has settled, and with it every job in
         ``retried``: GitLab answers a retry at once and moves the pipeline on later, so right
         after a retry the pipeline may still say failed while the retried job waits."""
-        merges, project = self.ctx.gateway.merges, self.mr.project
         deadline = time.monotonic() + self.settings.pipeline_timeout_seconds
         while time.monotonic() < deadline:
-            pipelines = await merges.pipelines(project, sha=self.mr.sha)
+            pipeline = await self.heads.newest()
             if (
-                pipelines
-                and pipelines[0].status in FINISHED
-                and await self._jobs_finished(pipelines[0], retried)
+                pipeline is not None
+                and pipeline.status in SETTLED
+                and await self._jobs_finished(pipeline, retried)
             ):
-                return pipelines[0]
+                return pipeline
             await asyncio.sleep(self.settings.pipeline_poll_seconds)
         return None
 
@@ -221,20 +237,41 @@ class _Watch:
             )
         return None
 
+    async def _no_failed_job(self, pipeline: Pipeline) -> RoleResult:
+        """A red pipeline without a failed job: GitLab could not run it (``yaml_errors``).
+        Nothing to retry and nothing to show a developer: a human looks at the CI."""
+        full = await self.ctx.gateway.merges.pipeline(self.mr.project, pipeline.id)
+        errors = str(full.get("yaml_errors") or "").strip()
+        named = what_runs(pipeline, self.mr.sha)
+        reason = f": `{errors[:500]}`" if errors else " (no job failed and no error was given)"
+        return RoleResult(
+            Outcome.BLOCKED,
+            f"QA cannot judge: {named} failed before any job ran{reason}. Fix the project's "
+            "CI configuration (or this MR's change to it), then retry this issue.",
+        )
+
     async def _send_back(self, pipeline: Pipeline, failure: Fingerprint) -> RoleResult:
-        merges = self.ctx.gateway.merges
+        """Back to the developer with the evidence, unless the work has already made
+        ``max_round_trips`` round trips: then blocked, with every round's history."""
+        ctx, merges = self.ctx, self.ctx.gateway.merges
         excerpts = []
         for job in (await self._failed_jobs(pipeline))[:3]:
             trace = await merges.job_trace(self.mr.project, int(job["id"]))
             excerpts.append(f"Job `{job['name']}`:\n\n```text\n{excerpt(trace)}\n```")
-        message = "\n\n".join(
-            [
-                f"Pipeline #{pipeline.id} ({pipeline.web_url}) failed for {self.mr.sha[:10]}: "
-                f"{failure.describe()}. Back to the developer.",
-                *excerpts,
-            ]
+        named = what_runs(pipeline, self.mr.sha)
+        summary = f"{named[0].upper()}{named[1:]} failed: {failure.describe()}."
+        evidence = "\n\n".join([summary, *excerpts])
+        notes = await ctx.gateway.notes(ctx.issue.project, ctx.issue.iid)
+        rounds = earlier_rounds(notes, current_pipeline=pipeline.id)
+        limit = self.settings.qa.max_round_trips
+        if len(rounds) >= limit:
+            last = round_of(evidence, pipeline.id, self.mr.sha)
+            return RoleResult(Outcome.BLOCKED, history(rounds, last, limit))
+        trip = f"Back to the developer (round trip {len(rounds) + 1} of at most {limit})."
+        marker = sent_back_marker(pipeline.id, self.mr.sha)
+        return RoleResult(
+            Outcome.FAILED, f"{summary} {trip}\n\n" + "\n\n".join([*excerpts, marker])
         )
-        return RoleResult(Outcome.FAILED, message)
 
     async def _passed(self, pipeline: Pipeline) -> RoleResult:
         ctx, mr = self.ctx, self.mr
@@ -278,8 +315,11 @@ class _Rebase:
 
     async def run(self) -> RoleResult | None:
         ctx = self.ctx
-        loaded = await load_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
-        acceptance = loaded[1].acceptance if loaded else []
+        try:
+            _, plan = await load_approved_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        except PlanNotApproved as refused:
+            return RoleResult(Outcome.BLOCKED, f"QA did not rebase: {refused}.")
+        acceptance = plan.acceptance
         workspaces = ctx.services.workspaces
         wt = await workspaces.open(
             ctx.issue.project,

@@ -32,7 +32,7 @@ from roles.context import RunContext, Services
 from roles.delivery import Delivery, guard_stop, project_checks
 from roles.engine import Admission, RoleResult
 from roles.mr_link import issue_mr
-from roles.plan_notes import load_plan
+from roles.plan_notes import PlanNotApproved, load_approved_plan
 from roles.pm import budget_admission
 from roles.prompts import Prompts
 from roles.untrusted import Fence
@@ -141,9 +141,11 @@ class ReviewRole:
             return RoleResult(Outcome.BLOCKED, "No merge request found for this issue.")
         if mr.state == "merged":
             return RoleResult(Outcome.MERGED, f"!{mr.iid} was merged by hand.")
-        loaded = await load_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
-        acceptance = loaded[1].acceptance if loaded else []
-        plan_text = loaded[1].to_markdown() if loaded else "(no plan found)"
+        try:
+            _, plan = await load_approved_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        except PlanNotApproved as refused:
+            return RoleResult(Outcome.BLOCKED, f"The review did not start: {refused}.")
+        acceptance, plan_text = plan.acceptance, plan.to_markdown()
         workspaces = ctx.services.workspaces
         wt = await workspaces.open(
             ctx.issue.project,
@@ -206,7 +208,7 @@ class _Rounds:
         key = f"review:{mr.sha[:12]}"
         if await ctx.gateway.find_note(mr.project, mr.iid, key, on="mr") is not None:
             return
-        changes = await merges.changes(mr.project, mr.iid)
+        changes = await merges.diffs(mr.project, mr.iid)
         diff = "\n\n".join(
             f"--- {change.get('old_path')}\n+++ {change.get('new_path')}\n{change.get('diff', '')}"
             for change in changes

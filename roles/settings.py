@@ -62,6 +62,20 @@ class RoleSettings(BaseModel):
     )
 
 
+class QaSettings(RoleSettings):
+    """The QA role: its run settings, and how often it may send red work back."""
+
+    max_round_trips: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description=(
+            "Times QA may send a red pipeline back to the developer; the next red one blocks "
+            "the issue with every round's pipeline and log excerpt"
+        ),
+    )
+
+
 class FlakyDoctorSettings(BaseModel):
     """The flaky-test doctor (roles/flaky.py): turns the tests QA recorded as flaky into fix
     goals on ``schedule.flaky_cron``. It runs no agent itself: the goal it files is planned,
@@ -106,7 +120,7 @@ class RolesSettings(BaseModel):
     pm: RoleSettings = Field(default_factory=RoleSettings)
     dev: RoleSettings = Field(default_factory=RoleSettings)
     review: RoleSettings = Field(default_factory=RoleSettings)
-    qa: RoleSettings = Field(default_factory=RoleSettings)
+    qa: QaSettings = Field(default_factory=QaSettings)
     flaky: FlakyDoctorSettings = Field(default_factory=FlakyDoctorSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     review_rounds: int = Field(default=3, ge=1, le=20, description="Review rounds before blocked")

@@ -79,8 +79,16 @@ class Fingerprint:
             return bool(set(self.tests) & set(other.tests))
         return bool(set(self.jobs) & set(other.jobs)) and bool(set(self.errors) & set(other.errors))
 
+    @property
+    def empty(self) -> bool:
+        """No failed job and no failed test: the pipeline failed before any job could (an
+        invalid configuration), so there is nothing a developer could be shown."""
+        return not self.jobs and not self.tests
+
     def describe(self) -> str:
-        parts = [f"failed jobs: {', '.join(self.jobs) or 'none'}"]
+        if self.empty:
+            return "no job failed"
+        parts = [f"failed jobs: {', '.join(self.jobs)}"]
         if self.tests:
             parts.append(f"failed tests: {', '.join(self.tests)}")
         return "; ".join(parts)

@@ -1,7 +1,8 @@
 """The validation gate: run the project's commands and the plan's acceptance checks in a worktree
 and report GO (all passed) or NO-GO with what failed.
 
-Each command runs as ``/bin/sh -c COMMAND`` in its own process group, with stdin closed, an
+Each command runs as ``/bin/sh -c COMMAND`` in its own process group, inside the sandbox
+(roles/sandbox: the code under test was written by an agent), with stdin closed, an
 allow-listed environment (never crewline's tokens) and a deadline; on timeout the whole group is
 killed, grandchildren included. Only the last few KB of output are kept: enough to show the
 failure, bounded however much a test suite prints. Commands run one after another (they would
@@ -25,6 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from forge import metrics
 from roles.procgroup import run_group
+from roles.sandbox import NoSandbox, Sandbox
 from roles.settings import BASE_ENV_ALLOW
 
 log = logging.getLogger(__name__)
@@ -179,8 +181,10 @@ async def run_validation(
     commands: Sequence[Check],
     env: Mapping[str, str] | None = None,
     timeout_seconds: float = 600.0,
+    sandbox: Sandbox | None = None,
 ) -> ValidationReport:
-    """Run every check in ``worktree``, each with its own ``timeout_seconds``."""
+    """Run every check in ``worktree``, each with its own ``timeout_seconds``, confined by
+    ``sandbox`` (None: unconfined)."""
     if not await asyncio.to_thread(worktree.is_dir):
         raise ValueError(f"worktree {worktree} is not a directory")
     if not (isinstance(timeout_seconds, int | float) and math.isfinite(timeout_seconds)) or (
@@ -188,12 +192,16 @@ async def run_validation(
     ):
         raise ValueError(f"timeout_seconds must be a positive number, got {timeout_seconds!r}")
     full_env = validation_env(env)
+    sandbox = sandbox or NoSandbox()
     results = []
     for check in commands:
+        launch = await asyncio.to_thread(
+            sandbox.wrap, ["/bin/sh", "-c", check.command], cwd=worktree, env=full_env
+        )
         finished = await run_group(
-            ["/bin/sh", "-c", check.command],
+            launch.argv,
             cwd=worktree,
-            env=full_env,
+            env=launch.env,
             timeout_seconds=timeout_seconds,
             merge_stderr=True,
             keep_bytes=TAIL_BYTES,
@@ -209,9 +217,10 @@ async def run_validation(
             omitted_bytes=finished.dropped_bytes,
         )
         log.info(
-            "validation %s in %s: %s (%.1f s)",
+            "validation %s in %s (sandbox %s): %s (%.1f s)",
             check.name,
             worktree,
+            sandbox.name,
             result.status(),
             result.duration_seconds,
         )

@@ -81,6 +81,7 @@ def test_doctor_all_ok(config_file: Path) -> None:
         "database",
         "agent demo",
         "agent tool",
+        "sandbox",  # bubblewrap works here (.ci/run installs it)
     ]
     assert (config_file.parent / "state" / "crewline.sqlite3").exists()
     assert SECRETS["CREWLINE_GITLAB_TOKEN"] not in result.stdout

@@ -3,6 +3,7 @@ path, the bad value and what was expected; secrets come only from the environmen
 
 from __future__ import annotations
 
+import os
 import re
 import typing
 from pathlib import Path
@@ -83,6 +84,17 @@ def test_unknown_key_is_an_error_naming_the_allowed_keys(tmp_path: Path) -> None
 def test_bad_value_names_key_value_and_expectation(tmp_path: Path) -> None:
     problems = problems_of(write(tmp_path, MINIMAL + "\n[roles.dev]\nconcurrency = -1\n"))
     assert problems == ["roles.dev.concurrency = -1: Input should be greater than or equal to 1"]
+
+
+def test_qa_round_trips_default_and_bounds(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).roles.qa.max_round_trips == 3
+    only_qa = MINIMAL + "\n[roles.qa]\nmax_round_trips = 0\n"
+    assert problems_of(write(tmp_path, only_qa)) == [
+        "roles.qa.max_round_trips = 0: Input should be greater than or equal to 1"
+    ]
+    # The bound is QA's: the developer's settings do not take it.
+    problems = problems_of(write(tmp_path, MINIMAL + "\n[roles.dev]\nmax_round_trips = 2\n"))
+    assert problems[0].startswith("roles.dev.max_round_trips: unknown key")
 
 
 def test_bad_project_path_and_url(tmp_path: Path) -> None:
@@ -169,3 +181,18 @@ def test_unreadable_secret_file_is_a_clear_error(
     assert (
         f"CREWLINE_GITLAB_TOKEN_FILE={tmp_path / 'nope'}: cannot read it" in error.value.problems[0]
     )
+
+
+def test_secrets_leave_the_environment_once_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "discord"
+    token_file.write_text("discord-token-from-file", encoding="utf-8")
+    monkeypatch.setenv("crewline_gitlab_token", "glpat-lowercase-name-0123")  # read in any case
+    monkeypatch.setenv("CREWLINE_DISCORD_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("CREWLINE_CONFIG", "/etc/crewline/crewline.toml")
+    secrets = load_secrets()
+    assert secrets.gitlab_token is not None and secrets.discord_token is not None
+    assert secrets.files() == [token_file]
+    leftover = {name for name in os.environ if name.upper().startswith("CREWLINE_")}
+    assert leftover == {"CREWLINE_CONFIG"}  # not a secret: kept

@@ -346,6 +346,39 @@ def test_compose_commented_worker_is_an_extra_host_of_its_own() -> None:
     assert worker["build"] == main["build"] and worker["image"] == main["image"]
 
 
+# What bubblewrap needs inside a container (docs/decisions/0019-agent-sandbox.md).
+SANDBOX_SECURITY_OPT = {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"}
+
+
+def test_the_image_ships_bubblewrap_and_compose_lets_it_build_its_namespaces(
+    tmp_path: Path,
+) -> None:
+    assert any(
+        keyword == "RUN" and re.search(r"apt-get install .*\bbubblewrap\b", rest)
+        for keyword, rest in final_stage()
+    )
+    document = compose_with_worker()
+    for name in ("crewline", "worker"):
+        assert set(document["services"][name]["security_opt"]) == SANDBOX_SECURITY_OPT, name
+        assert "privileged" not in document["services"][name]
+        assert "cap_add" not in document["services"][name]
+    # The container configuration insists on the sandbox: no silent fallback to none.
+    path = tmp_path / "crewline.toml"
+    path.write_text(
+        container_toml()
+        + '\n[gitlab]\nurl = "https://gitlab.example.com"\n\n[[projects]]\npath = "group/app"\n',
+        encoding="utf-8",
+    )
+    assert load_config(path).sandbox.backend == "bwrap"
+
+
+def test_ci_installs_bubblewrap_before_the_tests() -> None:
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    install = next(i for i, line in enumerate(lines) if "install -y -qq bubblewrap" in line)
+    tests = next(i for i, line in enumerate(lines) if "pytest" in line)
+    assert lines[install].startswith("command -v bwrap") and install < tests
+
+
 # -- systemd unit ---------------------------------------------------------------------------
 
 
@@ -365,6 +398,9 @@ def test_unit_is_hardened_but_leaves_the_agents_a_writable_home() -> None:
     assert setting(service, "NoNewPrivileges") == "yes"
     assert setting(service, "ProtectSystem") == "strict"
     assert setting(service, "PrivateTmp") == "yes"
+    # These cover parts of /proc, and the kernel then refuses the agents' sandbox its own /proc.
+    keys = {key for key, _ in service}
+    assert not keys & {"ProtectKernelTunables", "ProtectKernelLogs", "ProtectProc"}
     env = dict(value.split("=", 1) for key, value in service if key == "Environment")
     home = env["HOME"]
     assert home in setting(service, "ReadWritePaths").split()

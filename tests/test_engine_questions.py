@@ -63,8 +63,10 @@ async def test_a_question_waits_and_the_answer_resumes_the_session(
 
 
 def _turns(base: Path, iid: int) -> list[dict[str, object]]:
-    log = base / "runs" / PROJECT.replace("/", "_") / str(iid) / "asks_first.log"
-    return [json.loads(line) for line in log.read_text().splitlines()]
+    """Every turn the agent logged, oldest first, across the issue's run directories."""
+    logs = (base / "runs" / PROJECT.replace("/", "_") / str(iid)).glob("*/asks_first.log")
+    ordered = sorted(logs, key=lambda log: log.stat().st_mtime_ns)
+    return [json.loads(line) for log in ordered for line in log.read_text().splitlines()]
 
 
 async def test_an_unanswered_question_ends_blocked_and_stuck_work_is_told_once(

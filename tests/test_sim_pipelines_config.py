@@ -50,8 +50,9 @@ publish:
   timeout: 1h 30m
   script: [echo publish]
 manual-job:
+  stage: ship
   when: manual
-  script: [echo never]
+  script: [echo on request]
 """
 
 
@@ -60,8 +61,10 @@ def test_the_supported_subset_is_read_and_the_rest_ignored() -> None:
     assert config.stages == [".pre", "check", "ship", ".post"]
     assert config.used_stages == ["check", "ship"]
     jobs = {job.name: job for job in config.jobs}
-    assert list(jobs) == ["lint", "unit", "publish"]  # hidden and manual jobs never run
+    assert list(jobs) == ["lint", "unit", "publish", "manual-job"]  # hidden jobs never run
     lint, unit, publish = jobs["lint"], jobs["unit"], jobs["publish"]
+    # A manual job (outside rules) is optional unless it says allow_failure: false.
+    assert (jobs["manual-job"].when, jobs["manual-job"].allow_failure) == ("manual", True)
     assert (lint.stage, lint.script, lint.before_script) == ("check", ["echo lint"], ["echo setup"])
     assert lint.variables == {"GLOBAL": "overridden", "NUMBER": "3", "FLAG": "true"}
     assert unit.script == ["echo nested", "echo flat"] and unit.before_script == []

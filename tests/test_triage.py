@@ -181,4 +181,5 @@ def test_describe_names_the_jobs_and_the_tests() -> None:
     assert Fingerprint(("lint", "test"), ("t.A.test_x",)).describe() == (
         "failed jobs: lint, test; failed tests: t.A.test_x"
     )
-    assert Fingerprint((), ()).describe() == "failed jobs: none"
+    assert Fingerprint((), ()).describe() == "no job failed"
+    assert Fingerprint((), ()).empty and not Fingerprint(("lint",), ()).empty

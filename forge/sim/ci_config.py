@@ -9,8 +9,11 @@ Understood, as GitLab documents them:
   ``before_script``, ``after_script``, ``variables`` (scalars, or ``{value: ...}``),
   ``artifacts:reports:junit`` (a glob or a list of globs, relative to the checkout) with
   ``artifacts:when`` (``on_success`` default, ``on_failure``, ``always``), ``allow_failure``
-  (a boolean), ``when`` (``on_success``, ``on_failure``, ``always``), ``timeout``
-  (``90``, ``30s``, ``10m``, ``1h 30m``, ``2 minutes``).
+  (a boolean), ``when`` (``on_success``, ``on_failure``, ``always``, ``manual``), ``timeout``
+  (``90``, ``30s``, ``10m``, ``1h 30m``, ``2 minutes``). A ``when: manual`` job waits as
+  ``manual`` until someone plays it; as in GitLab (outside ``rules``) it defaults to
+  ``allow_failure: true``, which makes it optional; ``allow_failure: false`` makes it a
+  blocking manual job that holds the later stages and leaves the pipeline ``manual``.
 - YAML anchors, aliases and ``<<`` merge keys (PyYAML resolves them). Hidden jobs (``.name``)
   are templates and never run.
 
@@ -18,8 +21,9 @@ Ignored without error (a job runs as if they were absent): ``image``, ``services
 ``tags``, ``rules``, ``only``, ``except``, ``needs``, ``dependencies``, ``retry``,
 ``parallel``, ``coverage``, ``environment``, ``interruptible``, ``resource_group``,
 ``extends``, ``inherit``, ``include``, ``workflow``, ``artifacts:paths`` and every other
-artifact, and any unknown key. Jobs with ``when: manual``, ``delayed`` or ``never`` are not
-created. Variables are not expanded inside other variables (the shell expands them in
+artifact, and any unknown key (so ``rules`` cannot turn a manual job's default to
+``allow_failure: false`` here: say so explicitly). Jobs with ``when: delayed`` or ``never`` are
+not created. Variables are not expanded inside other variables (the shell expands them in
 scripts). A configuration GitLab would reject raises :class:`CiConfigError` with a message
 in GitLab's words; the pipeline then fails with it in ``yaml_errors``.
 """
@@ -34,8 +38,8 @@ import yaml
 
 CI_FILE = ".gitlab-ci.yml"
 DEFAULT_STAGES = ("build", "test", "deploy")
-WHEN_RUN = ("on_success", "on_failure", "always")
-WHEN_NOT_CREATED = ("manual", "delayed", "never")
+WHEN_RUN = ("on_success", "on_failure", "always", "manual")
+WHEN_NOT_CREATED = ("delayed", "never")
 ARTIFACTS_WHEN = ("on_success", "on_failure", "always")
 _RESERVED = frozenset(
     {
@@ -249,7 +253,8 @@ def _job(
             f"{name} job: chosen stage {stage} does not exist; available stages are "
             + ", ".join(stages)
         )
-    allow_failure = body.get("allow_failure", False)
+    # GitLab: a manual job (outside rules) may fail, or never run, without failing anything.
+    allow_failure = body.get("allow_failure", when == "manual")
     if isinstance(allow_failure, dict):
         allow_failure = True  # exit_codes are not modelled: any failure is allowed
     if not isinstance(allow_failure, bool):

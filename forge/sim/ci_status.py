@@ -2,7 +2,9 @@
 which waiting jobs may start once the stages before them are done.
 
 A failed or canceled job that allows failure is *ignored*: it neither fails its pipeline nor
-stops later stages. Nothing here does I/O.
+stops later stages; so is a manual job that allows failure (an optional action). A manual
+job that does not allow failure blocks: the stages after it wait, and the pipeline is
+``manual`` until someone plays it. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class JobState:
     @property
     def effective(self) -> str:
         """The status composition sees: ``ignored`` for an allowed failure."""
-        if self.allow_failure and self.status in ("failed", "canceled"):
+        if self.allow_failure and self.status in ("failed", "canceled", "manual"):
             return "ignored"
         return self.status
 
@@ -65,6 +67,8 @@ def composite_status(jobs: Iterable[JobState]) -> str | None:
         return "pending"
     if seen & {"running", "pending"}:
         return "running"
+    if "manual" in seen:
+        return "manual"  # a blocking manual job waits to be played
     if "created" in seen:
         return "running"  # an earlier stage finished, a later one has not started yet
     return "failed"
@@ -79,8 +83,8 @@ def advance(jobs: Sequence[JobState]) -> dict[int, str]:
     for stage in sorted({job.stage_idx for job in jobs}):
         earlier = [job for job in current.values() if job.stage_idx < stage]
         before = composite_status(earlier) or "success"
-        if before in ACTIVE:
-            break
+        if before in ACTIVE or before == "manual":
+            break  # a blocking manual job holds the later stages until it is played
         for job in [j for j in jobs if j.stage_idx == stage and current[j.id].status == "created"]:
             decided = _decide(job.when, before)
             changes[job.id] = decided
@@ -89,6 +93,8 @@ def advance(jobs: Sequence[JobState]) -> dict[int, str]:
 
 
 def _decide(when: str, before: str) -> str:
+    if when == "manual":
+        return "manual" if before in ("success", "skipped") else "skipped"
     if when == "always":
         return "pending"
     if when == "on_failure":

@@ -399,6 +399,30 @@ class GitRepos:
             await self._update_ref(project, target, sha, current)
             return sha
 
+    async def merge_ref(
+        self,
+        project: sqlite3.Row,
+        *,
+        source: str,
+        target: str,
+        ref: str,
+        message: str,
+        author_name: str = "GitLab",
+        author_email: str = "noreply@gitlab.sim",
+    ) -> str | None:
+        """A merge commit of commit ``source`` into commit ``target`` (parents: target,
+        source) written to ``ref``, not to any branch: what GitLab prepares at
+        ``refs/merge-requests/<iid>/merge``. None when the two conflict."""
+        async with self.lock(project):
+            tree = await self._merge_tree(project, target, source)
+            if tree is None:
+                return None
+            sha = await self._commit_tree(
+                project, tree, [target, source], message, author_name, author_email
+            )
+            await self._git(project, "update-ref", ref, sha)
+            return sha
+
     async def checkout(self, project: sqlite3.Row, sha: str, dest: Path) -> Path:
         """A fresh working copy of commit ``sha`` at ``dest`` (which must not exist yet)."""
         full = await self._require(project, sha)

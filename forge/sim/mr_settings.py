@@ -1,6 +1,7 @@
 """``PUT /projects/:id`` for a project's merge settings. The core serves the rest of the
-project; this route accepts only the settings merge requests depend on and refuses any
-other field, so a caller never believes something changed that did not."""
+project; this route accepts only the settings merge requests depend on (and
+``merge_pipelines_enabled``, which the pipelines module keeps) and refuses any other field,
+so a caller never believes something changed that did not."""
 
 from __future__ import annotations
 
@@ -19,18 +20,21 @@ from forge.sim.core import (
 from forge.sim.http import Params, fail, invalid
 from forge.sim.mr_records import SETTING_NAMES, merge_settings, save_merge_settings
 from forge.sim.mr_status import MERGE_METHODS
+from forge.sim.pipeline_records import merge_pipelines_enabled, save_merge_pipelines_enabled
+
+CI_SETTING = "merge_pipelines_enabled"
 
 
 async def update_project_settings(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
     project = await load_project(request, MAINTAINER)
     params = await Params.of(request)
-    unsupported = sorted(set(params.json()) - set(SETTING_NAMES) - {"id"})
+    unsupported = sorted(set(params.json()) - set(SETTING_NAMES) - {"id", CI_SETTING})
     if unsupported:
         fail(
             400,
             f"the simulator cannot change {', '.join(unsupported)}: PUT /projects/:id accepts"
-            f" only {', '.join(SETTING_NAMES)}",
+            f" only {', '.join((*SETTING_NAMES, CI_SETTING))}",
             key="error",
         )
     settings = await merge_settings(sim, int(project["id"]))
@@ -54,5 +58,11 @@ async def update_project_settings(request: web.Request) -> web.Response:
         },
     )
     await save_merge_settings(sim, int(project["id"]), settings)
+    merged_results = await merge_pipelines_enabled(sim, int(project["id"]))
+    if params.has(CI_SETTING):
+        merged_results = bool(params.get_bool(CI_SETTING))
+        await save_merge_pipelines_enabled(sim, int(project["id"]), merged_results)
     level = await access_level(sim, current_user(request), int(project["id"]))
-    return web.json_response({**project_json(sim, project, level), **settings.as_json()})
+    return web.json_response(
+        {**project_json(sim, project, level), **settings.as_json(), CI_SETTING: merged_results}
+    )

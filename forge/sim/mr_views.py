@@ -96,8 +96,11 @@ async def git_facts(app: web.Application, project: sqlite3.Row, mr: sqlite3.Row)
     return GitFacts(source, target, pair.base_sha, True, pair.has_conflicts, pair.behind_target)
 
 
-async def head_pipeline(sim: Sim, project_id: int, sha: str | None) -> dict[str, Any] | None:
-    """The latest pipeline for ``sha`` from the pipelines module, when it is installed."""
+async def head_pipeline(
+    sim: Sim, project_id: int, sha: str | None, mr_iid: int | None = None
+) -> dict[str, Any] | None:
+    """The latest pipeline testing ``sha`` (on it, or MR ``mr_iid``'s merged-results pipeline
+    built from it) from the pipelines module, when it is installed."""
     if sha is None:
         return None
     try:
@@ -107,7 +110,7 @@ async def head_pipeline(sim: Sim, project_id: int, sha: str | None) -> dict[str,
     finder = getattr(pipelines, "latest_pipeline_json", None)
     if finder is None:
         return None
-    found: dict[str, Any] | None = await finder(sim, project_id, sha)
+    found: dict[str, Any] | None = await finder(sim, project_id, sha, mr_iid)
     return found
 
 
@@ -158,7 +161,7 @@ async def snapshot(app: web.Application, project: sqlite3.Row, mr: sqlite3.Row) 
         approvals_required=approvals_required(mr, settings),
         user_notes_count=notes,
         unresolved_discussions=unresolved,
-        pipeline=await head_pipeline(sim, int(project["id"]), git.head_sha),
+        pipeline=await head_pipeline(sim, int(project["id"]), git.head_sha, int(mr["iid"])),
     )
 
 

@@ -1,5 +1,10 @@
 """The pipeline engine: creates pipelines (from pushes, merge requests and the API), moves
-jobs through their stages, runs them on the built-in runner, and retries and cancels them.
+jobs through their stages, runs them on the built-in runner, and retries, plays and cancels
+them.
+
+An open MR's own pipelines (detached, and merged-results ones for a project with
+``merge_pipelines_enabled``, which then replace the branch pipeline of a push to the MR's
+source branch, as the usual ``workflow:rules`` do) are made in :mod:`forge.sim.mr_pipelines`.
 
 Jobs run as background asyncio tasks, at most ``config.ci_concurrency`` at once; a request
 never waits for a job. Every status change is written first, then announced (Pipeline Hook
@@ -25,6 +30,8 @@ from forge.sim.core import Sim, project_by_ref
 from forge.sim.events import SimEvent
 from forge.sim.git_hooks import ZERO_SHA
 from forge.sim.git_repos import GIT_KEY
+from forge.sim.mr_pipelines import detached, merged_results
+from forge.sim.mr_records import open_mr_for_source
 from forge.sim.pipeline_hooks import emit_job_event, emit_pipeline_event
 from forge.sim.pipeline_records import (
     NewPipeline,
@@ -36,8 +43,10 @@ from forge.sim.pipeline_records import (
     job_spec,
     job_state,
     latest_for_sha,
+    merge_pipelines_enabled,
     pipeline_by_id,
     pipeline_jobs,
+    play_job,
     refresh_pipeline_status,
     set_job_statuses,
     start_job,
@@ -50,11 +59,18 @@ log = logging.getLogger(__name__)
 _SKIP_CI = re.compile(r"\[(?:ci skip|skip ci)\]", re.IGNORECASE)
 
 
+UNFINISHED_OR_MANUAL = ("created", "pending", "running", "manual")  # what a cancel ends
+
+
 class PipelineRejected(Exception):
     """The API cannot create this pipeline; ``str(error)`` says why, in GitLab's words."""
 
 
 class JobNotRetryable(Exception):
+    pass
+
+
+class JobNotPlayable(Exception):
     pass
 
 
@@ -85,6 +101,7 @@ class PipelineEngine:
         tag: bool = False,
         variables: Iterable[tuple[str, str]] = (),
         merge_request_iid: int | None = None,
+        source_sha: str | None = None,
         strict: bool = False,
     ) -> int | None:
         """Create the pipeline of ``sha`` if it has a CI configuration; returns its id.
@@ -94,7 +111,7 @@ class PipelineEngine:
         ``[skip ci]``."""
         new = NewPipeline(
             int(project["id"]), ref, sha, before_sha, source, user_id, tag,
-            tuple(variables), merge_request_iid,
+            tuple(variables), merge_request_iid, source_sha,
         )  # fmt: skip
         content = await self._app[GIT_KEY].read_file(project, sha, CI_FILE)
         if content is None:
@@ -138,6 +155,17 @@ class PipelineEngine:
             project = await project_by_ref(self._sim, str(event.project_id))
             if project is None:
                 return
+            branch = ref.removeprefix("refs/heads/")
+            if ref.startswith("refs/heads/") and await merge_pipelines_enabled(
+                self._sim, event.project_id
+            ):
+                mr = await open_mr_for_source(self._sim, event.project_id, branch)
+                if mr is not None:
+                    await merged_results(
+                        self, self._app[GIT_KEY], project, payload.get("user_id"),
+                        iid=int(mr["iid"]), target=str(mr["target_branch"]), head=after,
+                    )  # fmt: skip
+                    return
             await self.create(
                 project,
                 payload.get("user_id"),
@@ -154,30 +182,30 @@ class PipelineEngine:
                 del self._creating[key]
 
     async def on_merge_request(self, event: SimEvent) -> None:
-        """An opened (or reopened) merge request whose head has no pipeline gets a
-        ``merge_request_event`` pipeline on ``refs/merge-requests/<iid>/head``."""
+        """An opened (or reopened) merge request gets a ``merge_request_event`` pipeline: a
+        merged-results one when the project has them, else one on
+        ``refs/merge-requests/<iid>/head`` if its head has no pipeline yet."""
         attributes = event.payload.get("object_attributes") or {}
-        sha = (attributes.get("last_commit") or {}).get("id")
+        sha = str((attributes.get("last_commit") or {}).get("id") or "")
         if attributes.get("action") not in ("open", "reopen") or not sha or self._closing:
             return
-        if (event.project_id, sha) in self._creating:
+        merged = await merge_pipelines_enabled(self._sim, event.project_id)
+        if (event.project_id, sha) in self._creating and not merged:
             return
         self._busy += 1
         try:
-            if await latest_for_sha(self._sim, event.project_id, sha) is not None:
+            if not merged and await latest_for_sha(self._sim, event.project_id, sha) is not None:
                 return
             project = await project_by_ref(self._sim, str(event.project_id))
             if project is None:
                 return
-            iid = int(attributes["iid"])
-            await self.create(
-                project,
-                (event.payload.get("user") or {}).get("id"),
-                ref=f"refs/merge-requests/{iid}/head",
-                sha=str(sha),
-                source="merge_request_event",
-                merge_request_iid=iid,
-            )
+            user = (event.payload.get("user") or {}).get("id")
+            iid, target = int(attributes["iid"]), str(attributes.get("target_branch") or "")
+            if merged:
+                repos = self._app[GIT_KEY]
+                await merged_results(self, repos, project, user, iid=iid, target=target, head=sha)
+                return
+            await detached(self, project, user, iid, sha)
         finally:
             self._busy -= 1
 
@@ -307,6 +335,20 @@ class PipelineEngine:
         self._deferred.add(task)
         task.add_done_callback(self._deferred.discard)
 
+    async def play(self, job_id: int, user_id: int) -> None:
+        """Run a manual job (``POST /jobs/:id/play``): it is queued at once, and the stages
+        it held go on once it succeeds."""
+        async with self._lock:
+            job = await job_by_id(self._sim, job_id)
+            if job is None or not await play_job(self._sim, job_id, user_id):
+                raise JobNotPlayable(f"job {job_id} is not a manual job waiting to be played")
+            pipeline_id = int(job["pipeline_id"])
+            changed = await refresh_pipeline_status(self._sim, pipeline_id)
+        if changed:
+            await self._announce_pipeline(pipeline_id)
+        await self._announce_job(job_id)
+        self._start(pipeline_id, job_id)
+
     async def retry_pipeline(self, pipeline_id: int, user_id: int) -> None:
         """Retry every failed or canceled job of the pipeline."""
         async with self._lock:
@@ -327,7 +369,7 @@ class PipelineEngine:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for job in jobs:
-            if int(job["id"]) in chosen and job["status"] in ("created", "pending", "running"):
+            if int(job["id"]) in chosen and job["status"] in UNFINISHED_OR_MANUAL:
                 await self._announce_job(int(job["id"]))
         await self.process(pipeline_id)
 

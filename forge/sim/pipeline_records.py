@@ -2,7 +2,8 @@
 share. Pipelines have a per-project ``iid``; pipeline and job ids are global, as on GitLab.
 
 A retried job keeps its row (``retried = 1``) and a new row takes its place; "the jobs of
-a pipeline" means the rows not retried unless said otherwise.
+a pipeline" means the rows not retried unless said otherwise. A merged-results pipeline runs
+on a merge commit (``sha``) and remembers the MR head it tests in ``source_sha``.
 """
 
 from __future__ import annotations
@@ -33,11 +34,16 @@ CREATE TABLE IF NOT EXISTS ci_pipelines (
     stages TEXT NOT NULL DEFAULT '[]',
     variables TEXT NOT NULL DEFAULT '[]',
     merge_request_iid INTEGER,
+    source_sha TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     started_at TEXT,
     finished_at TEXT,
     UNIQUE (project_id, iid)
+);
+CREATE TABLE IF NOT EXISTS ci_project_settings (
+    project_id INTEGER PRIMARY KEY REFERENCES projects(id),
+    merge_pipelines_enabled INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS ci_pipelines_sha ON ci_pipelines (project_id, sha);
 CREATE INDEX IF NOT EXISTS ci_pipelines_ref ON ci_pipelines (project_id, ref);
@@ -80,6 +86,7 @@ class NewPipeline:
     tag: bool = False
     variables: tuple[tuple[str, str], ...] = ()
     merge_request_iid: int | None = None
+    source_sha: str | None = None  # the MR head a merged-results pipeline tests
 
 
 def job_state(row: sqlite3.Row) -> JobState:
@@ -127,13 +134,13 @@ async def insert_pipeline(
         iid = int(row[0]) if row else 1
         cur = await conn.execute(
             "INSERT INTO ci_pipelines (project_id, iid, ref, sha, before_sha, tag, source, status,"
-            " yaml_errors, user_id, stages, variables, merge_request_iid, created_at, updated_at,"
-            " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " yaml_errors, user_id, stages, variables, merge_request_iid, source_sha, created_at,"
+            " updated_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 new.project_id, iid, new.ref, new.sha, new.before_sha, int(new.tag), new.source,
                 status, yaml_errors, new.user_id,
                 json.dumps(config.used_stages if config else []), json.dumps(variables),
-                new.merge_request_iid, stamp, stamp, finished,
+                new.merge_request_iid, new.source_sha, stamp, stamp, finished,
             ),
         )  # fmt: skip
         pipeline_id = int(cur.lastrowid or 0)
@@ -176,8 +183,37 @@ async def latest_for_sha(sim: Sim, project_id: int, sha: str) -> sqlite3.Row | N
     )
 
 
+async def head_pipeline_row(
+    sim: Sim, project_id: int, head_sha: str, mr_iid: int | None
+) -> sqlite3.Row | None:
+    """The newest pipeline that tests ``head_sha``: one on that commit, or a merged-results
+    pipeline of MR ``mr_iid`` built from it (GitLab's ``head_pipeline`` of a merge request)."""
+    return await sim.store.fetchone(
+        "SELECT * FROM ci_pipelines WHERE project_id = ? AND"
+        " (sha = ? OR (merge_request_iid = ? AND source_sha = ?)) ORDER BY id DESC LIMIT 1",
+        (project_id, head_sha, mr_iid, head_sha),
+    )
+
+
+async def merge_pipelines_enabled(sim: Sim, project_id: int) -> bool:
+    row = await sim.store.fetchone(
+        "SELECT merge_pipelines_enabled FROM ci_project_settings WHERE project_id = ?",
+        (project_id,),
+    )
+    return bool(row and row["merge_pipelines_enabled"])
+
+
+async def save_merge_pipelines_enabled(sim: Sim, project_id: int, enabled: bool) -> None:
+    async with sim.store.write() as conn:
+        await conn.execute(
+            "INSERT OR REPLACE INTO ci_project_settings (project_id, merge_pipelines_enabled)"
+            " VALUES (?, ?)",
+            (project_id, int(enabled)),
+        )
+
+
 async def set_job_statuses(sim: Sim, changes: dict[int, str]) -> None:
-    """Move ``created`` jobs to ``pending`` (queued now) or ``skipped``."""
+    """Move ``created`` jobs to ``pending`` (queued now), ``manual`` or ``skipped``."""
     if not changes:
         return
     stamp = now_iso()
@@ -190,6 +226,25 @@ async def set_job_statuses(sim: Sim, changes: dict[int, str]) -> None:
                 " WHERE id = ? AND status = 'created'",
                 (status, stamp, status, stamp, status, stamp, job_id),
             )
+
+
+async def play_job(sim: Sim, job_id: int, user_id: int) -> bool:
+    """``manual`` -> ``pending``, played by ``user_id``; False when it is not waiting to be
+    played."""
+    stamp = now_iso()
+    async with sim.store.write() as conn:
+        cur = await conn.execute(
+            "UPDATE ci_jobs SET status = 'pending', user_id = ?, queued_at = ?, updated_at = ?"
+            " WHERE id = ? AND status = 'manual' AND retried = 0",
+            (user_id, stamp, stamp, job_id),
+        )
+        if cur.rowcount == 1:
+            await conn.execute(
+                "UPDATE ci_pipelines SET finished_at = NULL, updated_at = ?"
+                " WHERE id = (SELECT pipeline_id FROM ci_jobs WHERE id = ?)",
+                (stamp, job_id),
+            )
+        return cur.rowcount == 1
 
 
 async def start_job(sim: Sim, job_id: int) -> bool:
@@ -258,14 +313,14 @@ async def clone_for_retry(sim: Sim, job: sqlite3.Row, user_id: int) -> int:
 
 
 async def cancel_waiting_jobs(sim: Sim, pipeline_id: int, job_ids: set[int]) -> None:
-    """Those of ``job_ids`` still ``created`` or ``pending`` become ``canceled`` (running
-    ones are stopped by the engine, which records them itself)."""
+    """Those of ``job_ids`` still ``created``, ``pending`` or ``manual`` become ``canceled``
+    (running ones are stopped by the engine, which records them itself)."""
     stamp = now_iso()
     async with sim.store.write() as conn:
         for job_id in sorted(job_ids):
             await conn.execute(
                 "UPDATE ci_jobs SET status = 'canceled', finished_at = ?, updated_at = ?"
-                " WHERE id = ? AND pipeline_id = ? AND status IN ('created', 'pending')",
+                " WHERE id = ? AND pipeline_id = ? AND status IN ('created', 'pending', 'manual')",
                 (stamp, stamp, job_id, pipeline_id),
             )
 

@@ -60,6 +60,10 @@ async def job_variables(
         values["CI_MERGE_REQUEST_IID"] = str(mr["iid"])
         values["CI_MERGE_REQUEST_SOURCE_BRANCH_NAME"] = str(mr["source_branch"])
         values["CI_MERGE_REQUEST_TARGET_BRANCH_NAME"] = str(mr["target_branch"])
+        merged_result = pipeline["source_sha"] is not None
+        values["CI_MERGE_REQUEST_EVENT_TYPE"] = "merged_result" if merged_result else "detached"
+        if merged_result:
+            values["CI_MERGE_REQUEST_SOURCE_BRANCH_SHA"] = str(pipeline["source_sha"])
     elif pipeline["tag"]:
         values["CI_COMMIT_TAG"] = ref
     else:

@@ -10,7 +10,7 @@ from typing import Any
 from forge.sim.core import Sim, project_by_ref, user_by_id, user_json
 from forge.sim.git_errors import GitError
 from forge.sim.git_repos import GitRepos
-from forge.sim.pipeline_records import latest_for_sha, seconds_between
+from forge.sim.pipeline_records import head_pipeline_row, seconds_between
 
 # status -> (text, label) shown by detailed_status
 _STATUS_TEXT = {
@@ -21,6 +21,7 @@ _STATUS_TEXT = {
     "failed": ("Failed", "failed"),
     "canceled": ("Canceled", "canceled"),
     "skipped": ("Skipped", "skipped"),
+    "manual": ("Blocked", "waiting for manual action"),  # a blocking manual job waits
 }
 
 
@@ -153,9 +154,12 @@ def stored_cases(job: sqlite3.Row) -> list[dict[str, Any]]:
     return cases
 
 
-async def latest_pipeline_json(sim: Sim, project_id: int, sha: str) -> dict[str, Any] | None:
-    """The newest pipeline for ``sha`` as a full ``Pipeline`` (an MR's ``head_pipeline``)."""
-    row = await latest_for_sha(sim, project_id, sha)
+async def latest_pipeline_json(
+    sim: Sim, project_id: int, sha: str, mr_iid: int | None = None
+) -> dict[str, Any] | None:
+    """The newest pipeline testing ``sha`` as a full ``Pipeline`` (an MR's ``head_pipeline``):
+    on ``sha`` itself, or MR ``mr_iid``'s merged-results pipeline built from it."""
+    row = await head_pipeline_row(sim, project_id, sha, mr_iid)
     if row is None:
         return None
     project = await project_by_ref(sim, str(project_id))

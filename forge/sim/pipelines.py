@@ -4,8 +4,9 @@ Pipelines (Reporter reads, Developer writes): list (``ref``, ``sha``, ``status``
 ``source``, ``scope``, ``username``, ``yaml_errors``, ``order_by``, ``sort``), get, latest,
 create (``POST /pipeline?ref=``, optional ``variables``), retry, cancel, jobs
 (``scope``, ``include_retried``), variables, ``test_report`` and ``test_report_summary``,
-and a merge request's pipelines. Jobs: list (``scope``), get, ``trace`` (text/plain, live
-while the job runs), retry and cancel. Pipelines are created by pushes and merge requests
+and a merge request's pipelines (its source branch's pipelines of its commits, and its
+merge request and merged-results pipelines). Jobs: list (``scope``), get, ``trace``
+(text/plain, live while the job runs), retry, ``play`` (a manual job) and cancel. Pipelines are created by pushes and merge requests
 through :mod:`forge.sim.pipeline_engine`; the MR ``head_pipeline`` comes from
 :func:`latest_pipeline_json`.
 
@@ -42,6 +43,7 @@ from forge.sim.mr_records import load_merge_request
 from forge.sim.mr_views import git_facts
 from forge.sim.pipeline_engine import (
     CI_KEY,
+    JobNotPlayable,
     JobNotRetryable,
     PipelineEngine,
     PipelineRejected,
@@ -353,9 +355,20 @@ async def retry_job(request: web.Request) -> web.Response:
     return created((await _jobs_json(request, project, [new_job]))[0])
 
 
+async def play_job_route(request: web.Request) -> web.Response:
+    project, _, job = await _job(request, DEVELOPER)
+    try:
+        await _engine(request).play(int(job["id"]), int(current_user(request)["id"]))
+    except JobNotPlayable:
+        fail(400, "400 Bad request - Unplayable Job")
+    fresh = await job_by_id(request.app[SIM_KEY], int(job["id"]))
+    assert fresh is not None
+    return web.json_response((await _jobs_json(request, project, [fresh]))[0])
+
+
 async def cancel_job(request: web.Request) -> web.Response:
     project, pipeline, job = await _job(request, DEVELOPER)
-    if job["status"] not in UNFINISHED:
+    if job["status"] not in (*UNFINISHED, "manual"):
         fail(403, "403 Forbidden - Job is not cancelable")
     await _engine(request).cancel(int(pipeline["id"]), [int(job["id"])])
     fresh = await job_by_id(request.app[SIM_KEY], int(job["id"]))
@@ -398,5 +411,6 @@ def setup(app: web.Application, sim: Sim) -> None:
     r.add_get(job, get_job)
     r.add_get(f"{job}/trace", job_trace)
     r.add_post(f"{job}/retry", retry_job)
+    r.add_post(f"{job}/play", play_job_route)
     r.add_post(f"{job}/cancel", cancel_job)
     r.add_get(f"{API}/_sim/idle", wait_idle)

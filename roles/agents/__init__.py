@@ -13,6 +13,7 @@ from roles.agents.cli import CliAgent
 from roles.agents.codex import CodexAgent
 from roles.agents.command import CommandAgent
 from roles.agents.gemini import GeminiAgent
+from roles.sandbox import Sandbox
 from roles.settings import AgentSettings
 
 ADAPTERS: dict[str, type[CliAgent]] = {
@@ -21,15 +22,16 @@ ADAPTERS: dict[str, type[CliAgent]] = {
 }
 
 
-def build_agent(name: str, settings: AgentSettings) -> Agent:
-    """The adapter for ``settings.kind``; AgentConfigError for a kind with no adapter here."""
+def build_agent(name: str, settings: AgentSettings, sandbox: Sandbox | None = None) -> Agent:
+    """The adapter for ``settings.kind``, running its CLI in ``sandbox``; AgentConfigError
+    for a kind with no adapter here."""
     adapter = ADAPTERS.get(settings.kind)
     if adapter is None:
         raise AgentConfigError(
             f"agent {name!r}: kind {settings.kind!r} has no CLI adapter "
             f"(expected one of {', '.join(sorted(ADAPTERS))})"
         )
-    return adapter(name, settings)
+    return adapter(name, settings, sandbox=sandbox)
 
 
 __all__ = [

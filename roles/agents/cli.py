@@ -29,6 +29,7 @@ from roles.agents.process import (
     new_transcript,
     run_process,
 )
+from roles.sandbox import Sandbox
 from roles.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,12 @@ class CliAgent(ABC):
     kind: ClassVar[str]
 
     def __init__(
-        self, name: str, settings: AgentSettings, *, kill_grace_seconds: float = KILL_GRACE_SECONDS
+        self,
+        name: str,
+        settings: AgentSettings,
+        *,
+        kill_grace_seconds: float = KILL_GRACE_SECONDS,
+        sandbox: Sandbox | None = None,
     ) -> None:
         if settings.kind != self.kind:
             raise AgentConfigError(
@@ -80,6 +86,7 @@ class CliAgent(ABC):
         self.executable = executable
         self.env_allow = env_allow_list(settings.env_allow)
         self.kill_grace_seconds = kill_grace_seconds
+        self.sandbox = sandbox  # None: unconfined (tests); the composition root passes one
 
     @abstractmethod
     async def invocation(self, task: AgentTask, transcript: Path) -> Invocation:
@@ -105,6 +112,9 @@ class CliAgent(ABC):
             notes={"agent": f"{self.name} ({self.kind})", "task": _task_note(task)},
             on_stdout_line=invocation.on_stdout_line,
             grace=self.kill_grace_seconds,
+            sandbox=self.sandbox,
+            # This turn's transcript directory: scratch space and the prompt file live there.
+            writable=[task.transcript_dir],
         )
         result = self._result(task, invocation, process, timeout)
         log.info(

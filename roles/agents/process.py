@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from roles.agents.base import AgentConfigError
+from roles.sandbox import NoSandbox, Sandbox
 from roles.settings import BASE_ENV_ALLOW
 
 log = logging.getLogger(__name__)
@@ -247,24 +248,35 @@ async def run_process(
     notes: Mapping[str, str] | None = None,
     on_stdout_line: Callable[[str], None] | None = None,
     grace: float = KILL_GRACE_SECONDS,
+    sandbox: Sandbox | None = None,
+    writable: Sequence[Path] = (),
 ) -> ProcessResult:
     """Run ``argv`` in ``cwd`` with exactly ``env``, appending everything to ``transcript``.
 
     ``display`` is the command line as written to the transcript (the prompt elided);
     ``notes`` are extra header lines. ``on_stdout_line`` sees every stdout line as it arrives,
-    for CLIs whose event streams may outgrow the in-memory tail.
+    for CLIs whose event streams may outgrow the in-memory tail. ``sandbox`` confines the
+    process (``cwd`` and ``writable`` are what it may write); None runs it unconfined.
     """
     started = time.monotonic()
+    sandbox = sandbox or NoSandbox()
+    header_notes = {**(notes or {}), "sandbox": sandbox.name}
     with await asyncio.to_thread(transcript.open, "ab") as sink:
-        await _write(sink, _header(display or argv, cwd, env, notes or {}))
+        await _write(sink, _header(display or argv, cwd, env, header_notes))
         workspace_exists = await asyncio.to_thread(cwd.is_dir)
         try:
             if not workspace_exists:
                 raise NotADirectoryError(f"the workspace {cwd} is not a directory")
+            if sandbox.name != "none" and shutil.which(argv[0], path=env.get("PATH")) is None:
+                # Inside a sandbox the miss would surface as the wrapper's own error.
+                raise FileNotFoundError(argv[0])
+            launch = await asyncio.to_thread(
+                sandbox.wrap, argv, cwd=cwd, env=env, writable=writable
+            )
             process = await asyncio.create_subprocess_exec(
-                *argv,
+                *launch.argv,
                 cwd=cwd,
-                env=dict(env),
+                env=launch.env,
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -18,7 +18,8 @@ session = given or uuid.uuid4().hex[:12]
 plan = demo_agent.plan_for(prompt)
 if "Answer from" not in prompt:
     plan["questions"] = ["Should acronyms stay upper case?"]
-log = Path(os.environ["CREWLINE_TRANSCRIPT_DIR"]).parent / "asks_first.log"
+# Its own transcript directory: in the sandbox it can write nowhere else outside the worktree.
+log = Path(os.environ["CREWLINE_TRANSCRIPT_DIR"]) / "asks_first.log"
 with log.open("a") as out:
     out.write(json.dumps({"given": given, "session": session, "asked": bool(plan["questions"])}))
     out.write("\n")

@@ -1,0 +1,35 @@
+"""Crash attempts, counted per stage and round from the claim notes every host reads.
+
+A claim note is posted each time a role claims the issue, whatever brought it back: a crash
+or an expired claim (the same round again), or a new round of work (QA or a review sent it
+back, a human asked for changes). Only the first kind may spend ``max_attempts``: a run's
+attempt in its round is the number of claim notes of its role since the last claim of any
+other role. So three round trips through QA do not leave the developer one crash from
+failing, and the round-trip bound (``roles.qa.max_round_trips``) is counted apart, from QA's
+own notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from forge.claims import ClaimMarker
+from forge.types import Note
+
+
+def round_attempt(notes: Iterable[Note], role: str) -> int:
+    """``role``'s claims since another role last claimed the issue (notes in id order);
+    0 when the last claim was another role's (or there is none)."""
+    count = 0
+    for note in sorted(notes, key=lambda n: n.id):
+        marker = ClaimMarker.parse(note.body)
+        if marker is not None:
+            count = count + 1 if marker.role == role else 0
+    return count
+
+
+def claims_of(notes: Iterable[Note], role: str) -> int:
+    """Every claim ``role`` ever made on the issue: a run's number, unique over rounds."""
+    return sum(
+        1 for note in notes if (m := ClaimMarker.parse(note.body)) is not None and m.role == role
+    )
