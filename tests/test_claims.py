@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from forge import metrics
 from forge.claims import ClaimLost, ClaimMarker, Claims
 from forge.sim.app import RunningSim
 from tests.forge_support import PROJECT, admin, gateway_for, make_project
@@ -38,6 +39,14 @@ def test_marker_round_trip_and_foreign_markers() -> None:
     assert ClaimMarker.parse("no marker") is None
 
 
+def claim_counts() -> dict[str, float]:
+    return {r: metrics.CLAIMS.labels(r)._value.get() for r in ("won", "lost", "expired")}
+
+
+def grown(before: dict[str, float]) -> dict[str, float]:
+    return {r: v - before[r] for r, v in claim_counts().items()}
+
+
 def test_worker_ids_are_validated() -> None:
     with pytest.raises(ValueError, match="worker id"):
         Claims(None, None, worker="bad id -->", ttl_seconds=10)  # type: ignore[arg-type]
@@ -55,9 +64,11 @@ async def test_one_winner_among_concurrent_workers(sim: RunningSim, tmp_path: Pa
             Claims(gw, st.leases, worker=name, ttl_seconds=60)
             for gw, st, name in ((gw_a, st_a, "a"), (gw_b, st_b, "b"), (gw_c, st_c, "c"))
         ]
+        before = claim_counts()
         results = await asyncio.gather(*(w.claim(issue, "pm", f"run-{w.worker}") for w in workers))
         winners = [claim for claim in results if claim is not None]
         assert len(winners) == 1
+        assert grown(before) == {"won": 1, "lost": 2, "expired": 0}
         notes = [n for n in await gw_a.notes(PROJECT, issue.iid) if ClaimMarker.parse(n.body)]
         assert [n.id for n in notes] == [winners[0].note_id]  # losers deleted their notes
         current = await gw_a.get_issue(PROJECT, issue.iid)
@@ -115,14 +126,17 @@ async def test_renew_release_and_expiry_takeover(sim: RunningSim, tmp_path: Path
         view = await b.current(PROJECT, issue.iid, "workflow::pm-ready")
         assert view is not None and view.marker.expires == claim.expires
         running = (await b.running(PROJECT, "pm"))[0]
+        before = claim_counts()
         assert await b.expire(running, "pm", reason="re-queued") is False  # still live
         clock.now += timedelta(seconds=31)  # a stops renewing
         assert (
             await b.expire(running, "pm", reason="claim expired; re-queued (attempt 2 of 3)")
             is True
         )
+        assert grown(before) == {"won": 0, "lost": 0, "expired": 1}
         ready = await gw_b.list_ready(PROJECT, "pm")
         assert [i.iid for i in ready] == [issue.iid]
+        assert metrics.READY_ISSUES.labels("pm", PROJECT)._value.get() == 1  # the listing's count
         taken = await b.claim(ready[0], "pm", "rb")
         assert taken is not None
         with pytest.raises(ClaimLost):
