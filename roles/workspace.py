@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from roles import workspace_changes as changes
+from roles.agents import AGENT_STATE_FILES
 from roles.gitcmd import Git, http_origin
 from roles.workspace_changes import DEFAULT_IDENTITY, DiffStat, Identity, RebaseResult
 from roles.workspace_errors import WorkspaceBusy, WorkspaceError, push_failure
@@ -34,6 +35,7 @@ from roles.workspace_layout import (
     WorktreeRecord,
     branch_name,
     canonical_config,
+    exclude_file,
     lease_key,
     mirror_lock,
 )
@@ -378,12 +380,14 @@ class Workspaces:
                 ok_codes=range(256),
             )
             if probe.stdout.strip() == "true":
+                _write_exclude(mirror)
                 return mirror
             log.warning("mirror %s is corrupt (%s); recloning", mirror, probe.stderr.strip())
             await remove_tree(mirror)
         mirror.parent.mkdir(parents=True, exist_ok=True)
         await self._git.run(["init", "--quiet", "--bare", os.fspath(mirror)], cwd=self.root)
         (mirror / "config").write_text(canonical_config(clone_url), encoding="utf-8")
+        _write_exclude(mirror)
         return mirror
 
     async def _sync_mirror(self, project_path: str, clone_url: str) -> Path:
@@ -434,3 +438,8 @@ class Workspaces:
                 await self._pruner.remove_worktree(project_path, iid)
         finally:
             await self._leases.release(lease)
+
+
+def _write_exclude(mirror: Path) -> None:
+    (mirror / "info").mkdir(exist_ok=True)
+    (mirror / "info" / "exclude").write_text(exclude_file(AGENT_STATE_FILES), encoding="utf-8")

@@ -54,11 +54,15 @@ async def test_command_line_and_parsed_usage(
         "--no-auto-commits",
         "--no-gitignore",
         "--no-check-update",
+        "--no-show-release-notes",
+        "--no-analytics",
         "--no-pretty",
         "--chat-history-file",
         f"{history}.aider-chat.md",
         "--input-history-file",
         f"{history}.aider-input.txt",
+        "--edit-format",
+        "diff",
         "--model",
         "sonnet",
         "--map-tokens",
@@ -69,6 +73,22 @@ async def test_command_line_and_parsed_usage(
     assert result.usage == Usage(tokens_in=14_500, tokens_out=405, cost_usd=0.05)
     assert result.session_id is None
     assert f"--message <prompt: {len(task.prompt)} chars>" in result.transcript.read_text()
+
+
+@pytest.mark.parametrize(
+    "chosen", [["--edit-format", "whole"], ["--edit-format=udiff"], ["--chat-mode", "ask"]]
+)
+async def test_the_operators_edit_format_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chosen: list[str]
+) -> None:
+    fake = fake_cli(tmp_path, monkeypatch, "aider", printing(CHAT))
+
+    result = await aider(args=chosen).run(make_task(tmp_path, session_id="ignored-0"))
+
+    argv = fake.record()["argv"]
+    assert argv[-len(chosen) :] == chosen
+    assert "diff" not in argv[: -len(chosen)]
+    assert "--resume" not in argv and result.ok
 
 
 async def test_a_prompt_too_long_for_argv_goes_in_a_message_file(

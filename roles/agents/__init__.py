@@ -20,6 +20,11 @@ ADAPTERS: dict[str, type[CliAgent]] = {
     for adapter in (CodexAgent, ClaudeAgent, GeminiAgent, AiderAgent, CommandAgent)
 }
 
+# What any supported CLI leaves in its working directory (gitignore patterns): never committed.
+AGENT_STATE_FILES: tuple[str, ...] = tuple(
+    dict.fromkeys(pattern for adapter in ADAPTERS.values() for pattern in adapter.state_files)
+)
+
 
 def build_agent(name: str, settings: AgentSettings) -> Agent:
     """The adapter for ``settings.kind``; AgentConfigError for a kind with no adapter here."""
@@ -34,6 +39,7 @@ def build_agent(name: str, settings: AgentSettings) -> Agent:
 
 __all__ = [
     "ADAPTERS",
+    "AGENT_STATE_FILES",
     "Agent",
     "AgentConfigError",
     "AgentResult",
