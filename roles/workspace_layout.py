@@ -114,6 +114,11 @@ class Layout:
     def checkout(self, project_path: str, iid: int) -> Path:
         return self.worktrees / project_dirname(project_path) / str(iid)
 
+    def planning(self, project_path: str, iid: int) -> Path:
+        """The PM's read-only checkout of the target branch: one stable path per issue, so
+        agent CLIs that find sessions by working directory can resume there."""
+        return self.root / "planning" / project_dirname(project_path) / str(iid)
+
     def record(self, project_path: str, iid: int) -> Path:
         return self.worktrees / project_dirname(project_path) / f"{iid}.json"
 
