@@ -57,6 +57,11 @@ class AiderAgent(CliAgent):
     state_files = (".aider*",)
     tested_versions = TestedVersions(tested="0.86.2", minimum="0.86.0", below="0.87.0")
     can_resume = False
+    passed_flags = (
+        "--message", "--message-file", "--yes-always", "--no-auto-commits", "--no-gitignore",
+        "--no-check-update", "--no-show-release-notes", "--no-analytics", "--no-pretty",
+        "--chat-history-file", "--input-history-file", "--edit-format", "--model",
+    )  # fmt: skip
 
     async def invocation(self, task: AgentTask, transcript: Path) -> Invocation:
         if prompt_fits_argv(task.prompt):

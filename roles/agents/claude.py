@@ -51,6 +51,12 @@ class ClaudeAgent(CliAgent):
     kind = "claude"
     state_files = (".claude/", "CLAUDE.local.md")
     tested_versions = TestedVersions(tested="2.1.197", minimum="2.1.0", below="2.2.0")
+    passed_flags = ("--print", "--output-format", "--permission-mode", "--resume", "--model")
+    login_args = ("auth", "status")
+    login_fix = (
+        "run `claude auth login` as the user crewline runs as, or set ANTHROPIC_API_KEY and "
+        "add it to the agent's env_allow"
+    )
 
     async def invocation(self, task: AgentTask, transcript: Path) -> Invocation:
         argv = [self.executable, "-p", "--output-format", "json"]

@@ -95,6 +95,13 @@ class CliAgent(ABC):
     state_files: ClassVar[tuple[str, ...]] = ()
     tested_versions: ClassVar[TestedVersions | None] = None  # None: any version (command)
     can_resume: ClassVar[bool] = True  # False: every follow-up prompt must stand alone
+    # For `crewline doctor`: where the CLI lists its options, the flags crewline passes (each
+    # must appear there), and a command that says whether it is logged in without a model
+    # call (exit status 0: logged in), with what to do when it is not.
+    help_args: ClassVar[tuple[str, ...]] = ("--help",)
+    passed_flags: ClassVar[tuple[str, ...]] = ()
+    login_args: ClassVar[tuple[str, ...] | None] = None
+    login_fix: ClassVar[str] = ""
 
     def __init__(
         self, name: str, settings: AgentSettings, *, kill_grace_seconds: float = KILL_GRACE_SECONDS

@@ -47,6 +47,10 @@ class CodexAgent(CliAgent):
     kind = "codex"
     state_files = (".codex/",)
     tested_versions = TestedVersions(tested="0.171.0", minimum="0.171.0", below="0.172.0")
+    help_args = ("exec", "--help")
+    passed_flags = ("--json", "--skip-git-repo-check", "--sandbox", "--model")
+    login_args = ("login", "status")
+    login_fix = "run `codex login` as the user crewline runs as (or `codex login --with-api-key`)"
 
     async def invocation(self, task: AgentTask, transcript: Path) -> Invocation:
         argv = [self.executable, "exec", "--json", "--skip-git-repo-check"]

@@ -58,6 +58,9 @@ class GeminiAgent(CliAgent):
     kind = "gemini"
     state_files = (".gemini/",)
     tested_versions = TestedVersions(tested="0.61.0", minimum="0.61.0", below="0.62.0")
+    passed_flags = (
+        "--prompt", "--output-format", "--skip-trust", "--approval-mode", "--resume", "--model",
+    )  # fmt: skip
 
     async def invocation(self, task: AgentTask, transcript: Path) -> Invocation:
         inline = prompt_fits_argv(task.prompt)
