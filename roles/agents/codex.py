@@ -17,7 +17,10 @@ Events are parsed as they stream, so a long run's output never has to fit in mem
 Offline, Codex does not give up: it prints ``error`` events ("Reconnecting... waiting for
 network (Connection failed: ...)") for as long as it is left running. After
 ``RECONNECTS_TO_GIVE_UP`` of them in a row the turn ends at once with that error instead of at
-crewline's timeout. Codex leaves nothing in the worktree (its sessions live in
+crewline's timeout. Its workspace-write sandbox needs a helper Codex creates under
+``$CODEX_HOME``, and Codex 0.171 refuses to create it under a temporary directory: keep
+``CODEX_HOME`` (default ``~/.codex``) out of ``/tmp``, or every command fails with "bwrap:
+execvp codex-linux-sandbox". Codex leaves nothing in the worktree (its sessions live in
 ``$CODEX_HOME``); ``.codex/`` is excluded in case a project-level config is written there.
 """
 

@@ -125,8 +125,8 @@ class ModelServer:
                 "type": "function_call",
                 "id": f"fc_{uuid.uuid4().hex[:8]}",
                 "call_id": f"call_{uuid.uuid4().hex[:8]}",
-                "name": "shell",
-                "arguments": json.dumps({"command": ["bash", "-lc", reply.command]}),
+                "name": "exec_command",  # Codex 0.171's shell tool
+                "arguments": json.dumps({"cmd": reply.command}),
                 "status": "completed",
             }
             items.append(call)
@@ -142,11 +142,18 @@ class ModelServer:
                     "content": content,
                 }
             )
+            added = {**items[0], "status": "in_progress", "content": []}
             await _send(
                 stream,
-                {"type": "response.output_text.delta", "item_id": message_id, "delta": reply.text},
+                {"type": "response.output_item.added", "output_index": 0, "item": added},
                 event=True,
             )
+            delta = {
+                "type": "response.output_text.delta",
+                "item_id": message_id,
+                "delta": reply.text,
+            }
+            await _send(stream, {**delta, "output_index": 0, "content_index": 0}, event=True)
         for index, item in enumerate(items):
             await _send(
                 stream,

@@ -95,13 +95,14 @@ def _write(content: str) -> str:
     return f"mkdir -p app && printf '%s\\n' {lines} > app/shout.py"
 
 
-def shell_script(request: Request) -> Reply:
-    """For agents that edit through a shell tool (Claude Code's Bash, Codex's shell): the PM
-    asks a question first, the developer writes the file with one command per turn."""
+def shell_script(request: Request, *, ask: bool = True) -> Reply:
+    """For agents that edit through a shell tool (Claude Code's Bash, Codex's exec_command):
+    the PM asks a question first (when ``ask``), the developer writes the file with one
+    command per turn."""
     kind = which_prompt(request)
     text = last_user_text(request)
     if kind == PLANNING:
-        if "Answer from" not in text:
+        if ask and "Answer from" not in text:
             plan = {**PLAN, "questions": [QUESTION]}
             return Reply("```json\n" + json.dumps(plan) + "\n```")
         return Reply(plan_reply())
