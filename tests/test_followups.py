@@ -3,13 +3,20 @@ after NO-GO carries the issue, the approved plan, the diff so far and what faile
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bot.demo_goals import GOALS
 from forge.sim.app import RunningSim
 from roles.settings import AgentSettings
-from tests.engine_support import PROJECT, configure, fake_agent, file_goal, reach, runtime_for
+from tests.engine_support import (
+    PROJECT,
+    agent_log,
+    configure,
+    fake_agent,
+    file_goal,
+    reach,
+    runtime_for,
+)
 
 
 async def test_a_fix_turn_without_a_session_gets_issue_plan_diff_and_failure(
@@ -28,8 +35,7 @@ async def test_a_fix_turn_without_a_session_gets_issue_plan_diff_and_failure(
     async with runtime_for(demo_sim, config) as (runtime, _log):
         issue = await file_goal(runtime, goal.title, goal.description)
         await reach(runtime, {issue.iid: "review-ready"})
-    log = tmp_path / "runs" / PROJECT.replace("/", "_") / str(issue.iid) / "forgetful.log"
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    calls = agent_log(tmp_path, issue.iid, "forgetful")
     assert [call["kind"] for call in calls] == ["implement", "fix"]
     fix = calls[1]
     assert fix["session"] is None
@@ -58,8 +64,7 @@ async def test_a_resume_that_fails_is_retried_in_a_fresh_session_with_the_whole_
     async with runtime_for(demo_sim, config) as (runtime, _log):
         issue = await file_goal(runtime, goal.title, goal.description)
         await reach(runtime, {issue.iid: "review-ready"})
-    log = tmp_path / "runs" / PROJECT.replace("/", "_") / str(issue.iid) / "loses_sessions.log"
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    calls = agent_log(tmp_path, issue.iid, "loses_sessions")
     assert [call["kind"] for call in calls] == ["implement", "fix", "fix"]
     resumed, fresh = calls[1], calls[2]
     assert resumed["session"] is not None

@@ -3,13 +3,12 @@ posted, and owned globs that match no file of the target branch are flagged in t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from forge.sim.app import RunningSim
 from roles.settings import AgentSettings
 from tests.engine_support import (
-    PROJECT,
+    agent_log,
     configure,
     fake_agent,
     file_goal,
@@ -35,8 +34,7 @@ async def test_an_invalid_acceptance_check_sends_the_pm_back_and_unmatched_globs
     async with runtime_for(demo_sim, config) as (runtime, _log):
         issue = await file_goal(runtime, "Document the app", "Write a usage page.")
         await reach(runtime, {issue.iid: "dev-ready"})
-    log = tmp_path / "runs" / PROJECT.replace("/", "_") / str(issue.iid) / "bad_shell_plan.log"
-    turns = [json.loads(line) for line in log.read_text().splitlines()]
+    turns = agent_log(tmp_path, issue.iid, "bad_shell_plan")
     assert len(turns) == 2
     assert "## The repository" in turns[0]["prompt"] and "\nREADME.md\n" in turns[0]["prompt"]
     retry = turns[1]["prompt"]

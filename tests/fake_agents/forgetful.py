@@ -1,5 +1,5 @@
 """The demo agent without a memory, like aider: it reports no session and never resumes one.
-Each call (task kind, the session crewline offered, the prompt) goes to forgetful.log beside
+Each call (task kind, the session crewline offered, the prompt) goes to forgetful.log in
 its transcript directory."""
 
 import contextlib
@@ -13,7 +13,8 @@ from pathlib import Path
 from roles.agents import demo_agent
 
 prompt = sys.stdin.read()
-log = Path(os.environ["CREWLINE_TRANSCRIPT_DIR"]).parent / "forgetful.log"
+# Its own transcript directory: in the sandbox it can write nowhere else outside the worktree.
+log = Path(os.environ["CREWLINE_TRANSCRIPT_DIR"]) / "forgetful.log"
 call = {"kind": os.environ.get("CREWLINE_TASK_KIND"), "session": None, "prompt": prompt}
 call["session"] = os.environ.pop("CREWLINE_SESSION_ID", None)
 with log.open("a") as out:

@@ -1,7 +1,7 @@
 """The demo agent whose sessions are lost between turns, like Claude Code or Gemini after the
 working directory changed: it reports a session id, but resuming any session fails as
 `claude --resume` does ("No conversation found with session ID ..."). Each call (task kind,
-the session offered, the prompt) goes to loses_sessions.log beside its transcript directory."""
+the session offered, the prompt) goes to loses_sessions.log in its transcript directory."""
 
 import contextlib
 import io
@@ -16,7 +16,8 @@ from roles.agents import demo_agent
 
 prompt = sys.stdin.read()
 offered = os.environ.pop("CREWLINE_SESSION_ID", None)
-log = Path(os.environ["CREWLINE_TRANSCRIPT_DIR"]).parent / "loses_sessions.log"
+# Its own transcript directory: in the sandbox it can write nowhere else outside the worktree.
+log = Path(os.environ["CREWLINE_TRANSCRIPT_DIR"]) / "loses_sessions.log"
 with log.open("a") as out:
     kind = os.environ.get("CREWLINE_TASK_KIND")
     out.write(json.dumps({"kind": kind, "session": offered, "prompt": prompt}) + "\n")
