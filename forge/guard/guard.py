@@ -11,6 +11,9 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from forge.guard.assignments import assignment_hits, url_password_hits
+from forge.guard.cli_secrets import cli_hits
+from forge.guard.contextual import azure_hits, discord_hits, telegram_hits
+from forge.guard.encoded import decoded_runs
 from forge.guard.findings import (
     QUICK_ACTION_PREFIX,
     Finding,
@@ -18,7 +21,11 @@ from forge.guard.findings import (
     printable_excerpt,
     redact_secret,
 )
-from forge.guard.injection import injection_hits
+from forge.guard.hidden import hidden_instruction_hits
+from forge.guard.injection import REMOVE, injection_hits
+from forge.guard.normalise import normalise
+from forge.guard.prefixed import PREFIXED_RULES
+from forge.guard.private_keys import private_key_hits
 from forge.guard.quick_actions import neutralise_quick_actions, quick_action_spans
 from forge.guard.refnames import ref_format_problem
 from forge.guard.scantext import ScanText
@@ -27,6 +34,7 @@ from forge.guard.unicode_rules import unicode_hits
 
 OWN_SECRET_RULE = "secret.own_token"
 MIN_OWN_SECRET_LENGTH = 8
+_MAX_REDACTION_ROUNDS = 3
 # Printable ASCII runs inside binary content, as ``strings`` would show them.
 _PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
 
@@ -61,17 +69,8 @@ class Guard:
         pairs = [(self._finding(hit, text, where), hit.reason) for hit in self._secret_hits(scan)]
         if not secrets_only:
             pairs += [
-                (
-                    Finding(
-                        hit.rule,
-                        where,
-                        hit.start,
-                        hit.end,
-                        printable_excerpt(text[hit.start : hit.end]),
-                    ),
-                    hit.reason,
-                )
-                for hit in injection_hits(scan)
+                (Finding(rule, where, start, end, printable_excerpt(text[start:end])), reason)
+                for rule, start, end, reason in self._injection_hits(text)
             ]
             pairs += [
                 (Finding(hit.rule, where, hit.start, hit.end, hit.codepoints), hit.reason)
@@ -85,21 +84,41 @@ class Guard:
         pairs.sort(key=lambda pair: (pair[0].start, pair[0].end, pair[0].rule))
         return [finding for finding, _ in pairs], [reason for _, reason in pairs]
 
+    def _injection_hits(self, text: str) -> Iterator[tuple[str, int, int, str]]:
+        """Injection markers in the normalised text, at their offsets in ``text``; then
+        whatever base64 or hex runs hide, reported at the run."""
+        normalised = normalise(text)
+        scan = ScanText(normalised.text)
+        found = [(hit.rule, hit.start, hit.end, hit.reason) for hit in injection_hits(scan)]
+        found += [
+            (rule, start, end, f"{label} found; {REMOVE}")
+            for rule, start, end, label in hidden_instruction_hits(scan)
+        ]
+        for rule, start, end, reason in found:
+            yield rule, normalised.original(start), normalised.original(end), reason
+        for start, end, decoded in decoded_runs(text):
+            inner = ScanText(decoded)
+            hidden = [(hit.rule, hit.reason) for hit in injection_hits(inner)]
+            hidden += [(hit.rule, hit.reason) for hit in self._secret_hits(inner, generic=False)]
+            if hidden:
+                rule, reason = hidden[0]
+                yield rule, start, end, f"encoded text: {reason}"
+
     @staticmethod
     def _finding(hit: SecretHit, text: str, where: str) -> Finding:
         return Finding(
             hit.rule, where, hit.start, hit.end, redact_secret(text[hit.start : hit.end])
         )
 
-    def _secret_hits(self, scan: ScanText) -> list[SecretHit]:
+    def _secret_hits(self, scan: ScanText, *, generic: bool = True) -> list[SecretHit]:
         """Secret hits without overlaps: own tokens win, then known formats, then generic."""
         kept: list[SecretHit] = []
-        for hit in self._candidate_secret_hits(scan):
+        for hit in self._candidate_secret_hits(scan, generic):
             if not any(hit.start < other.end and other.start < hit.end for other in kept):
                 kept.append(hit)
         return kept
 
-    def _candidate_secret_hits(self, scan: ScanText) -> Iterator[SecretHit]:
+    def _candidate_secret_hits(self, scan: ScanText, generic: bool) -> Iterator[SecretHit]:
         text = scan.text
         for secret in self._own_secrets:
             start = text.find(secret)
@@ -107,10 +126,18 @@ class Guard:
                 reason = f"crewline's own configured token found; {ROTATE}"
                 yield SecretHit(OWN_SECRET_RULE, start, start + len(secret), reason)
                 start = text.find(secret, start + len(secret))
+        yield from private_key_hits(scan)
         for rule in FORMAT_RULES:
             yield from rule.hits(scan)
-        yield from assignment_hits(scan)
-        yield from url_password_hits(scan)
+        for prefixed in PREFIXED_RULES:
+            yield from prefixed.hits(scan)
+        yield from discord_hits(scan)
+        yield from telegram_hits(scan)
+        yield from azure_hits(scan)
+        if generic:
+            yield from cli_hits(scan)
+            yield from assignment_hits(scan)
+            yield from url_password_hits(scan)
 
     # -- refusing things --------------------------------------------------------------
 
@@ -127,6 +154,24 @@ class Guard:
         """Prose crewline posts: refuse secrets and injection, neutralise quick actions."""
         self._raise_if_blocking(*self._scan_with_reasons(text, where, quick_actions=False))
         return neutralise_quick_actions(text)
+
+    def redact(self, text: str, *, where: str = "text") -> tuple[str, list[Finding]]:
+        """Text crewline composes from material it quotes (CI logs, test output, goal
+        text): every blocking finding is replaced by ``[redacted: <rule>]`` and quick
+        actions are neutralised. Returns the text to send and what was redacted.
+
+        Never refuses: a CI log that prints a JWT must not stop QA's note. Redaction is
+        repeated until a scan finds nothing (a removal could join two halves of a phrase).
+        """
+        redacted: list[Finding] = []
+        for _ in range(_MAX_REDACTION_ROUNDS):
+            findings = [f for f in self.scan(text, where=where) if f.blocking]
+            if not findings:
+                return neutralise_quick_actions(text), redacted
+            redacted += findings
+            text = _replace_spans(text, findings)
+        # Every round removed something; give up keeping any of the remaining text.
+        return f"[redacted: {redacted[-1].rule}]", redacted
 
     def screen_content(self, content: str | bytes, *, where: str) -> None:
         """Commit file contents: refuse secrets and injection; never rewrite.
@@ -219,6 +264,26 @@ class _PayloadScreener:
             f"{where}: the guard cannot screen a {type(value).__name__}; "
             "convert it to str, int, float, bool, None, a list or a mapping before sending"
         )
+
+
+def _replace_spans(text: str, findings: list[Finding]) -> str:
+    """``text`` with each finding's span (overlapping spans merged) replaced by a label."""
+    pieces: list[str] = []
+    position = 0
+    current: tuple[int, int, str] | None = None
+    for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if current is not None and finding.start < current[1]:
+            current = (current[0], max(current[1], finding.end), current[2])
+            continue
+        if current is not None:
+            pieces += [text[position : current[0]], f"[redacted: {current[2]}]"]
+            position = current[1]
+        current = (finding.start, finding.end, finding.rule)
+    if current is not None:
+        pieces += [text[position : current[0]], f"[redacted: {current[2]}]"]
+        position = current[1]
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def _as_text(data: bytes) -> str | None:

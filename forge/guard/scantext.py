@@ -44,19 +44,27 @@ class ScanText:
 def find_matches(
     pattern: re.Pattern[str], haystack: str, anchors: tuple[str, ...]
 ) -> Iterator[re.Match[str]]:
-    """Matches of ``pattern``, which must start with one of the literal ``anchors``.
+    """Non-overlapping matches of ``pattern``, which must start with one of the literal
+    ``anchors``, in text order.
 
     ``str.find`` locates the anchors at C speed and the regex runs only there: far faster
-    than ``finditer`` for patterns that open with an alternation. Matches are yielded
-    anchor by anchor, each at most once; they may overlap.
+    than ``finditer`` for patterns that open with an alternation. An anchor inside the
+    previous match is skipped, so a run of repeated anchors (``glpat-glpat-…``) costs one
+    attempt, not one per anchor: with every pattern built so that a failed attempt stops
+    after a bounded number of steps (possessive runs, bounded repeats), the whole search
+    is linear in the length of the text.
     """
-    seen: set[int] = set()
+    positions: set[int] = set()
     for anchor in anchors:
         position = haystack.find(anchor)
         while position != -1:
-            if position not in seen:
-                match = pattern.match(haystack, position)
-                if match:
-                    seen.add(position)
-                    yield match
+            positions.add(position)
             position = haystack.find(anchor, position + 1)
+    end = -1
+    for position in sorted(positions):
+        if position < end:
+            continue
+        match = pattern.match(haystack, position)
+        if match:
+            end = match.end()
+            yield match
