@@ -113,7 +113,7 @@ class PmRole:
                 f"The PM agent needs answers before it can plan this:\n\n{asked}",
             )  # fmt: skip
             return RoleResult(Outcome.NEEDS_INPUT)
-        note = await ctx.note("plan", plan.to_markdown())
+        note = await ctx.note("plan", plan.to_markdown(), quoted=True)
         gate = ctx.services.workflow.gate_state("plan").name
         return RoleResult(
             Outcome.SUCCEEDED,
