@@ -28,13 +28,23 @@ OTHER_ENTROPY = 3.3
 # Runs on the lower-cased text and starts at a credential word, so the regex engine can
 # skip ahead quickly; the full key is recovered by walking back over identifier characters.
 #   credential word …rest of key  [closing quote]  [": type" annotation]  operator  [quote]  value
-_ASSIGNMENT = re.compile(
+_ASSIGNMENT_PREFIX = (
     r"(?:p(?:ass|wd|at|w)|secret|token|key|credential|auth|bearer)[a-z0-9_.-]{0,60}+[\"']?"
     r"[ \t]{0,8}+(?::[ \t]{0,4}+[a-z_][\w\[\], |]{0,40}?[ \t]{0,4}+(?==))?"
     r"(?:=>|:=|=|:)[ \t]{0,8}+"
-    r"(?:(?P<quote>[\"'`])(?P<quoted>[^\"'`\s]{16,512}+)(?P=quote)"
-    r"|(?P<value>[^\s\"'`,;(){}\[\]<>$\\]{16,512}+)(?=[\"'`\s,;)]|$))"
 )
+_UNQUOTED_VALUE = r"(?P<value>[^\s\"'`,;(){}\[\]<>$\\]{16,}+)"
+_ASSIGNMENT = re.compile(
+    _ASSIGNMENT_PREFIX
+    + r"(?:(?P<quote>[\"'`])(?P<quoted>[^\"'`\s]{16,}+)(?P=quote)|"
+    + _UNQUOTED_VALUE
+    + r"(?=[\"'`\s,;)]|$))"
+)
+# The unquoted value run is maximal and every character of a key or operator belongs to
+# it: when an attempt fails at the end of that run, every credential word inside the run
+# would fail there too (see ``find_matches``).
+_ASSIGNMENT_RUN = re.compile(_ASSIGNMENT_PREFIX + _UNQUOTED_VALUE)
+MAX_VALUE = 512
 # scheme://user:password@host. The password stops at what cannot be in userinfo unescaped;
 # "$", "{", "<" and quotes stop it too, so templated URLs ("${DB_PASSWORD}") never match.
 _URL_PASSWORD = re.compile(r"://[^\s:/@?#]{0,128}+:(?P<value>[^\s/@?#$<>{}\[\]'\"`]{4,256}+)@")
@@ -289,12 +299,12 @@ def _is_env_line(text: str, key: tuple[int, int], value_start: int) -> bool:
 def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Each high-entropy literal assigned to a credential-named key."""
     text = scan.text
-    for match in find_matches(_ASSIGNMENT, scan.lowered, _CREDENTIAL_WORDS):
+    for match in find_matches(_ASSIGNMENT, scan.lowered, _CREDENTIAL_WORDS, _ASSIGNMENT_RUN):
         span = _key_span(text, match.start())
         key = text[span[0] : span[1]]
         quoted = match.group("quoted") is not None
         start, end = match.span("quoted" if quoted else "value")
-        if not _names_a_credential(key):
+        if end - start > MAX_VALUE or not _names_a_credential(key):
             continue
         env_line = not quoted and _is_env_line(text, span, start)
         if _is_literal_secret(text[start:end], quoted, env_line):

@@ -70,6 +70,8 @@ def cli_hits(scan: ScanText) -> Iterator[SecretHit]:
             yield SecretHit(RULE, start, end, reason)
     for match in find_matches(_SHORT_FLAG, scan.lowered, (" -p", "\t-p", " -a", "\t-a")):
         start, end = match.span("secret")
+        if not _is_literal(scan.text[start:end]):
+            continue
         command = _command_before(scan.lowered, match.start())
         attached = match.start("secret") == match.end("flag")
         if match.group("flag") == "a":
@@ -78,7 +80,7 @@ def cli_hits(scan: ScanText) -> Iterator[SecretHit]:
             wanted = any(name in command for name in _LOGIN_COMMANDS) or (
                 attached and any(name in command for name in _MYSQL_COMMANDS)
             )
-        if wanted and _is_literal(scan.text[start:end]):
+        if wanted:
             yield SecretHit(RULE, start, end, reason)
     for match in find_matches(_USER_PASSWORD, scan.lowered, (" -u", "\t-u", "--user")):
         start, end = match.span("secret")

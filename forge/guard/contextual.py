@@ -17,7 +17,9 @@ from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 # Discord: base64(user id) "." 6 chars (timestamp) "." 27-38 chars (HMAC). The user id
 # is 17-20 decimal digits, so its base64 starts with M, N or O and decodes to digits.
 _DISCORD = re.compile(r"[MNO][A-Za-z0-9_-]{22,27}+\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}+")
-_TELEGRAM_BODY = re.compile(r"[A-Za-z0-9_-]*")
+# A digit class start: the regex engine's own fast scan finds the candidates; a run of
+# digits is tried at most 16 characters deep, and the token body is possessive.
+_TELEGRAM = re.compile(r"\d{5,16}+:AA[A-Za-z0-9_-]{33}+(?![A-Za-z0-9_-])")
 _AZURE_ACCOUNT_KEY = re.compile(
     r"(?:accountkey|sharedaccesskey|primarykey|secondarykey)[\"']?[ \t]{0,4}+[=:][ \t]{0,4}+"
     r"[\"']?(?P<secret>[a-z0-9+/]{40,86}+={0,2}+)"
@@ -52,24 +54,16 @@ def discord_hits(scan: ScanText) -> Iterator[SecretHit]:
 
 def telegram_hits(scan: ScanText) -> Iterator[SecretHit]:
     """``<bot id>:AA<33 characters>``: the bot id is 5-16 digits."""
-    text = scan.text
-    position = text.find(":AA")
-    while position != -1:
-        start = position
-        while start > 0 and position - start < 16 and text[start - 1].isdigit():
-            start -= 1
-        body = _TELEGRAM_BODY.match(text, position + 1)
-        end = body.end() if body else position + 1
-        if (
-            position - start >= 5
-            and not scan.preceded_by(start, TOKEN)
-            and end - position - 1 == 35
-            and not looks_like_placeholder(text[position:end])
-        ):
+    if ":AA" not in scan.text:
+        return
+    for match in _TELEGRAM.finditer(scan.text):
+        if not scan.preceded_by(match.start(), TOKEN) and not looks_like_placeholder(match.group()):
             yield SecretHit(
-                "secret.telegram_token", start, end, f"a Telegram bot token found; {ROTATE}"
+                "secret.telegram_token",
+                match.start(),
+                match.end(),
+                f"a Telegram bot token found; {ROTATE}",
             )
-        position = text.find(":AA", max(end, position + 1))
 
 
 def azure_hits(scan: ScanText) -> Iterator[SecretHit]:

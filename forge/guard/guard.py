@@ -7,8 +7,10 @@ a blocked call raises before anything is returned, so nothing partial can be sen
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 
 from forge.guard.assignments import assignment_hits, url_password_hits
 from forge.guard.cli_secrets import cli_hits
@@ -35,6 +37,10 @@ from forge.guard.unicode_rules import unicode_hits
 OWN_SECRET_RULE = "secret.own_token"
 MIN_OWN_SECRET_LENGTH = 8
 _MAX_REDACTION_ROUNDS = 3
+# Findings kept per rule and scan: plenty to refuse a write; a text holding more (only a
+# hostile one does) is redacted over several rounds, or whole. Keeps a text of 10,000
+# repeated markers from costing 10,000 findings.
+MAX_FINDINGS_PER_SOURCE = 256
 # Printable ASCII runs inside binary content, as ``strings`` would show them.
 _PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
 
@@ -89,14 +95,19 @@ class Guard:
         whatever base64 or hex runs hide, reported at the run."""
         normalised = normalise(text)
         scan = ScanText(normalised.text)
-        found = [(hit.rule, hit.start, hit.end, hit.reason) for hit in injection_hits(scan)]
+        found = [
+            (hit.rule, hit.start, hit.end, hit.reason)
+            for hit in islice(injection_hits(scan), MAX_FINDINGS_PER_SOURCE)
+        ]
         found += [
             (rule, start, end, f"{label} found; {REMOVE}")
-            for rule, start, end, label in hidden_instruction_hits(scan)
+            for rule, start, end, label in islice(
+                hidden_instruction_hits(scan), MAX_FINDINGS_PER_SOURCE
+            )
         ]
         for rule, start, end, reason in found:
             yield rule, normalised.original(start), normalised.original(end), reason
-        for start, end, decoded in decoded_runs(text):
+        for start, end, decoded in islice(decoded_runs(text), MAX_FINDINGS_PER_SOURCE):
             inner = ScanText(decoded)
             hidden = [(hit.rule, hit.reason) for hit in injection_hits(inner)]
             hidden += [(hit.rule, hit.reason) for hit in self._secret_hits(inner, generic=False)]
@@ -113,9 +124,16 @@ class Guard:
     def _secret_hits(self, scan: ScanText, *, generic: bool = True) -> list[SecretHit]:
         """Secret hits without overlaps: own tokens win, then known formats, then generic."""
         kept: list[SecretHit] = []
+        starts: list[int] = []  # of the kept hits, sorted; kept hits never overlap
         for hit in self._candidate_secret_hits(scan, generic):
-            if not any(hit.start < other.end and other.start < hit.end for other in kept):
-                kept.append(hit)
+            index = bisect_left(starts, hit.start)
+            before = kept[index - 1] if index > 0 else None
+            after = kept[index] if index < len(kept) else None
+            if (before is None or before.end <= hit.start) and (
+                after is None or hit.end <= after.start
+            ):
+                starts.insert(index, hit.start)
+                kept.insert(index, hit)
         return kept
 
     def _candidate_secret_hits(self, scan: ScanText, generic: bool) -> Iterator[SecretHit]:
@@ -126,18 +144,14 @@ class Guard:
                 reason = f"crewline's own configured token found; {ROTATE}"
                 yield SecretHit(OWN_SECRET_RULE, start, start + len(secret), reason)
                 start = text.find(secret, start + len(secret))
-        yield from private_key_hits(scan)
-        for rule in FORMAT_RULES:
-            yield from rule.hits(scan)
-        for prefixed in PREFIXED_RULES:
-            yield from prefixed.hits(scan)
-        yield from discord_hits(scan)
-        yield from telegram_hits(scan)
-        yield from azure_hits(scan)
+        sources: list[Iterable[SecretHit]] = [private_key_hits(scan)]
+        sources += [rule.hits(scan) for rule in FORMAT_RULES]
+        sources += [prefixed.hits(scan) for prefixed in PREFIXED_RULES]
+        sources += [discord_hits(scan), telegram_hits(scan), azure_hits(scan)]
         if generic:
-            yield from cli_hits(scan)
-            yield from assignment_hits(scan)
-            yield from url_password_hits(scan)
+            sources += [cli_hits(scan), assignment_hits(scan), url_password_hits(scan)]
+        for source in sources:
+            yield from islice(source, MAX_FINDINGS_PER_SOURCE)
 
     # -- refusing things --------------------------------------------------------------
 

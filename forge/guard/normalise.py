@@ -51,6 +51,7 @@ _HOMOGLYPHS = str.maketrans(
 )
 # fmt: on
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_INVISIBLE_RE = re.compile("[" + "".join(re.escape(chr(code)) for code in sorted(_INVISIBLE)) + "]")
 
 
 @lru_cache(maxsize=4096)
@@ -96,11 +97,19 @@ def normalise(text: str) -> Normalised:
             pieces.append((length, copied_to))
             parts.append(text[copied_to : run.start()])
             length += run.start() - copied_to
-        for offset, char in enumerate(run.group(), run.start()):
-            folded = _fold(char)
-            pieces.append((length, offset))
-            parts.append(folded)
-            length += len(folded)
+        chars = run.group()
+        whole = unicodedata.normalize("NFKC", chars).translate(_HOMOGLYPHS)
+        if len(whole) == len(chars) and not _INVISIBLE_RE.search(chars):
+            # One character for one (the usual case): the run maps back as a block.
+            pieces.append((length, run.start()))
+            parts.append(whole)
+            length += len(whole)
+        else:
+            for offset, char in enumerate(chars, run.start()):
+                folded = _fold(char)
+                pieces.append((length, offset))
+                parts.append(folded)
+                length += len(folded)
         copied_to = run.end()
     if copied_to < len(text):
         pieces.append((length, copied_to))

@@ -42,7 +42,10 @@ class ScanText:
 
 
 def find_matches(
-    pattern: re.Pattern[str], haystack: str, anchors: tuple[str, ...]
+    pattern: re.Pattern[str],
+    haystack: str,
+    anchors: tuple[str, ...],
+    skip_run: re.Pattern[str] | None = None,
 ) -> Iterator[re.Match[str]]:
     """Non-overlapping matches of ``pattern``, which must start with one of the literal
     ``anchors``, in text order.
@@ -53,6 +56,11 @@ def find_matches(
     attempt, not one per anchor: with every pattern built so that a failed attempt stops
     after a bounded number of steps (possessive runs, bounded repeats), the whole search
     is linear in the length of the text.
+
+    ``skip_run``: for a pattern that opens with its anchor and a possessive run of one
+    character class containing the anchor's characters, and whose outcome depends only on
+    what follows the run: after a failed attempt, every anchor inside that run would fail
+    the same way, so the search resumes after it.
     """
     positions: set[int] = set()
     for anchor in anchors:
@@ -68,3 +76,6 @@ def find_matches(
         if match:
             end = match.end()
             yield match
+        elif skip_run is not None:
+            run = skip_run.match(haystack, position)
+            end = run.end() if run else end

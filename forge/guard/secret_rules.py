@@ -75,11 +75,12 @@ class _FormatRule:
     not_after: frozenset[str] = frozenset()
     lowered: bool = False
     anchors: tuple[str, ...] = ()
+    skip_run: re.Pattern[str] | None = None
 
     def hits(self, scan: ScanText) -> Iterator[SecretHit]:
         group = "secret" if "secret" in self.pattern.groupindex else 0
         haystack = scan.lowered if self.lowered else scan.text
-        for match in find_matches(self.pattern, haystack, self.anchors):
+        for match in find_matches(self.pattern, haystack, self.anchors, self.skip_run):
             if scan.preceded_by(match.start(), self.not_after):
                 continue
             start, end = match.span(group)
@@ -202,6 +203,7 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
         re.compile(r"eyJ[A-Za-z0-9_-]{10,}+\.eyJ[A-Za-z0-9_-]{10,}+\.[A-Za-z0-9_-]{16,}+"),
         not_after=TOKEN,
         anchors=("eyJ",),
+        skip_run=re.compile(r"[A-Za-z0-9_-]*"),
     ),
     _FormatRule(
         "secret.bearer_token",
