@@ -179,6 +179,9 @@ _NON_SECRET_KEYS = frozenset(
 )  # fmt: skip
 _TEMPLATE = re.compile(r"\$\{|\{\{|%\(|%s|#\{|<%|\{[A-Za-z_][\w.]*\}")
 _PATH = re.compile(r"(?:/[A-Za-z0-9._@~-]+)+/?")
+_SNAKE_PART = re.compile(r"[a-z]+\d{0,2}|\d{1,4}")
+_SNAKE_SPLIT = re.compile(r"[_.-]")
+_CODE_SPLIT = re.compile(r"::|[/.]")
 _CODE_REFERENCE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 _VOWELS = frozenset("aeiouyAEIOUY")
@@ -248,13 +251,42 @@ def _is_path(value: str) -> bool:
     but then it has "+" or a segment mixing upper case, lower case and digits."""
     if value.startswith(("./", "../", "~")):
         return True
+    if ":/" in value:  # "name:/path" (systemd LoadCredential, docker volumes)
+        value = value.split(":", 1)[1]
     return bool(_PATH.fullmatch(value)) and not any(
         _character_classes(segment) >= 3 for segment in value.split("/")
     )
 
 
+def _is_worded_snake(value: str) -> bool:
+    """``argon2_id_default``, ``shop_prod_v3``: lower-case words (a short number allowed)."""
+    return all(
+        _SNAKE_PART.fullmatch(part) and (len(part) <= 4 or not _VOWELS.isdisjoint(part))
+        for part in _SNAKE_SPLIT.split(value)
+    )
+
+
+def _is_code_path(value: str) -> bool:
+    """``TestParseAuthHeader/bearer``, ``auth::tests::rejects``, ``process.env.SECRET!``:
+    pieces of code, each a worded identifier or a lower-case word."""
+    pieces = [piece for piece in _CODE_SPLIT.split(value.rstrip("!")) if piece]
+    return bool(pieces) and all(
+        _WORDS_ONLY.fullmatch(piece)
+        or _is_worded_identifier(piece)
+        or _is_environment_name(piece)
+        or (_CODE_REFERENCE.fullmatch(piece) is not None and _is_worded_snake(piece))
+        for piece in pieces
+    )
+
+
 def _is_literal_secret(value: str, quoted: bool, env_line: bool = False) -> bool:
     if looks_like_placeholder(value) or "://" in value or _is_path(value):
+        return False
+    if value.startswith(":"):
+        return False  # "auth::tests": a Rust or C++ path, not "auth: <value>"
+    if not quoted and _is_code_path(value):
+        return False
+    if env_line and _is_worded_snake(value):
         return False
     if _TEMPLATE.search(value):
         return False

@@ -57,7 +57,12 @@ def telegram_hits(scan: ScanText) -> Iterator[SecretHit]:
     if ":AA" not in scan.text:
         return
     for match in _TELEGRAM.finditer(scan.text):
-        if not scan.preceded_by(match.start(), TOKEN) and not looks_like_placeholder(match.group()):
+        start = match.start()
+        # In a Bot API URL the id follows "/bot"; otherwise it must stand alone.
+        after_bot = scan.text[max(0, start - 4) : start] == "/bot"
+        if (after_bot or not scan.preceded_by(start, TOKEN)) and not looks_like_placeholder(
+            match.group()
+        ):
             yield SecretHit(
                 "secret.telegram_token",
                 match.start(),

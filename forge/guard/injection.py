@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from forge.guard.scantext import ALNUM, ScanText, find_matches
+from forge.guard.scantext import ALNUM, ScanText, find_matches, register_anchors
 
 REMOVE = "crewline does not relay instructions aimed at AI agents; remove or rephrase the passage"
 
@@ -50,6 +50,15 @@ class _Marker:
     lowered: bool = True
     word_start: bool = True
     line_start: bool = False
+    anchor_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "anchor_set", register_anchors(self.anchors, self.kind))
+
+    @property
+    def kind(self) -> str:
+        """How the anchors are looked for (see ``register_anchors``)."""
+        return "lowered" if self.lowered else "raw"
 
 
 _OVERRIDE = "injection.instruction_override"
@@ -275,6 +284,8 @@ def injection_hits(scan: ScanText) -> Iterator[InjectionHit]:
     """Every injection marker in the text."""
     for marker in _MARKERS:
         haystack = scan.lowered if marker.lowered else scan.text
+        if not scan.has_any(marker.anchor_set, marker.kind):
+            continue
         for match in find_matches(marker.pattern, haystack, marker.anchors):
             if marker.word_start and scan.preceded_by(match.start(), ALNUM):
                 continue

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from forge.guard.scantext import WORD, ScanText
+from forge.guard.scantext import WORD, ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 
 _B64 = "A-Za-z0-9+/="
@@ -43,10 +43,16 @@ class Prefixed:
     accept: Callable[[str], bool] = lambda token: not looks_like_placeholder(token)
     _run: re.Pattern[str] = field(init=False, repr=False, compare=False)
     _shape: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _prefix_set: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_prefix_set", register_anchors(self.prefixes, "token"))
         object.__setattr__(self, "_run", re.compile(f"[{self.alphabet}]*"))
         object.__setattr__(self, "_shape", re.compile(self.shape) if self.shape else None)
+
+    def present(self, scan: ScanText) -> bool:
+        """Whether any prefix occurs at all (most texts hold none)."""
+        return scan.has_any(self._prefix_set, "token")
 
     def hits(self, scan: ScanText) -> Iterator[SecretHit]:
         text = scan.text
@@ -271,11 +277,14 @@ _SERVICE_SHAPES: dict[str, re.Pattern[str]] = {
 }
 
 
+_SEPARATORS = re.compile(r"[_.~-]")
+
+
 def _service_token(token: str) -> bool:
     for prefix, shape in _SERVICE_SHAPES.items():
         if token.startswith(prefix):
             return bool(shape.fullmatch(token))
-    body = token.split("_")[-1] if token.count("_") else token
+    body = max(_SEPARATORS.split(token), key=len)  # the random part, without the prefix
     digits = sum(c.isdigit() for c in body)
     return (
         len(token) >= 24

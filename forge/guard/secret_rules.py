@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from forge.guard.entropy import shannon_entropy
-from forge.guard.scantext import ALNUM, TOKEN, WORD, ScanText, find_matches
+from forge.guard.scantext import ALNUM, TOKEN, WORD, ScanText, find_matches, register_anchors
 
 ROTATE = (
     "remove it, load credentials from the environment or a secret store, and rotate this one: "
@@ -76,6 +76,18 @@ class _FormatRule:
     lowered: bool = False
     anchors: tuple[str, ...] = ()
     skip_run: re.Pattern[str] | None = None
+    _anchor_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "_anchor_set",
+            register_anchors(self.anchors, "lowered" if self.lowered else "token"),
+        )
+
+    def present(self, scan: ScanText) -> bool:
+        """Whether any anchor occurs at all (most texts hold none)."""
+        return scan.has_any(self._anchor_set, "lowered" if self.lowered else "token")
 
     def hits(self, scan: ScanText) -> Iterator[SecretHit]:
         group = "secret" if "secret" in self.pattern.groupindex else 0
