@@ -12,11 +12,11 @@ import binascii
 import re
 from collections.abc import Iterator
 
-# A run must start at a boundary (checked by the look-behind, which fails at once inside
-# a run) and is taken whole (possessive), so each character is looked at a bounded
-# number of times.
-_BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{24,}+={0,2}+")
-_HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){16,}+(?![0-9A-Fa-f])")
+# A run is taken whole (possessive). No look-behind is needed for a left boundary: the
+# search tries a position inside a run only after the run's start failed, which means
+# the run was too short. Hex digits are base64 characters, so hex runs lie inside these.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{24,}+={0,2}+")
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{32,}+")
 MAX_RUN = 65_536
 
 
@@ -29,27 +29,34 @@ def _readable(data: bytes) -> str | None:
     return text if text and printable >= 0.95 * len(text) else None
 
 
+def _from_base64(run: str) -> str | None:
+    if not any(c.isdigit() or c in "+/=" for c in run[:64]):
+        return None  # a long word or identifier, not an encoding
+    padded = run.rstrip("=")
+    padded += "=" * (-len(padded) % 4)
+    try:
+        data = (
+            base64.urlsafe_b64decode(padded)
+            if "-" in run or "_" in run
+            else base64.b64decode(padded)
+        )
+    except (binascii.Error, ValueError):
+        return None
+    return _readable(data)
+
+
 def decoded_runs(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, decoded text) for each base64 or hex run that decodes to text."""
     for match in _BASE64_RUN.finditer(text):
         run = match.group()
-        if len(run) > MAX_RUN or not any(c.isdigit() or c in "+/=" for c in run[:64]):
-            continue  # a long word or identifier, not an encoding
-        padded = run.rstrip("=")
-        padded += "=" * (-len(padded) % 4)
-        try:
-            data = (
-                base64.urlsafe_b64decode(padded)
-                if "-" in run or "_" in run
-                else base64.b64decode(padded)
-            )
-        except (binascii.Error, ValueError):
+        if len(run) > MAX_RUN:
             continue
-        decoded = _readable(data)
+        decoded = None if _HEX_RUN.fullmatch(run) else _from_base64(run)
         if decoded is not None:
             yield match.start(), match.end(), decoded
-    for match in _HEX_RUN.finditer(text):
-        if len(match.group()) <= MAX_RUN:
-            decoded = _readable(bytes.fromhex(match.group()))
+            continue
+        for hex_run in _HEX_RUN.finditer(run):
+            digits = hex_run.group()[: len(hex_run.group()) // 2 * 2]
+            decoded = _readable(bytes.fromhex(digits))
             if decoded is not None:
-                yield match.start(), match.end(), decoded
+                yield match.start() + hex_run.start(), match.start() + hex_run.end(), decoded

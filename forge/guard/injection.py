@@ -27,10 +27,14 @@ _NOUNS = (
     r"|context|commands|constraints|programming|guidance|orders|policies|restrictions"
     r"|limitations|safeguards|training)"
 )
+# The verbs every override uses are rare words; the paraphrases built on common words
+# (set aside, drop, skip…) are anchored with the space that follows them, or a search
+# would start at every "set(" and "drop" in code. Tabs or line breaks inside those
+# paraphrases are not caught; the core verbs tolerate any whitespace.
 _OVERRIDE_VERBS = (
-    "ignore", "disregard", "forget", "override", "bypass", "discard", "skip", "drop",
-    "abandon", "neglect", "overrule", "cancel", "erase", "nullify", "dismiss", "throw",
-    "set", "put",
+    "ignore", "disregard", "forget", "override", "bypass", "discard", "abandon", "neglect",
+    "overrule", "nullify", "dismiss", "set aside", "put aside", "throw away", "drop ",
+    "skip ", "cancel ", "erase ",
 )  # fmt: skip
 
 

@@ -41,6 +41,7 @@ class Prefixed:
     shape: str | None = None
     not_after: frozenset[str] = WORD
     accept: Callable[[str], bool] = lambda token: not looks_like_placeholder(token)
+    lead: int = 0  # letters and digits before the prefix that belong to the token
     _run: re.Pattern[str] = field(init=False, repr=False, compare=False)
     _shape: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     _prefix_set: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -66,7 +67,10 @@ class Prefixed:
                     while end > body_start and text[end - 1] == ".":
                         end -= 1  # a token at the end of a sentence
                 if self._is_token(scan, position, body_start, end):
-                    yield SecretHit(self.rule, position, end, f"{self.label} found; {ROTATE}")
+                    start = position
+                    while start > 0 and position - start < self.lead and text[start - 1].isalnum():
+                        start -= 1
+                    yield SecretHit(self.rule, start, end, f"{self.label} found; {ROTATE}")
                 # Any later prefix inside this run would end in the same place.
                 position = text.find(prefix, max(end - len(prefix) + 1, position + 1))
 
@@ -143,6 +147,7 @@ PREFIXED_RULES: tuple[Prefixed, ...] = (
         _URLSAFE + "=",
         (60, 70),
         not_after=frozenset(),
+        lead=14,
     ),
     Prefixed(
         "secret.shopify_token",
