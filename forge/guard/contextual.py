@@ -16,7 +16,11 @@ from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 
 # Discord: base64(user id) "." 6 chars (timestamp) "." 27-38 chars (HMAC). The user id
 # is 17-20 decimal digits, so its base64 starts with M, N or O and decodes to digits.
-_DISCORD = re.compile(r"[MNO][A-Za-z0-9_-]{22,27}+\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}+")
+# Searched from the 6-character middle part: a literal "." start lets the regex engine
+# skip ahead at C speed, where a [MNO] start would try every M, N and O of the text.
+_DISCORD_TAIL = re.compile(r"\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}+(?![A-Za-z0-9_-])")
+_DISCORD_ID = re.compile(r"[MNO][A-Za-z0-9_-]{22,27}")
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 # A digit class start: the regex engine's own fast scan finds the candidates; a run of
 # digits is tried at most 16 characters deep, and the token body is possessive.
 _TELEGRAM = re.compile(r"\d{5,16}+:AA[A-Za-z0-9_-]{33}+(?![A-Za-z0-9_-])")
@@ -29,10 +33,17 @@ _URL_STOP = frozenset(" \t\r\n\"'<>()`")
 _AAD_SECRET = re.compile(r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}+")
 
 
-def _is_discord_token(scan: ScanText, match: re.Match[str]) -> bool:
-    if scan.preceded_by(match.start(), TOKEN):
-        return False
-    user_id = match.group().split(".")[0]
+def _discord_user_id(text: str, end: int) -> int | None:
+    """Where the base64 user id that ends at ``end`` starts (at most 28 characters back)."""
+    start = end
+    while start > 0 and end - start < 28 and text[start - 1] in _TOKEN_CHARS:
+        start -= 1
+    if start > 0 and text[start - 1] in _TOKEN_CHARS:
+        return None  # part of a longer run
+    return start if _DISCORD_ID.fullmatch(text, start, end) else None
+
+
+def _decodes_to_digits(user_id: str) -> bool:
     try:
         decoded = base64.urlsafe_b64decode(user_id + "=" * (-len(user_id) % 4))
     except (binascii.Error, ValueError):
@@ -41,12 +52,13 @@ def _is_discord_token(scan: ScanText, match: re.Match[str]) -> bool:
 
 
 def discord_hits(scan: ScanText) -> Iterator[SecretHit]:
-    # A character-class start: the regex engine's own fast scan finds the candidates.
-    for match in _DISCORD.finditer(scan.text):
-        if _is_discord_token(scan, match):
+    text = scan.text
+    for match in _DISCORD_TAIL.finditer(text):
+        start = _discord_user_id(text, match.start())
+        if start is not None and _decodes_to_digits(text[start : match.start()]):
             yield SecretHit(
                 "secret.discord_token",
-                match.start(),
+                start,
                 match.end(),
                 f"a Discord bot token found; {ROTATE}",
             )
