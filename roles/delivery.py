@@ -121,21 +121,29 @@ class Delivery:
         calls = ctx.gateway.calls
         audit = ctx.services.storage.audit
         target = f"{ctx.issue.project}@{wt.branch}"
-        for path in await ctx.services.workspaces.changed_files(wt):
+        workspaces = ctx.services.workspaces
+        for path in await workspaces.changed_files(wt):
             file = wt.path / path
             if not await asyncio.to_thread(file.is_file):
                 continue
-            try:
-                calls.guard.screen_content(await asyncio.to_thread(file.read_bytes), where=path)
-            except GuardBlocked as blocked:
-                await audit.append(
-                    calls.who, "git.push", target, {"path": path}, f"blocked:{blocked.rule}"
-                )
-                raise
+            await self._screen(await asyncio.to_thread(file.read_bytes), path, target)
+        # Commit messages are published with the push: an agent's own commits too.
+        for sha, message in await workspaces.commit_messages(wt):
+            await self._screen(message, f"commit {sha[:12]} message", target)
         await check_fence()  # a push is seen by others: only while the run holds its claim
         sha = await ctx.services.workspaces.push(wt, self.remote)
         await audit.append(calls.who, "git.push", target, {"sha": sha})
         return sha
+
+    async def _screen(self, content: str | bytes, where: str, target: str) -> None:
+        calls = self.ctx.gateway.calls
+        try:
+            calls.guard.screen_content(content, where=where)
+        except GuardBlocked as blocked:
+            await self.ctx.services.storage.audit.append(
+                calls.who, "git.push", target, {"path": where}, f"blocked:{blocked.rule}"
+            )
+            raise
 
     async def validate(self, step: str) -> ValidationReport:
         async def run() -> dict[str, Any]:

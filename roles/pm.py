@@ -161,7 +161,7 @@ class PmRole:
         unmatched = unmatched_owned(plan.owned_paths, checkout.files)
         if unmatched:
             body += "\n\n" + unmatched_note(unmatched, ctx.project.target_branch)
-        note = await ctx.note("plan", body)
+        note = await ctx.note("plan", body, quoted=True)
         gate = ctx.services.workflow.gate_state("plan").name
         return RoleResult(
             Outcome.SUCCEEDED,

@@ -349,6 +349,13 @@ class Workspaces:
         self._require_open(wt)
         return await changes.commits(self._git, wt.path, await self._since(wt, since))
 
+    async def commit_messages(
+        self, wt: Worktree, since: str | None = None
+    ) -> list[tuple[str, str]]:
+        """The branch's own commits as ``(sha, full message)``: what a push publishes."""
+        self._require_open(wt)
+        return await changes.commit_messages(self._git, wt.path, await self._since(wt, since))
+
     async def head(self, wt: Worktree) -> str:
         self._require_open(wt)
         return await changes.head_sha(self._git, wt.path)

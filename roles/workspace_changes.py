@@ -167,6 +167,15 @@ async def commits(git: Git, checkout: Path, since: str) -> list[tuple[str, str]]
     ]
 
 
+async def commit_messages(git: Git, checkout: Path, since: str) -> list[tuple[str, str]]:
+    """``(sha, full message)`` of the commits on HEAD that ``since`` does not have."""
+    output = (
+        await git.run(["log", "--format=%H%x1f%B%x1e", f"{since}..HEAD"], cwd=checkout)
+    ).stdout
+    records = (record.strip("\n").partition("\x1f") for record in output.split("\x1e"))
+    return [(sha, message) for sha, _, message in records if sha]
+
+
 async def rebase_in_progress(git: Git, checkout: Path) -> bool:
     for state in ("rebase-merge", "rebase-apply"):
         where = await git.out(["rev-parse", "--git-path", state], cwd=checkout)
