@@ -4,10 +4,17 @@ Run: ``.venv/bin/python bench/guard.py [--reps 5] [--megabytes 20]``
 
 Quality: every sample of ``tests/guard_corpus`` is screened the way crewline screens that
 kind of write (text, file content or branch name). Recall is the share of positives
-refused (and, separately, refused by the rule the sample names); false positives are the
-negatives refused.
+refused (and, separately, refused by the rule the sample names), overall and per family
+(the rule a positive names); false positives are the negatives refused, with their rule.
 
-Speed, in MB of UTF-8 per second, median of ``--reps`` runs of three workloads:
+Adversarial: every case of ``tests.guard_support.adversarial_cases`` (repeated rule
+prefixes, prefixes before long token runs, private-key headers before nested-quantifier
+bait, dense invisible characters…) at ``--adversarial-kb`` kilobytes, each timed as the
+best of three; the worst case is reported against the 50 ms target.
+
+Speed, in MB of UTF-8 per second of CPU time (``time.process_time``: on a shared machine
+wall time measures the neighbours' load more than the guard), median of ``--reps`` runs of
+three workloads:
 
 - *samples*: the negative samples one write at a time, repeated to ``--megabytes``: many
   small realistic writes (notes, diffs, lockfiles, base64 images).
@@ -35,9 +42,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from forge.guard import Guard, GuardBlocked  # noqa: E402
-from tests.guard_support import Sample, load_samples, screen_sample  # noqa: E402
+from tests.guard_support import (  # noqa: E402
+    Sample,
+    adversarial_cases,
+    load_samples,
+    screen_sample,
+)
 
 MB = 1_000_000
+WORST_CASE_TARGET_MS = 50.0
 
 
 @dataclass(frozen=True)
@@ -79,12 +92,32 @@ def measure_quality(positives: list[Sample], negatives: list[Sample]) -> Quality
     )
 
 
+def recall_by_family(positives: list[Sample]) -> list[tuple[str, int, int]]:
+    """(rule, caught, total) for each rule the positives name."""
+    totals: Counter[str] = Counter()
+    caught: Counter[str] = Counter()
+    for sample in positives:
+        totals[sample.expect] += 1
+        caught[sample.expect] += verdict(sample) != "clean"
+    return [(rule, caught[rule], totals[rule]) for rule in sorted(totals)]
+
+
+def worst_adversarial(kilobytes: int, top: int = 5) -> list[tuple[float, str]]:
+    """The slowest adversarial cases: (milliseconds, name), slowest first."""
+    guard = Guard(["crewline-own-token-0001"])
+    timings = []
+    for name, text in adversarial_cases(kilobytes * 1000):
+        best = min(timed(lambda text=text: guard.scan(text), 3))
+        timings.append((best * 1000, name))
+    return sorted(timings, reverse=True)[:top]
+
+
 def timed(work: Callable[[], object], reps: int) -> list[float]:
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = time.process_time()
         work()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return times
 
 
@@ -152,6 +185,9 @@ def main() -> int:
     parser.add_argument(
         "--megabytes", type=float, default=20.0, help="size of the corpus workloads"
     )
+    parser.add_argument(
+        "--adversarial-kb", type=int, default=16, help="size of each adversarial input (KB)"
+    )
     args = parser.parse_args()
 
     positives, negatives = load_samples("positive"), load_samples("negative")
@@ -170,8 +206,18 @@ def main() -> int:
         print(f"  other rule: {name}")
     for name in quality.false_positives:
         print(f"  false positive: {name}")
-    by_family = Counter(s.expect.split(".")[0] for s in positives)
-    print("positives by family: " + ", ".join(f"{k} {v}" for k, v in sorted(by_family.items())))
+    print("recall per family:")
+    for rule, caught, total in recall_by_family(positives):
+        print(f"  {rule:<34} {caught:3d}/{total:<3d} {caught / total:6.1%}")
+
+    worst = worst_adversarial(args.adversarial_kb)
+    verdict_ms = "within" if worst[0][0] < WORST_CASE_TARGET_MS else "OVER"
+    print(
+        f"worst adversarial case ({args.adversarial_kb} KB each, best of 3, CPU time): "
+        f"{worst[0][0]:.1f} ms, {verdict_ms} the {WORST_CASE_TARGET_MS:.0f} ms target"
+    )
+    for milliseconds, name in worst:
+        print(f"  {milliseconds:7.1f} ms  {name}")
 
     files = repository_files()
     repo_bytes, repo_work, refused = repository_workload(files, args.megabytes / 4)

@@ -1,4 +1,7 @@
-"""``crewline doctor``: one line per check with OK/FAIL and what to do."""
+"""``crewline doctor``: one line per check with OK/FAIL and what to do.
+
+Configuration, secrets, the GitLab token and projects (``doctor_gitlab``), the database, git,
+and each configured agent CLI (``doctor_agents``)."""
 
 from __future__ import annotations
 
@@ -7,24 +10,16 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import ConfigError, CrewlineConfig, Secrets, load_config, load_secrets
+from bot.doctor_agents import check_agent
+from bot.doctor_check import Check
+from bot.doctor_gitlab import check_gitlab
 from roles.sandbox import SandboxError, SandboxSettings, probe, select_sandbox
 from storage import Database
 
 MIN_GIT = (2, 30)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"{'OK  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
 
 
 def run_doctor(config_file: Path) -> list[Check]:
@@ -44,6 +39,7 @@ def run_doctor(config_file: Path) -> list[Check]:
         checks.append(Check("secrets", False, "; ".join(error.problems)))
     else:
         checks.extend(check_secrets(config, secrets))
+        checks.extend(check_gitlab(config, secrets.gitlab_token))
     checks.append(asyncio.run(check_database(config.storage.path)))
     checks.extend(check_agents(config))
     checks.append(check_sandbox(config.sandbox))
@@ -112,19 +108,6 @@ async def check_database(path: Path) -> Check:
 
 
 def check_agents(config: CrewlineConfig) -> list[Check]:
-    checks = []
-    for name, agent in sorted(config.agents.items()):
-        executable = agent.executable()
-        if executable is None:
-            checks.append(Check(f"agent {name}", True, "built-in demo agent"))
-        elif shutil.which(executable) is None:
-            checks.append(
-                Check(
-                    f"agent {name}",
-                    False,
-                    f"{executable!r} is not on PATH: install it or set agents.{name}.command",
-                )
-            )
-        else:
-            checks.append(Check(f"agent {name}", True, f"{shutil.which(executable)}"))
-    return checks
+    return [
+        check for name, agent in sorted(config.agents.items()) for check in check_agent(name, agent)
+    ]

@@ -87,12 +87,16 @@ class AuditedCalls:
         text_fields: tuple[str, ...] = (),
         branch_fields: tuple[str, ...] = (),
         content_fields: tuple[str, ...] = (),
+        redact_fields: tuple[str, ...] = (),
     ) -> T:
         """Screen ``payload`` (all or nothing), then send the screened payload with ``fn``.
 
         Text fields have GitLab quick actions neutralised; branch names and file contents
-        are checked but never rewritten.
+        are checked but never rewritten. ``redact_fields`` hold text crewline composed from
+        material it quotes (CI logs, test output, goal text): findings there are replaced
+        by ``[redacted: <rule>]`` instead of refusing the write.
         """
+        payload = self._redacted(operation, target, payload, redact_fields)
         try:
             screened = self.screen(operation, payload, text_fields, branch_fields, content_fields)
         except GuardBlocked as blocked:
@@ -102,6 +106,22 @@ class AuditedCalls:
             raise
         await check_fence()  # last, right before the write: the narrowest window
         return await self._call(operation, target, screened, lambda gl: fn(gl, screened))
+
+    def _redacted(
+        self, operation: str, target: str, payload: Mapping[str, Any], fields: tuple[str, ...]
+    ) -> Mapping[str, Any]:
+        if not fields:
+            return payload
+        redacted = dict(payload)
+        for name in fields:
+            if isinstance(payload.get(name), str):
+                redacted[name], findings = self.guard.redact(
+                    payload[name], where=f"{operation}.{name}"
+                )
+                if findings:
+                    rules = sorted({finding.rule for finding in findings})
+                    log.info("guard redacted %s on %s: %s", operation, target, ", ".join(rules))
+        return redacted
 
     def screen(
         self,

@@ -253,12 +253,22 @@ class Gateway:
             target, sorted((Note.of(n) for n in notes), key=lambda n: n.id)
         )
 
-    async def post_note(self, project: str, iid: int, body: str, *, on: Noteable = "issue") -> Note:
+    async def post_note(
+        self, project: str, iid: int, body: str, *, on: Noteable = "issue", quoted: bool = False
+    ) -> Note:
+        """``quoted``: the body quotes material (logs, test output, goal text); guard
+        findings in it are redacted rather than refusing the note."""
+
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             return dict(_noteable(gl, project, on, iid).notes.create(data).attributes)
 
         data = await self.calls.write(
-            "note.create", _target(project, on, iid), {"body": body}, create, text_fields=("body",)
+            "note.create",
+            _target(project, on, iid),
+            {"body": body},
+            create,
+            text_fields=("body",),
+            redact_fields=("body",) if quoted else (),
         )
         return await self.trust.note(_target(project, on, iid), Note.of(data))
 
@@ -293,13 +303,22 @@ class Gateway:
         )
 
     async def upsert_note(
-        self, project: str, iid: int, key: str, body: str, *, on: Noteable = "issue"
+        self,
+        project: str,
+        iid: int,
+        key: str,
+        body: str,
+        *,
+        on: Noteable = "issue",
+        quoted: bool = False,
     ) -> Note:
         """Find-or-create the note carrying ``key``: posting twice leaves one copy."""
         existing = await self.find_note(project, iid, key, on=on)
         if existing is not None:
             return existing
-        return await self.post_note(project, iid, f"{body}\n\n{note_marker(key)}", on=on)
+        return await self.post_note(
+            project, iid, f"{body}\n\n{note_marker(key)}", on=on, quoted=quoted
+        )
 
 
 def _noteable(gl: gitlab.Gitlab, project: str, on: Noteable, iid: int) -> Any:

@@ -148,10 +148,19 @@ class RunContext:
         *,
         on: Literal["issue", "mr"] = "issue",
         iid: int | None = None,
+        quoted: bool = False,
     ) -> Note:
-        """Post a note once: keyed by run and name, found before it is created."""
+        """Post a note once: keyed by run and name, found before it is created.
+
+        ``quoted``: the body quotes material crewline did not write itself (CI logs, test
+        output, goal text): guard findings are redacted instead of refusing the note."""
         return await self.gateway.upsert_note(
-            self.issue.project, iid or self.issue.iid, f"{self.key}:{name}", body, on=on
+            self.issue.project,
+            iid or self.issue.iid,
+            f"{self.key}:{name}",
+            body,
+            on=on,
+            quoted=quoted,
         )
 
 

@@ -4,6 +4,8 @@ An agent turn and the push of what it changed are ONE checkpointed step, so a cr
 it redoes the turn on a worktree reopened from the last pushed work (never a duplicate
 commit on the remote). Every pushed file is screened by the guard first, and every push is
 audited. Validation converges: NO-GO goes back to the same agent session, up to a limit.
+Every follow-up carries ``fresh_context`` for when the session cannot go on (see
+``roles/agent_turn.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from typing import Any
 
 from forge.calls import check_fence
 from forge.guard import GuardBlocked
-from roles.agent_turn import Turn, ask_agent, run_agent
+from roles.agent_turn import Context, Turn, ask_agent, run_agent
 from roles.agents.base import TaskKind
 from roles.budget import over_budget
 from roles.compaction import LEARNINGS_FORMAT, LearningItem, learnings_markdown, parse_learnings
 from roles.context import RunContext
 from roles.engine import RoleResult
 from roles.notify import Event, EventKind
+from roles.plan_notes import load_plan
 from roles.prompts import Prompts
 from roles.untrusted import Fence
 from roles.validate import Check, ValidationReport, run_validation
@@ -66,13 +69,20 @@ class Delivery:
         self.remote = wt.remote_sha  # what the next force-with-lease push expects
 
     async def agent_and_push(
-        self, step: str, kind: TaskKind, prompt: str, session_id: str | None
+        self,
+        step: str,
+        kind: TaskKind,
+        prompt: str,
+        session_id: str | None,
+        context: Context | None = None,
     ) -> Turn:
         """The agent's turn and the push of its work, recorded together."""
         ctx = self.ctx
 
         async def turn_and_push() -> dict[str, Any]:
-            result = await run_agent(ctx, step, kind, prompt, self.wt.path, session_id=session_id)
+            result = await run_agent(
+                ctx, step, kind, prompt, self.wt.path, session_id=session_id, context=context
+            )
             await self.commit_and_push(f"{ctx.issue.title} (#{ctx.issue.iid}, {ctx.key} {step})")
             result["pushed"] = self.remote
             return result
@@ -80,6 +90,24 @@ class Delivery:
         data = await ctx.step(step, turn_and_push)
         self.remote = data.get("pushed") or self.remote
         return Turn.of(data)
+
+    async def fresh_context(self) -> str:
+        """What a fresh agent session needs before a follow-up: the issue, the approved plan
+        and the diff so far (the follow-up prompt itself says what failed)."""
+        ctx, issue = self.ctx, self.ctx.issue
+        loaded = await load_plan(ctx.gateway, issue.project, issue.iid)
+        diff = await ctx.services.workspaces.diff(self.wt)
+        return self.prompts.render(
+            "resume",
+            iid=issue.iid,
+            project=issue.project,
+            title=issue.title,
+            branch=self.wt.branch,
+            target_branch=self.wt.target_branch,
+            description=issue.description or "(no description)",
+            plan=loaded[1].to_markdown() if loaded else "(no approved plan on the issue)",
+            diff=f"```diff\n{diff}\n```" if diff.strip() else "(no change yet)",
+        )
 
     async def commit_and_push(self, message: str) -> None:
         workspaces = self.ctx.services.workspaces
@@ -93,21 +121,29 @@ class Delivery:
         calls = ctx.gateway.calls
         audit = ctx.services.storage.audit
         target = f"{ctx.issue.project}@{wt.branch}"
-        for path in await ctx.services.workspaces.changed_files(wt):
+        workspaces = ctx.services.workspaces
+        for path in await workspaces.changed_files(wt):
             file = wt.path / path
             if not await asyncio.to_thread(file.is_file):
                 continue
-            try:
-                calls.guard.screen_content(await asyncio.to_thread(file.read_bytes), where=path)
-            except GuardBlocked as blocked:
-                await audit.append(
-                    calls.who, "git.push", target, {"path": path}, f"blocked:{blocked.rule}"
-                )
-                raise
+            await self._screen(await asyncio.to_thread(file.read_bytes), path, target)
+        # Commit messages are published with the push: an agent's own commits too.
+        for sha, message in await workspaces.commit_messages(wt):
+            await self._screen(message, f"commit {sha[:12]} message", target)
         await check_fence()  # a push is seen by others: only while the run holds its claim
         sha = await ctx.services.workspaces.push(wt, self.remote)
         await audit.append(calls.who, "git.push", target, {"sha": sha})
         return sha
+
+    async def _screen(self, content: str | bytes, where: str, target: str) -> None:
+        calls = self.ctx.gateway.calls
+        try:
+            calls.guard.screen_content(content, where=where)
+        except GuardBlocked as blocked:
+            await self.ctx.services.storage.audit.append(
+                calls.who, "git.push", target, {"path": where}, f"blocked:{blocked.rule}"
+            )
+            raise
 
     async def validate(self, step: str) -> ValidationReport:
         async def run() -> dict[str, Any]:
@@ -149,7 +185,7 @@ class Delivery:
                 learnings_format=LEARNINGS_FORMAT,
             )
             turn = await self.agent_and_push(
-                f"{prefix}fix-{attempt}", TaskKind.FIX, prompt, turn.session_id
+                f"{prefix}fix-{attempt}", TaskKind.FIX, prompt, turn.session_id, self.fresh_context
             )
         raise AssertionError("unreachable: the loop returns on its last attempt")
 
@@ -174,7 +210,7 @@ class Delivery:
             prompt = self.prompts.render("learnings", learnings_format=LEARNINGS_FORMAT)
             asked = await ask_agent(
                 ctx, f"{prefix}ask-learnings", TaskKind.IMPLEMENT, prompt, self.wt.path,
-                session_id=turn.session_id,
+                session_id=turn.session_id, context=self.fresh_context,
             )  # fmt: skip
             items = parse_learnings(asked.output)
         if not items:

@@ -183,8 +183,8 @@ class _Developer:
                 mr_marker(int(mr["iid"]), self.wt.branch),
             ]
         )
-        await ctx.note("handoff", body)
-        await ctx.note("handoff", body, on="mr", iid=int(mr["iid"]))
+        await ctx.note("handoff", body, quoted=True)
+        await ctx.note("handoff", body, on="mr", iid=int(mr["iid"]), quoted=True)
 
 
 __all__ = ["DevRole", "outside_owned"]

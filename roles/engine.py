@@ -25,6 +25,7 @@ from forge.calls import fenced
 from forge.claims import ClaimLost
 from forge.client import ForgeError
 from forge.gateway import StaleState
+from forge.guard import GuardBlocked
 from forge.types import Issue, Note
 from roles.attempts import claims_of, round_attempt
 from roles.context import HostClaim, RunAborted, RunContext, Services
@@ -415,6 +416,16 @@ class Engine:
         except (RunAborted, ClaimLost) as stop:
             await self._abandon(ctx, str(stop))
             return None
+        except GuardBlocked as blocked:
+            # A refused write is not a crash: retrying sends the same text again, so the
+            # issue stops here, with the reason, instead of looping until it fails.
+            log.warning("guard refused a write: issue=%s run=%s: %s", ctx.issue.ref, ctx.key,
+                        blocked.rule)  # fmt: skip
+            return RoleResult(
+                Outcome.BLOCKED,
+                f"crewline refused to write this to GitLab: {blocked}. "
+                "A human must remove or rephrase it, then move the issue back.",
+            )
         except ForgeError as error:
             log.warning("run failed on GitLab: issue=%s run=%s: %s", ctx.issue.ref, ctx.key, error)
             return self._retry_or_exhaust(ctx, f"GitLab error: {error}")
@@ -465,7 +476,8 @@ class Engine:
         result = _result_of(await ctx.step("finish", record))
         target = next_state(wf, running, result.outcome)
         if result.message:
-            await ctx.note("outcome", result.message)
+            # Outcome notes quote CI logs, test output and goal text: redacted, never refused.
+            await ctx.note("outcome", result.message, quoted=True)
 
         async def move() -> str:
             # The write is fenced by this run's claim, checked after the transition read the

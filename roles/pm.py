@@ -4,6 +4,11 @@ It reads the issue, its discussion, the relevant learnings and any feedback on a
 plan, asks the agent for a plan in the strict format of ``roles/plan.py``, retries once
 with the validation error, posts the plan as a note (once per run) and hands it to a human
 at the plan gate. A plan still invalid stops the issue at blocked with the reason.
+
+The agent works in a read-only checkout of the target branch at one path per issue (so a
+CLI that finds sessions by working directory resumes after a question), and its prompt
+carries the file tree. Acceptance checks must pass ``sh -n``; owned-path globs matching no
+file are flagged in the plan note (``roles/plan_checks.py``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from roles.context import RunContext, Services
 from roles.engine import GO, Admission, RoleResult, Verdict
 from roles.notify import GateRequest
 from roles.plan import PLAN_FORMAT, Plan, PlanError, parse_plan
+from roles.plan_checks import file_tree, shell_syntax_errors, unmatched_note, unmatched_owned
 from roles.plan_notes import latest_feedback
 from roles.prompts import Prompts
 from roles.untrusted import Fence
+from roles.workspace import PlanningCheckout
 from workflow import Outcome
 
 NOTE_TAG = NOTE_MARKER.split("{", 1)[0]  # "<!-- crewline:note key="
@@ -86,6 +93,19 @@ class PmRole:
 
     async def run(self, ctx: RunContext) -> RoleResult:
         issue = await ctx.gateway.get_issue(ctx.issue.project, ctx.issue.iid)
+        workspaces = ctx.services.workspaces
+        checkout = await workspaces.open_planning(
+            issue.project,
+            f"{ctx.gateway.url}/{issue.project}.git",
+            issue.iid,
+            ctx.project.target_branch,
+        )
+        try:
+            return await self._plan(ctx, issue, checkout)
+        finally:
+            await workspaces.close_planning(issue.project, issue.iid)
+
+    async def _plan(self, ctx: RunContext, issue: Issue, checkout: PlanningCheckout) -> RoleResult:
         notes = await ctx.gateway.notes(issue.project, issue.iid)
         fence = Fence([issue.title, issue.description, *(note.body for note in notes)])
         heard_by_agent = await heard_authors(ctx.services, ctx.project, notes)
@@ -103,24 +123,29 @@ class PmRole:
             learnings=await relevant_learnings(ctx.services, issue),
             feedback=latest_feedback(notes) or "(none)",
             format=PLAN_FORMAT,
+            sha=checkout.sha[:12],
+            tree=file_tree(checkout.files),
         )
-        scratch = ctx.run_dir / "scratch"
-        scratch.mkdir(exist_ok=True)
+
+        async def whole_request() -> str:
+            return prompt + "\n\n"
+
         # After a question was answered, the same agent session goes on with the answer.
         earlier = await _earlier_session(ctx, notes)
         first = await ask_agent(
-            ctx, "agent-plan", TaskKind.PLAN, prompt, scratch, session_id=earlier
+            ctx, "agent-plan", TaskKind.PLAN, prompt, checkout.path, session_id=earlier
         )
-        plan, problem = _plan_or_problem(first.output, first.error)
+        plan, problem = await _plan_or_problem(first.output, first.error)
         if plan is None:
             retry = (
                 f"Your plan could not be used: {problem}\n\nAnswer again, fixing exactly "
                 f"that.\n\n{PLAN_FORMAT}"
             )
             second = await ask_agent(
-                ctx, "agent-plan-retry", TaskKind.PLAN, retry, scratch, session_id=first.session_id
-            )
-            plan, problem = _plan_or_problem(second.output, second.error)
+                ctx, "agent-plan-retry", TaskKind.PLAN, retry, checkout.path,
+                session_id=first.session_id, context=whole_request,
+            )  # fmt: skip
+            plan, problem = await _plan_or_problem(second.output, second.error)
         if plan is None:
             return RoleResult(
                 Outcome.FAILED, f"The PM agent's plan is still invalid after a retry: {problem}"
@@ -132,7 +157,11 @@ class PmRole:
                 f"The PM agent needs answers before it can plan this:\n\n{asked}",
             )  # fmt: skip
             return RoleResult(Outcome.NEEDS_INPUT)
-        note = await ctx.note("plan", plan.to_markdown())
+        body = plan.to_markdown()
+        unmatched = unmatched_owned(plan.owned_paths, checkout.files)
+        if unmatched:
+            body += "\n\n" + unmatched_note(unmatched, ctx.project.target_branch)
+        note = await ctx.note("plan", body, quoted=True)
         gate = ctx.services.workflow.gate_state("plan").name
         return RoleResult(
             Outcome.SUCCEEDED,
@@ -142,7 +171,7 @@ class PmRole:
                 title=issue.title,
                 gate=gate,
                 revision=str(note.id),
-                summary=plan.to_markdown(),
+                summary=body,
                 url=issue.web_url,
                 filer=issue.author,
             ),
@@ -162,10 +191,14 @@ async def _earlier_session(ctx: RunContext, notes: list[Note]) -> str | None:
     return run.session_id if run is not None else None
 
 
-def _plan_or_problem(output: str, error: str | None) -> tuple[Plan | None, str]:
+async def _plan_or_problem(output: str, error: str | None) -> tuple[Plan | None, str]:
     if error and not output.strip():
         return None, f"the agent did not answer ({error})"
     try:
-        return parse_plan(output), ""
+        plan = parse_plan(output)
     except PlanError as invalid:
         return None, str(invalid)
+    syntax = await shell_syntax_errors(plan.acceptance)
+    if syntax:
+        return None, "; ".join(syntax)
+    return plan, ""

@@ -216,6 +216,7 @@ class _Watch:
             f"flaky-{pipeline.id}",
             f"Pipeline #{pipeline.id} failed, then passed when the failed jobs were retried: "
             f"recorded as flaky ({', '.join(names)}), not sent back to the developer.",
+            quoted=True,  # test names come from the CI report
         )
 
     async def _broken_target(self, current: Fingerprint) -> RoleResult | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from roles import workspace_changes as changes
+from roles.agents import AGENT_STATE_FILES
 from roles.gitcmd import Git, http_origin
 from roles.workspace_changes import DEFAULT_IDENTITY, DiffStat, Identity, RebaseResult
 from roles.workspace_errors import WorkspaceBusy, WorkspaceError, push_failure
@@ -36,6 +37,7 @@ from roles.workspace_layout import (
     WorktreeRecord,
     branch_name,
     canonical_config,
+    exclude_file,
     lease_key,
     mirror_lock,
 )
@@ -49,11 +51,22 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DiffStat",
     "Identity",
+    "PlanningCheckout",
     "RebaseResult",
     "Workspaces",
     "Worktree",
     "branch_name",
 ]
+
+
+@dataclass(frozen=True)
+class PlanningCheckout:
+    """The target branch at ``sha``, checked out read-only for the PM at a stable ``path``;
+    ``files``: every tracked path, sorted."""
+
+    path: Path
+    sha: str
+    files: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -190,6 +203,43 @@ class Workspaces:
         self._renewers[checkout] = asyncio.create_task(self._keep_leased(wt))
         return wt
 
+    async def open_planning(
+        self, project_path: str, clone_url: str, iid: int, target_branch: str
+    ) -> PlanningCheckout:
+        """Check out the freshly fetched ``target_branch`` (detached, files read-only) at issue
+        ``iid``'s planning path, replacing what an earlier attempt left there. The PM claim
+        makes sure one PM run of the issue uses it at a time."""
+        http_origin(clone_url)
+        checkout = self._layout.planning(project_path, iid)
+        self._urls[project_path] = clone_url
+        async with mirror_lock(self._layout.mirror_lock(project_path), self._lock_timeout):
+            mirror = await self._sync_mirror(project_path, clone_url)
+            sha = await self._remote_ref(mirror, target_branch)
+            if sha is None:
+                raise WorkspaceError(
+                    f"target branch {target_branch!r} does not exist on {project_path}; "
+                    "check the project's target_branch setting"
+                )
+            await self._pruner.remove_checkout(mirror, checkout)
+            checkout.parent.mkdir(parents=True, exist_ok=True)
+            await self._git.run(
+                ["worktree", "add", "--quiet", "--detach", os.fspath(checkout), sha],
+                cwd=self.root,
+                git_dir=mirror,
+            )
+        listing = await self._git.out(["ls-files", "-z"], cwd=checkout)
+        files = tuple(sorted(path for path in listing.split("\0") if path))
+        await asyncio.to_thread(_read_only, checkout, files)
+        log.info("planning checkout of %s#%s at %s (%s)", project_path, iid, sha[:12], checkout)
+        return PlanningCheckout(path=checkout, sha=sha, files=files)
+
+    async def close_planning(self, project_path: str, iid: int) -> None:
+        """Remove issue ``iid``'s planning checkout (safe when there is none)."""
+        async with mirror_lock(self._layout.mirror_lock(project_path), self._lock_timeout):
+            await self._pruner.remove_checkout(
+                self._layout.mirror(project_path), self._layout.planning(project_path, iid)
+            )
+
     async def _take_lease(self, key: str, project_path: str, iid: int) -> Lease | None:
         ttl = self.settings.lease_ttl_seconds
         lease = await self._leases.acquire(key, self._worker, ttl)
@@ -289,10 +339,22 @@ class Workspaces:
         self._require_open(wt)
         return await changes.diff_stat(self._git, wt.path, await self._since(wt, since))
 
+    async def diff(self, wt: Worktree, limit: int = 20_000, since: str | None = None) -> str:
+        """The work so far (committed or not) against where the branch forked, bounded."""
+        self._require_open(wt)
+        return await changes.diff_text(self._git, wt.path, await self._since(wt, since), limit)
+
     async def commits(self, wt: Worktree, since: str | None = None) -> list[tuple[str, str]]:
         """The branch's own commits as ``(sha, subject)``, oldest first."""
         self._require_open(wt)
         return await changes.commits(self._git, wt.path, await self._since(wt, since))
+
+    async def commit_messages(
+        self, wt: Worktree, since: str | None = None
+    ) -> list[tuple[str, str]]:
+        """The branch's own commits as ``(sha, full message)``: what a push publishes."""
+        self._require_open(wt)
+        return await changes.commit_messages(self._git, wt.path, await self._since(wt, since))
 
     async def head(self, wt: Worktree) -> str:
         self._require_open(wt)
@@ -413,12 +475,14 @@ class Workspaces:
                 ok_codes=range(256),
             )
             if probe.stdout.strip() == "true":
+                _write_exclude(mirror)
                 return mirror
             log.warning("mirror %s is corrupt (%s); recloning", mirror, probe.stderr.strip())
             await remove_tree(mirror)
         mirror.parent.mkdir(parents=True, exist_ok=True)
         await self._git.run(["init", "--quiet", "--bare", os.fspath(mirror)], cwd=self.root)
         (mirror / "config").write_text(canonical_config(clone_url), encoding="utf-8")
+        _write_exclude(mirror)
         return mirror
 
     async def _sync_mirror(self, project_path: str, clone_url: str) -> Path:
@@ -469,3 +533,17 @@ class Workspaces:
                 await self._pruner.remove_worktree(project_path, iid)
         finally:
             await self._leases.release(lease)
+
+
+def _read_only(checkout: Path, files: tuple[str, ...]) -> None:
+    """Take the write bits off every tracked file: the PM reads the code, it never edits it
+    (directories stay writable, for the caches some agent CLIs keep)."""
+    for name in files:
+        path = checkout / name
+        if path.is_file() and not path.is_symlink():
+            path.chmod(path.stat().st_mode & ~0o222)
+
+
+def _write_exclude(mirror: Path) -> None:
+    (mirror / "info").mkdir(exist_ok=True)
+    (mirror / "info" / "exclude").write_text(exclude_file(AGENT_STATE_FILES), encoding="utf-8")

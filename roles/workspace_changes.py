@@ -146,6 +146,16 @@ async def diff_stat(git: Git, checkout: Path, since: str) -> DiffStat:
     return DiffStat(tuple(files))
 
 
+async def diff_text(git: Git, checkout: Path, since: str, limit: int) -> str:
+    """The branch's own change since the merge base with ``since`` plus uncommitted edits of
+    tracked files, as a unified diff cut to ``limit`` characters (the cut is said)."""
+    base = await git.out(["merge-base", since, "HEAD"], cwd=checkout)
+    text = (await git.run(["diff", "--no-color", "--no-ext-diff", base], cwd=checkout)).stdout
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... diff cut: {len(text) - limit} more characters ...]\n"
+
+
 async def commits(git: Git, checkout: Path, since: str) -> list[tuple[str, str]]:
     """``(sha, subject)`` of the commits on HEAD that ``since`` does not have, oldest first."""
     output = (
@@ -155,6 +165,15 @@ async def commits(git: Git, checkout: Path, since: str) -> list[tuple[str, str]]
         (sha, subject)
         for sha, _, subject in (line.partition("\x1f") for line in output.splitlines())
     ]
+
+
+async def commit_messages(git: Git, checkout: Path, since: str) -> list[tuple[str, str]]:
+    """``(sha, full message)`` of the commits on HEAD that ``since`` does not have."""
+    output = (
+        await git.run(["log", "--format=%H%x1f%B%x1e", f"{since}..HEAD"], cwd=checkout)
+    ).stdout
+    records = (record.strip("\n").partition("\x1f") for record in output.split("\x1e"))
+    return [(sha, message) for sha, _, message in records if sha]
 
 
 async def rebase_in_progress(git: Git, checkout: Path) -> bool:

@@ -75,6 +75,14 @@ def canonical_config(clone_url: str) -> str:
     )
 
 
+def exclude_file(patterns: tuple[str, ...]) -> str:
+    """The mirror's ``info/exclude`` (shared by all its worktrees): the coding agents' own
+    state files stay untracked, so ``git add --all`` never commits them. crewline's git
+    ignores the host's global excludes, so this is the only place that can say it."""
+    lines = ["# written by crewline: coding agents' state files, never committed", *patterns]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True)
 class Layout:
     root: Path
@@ -105,6 +113,11 @@ class Layout:
 
     def checkout(self, project_path: str, iid: int) -> Path:
         return self.worktrees / project_dirname(project_path) / str(iid)
+
+    def planning(self, project_path: str, iid: int) -> Path:
+        """The PM's read-only checkout of the target branch: one stable path per issue, so
+        agent CLIs that find sessions by working directory can resume there."""
+        return self.root / "planning" / project_dirname(project_path) / str(iid)
 
     def record(self, project_path: str, iid: int) -> Path:
         return self.worktrees / project_dirname(project_path) / f"{iid}.json"

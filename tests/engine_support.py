@@ -5,6 +5,7 @@ to drive the engine and read GitLab back."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 import time
@@ -165,3 +166,13 @@ def assert_exactly_one_of_each(
         assert keys and max(keys.values()) == 1, keys
     claims = [m for m in map(ClaimMarker.parse, issue_notes) if m is not None]
     assert Counter(marker.role for marker in claims) == dict.fromkeys(roles, 1)
+
+
+def agent_log(base: Path, iid: int, name: str) -> list[dict[str, Any]]:
+    """The lines a fake agent logged to ``<name>.log`` in its transcript directories (one per
+    run of the issue: a sandboxed agent may write there and nowhere else), oldest run first."""
+    logs = sorted(
+        (base / "runs" / PROJECT.replace("/", "_") / str(iid)).glob(f"*/{name}.log"),
+        key=lambda path: path.stat().st_mtime,
+    )
+    return [json.loads(line) for log in logs for line in log.read_text().splitlines()]

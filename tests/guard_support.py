@@ -95,3 +95,40 @@ def fake_private_key(seed: object = 0) -> str:
     body = base64.b64encode(random.Random(f"key:{seed}").randbytes(600)).decode()
     lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
     return f"-----BEGIN RSA PRIVATE KEY-----\n{lines}\n-----END RSA PRIVATE KEY-----"
+
+
+# Literals the guard's rules start a search at, and shapes that bait a backtracking
+# engine: repeated, followed by long runs of a token alphabet, or nested in each other.
+_BAIT = (
+    "glpat-", "ghp_", "github_pat_", "AKIA", "aws_secret_access_key=", "xoxb-", "AIza",
+    "sk_live_", "sk-", "sk-ant-api03-", "T3BlbkFJ", "npm_", "pypi-AgE", "eyJ", "eyJa.",
+    "authorization: bearer ", "-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN ", "Proc-Type: ",
+    "\\n", "> ", "# ", '"+"', "password=", "api_key: ", "token = '", "SECRET_KEY=",
+    "://user:", "://", "@", "hf_", "dop_v1_", "hvs.", "shpat_", "dapi", "SG.", ":AA", "Q~",
+    "AccountKey=", "sig=", "sv=2022-11-02&", "--password ", " -p", "docker login -p ",
+    " -u a:", "ignore ", "ignore all previous ", "you are now ", "<|", "<|im_start|>", "[",
+    "<<", "</s>", "<s>", "<!--", "<details>", "![x](https://e.example/?d=", "MTA", ".",
+    "A" * 3, "0" * 3, "/merge ", "\n/", "```\n", "\r", "\u200b", "\u202e", "ｉ", "і",
+)  # fmt: skip
+
+
+def adversarial_cases(size: int = 64_000) -> list[tuple[str, str]]:
+    """(name, text) pairs of about ``size`` characters built to be slow to screen."""
+    cases: list[tuple[str, str]] = []
+    for bait in _BAIT:
+        label = bait.encode("unicode_escape").decode()[:24]
+        cases.append((f"repeat {label}", (bait * (size // len(bait) + 1))[:size]))
+        run = "a1B2" * (size // 8)
+        cases.append((f"{label} + token run", bait + run))
+        cases.append((f"{label} + spaces + run", bait + " " * (size // 2) + run[: size // 4]))
+        cases.append((f"{label} / 16 chars", ((bait + fake_token(16)) * size)[:size]))
+    cases.append(("key header + fields", "-----BEGIN RSA PRIVATE KEY-----" + "\na:" * (size // 3)))
+    cases.append(
+        ("key header + nested bait", "-----BEGIN RSA PRIVATE KEY-----\n" + "a-b: " * (size // 5))
+    )
+    cases.append(("base64 lines", (fake_token(76, ALNUM + "+/") + "\n") * (size // 77)))
+    cases.append(("long base64", fake_token(size, ALNUM + "+/")))
+    cases.append(("hex", fake_token(size, "0123456789abcdef")))
+    cases.append(("words", ("ignore previous " * size)[:size]))
+    cases.append(("mixed non-ascii", ("ｉgnоre\u200b " * size)[:size]))
+    return cases

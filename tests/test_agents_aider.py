@@ -9,6 +9,7 @@ from agents_support import fake_cli, make_task, printing
 
 from roles.agents import AiderAgent, Usage, build_agent
 from roles.agents.aider import aider_usage
+from roles.compaction import LearningItem, parse_learnings
 from roles.settings import AgentSettings
 
 CHAT = """\
@@ -54,11 +55,15 @@ async def test_command_line_and_parsed_usage(
         "--no-auto-commits",
         "--no-gitignore",
         "--no-check-update",
+        "--no-show-release-notes",
+        "--no-analytics",
         "--no-pretty",
         "--chat-history-file",
         f"{history}.aider-chat.md",
         "--input-history-file",
         f"{history}.aider-input.txt",
+        "--edit-format",
+        "diff",
         "--model",
         "sonnet",
         "--map-tokens",
@@ -69,6 +74,22 @@ async def test_command_line_and_parsed_usage(
     assert result.usage == Usage(tokens_in=14_500, tokens_out=405, cost_usd=0.05)
     assert result.session_id is None
     assert f"--message <prompt: {len(task.prompt)} chars>" in result.transcript.read_text()
+
+
+@pytest.mark.parametrize(
+    "chosen", [["--edit-format", "whole"], ["--edit-format=udiff"], ["--chat-mode", "ask"]]
+)
+async def test_the_operators_edit_format_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chosen: list[str]
+) -> None:
+    fake = fake_cli(tmp_path, monkeypatch, "aider", printing(CHAT))
+
+    result = await aider(args=chosen).run(make_task(tmp_path, session_id="ignored-0"))
+
+    argv = fake.record()["argv"]
+    assert argv[-len(chosen) :] == chosen
+    assert "diff" not in argv[: -len(chosen)]
+    assert "--resume" not in argv and result.ok
 
 
 async def test_a_prompt_too_long_for_argv_goes_in_a_message_file(
@@ -121,3 +142,60 @@ async def test_a_failing_exit_is_a_failed_run(
 )
 def test_usage_report_lines(text: str, expected: Usage | None) -> None:
     assert aider_usage(text) == expected
+
+
+# What the real aider 0.86.2 printed (stdout, --no-pretty) for one --message turn against a
+# scripted OpenAI-compatible server, offline: warnings first, then the reply and its report.
+REAL_086 = """\
+
+Update git name with: git config user.name "Your Name"
+Update git email with: git config user.email "you@example.com"
+Warning for openai/test-model: Unknown context window size and costs, using sane
+defaults.
+You can skip this check with --no-show-model-warnings
+
+https://aider.chat/docs/llms/warnings.html
+
+Aider v0.86.2
+Model: openai/test-model with diff edit format
+Git repo: .git with 1 files
+Repo-map: using 1024 tokens, auto refresh
+
+I'll create it.
+
+app/shout.py
+```python
+<<<<<<< SEARCH
+=======
+def shout(text):
+    return text.upper() + "!"
+>>>>>>> REPLACE
+```
+
+```crewline-learnings
+[{"kind": "remember", "text": "x"}]
+```
+
+Tokens: 2.5k sent, 57 received.
+
+app/shout.py
+Applied edit to app/shout.py
+"""
+
+
+async def test_real_aider_output_keeps_the_learnings_block_and_its_usage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_cli(
+        tmp_path,
+        monkeypatch,
+        "aider",
+        printing(REAL_086, "Warning: Input is not a terminal (fd=0).\n"),
+    )
+
+    result = await aider(model="openai/test-model").run(make_task(tmp_path))
+
+    assert result.ok, result.error
+    assert parse_learnings(result.output) == [LearningItem("remember", "x")]
+    assert result.usage == Usage(tokens_in=2_500, tokens_out=57, cost_usd=0.0)
+    assert result.session_id is None

@@ -109,9 +109,35 @@ async def test_a_reported_error_fails_the_run_but_keeps_session_and_cost(
     result = await claude().run(make_task(tmp_path))
 
     assert not result.ok and result.exit_code == 0
-    assert result.error == "claude: claude reported error_max_turns"
+    assert result.error == "claude: claude reported an error (error_max_turns): no message"
     assert result.session_id == SESSION
     assert result.usage is not None and result.usage.cost_usd == 0.0123
+
+
+# What the real Claude Code 2.1.197 printed with no login (exit status 1): "success" and an error.
+NOT_LOGGED_IN = (
+    '{"type":"result","subtype":"success","is_error":true,"api_error_status":null,'
+    '"duration_ms":878,"duration_api_ms":0,"num_turns":1,'
+    '"result":"Not logged in \u00b7 Please run /login","stop_reason":"stop_sequence",'
+    '"session_id":"d442c4a2-0318-4790-b7f7-4d66edc7aa47","total_cost_usd":0,'
+    '"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,'
+    '"output_tokens":0},"modelUsage":{},"permission_denials":[],"terminal_reason":"completed"}\n'
+)
+
+
+@pytest.mark.parametrize("exit_code", [1, 0])
+async def test_is_error_is_an_error_whatever_the_subtype_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exit_code: int
+) -> None:
+    fake_cli(tmp_path, monkeypatch, "claude", printing(NOT_LOGGED_IN, "", exit_code))
+
+    result = await claude().run(make_task(tmp_path))
+
+    assert not result.ok
+    reason = "claude reported an error: Not logged in · Please run /login"
+    prefix = "claude: exited with status 1: " if exit_code else "claude: "
+    assert result.error == prefix + reason
+    assert "success" not in result.error
 
 
 async def test_a_failing_exit_reports_stderr(

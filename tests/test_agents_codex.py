@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from agents_support import fake_cli, jsonl, make_task, printing
+from agents_support import fake_cli, gone, jsonl, make_task, printing
 
 from roles.agents import CodexAgent, TaskKind, Usage, build_agent
 from roles.settings import AgentSettings
@@ -189,3 +190,63 @@ async def test_a_timed_out_run_keeps_its_session_for_resuming(
 
     assert result.timed_out and not result.ok
     assert result.session_id == THREAD
+
+
+# What the real Codex CLI 0.171.0 printed with its provider unreachable (it never exits).
+OFFLINE_START = jsonl(
+    {"type": "thread.started", "thread_id": THREAD},
+    {
+        "type": "item.completed",
+        "item": {
+            "id": "item_0",
+            "type": "error",
+            "message": "Model metadata for `test-model` not found. Defaulting to fallback "
+            "metadata; this can degrade performance and cause issues.",
+        },
+    },
+    {"type": "turn.started"},
+)
+RECONNECTING = jsonl(
+    {
+        "type": "error",
+        "message": "Reconnecting... waiting for network (Connection failed: error sending request)",
+    }
+)
+
+
+async def test_repeated_reconnecting_errors_end_the_turn_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = (
+        f"sys.stdout.write({OFFLINE_START!r})\nsys.stdout.flush()\n"
+        f"Path('pid').write_text(str(os.getpid()))\n"
+        f"while True:\n    sys.stdout.write({RECONNECTING!r})\n    sys.stdout.flush()\n"
+        "    time.sleep(0.1)\n"
+    )
+    fake_cli(tmp_path, monkeypatch, "codex", body)
+    task = make_task(tmp_path, timeout_seconds=60.0)
+
+    started = time.monotonic()
+    result = await codex().run(task)
+
+    assert time.monotonic() - started < 15, "waited for the timeout instead of giving up"
+    assert not result.ok and not result.timed_out
+    assert result.error is not None
+    assert result.error.startswith("codex: stopped early: codex cannot reach its model provider")
+    assert "Reconnecting... waiting for network" in result.error
+    assert result.session_id == THREAD
+    pid = int((task.workspace / "pid").read_text())
+    assert await gone(pid)
+    assert "stopped early" in result.transcript.read_text()
+
+
+async def test_a_reconnect_that_recovers_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flaky = OFFLINE_START + RECONNECTING + RECONNECTING + EVENTS.split("\n", 1)[1]
+    fake_cli(tmp_path, monkeypatch, "codex", printing(flaky))
+
+    result = await codex().run(make_task(tmp_path))
+
+    assert result.ok, result.error
+    assert result.output == "Added slugify() with tests."

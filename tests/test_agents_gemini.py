@@ -66,6 +66,7 @@ async def test_command_line_and_parsed_output(
         task.prompt,
         "--output-format",
         "json",
+        "--skip-trust",
         "--model",
         "gemini-2.5-pro",
         "--approval-mode",
@@ -94,6 +95,7 @@ async def test_resume_and_plans_in_the_default_approval_mode(
         task.prompt,
         "--output-format",
         "json",
+        "--skip-trust",
         "--include-directories",
         "../shared",
         "--resume",
@@ -110,7 +112,14 @@ async def test_a_prompt_too_long_for_argv_goes_on_stdin(
     result = await gemini(args=["--yolo"]).run(make_task(tmp_path, prompt))
 
     call = fake.record()
-    assert call["argv"] == ["-p", STDIN_INSTRUCTION, "--output-format", "json", "--yolo"]
+    assert call["argv"] == [
+        "-p",
+        STDIN_INSTRUCTION,
+        "--output-format",
+        "json",
+        "--skip-trust",
+        "--yolo",
+    ]
     assert call["stdin"] == prompt
     assert result.ok
 
@@ -124,7 +133,50 @@ async def test_a_reported_error_and_failing_exit(
     result = await gemini().run(make_task(tmp_path))
 
     assert not result.ok and result.exit_code == 1
-    assert result.error == "gemini: exited with status 1: gemini error ApiError: 'Quota exceeded'"
+    assert result.error == (
+        "gemini: exited with status 1: gemini error (ApiError, code 429): Quota exceeded"
+    )
+
+
+# What the real Gemini CLI 0.61.0 printed, with no auth configured: nothing on stdout, this on
+# stderr, exit status 41.
+NO_AUTH_STDERR = """{
+  "session_id": "cb6fd1f9-fc15-4925-8677-8490d720eb7f",
+  "error": {
+    "type": "Error",
+    "message": "Please set an Auth method in your /home/u/.gemini/settings.json or specify one of the following environment variables before running: GEMINI_API_KEY, GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_GENAI_USE_GCA",
+    "code": 41
+  }
+}
+"""
+
+
+async def test_the_error_json_on_stderr_becomes_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    noise = "[WARN] Skipping extension in a folder that is not trusted\n"
+    fake_cli(tmp_path, monkeypatch, "gemini", printing("", noise + NO_AUTH_STDERR, 41))
+
+    result = await gemini().run(make_task(tmp_path))
+
+    assert not result.ok and result.exit_code == 41
+    assert result.error == (
+        "gemini: exited with status 41: gemini error (Error, code 41): Please set an Auth "
+        "method in your /home/u/.gemini/settings.json or specify one of the following "
+        "environment variables before running: GEMINI_API_KEY, GOOGLE_GENAI_USE_VERTEXAI, "
+        "GOOGLE_GENAI_USE_GCA"
+    )
+    assert result.session_id == "cb6fd1f9-fc15-4925-8677-8490d720eb7f"
+
+
+async def test_the_operators_skip_trust_is_not_doubled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_cli(tmp_path, monkeypatch, "gemini", printing(OUTPUT))
+
+    await gemini(args=["--skip-trust"]).run(make_task(tmp_path, kind=TaskKind.PLAN))
+
+    assert fake.record()["argv"].count("--skip-trust") == 1
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from forge.sim.app import RunningSim
+from tests.forge_support import make_project
+
 CONFIG = """
 [gitlab]
-url = "https://gitlab.example.com"
+url = "{url}"
+max_retries = 0
 
 [[projects]]
 path = "group/app"
@@ -43,10 +47,14 @@ def crewline(
     )
 
 
+CLOSED = "http://127.0.0.1:9"
+
+
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "crewline.toml"
-    path.write_text(CONFIG.format(command=sys.executable), encoding="utf-8")
+    # A closed loopback port: the GitLab checks fail fast and nothing leaves the machine.
+    path.write_text(CONFIG.format(command=sys.executable, url=CLOSED), encoding="utf-8")
     return path
 
 
@@ -67,8 +75,14 @@ def test_no_command_is_a_usage_error() -> None:
     assert crewline().returncode == 2
 
 
-def test_doctor_all_ok(config_file: Path) -> None:
-    result = crewline("doctor", "--config", str(config_file), env=SECRETS)
+def test_doctor_all_ok(config_file: Path, sim: RunningSim) -> None:
+    make_project(sim, "group/app")
+    text = CONFIG.format(command=sys.executable, url=sim.base_url)
+    config_file.write_text(text + '\n[roles]\nagent = "demo"\n', encoding="utf-8")
+    env = {**SECRETS, "CREWLINE_GITLAB_TOKEN": sim.config.bot_token}
+    synced = crewline("labels", "sync", "--config", str(config_file), env=env)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    result = crewline("doctor", "--config", str(config_file), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert all(line.startswith("OK") for line in lines), lines
@@ -78,17 +92,24 @@ def test_doctor_all_ok(config_file: Path) -> None:
         "git",
         "CREWLINE_GITLAB_TOKEN",
         "CREWLINE_WEBHOOK_SECRET",
+        "GitLab token",
+        "GitLab access group/app",
+        "GitLab labels group/app",
+        "webhook",
         "database",
         "agent demo",
         "agent tool",
         "sandbox",  # bubblewrap works here (.ci/run installs it)
     ]
     assert (config_file.parent / "state" / "crewline.sqlite3").exists()
-    assert SECRETS["CREWLINE_GITLAB_TOKEN"] not in result.stdout
+    assert sim.config.bot_token not in result.stdout
+    assert "OK   GitLab token: valid for @crewline-bot, scopes api" in result.stdout
 
 
 def test_doctor_reports_each_failure_and_what_to_do(config_file: Path) -> None:
-    config_file.write_text(CONFIG.format(command="no-such-agent-binary"), encoding="utf-8")
+    config_file.write_text(
+        CONFIG.format(command="no-such-agent-binary", url=CLOSED), encoding="utf-8"
+    )
     result = crewline(
         "doctor", "--config", str(config_file), env={"CREWLINE_WEBHOOK_SECRET": "x" * 12}
     )
@@ -109,7 +130,9 @@ def test_doctor_reports_an_unwritable_database(config_file: Path, tmp_path: Path
 
 def doctor_with_schedule(config_file: Path, line: str) -> subprocess.CompletedProcess[str]:
     """`crewline doctor` on the test config with ``line`` under ``[schedule]``."""
-    config_file.write_text(CONFIG.format(command="x") + f"\n[schedule]\n{line}\n", encoding="utf-8")
+    config_file.write_text(
+        CONFIG.format(command="x", url=CLOSED) + f"\n[schedule]\n{line}\n", encoding="utf-8"
+    )
     return crewline("doctor", "--config", str(config_file), env=SECRETS)
 
 
@@ -130,13 +153,25 @@ def test_config_before_the_command_counts_too(config_file: Path, tmp_path: Path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()  # no crewline.toml here: only --config can find it
     result = crewline("--config", str(config_file), "doctor", env=SECRETS, cwd=elsewhere)
-    assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith(f"OK   configuration: {config_file}")
+    assert_only_gitlab_unreachable(result)
 
 
 def test_config_from_environment_variable(config_file: Path) -> None:
     result = crewline("doctor", env={**SECRETS, "CREWLINE_CONFIG": str(config_file)})
-    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith(f"OK   configuration: {config_file}")
+    assert_only_gitlab_unreachable(result)
+
+
+def assert_only_gitlab_unreachable(result: subprocess.CompletedProcess[str]) -> None:
+    """Everything passed but the GitLab check (the config points at a closed port)."""
+    failing = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert result.returncode == 1
+    assert failing == [
+        "FAIL GitLab token: http://127.0.0.1:9 did not answer /user "
+        + failing[0].split("/user ", 1)[1]
+    ], result.stdout
+    assert "check gitlab.url and that this host can reach it" in failing[0]
 
 
 def test_audit_verify_with_bad_config_is_a_usage_error(tmp_path: Path) -> None:

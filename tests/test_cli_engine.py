@@ -393,6 +393,9 @@ def test_doctor_fails_on_a_command_agent_that_is_not_installed(
         agent="coder",
         extra_agents='\n[agents.coder]\nkind = "command"\ncommand = "no-such-coding-agent"\n',
     )
+    # The workflow labels exist (doctor checks them too): the agent is the one failure.
+    synced = crewline("labels", "sync", "--config", str(config), env=TOKEN_ENV)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
     result = crewline("doctor", "--config", str(config), env=TOKEN_ENV)
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()

@@ -3,6 +3,7 @@ session, and an unanswered question ends at blocked; stuck work is reported once
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from roles.janitor import JanitorLimits, sweep
 from roles.notify import EventKind
 from roles.settings import AgentSettings
 from roles.stuck import stuck_items
+from roles.workspace_layout import project_dirname
 from tests.engine_support import (
     PROJECT,
     configure,
@@ -60,6 +62,15 @@ async def test_a_question_waits_and_the_answer_resumes_the_session(
     turns = _turns(tmp_path, issue.iid)
     assert [turn["asked"] for turn in turns] == [True, False]
     assert turns[0]["given"] is None and turns[1]["given"] == turns[0]["session"]
+    # Both PM attempts ran in the same read-only checkout of the target branch (CLIs that
+    # scope sessions by directory find the session), and saw its files in the prompt.
+    assert turns[0]["cwd"] == turns[1]["cwd"]
+    planning = Path(str(turns[0]["cwd"]))
+    assert planning.parts[-3] == "planning" and planning.name == str(issue.iid)
+    assert planning.parts[-2] == project_dirname(PROJECT)
+    assert all(turn["tree_shown"] for turn in turns)
+    assert all(turn["readme_mode"] == "0o444" for turn in turns)
+    assert not await asyncio.to_thread(planning.exists)  # removed after each PM run
 
 
 def _turns(base: Path, iid: int) -> list[dict[str, object]]:

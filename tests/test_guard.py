@@ -100,7 +100,8 @@ SECRET_CASES = [
     _case("secret.stripe_key", "{secret}", fake_token(24, prefix="rk_test_")),
     _case("secret.stripe_key", "signing: {secret}", fake_token(32, prefix="whsec_")),
     # A key block is reported from its header to the first line of key material.
-    ("secret.private_key", f"Key:\n{_PRIVATE_KEY}\n", _PRIVATE_KEY[: _PRIVATE_KEY.index("\n", 40)]),
+    # The whole block, END line included, so redaction leaves no key material behind.
+    ("secret.private_key", f"Key:\n{_PRIVATE_KEY}\n", _PRIVATE_KEY),
     _case("secret.jwt", "Cookie: session={secret}; Path=/", fake_jwt()),
     _case(
         "secret.bearer_token",

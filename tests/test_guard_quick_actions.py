@@ -1,18 +1,23 @@
 """GitLab quick actions in the text crewline posts: escaped wherever GitLab could run
 them, left alone elsewhere, and still rendered as the same Markdown.
 
-GitLab's extractor runs ``/command`` only when the slash opens a line (case-insensitive),
-skipping column-0 backtick fences, HTML blocks and ``>>>`` quotes — but tilde fences,
-indented fences and multi-line inline code do run (gitlab-org/gitlab#204774, #24083).
-The guard therefore escapes fenced lines as well.
+GitLab's extractor (``Gitlab::QuickActions::Extractor``) deletes every ``\\r`` first, then
+runs ``/command`` when the slash opens a line (case-insensitive) and the name is followed
+by a space or by whitespace (``\\f`` and ``\\v`` included) up to the end of the line. The
+guard escapes such lines, and also those GitLab versions differ on or that hide behind
+indentation, list or quote markers; only lines inside a backtick fence that every version
+skips are left as written.
 """
 
 from __future__ import annotations
 
 import base64
 import random
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from forge.guard import QUICK_ACTIONS, Guard, neutralise_quick_actions
@@ -36,9 +41,29 @@ def test_every_known_command_is_escaped_in_any_case(command: str) -> None:
         ("a\n\n/label ~x ~y\nb", "a\n\n\\/label ~x ~y\nb"),
         # Commands GitLab may add later are escaped too.
         ("/some_future_command now", "\\/some_future_command now"),
-        # Inside fences: tilde fences run in GitLab, so every fence is escaped alike.
-        ("```\n/label ~bug\n```", "```\n\\/label ~bug\n```"),
+        # Tilde fences, unclosed and indented fences ran in older GitLab versions.
         ("~~~\n/merge\n~~~", "~~~\n\\/merge\n~~~"),
+        ("```\n/merge\n", "```\n\\/merge\n"),
+        (" ```\n/merge\n ```", " ```\n\\/merge\n ```"),
+        # A fence CommonMark closes early ("````") leaves the rest outside the code block.
+        ("```a\n````\n/merge\n```", "```a\n````\n\\/merge\n```"),
+        # GitLab deletes \r before matching and counts \f and \v as whitespace.
+        ("\r/merge", "\r\\/merge"),
+        ("/\rapprove", "\\/\rapprove"),
+        ("/mer\rge now", "\\/mer\rge now"),
+        ("/merge\f", "\\/merge\f"),
+        ("/approve\v", "\\/approve\v"),
+        ("/approve\v\nthanks", "\\/approve\v\nthanks"),
+        ("ok\r\n\r/close\r\n", "ok\r\n\r\\/close\r\n"),
+        ("\f/merge", "\f\\/merge"),
+        ("\v\t /merge", "\v\t \\/merge"),
+        # Inside quotes and lists.
+        ("> /close", "> \\/close"),
+        (">> /merge", ">> \\/merge"),
+        ("- /merge", "- \\/merge"),
+        ("* item\n  /approve", "* item\n  \\/approve"),
+        ("1. /merge", "1. \\/merge"),
+        ("> - /merge", "> - \\/merge"),
     ],
 )
 def test_lines_gitlab_could_run_are_escaped(text: str, expected: str) -> None:
@@ -50,7 +75,10 @@ def test_lines_gitlab_could_run_are_escaped(text: str, expected: str) -> None:
     [
         "Use /merge once the pipeline is green.",  # not at line start
         "`/approve` is for humans",
-        "> /close",  # a quote: GitLab needs the slash in column 0
+        "```\n/label ~bug\n```",  # a fence every GitLab version skips
+        "```python\n/merge\n/approve\n```\nafter",
+        "Use\n```\n  /merge\n```",
+        "-/merge",  # not a list marker
         "/usr/bin/env python3",  # a path
         "/merge.",  # GitLab needs a space or the end of the line after the name
         "/label~bug",
@@ -65,13 +93,13 @@ def test_slashes_gitlab_would_not_run_are_left_alone(text: str) -> None:
 
 def test_neutralised_text_no_longer_triggers_and_escaping_is_idempotent() -> None:
     guard = Guard()
-    text = "Done.\n/merge\n/approve\n  /assign @bob\n```\n/label ~x\n```\n"
+    text = "Done.\n/merge\n/approve\n  /assign @bob\n```\n/label ~x\n```\n> /close\r\n"
     found = [f.rule for f in guard.scan(text)]
     assert found == [
         "quick_action.merge",
         "quick_action.approve",
         "quick_action.assign",
-        "quick_action.label",
+        "quick_action.close",
     ]
     # Quick actions are rewritten, never a reason to refuse the write.
     assert all(not finding.blocking for finding in guard.scan(text))
@@ -83,7 +111,10 @@ def test_neutralised_text_no_longer_triggers_and_escaping_is_idempotent() -> Non
 def test_escaped_lines_render_exactly_like_the_original() -> None:
     """``\\/`` is a CommonMark escape: readers see the same note, GitLab runs nothing."""
     markdown = MarkdownIt("commonmark")
-    text = 'Handoff to review.\n\n/assign_reviewer @alice\n/label ~"workflow::review"\n'
+    text = (
+        'Handoff to review.\n\n/assign_reviewer @alice\n/label ~"workflow::review"\n\n'
+        "> quoted\n> /merge\n\n- item\n- /approve\n"
+    )
     escaped = neutralise_quick_actions(text)
     assert escaped != text
     assert markdown.render(escaped) == markdown.render(text)
@@ -104,3 +135,48 @@ def test_wrapped_base64_is_not_rewritten() -> None:
     assert slash_lines  # the hazard is real in data this size
     text = "Attachment:\n```\n" + "\n".join(lines) + "\n```\n"
     assert Guard().screen_text(text, where="note.body") == text
+
+
+# A model of what GitLab would run, for the property test below. Both extractor
+# generations delete "\r" first. A line runs when it is "/name" then a space and
+# arguments, or whitespace (Ruby's \s: \f and \v included) to the end of the line, unless
+# it lies in a region the extractor skips: a fenced code block for the Markdown-based
+# extractor (markdown-it finds those), or for the older regex-based one a column-0
+# backtick block closed by a "```" line.
+_RUNS = re.compile(r"/[a-z_]+(?: .*|[ \t\f\v]*)", re.IGNORECASE)
+_OLD_CODE_BLOCK = re.compile(r"^```.+?\n```$", re.MULTILINE | re.DOTALL)
+
+
+def _lines_gitlab_would_run(text: str) -> list[str]:
+    view = text.replace("\r", "")
+    lines = view.split("\n")
+    markdown_fences = set()
+    for token in MarkdownIt("commonmark").parse(view):
+        if token.type == "fence" and token.map:
+            markdown_fences.update(range(token.map[0] + 1, token.map[1]))
+    old_blocks = set()
+    for match in _OLD_CODE_BLOCK.finditer(view):
+        first = view.count("\n", 0, match.start())
+        old_blocks.update(range(first, first + match.group().count("\n") + 1))
+    return [
+        line
+        for number, line in enumerate(lines)
+        if _RUNS.fullmatch(line) and not (number in markdown_fences and number in old_blocks)
+    ]
+
+
+_PIECES = ["/merge", "/approve", "/close x", "\r", "\f", "\v", " ", "\t", "\n", "> ", "- ",
+           "1. ", "```", "````", "~~~", "text", "`", "\\"]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=30))
+def test_no_line_gitlab_would_run_survives_neutralising(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert _lines_gitlab_would_run(neutralise_quick_actions(text)) == []
+
+
+def test_the_model_sees_the_reported_bypasses() -> None:
+    """The model above is not vacuous: it runs the bypasses the issue reported."""
+    for text in ("\r/merge", "/\rapprove", "/merge\f", "/approve\v"):
+        assert _lines_gitlab_would_run(text) != []

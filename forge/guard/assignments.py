@@ -28,16 +28,29 @@ OTHER_ENTROPY = 3.3
 # Runs on the lower-cased text and starts at a credential word, so the regex engine can
 # skip ahead quickly; the full key is recovered by walking back over identifier characters.
 #   credential word …rest of key  [closing quote]  [": type" annotation]  operator  [quote]  value
-_ASSIGNMENT = re.compile(
-    r"(?:p(?:ass|wd|at)|secret|token|key|credential|auth|bearer)[a-z0-9_.-]{0,60}[\"']?[ \t]*"
-    r"(?::[ \t]*[a-z_][\w\[\], |]{0,40}?[ \t]*(?==))?"
-    r"(?:=>|:=|=|:)[ \t]*(?P<quote>[\"'`]?)"
-    r"(?P<value>[^\s\"'`,;(){}\[\]<>$\\]{16,512})(?=[\"'`\s,;)]|$)"
+_ASSIGNMENT_PREFIX = (
+    r"(?:p(?:ass|wd|at|w)|secret|token|key|credential|auth|bearer)[a-z0-9_.-]{0,60}+[\"']?"
+    r"[ \t]{0,8}+(?::[ \t]{0,4}+[a-z_][\w\[\], |]{0,40}?[ \t]{0,4}+(?==))?"
+    r"(?:=>|:=|=|:)[ \t]{0,8}+"
 )
+_UNQUOTED_VALUE = r"(?P<value>[^\s\"'`,;(){}\[\]<>$\\]{16,}+)"
+_ASSIGNMENT = re.compile(
+    _ASSIGNMENT_PREFIX
+    + r"(?:(?P<quote>[\"'`])(?P<quoted>[^\"'`\s]{16,}+)(?P=quote)|"
+    + _UNQUOTED_VALUE
+    + r"(?=[\"'`\s,;)]|$))"
+)
+# The unquoted value run is maximal and every character of a key or operator belongs to
+# it: when an attempt fails at the end of that run, every credential word inside the run
+# would fail there too (see ``find_matches``).
+_ASSIGNMENT_RUN = re.compile(_ASSIGNMENT_PREFIX + _UNQUOTED_VALUE)
+MAX_VALUE = 512
 # scheme://user:password@host. The password stops at what cannot be in userinfo unescaped;
 # "$", "{", "<" and quotes stop it too, so templated URLs ("${DB_PASSWORD}") never match.
-_URL_PASSWORD = re.compile(r"://[^\s:/@?#]*:(?P<value>[^\s/@?#$<>{}\[\]'\"`]{12,256})@")
-_CREDENTIAL_WORDS = ("pass", "pwd", "pat", "secret", "token", "key", "credential", "auth", "bearer")
+_URL_PASSWORD = re.compile(r"://[^\s:/@?#]{0,128}+:(?P<value>[^\s/@?#$<>{}\[\]'\"`]{4,256}+)@")
+_CREDENTIAL_WORDS = (
+    "pass", "pwd", "pat", "pw", "secret", "token", "key", "credential", "auth", "bearer",
+)  # fmt: skip
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _KEY_END = re.compile(r"[A-Za-z0-9_.-]*")
 _KEY_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -48,6 +61,8 @@ _SECRET_WORDS = frozenset(
         "passphrase",
         "pass",
         "pwd",
+        "pw",
+        "pword",
         "secret",
         "secrets",
         "token",
@@ -152,6 +167,21 @@ _DESCRIPTIVE_LAST_WORDS = frozenset(
         "backend",
     ]
 )
+_NON_SECRET_KEYS = frozenset(
+    {
+        "cache", "sort", "primary", "foreign", "partition", "lookup", "idempotency", "dedup",
+        "dedupe", "map", "dict", "hash", "row", "column", "object", "bucket", "public", "pub",
+        "group", "routing", "shard", "index", "unique", "composite", "natural", "surrogate",
+        "translation", "i18n", "message", "locale", "redis", "memcache", "react", "list",
+        "item", "field", "config", "setting", "settings", "registry", "hot", "short", "sub",
+        "keyboard", "legend", "label", "storage", "s3", "result", "query",
+    }
+)  # fmt: skip
+_TEMPLATE = re.compile(r"\$\{|\{\{|%\(|%s|#\{|<%|\{[A-Za-z_][\w.]*\}")
+_PATH = re.compile(r"(?:/[A-Za-z0-9._@~-]+)+/?")
+_SNAKE_PART = re.compile(r"[a-z]+\d{0,2}|\d{1,4}")
+_SNAKE_SPLIT = re.compile(r"[_.-]")
+_CODE_SPLIT = re.compile(r"::|[/.]")
 _CODE_REFERENCE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 _VOWELS = frozenset("aeiouyAEIOUY")
@@ -165,7 +195,11 @@ def _names_a_credential(key: str) -> bool:
         return False
     if any(word in _SECRET_WORDS for word in words):
         return True
-    return any(pair in _SECRET_KEY_PAIRS for pair in itertools.pairwise(words))
+    if any(pair in _SECRET_KEY_PAIRS for pair in itertools.pairwise(words)):
+        return True
+    # STRIPE_KEY, deployKey: a name ending in "key" holds one, unless it names a kind of
+    # key that is not a secret (cache_key, primary_key, public_key).
+    return len(words) >= 2 and words[-1] == "key" and words[-2] not in _NON_SECRET_KEYS
 
 
 def _character_classes(value: str) -> int:
@@ -212,18 +246,60 @@ def _is_worded_identifier(value: str) -> bool:
     return words >= 2 and other * 4 <= len(value)
 
 
-def _is_literal_secret(value: str, quoted: bool) -> bool:
-    if looks_like_placeholder(value) or "://" in value or value.startswith(("/", "./", "../", "~")):
+def _is_path(value: str) -> bool:
+    """``/run/secrets/db``: a file, not a secret. A base64 secret may start with "/" too,
+    but then it has "+" or a segment mixing upper case, lower case and digits."""
+    if value.startswith(("./", "../", "~")):
+        return True
+    if ":/" in value:  # "name:/path" (systemd LoadCredential, docker volumes)
+        value = value.split(":", 1)[1]
+    return bool(_PATH.fullmatch(value)) and not any(
+        _character_classes(segment) >= 3 for segment in value.split("/")
+    )
+
+
+def _is_worded_snake(value: str) -> bool:
+    """``argon2_id_default``, ``shop_prod_v3``: lower-case words (a short number allowed)."""
+    return all(
+        _SNAKE_PART.fullmatch(part) and (len(part) <= 4 or not _VOWELS.isdisjoint(part))
+        for part in _SNAKE_SPLIT.split(value)
+    )
+
+
+def _is_code_path(value: str) -> bool:
+    """``TestParseAuthHeader/bearer``, ``auth::tests::rejects``, ``process.env.SECRET!``:
+    pieces of code, each a worded identifier or a lower-case word."""
+    pieces = [piece for piece in _CODE_SPLIT.split(value.rstrip("!")) if piece]
+    return bool(pieces) and all(
+        _WORDS_ONLY.fullmatch(piece)
+        or _is_worded_identifier(piece)
+        or _is_environment_name(piece)
+        or (_CODE_REFERENCE.fullmatch(piece) is not None and _is_worded_snake(piece))
+        for piece in pieces
+    )
+
+
+def _is_literal_secret(value: str, quoted: bool, env_line: bool = False) -> bool:
+    if looks_like_placeholder(value) or "://" in value or _is_path(value):
+        return False
+    if value.startswith(":"):
+        return False  # "auth::tests": a Rust or C++ path, not "auth: <value>"
+    if not quoted and _is_code_path(value):
+        return False
+    if env_line and _is_worded_snake(value):
+        return False
+    if _TEMPLATE.search(value):
         return False
     if _WORDS_ONLY.fullmatch(value) or _character_classes(value) < 2:
         return False
     if _is_environment_name(value):
         return False
-    # Unquoted, a dotted or snake_case name or a worded identifier refers to code.
+    # Unquoted, a dotted or snake_case name or a worded identifier refers to code; but
+    # the value of a ``.env`` line (``HF_TOKEN=hf_…``, ``KEY=rk_prod_…``) is a literal.
     if (
         not quoted
         and _CODE_REFERENCE.fullmatch(value)
-        and ("." in value or "_" in value or _is_worded_identifier(value))
+        and ("." in value or ("_" in value and not env_line) or _is_worded_identifier(value))
     ):
         return False
     # Quoted, only a dotted path of words is a name ("accounts.CustomUserModel"): a quoted
@@ -234,34 +310,67 @@ def _is_literal_secret(value: str, quoted: bool) -> bool:
     return shannon_entropy(value) >= threshold
 
 
-def _key_at(text: str, start: int) -> str:
-    """The whole identifier around the credential word found at ``start``."""
+def _key_span(text: str, start: int) -> tuple[int, int]:
+    """Where the whole identifier around the credential word found at ``start`` lies."""
     begin = start
-    while begin > 0 and text[begin - 1] in _KEY_CHARS:
+    while begin > 0 and text[begin - 1] in _KEY_CHARS and start - begin < 200:
         begin -= 1
     end = _KEY_END.match(text, start)
-    return text[begin : end.end() if end else start]
+    return begin, end.end() if end else start
+
+
+def _is_env_line(text: str, key: tuple[int, int], value_start: int) -> bool:
+    """``NAME=value`` alone on its line (``export`` allowed): a ``.env`` file."""
+    name = text[key[0] : key[1]]
+    if not name.isupper() or text[key[1] : value_start] != "=":
+        return False
+    line_start = text.rfind("\n", max(0, key[0] - 80), key[0]) + 1
+    return text[line_start : key[0]].strip() in ("", "export")
 
 
 def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Each high-entropy literal assigned to a credential-named key."""
-    for match in find_matches(_ASSIGNMENT, scan.lowered, _CREDENTIAL_WORDS):
-        key = _key_at(scan.text, match.start())
-        start, end = match.span("value")
-        value = scan.text[start:end]
-        if _names_a_credential(key) and _is_literal_secret(value, bool(match.group("quote"))):
+    text = scan.text
+    for match in find_matches(_ASSIGNMENT, scan.lowered, _CREDENTIAL_WORDS, _ASSIGNMENT_RUN):
+        span = _key_span(text, match.start())
+        key = text[span[0] : span[1]]
+        quoted = match.group("quoted") is not None
+        start, end = match.span("quoted" if quoted else "value")
+        if end - start > MAX_VALUE or not _names_a_credential(key):
+            continue
+        env_line = not quoted and _is_env_line(text, span, start)
+        if _is_literal_secret(text[start:end], quoted, env_line):
             reason = f"a high-entropy value assigned to {key!r} looks like a secret; {ROTATE}"
             yield SecretHit(RULE, start, end, reason)
 
 
-def url_password_hits(scan: ScanText) -> Iterator[SecretHit]:
-    """Each high-entropy password in the userinfo of a URL (``postgres://app:…@db``).
+_DEV_PASSWORDS = (
+    "postgres", "password", "passwd", "secret", "example", "changeme", "admin", "root",
+    "test", "guest", "user", "pass", "mysql", "redis", "mongo", "dev", "local", "demo",
+    "sample", "default",
+)  # fmt: skip
 
-    Development defaults (``postgres:postgres@``), placeholders and word-only passwords pass,
-    by the same test as a literal assigned to a credential-named key.
+
+def _is_url_password(value: str) -> bool:
+    """Long passwords by the entropy test; short ones (a database URL's ``s3cr3t!``) when
+    they are not a well-known development default and mix two kinds of characters."""
+    if len(value) >= MIN_LENGTH:
+        return _is_literal_secret(value, quoted=True)
+    lowered = value.lower()
+    if len(value) < 6 or any(word in lowered for word in _DEV_PASSWORDS):
+        return False
+    if looks_like_placeholder(value) or _TEMPLATE.search(value) or value.startswith("%"):
+        return False
+    return _character_classes(value) >= 2
+
+
+def url_password_hits(scan: ScanText) -> Iterator[SecretHit]:
+    """Each password in the userinfo of a URL (``postgres://app:…@db``).
+
+    Development defaults (``postgres:postgres@``), placeholders and templates pass.
     """
     for match in find_matches(_URL_PASSWORD, scan.text, ("://",)):
         start, end = match.span("value")
-        if _is_literal_secret(scan.text[start:end], quoted=True):
+        if _is_url_password(scan.text[start:end]):
             reason = f"a password in the userinfo of a URL; {ROTATE}"
             yield SecretHit(URL_RULE, start, end, reason)

@@ -7,10 +7,15 @@ a blocked call raises before anything is returned, so nothing partial can be sen
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 
 from forge.guard.assignments import assignment_hits, url_password_hits
+from forge.guard.cli_secrets import cli_hits
+from forge.guard.contextual import azure_hits, discord_hits, telegram_hits
+from forge.guard.encoded import decoded_runs
 from forge.guard.findings import (
     QUICK_ACTION_PREFIX,
     Finding,
@@ -18,7 +23,11 @@ from forge.guard.findings import (
     printable_excerpt,
     redact_secret,
 )
-from forge.guard.injection import injection_hits
+from forge.guard.hidden import hidden_instruction_hits
+from forge.guard.injection import REMOVE, injection_hits
+from forge.guard.normalise import normalise
+from forge.guard.prefixed import PREFIXED_RULES
+from forge.guard.private_keys import private_key_hits
 from forge.guard.quick_actions import neutralise_quick_actions, quick_action_spans
 from forge.guard.refnames import ref_format_problem
 from forge.guard.scantext import ScanText
@@ -27,6 +36,11 @@ from forge.guard.unicode_rules import unicode_hits
 
 OWN_SECRET_RULE = "secret.own_token"
 MIN_OWN_SECRET_LENGTH = 8
+_MAX_REDACTION_ROUNDS = 3
+# Findings kept per rule and scan: plenty to refuse a write; a text holding more (only a
+# hostile one does) is redacted over several rounds, or whole. Keeps a text of 10,000
+# repeated markers from costing 10,000 findings.
+MAX_FINDINGS_PER_SOURCE = 256
 # Printable ASCII runs inside binary content, as ``strings`` would show them.
 _PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
 
@@ -61,17 +75,8 @@ class Guard:
         pairs = [(self._finding(hit, text, where), hit.reason) for hit in self._secret_hits(scan)]
         if not secrets_only:
             pairs += [
-                (
-                    Finding(
-                        hit.rule,
-                        where,
-                        hit.start,
-                        hit.end,
-                        printable_excerpt(text[hit.start : hit.end]),
-                    ),
-                    hit.reason,
-                )
-                for hit in injection_hits(scan)
+                (Finding(rule, where, start, end, printable_excerpt(text[start:end])), reason)
+                for rule, start, end, reason in self._injection_hits(text, scan)
             ]
             pairs += [
                 (Finding(hit.rule, where, hit.start, hit.end, hit.codepoints), hit.reason)
@@ -85,21 +90,55 @@ class Guard:
         pairs.sort(key=lambda pair: (pair[0].start, pair[0].end, pair[0].rule))
         return [finding for finding, _ in pairs], [reason for _, reason in pairs]
 
+    def _injection_hits(
+        self, text: str, outer: ScanText | None = None
+    ) -> Iterator[tuple[str, int, int, str]]:
+        """Injection markers in the normalised text, at their offsets in ``text``; then
+        whatever base64 or hex runs hide, reported at the run."""
+        normalised = normalise(text)
+        scan = outer if outer is not None and normalised.text is text else ScanText(normalised.text)
+        found = [
+            (hit.rule, hit.start, hit.end, hit.reason)
+            for hit in islice(injection_hits(scan), MAX_FINDINGS_PER_SOURCE)
+        ]
+        found += [
+            (rule, start, end, f"{label} found; {REMOVE}")
+            for rule, start, end, label in islice(
+                hidden_instruction_hits(scan), MAX_FINDINGS_PER_SOURCE
+            )
+        ]
+        for rule, start, end, reason in found:
+            yield rule, normalised.original(start), normalised.original(end), reason
+        for start, end, decoded in islice(decoded_runs(text), MAX_FINDINGS_PER_SOURCE):
+            inner = ScanText(decoded)
+            hidden = [(hit.rule, hit.reason) for hit in injection_hits(inner)]
+            hidden += [(hit.rule, hit.reason) for hit in self._secret_hits(inner, generic=False)]
+            if hidden:
+                rule, reason = hidden[0]
+                yield rule, start, end, f"encoded text: {reason}"
+
     @staticmethod
     def _finding(hit: SecretHit, text: str, where: str) -> Finding:
         return Finding(
             hit.rule, where, hit.start, hit.end, redact_secret(text[hit.start : hit.end])
         )
 
-    def _secret_hits(self, scan: ScanText) -> list[SecretHit]:
+    def _secret_hits(self, scan: ScanText, *, generic: bool = True) -> list[SecretHit]:
         """Secret hits without overlaps: own tokens win, then known formats, then generic."""
         kept: list[SecretHit] = []
-        for hit in self._candidate_secret_hits(scan):
-            if not any(hit.start < other.end and other.start < hit.end for other in kept):
-                kept.append(hit)
+        starts: list[int] = []  # of the kept hits, sorted; kept hits never overlap
+        for hit in self._candidate_secret_hits(scan, generic):
+            index = bisect_left(starts, hit.start)
+            before = kept[index - 1] if index > 0 else None
+            after = kept[index] if index < len(kept) else None
+            if (before is None or before.end <= hit.start) and (
+                after is None or hit.end <= after.start
+            ):
+                starts.insert(index, hit.start)
+                kept.insert(index, hit)
         return kept
 
-    def _candidate_secret_hits(self, scan: ScanText) -> Iterator[SecretHit]:
+    def _candidate_secret_hits(self, scan: ScanText, generic: bool) -> Iterator[SecretHit]:
         text = scan.text
         for secret in self._own_secrets:
             start = text.find(secret)
@@ -107,10 +146,16 @@ class Guard:
                 reason = f"crewline's own configured token found; {ROTATE}"
                 yield SecretHit(OWN_SECRET_RULE, start, start + len(secret), reason)
                 start = text.find(secret, start + len(secret))
-        for rule in FORMAT_RULES:
-            yield from rule.hits(scan)
-        yield from assignment_hits(scan)
-        yield from url_password_hits(scan)
+        sources: list[Iterable[SecretHit]] = [private_key_hits(scan)]
+        # Most writes hold none of a rule's anchors: checking that first is far cheaper
+        # than starting the rule's search.
+        sources += [rule.hits(scan) for rule in FORMAT_RULES if rule.present(scan)]
+        sources += [prefixed.hits(scan) for prefixed in PREFIXED_RULES if prefixed.present(scan)]
+        sources += [discord_hits(scan), telegram_hits(scan), azure_hits(scan)]
+        if generic:
+            sources += [cli_hits(scan), assignment_hits(scan), url_password_hits(scan)]
+        for source in sources:
+            yield from islice(source, MAX_FINDINGS_PER_SOURCE)
 
     # -- refusing things --------------------------------------------------------------
 
@@ -127,6 +172,24 @@ class Guard:
         """Prose crewline posts: refuse secrets and injection, neutralise quick actions."""
         self._raise_if_blocking(*self._scan_with_reasons(text, where, quick_actions=False))
         return neutralise_quick_actions(text)
+
+    def redact(self, text: str, *, where: str = "text") -> tuple[str, list[Finding]]:
+        """Text crewline composes from material it quotes (CI logs, test output, goal
+        text): every blocking finding is replaced by ``[redacted: <rule>]`` and quick
+        actions are neutralised. Returns the text to send and what was redacted.
+
+        Never refuses: a CI log that prints a JWT must not stop QA's note. Redaction is
+        repeated until a scan finds nothing (a removal could join two halves of a phrase).
+        """
+        redacted: list[Finding] = []
+        for _ in range(_MAX_REDACTION_ROUNDS):
+            findings = [f for f in self.scan(text, where=where) if f.blocking]
+            if not findings:
+                return neutralise_quick_actions(text), redacted
+            redacted += findings
+            text = _replace_spans(text, findings)
+        # Every round removed something; give up keeping any of the remaining text.
+        return f"[redacted: {redacted[-1].rule}]", redacted
 
     def screen_content(self, content: str | bytes, *, where: str) -> None:
         """Commit file contents: refuse secrets and injection; never rewrite.
@@ -219,6 +282,26 @@ class _PayloadScreener:
             f"{where}: the guard cannot screen a {type(value).__name__}; "
             "convert it to str, int, float, bool, None, a list or a mapping before sending"
         )
+
+
+def _replace_spans(text: str, findings: list[Finding]) -> str:
+    """``text`` with each finding's span (overlapping spans merged) replaced by a label."""
+    pieces: list[str] = []
+    position = 0
+    current: tuple[int, int, str] | None = None
+    for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if current is not None and finding.start < current[1]:
+            current = (current[0], max(current[1], finding.end), current[2])
+            continue
+        if current is not None:
+            pieces += [text[position : current[0]], f"[redacted: {current[2]}]"]
+            position = current[1]
+        current = (finding.start, finding.end, finding.rule)
+    if current is not None:
+        pieces += [text[position : current[0]], f"[redacted: {current[2]}]"]
+        position = current[1]
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def _as_text(data: bytes) -> str | None:

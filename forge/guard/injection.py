@@ -12,17 +12,30 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from forge.guard.scantext import ALNUM, ScanText, find_matches
+from forge.guard.scantext import ALNUM, ScanText, find_matches, register_anchors
 
 REMOVE = "crewline does not relay instructions aimed at AI agents; remove or rephrase the passage"
 
-_QUALIFIERS = r"(?:previous|prior|above|earlier|preceding|former|foregoing|original|initial|system|developer|all)"
+_QUALIFIERS = (
+    r"(?:previous|prior|above|earlier|preceding|former|foregoing|original|initial|system"
+    r"|developer|all|existing|current|old|given|default|safety)"
+)
 _NOUNS = (
     r"(?:instructions?|prompts?|directions?|directives?|rules|guidelines|guardrails|messages"
-    r"|context|commands|constraints)"
+    r"|context|commands|constraints|programming|guidance|orders|policies|restrictions"
+    r"|limitations|safeguards|training)"
 )
+# The verbs every override uses are rare words; the paraphrases built on common words
+# (set aside, drop, skip…) are anchored with the space that follows them, or a search
+# would start at every "set(" and "drop" in code. Tabs or line breaks inside those
+# paraphrases are not caught; the core verbs tolerate any whitespace.
+_OVERRIDE_VERBS = (
+    "ignore", "disregard", "forget", "override", "bypass", "discard", "abandon", "neglect",
+    "overrule", "nullify", "dismiss", "set aside", "put aside", "throw away", "drop ",
+    "skip ", "cancel ", "erase ",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,15 @@ class _Marker:
     lowered: bool = True
     word_start: bool = True
     line_start: bool = False
+    anchor_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "anchor_set", register_anchors(self.anchors, self.kind))
+
+    @property
+    def kind(self) -> str:
+        """How the anchors are looked for (see ``register_anchors``)."""
+        return "lowered" if self.lowered else "raw"
 
 
 _OVERRIDE = "injection.instruction_override"
@@ -52,30 +74,89 @@ _MARKERS: tuple[_Marker, ...] = (
         _OVERRIDE,
         "an instruction override",
         re.compile(
-            r"(?:ignore|disregard|forget|override|bypass|discard)\s+"
-            r"(?:(?:all|any|the|your|my|of|these|those|every)\s+)*"
-            rf"{_QUALIFIERS}\s+(?:[a-z]+\s+)?{_NOUNS}\b"
+            r"(?:ignore|disregard|forget|override|bypass|discard|skip|drop|abandon|neglect"
+            r"|overrule|cancel|erase|nullify|dismiss|throw\s+away|set\s+aside|put\s+aside)"
+            r"\s{1,8}+(?:(?:all|any|the|your|my|of|these|those|every|about)\s{1,8}+){0,4}+"
+            rf"{_QUALIFIERS}\s{{1,8}}+(?:[a-z]{{1,20}}+\s{{1,8}}+)?{_NOUNS}\b"
         ),
-        ("ignore", "disregard", "forget", "override", "bypass", "discard"),
+        _OVERRIDE_VERBS,
     ),
     _Marker(
         _OVERRIDE,
         "an instruction override",
         re.compile(
-            r"(?:do\s+not|don'?t|stop)\s+(?:follow(?:ing)?|obey(?:ing)?)\s+"
-            rf"(?:(?:any|the|your)\s+)*{_QUALIFIERS}\s+{_NOUNS}\b"
+            r"(?:previous|prior|above|earlier|preceding|original|initial|system|all)\s{1,8}+"
+            rf"{_NOUNS}\s{{1,8}}+(?:are|is)\s{{1,8}}+(?:now\s{{1,8}}+)?(?:void|null|cancell?ed"
+            r"|revoked|obsolete|superseded|no\s{1,8}+longer\s{1,8}+(?:valid|apply|applicable"
+            r"|in\s+effect))"
         ),
-        ("do", "don", "stop"),
+        (
+            "previous",
+            "prior",
+            "above",
+            "earlier",
+            "preceding",
+            "original",
+            "initial",
+            "system",
+            "all",
+        ),
+    ),
+    _Marker(
+        _OVERRIDE,
+        "an instruction override",
+        re.compile(
+            r"pay\s{1,8}+no\s{1,8}+(?:attention|heed|mind)\s{1,8}+to\s{1,8}+"
+            rf"(?:(?:any|the|your|all)\s{{1,8}}+){{0,2}}+{_QUALIFIERS}\b"
+        ),
+        ("pay",),
+    ),
+    _Marker(
+        _OVERRIDE,
+        "an attempt to extract the system prompt",
+        re.compile(
+            r"(?:reveal|print|output|repeat|leak|dump|show\s+me|disclose|recite)\s{1,8}+"
+            r"(?:your|the)\s{1,8}+(?:full\s{1,8}+|entire\s{1,8}+|exact\s{1,8}+)?"
+            r"(?:system|initial|hidden|original|secret)\s{1,8}+(?:prompt|instructions|message)"
+        ),
+        ("reveal", "print", "output", "repeat", "leak", "dump", "show", "disclose", "recite"),
+    ),
+    _Marker(
+        _OVERRIDE,
+        "an instruction override",
+        re.compile(
+            r"(?:do\s{1,8}+not|don'?t|stop|no\s{1,8}+longer)\s{1,8}+(?:follow(?:ing)?|obey(?:ing)?"
+            r"|adher(?:e|ing)\s{1,8}+to|comply(?:ing)?\s{1,8}+with)\s{1,8}+"
+            rf"(?:(?:any|the|your)\s{{1,8}}+){{0,3}}+{_QUALIFIERS}\s{{1,8}}+{_NOUNS}\b"
+        ),
+        ("do", "don", "stop", "no"),
     ),
     _Marker(
         _ROLE,
         "an attempt to reassign the model's role",
         re.compile(
-            r"you\s+are\s+now\s+(?:acting\s+as|playing|role-?playing|in\s+\w+\s+mode|dan\b"
-            r"|no\s+longer\s+(?:bound|restricted|an?\s+ai)"
-            r"|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken|different|new)\b)"
+            r"(?:you\s{1,8}+are|you'?re|from\s{1,8}+now\s{1,8}+on,?\s{1,8}+you\s{1,8}+(?:are|will))"
+            r"\s{1,8}+(?:now\s{1,8}+)?(?:acting\s{1,8}+as|playing|role-?playing|in\s{1,8}+\w{1,20}+"
+            r"\s{1,8}+mode|dan\b|no\s{1,8}+longer\s{1,8}+(?:bound|restricted|an?\s{1,8}+ai)"
+            r"|an?\s{1,8}+(?:unrestricted|unfiltered|uncensored|jailbroken|amoral|evil)\b"
+            r"|(?:act|respond|answer|behave)\s{1,8}+as\b|free\s{1,8}+(?:of|from)\s{1,8}+"
+            r"(?:all|any|your)\b)"
         ),
-        ("you",),
+        ("you", "from"),
+    ),
+    _Marker(
+        _ROLE,
+        "a DAN-style jailbreak",
+        re.compile(
+            r"(?:do\s{1,8}+anything\s{1,8}+now|dan\s{1,8}+mode|stay\s{1,8}+in\s{1,8}+character"
+            r"|(?:act|respond|answer)\s{1,8}+as\s{1,8}+(?:dan|an?\s{1,8}+(?:unrestricted|unfiltered"
+            r"|uncensored|jailbroken)\s{1,8}+(?:ai|model|assistant|llm|chatbot))\b"
+            r"|without\s{1,8}+(?:any\s{1,8}+)?(?:ethical|moral|content|safety)\s{1,8}+"
+            r"(?:restrictions|guidelines|filters|limits|constraints)"
+            r"|you\s{1,8}+have\s{1,8}+(?:been\s{1,8}+)?(?:freed|liberated|jailbroken|no\s{1,8}+"
+            r"(?:restrictions|rules|guidelines|limits|filters)))"
+        ),
+        ("do", "dan", "stay", "act", "respond", "answer", "without", "you"),
     ),
     _Marker(
         _ROLE,
@@ -94,16 +175,37 @@ _MARKERS: tuple[_Marker, ...] = (
     _Marker(
         "injection.new_instructions",
         "a block of replacement instructions",
-        re.compile(r"(?:new|real|actual|true|hidden|secret|system|override)\s+instructions?\s*:"),
-        ("new", "real", "actual", "true", "hidden", "secret", "system", "override"),
+        re.compile(
+            r"(?:new|real|actual|true|hidden|secret|system|override|updated|revised)\s{1,8}+"
+            r"(?:instructions?|directives?|orders)\s{0,8}+:"
+            r"|your\s{1,8}+(?:real|actual|true|new)\s{1,8}+(?:task|goal|objective|mission"
+            r"|instructions?|purpose)\s{1,8}+(?:is|are)\b"
+        ),
+        (
+            "new",
+            "real",
+            "actual",
+            "true",
+            "hidden",
+            "secret",
+            "system",
+            "override",
+            "updated",
+            "revised",
+            "your",
+        ),
     ),
     _Marker(
         _TOKEN,
         "a fake chat-template role or delimiter token",
         re.compile(
-            r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text"
+            r"<\|[ \t]{0,4}+(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text"
             r"|end_of_text|start_header_id|end_header_id|eot_id|eom_id|fim_prefix|fim_middle"
-            r"|fim_suffix|ipython|tool_call|tool_response)\s*\|>"
+            r"|fim_suffix|ipython|tool_call|tool_response|end|start|message|channel|return"
+            r"|constrain|call|python_tag|header_start|header_end|eot|begin▁of▁sentence"
+            r"|end▁of▁sentence|start_of_turn_token|end_of_turn_token|system_token|user_token"
+            r"|chatbot_token|reserved_special_token_\d{1,4})[ \t]{0,4}+\|>"
+            r"|<\|[a-z][a-z0-9_]{1,40}+\|>"
         ),
         ("<|",),
         word_start=False,
@@ -111,8 +213,24 @@ _MARKERS: tuple[_Marker, ...] = (
     _Marker(
         _TOKEN,
         "a fake chat-template role or delimiter token",
-        re.compile(r"\[\s*/?\s*inst\s*\]|<<\s*/?\s*sys\s*>>"),
-        ("[", "<<"),
+        re.compile(
+            r"\[[ \t]{0,4}+/?[ \t]{0,4}+(?:inst|system_prompt|available_tools|tool_calls"
+            r"|tool_results)[ \t]{0,4}+\]|<<[ \t]{0,4}+/?[ \t]{0,4}+sys[ \t]{0,4}+>>"
+            r"|<(?:start|end)_of_turn>"
+        ),
+        (
+            "[inst",
+            "[/inst",
+            "[ ",
+            "[system_prompt",
+            "[/system_prompt",
+            "[available_tools",
+            "[tool_calls",
+            "[tool_results",
+            "<<",
+            "<start_of_turn>",
+            "<end_of_turn>",
+        ),
         word_start=False,
     ),
     _Marker(
@@ -170,6 +288,8 @@ def injection_hits(scan: ScanText) -> Iterator[InjectionHit]:
     """Every injection marker in the text."""
     for marker in _MARKERS:
         haystack = scan.lowered if marker.lowered else scan.text
+        if not scan.has_any(marker.anchor_set, marker.kind):
+            continue
         for match in find_matches(marker.pattern, haystack, marker.anchors):
             if marker.word_start and scan.preceded_by(match.start(), ALNUM):
                 continue

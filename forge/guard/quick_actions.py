@@ -5,25 +5,31 @@ rights of the author — crewline's token. Text crewline posts is often written 
 agent that read untrusted issue text, so every line that could be a quick action is
 neutralised before it is sent.
 
-How: a backslash goes in front of the slash (``\\/merge``). GitLab's extractor only
-recognises a command when the line starts with ``/`` (``^\\/(?<cmd>…)`` in
-``Gitlab::QuickActions::Extractor``), so the escaped line is never executed; and
-``\\/`` is a CommonMark backslash escape of an ASCII punctuation character, so the
-rendered note still reads ``/merge``. Backticks would also stop execution but change
-the rendering, and a zero-width character would trip our own invisible-Unicode rule.
+How GitLab finds them (``Gitlab::QuickActions::Extractor``): it first deletes every
+``\\r`` from the text, then matches ``/`` at the start of a line, a command name
+(case-insensitive), and then a space and arguments, or only whitespace up to the end of
+the line — where "whitespace" is Ruby's ``\\s``, so ``\\f`` and ``\\v`` count. So
+``\\r/merge``, ``/\\rapprove``, ``/merge\\f`` and ``/approve\\v`` all run. Recent
+versions only look inside top-level Markdown paragraphs; older ones ran the regex over
+the whole text with a few exclusions. The guard mirrors the union of both: it sees the
+text as GitLab does (``\\r`` deleted) and escapes a command line wherever either version
+could run it, with some margin: indentation (spaces, tabs, ``\\f``, ``\\v``), block-quote
+``>`` markers and list markers before the slash are skipped too.
 
-Which lines: optional leading whitespace (GitLab does not execute those, but the
-escape is invisible and keeps the rule simple), ``/``, then any command word followed
-by whitespace or the end of the line. The word is not limited to ``QUICK_ACTIONS``:
-GitLab adds commands and aliases every release, and escaping an unknown ``/word``
-changes nothing a reader sees. It is limited to what a command name can be — letters
-and underscores, at most 40 of them (the longest command today has 20; GitLab matches
-names case-insensitively) — so a line of wrapped base64 that happens to start with
-``/`` is not rewritten. Lines inside fenced code blocks are escaped too:
-GitLab skips only backtick fences at column 0 with a matching closing fence, while
-tilde fences, indented fences and unclosed fences are still executed — mirroring that
-parser is brittle, and the cost of escaping is a visible backslash in a code sample.
-Escaping is idempotent: an escaped line no longer starts with ``/``.
+How: a backslash goes in front of the slash (``\\/merge``): the line no longer starts
+with ``/`` for GitLab, and ``\\/`` is a CommonMark escape, so the note still reads
+``/merge``. Escaping is idempotent.
+
+Which command words: any ``/word`` of letters and underscores (at most 40), not only
+``QUICK_ACTIONS``: GitLab adds commands every release, and escaping an unknown word
+changes nothing a reader sees. Digits are not allowed, so a line of wrapped base64
+that happens to start with ``/`` is not rewritten.
+
+Left untouched: lines inside a fenced code block that every GitLab version skips — a
+fence opened by exactly three backticks at column 0 and closed by a line that is exactly
+three backticks, when that line is also the first line CommonMark accepts as the closing
+fence. Tilde fences, indented fences and unclosed fences are escaped: older versions ran
+commands inside them.
 """
 
 from __future__ import annotations
@@ -135,15 +141,72 @@ QUICK_ACTIONS: frozenset[str] = frozenset(
     ]
 )
 
-_QUICK_ACTION_LINE = re.compile(r"^([ \t]*)/([A-Za-z][A-Za-z_]{0,39})(?=[ \t\r]|$)", re.MULTILINE)
+# Before the slash: indentation (Ruby's \s without the newline), block-quote markers,
+# and list markers followed by whitespace. Every alternative starts with a different
+# character, so the repetition cannot backtrack.
+_LINE_PREFIX = r"(?:[ \t\f\v>]|[-*+](?=[ \t\f\v])|[0-9]{1,9}[.)](?=[ \t\f\v]))*+"
+_COMMAND = re.compile(_LINE_PREFIX + r"(/)([A-Za-z][A-Za-z_]{0,39})(?=[ \t\f\v]|$)")
+_FENCE_OPEN = re.compile(r"```[^`]*")
+_FENCE_CLOSE = re.compile(r" {0,3}```+[ \t]*")
+
+
+def _gitlab_view(text: str) -> tuple[str, list[int] | None]:
+    """The text as GitLab's extractor sees it (every ``\\r`` deleted), and the offset in
+    ``text`` of each character of that view (``None`` when nothing was deleted)."""
+    if "\r" not in text:
+        return text, None
+    kept = [index for index, char in enumerate(text) if char != "\r"]
+    return text.replace("\r", ""), kept
+
+
+def _fenced_lines(lines: list[str]) -> set[int]:
+    """Indices of the lines inside the code fences every GitLab version skips."""
+    # The first closing-fence line after each line, found in one backward pass.
+    next_close: list[int | None] = [None] * len(lines)
+    following: int | None = None
+    for index in range(len(lines) - 1, -1, -1):
+        next_close[index] = following
+        if _FENCE_CLOSE.fullmatch(lines[index]):
+            following = index
+    inside: set[int] = set()
+    index = 0
+    while index < len(lines):
+        close = next_close[index]
+        if close is not None and lines[close] == "```" and _FENCE_OPEN.fullmatch(lines[index]):
+            inside.update(range(index + 1, close))
+            index = close
+        index += 1
+    return inside
 
 
 def quick_action_spans(text: str) -> Iterator[tuple[int, int, str]]:
-    """(start, end, lower-cased command) for each line that GitLab could execute."""
-    for match in _QUICK_ACTION_LINE.finditer(text):
-        yield match.start(2) - 1, match.end(2), match.group(2).lower()
+    """(start, end, lower-cased command) in ``text`` for each line GitLab could execute;
+    ``start`` is the offset of the slash."""
+    if "/" not in text:
+        return
+    view, offsets = _gitlab_view(text)
+    lines = view.split("\n")
+    fenced = _fenced_lines(lines) if "```" in view else set()
+    line_start = 0
+    for number, line in enumerate(lines):
+        if "/" in line and number not in fenced:
+            match = _COMMAND.match(line)
+            if match:
+                start, end = line_start + match.start(1), line_start + match.end(2)
+                if offsets is not None:
+                    start, end = offsets[start], offsets[end - 1] + 1
+                yield start, end, match.group(2).lower()
+        line_start += len(line) + 1
 
 
 def neutralise_quick_actions(text: str) -> str:
     """``text`` with a backslash before every quick-action slash (see module docstring)."""
-    return _QUICK_ACTION_LINE.sub(r"\1\\/\2", text)
+    pieces = []
+    previous = 0
+    for start, _, _ in quick_action_spans(text):
+        pieces += [text[previous:start], "\\"]
+        previous = start
+    if not pieces:
+        return text
+    pieces.append(text[previous:])
+    return "".join(pieces)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from forge.guard.entropy import shannon_entropy
-from forge.guard.scantext import ALNUM, TOKEN, WORD, ScanText, find_matches
+from forge.guard.scantext import ALNUM, TOKEN, WORD, ScanText, find_matches, register_anchors
 
 ROTATE = (
     "remove it, load credentials from the environment or a secret store, and rotate this one: "
@@ -75,11 +75,24 @@ class _FormatRule:
     not_after: frozenset[str] = frozenset()
     lowered: bool = False
     anchors: tuple[str, ...] = ()
+    skip_run: re.Pattern[str] | None = None
+    _anchor_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "_anchor_set",
+            register_anchors(self.anchors, "lowered" if self.lowered else "token"),
+        )
+
+    def present(self, scan: ScanText) -> bool:
+        """Whether any anchor occurs at all (most texts hold none)."""
+        return scan.has_any(self._anchor_set, "lowered" if self.lowered else "token")
 
     def hits(self, scan: ScanText) -> Iterator[SecretHit]:
         group = "secret" if "secret" in self.pattern.groupindex else 0
         haystack = scan.lowered if self.lowered else scan.text
-        for match in find_matches(self.pattern, haystack, self.anchors):
+        for match in find_matches(self.pattern, haystack, self.anchors, self.skip_run):
             if scan.preceded_by(match.start(), self.not_after):
                 continue
             start, end = match.span(group)
@@ -122,8 +135,8 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
         "a GitLab token",
         # A "-" may precede: instance-prefixed tokens look like "acme-glpat-…".
         re.compile(
-            rf"(?:{'|'.join(_GITLAB_PREFIXES)})-[A-Za-z0-9_-]{{20,}}(?:\.[A-Za-z0-9_-]+){{0,2}}"
-            r"|GR1348941[A-Za-z0-9_-]{20,}"
+            rf"(?:{'|'.join(_GITLAB_PREFIXES)})-[A-Za-z0-9_-]{{20,}}+(?:\.[A-Za-z0-9_-]++){{0,2}}"
+            r"|GR1348941[A-Za-z0-9_-]{20,}+"
         ),
         not_after=WORD,
         anchors=(*(f"{prefix}-" for prefix in _GITLAB_PREFIXES), "GR1348941"),
@@ -132,7 +145,7 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
         "secret.github_token",
         "a GitHub token",
         re.compile(
-            r"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{60,255})(?![A-Za-z0-9_])"
+            r"(?:gh[pousr]_[A-Za-z0-9]{36,251}+|github_pat_[A-Za-z0-9_]{60,255}+)(?![A-Za-z0-9_])"
         ),
         not_after=WORD,
         anchors=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
@@ -149,8 +162,8 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
         "secret.aws_secret_key",
         "an AWS secret access key",
         re.compile(
-            r"(?:aws[_-]?secret[_-]?(?:access[_-]?)?key|secret[_-]?access[_-]?key)[\"']?\s*"
-            r"(?:=>|:=|=|:)\s*[\"']?(?P<secret>[a-z0-9/+]{40})(?![a-z0-9/+=])"
+            r"(?:aws[_-]?secret[_-]?(?:access[_-]?)?key|secret[_-]?access[_-]?key)[\"']?"
+            r"(?:[ \t]{0,8}+(?:=>|:=|=|:)|(?=[ \t]))[ \t]{0,8}+[\"']?(?P<secret>[a-z0-9/+]{40}+)(?![a-z0-9/+=])"
         ),
         _aws_secret_is_real,
         lowered=True,
@@ -160,7 +173,7 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
         "secret.slack_token",
         "a Slack token",
         re.compile(
-            r"xox(?:[abposr]|e\.xox[bp])-[0-9A-Za-z-]{10,}|xapp-\d-[A-Z0-9]{8,}-\d+-[a-z0-9]{20,}"
+            r"xox(?:[abposr]|e\.xox[bp])-[0-9A-Za-z-]{10,}+|xapp-\d-[A-Z0-9]{8,}+-\d++-[a-z0-9]{20,}+"
         ),
         not_after=ALNUM,
         anchors=("xox", "xapp-"),
@@ -169,14 +182,14 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
         "secret.slack_webhook",
         "a Slack incoming-webhook URL",
         re.compile(
-            r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{20,}"
+            r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{20,}+"
         ),
         anchors=("https://hooks.slack.com/",),
     ),
     _FormatRule(
         "secret.google_api_key",
         "a Google API key",
-        re.compile(r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
+        re.compile(r"AIza[0-9A-Za-z_-]{35}+(?![A-Za-z0-9_-])"),
         not_after=TOKEN,
         anchors=("AIza",),
     ),
@@ -184,55 +197,32 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
         "secret.stripe_key",
         "a Stripe secret key",
         re.compile(
-            r"(?:(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{24,247}|whsec_[A-Za-z0-9]{32,})(?![A-Za-z0-9])"
+            r"(?:(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{24,247}+|whsec_[A-Za-z0-9]{32,}+)(?![A-Za-z0-9])"
         ),
         not_after=ALNUM,
         anchors=("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"),
     ),
     _FormatRule(
-        "secret.ai_api_key",
-        "an AI provider API key",
-        re.compile(
-            r"sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,}"
-            r"|sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,}"
-        ),
-        not_after=TOKEN,
-        anchors=("sk-",),
-    ),
-    _FormatRule(
         "secret.package_registry_token",
         "a package registry token",
-        re.compile(r"(?:npm_[A-Za-z0-9]{36}|pypi-AgE[A-Za-z0-9_-]{50,})(?![A-Za-z0-9_])"),
+        re.compile(r"(?:npm_[A-Za-z0-9]{36}|pypi-AgE[A-Za-z0-9_-]{50,}+)(?![A-Za-z0-9_])"),
         not_after=WORD,
         anchors=("npm_", "pypi-"),
     ),
     _FormatRule(
-        "secret.private_key",
-        "a private key block",
-        # A header alone is fine (parsers mention it); a header followed by key material is not.
-        # "\\n" allows keys embedded in JSON strings.
-        re.compile(
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-            r"(?:(?:\\n|\s)+[A-Za-z-]+:[^\n\\]*)*(?:\\n|\s)+[A-Za-z0-9+/=]{32,}"
-        ),
-        lambda value: True,
-        anchors=("-----BEGIN ",),
-    ),
-    _FormatRule(
         "secret.jwt",
         "a JSON Web Token",
-        re.compile(
-            r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{16,}(?![A-Za-z0-9_-])"
-        ),
+        re.compile(r"eyJ[A-Za-z0-9_-]{10,}+\.eyJ[A-Za-z0-9_-]{10,}+\.[A-Za-z0-9_-]{16,}+"),
         not_after=TOKEN,
         anchors=("eyJ",),
+        skip_run=re.compile(r"[A-Za-z0-9_-]*"),
     ),
     _FormatRule(
         "secret.bearer_token",
         "a credential in an Authorization header",
         re.compile(
-            r"authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|token|basic)\s+"
-            r"(?P<secret>[a-z0-9._~+/-]{16,}=*)(?![a-z0-9._~+/=-])"
+            r"authorization[\"']?[ \t]{0,8}+[:=][ \t]{0,8}+[\"']?(?:bearer|token|basic)[ \t]{1,8}+"
+            r"(?P<secret>[a-z0-9._~+/-]{16,}+=*+)(?![a-z0-9._~+/=-])"
         ),
         _bearer_is_real,
         lowered=True,

@@ -20,12 +20,15 @@ _REMOVE = "it can hide or reorder text so reviewers do not see what is sent; rem
 
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
-_BMP_SUSPECT = re.compile("[\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
+# A run of the same character is one hit. A character class first lets the regex
+# engine scan for candidates at C speed.
+_BMP_SUSPECT = re.compile("([\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069])\\1*")
 # A run of tag characters is one finding. Matching astral ranges is slow in ``re``, so
 # the search runs only when the UTF-8 form holds a tag character's lead bytes.
 _TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
 _TAG_UTF8_LEADS = (b"\xf3\xa0\x80", b"\xf3\xa0\x81")
 _JOINERS = "\u200c\u200d"
+MAX_HITS = 256
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,16 @@ def _is_visible_non_ascii(char: str) -> bool:
     return ord(char) > 0x7F and char not in _ZERO_WIDTH
 
 
-def _legitimate_zero_width(text: str, index: int) -> bool:
-    char = text[index]
-    if char == "\ufeff" and index == 0:
+def _legitimate_zero_width(text: str, start: int, end: int) -> bool:
+    """A single byte-order mark at the start, or a single joiner between two visible
+    non-ASCII characters."""
+    if end - start != 1:
+        return False
+    char = text[start]
+    if char == "\ufeff" and start == 0:
         return True
-    if char in _JOINERS and 0 < index < len(text) - 1:
-        return _is_visible_non_ascii(text[index - 1]) and _is_visible_non_ascii(text[index + 1])
+    if char in _JOINERS and start > 0 and end < len(text):
+        return _is_visible_non_ascii(text[start - 1]) and _is_visible_non_ascii(text[end])
     return False
 
 
@@ -73,9 +80,13 @@ def unicode_hits(text: str) -> Iterator[UnicodeHit]:
                 f"{len(match.group())} tag character(s) starting {_codepoint_label(match.group()[0])}",
                 f"invisible Unicode tag characters found; {_REMOVE}",
             )
+    reported = 0
     for match in _BMP_SUSPECT.finditer(text):
-        char = match.group()
+        if reported >= MAX_HITS:
+            return  # enough to refuse the write; redaction goes round again for the rest
+        char = match.group()[0]
         if char in _BIDI:
+            reported += 1
             yield UnicodeHit(
                 "unicode.bidi_control",
                 match.start(),
@@ -83,7 +94,8 @@ def unicode_hits(text: str) -> Iterator[UnicodeHit]:
                 _codepoint_label(char),
                 f"a bidirectional control character found; {_REMOVE}",
             )
-        elif not _legitimate_zero_width(text, match.start()):
+        elif not _legitimate_zero_width(text, match.start(), match.end()):
+            reported += 1
             yield UnicodeHit(
                 "unicode.zero_width",
                 match.start(),

@@ -4,6 +4,7 @@ authentication, access levels, and the ``/version``, ``/user``, ``/users`` and
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -412,8 +413,40 @@ async def add_member(request: web.Request) -> web.Response:
     return created({**user_json(sim, user), "access_level": level})
 
 
+async def get_own_token(request: web.Request) -> web.Response:
+    """``GET /personal_access_tokens/self`` (GitLab 15.5+): the token that authenticated."""
+    token = token_of(request) or ""
+    row = await request.app[SIM_KEY].store.fetchone(
+        "SELECT name, user_id FROM tokens WHERE token = ?", (token,)
+    )
+    assert row is not None  # the auth middleware let it in
+    return web.json_response(
+        {
+            "id": int(hashlib.sha256(token.encode()).hexdigest()[:8], 16),
+            "name": row["name"],
+            "revoked": False,
+            "active": True,
+            "scopes": ["api"],
+            "user_id": row["user_id"],
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "expires_at": None,
+            "last_used_at": None,
+        }
+    )
+
+
+async def revoke_own_token(request: web.Request) -> web.Response:
+    """``DELETE /personal_access_tokens/self``: revoke the token used; it is refused from now."""
+    token = token_of(request) or ""
+    async with request.app[SIM_KEY].store.write() as conn:
+        await conn.execute("DELETE FROM tokens WHERE token = ?", (token,))
+    return web.Response(status=204)
+
+
 def setup(app: web.Application, sim: Sim) -> None:
     r = app.router
+    r.add_get(f"{API}/personal_access_tokens/self", get_own_token)
+    r.add_delete(f"{API}/personal_access_tokens/self", revoke_own_token)
     r.add_get(f"{API}/version", get_version)
     r.add_get(f"{API}/user", get_current_user)
     r.add_get(f"{API}/users", list_users)

@@ -21,6 +21,11 @@ ADAPTERS: dict[str, type[CliAgent]] = {
     for adapter in (CodexAgent, ClaudeAgent, GeminiAgent, AiderAgent, CommandAgent)
 }
 
+# What any supported CLI leaves in its working directory (gitignore patterns): never committed.
+AGENT_STATE_FILES: tuple[str, ...] = tuple(
+    dict.fromkeys(pattern for adapter in ADAPTERS.values() for pattern in adapter.state_files)
+)
+
 
 def build_agent(name: str, settings: AgentSettings, sandbox: Sandbox | None = None) -> Agent:
     """The adapter for ``settings.kind``, running its CLI in ``sandbox``; AgentConfigError
@@ -36,6 +41,7 @@ def build_agent(name: str, settings: AgentSettings, sandbox: Sandbox | None = No
 
 __all__ = [
     "ADAPTERS",
+    "AGENT_STATE_FILES",
     "Agent",
     "AgentConfigError",
     "AgentResult",

@@ -3,11 +3,19 @@
 Command line::
 
     aider --message PROMPT --yes-always --no-auto-commits --no-gitignore --no-check-update
-          --no-pretty --chat-history-file F --input-history-file F [--model M] [args]
+          --no-show-release-notes --no-analytics --no-pretty --chat-history-file F
+          --input-history-file F [--edit-format diff] [--model M] [args]
 
 crewline commits itself, so aider must not (``--no-auto-commits``) nor touch ``.gitignore``;
-its history files go beside the transcript instead of into the worktree. A prompt too long
-for one argument is passed with ``--message-file``. Aider keeps no resumable session.
+its history files go beside the transcript instead of into the worktree. What it still
+writes there (``.aider.tags.cache.v4/``, the repo map's cache) matches ``.aider*``, which the
+mirror's ``info/exclude`` keeps out of every commit. ``--no-analytics``: ``--yes-always``
+would otherwise answer aider's first-run analytics question with yes. ``--edit-format diff``
+unless the operator's ``args`` choose one: the ``whole`` format, which aider picks for many
+models, writes crewline's fenced answer blocks (learnings) into files named after them.
+
+A prompt too long for one argument is passed with ``--message-file``. Aider keeps no
+resumable session: every follow-up prompt crewline sends it stands alone.
 
 The output is what aider printed. Usage comes from its report lines, one per model call::
 
@@ -24,7 +32,14 @@ import re
 from pathlib import Path
 
 from roles.agents.base import AgentTask, Usage
-from roles.agents.cli import CliAgent, Invocation, Parsed, prompt_fits_argv
+from roles.agents.cli import (
+    CliAgent,
+    Invocation,
+    Parsed,
+    TestedVersions,
+    has_flag,
+    prompt_fits_argv,
+)
 from roles.agents.process import ProcessResult
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
@@ -39,6 +54,14 @@ _SCALE = {"k": 1_000, "m": 1_000_000}
 
 class AiderAgent(CliAgent):
     kind = "aider"
+    state_files = (".aider*",)
+    tested_versions = TestedVersions(tested="0.86.2", minimum="0.86.0", below="0.87.0")
+    can_resume = False
+    passed_flags = (
+        "--message", "--message-file", "--yes-always", "--no-auto-commits", "--no-gitignore",
+        "--no-check-update", "--no-show-release-notes", "--no-analytics", "--no-pretty",
+        "--chat-history-file", "--input-history-file", "--edit-format", "--model",
+    )  # fmt: skip
 
     async def invocation(self, task: AgentTask, transcript: Path) -> Invocation:
         if prompt_fits_argv(task.prompt):
@@ -48,9 +71,11 @@ class AiderAgent(CliAgent):
             await _write_text(message_file, task.prompt)
             argv = [self.executable, "--message-file", str(message_file)]
         argv += ["--yes-always", "--no-auto-commits", "--no-gitignore", "--no-check-update"]
-        argv += ["--no-pretty"]
+        argv += ["--no-show-release-notes", "--no-analytics", "--no-pretty"]
         argv += ["--chat-history-file", str(transcript.with_suffix(".aider-chat.md"))]
         argv += ["--input-history-file", str(transcript.with_suffix(".aider-input.txt"))]
+        if not has_flag(self.settings.args, "--edit-format", "--chat-mode", "--architect"):
+            argv += ["--edit-format", "diff"]
         if self.settings.model:
             argv += ["--model", self.settings.model]
         argv += self.settings.args

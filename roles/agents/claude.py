@@ -10,6 +10,15 @@ size is not limited by the kernel's argument cap. Turns that change code run wit
 ``--permission-mode acceptEdits`` so file edits need no human; plans keep the default mode
 (no edits). Operator ``args`` that set a permission mode (or skip permissions) win.
 
+Claude Code keeps its sessions under ``~/.claude/projects/<working directory>``, so a resumed
+turn must run in the directory of the first one (crewline keeps one directory per issue and
+role). In the worktree it may leave ``.claude/`` (local settings) and ``CLAUDE.local.md``:
+both are excluded from commits.
+
+``is_error: true`` is a failure whatever the ``subtype`` says: logged out, Claude Code 2.1
+prints ``subtype: "success"``, ``is_error: true`` and ``result: "Not logged in · Please run
+/login"`` (exit status 1).
+
 Result fields read: ``result`` (the output), ``session_id``, ``is_error`` and ``subtype``,
 ``total_cost_usd`` and ``usage`` (``input_tokens`` plus the cache creation/read input
 tokens count as tokens in; ``output_tokens`` as tokens out).
@@ -26,6 +35,7 @@ from roles.agents.cli import (
     Invocation,
     OutputError,
     Parsed,
+    TestedVersions,
     count,
     has_flag,
     load_json_object,
@@ -39,6 +49,14 @@ _INPUT_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_
 
 class ClaudeAgent(CliAgent):
     kind = "claude"
+    state_files = (".claude/", "CLAUDE.local.md")
+    tested_versions = TestedVersions(tested="2.1.197", minimum="2.1.0", below="2.2.0")
+    passed_flags = ("--print", "--output-format", "--permission-mode", "--resume", "--model")
+    login_args = ("auth", "status")
+    login_fix = (
+        "run `claude auth login` as the user crewline runs as, or set ANTHROPIC_API_KEY and "
+        "add it to the agent's env_allow"
+    )
 
     async def invocation(self, task: AgentTask, transcript: Path) -> Invocation:
         argv = [self.executable, "-p", "--output-format", "json"]
@@ -66,8 +84,10 @@ def parse_claude(process: ProcessResult) -> Parsed:
         result = ""
     error = None
     if is_error:
-        subtype = data.get("subtype") or "error"
-        error = f"claude reported {subtype}" + (f": {result[:300]}" if result else "")
+        subtype = data.get("subtype")
+        # "success" beside is_error is how a refused turn (not logged in) looks: not a kind.
+        kind = f" ({subtype})" if isinstance(subtype, str) and subtype != "success" else ""
+        error = f"claude reported an error{kind}: " + (result[:300] or "no message")
     return Parsed(
         output=result.strip(),
         session_id=optional_text(data, "session_id", "claude"),

@@ -57,14 +57,52 @@ class Invocation:
     parse: Callable[[ProcessResult], Parsed]
     stdin: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # set by crewline, beside the allow-list
-    on_stdout_line: Callable[[str], None] | None = None
+    # Sees each stdout line as it arrives; returning True ends the turn at once (the process
+    # group is stopped) because the output says the agent can no longer succeed.
+    on_stdout_line: Callable[[str], bool | None] | None = None
     prompt_arg: str | None = None  # the argv entry elided from the transcript
+
+
+@dataclass(frozen=True, slots=True)
+class TestedVersions:
+    """The CLI versions an adapter was proven against: ``tested`` exactly (the contract tests),
+    and the range ``[minimum, below)`` whose output and flags it is expected to understand."""
+
+    tested: str
+    minimum: str
+    below: str
+
+    def accepts(self, version: str) -> bool:
+        return version_key(self.minimum) <= version_key(version) < version_key(self.below)
+
+    def describe(self) -> str:
+        return f">= {self.minimum}, < {self.below} (tested with {self.tested})"
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``"0.86.2"`` -> ``(0, 86, 2)``; a pre-release suffix is ignored."""
+    match = re.match(r"\d+(?:\.\d+)*", version.strip())
+    if match is None:
+        raise ValueError(f"{version!r} is not a version number like 1.2.3")
+    return tuple(int(part) for part in match.group(0).split("."))
 
 
 class CliAgent(ABC):
     """An agent run as one external process per turn."""
 
     kind: ClassVar[str]
+    # gitignore patterns of what the CLI leaves in its working directory: excluded from every
+    # commit through the mirror's info/exclude (see roles/workspace.py).
+    state_files: ClassVar[tuple[str, ...]] = ()
+    tested_versions: ClassVar[TestedVersions | None] = None  # None: any version (command)
+    can_resume: ClassVar[bool] = True  # False: every follow-up prompt must stand alone
+    # For `crewline doctor`: where the CLI lists its options, the flags crewline passes (each
+    # must appear there), and a command that says whether it is logged in without a model
+    # call (exit status 0: logged in), with what to do when it is not.
+    help_args: ClassVar[tuple[str, ...]] = ("--help",)
+    passed_flags: ClassVar[tuple[str, ...]] = ()
+    login_args: ClassVar[tuple[str, ...] | None] = None
+    login_fix: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -157,6 +195,9 @@ class CliAgent(ABC):
                 problem += (
                     f"; stdout exceeded {agent_process.STDOUT_LIMIT} bytes, only its tail was kept"
                 )
+        if process.stopped_early:
+            reason = (parsed.error if parsed else None) or problem or "its output said so"
+            return failed(f"stopped early: {reason}", parsed)
         if process.timed_out:
             return failed(f"timed out after {timeout:g} s; its process group was killed", parsed)
         if process.exit_code != 0:

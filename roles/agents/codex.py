@@ -13,6 +13,15 @@ Events read: ``thread.started`` (``thread_id``: the session to resume), ``item.c
 with an ``agent_message`` item (the last one is the output), ``turn.completed`` (``usage``:
 ``input_tokens``, ``output_tokens``; Codex reports no cost), ``turn.failed`` and ``error``.
 Events are parsed as they stream, so a long run's output never has to fit in memory.
+
+Offline, Codex does not give up: it prints ``error`` events ("Reconnecting... waiting for
+network (Connection failed: ...)") for as long as it is left running. After
+``RECONNECTS_TO_GIVE_UP`` of them in a row the turn ends at once with that error instead of at
+crewline's timeout. Its workspace-write sandbox needs a helper Codex creates under
+``$CODEX_HOME``, and Codex 0.171 refuses to create it under a temporary directory: keep
+``CODEX_HOME`` (default ``~/.codex``) out of ``/tmp``, or every command fails with "bwrap:
+execvp codex-linux-sandbox". Codex leaves nothing in the worktree (its sessions live in
+``$CODEX_HOME``); ``.codex/`` is excluded in case a project-level config is written there.
 """
 
 from __future__ import annotations
@@ -22,12 +31,29 @@ from pathlib import Path
 from typing import Any
 
 from roles.agents.base import AgentTask, TaskKind, Usage
-from roles.agents.cli import CliAgent, Invocation, OutputError, Parsed, count, has_flag
+from roles.agents.cli import (
+    CliAgent,
+    Invocation,
+    OutputError,
+    Parsed,
+    TestedVersions,
+    count,
+    has_flag,
+)
 from roles.agents.process import ProcessResult
+
+RECONNECTS_TO_GIVE_UP = 3
+_RECONNECTING = "reconnecting"
 
 
 class CodexAgent(CliAgent):
     kind = "codex"
+    state_files = (".codex/",)
+    tested_versions = TestedVersions(tested="0.171.0", minimum="0.171.0", below="0.172.0")
+    help_args = ("exec", "--help")
+    passed_flags = ("--json", "--skip-git-repo-check", "--sandbox", "--model")
+    login_args = ("login", "status")
+    login_fix = "run `codex login` as the user crewline runs as (or `codex login --with-api-key`)"
 
     async def invocation(self, task: AgentTask, transcript: Path) -> Invocation:
         argv = [self.executable, "exec", "--json", "--skip-git-repo-check"]
@@ -58,22 +84,43 @@ class CodexEvents:
         self.error: str | None = None
         self.usage: Usage | None = None
         self.problem: str | None = None
+        self.reconnects = 0  # "Reconnecting..." error events in a row
+        self.gave_up = False
 
-    def feed(self, line: str) -> None:
+    def feed(self, line: str) -> bool:
+        """Take one stdout line; True when the turn cannot succeed any more (stop it now)."""
         line = line.strip()
         if not line:
-            return
+            return False
         try:
             event = json.loads(line)
         except ValueError:
-            return  # not an event (a stray notice); the transcript keeps it
+            return False  # not an event (a stray notice); the transcript keeps it
         if not isinstance(event, dict):
-            return
+            return False
         self.events += 1
         try:
             self._apply(event)
         except OutputError as exc:
             self.problem = self.problem or str(exc)
+        return self._offline(event)
+
+    def _offline(self, event: dict[str, Any]) -> bool:
+        message = event.get("message")
+        if event.get("type") != "error" or not isinstance(message, str):
+            self.reconnects = 0
+            return False
+        if _RECONNECTING not in message.lower():
+            return False
+        self.reconnects += 1
+        if self.reconnects < RECONNECTS_TO_GIVE_UP or self.gave_up:
+            return False
+        self.gave_up = True
+        self.error = (
+            f"codex cannot reach its model provider ({message}; {self.reconnects} times in a "
+            "row): check the network, the provider's base_url and the API key, then retry"
+        )
+        return True
 
     def _apply(self, event: dict[str, Any]) -> None:
         kind = event.get("type")

@@ -103,6 +103,7 @@ class ProcessResult:
     duration_seconds: float
     transcript: Path
     start_error: str | None = None
+    stopped_early: bool = False  # a stdout line made the caller stop the process group
 
 
 class _Tail:
@@ -124,13 +125,19 @@ class _Tail:
 
 
 class _Lines:
-    """Splits a byte stream into lines for a callback; a line over ``limit`` bytes is skipped."""
+    """Splits a byte stream into lines for a callback; a line over ``limit`` bytes is skipped.
+    A callback returning True sets ``stop``: the caller wants the process ended now."""
 
-    def __init__(self, callback: Callable[[str], None], limit: int) -> None:
+    def __init__(self, callback: Callable[[str], bool | None], limit: int) -> None:
         self.callback = callback
         self.limit = limit
         self.pending = bytearray()
         self.skipping = False
+        self.stop = asyncio.Event()
+
+    def _line(self, data: bytes) -> None:
+        if self.callback(data.decode("utf-8", errors="replace")):
+            self.stop.set()
 
     def feed(self, chunk: bytes) -> None:
         self.pending += chunk
@@ -140,14 +147,14 @@ class _Lines:
             if self.skipping:
                 self.skipping = False
             else:
-                self.callback(line.decode("utf-8", errors="replace"))
+                self._line(line)
         if len(self.pending) > self.limit:
             self.pending.clear()
             self.skipping = True
 
     def close(self) -> None:
         if self.pending and not self.skipping:
-            self.callback(self.pending.decode("utf-8", errors="replace"))
+            self._line(bytes(self.pending))
         self.pending.clear()
 
 
@@ -200,6 +207,18 @@ async def _exited(process: asyncio.subprocess.Process) -> int:
     return process.returncode
 
 
+async def _exited_or_stopped(process: asyncio.subprocess.Process, stop: asyncio.Event) -> bool:
+    """Wait for the process to exit or ``stop`` to be set; True when stopped first."""
+    stopping = asyncio.create_task(stop.wait())
+    exiting = asyncio.create_task(_exited(process))
+    try:
+        await asyncio.wait({stopping, exiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        exiting.cancel()
+    return stop.is_set() and process.returncode is None
+
+
 async def _stop_group(process: asyncio.subprocess.Process, grace: float) -> None:
     """SIGTERM the group, give it ``grace`` seconds, then SIGKILL whatever is left of it."""
     _signal_group(process.pid, signal.SIGTERM)
@@ -246,7 +265,7 @@ async def run_process(
     stdin: str | None = None,
     display: Sequence[str] | None = None,
     notes: Mapping[str, str] | None = None,
-    on_stdout_line: Callable[[str], None] | None = None,
+    on_stdout_line: Callable[[str], bool | None] | None = None,
     grace: float = KILL_GRACE_SECONDS,
     sandbox: Sandbox | None = None,
     writable: Sequence[Path] = (),
@@ -255,8 +274,9 @@ async def run_process(
 
     ``display`` is the command line as written to the transcript (the prompt elided);
     ``notes`` are extra header lines. ``on_stdout_line`` sees every stdout line as it arrives,
-    for CLIs whose event streams may outgrow the in-memory tail. ``sandbox`` confines the
-    process (``cwd`` and ``writable`` are what it may write); None runs it unconfined.
+    for CLIs whose event streams may outgrow the in-memory tail; when it returns True the
+    process group is stopped at once (``stopped_early``), as on a timeout. ``sandbox`` confines
+    the process (``cwd`` and ``writable`` are what it may write); None runs it unconfined.
     """
     started = time.monotonic()
     sandbox = sandbox or NoSandbox()
@@ -320,16 +340,24 @@ async def _collect(
         ]
         if stdin is not None:
             tasks.append(asyncio.create_task(_feed_stdin(process, stdin.encode())))
-        timed_out = False
+        timed_out = stopped = False
         try:
             try:
-                await asyncio.wait_for(_exited(process), timeout_seconds)
+                stopped = await asyncio.wait_for(
+                    _exited_or_stopped(process, lines.stop if lines else asyncio.Event()),
+                    timeout_seconds,
+                )
             except TimeoutError:
                 timed_out = True
                 log.warning(
                     "agent pid %d timed out after %g s; stopping its group",
                     process.pid,
                     timeout_seconds,
+                )
+                await _stop_group(process, grace)
+            if stopped:
+                log.warning(
+                    "agent pid %d: its output asked to stop it; stopping its group", process.pid
                 )
                 await _stop_group(process, grace)
             # Leftover children would hold the pipes open (and outlive the workspace).
@@ -347,6 +375,8 @@ async def _collect(
         await _write(sink, b"\n--- stderr ---\n")
         await asyncio.to_thread(_copy_from_start, stderr_sink, sink)
     footer = _describe_exit(process.returncode, timed_out, duration)
+    if stopped:
+        footer += " (stopped early: its output said it could not go on)"
     await _write(sink, f"\n--- {footer} ---\n".encode())
     return ProcessResult(
         exit_code=process.returncode,
@@ -356,4 +386,5 @@ async def _collect(
         stderr_tail=stderr_tail.text(),
         duration_seconds=duration,
         transcript=Path(sink.name),
+        stopped_early=stopped,
     )

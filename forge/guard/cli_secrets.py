@@ -1,0 +1,88 @@
+"""Credentials typed on a command line: ``--password VALUE``, ``docker login -p VALUE``,
+``mysql -pVALUE``, ``redis-cli -a VALUE``, ``curl -u user:VALUE``.
+
+A value that is a variable (``$TOKEN``, ``${TOKEN}``, ``$(cat …)``), a placeholder, a
+path, ``-`` (standard input) or a template passes; what remains is a literal secret in a
+script, a CI file or a pasted shell session.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from forge.guard.scantext import ScanText, find_matches
+from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
+
+RULE = "secret.cli_credential"
+_VALUE = r"[\"']?(?P<secret>[^\s\"'`]{4,256}+)"
+_LONG_FLAG = re.compile(
+    r"--(?:password|passwd|pass|token|api-key|apikey|secret|client-secret|auth-token"
+    r"|access-token|private-token)(?:=|[ \t]{1,4}+)" + _VALUE
+)
+_LONG_FLAG_ANCHORS = (
+    "--pass", "--token", "--api", "--secret", "--client-secret", "--auth-token",
+    "--access-token", "--private-token",
+)  # fmt: skip
+_SHORT_FLAG = re.compile(r"[ \t]-(?P<flag>[pa])(?:[ \t]{1,4}+)?" + _VALUE)
+_USER_PASSWORD = re.compile(
+    r"(?:[ \t]-u|--user)(?:=|[ \t]{1,4}+)[\"']?[^\s:\"'$]{1,64}+:(?P<secret>[^\s\"'`@]{1,256}+)"
+)
+# The commands whose -p (or, for redis-cli, -a) takes a password.
+_LOGIN_COMMANDS = (
+    "docker login", "podman login", "buildah login", "nerdctl login", "skopeo login",
+    "helm registry login", "oc login", "crane auth login", "sshpass", "twine upload",
+)  # fmt: skip
+_MYSQL_COMMANDS = ("mysql", "mariadb")
+_DEV_WORDS = ("password", "passwd", "secret", "changeme", "example", "your", "admin", "root")
+
+
+def _is_literal(value: str) -> bool:
+    if value.startswith(("$", "-", "%", "<", "{", "/", "./", "~", "@")):
+        return False
+    if "${" in value or "{{" in value or "$(" in value:
+        return False
+    lowered = value.lower()
+    if looks_like_placeholder(value) or any(word in lowered for word in _DEV_WORDS):
+        return False
+    classes = sum(
+        (
+            any(c.islower() for c in value),
+            any(c.isupper() for c in value),
+            any(c.isdigit() for c in value),
+            any(not c.isalnum() for c in value),
+        )
+    )
+    return len(value) >= 6 and classes >= 2
+
+
+def _command_before(lowered: str, position: int) -> str:
+    """The start of the command line holding ``position`` (at most 200 characters back)."""
+    start = lowered.rfind("\n", max(0, position - 200), position) + 1
+    return lowered[max(start, position - 200) : position]
+
+
+def cli_hits(scan: ScanText) -> Iterator[SecretHit]:
+    reason = f"a credential on a command line; {ROTATE}"
+    for match in find_matches(_LONG_FLAG, scan.lowered, _LONG_FLAG_ANCHORS):
+        start, end = match.span("secret")
+        if _is_literal(scan.text[start:end]):
+            yield SecretHit(RULE, start, end, reason)
+    for match in find_matches(_SHORT_FLAG, scan.lowered, (" -p", "\t-p", " -a", "\t-a")):
+        start, end = match.span("secret")
+        if not _is_literal(scan.text[start:end]):
+            continue
+        command = _command_before(scan.lowered, match.start())
+        attached = match.start("secret") == match.end("flag")
+        if match.group("flag") == "a":
+            wanted = "redis-cli" in command
+        else:
+            wanted = any(name in command for name in _LOGIN_COMMANDS) or (
+                attached and any(name in command for name in _MYSQL_COMMANDS)
+            )
+        if wanted:
+            yield SecretHit(RULE, start, end, reason)
+    for match in find_matches(_USER_PASSWORD, scan.lowered, (" -u", "\t-u", "--user")):
+        start, end = match.span("secret")
+        if _is_literal(scan.text[start:end]):
+            yield SecretHit(RULE, start, end, reason)
