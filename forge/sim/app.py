@@ -36,6 +36,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "forge.sim.notes",
     "forge.sim.label_events",
     "forge.sim.issues",
+    "forge.sim.award_emoji",
     "forge.sim.links",
     "forge.sim.hooks",
     "forge.sim.repository",
