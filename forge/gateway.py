@@ -20,7 +20,7 @@ from forge.client import GitLabClient
 from forge.guard import Guard
 from forge.merge_gateway import MergeGateway
 from forge.trust import Trust
-from forge.types import Issue, LabelEvent, Note
+from forge.types import Award, Issue, LabelEvent, Note
 from workflow import Workflow, label_change, read_state
 
 NOTE_MARKER = "<!-- crewline:note key={key} -->"
@@ -231,6 +231,17 @@ class Gateway:
                 raise
 
         return await self.calls.read("member.access_level", project, {"username": username}, get)
+
+    async def note_awards(self, project: str, iid: int, note_id: int) -> list[Award]:
+        """The award emoji on note ``note_id`` of issue ``project#iid``, oldest first."""
+
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
+            note = issue.notes.get(note_id, lazy=True)
+            return [dict(a.attributes) for a in note.awardemojis.list(get_all=True)]
+
+        found = await self.calls.read("note.awards", f"{project}#{iid}", {"note": note_id}, list_)
+        return [Award.of(item) for item in found]
 
     # ------------------------------------------------------------ notes (issues and MRs)
 

@@ -27,6 +27,7 @@ from forge.types import Issue
 from roles.context import HostClaim, RunAborted, RunContext, Services
 from roles.gate_recovery import gate_request, issues_at_gates
 from roles.gates import GateNotDecided
+from roles.gitlab_gates import GitLabGates
 from roles.notify import Event, EventKind, GateRequest, for_humans
 from storage import Run, RunFinishedError, RunStatus
 from workflow import Outcome, next_state
@@ -100,11 +101,18 @@ class Engine:
         self._tick_lock = asyncio.Lock()
         # Issues at a gate whose request a desk of this process took (asked, not failed).
         self._gates_asked: set[tuple[str, int]] = set()
+        self.gitlab_gates = GitLabGates(services)  # 👍 and Approve decide in GitLab
+        self._gates_due = False
 
     # ------------------------------------------------------------ driving
 
     def wake(self) -> None:
         """Look for work now (a webhook said something changed)."""
+        self._wake.set()
+
+    def wake_gates(self) -> None:
+        """Look at the gates now (a webhook said someone reacted to a plan or approved)."""
+        self._gates_due = True
         self._wake.set()
 
     async def run_forever(self, poll_seconds: float) -> None:
@@ -115,7 +123,8 @@ class Engine:
         while True:
             try:
                 await self.tick()
-                if time.monotonic() >= reask_at:
+                if self._gates_due or time.monotonic() >= reask_at:
+                    self._gates_due = False
                     reask_at = time.monotonic() + poll_seconds
                     await self.reask_gates()
             except ForgeError as error:
@@ -483,7 +492,17 @@ class Engine:
             self._gates_asked = {k for k in self._gates_asked if k[0] != project or k in here}
             for issue, gate in waiting:
                 key = (project, issue.iid)
-                if key in self._gates_asked or key in self._inflight:
+                if key in self._inflight:
+                    continue
+                try:
+                    decided = await self.gitlab_gates.look(issue, gate)
+                except ForgeError as error:
+                    log.warning("reading a gate in GitLab failed: issue=%s: %s", issue.ref, error)
+                    decided = None
+                if decided is not None:
+                    self.wake()  # the issue moved on: the next role may have work
+                    continue
+                if key in self._gates_asked:
                     continue
                 request = await gate_request(gateway, issue, gate)
                 if request is None:
