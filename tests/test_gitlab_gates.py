@@ -3,6 +3,8 @@ request. No Discord and no console desk decides: the engine's desk only records 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -154,3 +156,31 @@ async def test_a_goal_goes_from_pm_ready_to_done_decided_in_gitlab_alone(
     approved = f"Merge of !{mr.iid} at `{pushed[:10]}` approved by @alice via GitLab"
     assert sum(approved in body for body in bodies) == 1
     assert root(demo_sim).projects.get(PROJECT).issues.get(issue.iid).state == "closed"
+
+
+async def test_a_gate_webhook_makes_the_engine_look_at_the_gates_before_the_next_poll(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with gitlab_only(demo_sim, tmp_path) as runtime:
+        engine = runtime.engine
+        looked = asyncio.Event()
+        real = engine.reask_gates
+
+        async def counted() -> int:
+            looked.set()
+            return await real()
+
+        engine.reask_gates = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(engine.run_forever(poll_seconds=600))
+        try:
+            await asyncio.wait_for(looked.wait(), 30)  # at start
+            looked.clear()
+            engine.wake()  # any other event: work, not the gates
+            await asyncio.sleep(1)
+            assert not looked.is_set()
+            engine.wake_gates()  # an emoji or approval event (bot/serve.py)
+            await asyncio.wait_for(looked.wait(), 30)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

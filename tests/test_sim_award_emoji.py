@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import gitlab
 import pytest
 
 from forge.sim.app import RunningSim
 from forge.sim.core import GUEST
+from forge.webhooks import parse_event
+from forge.webhooks.events import EmojiEvent, MergeRequestEvent, wakes_gates
 from tests.sim_issues_support import MAINTAINER_TOKEN, add_user, client, make_project
 from tests.test_sim_hooks import Receiver, fast_sim, hooks_of
+from tests.webhooks_support import merge_request_payload
 
 __all__ = ["fast_sim"]  # the fixture, imported for use here
 
@@ -60,6 +65,22 @@ def test_a_guest_may_award_and_the_emoji_hook_says_so(fast_sim: RunningSim) -> N
         assert (attributes["name"], attributes["awardable_type"]) == ("thumbsup", "Note")
         assert (attributes["awardable_id"], attributes["id"]) == (note.id, made.id)
         assert body["note"]["id"] == note.id and body["issue"]["iid"] == issue.iid
+        parsed = parse_event(body, uuid="u-1", received_at=datetime.now(UTC))
+        assert isinstance(parsed, EmojiEvent) and wakes_gates(parsed)
+        assert (parsed.name, parsed.awardable_id, parsed.target_iid) == (
+            "thumbsup",
+            note.id,
+            issue.iid,
+        )
         award.delete(made.id)
         revoked = receiver.wait_for(2)[1].body
         assert (revoked["event_type"], revoked["object_attributes"]["id"]) == ("revoke", made.id)
+
+
+def test_approval_actions_of_merge_request_hooks_wake_the_gates() -> None:
+    for action, wakes in (("approved", True), ("approval", True), ("unapproved", True),
+                          ("update", False), ("open", False)):  # fmt: skip
+        payload = merge_request_payload()
+        payload["object_attributes"]["action"] = action
+        parsed = parse_event(payload, uuid=None, received_at=datetime.now(UTC))
+        assert isinstance(parsed, MergeRequestEvent) and wakes_gates(parsed) is wakes
