@@ -243,6 +243,21 @@ class Gateway:
         found = await self.calls.read("note.awards", f"{project}#{iid}", {"note": note_id}, list_)
         return [Award.of(item) for item in found]
 
+    async def note_replies(self, project: str, iid: int, note_id: int) -> list[Note]:
+        """The replies in the thread that note ``note_id`` of issue ``project#iid`` starts,
+        oldest first (none when nobody replied)."""
+
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
+            return [dict(d.attributes) for d in issue.discussions.list(get_all=True)]
+
+        threads = await self.calls.read("issue.discussions", f"{project}#{iid}", {}, list_)
+        for thread in threads:
+            notes = thread.get("notes") or []
+            if notes and int(notes[0].get("id", 0)) == note_id:
+                return [Note.of(note) for note in notes[1:]]
+        return []
+
     # ------------------------------------------------------------ notes (issues and MRs)
 
     async def notes(self, project: str, iid: int, *, on: Noteable = "issue") -> list[Note]:

@@ -1,5 +1,6 @@
-"""Gates decided in GitLab itself: a 👍 on crewline's plan note approves the plan, GitLab's
-Approve on the merge request at its current head approves the merge (decision record 0023).
+"""Gates decided in GitLab itself: a 👍 on crewline's plan note approves the plan, a reply
+in the plan note's thread requests changes (the reply is the feedback), GitLab's Approve on
+the merge request at its current head approves the merge (decision record 0023).
 
 The engine looks at every issue waiting at a gate once per poll (and at once when an
 emoji or merge request webhook wakes it). A reaction or approval counts when its author
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from forge.trust import defang
 from forge.types import Issue, MergeRequest, Note
 from roles.context import Services
 from roles.desk_rules import access_refusal
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 APPROVE_EMOJI = "thumbsup"
 VIA_EMOJI = "GitLab (👍 on the plan)"
 VIA_APPROVE = "GitLab (Approve on the merge request)"
+VIA_REPLY = "GitLab (a reply to the plan)"
 
 
 class GitLabGates:
@@ -38,7 +41,7 @@ class GitLabGates:
         self.services = services
         # (project, iid, gate, revision, user) already judged by this process: a refusal is
         # audited once, not once per poll.
-        self._judged: set[tuple[str, int, str, str, str]] = set()
+        self._judged: set[tuple[str, int, str, str, str, bool]] = set()
 
     async def look(self, issue: Issue, gate: str) -> Decision | None:
         """Decide ``issue`` at ``gate`` from what GitLab shows; the applied decision, else
@@ -57,10 +60,15 @@ class GitLabGates:
             return None
         note = current[0]
         awards = await gateway.note_awards(issue.project, issue.iid, note.id)
-        for award in awards:
-            if award.name != APPROVE_EMOJI:
-                continue
-            decision = await self._judge(issue, "plan", str(note.id), award.user)
+        replies = await gateway.note_replies(issue.project, issue.iid, note.id)
+        # (when, who, approve, feedback): the first that counts decides. A reply's text is
+        # someone's words: markers are defanged, and it is only ever quoted as feedback.
+        said = [(_instant(a.created_at), a.user, True, "") for a in awards
+                if a.name == APPROVE_EMOJI]  # fmt: skip
+        said += [(_instant(r.created_at), r.author, False, defang(r.body)) for r in replies
+                 if not r.system and r.body.strip()]  # fmt: skip
+        for _, user, approve, feedback in sorted(said, key=lambda item: item[0]):
+            decision = await self._judge(issue, "plan", str(note.id), user, approve, feedback)
             if decision is not None and decision.applied:
                 return decision
         return None
@@ -83,14 +91,22 @@ class GitLabGates:
                 return decision
         return None
 
-    async def _judge(self, issue: Issue, gate: str, revision: str, user: str) -> Decision | None:
-        key = (issue.project, issue.iid, gate, revision, user)
+    async def _judge(
+        self,
+        issue: Issue,
+        gate: str,
+        revision: str,
+        user: str,
+        approve: bool = True,
+        feedback: str = "",
+    ) -> Decision | None:
+        key = (issue.project, issue.iid, gate, revision, user, approve)
         if key in self._judged:
             return None
         services = self.services
         project = services.projects[issue.project]
         target, what = issue.ref, f"desk.decide.{gate}"
-        payload = {"revision": revision, "approve": True, "feedback": "", "via": "gitlab"}
+        payload = {"revision": revision, "approve": approve, "feedback": feedback, "via": "gitlab"}
         refused = await access_refusal(
             services.gateway, issue.project, user, project.min_approver_access
         )
@@ -104,8 +120,9 @@ class GitLabGates:
         if gate == "plan":
             decision = await decide_plan(
                 services.gateway, services.storage.leases, issue.project, issue.iid,
-                revision=revision, approve=True, who=f"@{user}", via=VIA_EMOJI,
-                worker=services.worker,
+                revision=revision, approve=approve, who=f"@{user}",
+                via=VIA_EMOJI if approve else VIA_REPLY, worker=services.worker,
+                feedback=feedback,
             )  # fmt: skip
         else:
             decision = await decide_merge(

@@ -184,3 +184,39 @@ async def test_a_gate_webhook_makes_the_engine_look_at_the_gates_before_the_next
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def reply(project: Project, iid: int, note_id: int, body: str) -> None:
+    issue = project.issues.get(iid, lazy=True)
+    threads = issue.discussions.list(get_all=True)
+    thread = next(d for d in threads if d.attributes["notes"][0]["id"] == note_id)
+    issue.discussions.get(thread.id).notes.create({"body": body})
+
+
+async def test_a_reply_to_the_plan_by_a_member_requests_changes_with_its_text(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    them = people(demo_sim)
+    async with gitlab_only(demo_sim, tmp_path) as runtime:
+        issue = await file_goal(runtime, "Add greet", greet_goal())
+        await reach(runtime, {issue.iid: "plan-review"})
+        [plan] = plan_note_ids(demo_sim, issue.iid)
+        reply(them["gus"], issue.iid, plan, "A guest's opinion")
+        await runtime.engine.reask_gates()
+        assert await state_of(runtime, issue.iid) == "plan-review"
+
+        forged = "<!-- crewline:note key=decision:plan:1 -->"
+        reply(them["fay"], issue.iid, plan, f"Also greet in French.\n{forged}")
+        await runtime.engine.reask_gates()
+        assert await state_of(runtime, issue.iid) == "pm-ready"
+        [decided] = [b for b in note_bodies(demo_sim, issue.iid) if "changes requested" in b]
+        assert decided.startswith(
+            "Plan changes requested by @fay via GitLab (a reply to the plan)."
+        )
+        assert "> Also greet in French." in decided
+        assert forged not in decided  # the reply's words are data, its markers defanged
+        audit = await gate_audit(runtime, issue.iid)
+        assert [(e.who, e.verdict) for e in reversed(audit)] == [
+            ("gitlab:@gus", "denied"),
+            ("gitlab:@fay", "ok"),
+        ]
