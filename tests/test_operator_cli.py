@@ -27,14 +27,15 @@ from tests.engine_support import (
     runtime_for,
     state_of,
 )
+from tests.review_merge_support import greet_goal, issue_mr
 from tests.sim_issues_support import add_user
 from tests.test_cli import crewline
 from tests.test_cli_engine import TOKEN_ENV, write_config
-from tests.test_gitlab_gates import plan_note_ids, react
+from tests.test_gitlab_gates import gitlab_only, plan_note_ids, react
 
 
-async def cli(config: Path, *args: str) -> tuple[int, str]:
-    done = await asyncio.to_thread(crewline, *args, "--config", str(config), env=TOKEN_ENV)
+async def cli(config: Path, *args: str, env: dict[str, str] = TOKEN_ENV) -> tuple[int, str]:
+    done = await asyncio.to_thread(crewline, *args, "--config", str(config), env=env)
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
@@ -95,3 +96,26 @@ async def test_the_operator_requests_changes_then_approves_on_the_command_line(
         (f"operator:{login}", "desk.decide.plan", "ok"),
         (f"operator:{login}", "desk.decide.plan", "ok"),
     ]
+
+
+async def test_the_operator_approves_a_merge_and_crewline_merges_with_its_merge_identity(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    login = getpass.getuser()
+    config = write_config(tmp_path / "crewline.toml", demo_sim)
+    env = {**TOKEN_ENV, "CREWLINE_GITLAB_MERGE_TOKEN": demo_sim.config.maintainer_token}
+    async with gitlab_only(demo_sim, tmp_path / "engine") as runtime:
+        issue = await file_goal(runtime, "Add greet", greet_goal())
+        await reach(runtime, {issue.iid: "plan-review"})
+        assert (await cli(config, "approve", PROJECT, str(issue.iid), env=env))[0] == 0
+        await reach(runtime, {issue.iid: "merge-ready"}, limit=120)
+        head = issue_mr(demo_sim, issue.iid).sha
+        code, said = await cli(config, "approve", PROJECT, str(issue.iid), env=env)
+        assert code == 0, said
+        assert said == (
+            f"Merge of !{issue_mr(demo_sim, issue.iid).iid} at `{head[:10]}` approved by "
+            f"operator:{login} via the command line. Merged."
+        )
+        assert await state_of(runtime, issue.iid) == "done"
+    merged = issue_mr(demo_sim, issue.iid)
+    assert merged.state == "merged" and merged.merged_by["username"] == "maintainer"
