@@ -480,9 +480,10 @@ class Engine:
         self.wake()  # the next role may have work now
 
     async def reask_gates(self) -> int:
-        """Ask the desk about issues waiting at a gate that no desk of this process took:
-        its request failed (a decision it could not apply), or a crash or restart came
-        before it. How many requests the desk took."""
+        """Decide the gates GitLab has decided (a 👍, a reply, an Approve: see
+        ``roles/gitlab_gates.py``), then ask the desk about issues waiting at a gate that no
+        desk of this process took: its request failed (a decision it could not apply), or a
+        crash or restart came before it. How many requests the desk took."""
         asked = 0
         gateway = self.services.gateway
         for project in self.services.projects:
