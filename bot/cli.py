@@ -133,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(handler=cmd_status)
 
+    for name, what in (("approve", "approve"), ("request-changes", "request changes to")):
+        decide = commands.add_parser(
+            name,
+            parents=[common],
+            help=f"{what} the plan or merge an issue waits for, as this host's operator",
+        )
+        decide.add_argument("project", help="the project's path, e.g. group/app")
+        decide.add_argument("iid", type=int, help="the issue's number in the project")
+        if name == "request-changes":
+            decide.add_argument("--feedback", required=True, help="what should change")
+        decide.set_defaults(handler=cmd_decide, approve=name == "approve")
+
     labels = commands.add_parser("labels", parents=[common], help="GitLab workflow labels")
     label_commands = labels.add_subparsers(title="labels commands", metavar="COMMAND")
     sync = label_commands.add_parser(
@@ -251,6 +263,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config, secrets = _configured(args)
     asyncio.run(serve(config, secrets, webhooks=False, auto_approve_plans=args.auto_approve_plans))
     return EXIT_OK
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from bot.app import build_runtime
+    from bot.operator import operator_decide, operator_login
+    from forge.client import ForgeError
+    from roles.notify import EventLog
+
+    config, secrets = _configured(args)
+    feedback = str(getattr(args, "feedback", "") or "")
+    if not args.approve and not feedback.strip():
+        print("say what should change: --feedback must not be empty", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def decide() -> tuple[bool, str]:
+        runtime = await build_runtime(config, secrets, notifier=EventLog())
+        try:
+            decision = await operator_decide(
+                runtime, args.project, args.iid, approve=args.approve, feedback=feedback,
+                login=operator_login(),
+            )  # fmt: skip
+        except ForgeError as error:
+            return False, f"GitLab refused or did not answer: {error}"
+        finally:
+            await runtime.close()
+        return decision.applied, decision.message
+
+    applied, message = asyncio.run(decide())
+    print(message, file=sys.stdout if applied else sys.stderr)
+    return EXIT_OK if applied else EXIT_FAILED
 
 
 def cmd_labels_sync(args: argparse.Namespace) -> int:

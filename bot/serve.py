@@ -19,7 +19,7 @@ from bot.scheduler import build_scheduler
 from forge.client import ForgeError
 from forge.privilege import merge_power
 from forge.webhooks import WebhookReceiver
-from forge.webhooks.events import WebhookEvent
+from forge.webhooks.events import WebhookEvent, wakes_gates
 from roles.notify import Desk, GateRequest
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,10 @@ async def serve(
             )
 
         async def on_event(event: WebhookEvent) -> None:
-            engine.wake()
+            if wakes_gates(event):
+                engine.wake_gates()  # a 👍 or an Approve may decide a gate in GitLab
+            else:
+                engine.wake()
 
         receiver = WebhookReceiver(secrets.webhook_secret, on_event, config.webhook)
         url = await receiver.start()

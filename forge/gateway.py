@@ -21,7 +21,7 @@ from forge.client import GitLabClient
 from forge.guard import Guard
 from forge.merge_gateway import MergeGateway
 from forge.trust import Trust
-from forge.types import Issue, LabelEvent, Note
+from forge.types import Award, Issue, LabelEvent, Note
 from workflow import Workflow, label_change, read_state
 
 NOTE_MARKER = "<!-- crewline:note key={key} -->"
@@ -235,6 +235,32 @@ class Gateway:
                 raise
 
         return await self.calls.read("member.access_level", project, {"username": username}, get)
+
+    async def note_awards(self, project: str, iid: int, note_id: int) -> list[Award]:
+        """The award emoji on note ``note_id`` of issue ``project#iid``, oldest first."""
+
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
+            note = issue.notes.get(note_id, lazy=True)
+            return [dict(a.attributes) for a in note.awardemojis.list(get_all=True)]
+
+        found = await self.calls.read("note.awards", f"{project}#{iid}", {"note": note_id}, list_)
+        return [Award.of(item) for item in found]
+
+    async def note_replies(self, project: str, iid: int, note_id: int) -> list[Note]:
+        """The replies in the thread that note ``note_id`` of issue ``project#iid`` starts,
+        oldest first (none when nobody replied)."""
+
+        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
+            issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
+            return [dict(d.attributes) for d in issue.discussions.list(get_all=True)]
+
+        threads = await self.calls.read("issue.discussions", f"{project}#{iid}", {}, list_)
+        for thread in threads:
+            notes = thread.get("notes") or []
+            if notes and int(notes[0].get("id", 0)) == note_id:
+                return [Note.of(note) for note in notes[1:]]
+        return []
 
     # ------------------------------------------------------------ notes (issues and MRs)
 

@@ -12,7 +12,7 @@ from gitlab.utils import EncodedId
 from forge.calls import AuditedCalls
 from forge.client import ForgeConflict, ForgeNotFound
 from forge.trust import Trust
-from forge.types import MergeRequest, Pipeline
+from forge.types import Approval, MergeRequest, Pipeline
 
 PER_PAGE = 100
 
@@ -73,6 +73,16 @@ class MergeGateway:
         return MergeRequest.of(
             project, await self.calls.read("mr.get", f"{project}!{iid}", {}, get)
         )
+
+    async def approvals(self, project: str, iid: int) -> list[Approval]:
+        """Who approved MR ``project!iid`` (GitLab's Approve), and when where GitLab says."""
+
+        def get(gl: gitlab.Gitlab) -> dict[str, Any]:
+            mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
+            return dict(mr.approvals.get().attributes)
+
+        found = await self.calls.read("mr.approvals", f"{project}!{iid}", {}, get)
+        return [Approval.of(item) for item in found.get("approved_by") or []]
 
     async def ensure_mr(
         self,

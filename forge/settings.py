@@ -62,6 +62,13 @@ class ProjectSettings(BaseModel):
         "50 Owner) the author of an issue, or whoever put it at the entry state, needs for "
         "it to count as a goal",
     )
+    min_approver_access: int = Field(
+        default=30,
+        ge=10,
+        le=50,
+        description="Access level a GitLab user needs for a 👍 on a plan note or an Approve "
+        "on a merge request to decide a gate (30 Developer, as the Discord desk's default)",
+    )
     agents_hear_guests: bool = Field(
         default=False,
         description="Feed comments of users below Reporter (guests, non-members) to agents",

@@ -78,6 +78,36 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Award:
+    """An award emoji on a note: who reacted, with which emoji name, when."""
+
+    name: str
+    user: str
+    created_at: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Award:
+        return cls(
+            name=str(data.get("name") or ""),
+            user=_user(data.get("user")),
+            created_at=str(data.get("created_at") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A user's Approve on a merge request; ``approved_at`` is empty where GitLab does not
+    say (before GitLab 18.4 the approvals API named the approver only)."""
+
+    user: str
+    approved_at: str
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Approval:
+        return cls(user=_user(data.get("user")), approved_at=str(data.get("approved_at") or ""))
+
+
+@dataclass(frozen=True)
 class LabelEvent:
     id: int
     action: str  # "add" | "remove"

@@ -31,6 +31,7 @@ from roles.attempts import claims_of, round_attempt
 from roles.context import HostClaim, RunAborted, RunContext, Services
 from roles.gate_recovery import gate_request, issues_at_gates
 from roles.gates import GateNotDecided
+from roles.gitlab_gates import GitLabGates
 from roles.notify import Event, EventKind, GateRequest, for_humans
 from storage import Run, RunFinishedError, RunStatus
 from workflow import Outcome, next_state
@@ -105,11 +106,18 @@ class Engine:
         # Issues at a gate whose request a desk of this process took (asked, not failed).
         self._gates_asked: set[tuple[str, int]] = set()
         self._resume_pending = True  # until one resume pass has seen every interrupted run
+        self.gitlab_gates = GitLabGates(services)  # 👍 and Approve decide in GitLab
+        self._gates_due = False
 
     # ------------------------------------------------------------ driving
 
     def wake(self) -> None:
         """Look for work now (a webhook said something changed)."""
+        self._wake.set()
+
+    def wake_gates(self) -> None:
+        """Look at the gates now (a webhook said someone reacted to a plan or approved)."""
+        self._gates_due = True
         self._wake.set()
 
     async def run_forever(self, poll_seconds: float) -> None:
@@ -122,7 +130,8 @@ class Engine:
             if self._resume_pending:
                 await _logged("resuming interrupted runs", self.resume)
             await _logged("engine pass", self.tick)
-            if time.monotonic() >= reask_at:
+            if self._gates_due or time.monotonic() >= reask_at:
+                self._gates_due = False
                 reask_at = time.monotonic() + poll_seconds
                 await _logged("asking again about waiting gates", self.reask_gates)
             with contextlib.suppress(TimeoutError):
@@ -527,9 +536,10 @@ class Engine:
         self.wake()  # the next role may have work now
 
     async def reask_gates(self) -> int:
-        """Ask the desk about issues waiting at a gate that no desk of this process took:
-        its request failed (a decision it could not apply), or a crash or restart came
-        before it. How many requests the desk took."""
+        """Decide the gates GitLab has decided (a 👍, a reply, an Approve: see
+        ``roles/gitlab_gates.py``), then ask the desk about issues waiting at a gate that no
+        desk of this process took: its request failed (a decision it could not apply), or a
+        crash or restart came before it. How many requests the desk took."""
         asked = 0
         gateway = self.services.gateway
         for project in self.services.projects:
@@ -539,7 +549,17 @@ class Engine:
             self._gates_asked = {k for k in self._gates_asked if k[0] != project or k in here}
             for issue, gate in waiting:
                 key = (project, issue.iid)
-                if key in self._gates_asked or key in self._inflight:
+                if key in self._inflight:
+                    continue
+                try:
+                    decided = await self.gitlab_gates.look(issue, gate)
+                except ForgeError as error:
+                    log.warning("reading a gate in GitLab failed: issue=%s: %s", issue.ref, error)
+                    decided = None
+                if decided is not None:
+                    self.wake()  # the issue moved on: the next role may have work
+                    continue
+                if key in self._gates_asked:
                     continue
                 request = await gate_request(gateway, issue, gate)
                 if request is None:

@@ -26,6 +26,7 @@ from forge.client import ForgeError
 from forge.gateway import Gateway, StaleState
 from forge.merge_gateway import MergeGateway
 from forge.types import MergeRequest, Note
+from roles.desk_rules import second_person_refusal
 from roles.mr_link import issue_mr_and_notes, moved_since_qa
 from roles.plan_notes import FEEDBACK_HEADING, approved_plan_marker, decision_key, latest_plan
 from storage import LeaseStore
@@ -260,8 +261,9 @@ async def _decide_merge(
     if mr.sha != revision:
         return Decision(False, f"stale: !{mr.iid} is now at {mr.sha[:10]}, not {revision[:10]}")
     filer = filer_of(issue.description, issue.author)
-    if approve and require_second_person and approver is not None and approver == filer:
-        return Decision(False, f"@{approver} filed this goal and cannot approve its merge")
+    refused = second_person_refusal(filer, approver, require_second_person) if approve else None
+    if refused is not None:
+        return Decision(False, refused)
     if not approve:
         quoted = "\n".join(f"> {line}" for line in feedback.strip().splitlines())
         body = f"Merge changes requested by {who} via {via}.\n\n{FEEDBACK_HEADING}\n\n{quoted}"

@@ -36,6 +36,8 @@ ROUTE_MODULES: tuple[str, ...] = (
     "forge.sim.notes",
     "forge.sim.label_events",
     "forge.sim.issues",
+    "forge.sim.award_emoji",
+    "forge.sim.issue_discussions",
     "forge.sim.links",
     "forge.sim.hooks",
     "forge.sim.repository",

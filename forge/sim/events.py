@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SimEvent:
-    """``kind`` is one of: issue, note, merge_request, pipeline, push, tag_push, job."""
+    """``kind`` is one of: issue, note, merge_request, pipeline, push, tag_push, job, emoji."""
 
     kind: str
     project_id: int

@@ -52,6 +52,7 @@ EVENT_KINDS: dict[str, tuple[str, str]] = {
     "push": ("push_events", "Push Hook"),
     "tag_push": ("tag_push_events", "Tag Push Hook"),
     "job": ("job_events", "Job Hook"),
+    "emoji": ("emoji_events", "Emoji Hook"),
 }
 # flag -> default when creating a hook (GitLab subscribes new hooks to pushes only)
 FLAGS: dict[str, bool] = {
@@ -67,6 +68,7 @@ FLAGS: dict[str, bool] = {
     "wiki_page_events": False,
     "deployment_events": False,
     "releases_events": False,
+    "emoji_events": False,
     "enable_ssl_verification": True,
 }
 USER_AGENT = "GitLab/17.5.0"

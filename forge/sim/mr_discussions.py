@@ -59,7 +59,7 @@ async def _load_mr_noteable(sim: Sim, project: sqlite3.Row, iid: int) -> Noteabl
 # ---------------------------------------------------------------- shapes
 
 
-def _group(rows: list[sqlite3.Row]) -> dict[str, list[sqlite3.Row]]:
+def group_discussions(rows: list[sqlite3.Row]) -> dict[str, list[sqlite3.Row]]:
     """Notes by discussion, discussions in the order of their first note."""
     groups: dict[str, list[sqlite3.Row]] = {}
     for row in rows:
@@ -133,7 +133,7 @@ async def _discussion(
 async def list_discussions(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
     _, mr = await load_merge_request(request)
-    groups = _group(await list_notes(sim, "MergeRequest", int(mr["id"])))
+    groups = group_discussions(await list_notes(sim, "MergeRequest", int(mr["id"])))
     body = [await discussion_json(sim, key, rows) for key, rows in groups.items()]
     return paginate(request, body)
 

@@ -73,7 +73,10 @@ def approvals_json(
         "approvals_required": snap.approvals_required,
         "approvals_left": left,
         "require_password_to_approve": False,
-        "approved_by": [{"user": user_json(sim, row)} for row in snap.approved_by],
+        "approved_by": [
+            {"user": user_json(sim, row), "approved_at": row["approved_at"]}
+            for row in snap.approved_by
+        ],
         "suggested_approvers": [],
         "approvers": [],
         "approver_groups": [],

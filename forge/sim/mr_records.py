@@ -188,7 +188,8 @@ async def open_mr_for_source(sim: Sim, project_id: int, source_branch: str) -> s
 
 async def approver_rows(sim: Sim, mr_id: int) -> list[sqlite3.Row]:
     return await sim.store.fetchall(
-        "SELECT users.*, mr_approvals.sha AS approved_sha FROM mr_approvals"
+        "SELECT users.*, mr_approvals.sha AS approved_sha,"
+        " mr_approvals.created_at AS approved_at FROM mr_approvals"
         " JOIN users ON users.id = mr_approvals.user_id"
         " WHERE mr_approvals.merge_request_id = ? ORDER BY mr_approvals.created_at, users.id",
         (mr_id,),

@@ -1,5 +1,5 @@
 """Typed GitLab webhook events: the few fields crewline acts on, taken from GitLab's
-documented payloads (issue, note, merge request and pipeline hooks)."""
+documented payloads (issue, note, merge request, pipeline and emoji hooks)."""
 
 from __future__ import annotations
 
@@ -114,4 +114,31 @@ class PipelineEvent(BaseWebhookEvent):
         return self.merge_request_iid
 
 
-WebhookEvent = IssueEvent | NoteEvent | MergeRequestEvent | PipelineEvent
+class EmojiEvent(BaseWebhookEvent):
+    """Someone awarded (``event_type`` "award") or removed ("revoke") an emoji; crewline
+    cares about those on the notes of issues (a 👍 on a plan note decides the plan gate)."""
+
+    kind: Literal["emoji"] = "emoji"
+    event_type: str
+    name: str
+    awardable_type: str
+    awardable_id: int
+    issue_iid: int | None = None
+
+    @property
+    def target_iid(self) -> int | None:
+        return self.issue_iid
+
+
+WebhookEvent = IssueEvent | NoteEvent | MergeRequestEvent | PipelineEvent | EmojiEvent
+
+# Merge request hook actions that change who approved (GitLab: "approved" once the
+# required approvals are there, "approval" for each other one; and their undoing).
+APPROVAL_ACTIONS = frozenset({"approved", "approval", "unapproved", "unapproval"})
+
+
+def wakes_gates(event: WebhookEvent) -> bool:
+    """Whether ``event`` may decide a gate in GitLab: an emoji, or an MR (un)approval."""
+    if isinstance(event, EmojiEvent):
+        return True
+    return isinstance(event, MergeRequestEvent) and event.action in APPROVAL_ACTIONS

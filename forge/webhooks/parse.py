@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from forge.webhooks.events import (
     BuildSummary,
+    EmojiEvent,
     IssueEvent,
     MergeRequestEvent,
     NoteEvent,
@@ -220,6 +221,17 @@ def _pipeline(fields: _Fields, common: dict[str, Any]) -> PipelineEvent:
     )
 
 
+def _emoji(fields: _Fields, common: dict[str, Any]) -> EmojiEvent:
+    return EmojiEvent(
+        **common,
+        event_type=fields.required_str("event_type"),
+        name=fields.required_str("object_attributes.name"),
+        awardable_type=fields.required_str("object_attributes.awardable_type"),
+        awardable_id=fields.required_int("object_attributes.awardable_id"),
+        issue_iid=fields.optional_int("issue.iid"),
+    )
+
+
 _Parser = Callable[[_Fields, dict[str, Any]], WebhookEvent | Ignored]
 
 _PARSERS: dict[str, _Parser] = {
@@ -227,6 +239,7 @@ _PARSERS: dict[str, _Parser] = {
     "note": _note,
     "merge_request": _merge_request,
     "pipeline": _pipeline,
+    "emoji": _emoji,
 }
 
 HANDLED_KINDS = frozenset(_PARSERS)

@@ -1,0 +1,86 @@
+"""Simulator award emoji on issue notes and the Emoji Hook, through python-gitlab."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import gitlab
+import pytest
+
+from forge.sim.app import RunningSim
+from forge.sim.core import GUEST
+from forge.webhooks import parse_event
+from forge.webhooks.events import EmojiEvent, MergeRequestEvent, wakes_gates
+from tests.sim_issues_support import MAINTAINER_TOKEN, add_user, client, make_project
+from tests.test_sim_hooks import Receiver, fast_sim, hooks_of
+from tests.webhooks_support import merge_request_payload
+
+__all__ = ["fast_sim"]  # the fixture, imported for use here
+
+AWARD_FIELDS = {"id", "name", "user", "created_at", "updated_at", "awardable_id", "awardable_type"}
+
+
+def test_award_list_get_and_revoke_on_an_issue_note(sim: RunningSim) -> None:
+    project_id = make_project(sim)
+    issue = client(sim).projects.get(project_id).issues.create({"title": "Plan"})
+    note = issue.notes.create({"body": "the plan"})
+    as_maintainer = client(sim, MAINTAINER_TOKEN).projects.get(project_id, lazy=True)
+    their_note = as_maintainer.issues.get(issue.iid, lazy=True).notes.get(note.id)
+    award = their_note.awardemojis.create({"name": "thumbsup"})
+    assert set(award.attributes) >= AWARD_FIELDS
+    assert (award.name, award.awardable_type, award.awardable_id) == ("thumbsup", "Note", note.id)
+    assert award.user["username"] == "maintainer"
+
+    listed = note.awardemojis.list()
+    assert [(a.name, a.user["username"]) for a in listed] == [("thumbsup", "maintainer")]
+    assert note.awardemojis.get(award.id).name == "thumbsup"
+    with pytest.raises(gitlab.exceptions.GitlabCreateError) as twice:
+        their_note.awardemojis.create({"name": "thumbsup"})
+    assert twice.value.response_code == 404  # GitLab: already awarded
+    with pytest.raises(gitlab.exceptions.GitlabDeleteError) as not_theirs:
+        note.awardemojis.delete(award.id)  # the bot did not award it
+    assert not_theirs.value.response_code == 403
+    their_note.awardemojis.delete(award.id)
+    assert note.awardemojis.list() == []
+    with pytest.raises(gitlab.exceptions.GitlabGetError):
+        issue.notes.get(note.id + 100).awardemojis.list()
+
+
+def test_a_guest_may_award_and_the_emoji_hook_says_so(fast_sim: RunningSim) -> None:
+    project_id = make_project(fast_sim)
+    guest = add_user(fast_sim, "guest", project_id, GUEST)
+    with Receiver() as receiver:
+        hooks_of(fast_sim, project_id).create({"url": receiver.url, "emoji_events": True})
+        issue = client(fast_sim).projects.get(project_id).issues.create({"title": "Plan"})
+        note = issue.notes.create({"body": "the plan"})
+        theirs = client(fast_sim, guest).projects.get(project_id, lazy=True)
+        award = theirs.issues.get(issue.iid, lazy=True).notes.get(note.id).awardemojis
+        made = award.create({"name": "thumbsup"})
+        delivery = receiver.wait_for(1)[0]
+        assert delivery.headers["X-Gitlab-Event"] == "Emoji Hook"
+        body = delivery.body
+        assert (body["object_kind"], body["event_type"]) == ("emoji", "award")
+        assert body["user"]["username"] == "guest"
+        attributes = body["object_attributes"]
+        assert (attributes["name"], attributes["awardable_type"]) == ("thumbsup", "Note")
+        assert (attributes["awardable_id"], attributes["id"]) == (note.id, made.id)
+        assert body["note"]["id"] == note.id and body["issue"]["iid"] == issue.iid
+        parsed = parse_event(body, uuid="u-1", received_at=datetime.now(UTC))
+        assert isinstance(parsed, EmojiEvent) and wakes_gates(parsed)
+        assert (parsed.name, parsed.awardable_id, parsed.target_iid) == (
+            "thumbsup",
+            note.id,
+            issue.iid,
+        )
+        award.delete(made.id)
+        revoked = receiver.wait_for(2)[1].body
+        assert (revoked["event_type"], revoked["object_attributes"]["id"]) == ("revoke", made.id)
+
+
+def test_approval_actions_of_merge_request_hooks_wake_the_gates() -> None:
+    for action, wakes in (("approved", True), ("approval", True), ("unapproved", True),
+                          ("update", False), ("open", False)):  # fmt: skip
+        payload = merge_request_payload()
+        payload["object_attributes"]["action"] = action
+        parsed = parse_event(payload, uuid=None, received_at=datetime.now(UTC))
+        assert isinstance(parsed, MergeRequestEvent) and wakes_gates(parsed) is wakes
