@@ -1,10 +1,11 @@
 """Every GitLab call goes through here: screened by the guard when it writes, and
-written to the audit trail whatever its outcome."""
+written to the audit trail whatever its outcome. A write that creates something says how
+to find it (``find_existing``), so a lost answer is never followed by a second copy."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import gitlab
@@ -53,11 +54,15 @@ class AuditedCalls:
         text_fields: tuple[str, ...] = (),
         branch_fields: tuple[str, ...] = (),
         content_fields: tuple[str, ...] = (),
+        once: bool = False,
+        find_existing: Callable[[dict[str, Any]], Awaitable[T | None]] | None = None,
     ) -> T:
         """Screen ``payload`` (all or nothing), then send the screened payload with ``fn``.
 
         Text fields have GitLab quick actions neutralised; branch names and file contents
-        are checked but never rewritten.
+        are checked but never rewritten. ``once`` and ``find_existing`` (called with the
+        screened payload, i.e. what was sent) are :meth:`GitLabClient.call`'s: a write that
+        must not happen twice, and how to find it when its answer was lost.
         """
         try:
             screened = self.screen(operation, payload, text_fields, branch_fields, content_fields)
@@ -65,7 +70,15 @@ class AuditedCalls:
             await self._audit(operation, target, payload, f"blocked:{blocked.rule}")
             log.warning("guard blocked %s on %s: %s", operation, target, blocked.rule)
             raise
-        return await self._call(operation, target, screened, lambda gl: fn(gl, screened))
+        lookup = None if find_existing is None else lambda: find_existing(screened)
+        return await self._call(
+            operation,
+            target,
+            screened,
+            lambda gl: fn(gl, screened),
+            once=once,
+            find_existing=lookup,
+        )
 
     def screen(
         self,
@@ -90,10 +103,17 @@ class AuditedCalls:
         return screened
 
     async def _call(
-        self, operation: str, target: str, payload: Any, fn: Callable[[gitlab.Gitlab], T]
+        self,
+        operation: str,
+        target: str,
+        payload: Any,
+        fn: Callable[[gitlab.Gitlab], T],
+        *,
+        once: bool = False,
+        find_existing: Callable[[], Awaitable[T | None]] | None = None,
     ) -> T:
         try:
-            result = await self.client.call(operation, fn)
+            result = await self.client.call(operation, fn, once=once, find_existing=find_existing)
         except ForgeError as error:
             await self._audit(operation, target, payload, f"error:{error.status or 'unavailable'}")
             raise

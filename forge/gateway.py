@@ -4,24 +4,34 @@ roles need, each one audited, every write screened by the guard.
 Notes crewline writes carry a hidden key (``<!-- crewline:note key=... -->``) and are
 looked up by it before posting, so a run that crashes between "post" and "record" and
 is started again finds its note instead of posting a second copy.
+
+Every note crewline posts carries a hidden marker that finds it again: its key, its claim
+marker, or else a one-off ``<!-- crewline:post id=... -->``. When GitLab's answer to the
+POST is lost (a 5xx, a timeout, a reset), the notes are searched for that marker before
+any retry, so a lost answer never becomes a second copy (docs/decisions/0015).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import uuid
 from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 import gitlab
 
 from forge.calls import AuditedCalls, AuditSink
-from forge.client import GitLabClient
+from forge.client import ForgeNotFound, GitLabClient
 from forge.guard import Guard
 from forge.merge_gateway import MergeGateway
 from forge.types import Issue, LabelEvent, Note
 from workflow import Workflow, label_change, read_state
 
 NOTE_MARKER = "<!-- crewline:note key={key} -->"
+POST_MARKER = "<!-- crewline:post id={id} -->"
+# The markers crewline appends to what it posts; the last one in a body is the note's own.
+_OWN_MARKER = re.compile(r"<!-- crewline:(?:note|claim|post) [^<>]*? -->")
 _KEY = re.compile(r"^[A-Za-z0-9_.:/@#-]{1,200}$")
 PER_PAGE = 100
 
@@ -44,6 +54,13 @@ def note_marker(key: str) -> str:
     if not _KEY.match(key):
         raise ValueError(f"note key {key!r} must be 1-200 characters of [A-Za-z0-9_.:/@#-]")
     return NOTE_MARKER.format(key=key)
+
+
+def own_marker(body: str) -> str | None:
+    """The marker that finds the note ``body`` again once posted: the body's own crewline
+    marker (a note key, a claim), else None (a one-off marker is appended when sent)."""
+    markers = _OWN_MARKER.findall(body)
+    return str(markers[-1]) if markers else None
 
 
 class Gateway:
@@ -85,8 +102,14 @@ class Gateway:
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).issues.create(data).attributes)
 
+        # No lookup can tell a lost answer from a refusal here: not retried blindly.
         data = await self.calls.write(
-            "issue.create", project, payload, create, text_fields=("title", "description")
+            "issue.create",
+            project,
+            payload,
+            create,
+            text_fields=("title", "description"),
+            once=True,
         )
         return Issue.of(project, data)
 
@@ -240,13 +263,29 @@ class Gateway:
         return sorted((Note.of(n) for n in notes), key=lambda n: n.id)
 
     async def post_note(self, project: str, iid: int, body: str, *, on: Noteable = "issue") -> Note:
-        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
-            return dict(_noteable(gl, project, on, iid).notes.create(data).attributes)
+        """Post a note, exactly once even when GitLab's answer is lost: the note is found by
+        its crewline marker (:func:`own_marker`) before any retry. A body without one gets a one-off marker,
+        added as it is sent (the guard and the audit see the body as written)."""
+        marker = own_marker(body)
+        one_off = POST_MARKER.format(id=uuid.uuid4().hex) if marker is None else None
 
-        data = await self.calls.write(
-            "note.create", _target(project, on, iid), {"body": body}, create, text_fields=("body",)
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> Note:
+            if one_off is not None:
+                data = {**data, "body": f"{data['body']}\n\n{one_off}"}
+            return Note.of(dict(_noteable(gl, project, on, iid).notes.create(data).attributes))
+
+        async def find_posted(_: dict[str, Any]) -> Note | None:
+            found = await self._marked(project, iid, marker or str(one_off), on=on)
+            return next(iter(found), None)
+
+        return await self.calls.write(
+            "note.create",
+            _target(project, on, iid),
+            {"body": body},
+            create,
+            text_fields=("body",),
+            find_existing=find_posted,
         )
-        return Note.of(data)
 
     async def edit_note(
         self, project: str, iid: int, note_id: int, body: str, *, on: Noteable = "issue"
@@ -264,29 +303,42 @@ class Gateway:
     async def delete_note(
         self, project: str, iid: int, note_id: int, *, on: Noteable = "issue"
     ) -> None:
+        """Delete a note; one already gone (a retry after a lost answer) is no error."""
+
         def delete(gl: gitlab.Gitlab, _: dict[str, Any]) -> None:
             _noteable(gl, project, on, iid).notes.delete(note_id)
 
-        await self.calls.write(
-            "note.delete", f"{_target(project, on, iid)}/note/{note_id}", {}, delete
-        )
+        target = f"{_target(project, on, iid)}/note/{note_id}"
+        with contextlib.suppress(ForgeNotFound):
+            await self.calls.write("note.delete", target, {}, delete)
 
     async def find_note(
         self, project: str, iid: int, key: str, *, on: Noteable = "issue"
     ) -> Note | None:
-        marker = note_marker(key)
-        return next(
-            (note for note in await self.notes(project, iid, on=on) if marker in note.body), None
-        )
+        """The note carrying ``key`` (the lowest id, should there ever be two)."""
+        return next(iter(await self._marked(project, iid, note_marker(key), on=on)), None)
+
+    async def _marked(self, project: str, iid: int, marker: str, *, on: Noteable) -> list[Note]:
+        """The notes whose body carries ``marker``, lowest id first."""
+        return [note for note in await self.notes(project, iid, on=on) if marker in note.body]
 
     async def upsert_note(
         self, project: str, iid: int, key: str, body: str, *, on: Noteable = "issue"
     ) -> Note:
-        """Find-or-create the note carrying ``key``: posting twice leaves one copy."""
-        existing = await self.find_note(project, iid, key, on=on)
-        if existing is not None:
-            return existing
-        return await self.post_note(project, iid, f"{body}\n\n{note_marker(key)}", on=on)
+        """Find-or-create the note carrying ``key``: one copy whatever happens. Looked up
+        before posting (a restart finds it), before any retry of the post (a lost answer),
+        and after posting (two hosts posting at once: the lowest id stays, later copies
+        are deleted by whoever sees them)."""
+        marker = note_marker(key)
+        found = await self._marked(project, iid, marker, on=on)
+        if not found:
+            posted = await self.post_note(project, iid, f"{body}\n\n{marker}", on=on)
+            found = await self._marked(project, iid, marker, on=on) or [posted]
+        kept, *copies = found
+        for copy in copies:
+            if copy.author == kept.author:  # never someone else's note
+                await self.delete_note(project, iid, copy.id, on=on)
+        return kept
 
 
 def _noteable(gl: gitlab.Gitlab, project: str, on: Noteable, iid: int) -> Any:

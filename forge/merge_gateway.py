@@ -82,7 +82,8 @@ class MergeGateway:
         labels: Sequence[str] = (),
     ) -> MergeRequest:
         """Find the open MR for the source branch, or create it; a 409 (someone created it
-        in between) adopts the existing one."""
+        in between) adopts the existing one, and so does a create whose answer was lost
+        (looked up by source branch before any retry)."""
         existing = await self.find_mr(project, source_branch)
         if existing is not None:
             return existing
@@ -96,24 +97,28 @@ class MergeGateway:
         if labels:
             payload["labels"] = ",".join(labels)
 
-        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
-            return dict(gl.projects.get(project, lazy=True).mergerequests.create(data).attributes)
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> MergeRequest:
+            mr = gl.projects.get(project, lazy=True).mergerequests.create(data)
+            return MergeRequest.of(project, dict(mr.attributes))
+
+        async def find_created(_: dict[str, Any]) -> MergeRequest | None:
+            return await self.find_mr(project, source_branch)
 
         try:
-            data = await self.calls.write(
+            return await self.calls.write(
                 "mr.create",
                 f"{project}@{source_branch}",
                 payload,
                 create,
                 text_fields=("title", "description"),
                 branch_fields=("source_branch", "target_branch"),
+                find_existing=find_created,
             )
         except ForgeConflict:
             adopted = await self.find_mr(project, source_branch)
             if adopted is None:
                 raise
             return adopted
-        return MergeRequest.of(project, data)
 
     async def update_mr(self, project: str, iid: int, **fields: Any) -> MergeRequest:
         def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ never contain the secret.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,13 @@ from tests.guard_support import UPPER_ALNUM, fake_token
 
 
 def _user_notes(sim: RunningSim, iid: int) -> list[str]:
+    """The bodies of the issue's user notes, without the hidden marker crewline adds to find
+    a note again (docs/decisions/0015)."""
     issue = admin(sim).projects.get(PROJECT).issues.get(iid)
-    return [note.body for note in issue.notes.list(get_all=True) if not note.system]
+    return [POSTED.sub("", note.body) for note in issue.notes.list(get_all=True) if not note.system]
+
+
+POSTED = re.compile(r"\n\n<!-- crewline:post id=[0-9a-f]+ -->$")
 
 
 def _database_bytes(db: Path) -> bytes:

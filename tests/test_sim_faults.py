@@ -12,19 +12,10 @@ import pytest
 import requests
 
 from forge.sim.app import RunningSim
+from tests.fault_support import add_fault, faults_url
 from tests.sim_git_support import PushRecorder, clone_url, git
 from tests.sim_git_support import make_project as git_project
 from tests.sim_issues_support import BOT_TOKEN, ROOT_TOKEN, client, make_project
-
-
-def faults_url(sim: RunningSim) -> str:
-    return f"{sim.base_url}/api/v4/_sim/faults"
-
-
-def add_fault(sim: RunningSim, **rule: Any) -> requests.Response:
-    return requests.post(
-        faults_url(sim), json=rule, headers={"PRIVATE-TOKEN": ROOT_TOKEN}, timeout=5
-    )
 
 
 def get_issues(sim: RunningSim, project_id: int) -> requests.Response:
