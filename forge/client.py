@@ -218,35 +218,38 @@ class GitLabClient:
                 performed_maybe = not _never_sent(error)
             except gitlab.exceptions.GitlabError as error:
                 raise _typed(operation, error) from None
-            if once and performed_maybe:
-                if find_existing is None:
-                    raise ForgeOutcomeUnknown(
-                        operation,
-                        f"{message}: GitLab may or may not have performed it, and it is not "
-                        "retried blindly; look before doing it again",
-                        status,
-                    )
-                found = await find_existing()
-                if found is not None:
-                    log.info(
-                        "gitlab %s: %s, but it was performed (found it); not retried",
-                        operation,
-                        status or message,
-                    )
-                    return found
+            unknown = once and performed_maybe
+            if unknown and find_existing is None:
+                raise ForgeOutcomeUnknown(
+                    operation,
+                    f"{message}: GitLab may or may not have performed it, and it is not "
+                    "retried blindly; look before doing it again",
+                    status,
+                )
             delay = self._retry.delay(attempt, retry_after)
             elapsed = time.monotonic() - started
-            if attempt >= self._retry.max_retries or elapsed + delay > self._retry.budget_seconds:
+            give_up = attempt >= self._retry.max_retries or (
+                elapsed + delay > self._retry.budget_seconds
+            )
+            if not give_up:
+                log.info(
+                    "gitlab %s: %s, retry %d in %.2fs",
+                    operation, status or message, attempt + 1, delay,
+                )  # fmt: skip
+                # Before the lookup too: a write still in flight gets the time to land.
+                await self._sleep(delay)
+            if unknown and find_existing is not None:
+                found = await find_existing()
+                if found is not None:
+                    log.info("gitlab %s: performed after all (found it); not retried", operation)
+                    return found
+            if give_up:
                 raise ForgeUnavailable(
                     operation,
                     f"{message} (gave up after {attempt + 1} attempts, {elapsed:.1f}s)",
                     status,
                 )
-            log.info(
-                "gitlab %s: %s, retry %d in %.2fs", operation, status or message, attempt + 1, delay
-            )
             attempt += 1
-            await self._sleep(delay)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, wait=True)

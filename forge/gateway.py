@@ -5,8 +5,8 @@ Notes crewline writes carry a hidden key (``<!-- crewline:note key=... -->``) an
 looked up by it before posting, so a run that crashes between "post" and "record" and
 is started again finds its note instead of posting a second copy.
 
-Every note crewline posts carries a hidden marker that finds it again: its key, its claim
-marker, or else a one-off ``<!-- crewline:post id=... -->``. When GitLab's answer to the
+Every note crewline posts carries a hidden marker that finds it again (:mod:`forge.markers`):
+its key, its claim marker, or else a one-off ``<!-- crewline:post id=... -->``. When GitLab's answer to the
 POST is lost (a 5xx, a timeout, a reset), the notes are searched for that marker before
 any retry, so a lost answer never becomes a second copy (docs/decisions/0015).
 """
@@ -14,8 +14,6 @@ any retry, so a lost answer never becomes a second copy (docs/decisions/0015).
 from __future__ import annotations
 
 import contextlib
-import re
-import uuid
 from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
@@ -24,15 +22,13 @@ import gitlab
 from forge.calls import AuditedCalls, AuditSink
 from forge.client import ForgeNotFound, GitLabClient
 from forge.guard import Guard
+from forge.markers import NOTE_MARKER as NOTE_MARKER  # roles import the markers from here
+from forge.markers import findable
+from forge.markers import note_marker as note_marker
 from forge.merge_gateway import MergeGateway
 from forge.types import Issue, LabelEvent, Note
 from workflow import Workflow, label_change, read_state
 
-NOTE_MARKER = "<!-- crewline:note key={key} -->"
-POST_MARKER = "<!-- crewline:post id={id} -->"
-# The markers crewline appends to what it posts; the last one in a body is the note's own.
-_OWN_MARKER = re.compile(r"<!-- crewline:(?:note|claim|post) [^<>]*? -->")
-_KEY = re.compile(r"^[A-Za-z0-9_.:/@#-]{1,200}$")
 PER_PAGE = 100
 
 Noteable = Literal["issue", "mr"]
@@ -48,19 +44,6 @@ class StaleState(Exception):
         super().__init__(
             f"{issue.ref} is in {actual or 'no workflow state'}, expected one of {sorted(expected)}"
         )
-
-
-def note_marker(key: str) -> str:
-    if not _KEY.match(key):
-        raise ValueError(f"note key {key!r} must be 1-200 characters of [A-Za-z0-9_.:/@#-]")
-    return NOTE_MARKER.format(key=key)
-
-
-def own_marker(body: str) -> str | None:
-    """The marker that finds the note ``body`` again once posted: the body's own crewline
-    marker (a note key, a claim), else None (a one-off marker is appended when sent)."""
-    markers = _OWN_MARKER.findall(body)
-    return str(markers[-1]) if markers else None
 
 
 class Gateway:
@@ -264,19 +247,16 @@ class Gateway:
 
     async def post_note(self, project: str, iid: int, body: str, *, on: Noteable = "issue") -> Note:
         """Post a note, exactly once even when GitLab's answer is lost: the note is found by
-        its crewline marker (:func:`own_marker`) before any retry. A body without one gets a one-off marker,
+        its crewline marker (:mod:`forge.markers`) before any retry. A body without one gets a one-off marker,
         added as it is sent (the guard and the audit see the body as written)."""
-        marker = own_marker(body)
-        one_off = POST_MARKER.format(id=uuid.uuid4().hex) if marker is None else None
+        found_by = findable(body)
 
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> Note:
-            if one_off is not None:
-                data = {**data, "body": f"{data['body']}\n\n{one_off}"}
-            return Note.of(dict(_noteable(gl, project, on, iid).notes.create(data).attributes))
+            sent = {**data, "body": found_by.sent(data["body"])}
+            return Note.of(dict(_noteable(gl, project, on, iid).notes.create(sent).attributes))
 
         async def find_posted(_: dict[str, Any]) -> Note | None:
-            found = await self._marked(project, iid, marker or str(one_off), on=on)
-            return next(iter(found), None)
+            return next(iter(await self._marked(project, iid, found_by.marker, on=on)), None)
 
         return await self.calls.write(
             "note.create",

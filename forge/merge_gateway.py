@@ -1,5 +1,7 @@
 """Branches, merge requests, discussions, pipelines and merges: the gateway operations of
-the developer, review, QA and merge roles. Audited and guarded like every GitLab call."""
+the developer, review, QA and merge roles. Audited and guarded like every GitLab call; an
+MR, a discussion or a reply whose answer is lost is found before it is retried
+(docs/decisions/0015)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import gitlab
 
 from forge.calls import AuditedCalls
 from forge.client import ForgeConflict, ForgeNotFound
+from forge.markers import findable
 from forge.types import MergeRequest, Pipeline
 
 PER_PAGE = 100
@@ -167,27 +170,51 @@ class MergeGateway:
     async def open_discussion(
         self, project: str, iid: int, body: str, *, position: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        """Open a discussion, once even when the answer is lost (found by its marker)."""
         payload: dict[str, Any] = {"body": body}
         if position is not None:
             payload["position"] = position
+        found_by = findable(body)
 
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
-            return dict(mr.discussions.create(data).attributes)
+            sent = {**data, "body": found_by.sent(data["body"])}
+            return dict(mr.discussions.create(sent).attributes)
+
+        async def find_opened(_: dict[str, Any]) -> dict[str, Any] | None:
+            return next(
+                (d for d in await self.discussions(project, iid) if _carries(d, found_by.marker)),
+                None,
+            )
 
         return await self.calls.write(
-            "mr.discussion.create", f"{project}!{iid}", payload, create, text_fields=("body",)
-        )
+            "mr.discussion.create", f"{project}!{iid}", payload, create,
+            text_fields=("body",), find_existing=find_opened,
+        )  # fmt: skip
 
     async def reply(self, project: str, iid: int, discussion_id: str, body: str) -> dict[str, Any]:
+        """Reply in a discussion, once even when the answer is lost (found by its marker)."""
+        found_by = findable(body)
+
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
-            return dict(mr.discussions.get(discussion_id, lazy=True).notes.create(data).attributes)
+            sent = {**data, "body": found_by.sent(data["body"])}
+            return dict(mr.discussions.get(discussion_id, lazy=True).notes.create(sent).attributes)
+
+        async def find_replied(_: dict[str, Any]) -> dict[str, Any] | None:
+            for discussion in await self.discussions(project, iid):
+                if str(discussion.get("id")) == discussion_id:
+                    return next(
+                        (n for n in _notes(discussion) if found_by.marker in str(n.get("body"))),
+                        None,
+                    )
+            return None
 
         target = f"{project}!{iid}/discussion/{discussion_id}"
         return await self.calls.write(
-            "mr.discussion.reply", target, {"body": body}, create, text_fields=("body",)
-        )
+            "mr.discussion.reply", target, {"body": body}, create,
+            text_fields=("body",), find_existing=find_replied,
+        )  # fmt: skip
 
     async def resolve(
         self, project: str, iid: int, discussion_id: str, *, resolved: bool = True
@@ -254,3 +281,11 @@ class MergeGateway:
             return dict(gl.projects.get(project, lazy=True).jobs.get(job_id, lazy=True).retry())
 
         return await self.calls.write("job.retry", f"{project}/job/{job_id}", {}, retry)
+
+
+def _notes(discussion: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(discussion.get("notes") or [])
+
+
+def _carries(discussion: dict[str, Any], marker: str) -> bool:
+    return any(marker in str(note.get("body", "")) for note in _notes(discussion))

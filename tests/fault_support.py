@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import requests
@@ -32,3 +33,12 @@ def lose_answer(sim: RunningSim, method: str, path_regex: str, **rule: Any) -> d
 def rules(sim: RunningSim) -> list[dict[str, Any]]:
     listed = requests.get(faults_url(sim), headers={"PRIVATE-TOKEN": ROOT_TOKEN}, timeout=5)
     return list(listed.json())
+
+
+_POST_MARKER = re.compile(r"\n\n<!-- crewline:post id=[0-9a-f]+ -->$")
+
+
+def as_written(body: str) -> str:
+    """A note's body without the one-off marker crewline appends to find it again
+    (forge/markers.py), i.e. as its author wrote it."""
+    return _POST_MARKER.sub("", body)

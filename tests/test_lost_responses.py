@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 
 from forge.claims import ClaimMarker, Claims
-from forge.client import ForgeOutcomeUnknown
-from forge.gateway import note_marker
+from forge.client import ForgeOutcomeUnknown, GitLabClient, RetryPolicy
+from forge.gateway import Gateway, note_marker
+from forge.guard import Guard
 from forge.labels import sync_labels
+from forge.settings import GitLabSettings
 from forge.sim.app import RunningSim
 from tests.fault_support import add_fault, lose_answer, rules
-from tests.forge_support import PROJECT, admin, gateway_for, make_project
+from tests.forge_support import BOT_TOKEN, PROJECT, admin, gateway_for, make_project
+from workflow import default_workflow
 
 NOTES = r"/issues/\d+/notes$"
 LOST = [{"status": 503}, {"status": 500}, {"drop": True}]
@@ -223,3 +226,46 @@ async def test_a_delete_whose_answer_was_lost_is_done(sim: RunningSim, tmp_path:
         lose_answer(sim, "DELETE", r"/notes/\d+$")
         await gateway.delete_note(PROJECT, issue.iid, note.id)  # the retry meets a 404
         assert await gateway.notes(PROJECT, issue.iid) == []
+
+
+async def test_a_discussion_and_a_reply_whose_answers_are_lost_appear_once(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    branch = "crewline/2-review"
+    admin(demo_sim).projects.get(PROJECT).branches.create({"branch": branch, "ref": "main"})
+    async with gateway_for(demo_sim, tmp_path / "db.sqlite3") as (gateway, _):
+        merges = gateway.merges
+        mr = await merges.ensure_mr(
+            PROJECT, source_branch=branch, target_branch="main", title="Review", description=""
+        )
+        finding = f"Rename this.\n\n{note_marker('finding:abc:1')}"
+        lose_answer(demo_sim, "POST", r"/merge_requests/\d+/discussions$")
+        opened = await merges.open_discussion(PROJECT, mr.iid, finding)
+        lose_answer(demo_sim, "POST", r"/discussions/[^/]+/notes$", drop=True)
+        reply = await merges.reply(PROJECT, mr.iid, str(opened["id"]), "Fixed in abc.")
+        (discussion,) = await merges.discussions(PROJECT, mr.iid)
+        assert discussion["id"] == opened["id"]
+        bodies = [str(note["body"]) for note in discussion["notes"]]
+        assert len(bodies) == 2 and bodies[0] == finding
+        assert bodies[1] == reply["body"] and bodies[1].startswith("Fixed in abc.")
+
+
+async def test_a_note_whose_answer_comes_after_the_timeout_appears_once(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    """A read timeout: GitLab performed the post, its answer was on its way too late."""
+    make_project(sim)
+    settings = GitLabSettings(url=sim.base_url, threads=2, timeout_seconds=0.5)
+    client = GitLabClient(
+        settings, BOT_TOKEN, retry=RetryPolicy(max_retries=3, budget_seconds=30, base_delay=0.01)
+    )
+    gateway = Gateway(
+        client, guard=Guard([BOT_TOKEN]), audit=None, workflow=default_workflow(), who="t"
+    )
+    try:
+        issue = await gateway.create_issue(PROJECT, "Slow", "")
+        add_fault(sim, method="POST", path_regex=NOTES, latency_ms=1500, when="after", count=1)
+        note = await gateway.upsert_note(PROJECT, issue.iid, "slow:1", "Late answer")
+        assert [n.id for n in await gateway.notes(PROJECT, issue.iid)] == [note.id]
+    finally:
+        await client.close()
