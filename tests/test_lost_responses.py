@@ -5,6 +5,7 @@ Each write is looked up before any retry, so nothing appears twice."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from forge.claims import ClaimMarker, Claims
-from forge.client import ForgeOutcomeUnknown, GitLabClient, RetryPolicy
+from forge.client import ForgeOutcomeUnknown, ForgeUnavailable, GitLabClient, RetryPolicy
 from forge.gateway import Gateway, note_marker
 from forge.guard import Guard
 from forge.labels import sync_labels
@@ -267,5 +268,25 @@ async def test_a_note_whose_answer_comes_after_the_timeout_appears_once(
         add_fault(sim, method="POST", path_regex=NOTES, latency_ms=1500, when="after", count=1)
         note = await gateway.upsert_note(PROJECT, issue.iid, "slow:1", "Late answer")
         assert [n.id for n in await gateway.notes(PROJECT, issue.iid)] == [note.id]
+    finally:
+        await client.close()
+
+
+async def test_a_post_that_never_connected_is_retried_blindly() -> None:
+    """A refused connection cannot have been performed: retried, no lookup, no 'unknown'."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = GitLabSettings(url=f"http://127.0.0.1:{port}", threads=1, timeout_seconds=2)
+    client = GitLabClient(
+        settings, BOT_TOKEN, retry=RetryPolicy(max_retries=2, budget_seconds=30, base_delay=0.01)
+    )
+    gateway = Gateway(
+        client, guard=Guard([BOT_TOKEN]), audit=None, workflow=default_workflow(), who="t"
+    )
+    try:
+        with pytest.raises(ForgeUnavailable, match="gave up after 3 attempts") as failed:
+            await gateway.create_issue(PROJECT, "Nowhere", "")
+        assert not isinstance(failed.value, ForgeOutcomeUnknown)
     finally:
         await client.close()
