@@ -69,23 +69,30 @@ def file_waiting_work(sim: RunningSim, waiting: int) -> None:
 
 def calls_since(db: Path, after: int) -> tuple[int, Counter[str]]:
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT id, what FROM audit WHERE id > ?", (after,)).fetchall()
+        rows = conn.execute("SELECT id, what, count FROM audit WHERE id > ?", (after,)).fetchall()
     last = max((row[0] for row in rows), default=after)
-    return last, Counter(str(row[1]) for row in rows)
+    counted = Counter[str]()
+    for _, what, count in rows:  # a row of reads stands for `count` calls
+        counted[str(what)] += int(count)
+    return last, counted
 
 
 async def measure(
     runtime: Runtime, db: Path, reps: int
 ) -> tuple[list[int], list[int], Counter[str]]:
     ticks, sweeps, ops = [], [], Counter[str]()
+    audit = runtime.storage.audit
+    await audit.flush_reads()
     last, _ = calls_since(db, 0)
     for _ in range(reps):
         started = await runtime.engine.tick()
         assert started == 0, "the bench's work must wait, not start"
+        await audit.flush_reads()
         last, counted = calls_since(db, last)
         ticks.append(sum(counted.values()))
         ops.update(counted)
         await sweep(runtime.services)
+        await audit.flush_reads()
         last, counted = calls_since(db, last)
         sweeps.append(sum(counted.values()))
         ops.update(counted)

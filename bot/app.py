@@ -13,6 +13,7 @@ from forge.claims import Claims
 from forge.client import GitLabClient, RetryPolicy
 from forge.gateway import Gateway
 from forge.guard import Guard
+from forge.trust import IdentityUnknown
 from roles.agents import Agent, AgentConfigError, build_agent
 from roles.context import Services
 from roles.dev import DevRole
@@ -121,17 +122,28 @@ async def build_runtime(
         client, guard=guard, audit=storage.audit, workflow=workflow, who=config.worker_id
     )
     merge_client = merger = None
+    identities = []
     if secrets.gitlab_merge_token is not None:
         merge_client = GitLabClient(
             settings, secrets.gitlab_merge_token.get_secret_value(), retry=retry
         )
-        merger = Gateway(
+        merge_gateway = Gateway(
             merge_client,
             guard=guard,
             audit=storage.audit,
             workflow=workflow,
             who=f"{config.worker_id}:merge-identity",
-        ).merges
+        )
+        merger, identities = merge_gateway.merges, [merge_gateway.calls]
+    try:
+        # Before anything is read: only these users' notes carry crewline's markers.
+        await gateway.trust.learn(*identities)
+    except IdentityUnknown as unknown:
+        for opened in (client, merge_client):
+            if opened is not None:
+                await opened.close()
+        await storage.close()
+        raise ConfigError("gitlab", [str(unknown)]) from None
     claims = Claims(
         gateway,
         storage.leases,

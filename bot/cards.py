@@ -66,6 +66,24 @@ def decided_card(
     return embed
 
 
+NOT_APPLIED = "Not applied"
+
+
+def undecided_card(
+    card: discord.Embed | None, reply: Reply, who: str, when: datetime
+) -> discord.Embed:
+    """The card after a decision that could not be applied (GitLab refused the merge): why,
+    whose attempt, when; the gate stays open, so its buttons stay and a later try replaces
+    this field."""
+    embed = card.copy() if card is not None else discord.Embed(title="Decision")
+    for index in reversed(range(len(embed.fields))):
+        if embed.fields[index].name == NOT_APPLIED:
+            embed.remove_field(index)
+    text = f"{reply.message}\n{who}, {when:%Y-%m-%d %H:%M} UTC"
+    embed.add_field(name=NOT_APPLIED, value=plain(text, FIELD_VALUE), inline=False)
+    return embed
+
+
 def listing(lines: Sequence[str], limit: int = EMBED_DESCRIPTION) -> str:
     """Whole lines (a cut never splits a link), at most LIST_LIMIT, then how many more."""
     shown: list[str] = []

@@ -77,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", metavar="PATH", help="database file (default: storage.path of the config)"
     )
     verify.set_defaults(handler=cmd_audit_verify)
+    prune = audit_commands.add_parser(
+        "prune",
+        parents=[common],
+        help="delete audit rows older than a date; the rest of the chain stays verifiable",
+    )
+    prune.add_argument(
+        "--before",
+        required=True,
+        metavar="DATE",
+        help="ISO date or time, UTC unless it names a zone (e.g. 2026-09-01)",
+    )
+    prune.add_argument(
+        "--db", metavar="PATH", help="database file (default: storage.path of the config)"
+    )
+    prune.set_defaults(handler=cmd_audit_prune)
     audit.set_defaults(handler=lambda _: _usage(audit))
 
     demo = commands.add_parser(
@@ -162,13 +177,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if all(check.ok for check in checks) else EXIT_FAILED
 
 
+def _audit_db(args: argparse.Namespace) -> Path | None:
+    db = Path(args.db) if args.db else load_config(config_path(args.config)).storage.path
+    if not db.exists():
+        print(f"no database at {db}: pass --db PATH or check storage.path", file=sys.stderr)
+        return None
+    return db
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from storage.audit import verify_chain
     from storage.errors import StorageError
 
-    db = Path(args.db) if args.db else load_config(config_path(args.config)).storage.path
-    if not db.exists():
-        print(f"no database at {db}: pass --db PATH or check storage.path", file=sys.stderr)
+    db = _audit_db(args)
+    if db is None:
         return EXIT_USAGE
     try:
         report = verify_chain(db)
@@ -180,6 +202,15 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"audit chain BROKEN at row {report.first_bad_id}: {report.reason} ({db})")
     return EXIT_FAILED
+
+
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    from bot.audit_prune import run_prune
+
+    db = _audit_db(args)
+    if db is None:
+        return EXIT_USAGE
+    return run_prune(db, args.before)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -3,6 +3,9 @@
 Used by `crewline demo` and by headless hosts. The desk approves plans and merges
 automatically (saying so), or asks at the terminal with ``interactive=True``: one question
 at a time, and once standard input is closed it asks no more (the gates wait in GitLab).
+A decision it could not apply (another process holds the gate, GitLab refused the merge)
+is printed and raised as :class:`~roles.gates.GateNotDecided`, so the engine does not take
+the gate for decided and asks again.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from rich.console import Console
 
 from forge.gateway import Gateway
 from forge.merge_gateway import MergeGateway
-from roles.gates import decide_merge, decide_plan
+from roles.gates import GateNotDecided, decide_merge, decide_plan
 from roles.notify import Event, EventKind, GateRequest
 from storage import LeaseStore
 
@@ -58,8 +61,10 @@ class ConsoleDesk:
         interactive: bool = False,
         who: str = "console",
         merger: MergeGateway | None = None,
+        worker: str | None = None,
     ) -> None:
         self.merger = merger
+        self.worker = worker or who  # the gate lease's holder: this host's worker id
         self.console = console
         self.gateway = gateway
         self.leases = leases
@@ -79,18 +84,21 @@ class ConsoleDesk:
         if gate.gate == self.gateway.workflow.gate_state("plan").name:
             decision = await decide_plan(
                 self.gateway, self.leases, gate.project, gate.iid, revision=gate.revision,
-                approve=approve, who=self.who, via=via, feedback=feedback,
+                approve=approve, who=self.who, via=via, feedback=feedback, worker=self.worker,
             )  # fmt: skip
         else:
             decision = await decide_merge(
                 self.gateway, self.leases, gate.project, gate.iid, revision=gate.revision,
                 approve=approve, who=self.who, via=via, feedback=feedback, merger=self.merger,
+                worker=self.worker,
             )  # fmt: skip
         self.console.print(
             f"         decision   {gate.project}#{gate.iid:<8} {decision.message}",
-            style="magenta",
+            style="magenta" if decision.applied or not decision.pending else "yellow",
             markup=False,
         )
+        if decision.pending:
+            raise GateNotDecided(f"{gate.project}#{gate.iid}: {decision.message}")
 
     async def ask(self, gate: GateRequest) -> tuple[bool, str] | None:
         """(approve, feedback), or None when nobody can answer any more."""

@@ -113,6 +113,7 @@ async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 9
                     interactive=interactive,
                     who="the demo operator",
                     merger=runtime.services.merger,
+                    worker=runtime.services.worker,
                 )
                 runtime.services.desk = desk
                 results = await _drive(runtime, console, limit_seconds, desk)

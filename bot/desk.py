@@ -48,6 +48,7 @@ class Reply:
     changed: bool  # False: nothing changed (already done, stale, not applicable)
     message: str
     url: str = ""
+    pending: bool = False  # a decision that could not be applied: the gate still waits
 
 
 class DeskError(Exception):
@@ -227,6 +228,7 @@ class Desk:
             "who": f"@{person.gitlab_user}",
             "via": self.via,
             "feedback": feedback,
+            "worker": services.worker,
         }
         if gate == "merge":
             common.update(
@@ -240,7 +242,7 @@ class Desk:
         )
         payload = {"revision": revision, "approve": approve, "feedback": feedback}
         await self._audit(person, what, target, payload, decision.applied)
-        return Reply(decision.applied, decision.message)
+        return Reply(decision.applied, decision.message, pending=decision.pending)
 
     # ------------------------------------------------------------ reading
 

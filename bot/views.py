@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 import discord
 
-from bot.cards import decided_card
+from bot.cards import decided_card, undecided_card
 from bot.desk import Reply, project_key
 from bot.desk_work import StuckItem
 from bot.identity import NotAllowed
@@ -36,11 +36,15 @@ async def _who(interaction: discord.Interaction[Any]) -> str:
 async def _mark_decided(
     interaction: discord.Interaction[Any], card: discord.Message | None, reply: Reply
 ) -> None:
-    if not reply.changed or card is None:
+    if card is None or not (reply.changed or reply.pending):
         return
-    embed = decided_card(
-        card.embeds[0] if card.embeds else None, reply, await _who(interaction), datetime.now(UTC)
-    )
+    shown = card.embeds[0] if card.embeds else None
+    who, now = await _who(interaction), datetime.now(UTC)
+    if reply.pending:  # the reason on the card; the buttons stay for a later approval
+        embed = undecided_card(shown, reply, who, now)
+        await card.edit(embed=embed, allowed_mentions=NO_MENTIONS)
+        return
+    embed = decided_card(shown, reply, who, now)
     await card.edit(embed=embed, view=None, allowed_mentions=NO_MENTIONS)
 
 

@@ -25,6 +25,9 @@ class AuditSink(Protocol):
         self, who: str, what: str, target: str, payload: Any, verdict: str = "ok"
     ) -> Any: ...
 
+    async def record_read(self, who: str, what: str, target: str, verdict: str = "ok") -> None:
+        """Reads are counted, not written one row each (``storage.AuditLog`` aggregates them)."""
+
 
 class AuditedCalls:
     def __init__(
@@ -42,7 +45,7 @@ class AuditedCalls:
         params: Mapping[str, Any],
         fn: Callable[[gitlab.Gitlab], T],
     ) -> T:
-        return await self._call(operation, target, dict(params), fn)
+        return await self._call(operation, target, dict(params), fn, read=True)
 
     async def write(
         self,
@@ -109,17 +112,25 @@ class AuditedCalls:
         payload: Any,
         fn: Callable[[gitlab.Gitlab], T],
         *,
+        read: bool = False,
         once: bool = False,
         find_existing: Callable[[], Awaitable[T | None]] | None = None,
     ) -> T:
         try:
             result = await self.client.call(operation, fn, once=once, find_existing=find_existing)
         except ForgeError as error:
-            await self._audit(operation, target, payload, f"error:{error.status or 'unavailable'}")
+            verdict = f"error:{error.status or 'unavailable'}"
+            await self._audit(operation, target, payload, verdict, read=read)
             raise
-        await self._audit(operation, target, payload, "ok")
+        await self._audit(operation, target, payload, "ok", read=read)
         return result
 
-    async def _audit(self, operation: str, target: str, payload: Any, verdict: str) -> None:
-        if self.audit is not None:
+    async def _audit(
+        self, operation: str, target: str, payload: Any, verdict: str, *, read: bool = False
+    ) -> None:
+        if self.audit is None:
+            return
+        if read:
+            await self.audit.record_read(self.who, f"gitlab.{operation}", target, verdict)
+        else:
             await self.audit.append(self.who, f"gitlab.{operation}", target, payload, verdict)

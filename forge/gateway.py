@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import gitlab
 
+from forge.access import AccessLevels
 from forge.calls import AuditedCalls, AuditSink
 from forge.client import ForgeNotFound, GitLabClient
 from forge.guard import Guard
@@ -26,6 +27,7 @@ from forge.markers import NOTE_MARKER as NOTE_MARKER  # roles import the markers
 from forge.markers import findable
 from forge.markers import note_marker as note_marker
 from forge.merge_gateway import MergeGateway
+from forge.trust import Trust
 from forge.types import Issue, LabelEvent, Note
 from workflow import Workflow, label_change, read_state
 
@@ -58,7 +60,11 @@ class Gateway:
     ) -> None:
         self.calls = AuditedCalls(client, guard, audit, who)
         self.workflow = workflow
-        self.merges = MergeGateway(self.calls)
+        # Everything read back from GitLab passes through ``trust``: only crewline's own
+        # users' notes and descriptions keep their hidden markers.
+        self.trust = Trust(self.calls)
+        self.merges = MergeGateway(self.calls, self.trust)
+        self.access = AccessLevels(self.member_access_level)
         self._project_ids: dict[str, int] = {}
 
     async def project_id(self, project: str) -> int:
@@ -100,7 +106,8 @@ class Gateway:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).issues.get(iid).attributes)
 
-        return Issue.of(project, await self.calls.read("issue.get", f"{project}#{iid}", {}, get))
+        data = await self.calls.read("issue.get", f"{project}#{iid}", {}, get)
+        return await self.trust.issue(Issue.of(project, data))
 
     async def list_issues(
         self,
@@ -127,7 +134,7 @@ class Gateway:
             return [dict(item.attributes) for item in items]
 
         return [
-            Issue.of(project, item)
+            await self.trust.issue(Issue.of(project, item))
             for item in await self.calls.read("issue.list", project, params, list_)
         ]
 
@@ -184,7 +191,7 @@ class Gateway:
         data = await self.calls.write(
             "issue.update", f"{project}#{iid}", payload, update, text_fields=("description",)
         )
-        return Issue.of(project, data)
+        return await self.trust.issue(Issue.of(project, data))
 
     async def label_events(self, project: str, iid: int) -> list[LabelEvent]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
@@ -242,8 +249,11 @@ class Gateway:
             )
             return [dict(n.attributes) for n in items]
 
-        notes = await self.calls.read("note.list", _target(project, on, iid), {}, list_)
-        return sorted((Note.of(n) for n in notes), key=lambda n: n.id)
+        target = _target(project, on, iid)
+        notes = await self.calls.read("note.list", target, {}, list_)
+        return await self.trust.notes(
+            target, sorted((Note.of(n) for n in notes), key=lambda n: n.id)
+        )
 
     async def post_note(self, project: str, iid: int, body: str, *, on: Noteable = "issue") -> Note:
         """Post a note, exactly once even when GitLab's answer is lost: the note is found by
@@ -258,7 +268,7 @@ class Gateway:
         async def find_posted(_: dict[str, Any]) -> Note | None:
             return next(iter(await self._marked(project, iid, found_by.marker, on=on)), None)
 
-        return await self.calls.write(
+        note = await self.calls.write(
             "note.create",
             _target(project, on, iid),
             {"body": body},
@@ -266,6 +276,7 @@ class Gateway:
             text_fields=("body",),
             find_existing=find_posted,
         )
+        return await self.trust.note(_target(project, on, iid), note)
 
     async def edit_note(
         self, project: str, iid: int, note_id: int, body: str, *, on: Noteable = "issue"
@@ -274,11 +285,10 @@ class Gateway:
             return dict(_noteable(gl, project, on, iid).notes.update(note_id, data))
 
         target = f"{_target(project, on, iid)}/note/{note_id}"
-        return Note.of(
-            await self.calls.write(
-                "note.edit", target, {"body": body}, update, text_fields=("body",)
-            )
+        data = await self.calls.write(
+            "note.edit", target, {"body": body}, update, text_fields=("body",)
         )
+        return await self.trust.note(_target(project, on, iid), Note.of(data))
 
     async def delete_note(
         self, project: str, iid: int, note_id: int, *, on: Noteable = "issue"

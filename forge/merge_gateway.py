@@ -13,14 +13,17 @@ import gitlab
 from forge.calls import AuditedCalls
 from forge.client import ForgeConflict, ForgeNotFound
 from forge.markers import findable
+from forge.trust import Trust
 from forge.types import MergeRequest, Pipeline
 
 PER_PAGE = 100
 
 
 class MergeGateway:
-    def __init__(self, calls: AuditedCalls) -> None:
+    def __init__(self, calls: AuditedCalls, trust: Trust | None = None) -> None:
         self.calls = calls
+        # Without ``trust`` (a gateway used only to merge) discussions are not read.
+        self.trust = trust
 
     # ------------------------------------------------------------ branches
 
@@ -165,7 +168,11 @@ class MergeGateway:
                 dict(d.attributes) for d in mr.discussions.list(get_all=True, per_page=PER_PAGE)
             ]
 
-        return await self.calls.read("mr.discussions", f"{project}!{iid}", {}, list_)
+        if self.trust is None:
+            raise RuntimeError("this merge gateway reads no discussions: it has no trust rule")
+        target = f"{project}!{iid}"
+        found = await self.calls.read("mr.discussions", target, {}, list_)
+        return await self.trust.discussions(target, found)
 
     async def open_discussion(
         self, project: str, iid: int, body: str, *, position: dict[str, Any] | None = None

@@ -54,6 +54,18 @@ class ProjectSettings(BaseModel):
     require_second_person: bool = Field(
         default=True, description="The person who filed a goal cannot approve its merge"
     )
+    min_filer_access: int = Field(
+        default=30,
+        ge=10,
+        le=50,
+        description="Access level (10 Guest, 20 Reporter, 30 Developer, 40 Maintainer, "
+        "50 Owner) the author of an issue, or whoever put it at the entry state, needs for "
+        "it to count as a goal",
+    )
+    agents_hear_guests: bool = Field(
+        default=False,
+        description="Feed comments of users below Reporter (guests, non-members) to agents",
+    )
 
     @field_validator("path")
     @classmethod

@@ -10,6 +10,10 @@ def _user(data: Any) -> str:
     return str(data.get("username", "")) if isinstance(data, dict) else ""
 
 
+def _user_id(data: Any) -> int:
+    return int(data.get("id") or 0) if isinstance(data, dict) else 0
+
+
 @dataclass(frozen=True)
 class Issue:
     project: str
@@ -23,6 +27,7 @@ class Issue:
     updated_at: str
     created_at: str
     web_url: str
+    author_id: int = 0
 
     @classmethod
     def of(cls, project: str, data: dict[str, Any]) -> Issue:
@@ -38,6 +43,7 @@ class Issue:
             updated_at=str(data.get("updated_at") or ""),
             created_at=str(data.get("created_at") or ""),
             web_url=str(data.get("web_url") or ""),
+            author_id=_user_id(data.get("author")),
         )
 
     @property
@@ -53,6 +59,10 @@ class Note:
     created_at: str
     updated_at: str
     system: bool
+    author_id: int = 0
+    # Set by the gateway (forge/trust.py): written by one of crewline's own users. Only
+    # such notes keep their hidden markers.
+    by_crewline: bool = False
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Note:
@@ -63,6 +73,7 @@ class Note:
             created_at=str(data.get("created_at") or ""),
             updated_at=str(data.get("updated_at") or ""),
             system=bool(data.get("system")),
+            author_id=_user_id(data.get("author")),
         )
 
 

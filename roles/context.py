@@ -79,6 +79,8 @@ class Services:
     dependencies: IssueMemo[frozenset[int]] = field(
         default_factory=lambda: IssueMemo[frozenset[int]]()
     )
+    # Whether an issue waiting at a gate had a recorded decision left to complete (janitor).
+    gate_records: IssueMemo[bool] = field(default_factory=lambda: IssueMemo[bool]())
 
     def agent_timeout(self, role: str) -> float:
         return self.agent_timeouts.get(role, 1800.0)

@@ -22,6 +22,7 @@ from roles.context import RunContext
 from roles.engine import RoleResult
 from roles.notify import Event, EventKind
 from roles.prompts import Prompts
+from roles.untrusted import Fence
 from roles.validate import Check, ValidationReport, run_validation
 from roles.workspace import Worktree
 from workflow import Outcome
@@ -133,11 +134,15 @@ class Delivery:
                     Outcome.FAILED,
                     f"Validation still fails after {limit} attempts.\n\n{report.to_markdown()}",
                 )
+            feedback = report.feedback_for_agent()
+            fence = Fence([feedback])
             prompt = self.prompts.render(
                 "fix",
+                untrusted_notice=fence.notice(),
                 attempt=attempt + 1,
                 max_attempts=limit,
-                feedback=report.feedback_for_agent(),
+                # Check output prints whatever the repository's code and tests print.
+                feedback=fence.wrap(feedback, "failing checks and their output"),
                 learnings_format=LEARNINGS_FORMAT,
             )
             turn = await self.agent_and_push(

@@ -31,9 +31,10 @@ from roles.dependencies import dependency_admission, overlap_admission
 from roles.engine import Admission, RoleResult, Verdict
 from roles.mr_link import latest_work_feedback, mr_marker
 from roles.plan import Plan
-from roles.plan_notes import load_plan
+from roles.plan_notes import PlanNotApproved, load_approved_plan
 from roles.pm import budget_admission, relevant_learnings
 from roles.prompts import FIRST_ATTEMPT, Prompts
+from roles.untrusted import Fence
 from roles.validate import ValidationReport
 from roles.workspace import Worktree
 from workflow import Outcome
@@ -56,16 +57,18 @@ class DevRole:
             admission = await gate(services, issue)
             if admission.verdict is not Verdict.GO:
                 return admission
-        plan = await load_plan(services.gateway, issue.project, issue.iid)
-        if plan is None:
-            return Admission(Verdict.BLOCK, "no plan found on the issue; send it back to the PM")
-        return await overlap_admission(services, issue, plan[1].owned_paths)
+        try:
+            _, plan = await load_approved_plan(services.gateway, issue.project, issue.iid)
+        except PlanNotApproved as refused:
+            return Admission(Verdict.BLOCK, str(refused))
+        return await overlap_admission(services, issue, plan.owned_paths)
 
     async def run(self, ctx: RunContext) -> RoleResult:
-        loaded = await load_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
-        if loaded is None:
-            return RoleResult(Outcome.BLOCKED, "No plan found on the issue.")
-        plan = loaded[1]
+        # Exactly the plan a human approved: its checks run, its owned paths bound the diff.
+        try:
+            _, plan = await load_approved_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        except PlanNotApproved as refused:
+            return RoleResult(Outcome.BLOCKED, f"The developer did not start: {refused}.")
         workspaces = ctx.services.workspaces
         wt = await workspaces.open(
             ctx.issue.project,
@@ -126,16 +129,22 @@ class _Developer:
     async def _implement_prompt(self) -> str:
         ctx, issue = self.ctx, self.ctx.issue
         checks = "\n".join(f"- `{check.command}`" for check in self.delivery.checks)
+        feedback = await latest_work_feedback(ctx)
+        fence = Fence([issue.title, issue.description, feedback])
         return self.prompts.render(
             "implement",
+            untrusted_notice=fence.notice(),
             project=issue.project,
             branch=self.wt.branch,
             iid=issue.iid,
-            title=issue.title,
-            description=issue.description or "(no description)",
+            title=fence.inline(issue.title),
+            description=fence.wrap(
+                issue.description or "(no description)", f"issue description by @{issue.author}"
+            ),
             plan=self.plan.to_markdown(),
             learnings=await relevant_learnings(ctx.services, issue),
-            feedback=await latest_work_feedback(ctx) or FIRST_ATTEMPT,
+            # What sent the work back quotes CI logs and reviewers: data as well.
+            feedback=fence.wrap(feedback, "what sent the work back") if feedback else FIRST_ATTEMPT,
             checks=checks,
             learnings_format=LEARNINGS_FORMAT,
         )

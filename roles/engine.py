@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,8 @@ from forge.client import ForgeError
 from forge.gateway import StaleState
 from forge.types import Issue
 from roles.context import HostClaim, RunAborted, RunContext, Services
+from roles.gate_recovery import gate_request, issues_at_gates
+from roles.gates import GateNotDecided
 from roles.notify import Event, EventKind, GateRequest, for_humans
 from storage import Run, RunFinishedError, RunStatus
 from workflow import Outcome, next_state
@@ -95,6 +98,8 @@ class Engine:
         self._inflight: dict[tuple[str, int], _InFlight] = {}
         self._wake = asyncio.Event()
         self._tick_lock = asyncio.Lock()
+        # Issues at a gate whose request a desk of this process took (asked, not failed).
+        self._gates_asked: set[tuple[str, int]] = set()
 
     # ------------------------------------------------------------ driving
 
@@ -103,11 +108,16 @@ class Engine:
         self._wake.set()
 
     async def run_forever(self, poll_seconds: float) -> None:
-        """Tick whenever woken, and at least every ``poll_seconds``."""
+        """Tick whenever woken, and at least every ``poll_seconds``; ask again about gates
+        no desk took, at start and once per ``poll_seconds``."""
         await self.resume()
+        reask_at = 0.0
         while True:
             try:
                 await self.tick()
+                if time.monotonic() >= reask_at:
+                    reask_at = time.monotonic() + poll_seconds
+                    await self.reask_gates()
             except ForgeError as error:
                 log.warning("engine pass failed, retrying on the next wake: %s", error)
             with contextlib.suppress(TimeoutError):
@@ -438,7 +448,13 @@ class Engine:
             await self._tell(
                 EventKind.GATE, issue, f"waiting for a human at {target}", running, target
             )
-            await services.desk.request(result.gate)
+            try:
+                await services.desk.request(result.gate)
+            except GateNotDecided as undecided:
+                # Not decided, so not finished: reask_gates (and a restart) asks again.
+                log.warning("gate undecided, asked again later: run=%s: %s", ctx.key, undecided)
+                return
+            self._gates_asked.add((issue.project, issue.iid))
         # Last: until the run is finished a restart resumes it, so the desk is asked for sure.
         status = _run_status(result.outcome)
         await services.storage.runs.finish(ctx.run.id, status, result.message or None)
@@ -453,6 +469,36 @@ class Engine:
             target,
         )
         self.wake()  # the next role may have work now
+
+    async def reask_gates(self) -> int:
+        """Ask the desk about issues waiting at a gate that no desk of this process took:
+        its request failed (a decision it could not apply), or a crash or restart came
+        before it. How many requests the desk took."""
+        asked = 0
+        gateway = self.services.gateway
+        for project in self.services.projects:
+            waiting = await issues_at_gates(gateway, project)
+            here = {(project, issue.iid) for issue, _ in waiting}
+            # An issue that left its gate is asked again whenever it comes back.
+            self._gates_asked = {k for k in self._gates_asked if k[0] != project or k in here}
+            for issue, gate in waiting:
+                key = (project, issue.iid)
+                if key in self._gates_asked or key in self._inflight:
+                    continue
+                request = await gate_request(gateway, issue, gate)
+                if request is None:
+                    continue
+                try:
+                    await self.services.desk.request(request)
+                except GateNotDecided as undecided:
+                    log.warning("gate still undecided, asking again later: %s", undecided)
+                    continue
+                except Exception:
+                    log.exception("desk failed, asking again later: issue=%s", issue.ref)
+                    continue
+                self._gates_asked.add(key)
+                asked += 1
+        return asked
 
     async def _tell(
         self, kind: EventKind, issue: Issue, message: str, from_state: str, to_state: str

@@ -1,31 +1,94 @@
 """Human decisions at the plan and merge gates: approve, or request changes with feedback.
 
-Idempotent and revision-checked: a decision names the plan it is about (the plan note id);
-a decision on an older plan, or a second decision on the same plan, changes nothing and
-says why. The note crewline writes says who decided and through which surface.
+Revision-checked: a decision names what it is about (the plan note id, the MR head sha); a
+decision on an older revision changes nothing and says why. The note crewline writes says
+who decided and through which surface.
+
+Applied exactly once (docs/decisions/0014): the decision note, keyed by the revision, is the
+record, and its existence means "apply this decision if the issue still waits at the gate
+for that revision". A process that dies between the note and the transition (or the merge)
+leaves the note behind; whoever comes next - the same click again, the restarted worker, the
+janitor of any host - finds it and completes the step. The transition expects the gate
+state, so the decision moves the issue once whoever completes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from forge.client import ForgeError
 from forge.gateway import Gateway, StaleState
 from forge.merge_gateway import MergeGateway
+from forge.types import MergeRequest, Note
 from roles.mr_link import issue_mr_and_notes, moved_since_qa
-from roles.plan_notes import FEEDBACK_HEADING, decision_key, latest_plan
+from roles.plan_notes import FEEDBACK_HEADING, approved_plan_marker, decision_key, latest_plan
 from storage import LeaseStore
 from workflow import Outcome, next_state, read_state
 
 log = logging.getLogger(__name__)
+
+GATE_LEASE_SECONDS = 60
+HUMAN_MERGES = "Waiting for a human to merge it in GitLab (crewline has no merge identity)."
+# GitLab's answers that say the MR cannot be merged as it is (draft, conflicts, a rebase
+# needed, the head moved): QA looks at it again. Any other refusal (401, 403 missing
+# approvals, 5xx) leaves the gate open for a later approval.
+_NOT_MERGEABLE = (405, 406, 409, 422)
 
 
 @dataclass(frozen=True)
 class Decision:
     applied: bool
     message: str
+    # Nothing was applied and the issue still waits at the gate for this revision: the
+    # surface must say so and the gate be asked again (a busy lease, GitLab refusing a merge).
+    pending: bool = False
+
+
+class GateNotDecided(Exception):
+    """A desk could not apply a decision and the gate still waits: ask it again later."""
+
+
+def merge_decision_key(revision: str) -> str:
+    return f"decision:merge:{revision[:12]}"
+
+
+def head_moved_key(mr: MergeRequest) -> str:
+    """One note per fact "the head moved to this sha after QA", whoever notices it."""
+    return f"head-moved:{mr.iid}:{mr.sha[:12]}"
+
+
+_LOCAL: weakref.WeakKeyDictionary[LeaseStore, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def gate_lease(
+    leases: LeaseStore, project: str, iid: int, worker: str
+) -> AsyncIterator[bool]:
+    """Hold the gate of ``project#iid`` (True) or learn that another process holds it.
+
+    The lease belongs to the worker id, so a restarted worker takes back what its killed
+    process held instead of being refused for a minute; a lock serialises the decisions
+    of this process (they share the worker id)."""
+    key = f"gate:{project}:{iid}"
+    lock = _LOCAL.setdefault(leases, {}).setdefault(key, asyncio.Lock())
+    async with lock:
+        lease = await leases.acquire(key, worker, GATE_LEASE_SECONDS, retake=True)
+        if lease is None:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await leases.release(lease)
+
+
+_BUSY = Decision(False, "another decision on this issue is being recorded; try again", True)
 
 
 async def decide_plan(
@@ -38,18 +101,17 @@ async def decide_plan(
     approve: bool,
     who: str,
     via: str,
+    worker: str,
     feedback: str = "",
 ) -> Decision:
-    """Apply a human's decision on the plan ``revision`` of ``project#iid``."""
+    """Apply a human's decision on the plan ``revision`` of ``project#iid`` (or complete
+    the recorded decision on it); ``worker`` is this host's worker id."""
     if not approve and not feedback.strip():
         return Decision(False, "say what should change: feedback is required to reject a plan")
-    lease = await leases.acquire(f"gate:{project}:{iid}", who, 60)
-    if lease is None:
-        return Decision(False, "another decision on this issue is being recorded; try again")
-    try:
+    async with gate_lease(leases, project, iid, worker) as held:
+        if not held:
+            return _BUSY
         return await _decide(gateway, project, iid, revision, approve, who, via, feedback)
-    finally:
-        await leases.release(lease)
 
 
 async def _decide(
@@ -65,34 +127,48 @@ async def _decide(
     wf = gateway.workflow
     gate = wf.gate_state("plan").name
     notes = await gateway.notes(project, iid)
-    key = decision_key(revision)
-    earlier = next((note for note in notes if f"key={key} " in note.body), None)
-    if earlier is not None:
-        first_line = earlier.body.splitlines()[0]
-        return Decision(False, f"already decided at {earlier.created_at}: {first_line}")
     issue = await gateway.get_issue(project, iid)
     state = read_state(wf, issue.labels).state
-    if state is None or state.name != gate:
+    at_gate = state is not None and state.name == gate
+    current = latest_plan(notes)
+    newest = current is not None and str(current[0].id) == revision
+    # Keyed notes are looked up through the gateway, which decides whose notes count.
+    earlier = await gateway.find_note(project, iid, decision_key(revision))
+    if earlier is not None:
+        if at_gate and newest:  # recorded, and the process that recorded it did not finish
+            return await apply_plan_decision(gateway, project, iid, earlier)
+        return _already(earlier)
+    if not at_gate:
         where = state.name if state else "no workflow state"
         return Decision(False, f"{issue.ref} is not waiting for a plan decision (it is at {where})")
-    current = latest_plan(notes)
-    if current is None or str(current[0].id) != revision:
+    if current is None or not newest:
         return Decision(False, f"stale: plan {revision} is not the newest plan of {issue.ref}")
-    outcome = Outcome.APPROVED if approve else Outcome.REJECTED
     if approve:
-        body = f"Plan approved by {who} via {via}."
+        body = f"Plan approved by {who} via {via}.\n\n{approved_plan_marker(current[0])}"
     else:
         quoted = "\n".join(f"> {line}" for line in feedback.strip().splitlines())
         body = f"Plan changes requested by {who} via {via}.\n\n{FEEDBACK_HEADING}\n\n{quoted}"
-    await gateway.upsert_note(project, iid, key, body)
+    note = await gateway.upsert_note(project, iid, decision_key(revision), body)
+    return await apply_plan_decision(gateway, project, iid, note)
+
+
+async def apply_plan_decision(gateway: Gateway, project: str, iid: int, note: Note) -> Decision:
+    """Move the issue on from the plan gate as the decision ``note`` says."""
+    wf = gateway.workflow
+    gate = wf.gate_state("plan").name
+    outcome = Outcome.REJECTED if FEEDBACK_HEADING in note.body else Outcome.APPROVED
     try:
         await gateway.transition(project, iid, next_state(wf, gate, outcome), expect={gate})
     except StaleState as stale:
         return Decision(False, f"the issue moved while deciding: {stale}")
-    log.info(
-        "plan decision: issue=%s revision=%s approve=%s who=%s", issue.ref, revision, approve, who
+    log.info("plan decision applied: issue=%s#%s outcome=%s", project, iid, outcome)
+    return Decision(True, note.body.splitlines()[0])
+
+
+def _already(earlier: Note) -> Decision:
+    return Decision(
+        False, f"already decided at {earlier.created_at}: {earlier.body.splitlines()[0]}"
     )
-    return Decision(True, body.splitlines()[0])
 
 
 FILER = re.compile(r"<!-- crewline:filer user=([\w.-]+) -->")
@@ -119,6 +195,7 @@ async def decide_merge(
     approve: bool,
     who: str,
     via: str,
+    worker: str,
     feedback: str = "",
     approver: str | None = None,
     merger: MergeGateway | None = None,
@@ -132,16 +209,13 @@ async def decide_merge(
     merges in GitLab (the janitor notices)."""
     if not approve and not feedback.strip():
         return Decision(False, "say what should change: feedback is required to reject a merge")
-    lease = await leases.acquire(f"gate:{project}:{iid}", who, 60)
-    if lease is None:
-        return Decision(False, "another decision on this issue is being recorded; try again")
-    try:
+    async with gate_lease(leases, project, iid, worker) as held:
+        if not held:
+            return _BUSY
         return await _decide_merge(
             gateway, project, iid, revision, approve, who, via, feedback, approver, merger,
             require_second_person,
         )  # fmt: skip
-    finally:
-        await leases.release(lease)
 
 
 async def _decide_merge(
@@ -159,27 +233,29 @@ async def _decide_merge(
 ) -> Decision:
     wf = gateway.workflow
     gate = wf.gate_state("merge").name
-    key = f"decision:merge:{revision[:12]}"
-    earlier = await gateway.find_note(project, iid, key)
-    if earlier is not None:
-        return Decision(
-            False, f"already decided at {earlier.created_at}: {earlier.body.splitlines()[0]}"
-        )
     issue = await gateway.get_issue(project, iid)
     state = read_state(wf, issue.labels).state
-    if state is None or state.name != gate:
+    at_gate = state is not None and state.name == gate
+    mr, notes = await issue_mr_and_notes(gateway, project, iid)
+    earlier = await gateway.find_note(project, iid, merge_decision_key(revision))
+    if earlier is not None:
+        # An approval waiting for a human to merge in GitLab is complete as recorded.
+        unfinished = HUMAN_MERGES not in earlier.body
+        if unfinished and at_gate and mr is not None and mr.sha == revision:
+            return await apply_merge_decision(gateway, project, iid, mr, earlier, merger)
+        return _already(earlier)
+    if not at_gate:
         where = state.name if state else "no workflow state"
         return Decision(
             False, f"{issue.ref} is not waiting for a merge decision (it is at {where})"
         )
-    mr, notes = await issue_mr_and_notes(gateway, project, iid)
     if mr is None:
         return Decision(False, f"{issue.ref} has no merge request")
     moved = moved_since_qa(notes, mr)
     if approve and moved is not None:
         # Never merge a head no pipeline passed: the approval is refused and QA runs again.
-        if (await _move(gateway, project, iid, gate, Outcome.HEAD_MOVED, moved)).applied:
-            await gateway.post_note(project, iid, moved)
+        if (await _move(gateway, project, iid, Outcome.HEAD_MOVED, moved)).applied:
+            await gateway.upsert_note(project, iid, head_moved_key(mr), moved)
         return Decision(False, f"stale: {moved}")
     if mr.sha != revision:
         return Decision(False, f"stale: !{mr.iid} is now at {mr.sha[:10]}, not {revision[:10]}")
@@ -189,31 +265,70 @@ async def _decide_merge(
     if not approve:
         quoted = "\n".join(f"> {line}" for line in feedback.strip().splitlines())
         body = f"Merge changes requested by {who} via {via}.\n\n{FEEDBACK_HEADING}\n\n{quoted}"
-        await gateway.upsert_note(project, iid, key, body)
-        return await _move(gateway, project, iid, gate, Outcome.REJECTED, body)
-    body = f"Merge of !{mr.iid} at `{revision[:10]}` approved by {who} via {via}."
-    if merger is None:
-        body += " Waiting for a human to merge it in GitLab (crewline has no merge identity)."
-        await gateway.upsert_note(project, iid, key, body)
-        return Decision(True, body)
-    approval = await gateway.upsert_note(project, iid, key, body)
-    try:
-        await merger.merge(project, mr.iid, sha=revision)
-    except ForgeError as error:
-        if error.status not in (405, 406, 409, 422):
-            raise
-        moved = f"GitLab refused the merge ({error.status}: {error.message}); back to QA."
-        # The approval took no effect: rewritten without its key, so approving the same head
-        # once QA passes it again is not refused as "already decided".
-        await gateway.edit_note(project, iid, approval.id, f"{body}\n\n{moved}")
-        return await _move(gateway, project, iid, gate, Outcome.HEAD_MOVED, moved)
+    else:
+        body = f"Merge of !{mr.iid} at `{revision[:10]}` approved by {who} via {via}."
+        if merger is None:
+            body += f" {HUMAN_MERGES}"
+    note = await gateway.upsert_note(project, iid, merge_decision_key(revision), body)
+    return await apply_merge_decision(gateway, project, iid, mr, note, merger)
+
+
+async def apply_merge_decision(
+    gateway: Gateway,
+    project: str,
+    iid: int,
+    mr: MergeRequest,
+    note: Note,
+    merger: MergeGateway | None,
+) -> Decision:
+    """Complete the decision ``note`` records on merging ``mr`` at its head: back to the
+    developer, or merge and move to done. An approval that waits for a human to merge is
+    complete as recorded (the janitor notices the merge)."""
+    first = note.body.splitlines()[0]
+    if FEEDBACK_HEADING in note.body:
+        return await _move(gateway, project, iid, Outcome.REJECTED, first)
+    if mr.state != "merged":
+        if merger is None or HUMAN_MERGES in note.body:
+            return Decision(True, first)
+        try:
+            await merger.merge(project, mr.iid, sha=mr.sha)
+        except ForgeError as error:
+            return await _merge_refused(gateway, project, iid, mr, note, error)
     await gateway.update_issue(project, iid, state_event="close")
-    return await _move(gateway, project, iid, gate, Outcome.MERGED, f"{body} Merged.")
+    return await _move(gateway, project, iid, Outcome.MERGED, f"{first} Merged.")
+
+
+async def _merge_refused(
+    gateway: Gateway, project: str, iid: int, mr: MergeRequest, approval: Note, error: ForgeError
+) -> Decision:
+    """GitLab did not merge: unless it did after all (a lost answer), the approval is taken
+    back (deleted: it must not be completed later) and the reason stays in a note."""
+    approved = approval.body.splitlines()[0]
+    current = await gateway.merges.get_mr(project, mr.iid)
+    if current.state == "merged":
+        await gateway.update_issue(project, iid, state_event="close")
+        return await _move(gateway, project, iid, Outcome.MERGED, f"{approved} Merged.")
+    status = error.status if error.status is not None else "no answer"
+    refused = f"GitLab refused the merge ({status}: {error.message})"
+    back = error.status in _NOT_MERGEABLE
+    if back:
+        reason = f"{refused}; back to QA."
+    else:
+        reason = f"{refused}; the merge gate stays open: fix that in GitLab, then approve again."
+    await gateway.upsert_note(
+        project, iid, f"merge-refused:{mr.sha[:12]}:{status}", f"{approved}\n\n{reason}"
+    )
+    await gateway.delete_note(project, iid, approval.id)
+    log.warning("merge refused: issue=%s#%s mr=!%s: %s", project, iid, mr.iid, reason)
+    if back:
+        return await _move(gateway, project, iid, Outcome.HEAD_MOVED, reason)
+    return Decision(False, reason, pending=True)
 
 
 async def _move(
-    gateway: Gateway, project: str, iid: int, gate: str, outcome: Outcome, message: str
+    gateway: Gateway, project: str, iid: int, outcome: Outcome, message: str
 ) -> Decision:
+    gate = gateway.workflow.gate_state("merge").name
     try:
         await gateway.transition(
             project, iid, next_state(gateway.workflow, gate, outcome), expect={gate}

@@ -5,14 +5,19 @@
 - an issue carrying two workflow labels is repaired to the more cautious one;
 - an MR merged by hand moves its issue to done (and closes it);
 - an MR whose head moved after QA passed it goes back to QA (a merge needs a green head);
+- a decision recorded at a gate whose process died before moving the issue is completed;
 - an agent's question unanswered for too long -> blocked;
 - stuck work (no transition for too long, blocked, failed) is reported once per stay;
 - what it did is reported to the notifier.
+
+Its notes are keyed by the fact they report, so janitors of several hosts acting on the same
+fact (each from its own listing) leave one note.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +26,8 @@ from forge.claims import ClaimMarker
 from forge.gateway import StaleState
 from forge.types import Issue
 from roles.context import Services
+from roles.gate_recovery import complete_recorded_decisions
+from roles.gates import head_moved_key
 from roles.mr_link import issue_mr_and_notes, moved_since_qa
 from roles.notify import Event, EventKind
 from roles.stuck import entered_at, stuck_items
@@ -36,6 +43,7 @@ class JanitorReport:
     repaired: list[str] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)
     back_to_qa: list[str] = field(default_factory=list)
+    decided: list[str] = field(default_factory=list)  # recorded gate decisions completed
     timed_out: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
 
@@ -65,6 +73,7 @@ async def sweep(
     for project in services.projects:
         await _repair_labels(services, project, report)
         await _merged_by_hand(services, project, report)
+        report.decided += await complete_recorded_decisions(services, project)
         await _unanswered(services, project, limits.answer_timeout, report)
         for role in services.workflow.roles:
             if role not in services.roles.by_name():
@@ -121,13 +130,16 @@ async def _repair_labels(services: Services, project: str, report: JanitorReport
         report.repaired.append(issue.ref)
 
 
-async def _move(services: Services, issue: Issue, state: str, outcome: Outcome, note: str) -> bool:
+async def _move(
+    services: Services, issue: Issue, state: str, outcome: Outcome, note: str, key: str
+) -> bool:
+    """Move ``issue`` on from ``state`` and say why in the note keyed ``key`` (one per fact)."""
     target = next_state(services.workflow, state, outcome)
     try:
         await services.gateway.transition(issue.project, issue.iid, target, expect={state})
     except StaleState:
         return False
-    await services.gateway.post_note(issue.project, issue.iid, note)
+    await services.gateway.upsert_note(issue.project, issue.iid, key, note)
     kind = EventKind.BLOCKED if target == "blocked" else EventKind.TRANSITION
     await services.notifier.notify(
         Event(kind, issue.project, issue.iid, issue.title, note, state, target, issue.web_url)
@@ -150,13 +162,14 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
                 continue
             if mr.state == "merged":
                 note = f"!{mr.iid} was merged in GitLab; the work is done."
-                if await _move(services, issue, state.name, Outcome.MERGED, note):
+                key = f"merged:{mr.iid}"
+                if await _move(services, issue, state.name, Outcome.MERGED, note, key):
                     await services.gateway.update_issue(project, issue.iid, state_event="close")
                     report.merged.append(issue.ref)
             elif state is gate and issue.state == "opened" and mr.state == "opened":
                 moved = moved_since_qa(notes, mr)
                 if moved is not None and await _move(
-                    services, issue, gate.name, Outcome.HEAD_MOVED, moved
+                    services, issue, gate.name, Outcome.HEAD_MOVED, moved, head_moved_key(mr)
                 ):
                     report.back_to_qa.append(issue.ref)
 
@@ -176,7 +189,8 @@ async def _unanswered(
                 f"No answer to the agent's question for {waited / 3600:.1f} h: blocked. Answer "
                 "it and retry the issue."
             )
-            if await _move(services, issue, state.name, Outcome.TIMED_OUT, note):
+            key = f"timed-out:{state.name}:{re.sub(r'[^0-9A-Za-z:.-]', '', since)}"
+            if await _move(services, issue, state.name, Outcome.TIMED_OUT, note, key):
                 report.timed_out.append(issue.ref)
 
 

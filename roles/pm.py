@@ -9,12 +9,14 @@ at the plan gate. A plan still invalid stops the issue at blocked with the reaso
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from forge.claims import ClaimMarker
 from forge.gateway import NOTE_MARKER, note_marker
 from forge.types import Issue, Note
 from roles.agent_turn import ask_agent
 from roles.agents.base import TaskKind
+from roles.authors import FilerCheck, heard_authors
 from roles.budget import over_budget
 from roles.context import RunContext, Services
 from roles.engine import GO, Admission, RoleResult, Verdict
@@ -22,6 +24,7 @@ from roles.notify import GateRequest
 from roles.plan import PLAN_FORMAT, Plan, PlanError, parse_plan
 from roles.plan_notes import latest_feedback
 from roles.prompts import Prompts
+from roles.untrusted import Fence
 from workflow import Outcome
 
 NOTE_TAG = NOTE_MARKER.split("{", 1)[0]  # "<!-- crewline:note key="
@@ -37,9 +40,16 @@ def _said(note: Note) -> bool:
     return NOTE_TAG not in note.body or _CONVERSATION.search(note.body) is not None
 
 
-def human_discussion(notes: list[Note], limit: int = 20) -> str:
-    """What people said on the issue, including questions asked and answered."""
-    said = [f"@{note.author}: {note.body.strip()}" for note in notes if _said(note)]
+def human_discussion(
+    notes: list[Note], fence: Fence, heard: Collection[str], limit: int = 20
+) -> str:
+    """What people said on the issue, including questions asked and answered, each comment
+    fenced as data; comments by authors not in ``heard`` are left out."""
+    said = [
+        fence.wrap(note.body.strip(), f"comment by @{note.author}")
+        for note in notes
+        if _said(note) and note.author in heard
+    ]
     return "\n\n".join(said[-limit:]) or "(none)"
 
 
@@ -66,21 +76,30 @@ class PmRole:
 
     def __init__(self, prompts: Prompts) -> None:
         self.prompts = prompts
+        self.filers = FilerCheck()
 
     async def admit(self, services: Services, issue: Issue) -> Admission:
+        refused = await self.filers.refusal(services, issue)
+        if refused is not None:
+            return Admission(Verdict.WAIT, refused)  # left alone, never claimed
         return await budget_admission(services, issue)
 
     async def run(self, ctx: RunContext) -> RoleResult:
         issue = await ctx.gateway.get_issue(ctx.issue.project, ctx.issue.iid)
         notes = await ctx.gateway.notes(issue.project, issue.iid)
+        fence = Fence([issue.title, issue.description, *(note.body for note in notes)])
+        heard_by_agent = await heard_authors(ctx.services, ctx.project, notes)
         prompt = self.prompts.render(
             "plan",
+            untrusted_notice=fence.notice(),
             project=issue.project,
             target_branch=ctx.project.target_branch,
             iid=issue.iid,
-            title=issue.title,
-            description=issue.description or "(no description)",
-            discussion=human_discussion(notes),
+            title=fence.inline(issue.title),
+            description=fence.wrap(
+                issue.description or "(no description)", f"issue description by @{issue.author}"
+            ),
+            discussion=human_discussion(notes, fence, heard_by_agent),
             learnings=await relevant_learnings(ctx.services, issue),
             feedback=latest_feedback(notes) or "(none)",
             format=PLAN_FORMAT,

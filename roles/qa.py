@@ -32,7 +32,7 @@ from roles.engine import Admission, RoleResult
 from roles.flaky import flaky_key, record_flakes
 from roles.mr_link import issue_mr, qa_passed_marker
 from roles.notify import GateRequest
-from roles.plan_notes import load_plan
+from roles.plan_notes import PlanNotApproved, load_approved_plan
 from roles.pm import budget_admission
 from roles.prompts import Prompts
 from roles.triage import Fingerprint, excerpt, fingerprint, known_flaky
@@ -278,8 +278,11 @@ class _Rebase:
 
     async def run(self) -> RoleResult | None:
         ctx = self.ctx
-        loaded = await load_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
-        acceptance = loaded[1].acceptance if loaded else []
+        try:
+            _, plan = await load_approved_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        except PlanNotApproved as refused:
+            return RoleResult(Outcome.BLOCKED, f"QA did not rebase: {refused}.")
+        acceptance = plan.acceptance
         workspaces = ctx.services.workspaces
         wt = await workspaces.open(
             ctx.issue.project,

@@ -26,14 +26,16 @@ from forge.guard import GuardBlocked
 from forge.types import Issue, MergeRequest
 from roles.agent_turn import Turn, ask_agent
 from roles.agents.base import TaskKind
+from roles.authors import heard_discussions
 from roles.compaction import LEARNINGS_FORMAT
 from roles.context import RunContext, Services
 from roles.delivery import Delivery, guard_stop, project_checks
 from roles.engine import Admission, RoleResult
 from roles.mr_link import issue_mr
-from roles.plan_notes import load_plan
+from roles.plan_notes import PlanNotApproved, load_approved_plan
 from roles.pm import budget_admission
 from roles.prompts import Prompts
+from roles.untrusted import Fence
 from roles.workspace import Worktree
 from workflow import Outcome
 
@@ -139,9 +141,11 @@ class ReviewRole:
             return RoleResult(Outcome.BLOCKED, "No merge request found for this issue.")
         if mr.state == "merged":
             return RoleResult(Outcome.MERGED, f"!{mr.iid} was merged by hand.")
-        loaded = await load_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
-        acceptance = loaded[1].acceptance if loaded else []
-        plan_text = loaded[1].to_markdown() if loaded else "(no plan found)"
+        try:
+            _, plan = await load_approved_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        except PlanNotApproved as refused:
+            return RoleResult(Outcome.BLOCKED, f"The review did not start: {refused}.")
+        acceptance, plan_text = plan.acceptance, plan.to_markdown()
         workspaces = ctx.services.workspaces
         wt = await workspaces.open(
             ctx.issue.project,
@@ -178,7 +182,10 @@ class _Rounds:
         for round_ in range(1, rounds + 2):
             mr = await merges.get_mr(mr.project, mr.iid)
             await self._review_head(mr, round_)
-            threads = unresolved(await merges.discussions(mr.project, mr.iid))
+            discussions = await heard_discussions(
+                self.ctx.services, self.ctx.project, await merges.discussions(mr.project, mr.iid)
+            )
+            threads = unresolved(discussions)
             open_threads = [t for t in threads if t.id not in self.disagreed]
             if not open_threads:
                 if self.disagreed:
@@ -206,15 +213,17 @@ class _Rounds:
             f"--- {change.get('old_path')}\n+++ {change.get('new_path')}\n{change.get('diff', '')}"
             for change in changes
         )[:MAX_DIFF_CHARS]
+        fence = Fence([ctx.issue.title, diff])
         prompt = self.prompts.render(
             "review",
+            untrusted_notice=fence.notice(),
             mr_iid=mr.iid,
             project=mr.project,
             branch=mr.source_branch,
             iid=ctx.issue.iid,
-            title=ctx.issue.title,
+            title=fence.inline(ctx.issue.title),
             plan=self.plan,
-            diff=f"```diff\n{diff}\n```",
+            diff=fence.wrap(f"```diff\n{diff}\n```", "the change"),
         )
         turn = await ask_agent(
             ctx, f"r{round_}-review-{mr.sha[:12]}", TaskKind.REVIEW, prompt, self.wt.path,
@@ -276,14 +285,16 @@ class _Rounds:
         self, mr: MergeRequest, threads: list[Thread], round_: int
     ) -> RoleResult | None:
         ctx = self.ctx
+        fence = Fence(t.body for t in threads)
         listed = "\n\n".join(
             f"### Discussion `{t.id}`"
             + (f" on `{t.path}` line {t.line}" if t.path else "")
-            + f"\n\n{t.body}"
+            + f"\n\n{fence.wrap(t.body, 'the discussion')}"
             for t in threads
         )
         prompt = self.prompts.render(
             "address",
+            untrusted_notice=fence.notice(),
             mr_iid=mr.iid,
             branch=mr.source_branch,
             discussions=listed,

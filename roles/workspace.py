@@ -17,6 +17,8 @@ may run next to the token. The token itself only ever travels in a command's env
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -103,6 +105,7 @@ class Workspaces:
         self._clock = clock
         self._git = Git(self._layout.home, settings.git_timeout_seconds, secret)
         self._held: dict[Path, Lease] = {}
+        self._renewers: dict[Path, asyncio.Task[None]] = {}
         self._urls: dict[str, str] = {}
         self._pruner = Pruner(
             self._layout, self._git, leases, worker, settings.max_disk_mb, self._lock_timeout
@@ -184,7 +187,7 @@ class Workspaces:
             start_sha[:12],
             "resumed" if remote_sha else "new",
         )
-        return Worktree(
+        wt = Worktree(
             project=project_path,
             iid=iid,
             path=checkout,
@@ -195,6 +198,8 @@ class Workspaces:
             remote_sha=remote_sha,
             run_key=run_key,
         )
+        self._renewers[checkout] = asyncio.create_task(self._keep_leased(wt))
+        return wt
 
     async def _take_lease(self, key: str, project_path: str, iid: int) -> Lease | None:
         ttl = self.settings.lease_ttl_seconds
@@ -213,6 +218,7 @@ class Workspaces:
     async def close(self, wt: Worktree) -> None:
         """Remove the checkout and its local branch, release the lease. Safe to call twice; a
         workspace whose lease another worker took over is left to that worker."""
+        await self._stop_renewing(wt.path)
         lease = self._held.pop(wt.path, None)
         if lease is None:
             return
@@ -236,6 +242,35 @@ class Workspaces:
             return False
         self._held[wt.path] = renewed
         return True
+
+    async def _keep_leased(self, wt: Worktree) -> None:
+        """Renew the lease while the worktree is open: a run can outlive one TTL (a long agent
+        turn, a slow pipeline), and the pruner deletes checkouts whose lease has lapsed.
+        A lost lease means another run owns the checkout now: forget it, so every later
+        operation on it refuses instead of writing into someone else's work."""
+        interval = max(0.05, self.settings.lease_ttl_seconds / 3)
+        while wt.path in self._held:
+            await asyncio.sleep(interval)
+            try:
+                renewed = await self.renew(wt)
+            except Exception:
+                log.exception("renewing the workspace lease of %s#%s failed", wt.project, wt.iid)
+                continue
+            if not renewed:
+                self._held.pop(wt.path, None)
+                log.warning(
+                    "workspace lease of %s#%s was lost; the run must stop using it",
+                    wt.project,
+                    wt.iid,
+                )
+                return
+
+    async def _stop_renewing(self, path: Path) -> None:
+        task = self._renewers.pop(path, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def prune(self) -> list[Path]:
         """Keep the root under ``max_disk_mb``: delete the least recently used unleased

@@ -72,4 +72,6 @@ class Storage:
         return cls(db)
 
     async def close(self) -> None:
+        if not self.db.closed:
+            await self.audit.flush_reads()
         await self.db.close()

@@ -2,7 +2,7 @@
 
 Each row stores ``prev_hash`` (the previous row's hash; 64 zeros for row 1) and
 ``hash = sha256(prev_hash + canonical JSON of {id, at, who, what, target, payload_digest,
-verdict})``. Ids are assigned 1, 2, 3 … inside the same ``BEGIN IMMEDIATE`` transaction that reads
+verdict})``, plus ``count`` in that JSON when the row stands for more than one call. Ids are assigned 1, 2, 3 … inside the same ``BEGIN IMMEDIATE`` transaction that reads
 the chain head, so concurrent processes cannot fork the chain. Payloads are never stored, only
 their sha256 digest: they may hold secrets.
 
@@ -11,6 +11,13 @@ deleted row (a gap in the ids, or a broken link), and a row inserted out of orde
 a gap, or an id before 1); a path that is not a crewline database raises :class:`StorageError`. What a hash chain alone cannot see is the removal of the newest rows, or a
 rewrite of the whole chain by someone who also recomputes every hash; keep the head hash
 (:meth:`AuditLog.recent`) somewhere else if that matters.
+
+Reads are many and tell little, so :meth:`AuditLog.record_read` keeps them in memory and writes
+one row per (minute, who, operation, verdict) with their ``count``: when the minute is over, with
+the next write (in its transaction, before it), or on :meth:`AuditLog.flush_reads`. Reads of the
+last minute before a crash are lost; writes and decisions never are (each has its own row,
+durable before :meth:`AuditLog.append` returns). Old rows are pruned with
+:func:`storage.audit_prune.prune_audit`, which leaves an anchor the chain continues from.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,11 +34,12 @@ from typing import Any
 
 from storage.checks import require_int, require_text
 from storage.clock import Clock, iso_utc, parse_iso
-from storage.db import Database
+from storage.db import Database, Transaction
 from storage.errors import StorageError
 
 GENESIS_HASH = "0" * 64
-_COLUMNS = "id, at, who, what, target, payload_digest, verdict, prev_hash, hash"
+_COLUMNS = "id, at, who, what, target, payload_digest, verdict, prev_hash, hash, count"
+_READ_GROUP = 60.0  # seconds: reads are counted per minute
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ class AuditEntry:
     verdict: str
     prev_hash: str
     hash: str
+    count: int = 1
+    """How many calls the row stands for: 1 for writes and decisions, N for a minute of reads."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,9 @@ def row_hash(
     target: str,
     payload_digest: str,
     verdict: str,
+    count: int = 1,
 ) -> str:
-    fields = {
+    fields: dict[str, Any] = {
         "id": entry_id,
         "at": at,
         "who": who,
@@ -87,38 +99,66 @@ def row_hash(
         "payload_digest": payload_digest,
         "verdict": verdict,
     }
+    if count != 1:  # rows from before counts existed keep their hashes
+        fields["count"] = count
     return hashlib.sha256(prev_hash.encode("ascii") + _canonical_json(fields)).hexdigest()
+
+
+_ReadKey = tuple[int, str, str, str]  # (minute, who, what, verdict)
 
 
 class AuditLog:
     def __init__(self, db: Database, clock: Clock = time.time) -> None:
         self._db = db
         self._clock = clock
+        self._reads: dict[_ReadKey, Counter[str]] = {}
 
     async def append(
         self, who: str, what: str, target: str, payload: Any, verdict: str = "ok"
     ) -> AuditEntry:
         """Record that ``who`` did ``what`` to ``target``; the payload is kept as a digest only."""
-        for name, value in (("who", who), ("what", what), ("target", target), ("verdict", verdict)):
-            require_text(f"audit {name}", value)
+        _require_fields(who, what, target, verdict)
         digest = payload_digest(payload)
+        pending = self._take_reads(None)
         async with self._db.transaction() as tx:
-            head = await tx.fetchone("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
-            entry_id = int(head["id"]) + 1 if head is not None else 1
-            prev_hash = head["hash"] if head is not None else GENESIS_HASH
-            at = iso_utc(self._clock())
-            entry_hash = row_hash(prev_hash, entry_id, at, who, what, target, digest, verdict)
-            await tx.execute(
-                f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (entry_id, at, who, what, target, digest, verdict, prev_hash, entry_hash),
-            )
-        return AuditEntry(
-            entry_id, parse_iso(at), who, what, target, digest, verdict, prev_hash, entry_hash
-        )
+            for row in pending:
+                await append_row(tx, self._clock(), *row)
+            return await append_row(tx, self._clock(), who, what, target, digest, verdict, 1)
+
+    async def record_read(self, who: str, what: str, target: str, verdict: str = "ok") -> None:
+        """Count a read; it is written with the others of its minute (see the module doc)."""
+        _require_fields(who, what, target, verdict)
+        minute = int(self._clock() // _READ_GROUP)
+        self._reads.setdefault((minute, who, what, verdict), Counter())[target] += 1
+        if any(key[0] < minute for key in self._reads):
+            await self._write_reads(self._take_reads(minute))
+
+    async def flush_reads(self) -> None:
+        """Write every counted read now (on shutdown, or before reading the trail)."""
+        await self._write_reads(self._take_reads(None))
+
+    def _take_reads(self, before_minute: int | None) -> list[_Row]:
+        done = [k for k in self._reads if before_minute is None or k[0] < before_minute]
+        rows = []
+        for key in sorted(done):
+            minute, who, what, verdict = key
+            targets = self._reads.pop(key)
+            target = next(iter(targets)) if len(targets) == 1 else f"{len(targets)} targets"
+            digest = payload_digest({"minute": iso_utc(minute * _READ_GROUP), "targets": targets})
+            rows.append((who, what, target, digest, verdict, sum(targets.values())))
+        return rows
+
+    async def _write_reads(self, rows: list[_Row]) -> None:
+        if not rows:
+            return
+        async with self._db.transaction() as tx:
+            for row in rows:
+                await append_row(tx, self._clock(), *row)
 
     async def for_target(self, target: str, limit: int = 50) -> list[AuditEntry]:
-        """The newest ``limit`` entries about ``target``, newest first."""
+        """The newest ``limit`` entries about ``target``, newest first (counted reads included)."""
         require_int("limit", limit, minimum=1)
+        await self.flush_reads()
         rows = await self._db.fetchall(
             f"SELECT {_COLUMNS} FROM audit WHERE target = ? ORDER BY id DESC LIMIT ?",
             (target, limit),
@@ -128,10 +168,49 @@ class AuditLog:
     async def recent(self, limit: int = 20) -> list[AuditEntry]:
         """The newest ``limit`` entries, newest first (the first one is the chain head)."""
         require_int("limit", limit, minimum=1)
+        await self.flush_reads()
         rows = await self._db.fetchall(
             f"SELECT {_COLUMNS} FROM audit ORDER BY id DESC LIMIT ?", (limit,)
         )
         return [_entry(row) for row in rows]
+
+
+_Row = tuple[str, str, str, str, str, int]  # who, what, target, payload digest, verdict, count
+
+
+def _require_fields(who: str, what: str, target: str, verdict: str) -> None:
+    for name, value in (("who", who), ("what", what), ("target", target), ("verdict", verdict)):
+        require_text(f"audit {name}", value)
+
+
+async def append_row(
+    tx: Transaction,
+    now: float,
+    who: str,
+    what: str,
+    target: str,
+    digest: str,
+    verdict: str,
+    count: int,
+) -> AuditEntry:
+    """Append one row at the chain head, inside the caller's ``BEGIN IMMEDIATE`` transaction."""
+    head = await tx.fetchone("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+    if head is None:
+        anchor = await tx.fetchone(
+            "SELECT last_id AS id, last_hash AS hash FROM audit_anchor ORDER BY id DESC LIMIT 1"
+        )
+        head = anchor
+    entry_id = int(head["id"]) + 1 if head is not None else 1
+    prev_hash = head["hash"] if head is not None else GENESIS_HASH
+    at = iso_utc(now)
+    entry_hash = row_hash(prev_hash, entry_id, at, who, what, target, digest, verdict, count)
+    await tx.execute(
+        f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry_id, at, who, what, target, digest, verdict, prev_hash, entry_hash, count),
+    )
+    return AuditEntry(
+        entry_id, parse_iso(at), who, what, target, digest, verdict, prev_hash, entry_hash, count
+    )
 
 
 def _entry(row: Any) -> AuditEntry:
@@ -145,6 +224,7 @@ def _entry(row: Any) -> AuditEntry:
         verdict=row["verdict"],
         prev_hash=row["prev_hash"],
         hash=row["hash"],
+        count=int(row["count"]),
     )
 
 
@@ -164,7 +244,11 @@ def verify_chain(path: Path) -> ChainReport:
                     f"{path} has no audit table: it is not a crewline database; "
                     "pass the path of storage.path"
                 )
-            return _walk(connection.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY id"))
+            start = _anchor(connection)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(audit)")}
+            select = _COLUMNS if "count" in columns else _COLUMNS.replace("count", "1")
+            rows = connection.execute(f"SELECT {select} FROM audit ORDER BY id")
+            return _walk(rows, *start)
         finally:
             connection.close()
     except sqlite3.DatabaseError as exc:
@@ -173,12 +257,31 @@ def verify_chain(path: Path) -> ChainReport:
         ) from exc
 
 
-def _walk(rows: sqlite3.Cursor) -> ChainReport:
-    expected_id, expected_prev, intact = 1, GENESIS_HASH, 0
-    for row_id, at, who, what, target, digest, verdict, prev_hash, stored_hash in rows:
+def _anchor(connection: sqlite3.Connection) -> tuple[int, str, str]:
+    """Where the chain starts: row 1 from genesis, or after the newest prune's anchor."""
+    has_anchors = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_anchor'"
+    ).fetchone()
+    anchor = (
+        connection.execute(
+            "SELECT last_id, last_hash FROM audit_anchor ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if has_anchors
+        else None
+    )
+    if anchor is None:
+        return 1, GENESIS_HASH, "row 1"
+    return int(anchor[0]) + 1, str(anchor[1]), f"the prune anchor (rows up to {anchor[0]})"
+
+
+def _walk(rows: sqlite3.Cursor, first_id: int, first_prev: str, origin: str) -> ChainReport:
+    expected_id, expected_prev, intact = first_id, first_prev, 0
+    for row in rows:
+        row_id, at, who, what, target, digest, verdict, prev_hash, stored_hash = row[:9]
+        count = row[9]
         problem = None
         if row_id < expected_id:
-            problem = f"row {row_id} sits before row 1: inserted out of order"
+            problem = f"row {row_id} sits before {origin}: inserted out of order"
         elif row_id > expected_id:
             missing = (
                 f"row {expected_id} is"
@@ -191,7 +294,10 @@ def _walk(rows: sqlite3.Cursor) -> ChainReport:
                 f"its prev_hash does not match the hash of row {row_id - 1}: that row was "
                 "rewritten with a new hash, or this row was inserted out of order"
             )
-        elif row_hash(prev_hash, row_id, at, who, what, target, digest, verdict) != stored_hash:
+        elif (
+            row_hash(prev_hash, row_id, at, who, what, target, digest, verdict, count)
+            != stored_hash
+        ):
             problem = "its content does not match its hash: the row was edited"
         if problem is not None:
             return ChainReport(False, intact, row_id, problem)

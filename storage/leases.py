@@ -11,6 +11,10 @@ Decisions, stated once:
 - ``release`` clears the lease if holder and token are current, expired or not: it only frees a
   key nobody else holds. After a takeover the token differs and release changes nothing.
 - ``get`` and ``held_by`` report live leases only; ``expired`` reports the dead, unreleased ones.
+- ``acquire(..., retake=True)`` also grants a key whose live lease is held by the same holder:
+  a holder named by a stable id (a worker id) that restarted takes back what its killed process
+  held instead of waiting out the TTL. The token still advances, so the killed process's grant
+  is fenced off (its renew and release change nothing). Another holder stays refused.
 """
 
 from __future__ import annotations
@@ -40,8 +44,11 @@ class LeaseStore:
         self._db = db
         self._clock = clock
 
-    async def acquire(self, key: str, holder: str, ttl: float) -> Lease | None:
-        """Take ``key`` for ``ttl`` seconds if it is free or its lease expired; else ``None``."""
+    async def acquire(
+        self, key: str, holder: str, ttl: float, *, retake: bool = False
+    ) -> Lease | None:
+        """Take ``key`` for ``ttl`` seconds if it is free or its lease expired (or, with
+        ``retake``, live but held by ``holder`` itself); else ``None``."""
         require_text("lease key", key)
         require_text("lease holder", holder)
         require_number("lease ttl", ttl, positive=True)
@@ -55,9 +62,10 @@ class LeaseStore:
                     SET token = token + 1, holder = excluded.holder,
                         expires_at = excluded.expires_at
                     WHERE leases.holder IS NULL OR leases.expires_at <= ?
+                        OR (? AND leases.holder = excluded.holder)
                 RETURNING {_COLUMNS}
                 """,
-                (key, holder, now + ttl, now),
+                (key, holder, now + ttl, now, retake),
             )
         return _lease(row) if row is not None else None
 

@@ -52,7 +52,11 @@ async def work(args: argparse.Namespace) -> int:
     try:
         services = runtime.services
         services.desk = ConsoleDesk(
-            Console(quiet=True), services.gateway, runtime.storage.leases, who="a tester"
+            Console(quiet=True),
+            services.gateway,
+            runtime.storage.leases,
+            who="a tester",
+            worker=services.worker,
         )
         await sync_labels(services.gateway, PROJECT)
 

@@ -78,6 +78,7 @@ async def runtime_for(
         runtime.storage.leases,
         who="a tester",
         merger=runtime.services.merger,
+        worker=runtime.services.worker,
     )
     await sync_labels(runtime.services.gateway, PROJECT)
     try:

@@ -49,12 +49,13 @@ async def gateway_for(
     retry: RetryPolicy | None = None,
     sleep: object = None,
     who: str = "crewline-test",
+    token: str = BOT_TOKEN,
 ) -> AsyncIterator[tuple[Gateway, Storage]]:
     storage = await Storage.open(db_path)
     settings = GitLabSettings(url=sim.base_url, threads=4)
     client = GitLabClient(
         settings,
-        BOT_TOKEN,
+        token,
         retry=retry or RetryPolicy(max_retries=3, budget_seconds=30, base_delay=0.01),
         **({"sleep": sleep} if sleep is not None else {}),  # type: ignore[arg-type]
     )

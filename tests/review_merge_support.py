@@ -85,6 +85,7 @@ async def merging_runtime(
         runtime.storage.leases,
         who="a tester",
         merger=runtime.services.merger,
+        worker=runtime.services.worker,
     )
     desk = GateDesk(console, hold_merges=hold_merges)
     runtime.services.desk = desk

@@ -326,6 +326,7 @@ async def test_run_without_auto_approval_waits_at_plan_review_for_a_human(
             decision = await decide_plan(
                 rt.services.gateway, rt.storage.leases, PROJECT, iid,
                 revision=str(plan[0].id), approve=True, who="ada", via="a test",
+                worker=rt.services.worker,
             )  # fmt: skip
             assert decision.applied, decision.message
         await asyncio.to_thread(wait_for_state, demo_sim, iid, "review-ready", crew)

@@ -21,6 +21,7 @@ from tests.desk_support import (
     at_merge_ready,
     at_plan_review,
     bodies,
+    client,
     new_issue,
     post_plan,
     walk,
@@ -185,3 +186,39 @@ async def test_merge_card_refuses_the_filer_and_merges_for_a_second_person(
         merged = await click(bot, card, approve, user(BOB))
         assert merged.followup.text.endswith("approved by @bob via Discord. Merged.")
         assert await state_of(runtime, 1) == "done" and card.components == []
+
+
+async def test_a_merge_gitlab_forbids_keeps_the_card_open_with_gitlabs_reason(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    async with bot_for(sim, tmp_path, repo=True) as (bot, _, runtime):
+        await new_issue(runtime, "Greet")
+        mr = await at_merge_ready(runtime, 1)
+        maintainer = client(runtime, "sim-maintainer-token").mergerequests.get(mr.iid)
+        maintainer.approvals.update(new_data={"approvals_required": 1})  # a rule in GitLab
+        gate = GateRequest(PROJECT, 1, "Greet", "merge-ready", mr.sha, "!1: passed", mr.web_url)
+        card = (
+            await FakeDiscord()
+            .channel(600)
+            .send(
+                embed=gate_card(gate, "merge", 1.25),
+                view=gate_view(PROJECT, 1, "merge", mr.sha),
+                allowed_mentions=NO_MENTIONS,
+            )
+        )
+        approve = card.custom_ids[0]
+        refused = await click(bot, card, approve, user(BOB))
+        reason = "403 Forbidden - Merge request requires 1 more approval(s)"
+        assert f"GitLab refused the merge (403: {reason})" in refused.followup.text
+        assert await state_of(runtime, 1) == "merge-ready"
+        [edit] = card.edits
+        assert "view" not in edit and card.custom_ids[0] == approve  # the buttons stay
+        [field] = [f for f in card.embeds[0].fields if f.name == "Not applied"]
+        assert reason in field.value and "@bob (Bob on Discord)" in field.value
+        assert sum(reason in body for body in await bodies(runtime, 1)) == 1
+
+        maintainer.approve(sha=mr.sha)  # the approval GitLab wanted
+        merged = await click(bot, card, approve, user(BOB))
+        assert merged.followup.text.endswith("approved by @bob via Discord. Merged.")
+        assert await state_of(runtime, 1) == "done" and card.components == []
+        assert [f.name for f in card.embeds[0].fields].count("Not applied") == 1

@@ -67,6 +67,7 @@ async def test_rejected_plan_goes_back_to_the_pm_with_the_feedback(
             decision = await decide_plan(
                 gateway, leases, PROJECT, issue.iid,
                 revision=revision, approve=approve, who="ada", via="the test", feedback=feedback,
+                worker=runtime.services.worker,
             )  # fmt: skip
             return decision.applied, decision.message
 

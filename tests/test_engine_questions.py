@@ -123,7 +123,7 @@ async def test_an_unchanged_issue_is_not_asked_again_when_it_entered_its_state(
 
         async def label_event_reads() -> int:
             recent = await audit.recent(limit=1000)
-            return sum(entry.what == "gitlab.issue.label_events" for entry in recent)
+            return sum(e.count for e in recent if e.what == "gitlab.issue.label_events")
 
         first = await stuck_items(runtime.services, stuck_after=3600, by_state={"pm-ready": 0.001})
         reads = await label_event_reads()

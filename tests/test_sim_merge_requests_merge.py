@@ -149,3 +149,26 @@ def test_push_to_the_source_branch_moves_the_mr_and_announces_it(sim: RunningSim
     assert attributes["last_commit"]["id"] == second
     assert update.payload["user"]["username"] == "crewline-bot"
     assert [c.id for c in repo.bot.mergerequests.get(iid).commits()] == [second, first]
+
+
+def test_missing_approvals_answer_403_with_gitlabs_message_until_approved(
+    sim: RunningSim,
+) -> None:
+    """GitLab 16.0+ answers 403 (no longer 405) when required approvals are missing."""
+    repo = make_repo(sim)
+    head = repo.feature("feature/a", {"a.txt": "a\n"})
+    iid = _mr(repo)
+    _set(repo, approvals_before_merge=1)
+    url = f"{sim.base_url}/api/v4/projects/{repo.root.id}/merge_requests/{iid}/merge"
+    response = requests.put(
+        url, headers={"PRIVATE-TOKEN": "sim-maintainer-token"}, json={"sha": head}, timeout=10
+    )
+    assert (response.status_code, response.json()) == (
+        403,
+        {"message": "403 Forbidden - Merge request requires 1 more approval(s)"},
+    )
+    mr = repo.maintainer.mergerequests.get(iid)
+    assert (mr.state, mr.detailed_merge_status) == ("opened", "not_approved")
+    mr.approve(sha=head)
+    mr.merge(sha=head)
+    assert repo.maintainer.mergerequests.get(iid).state == "merged"

@@ -67,10 +67,8 @@ def stored_hash(path: Path, entry_id: int) -> str:
         return str(raw.execute("SELECT hash FROM audit WHERE id = ?", (entry_id,)).fetchone()[0])
 
 
-INSERT = (
-    "INSERT INTO audit (id, at, who, what, target, payload_digest, verdict, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+COLUMNS = "id, at, who, what, target, payload_digest, verdict, prev_hash, hash"
+INSERT = f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 # --- appending and reading ----------------------------------------------------------------------
@@ -265,7 +263,7 @@ async def test_a_row_slipped_into_the_middle_is_named(
     """Rows 4..5 taken out, a forged row 4 linked correctly to row 3, and old row 5 put back."""
     await fill(audit, clock)
     with raw_connection(db.path) as raw:
-        old_five = tuple(raw.execute("SELECT * FROM audit WHERE id = 5").fetchone())
+        old_five = tuple(raw.execute(f"SELECT {COLUMNS} FROM audit WHERE id = 5").fetchone())
     tamper(db.path, "DELETE FROM audit WHERE id >= 4")
     with raw_connection(db.path) as raw:
         raw.execute(INSERT, forged_row(4, stored_hash(db.path, 3)))

@@ -45,6 +45,26 @@ async def test_a_live_lease_refuses_everyone_else_and_its_own_holder(leases: Lea
     assert await leases.acquire("k", "w1", 30) is None  # no re-entrance: the token would change
 
 
+async def test_retake_gives_a_holder_back_its_own_live_lease_and_fences_the_old_grant(
+    leases: LeaseStore, clock: ManualClock
+) -> None:
+    """A worker killed while holding a lease restarts under the same id: it takes the lease
+    back at once (not after the TTL), with a new token, and the killed grant is dead."""
+    killed = await leases.acquire("gate:g/p:1", "worker-a", 60)
+    assert killed is not None
+    clock.advance(1)
+    assert await leases.acquire("gate:g/p:1", "worker-b", 60, retake=True) is None
+    back = await leases.acquire("gate:g/p:1", "worker-a", 60, retake=True)
+    assert back == Lease("gate:g/p:1", "worker-a", killed.token + 1, clock.now + 60)
+    assert await leases.renew(killed, 60) is None
+    assert await leases.release(killed) is False
+    assert await leases.get("gate:g/p:1") == back
+    assert await leases.acquire("gate:g/p:1", "worker-b", 60, retake=True) is None
+    assert await leases.release(back) is True
+    again = await leases.acquire("gate:g/p:1", "worker-b", 60, retake=True)
+    assert again is not None and again.token == back.token + 1
+
+
 async def test_an_expired_lease_is_taken_over_with_the_next_token(
     leases: LeaseStore, clock: ManualClock
 ) -> None:

@@ -164,7 +164,7 @@ async def test_refused_token_does_not_burn_the_uuid(
     ],
     ids=["truncated", "not-utf8", "empty", "array"],
 )
-async def test_malformed_json_is_400(
+async def test_malformed_json_is_ignored_with_200(
     client: aiohttp.ClientSession,
     recorded: tuple[Recorder, str],
     raw: bytes,
@@ -172,8 +172,9 @@ async def test_malformed_json_is_400(
 ) -> None:
     recorder, url = recorded
     status, body, _ = await post(client, url, raw, uuid="m1")
-    assert status == 400
-    assert body["error"].startswith(message_start)
+    assert status == 200
+    assert body["status"] == "ignored"
+    assert body["reason"].startswith(message_start)
 
     await post(client, url, issue_payload(9), uuid="m2")
     assert [iid_of(e) for e in await recorder.wait_for(1)] == [9]
@@ -205,7 +206,7 @@ async def test_malformed_json_is_400(
     ],
     ids=["no-kind", "issue-no-iid", "mr-project-id-str", "note-no-issue", "build-no-status"],
 )
-async def test_known_kind_missing_field_is_400_naming_it(
+async def test_known_kind_missing_field_is_ignored_naming_it(
     client: aiohttp.ClientSession,
     recorded: tuple[Recorder, str],
     payload: dict[str, Any],
@@ -213,25 +214,28 @@ async def test_known_kind_missing_field_is_400_naming_it(
 ) -> None:
     recorder, url = recorded
     status, body, _ = await post(client, url, payload, uuid="x1")
-    assert (status, body) == (400, {"error": error})
+    assert (status, body) == (200, {"status": "ignored", "reason": error})
 
     await post(client, url, issue_payload(4), uuid="x2")
     assert [iid_of(e) for e in await recorder.wait_for(1)] == [4]
 
 
-async def test_oversize_body_with_content_length_is_413(
+async def test_oversize_body_with_content_length_is_ignored(
     client: aiohttp.ClientSession, recorded: tuple[Recorder, str]
 ) -> None:
     recorder, url = recorded
     payload = {**issue_payload(1), "padding": "x" * 5000}  # limit is 4096 bytes
     status, body, _ = await post(client, url, payload, uuid="big")
-    assert (status, body) == (413, {"error": "request body is larger than 4096 bytes"})
+    assert (status, body) == (
+        200,
+        {"status": "ignored", "reason": "request body is larger than 4096 bytes"},
+    )
 
     await post(client, url, issue_payload(2), uuid="small")
     assert [iid_of(e) for e in await recorder.wait_for(1)] == [2]
 
 
-async def test_oversize_chunked_body_without_content_length_is_413(
+async def test_oversize_chunked_body_without_content_length_is_ignored(
     client: aiohttp.ClientSession, recorded: tuple[Recorder, str]
 ) -> None:
     recorder, url = recorded
@@ -245,8 +249,11 @@ async def test_oversize_chunked_body_without_content_length_is_413(
     async with client.post(url, data=chunks(), headers=headers) as response:
         assert response.request_info.headers.get("Transfer-Encoding") == "chunked"
         assert "Content-Length" not in response.request_info.headers
-        assert response.status == 413
-        assert await response.json() == {"error": "request body is larger than 4096 bytes"}
+        assert response.status == 200
+        assert await response.json() == {
+            "status": "ignored",
+            "reason": "request body is larger than 4096 bytes",
+        }
 
     await post(client, url, issue_payload(2), uuid="small")
     assert [iid_of(e) for e in await recorder.wait_for(1)] == [2]

@@ -272,3 +272,40 @@ async def test_open_refuses_bad_arguments_before_touching_anything(
         with pytest.raises(ValueError, match="positive integer"):
             await ws.open(PROJECT, setup.url, 0, "t", "main", "r1")
         assert not ws.root.exists() and await setup.leases.get(f"workspace:{PROJECT}:1") is None
+
+
+async def test_an_open_worktree_keeps_its_lease_past_one_ttl(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    async with workspace_setup(sim, tmp_path) as setup:
+        ttl = 0.3
+        holder, other = setup.workspaces("w1", lease_ttl_seconds=ttl), setup.workspaces("w2")
+        wt = await open_issue(holder, setup)
+        for _ in range(4):  # 4 x 0.2 s of lease time: well past the first TTL
+            setup.clock.advance(0.2)
+            await asyncio.sleep(0.25)  # the renewer runs every ttl/3 = 0.1 s
+        with pytest.raises(WorkspaceBusy):
+            await open_issue(other, setup, run="r2")
+        (wt.path / "still-mine.txt").write_text("x\n")
+        assert await holder.commit_all(wt, "Still working", *AUTHOR) is not None
+        await holder.close(wt)
+        assert await setup.leases.get(f"workspace:{PROJECT}:7") is None
+
+
+async def test_a_worktree_whose_lease_was_taken_over_refuses_further_work(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    async with workspace_setup(sim, tmp_path) as setup:
+        holder = setup.workspaces("w1", lease_ttl_seconds=0.3)
+        wt = await open_issue(holder, setup)
+        key = f"workspace:{PROJECT}:7"
+        setup.clock.advance(1.0)  # expired before the renewer's first turn
+        taken = await setup.leases.acquire(key, "w2", 60)
+        assert taken is not None
+        await asyncio.sleep(0.3)
+        with pytest.raises(WorkspaceError, match="not open here"):
+            await holder.commit_all(wt, "Too late", *AUTHOR)
+        await holder.close(wt)  # leaves the new holder's checkout and lease alone
+        assert wt.path.exists()
+        current = await setup.leases.get(key)
+        assert current is not None and current.holder == "w2"

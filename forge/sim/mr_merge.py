@@ -2,9 +2,11 @@
 source branch.
 
 Status codes follow GitLab's merge endpoint: 401 when the user may not merge into the
-target branch, 405 when the MR is not mergeable (draft, closed, conflicts, unresolved
-discussions the project requires resolved, missing approvals, a rebase the merge method
-requires), 409 when ``sha`` is not the source head, 422 when git refuses at the last moment.
+target branch, 403 when the approvals the project or the MR requires are missing (GitLab
+16.0 and later; earlier versions answered 405), 405 when the MR is not mergeable otherwise
+(draft, closed, conflicts, unresolved discussions the project requires resolved, a rebase
+the merge method requires), 409 when ``sha`` is not the source head, 422 when git refuses
+at the last moment.
 """
 
 from __future__ import annotations
@@ -174,7 +176,11 @@ async def merge(request: web.Request) -> web.Response:
         fail(401, "401 Unauthorized")
     params = await Params.of(request)
     snap = await snapshot(app, project, mr)
-    if detailed_merge_status(snap.facts(mr)) != "mergeable":
+    status = detailed_merge_status(snap.facts(mr))
+    if status == "not_approved":
+        left = snap.approvals_left
+        fail(403, f"403 Forbidden - Merge request requires {left} more approval(s)")
+    if status != "mergeable":
         fail(405, "405 Method Not Allowed")
     _check_sha(params, snap.git.head_sha)
     head, target_sha = snap.git.head_sha, snap.git.target_sha

@@ -74,6 +74,22 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
+def _unusable(request: web.Request, reason: str) -> web.Response:
+    """A delivery whose body cannot be used is still answered 2xx.
+
+    GitLab disables a hook after repeated 4xx answers, and an event only wakes the engine
+    early: the poll finds the same work. So a body we cannot read is logged and dropped
+    rather than refused (a wrong token is still 401: that is a misconfiguration to see).
+    """
+    log.warning(
+        "webhook ignored, body unusable: %s (event=%s uuid=%s)",
+        reason,
+        request.headers.get(EVENT_NAME_HEADER),
+        request.headers.get(EVENT_UUID_HEADER),
+    )
+    return web.json_response({"status": "ignored", "reason": reason}, status=200)
+
+
 class WebhookReceiver:
     """Receives GitLab issue, note, merge request and pipeline hooks and hands them,
     typed, to ``on_event``, one at a time, in arrival order."""
@@ -214,26 +230,19 @@ class WebhookReceiver:
         body = await self._read_body(request)
         if body is None:
             limit = self._settings.max_body_bytes
-            log.warning("webhook refused: body larger than %d bytes", limit)
-            return _error(413, f"request body is larger than {limit} bytes")
+            return _unusable(request, f"request body is larger than {limit} bytes")
         try:
             payload = json.loads(body)
         except ValueError as exc:
-            return _error(400, f"malformed JSON: {exc}")
+            return _unusable(request, f"malformed JSON: {exc}")
         if not isinstance(payload, dict):
-            return _error(400, "malformed JSON: expected an object at the top level")
+            return _unusable(request, "malformed JSON: expected an object at the top level")
 
         event_uuid = request.headers.get(EVENT_UUID_HEADER) or None
         try:
             parsed = parse_event(payload, uuid=event_uuid, received_at=datetime.now(UTC))
         except PayloadError as exc:
-            log.warning(
-                "webhook refused: %s (event=%s uuid=%s)",
-                exc,
-                request.headers.get(EVENT_NAME_HEADER),
-                event_uuid,
-            )
-            return _error(400, str(exc))
+            return _unusable(request, str(exc))
         if isinstance(parsed, Ignored):
             log.debug("webhook ignored: %s (uuid=%s)", parsed.reason, event_uuid)
             return web.json_response({"status": "ignored", "reason": parsed.reason})

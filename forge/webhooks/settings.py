@@ -21,7 +21,9 @@ class WebhookSettings(BaseModel):
     )
     path: str = Field(default="/webhooks/gitlab", description="URL path GitLab posts to")
     max_body_bytes: int = Field(
-        default=1_048_576, ge=1, description="Larger request bodies are refused with 413"
+        default=1_048_576,
+        ge=1,
+        description="Larger request bodies are logged and dropped (answered 200, so GitLab keeps the hook)",
     )
     queue_size: int = Field(
         default=1000, ge=1, description="Events waiting for the engine; beyond it GitLab gets 503"

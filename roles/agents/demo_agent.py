@@ -32,7 +32,8 @@ from roles.prompts import FIRST_ATTEMPT
 _FILE_BLOCK = re.compile(r"^```(demo-file(?:-first-attempt)?) (\S+)\n(.*?)^```$", re.M | re.S)
 _CHECK = re.compile(r"^Check: (.+)$", re.M)
 _DEPENDS = re.compile(r"^Depends on #(\d+)", re.M | re.I)
-_TITLE = re.compile(r"^## Issue #\d+: (.+)$", re.M)
+# The title sits fenced as untrusted data on its line (roles/untrusted.py).
+_TITLE = re.compile(r"^## Issue #\d+: (?:<<<UNTRUSTED-\w+>>> )?(.+?)(?: <<<END-\w+>>>)?$", re.M)
 
 
 def files_in(text: str) -> tuple[dict[str, str], dict[str, str]]:

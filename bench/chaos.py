@@ -1,0 +1,302 @@
+"""Chaos: several crewline hosts, random SIGKILLs, GitLab faults and lost responses, then checks.
+
+    python bench/chaos.py [--workers 4] [--goals 12] [--kills 200] [--fault-rate 0.2]
+                          [--lost-rate 0.03] [--gate-kill-rate 0.3] [--seed 1] [--limit 1800]
+
+A simulator runs in this process; ``--workers`` host processes (``bench/chaos_worker.py``),
+each with its own worker id, database and workspaces, work ``--goals`` goals filed at
+``pm-ready``. About once a second a random host is SIGKILLed (its agent and git children
+are left running, as a real kill leaves them) and restarted at once with the same worker id,
+until ``--kills`` kills or every goal is done. Hosts also kill themselves right after writing
+a gate's decision note with ``--gate-kill-rate``. Meanwhile ``--fault-rate`` of API requests
+fail (500, 502, 503, or 429 with Retry-After) or are delayed, and ``--lost-rate`` of writes
+are performed by the simulator whose response is then lost (a 502 after the write).
+Then the kills stop, the faults are lifted, the hosts finish and stop, and
+``bench/chaos_checks.py`` checks GitLab and every host's database. The last line is
+``kills K, goals done D/G, duplicates X, double pickups Y, lost Z``; exit 0 when all is well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gitlab
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from chaos_checks import Findings, check_gitlab, check_hosts
+from chaos_goals import chaos_goals
+
+from bot.demo import PROJECT
+from forge.sim.app import RunningSim
+from forge.sim.core import SimConfig
+from workflow import default_workflow
+
+WORKER = Path(__file__).resolve().parent / "chaos_worker.py"
+STOP_WITHIN = 60.0  # seconds for a host to stop cleanly on SIGTERM
+
+
+@dataclass(frozen=True)
+class ChaosPlan:
+    workers: int = 4
+    goals: int = 12
+    kills: int = 200
+    fault_rate: float = 0.2
+    lost_rate: float = 0.03
+    gate_kill_rate: float = 0.3
+    seed: int = 1
+    limit: float = 1800.0  # seconds for the goals to get done, kills included
+    kill_every: tuple[float, float] = (0.5, 1.5)
+
+
+@dataclass
+class ChaosResult:
+    plan: ChaosPlan
+    kills: int = 0
+    gate_kills: int = 0
+    seconds: float = 0.0
+    findings: Findings = field(default_factory=Findings)
+
+    def summary(self) -> str:
+        f = self.findings
+        return (
+            f"kills {self.kills}, goals done {f.done}/{f.goals}, duplicates "
+            f"{len(f.duplicates)}, double pickups {len(f.double_pickups)}, lost {len(f.lost)}"
+        )
+
+
+class Host:
+    """One worker id: its current process, restarted after every kill."""
+
+    def __init__(self, name: str, base: Path, sim: RunningSim, env: dict[str, str]) -> None:
+        self.name, self.base, self.sim, self.env = name, base, sim, env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.lives = 0
+        self.gate_kills = 0
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.lives += 1
+        log = self.base.parent / "logs" / f"{self.name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as stderr:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, str(WORKER), "--url", self.sim.base_url, "--base",
+                str(self.base), "--worker", self.name,
+                stdout=subprocess.PIPE, stderr=stderr, env=self.env,
+            )  # fmt: skip
+        self._reader = asyncio.create_task(self._read(self.proc))
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            if raw.startswith(b"gate-kill"):
+                self.gate_kills += 1
+
+    async def ensure_running(self) -> None:
+        """Restart a process that died by itself (a gate kill)."""
+        if self.proc is not None and self.proc.returncode is not None:
+            await self.start()
+
+    async def kill(self) -> bool:
+        if self.proc is None or self.proc.returncode is not None:
+            return False
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+        return True
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), STOP_WITHIN)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+
+def _root(sim: RunningSim) -> gitlab.Gitlab:
+    """The harness's own view, which rides out the storm it made (it retries 5xx and 429)."""
+    return gitlab.Gitlab(
+        sim.base_url,
+        private_token=sim.config.root_token,
+        retry_transient_errors=True,
+    )
+
+
+def _faults(sim: RunningSim, plan: ChaosPlan) -> None:
+    """Install the storm: errors and latency on the API, lost responses on writes."""
+    url = f"{sim.base_url}/api/v4/_sim/faults"
+    headers = {"PRIVATE-TOKEN": sim.config.root_token}
+    api = "/api/v4/projects/*"
+    share = plan.fault_rate / 5
+    rules: list[dict[str, object]] = [{"seed": plan.seed}]
+    if plan.lost_rate > 0:
+        for method in ("POST", "PUT"):
+            rules.append(
+                {"method": method, "path": api, "status": 502, "rate": plan.lost_rate,
+                 "when": "after"}
+            )  # fmt: skip
+    if share > 0:
+        for status in (500, 502, 503):
+            rules.append({"path": api, "status": status, "rate": share})
+        rules.append({"path": api, "status": 429, "rate": share, "retry_after": 1})
+        rules.append({"path": api, "latency_ms": 400, "rate": share})
+    for rule in rules:
+        answer = requests.post(url, json=rule, headers=headers, timeout=10)
+        if answer.status_code != 201:
+            raise SystemExit(f"the simulator refused fault rule {rule}: {answer.text}")
+
+
+def _calm(sim: RunningSim) -> None:
+    requests.delete(
+        f"{sim.base_url}/api/v4/_sim/faults",
+        headers={"PRIVATE-TOKEN": sim.config.root_token},
+        timeout=10,
+    ).raise_for_status()
+
+
+def _file_goals(sim: RunningSim, count: int) -> dict[int, str]:
+    wf = default_workflow()
+    project = _root(sim).projects.get(PROJECT)
+    expected = {}
+    for goal in chaos_goals(count):
+        issue = project.issues.create(
+            {"title": goal.title, "description": goal.description,
+             "labels": wf.state(wf.entry).label}
+        )  # fmt: skip
+        expected[int(issue.iid)] = goal.expect_state
+    return expected
+
+
+def _states(sim: RunningSim, iids: list[int]) -> dict[int, str | None]:
+    project = _root(sim).projects.get(PROJECT)
+    states: dict[int, str | None] = {}
+    for iid in iids:
+        labels = project.issues.get(iid).labels
+        flow = [label for label in labels if label.startswith("workflow::")]
+        states[iid] = flow[0].removeprefix("workflow::") if len(flow) == 1 else None
+    return states
+
+
+async def _all_there(sim: RunningSim, expected: dict[int, str]) -> bool:
+    states = await asyncio.to_thread(_states, sim, list(expected))
+    return all(states[iid] == want for iid, want in expected.items())
+
+
+async def run_chaos(plan: ChaosPlan, base: Path, *, say: bool = True) -> ChaosResult:
+    result = ChaosResult(plan)
+    rng = random.Random(plan.seed)
+    sim = RunningSim(SimConfig(state_dir=base / "sim", seed="demo")).start()
+    hosts: list[Host] = []
+    started = time.monotonic()
+    try:
+        expected = await asyncio.to_thread(_file_goals, sim, plan.goals)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CREWLINE_")},
+            "CREWLINE_GITLAB_TOKEN": sim.config.bot_token,
+            "CREWLINE_GITLAB_MERGE_TOKEN": sim.config.maintainer_token,
+            "CHAOS_GATE_KILL_RATE": str(plan.gate_kill_rate),
+        }
+        hosts = [
+            Host(f"chaos-{n}", base / f"host-{n}", sim, env) for n in range(1, plan.workers + 1)
+        ]
+        for host in hosts:
+            await host.start()
+        await asyncio.to_thread(_faults, sim, plan)
+        deadline = started + plan.limit
+        while time.monotonic() < deadline:
+            await asyncio.sleep(rng.uniform(*plan.kill_every))
+            for host in hosts:
+                await host.ensure_running()
+            if result.kills < plan.kills:
+                victim = rng.choice(hosts)
+                if await victim.kill():
+                    result.kills += 1
+                    await victim.start()
+            if result.kills % 10 == 0 and await _all_there(sim, expected):
+                break
+            if say and result.kills % 25 == 0:
+                print(f"  {time.monotonic() - started:.0f} s: {result.kills} kills", flush=True)
+        await asyncio.to_thread(_calm, sim)
+        # The storm is over: the hosts finish what is left (a gate kill may still fire).
+        while time.monotonic() < deadline and not await _all_there(sim, expected):
+            for host in hosts:
+                await host.ensure_running()
+            await asyncio.sleep(1.0)
+        for host in hosts:
+            await host.stop()
+        result.gate_kills = sum(host.gate_kills for host in hosts)
+        result.seconds = time.monotonic() - started
+        await asyncio.to_thread(check_gitlab, _root(sim), PROJECT, expected, result.findings)
+        check_hosts([host.base / "crewline.sqlite3" for host in hosts], PROJECT, result.findings)
+    finally:
+        for host in hosts:
+            with contextlib.suppress(ProcessLookupError):
+                await host.kill()
+        sim.stop()
+    return result
+
+
+def report(result: ChaosResult) -> str:
+    f = result.findings
+    lines = [
+        f"{result.plan.workers} hosts, {f.goals} goals, seed {result.plan.seed}, "
+        f"{result.seconds:.0f} s, {result.gate_kills} kills right after a decision note",
+    ]
+    for title, items in (
+        ("lost", f.lost),
+        ("duplicates", f.duplicates),
+        ("double pickups", f.double_pickups),
+        ("broken audit chains", f.broken_chains),
+    ):
+        lines.extend(f"  {title}: {item}" for item in items)
+    lines.append(result.summary())
+    return "\n".join(lines)
+
+
+def main() -> None:
+    defaults = ChaosPlan()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--goals", type=int, default=defaults.goals)
+    parser.add_argument("--kills", type=int, default=defaults.kills)
+    parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate)
+    parser.add_argument("--lost-rate", type=float, default=defaults.lost_rate)
+    parser.add_argument("--gate-kill-rate", type=float, default=defaults.gate_kill_rate)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--limit", type=float, default=defaults.limit)
+    parser.add_argument("--keep", metavar="DIR", help="keep hosts' data and logs in DIR")
+    args = parser.parse_args()
+    plan = ChaosPlan(
+        workers=args.workers, goals=args.goals, kills=args.kills, fault_rate=args.fault_rate,
+        lost_rate=args.lost_rate, gate_kill_rate=args.gate_kill_rate, seed=args.seed,
+        limit=args.limit,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="crewline-chaos-") as tmp:
+        base = Path(args.keep) if args.keep else Path(tmp)
+        result = asyncio.run(run_chaos(plan, base))
+    print(report(result))
+    sys.exit(0 if result.findings.ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""One crewline host for the chaos harness: the demo runtime against a running simulator,
+with its own worker id, database and workspaces, resuming whatever an earlier (killed)
+process of the same worker left, then working every issue until it is stopped.
+
+Run as ``python bench/chaos_worker.py --url SIM --base DIR --worker ID`` with the bot's token
+in ``CREWLINE_GITLAB_TOKEN`` and the merge identity's in ``CREWLINE_GITLAB_MERGE_TOKEN``. Its
+console desk approves every plan and merge, as a human who always says yes would, so every
+goal can reach ``done`` without anyone watching. Lines on stdout (flushed at once):
+
+    up                      the runtime is built
+    resumed <n>             runs of this worker taken back from the database
+    gate-kill <key>         it SIGKILLs itself right after posting a decision note
+    stopped                 it ended on SIGTERM
+
+``CHAOS_GATE_KILL_RATE`` (0..1) is the chance that this process kills itself right after
+writing a gate's decision note, before the transition that note records: the moment a
+decision is most easily lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pydantic import SecretStr
+from rich.console import Console
+
+from bot.app import Runtime, build_runtime
+from bot.config import Secrets
+from bot.console import ConsoleDesk
+from bot.demo import demo_config
+from roles.janitor import sweep
+from roles.notify import EventLog
+
+_DECISION = re.compile(r"<!-- crewline:note key=(decision:\S+) -->")
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _kill_after_decisions(runtime: Runtime, rate: float, rng: random.Random) -> None:
+    """Wrap the gateway's note writes: after a decision note, die now with chance ``rate``."""
+    gateway = runtime.services.gateway
+    post = gateway.post_note
+
+    async def post_note(project: str, iid: int, body: str, **kwargs: Any) -> Any:
+        note = await post(project, iid, body, **kwargs)
+        found = _DECISION.search(body)
+        if found and rng.random() < rate:
+            say(f"gate-kill {found[1]}")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return note
+
+    gateway.post_note = post_note  # type: ignore[method-assign]
+
+
+async def work(args: argparse.Namespace) -> int:
+    config = demo_config(Path(args.base), args.url).model_copy(update={"worker_id": args.worker})
+    config.schedule.claim_ttl_seconds = args.claim_ttl
+    config.schedule.janitor_seconds = args.janitor_seconds
+    secrets = Secrets(
+        gitlab_token=SecretStr(os.environ["CREWLINE_GITLAB_TOKEN"]),
+        gitlab_merge_token=SecretStr(os.environ["CREWLINE_GITLAB_MERGE_TOKEN"]),
+    )
+    runtime = await build_runtime(config, secrets, notifier=EventLog())
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        services = runtime.services
+        services.desk = ConsoleDesk(
+            Console(quiet=True),
+            services.gateway,
+            runtime.storage.leases,
+            who="the chaos operator",
+            merger=services.merger,
+        )
+        rate = float(os.environ.get("CHAOS_GATE_KILL_RATE", "0"))
+        if rate > 0:
+            _kill_after_decisions(runtime, rate, random.Random(f"{args.worker}-{os.getpid()}"))
+        say("up")
+        say(f"resumed {await runtime.engine.resume()}")
+        await _serve(runtime, stop)
+        await runtime.engine.drain()
+        say("stopped")
+        return 0
+    finally:
+        await runtime.close()
+
+
+async def _serve(runtime: Runtime, stop: asyncio.Event) -> None:
+    """What `crewline worker`'s scheduler does, at the demo's pace: poll and sweep."""
+    engine = runtime.engine
+    sweep_every = runtime.config.schedule.janitor_seconds
+    next_sweep = time.monotonic()
+    while not stop.is_set():
+        try:
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + sweep_every
+                await sweep(runtime.services, busy=engine.inflight_keys())
+            await engine.tick()
+        except Exception:
+            # A host keeps working through any single failure, as `crewline worker` does.
+            logging.getLogger("chaos").exception("pass failed; next pass in a moment")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="the GitLab simulator's base URL")
+    parser.add_argument("--base", required=True, help="directory of SQLite, workspaces, runs")
+    parser.add_argument("--worker", required=True, help="worker id, the same on every restart")
+    parser.add_argument("--claim-ttl", type=float, default=30.0, help="claim TTL, seconds")
+    parser.add_argument("--janitor-seconds", type=float, default=5.0, help="janitor cadence")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    sys.exit(asyncio.run(work(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

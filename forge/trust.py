@@ -1,0 +1,167 @@
+"""Only crewline's own notes carry meaning.
+
+Every host shares one bot user; the merge identity (when configured) is a second user.
+crewline learns both user ids with ``GET /user`` before it reads anything, and every note,
+discussion note and issue description it reads passes through :meth:`Trust.note`,
+:meth:`Trust.issue` or :meth:`Trust.discussions`: text written by anyone else keeps its
+words but loses every hidden ``<!-- crewline:... -->`` marker, and the attempt is written
+to the audit trail once per note with the verdict ``forged``. So the readers of plans,
+decisions, filers, MR links, QA passes, claims, keyed notes, questions and answers and
+flaky-test goals never see a marker they did not write, without a check of their own
+(decision record 0017).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import gitlab
+
+from forge.calls import AuditedCalls
+from forge.client import ForgeError
+from forge.types import Issue, Note
+
+log = logging.getLogger(__name__)
+
+# Lenient on purpose (spacing, case, an unterminated comment): whatever any reader might
+# take for a marker is removed from text crewline did not write.
+_MARKER = re.compile(r"<!--\s*crewline\s*:.*?(?:-->|\Z)", re.S | re.I)
+FORGED = "[a hidden crewline marker was removed: only crewline's own notes carry one]"
+VERDICT = "forged"
+
+
+class IdentityUnknown(Exception):
+    """crewline could not learn who it is on GitLab: it must not start (trusting every
+    note's author instead would let anyone drive it)."""
+
+
+@dataclass(frozen=True)
+class OwnUsers:
+    """crewline's GitLab users: the bot's (shared by every host) and the merge identity's."""
+
+    ids: frozenset[int]
+    usernames: frozenset[str]
+
+    def __contains__(self, user_id: object) -> bool:
+        return isinstance(user_id, int) and user_id in self.ids
+
+
+def carries_marker(text: str) -> bool:
+    return _MARKER.search(text) is not None
+
+
+def defang(text: str) -> str:
+    """``text`` with every hidden crewline marker replaced by a visible remark."""
+    return _MARKER.sub(FORGED, text)
+
+
+class Trust:
+    """Learns crewline's own users and strips the markers of everyone else."""
+
+    def __init__(self, calls: AuditedCalls) -> None:
+        self.calls = calls
+        self._own: OwnUsers | None = None
+        self._audited: set[str] = set()
+
+    async def learn(self, *others: AuditedCalls) -> OwnUsers:
+        """Ask ``GET /user`` with the bot's token and with each of ``others`` (the merge
+        identity's); raises :class:`IdentityUnknown` naming the failing token."""
+        users = [await _whoami(self.calls, "the bot token (CREWLINE_GITLAB_TOKEN)")]
+        for other in others:
+            users.append(await _whoami(other, "the merge token (CREWLINE_GITLAB_MERGE_TOKEN)"))
+        self._own = OwnUsers(
+            ids=frozenset(user_id for user_id, _ in users),
+            usernames=frozenset(name for _, name in users),
+        )
+        log.info("crewline acts on GitLab as %s", ", ".join(sorted(self._own.usernames)))
+        return self._own
+
+    async def own(self) -> OwnUsers:
+        """crewline's users; learned with the bot's token on first use if :meth:`learn`
+        was not called at start."""
+        return self._own if self._own is not None else await self.learn()
+
+    async def authored_by_crewline(self, author_id: int) -> bool:
+        return author_id in await self.own()
+
+    async def note(self, target: str, note: Note) -> Note:
+        if await self.authored_by_crewline(note.author_id):
+            return replace(note, by_crewline=True)
+        if not carries_marker(note.body):
+            return note
+        await self._forged(f"{target}/note/{note.id}", "note", note.author, note.author_id)
+        return replace(note, body=defang(note.body))
+
+    async def notes(self, target: str, notes: Iterable[Note]) -> list[Note]:
+        return [await self.note(target, note) for note in notes]
+
+    async def issue(self, issue: Issue) -> Issue:
+        """The issue with its description's markers removed unless crewline filed it."""
+        if await self.authored_by_crewline(issue.author_id) or not carries_marker(
+            issue.description
+        ):
+            return issue
+        await self._forged(f"{issue.ref}/description", "issue", issue.author, issue.author_id)
+        return replace(issue, description=defang(issue.description))
+
+    async def discussions(self, target: str, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Merge request discussions (raw GitLab dicts) with other users' markers removed."""
+        own = await self.own()
+        cleaned = []
+        for discussion in found:
+            notes = []
+            for raw in discussion.get("notes") or []:
+                author = raw.get("author") or {}
+                body = str(raw.get("body") or "")
+                if _author_id(author) not in own and carries_marker(body):
+                    where = f"{target}/note/{raw.get('id')}"
+                    await self._forged(
+                        where, "note", str(author.get("username", "")), _author_id(author)
+                    )
+                    raw = {**raw, "body": defang(body)}
+                notes.append(raw)
+            cleaned.append({**discussion, "notes": notes})
+        return cleaned
+
+    async def _forged(self, target: str, kind: str, author: str, author_id: int) -> None:
+        if target in self._audited:
+            return
+        self._audited.add(target)
+        log.warning("ignored crewline markers in a %s by @%s: %s", kind, author, target)
+        if self.calls.audit is not None:
+            await self.calls.audit.append(
+                f"gitlab:@{author or 'unknown'}",
+                f"gitlab.{kind}.forged_marker",
+                target,
+                {"author": author, "author_id": author_id},
+                VERDICT,
+            )
+
+
+def _author_id(author: Any) -> int:
+    try:
+        return int(author.get("id") or 0) if isinstance(author, dict) else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+async def _whoami(calls: AuditedCalls, which: str) -> tuple[int, str]:
+    def get(gl: gitlab.Gitlab) -> tuple[int, str]:
+        gl.auth()
+        user = gl.user
+        if user is None:
+            raise gitlab.exceptions.GitlabAuthenticationError("GET /user returned no user")
+        return int(user.id), str(user.username)
+
+    try:
+        return await calls.read("user.get", "user", {}, get)
+    except (ForgeError, gitlab.exceptions.GitlabError) as error:
+        raise IdentityUnknown(
+            f"crewline could not learn its own GitLab user with {which} (GET /user: {error}). "
+            "It will not start without it: it could not tell its own notes from forged ones. "
+            "Check the token and gitlab.url, then start again."
+        ) from error
