@@ -1,5 +1,6 @@
 """Every GitLab call goes through here: screened by the guard when it writes, and
-written to the audit trail whatever its outcome.
+written to the audit trail whatever its outcome. A write that creates something says how
+to find it (``find_existing``), so a lost answer is never followed by a second copy.
 
 A write may be *fenced*: a check installed for the current task (a run holding a claim, a
 janitor re-queueing one round) is awaited right before the write goes out and refuses it
@@ -88,13 +89,18 @@ class AuditedCalls:
         branch_fields: tuple[str, ...] = (),
         content_fields: tuple[str, ...] = (),
         redact_fields: tuple[str, ...] = (),
+        once: bool = False,
+        find_existing: Callable[[dict[str, Any]], Awaitable[T | None]] | None = None,
     ) -> T:
         """Screen ``payload`` (all or nothing), then send the screened payload with ``fn``.
 
         Text fields have GitLab quick actions neutralised; branch names and file contents
         are checked but never rewritten. ``redact_fields`` hold text crewline composed from
         material it quotes (CI logs, test output, goal text): findings there are replaced
-        by ``[redacted: <rule>]`` instead of refusing the write.
+        by ``[redacted: <rule>]`` instead of refusing the write. ``once`` and
+        ``find_existing`` (called with the screened payload, i.e. what was sent) are
+        :meth:`GitLabClient.call`'s: a write that must not happen twice, and how to find it
+        when its answer was lost.
         """
         payload = self._redacted(operation, target, payload, redact_fields)
         try:
@@ -105,7 +111,15 @@ class AuditedCalls:
             metrics.GUARD_FINDINGS.labels(blocked.rule).inc()
             raise
         await check_fence()  # last, right before the write: the narrowest window
-        return await self._call(operation, target, screened, lambda gl: fn(gl, screened))
+        lookup = None if find_existing is None else lambda: find_existing(screened)
+        return await self._call(
+            operation,
+            target,
+            screened,
+            lambda gl: fn(gl, screened),
+            once=once,
+            find_existing=lookup,
+        )
 
     def _redacted(
         self, operation: str, target: str, payload: Mapping[str, Any], fields: tuple[str, ...]
@@ -153,9 +167,11 @@ class AuditedCalls:
         fn: Callable[[gitlab.Gitlab], T],
         *,
         read: bool = False,
+        once: bool = False,
+        find_existing: Callable[[], Awaitable[T | None]] | None = None,
     ) -> T:
         try:
-            result = await self.client.call(operation, fn)
+            result = await self.client.call(operation, fn, once=once, find_existing=find_existing)
         except ForgeError as error:
             verdict = f"error:{error.status or 'unavailable'}"
             metrics.gitlab_call(operation, error.status)

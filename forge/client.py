@@ -6,6 +6,13 @@
   answers into exceptions before python-gitlab sees them, so one loop owns the policy:
   exponential backoff with full jitter, ``Retry-After`` honoured, bounded in count and in
   time, sleeping on the event loop rather than in a pool thread.
+- A write that is not idempotent (a POST that creates something) is retried blindly only
+  when GitLab cannot have performed it: a 429 (GitLab's rate limiter answers before the
+  request reaches the application) or a connection that never opened. When its outcome is
+  unknown (a 5xx, a read timeout, a connection reset or dropped after the request was
+  sent), the caller's ``find_existing`` looks for what it would have created before any
+  retry; found, that is the answer; without a lookup the call fails with
+  :class:`ForgeOutcomeUnknown` instead of risking a duplicate (docs/decisions/0015).
 - Every other failure becomes a typed :class:`ForgeError` carrying GitLab's message.
 """
 
@@ -24,6 +31,7 @@ from typing import Any, TypeVar
 import gitlab
 import gitlab.exceptions
 import requests
+import urllib3.exceptions
 
 from forge import metrics
 from forge.settings import GitLabSettings
@@ -66,6 +74,11 @@ class ForgeConflict(ForgeError):
 
 class ForgeUnavailable(ForgeError):
     """5xx, 429 or connection errors persisted past the retry budget."""
+
+
+class ForgeOutcomeUnknown(ForgeUnavailable):
+    """A write that may not be repeated failed in a way that leaves open whether GitLab
+    performed it, and there is no lookup to tell: it was not retried."""
 
 
 _BY_STATUS: dict[int, type[ForgeError]] = {
@@ -173,8 +186,22 @@ class GitLabClient:
             self._local.client = client
         return client
 
-    async def call(self, operation: str, fn: Callable[[gitlab.Gitlab], T]) -> T:
-        """Run ``fn(gl)`` in the pool, retrying transient failures per the policy."""
+    async def call(
+        self,
+        operation: str,
+        fn: Callable[[gitlab.Gitlab], T],
+        *,
+        once: bool = False,
+        find_existing: Callable[[], Awaitable[T | None]] | None = None,
+    ) -> T:
+        """Run ``fn(gl)`` in the pool, retrying transient failures per the policy.
+
+        ``once``: ``fn`` must not be performed twice (a POST creating something). A failure
+        that leaves its outcome unknown is then followed by ``find_existing()`` (given
+        implies ``once``): what it finds is returned, None means "not performed" and the
+        call is retried. Without ``find_existing`` such a failure raises
+        :class:`ForgeOutcomeUnknown`."""
+        once = once or find_existing is not None
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         attempt = 0
@@ -183,30 +210,65 @@ class GitLabClient:
                 return await loop.run_in_executor(self._pool, lambda: fn(self._gitlab()))
             except _Transient as error:
                 status, retry_after, message = error.status, error.retry_after, error.message
+                performed_maybe = status != 429
             except (
                 requests.ConnectionError,
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
             ) as error:
                 status, retry_after, message = None, None, type(error).__name__
+                performed_maybe = not _never_sent(error)
             except gitlab.exceptions.GitlabError as error:
                 raise _typed(operation, error) from None
+            unknown = once and performed_maybe
+            if unknown and find_existing is None:
+                raise ForgeOutcomeUnknown(
+                    operation,
+                    f"{message}: GitLab may or may not have performed it, and it is not "
+                    "retried blindly; look before doing it again",
+                    status,
+                )
             delay = self._retry.delay(attempt, retry_after)
             elapsed = time.monotonic() - started
-            if attempt >= self._retry.max_retries or elapsed + delay > self._retry.budget_seconds:
+            give_up = attempt >= self._retry.max_retries or (
+                elapsed + delay > self._retry.budget_seconds
+            )
+            if not give_up:
+                log.info(
+                    "gitlab %s: %s, retry %d in %.2fs",
+                    operation, status or message, attempt + 1, delay,
+                )  # fmt: skip
+                # Before the lookup too: a write still in flight gets the time to land.
+                await self._sleep(delay)
+            if unknown and find_existing is not None:
+                found = await find_existing()
+                if found is not None:
+                    log.info("gitlab %s: performed after all (found it); not retried", operation)
+                    return found
+            if give_up:
                 raise ForgeUnavailable(
                     operation,
                     f"{message} (gave up after {attempt + 1} attempts, {elapsed:.1f}s)",
                     status,
                 )
-            log.info(
-                "gitlab %s: %s, retry %d in %.2fs", operation, status or message, attempt + 1, delay
-            )
             attempt += 1
-            await self._sleep(delay)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, wait=True)
+
+
+def _never_sent(error: Exception) -> bool:
+    """True when the request cannot have reached GitLab: the connection was never made
+    (refused, unresolvable, connect timeout). A read timeout, a reset or a dropped answer
+    may come after GitLab performed the request."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    if isinstance(error, requests.ConnectionError) and error.args:
+        reason = getattr(error.args[0], "reason", None)
+        return isinstance(
+            reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+        )
+    return False
 
 
 def _typed(operation: str, error: gitlab.exceptions.GitlabError) -> ForgeError:

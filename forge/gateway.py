@@ -4,11 +4,16 @@ roles need, each one audited, every write screened by the guard.
 Notes crewline writes carry a hidden key (``<!-- crewline:note key=... -->``) and are
 looked up by it before posting, so a run that crashes between "post" and "record" and
 is started again finds its note instead of posting a second copy.
+
+Every note crewline posts carries a hidden marker that finds it again (:mod:`forge.markers`):
+its key, its claim marker, or else a one-off ``<!-- crewline:post id=... -->``. When GitLab's answer to the
+POST is lost (a 5xx, a timeout, a reset), the notes are searched for that marker before
+any retry, so a lost answer never becomes a second copy (docs/decisions/0015).
 """
 
 from __future__ import annotations
 
-import re
+import contextlib
 from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
@@ -17,15 +22,16 @@ import gitlab
 from forge import metrics
 from forge.access import AccessLevels
 from forge.calls import AuditedCalls, AuditSink
-from forge.client import GitLabClient
+from forge.client import ForgeNotFound, GitLabClient
 from forge.guard import Guard
+from forge.markers import NOTE_MARKER as NOTE_MARKER  # roles import the markers from here
+from forge.markers import findable
+from forge.markers import note_marker as note_marker
 from forge.merge_gateway import MergeGateway
 from forge.trust import Trust
 from forge.types import Award, Issue, LabelEvent, Note
 from workflow import Workflow, label_change, read_state
 
-NOTE_MARKER = "<!-- crewline:note key={key} -->"
-_KEY = re.compile(r"^[A-Za-z0-9_.:/@#-]{1,200}$")
 PER_PAGE = 100
 
 Noteable = Literal["issue", "mr"]
@@ -41,12 +47,6 @@ class StaleState(Exception):
         super().__init__(
             f"{issue.ref} is in {actual or 'no workflow state'}, expected one of {sorted(expected)}"
         )
-
-
-def note_marker(key: str) -> str:
-    if not _KEY.match(key):
-        raise ValueError(f"note key {key!r} must be 1-200 characters of [A-Za-z0-9_.:/@#-]")
-    return NOTE_MARKER.format(key=key)
 
 
 class Gateway:
@@ -92,8 +92,14 @@ class Gateway:
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).issues.create(data).attributes)
 
+        # No lookup can tell a lost answer from a refusal here: not retried blindly.
         data = await self.calls.write(
-            "issue.create", project, payload, create, text_fields=("title", "description")
+            "issue.create",
+            project,
+            payload,
+            create,
+            text_fields=("title", "description"),
+            once=True,
         )
         return Issue.of(project, data)
 
@@ -282,21 +288,30 @@ class Gateway:
     async def post_note(
         self, project: str, iid: int, body: str, *, on: Noteable = "issue", quoted: bool = False
     ) -> Note:
-        """``quoted``: the body quotes material (logs, test output, goal text); guard
-        findings in it are redacted rather than refusing the note."""
+        """Post a note, exactly once even when GitLab's answer is lost: the note is found by
+        its crewline marker (:mod:`forge.markers`) before any retry. A body without one gets a
+        one-off marker, added as it is sent (the guard and the audit see the body as written).
+        ``quoted``: the body quotes material (logs, test output, goal text); guard findings in
+        it are redacted rather than refusing the note."""
+        found_by = findable(body)
 
-        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
-            return dict(_noteable(gl, project, on, iid).notes.create(data).attributes)
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> Note:
+            sent = {**data, "body": found_by.sent(data["body"])}
+            return Note.of(dict(_noteable(gl, project, on, iid).notes.create(sent).attributes))
 
-        data = await self.calls.write(
+        async def find_posted(_: dict[str, Any]) -> Note | None:
+            return next(iter(await self._marked(project, iid, found_by.marker, on=on)), None)
+
+        note = await self.calls.write(
             "note.create",
             _target(project, on, iid),
             {"body": body},
             create,
             text_fields=("body",),
             redact_fields=("body",) if quoted else (),
+            find_existing=find_posted,
         )
-        return await self.trust.note(_target(project, on, iid), Note.of(data))
+        return await self.trust.note(_target(project, on, iid), note)
 
     async def edit_note(
         self, project: str, iid: int, note_id: int, body: str, *, on: Noteable = "issue"
@@ -313,20 +328,24 @@ class Gateway:
     async def delete_note(
         self, project: str, iid: int, note_id: int, *, on: Noteable = "issue"
     ) -> None:
+        """Delete a note; one already gone (a retry after a lost answer) is no error."""
+
         def delete(gl: gitlab.Gitlab, _: dict[str, Any]) -> None:
             _noteable(gl, project, on, iid).notes.delete(note_id)
 
-        await self.calls.write(
-            "note.delete", f"{_target(project, on, iid)}/note/{note_id}", {}, delete
-        )
+        target = f"{_target(project, on, iid)}/note/{note_id}"
+        with contextlib.suppress(ForgeNotFound):
+            await self.calls.write("note.delete", target, {}, delete)
 
     async def find_note(
         self, project: str, iid: int, key: str, *, on: Noteable = "issue"
     ) -> Note | None:
-        marker = note_marker(key)
-        return next(
-            (note for note in await self.notes(project, iid, on=on) if marker in note.body), None
-        )
+        """The note carrying ``key`` (the lowest id, should there ever be two)."""
+        return next(iter(await self._marked(project, iid, note_marker(key), on=on)), None)
+
+    async def _marked(self, project: str, iid: int, marker: str, *, on: Noteable) -> list[Note]:
+        """The notes whose body carries ``marker``, lowest id first."""
+        return [note for note in await self.notes(project, iid, on=on) if marker in note.body]
 
     async def upsert_note(
         self,
@@ -338,13 +357,20 @@ class Gateway:
         on: Noteable = "issue",
         quoted: bool = False,
     ) -> Note:
-        """Find-or-create the note carrying ``key``: posting twice leaves one copy."""
-        existing = await self.find_note(project, iid, key, on=on)
-        if existing is not None:
-            return existing
-        return await self.post_note(
-            project, iid, f"{body}\n\n{note_marker(key)}", on=on, quoted=quoted
-        )
+        """Find-or-create the note carrying ``key``: one copy whatever happens. Looked up
+        before posting (a restart finds it), before any retry of the post (a lost answer),
+        and after posting (two hosts posting at once: the lowest id stays, later copies
+        are deleted by whoever sees them)."""
+        marker = note_marker(key)
+        found = await self._marked(project, iid, marker, on=on)
+        if not found:
+            posted = await self.post_note(project, iid, f"{body}\n\n{marker}", on=on, quoted=quoted)
+            found = await self._marked(project, iid, marker, on=on) or [posted]
+        kept, *copies = found
+        for copy in copies:
+            if copy.author == kept.author:  # never someone else's note
+                await self.delete_note(project, iid, copy.id, on=on)
+        return kept
 
 
 def _noteable(gl: gitlab.Gitlab, project: str, on: Noteable, iid: int) -> Any:

@@ -1,7 +1,10 @@
 """`crewline labels sync`: every workflow label exists with its colour and description.
 
-Idempotent: a label already right is left alone, one with another colour or description is
-updated, a missing one is created. Labels outside the workflow are never touched.
+Idempotent, and safe with other hosts syncing at the same moment: a label already right is
+left alone, one with another colour or description is updated, a missing one is created.
+A create that meets the label anyway (GitLab's 409 "Label already exists": another host
+created it since the listing, or our own create was performed but its answer lost) adopts
+it and goes on as for a label that existed. Labels outside the workflow are never touched.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from typing import Any
 
 import gitlab
 
+from forge.calls import AuditedCalls
+from forge.client import ForgeConflict, ForgeNotFound
 from forge.gateway import Gateway
 
 
@@ -23,6 +28,12 @@ class LabelSync:
 
 def _same_colour(a: str, b: str) -> bool:
     return a.strip().lower() == b.strip().lower()
+
+
+def _differs(have: dict[str, Any], wanted: dict[str, str]) -> bool:
+    return not _same_colour(str(have.get("color", "")), wanted["color"]) or (
+        (have.get("description") or "") != wanted["description"]
+    )
 
 
 async def sync_labels(gateway: Gateway, project: str) -> LabelSync:
@@ -40,29 +51,57 @@ async def sync_labels(gateway: Gateway, project: str) -> LabelSync:
         wanted = {"name": state.label, "color": state.color, "description": state.description}
         have = existing.get(state.label)
         if have is None:
-
-            def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> None:
-                gl.projects.get(project, lazy=True).labels.create(data)
-
-            await calls.write(
-                "label.create", f"{project}~{state.label}", wanted, create,
-                text_fields=("description",),
-            )  # fmt: skip
-            result.created.append(state.label)
-        elif not _same_colour(str(have.get("color", "")), state.color) or (
-            (have.get("description") or "") != state.description
-        ):
-
-            def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> None:
-                gl.projects.get(project, lazy=True).labels.update(
-                    data["name"], {"color": data["color"], "description": data["description"]}
-                )
-
-            await calls.write(
-                "label.update", f"{project}~{state.label}", wanted, update,
-                text_fields=("description",),
-            )  # fmt: skip
+            have = await _create(calls, project, wanted)
+            if not _differs(have, wanted):
+                result.created.append(state.label)
+                continue
+        if _differs(have, wanted):
+            await _update(calls, project, wanted)
             result.updated.append(state.label)
         else:
             result.unchanged.append(state.label)
     return result
+
+
+async def _get(calls: AuditedCalls, project: str, name: str) -> dict[str, Any] | None:
+    def get(gl: gitlab.Gitlab) -> dict[str, Any]:
+        return dict(gl.projects.get(project, lazy=True).labels.get(name).attributes)
+
+    try:
+        return await calls.read("label.get", f"{project}~{name}", {}, get)
+    except ForgeNotFound:
+        return None
+
+
+async def _create(calls: AuditedCalls, project: str, wanted: dict[str, str]) -> dict[str, Any]:
+    """Create the label, or adopt it if it exists by now; returns it as GitLab has it."""
+    name = wanted["name"]
+
+    def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+        return dict(gl.projects.get(project, lazy=True).labels.create(data).attributes)
+
+    async def find_created(_: dict[str, Any]) -> dict[str, Any] | None:
+        return await _get(calls, project, name)
+
+    try:
+        return await calls.write(
+            "label.create", f"{project}~{name}", wanted, create,
+            text_fields=("description",), find_existing=find_created,
+        )  # fmt: skip
+    except ForgeConflict:
+        adopted = await _get(calls, project, name)
+        if adopted is None:  # deleted again in between: nothing sensible to adopt
+            raise
+        return adopted
+
+
+async def _update(calls: AuditedCalls, project: str, wanted: dict[str, str]) -> None:
+    def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> None:
+        gl.projects.get(project, lazy=True).labels.update(
+            data["name"], {"color": data["color"], "description": data["description"]}
+        )
+
+    await calls.write(
+        "label.update", f"{project}~{wanted['name']}", wanted, update,
+        text_fields=("description",),
+    )  # fmt: skip

@@ -1,5 +1,7 @@
 """Branches, merge requests, discussions, pipelines and merges: the gateway operations of
-the developer, review, QA and merge roles. Audited and guarded like every GitLab call."""
+the developer, review, QA and merge roles. Audited and guarded like every GitLab call; an
+MR, a discussion or a reply whose answer is lost is found before it is retried
+(docs/decisions/0015)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from gitlab.utils import EncodedId
 
 from forge.calls import AuditedCalls
 from forge.client import ForgeConflict, ForgeNotFound
+from forge.markers import findable
 from forge.trust import Trust
 from forge.types import Approval, MergeRequest, Pipeline
 
@@ -96,7 +99,8 @@ class MergeGateway:
         labels: Sequence[str] = (),
     ) -> MergeRequest:
         """Find the open MR for the source branch, or create it; a 409 (someone created it
-        in between) adopts the existing one."""
+        in between) adopts the existing one, and so does a create whose answer was lost
+        (looked up by source branch before any retry)."""
         existing = await self.find_mr(project, source_branch)
         if existing is not None:
             return existing
@@ -110,24 +114,28 @@ class MergeGateway:
         if labels:
             payload["labels"] = ",".join(labels)
 
-        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
-            return dict(gl.projects.get(project, lazy=True).mergerequests.create(data).attributes)
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> MergeRequest:
+            mr = gl.projects.get(project, lazy=True).mergerequests.create(data)
+            return MergeRequest.of(project, dict(mr.attributes))
+
+        async def find_created(_: dict[str, Any]) -> MergeRequest | None:
+            return await self.find_mr(project, source_branch)
 
         try:
-            data = await self.calls.write(
+            return await self.calls.write(
                 "mr.create",
                 f"{project}@{source_branch}",
                 payload,
                 create,
                 text_fields=("title", "description"),
                 branch_fields=("source_branch", "target_branch"),
+                find_existing=find_created,
             )
         except ForgeConflict:
             adopted = await self.find_mr(project, source_branch)
             if adopted is None:
                 raise
             return adopted
-        return MergeRequest.of(project, data)
 
     async def update_mr(self, project: str, iid: int, **fields: Any) -> MergeRequest:
         def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
@@ -183,27 +191,51 @@ class MergeGateway:
     async def open_discussion(
         self, project: str, iid: int, body: str, *, position: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        """Open a discussion, once even when the answer is lost (found by its marker)."""
         payload: dict[str, Any] = {"body": body}
         if position is not None:
             payload["position"] = position
+        found_by = findable(body)
 
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
-            return dict(mr.discussions.create(data).attributes)
+            sent = {**data, "body": found_by.sent(data["body"])}
+            return dict(mr.discussions.create(sent).attributes)
+
+        async def find_opened(_: dict[str, Any]) -> dict[str, Any] | None:
+            return next(
+                (d for d in await self.discussions(project, iid) if _carries(d, found_by.marker)),
+                None,
+            )
 
         return await self.calls.write(
-            "mr.discussion.create", f"{project}!{iid}", payload, create, text_fields=("body",)
-        )
+            "mr.discussion.create", f"{project}!{iid}", payload, create,
+            text_fields=("body",), find_existing=find_opened,
+        )  # fmt: skip
 
     async def reply(self, project: str, iid: int, discussion_id: str, body: str) -> dict[str, Any]:
+        """Reply in a discussion, once even when the answer is lost (found by its marker)."""
+        found_by = findable(body)
+
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
-            return dict(mr.discussions.get(discussion_id, lazy=True).notes.create(data).attributes)
+            sent = {**data, "body": found_by.sent(data["body"])}
+            return dict(mr.discussions.get(discussion_id, lazy=True).notes.create(sent).attributes)
+
+        async def find_replied(_: dict[str, Any]) -> dict[str, Any] | None:
+            for discussion in await self.discussions(project, iid):
+                if str(discussion.get("id")) == discussion_id:
+                    return next(
+                        (n for n in _notes(discussion) if found_by.marker in str(n.get("body"))),
+                        None,
+                    )
+            return None
 
         target = f"{project}!{iid}/discussion/{discussion_id}"
         return await self.calls.write(
-            "mr.discussion.reply", target, {"body": body}, create, text_fields=("body",)
-        )
+            "mr.discussion.reply", target, {"body": body}, create,
+            text_fields=("body",), find_existing=find_replied,
+        )  # fmt: skip
 
     async def resolve(
         self, project: str, iid: int, discussion_id: str, *, resolved: bool = True
@@ -299,3 +331,11 @@ class MergeGateway:
             return dict(gl.projects.get(project, lazy=True).jobs.get(job_id, lazy=True).retry())
 
         return await self.calls.write("job.retry", f"{project}/job/{job_id}", {}, retry)
+
+
+def _notes(discussion: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(discussion.get("notes") or [])
+
+
+def _carries(discussion: dict[str, Any], marker: str) -> bool:
+    return any(marker in str(note.get("body", "")) for note in _notes(discussion))

@@ -10,9 +10,11 @@ of git output that reaches an exception or a log goes through :meth:`Git.sanitiz
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
+import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -118,9 +120,39 @@ class Git:
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
         ok_codes: Sequence[int] = (0,),
+        attempts: int = 1,
     ) -> GitOutput:
         """Run ``git [--git-dir DIR] ARGS`` in ``cwd``; exit codes outside ``ok_codes`` raise
-        :class:`GitCommandError` (:class:`GitTimeout` past the deadline)."""
+        :class:`GitCommandError` (:class:`GitTimeout` past the deadline).
+
+        ``attempts`` > 1 only for commands that change nothing on the remote (fetch,
+        ls-remote): a failed attempt (a 5xx, a reset, a timeout) is repeated after a short
+        jittered pause. A push is never repeated here: see ``Workspaces.push``."""
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, not {attempts}")
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._run_once(args, cwd, git_dir, auth_url, env, stdin, ok_codes)
+            except GitCommandError as error:
+                if attempt == attempts:
+                    raise
+                pause = random.uniform(0, min(4.0, 0.25 * 2**attempt))
+                log.info(
+                    "%s failed (%s); attempt %d in %.2fs", error.command, error, attempt + 1, pause
+                )
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
+
+    async def _run_once(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        git_dir: Path | None,
+        auth_url: str | None,
+        env: Mapping[str, str] | None,
+        stdin: bytes | None,
+        ok_codes: Sequence[int],
+    ) -> GitOutput:
         prefix = ["--git-dir", os.fspath(git_dir)] if git_dir is not None else []
         shown = self.sanitize(" ".join(["git", *args]))
         finished = await run_group(

@@ -31,7 +31,13 @@ from roles import workspace_changes as changes
 from roles.agents import AGENT_STATE_FILES
 from roles.gitcmd import Git, http_origin
 from roles.workspace_changes import DEFAULT_IDENTITY, DiffStat, Identity, RebaseResult
-from roles.workspace_errors import WorkspaceBusy, WorkspaceError, push_failure
+from roles.workspace_errors import (
+    GitCommandError,
+    PushRejected,
+    WorkspaceBusy,
+    WorkspaceError,
+    push_failure,
+)
 from roles.workspace_layout import (
     Layout,
     WorktreeRecord,
@@ -47,6 +53,11 @@ from storage.clock import Clock, iso_utc
 from storage.leases import Lease, LeaseStore
 
 log = logging.getLogger(__name__)
+
+# A fetch or ls-remote changes nothing: a failed one is simply tried again. A push is tried
+# again only after the remote branch shows it was not performed (docs/decisions/0015).
+NETWORK_READ_ATTEMPTS = 4
+PUSH_ATTEMPTS = 3
 
 __all__ = [
     "DiffStat",
@@ -363,7 +374,11 @@ class Workspaces:
     async def push(self, wt: Worktree, expected_remote_sha: str | None) -> str:
         """Push the branch with ``--force-with-lease``: the remote branch must be at
         ``expected_remote_sha`` (absent when ``None``). Returns the pushed sha; raises
-        :class:`PushRejected` (``stale`` when the lease check failed)."""
+        :class:`PushRejected` (``stale`` when the lease check failed).
+
+        A push that failed without a refusal (a 5xx, a reset, a timeout) may have been
+        performed with its answer lost: the remote branch is read before pushing again, and
+        a branch already at the pushed sha is success."""
         self._require_open(wt)
         if expected_remote_sha is not None:
             changes.require_sha("expected_remote_sha", expected_remote_sha)
@@ -371,27 +386,56 @@ class Workspaces:
             raise WorkspaceError("a rebase is in progress; continue or abort it before pushing")
         ref = f"refs/heads/{wt.branch}"
         head = await self._git.out(["rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=wt.path)
-        url = self._urls[wt.project]
-        async with mirror_lock(self._layout.mirror_lock(wt.project), self._lock_timeout):
-            mirror = await self._configure(wt.project, url)
-            result = await self._git.run(
-                [
-                    "push",
-                    "--porcelain",
-                    f"--force-with-lease={ref}:{expected_remote_sha or ''}",
-                    "origin",
-                    f"{ref}:{ref}",
-                ],
-                cwd=self.root,
-                git_dir=mirror,
-                auth_url=url,
-                ok_codes=(0, 1),
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            failure = await self._push_once(wt, ref, expected_remote_sha)
+            if failure is None:
+                break
+            # Even a refusal may be our own push seen twice (git's HTTP client resends a
+            # request whose connection died), so the remote decides.
+            remote = await self.remote_branch_sha(wt.project, wt.branch)
+            if remote == head:
+                log.info(
+                    "push of %s (%s#%s) failed (%s) but the branch is at %s: it was performed",
+                    wt.branch, wt.project, wt.iid, failure, head[:12],
+                )  # fmt: skip
+                break
+            if isinstance(failure, PushRejected) or remote != expected_remote_sha:
+                raise failure
+            if attempt == PUSH_ATTEMPTS:
+                raise failure  # not performed, and someone moved the branch meanwhile (or give up)
+            log.info(
+                "push of %s failed (%s), not performed; attempt %d", wt.branch, failure, attempt + 1
             )
-        if result.exit_code != 0:
-            raise push_failure(wt.branch, self._git.sanitize(result.stdout), result.stderr)
         self._touch(wt)
         log.info("pushed %s of %s#%s at %s", wt.branch, wt.project, wt.iid, head[:12])
         return head
+
+    async def _push_once(
+        self, wt: Worktree, ref: str, expected_remote_sha: str | None
+    ) -> WorkspaceError | None:
+        """One ``git push``: None when it succeeded, else why not."""
+        url = self._urls[wt.project]
+        async with mirror_lock(self._layout.mirror_lock(wt.project), self._lock_timeout):
+            mirror = await self._configure(wt.project, url)
+            try:
+                result = await self._git.run(
+                    [
+                        "push",
+                        "--porcelain",
+                        f"--force-with-lease={ref}:{expected_remote_sha or ''}",
+                        "origin",
+                        f"{ref}:{ref}",
+                    ],
+                    cwd=self.root,
+                    git_dir=mirror,
+                    auth_url=url,
+                    ok_codes=(0, 1),
+                )
+            except GitCommandError as error:  # exit 128 (the transport failed) or a timeout
+                return error
+        if result.exit_code != 0:
+            return push_failure(wt.branch, self._git.sanitize(result.stdout), result.stderr)
+        return None
 
     async def remote_branch_sha(
         self, project_path: str, branch: str, clone_url: str | None = None
@@ -406,7 +450,10 @@ class Workspaces:
         ref = f"refs/heads/{branch}"
         self._layout.home.mkdir(parents=True, exist_ok=True)
         listing = await self._git.run(
-            ["ls-remote", "--heads", url, ref], cwd=self._layout.home, auth_url=url
+            ["ls-remote", "--heads", url, ref],
+            cwd=self._layout.home,
+            auth_url=url,
+            attempts=NETWORK_READ_ATTEMPTS,
         )
         for line in listing.stdout.splitlines():
             sha, _, name = line.partition("\t")
@@ -492,6 +539,7 @@ class Workspaces:
             cwd=self.root,
             git_dir=mirror,
             auth_url=clone_url,
+            attempts=NETWORK_READ_ATTEMPTS,
         )
         return mirror
 

@@ -29,6 +29,7 @@ from forge.sim.app import RunningSim
 from forge.types import Issue
 from roles.notify import EventLog
 from roles.settings import AgentSettings
+from tests.fault_support import as_written
 from workflow import read_state
 
 PROJECT = "demo/app"
@@ -134,7 +135,7 @@ def root(sim: RunningSim) -> gitlab.Gitlab:
 def note_bodies(sim: RunningSim, iid: int) -> list[str]:
     issue = root(sim).projects.get(PROJECT).issues.get(iid)
     notes = issue.notes.list(get_all=True, order_by="created_at", sort="asc")
-    return [note.body for note in notes]
+    return [as_written(note.body) for note in notes]
 
 
 def goal_text(*parts: str) -> str:

@@ -17,13 +17,14 @@ from forge.gateway import Gateway
 from forge.guard import GuardBlocked
 from forge.sim.app import RunningSim
 from storage import payload_digest, verify_chain
+from tests.fault_support import as_written
 from tests.forge_support import BOT_TOKEN, PROJECT, admin, gateway_for, make_project
 from tests.guard_support import UPPER_ALNUM, fake_token
 
 
 def _user_notes(sim: RunningSim, iid: int) -> list[str]:
     issue = admin(sim).projects.get(PROJECT).issues.get(iid)
-    return [note.body for note in issue.notes.list(get_all=True) if not note.system]
+    return [as_written(note.body) for note in issue.notes.list(get_all=True) if not note.system]
 
 
 def _database_bytes(db: Path) -> bytes:

@@ -7,6 +7,11 @@ with ``WWW-Authenticate: Basic realm="GitLab"`` so git asks for them. Reporters 
 Developers may push. Protected branches are enforced by the repository's ``pre-receive``
 hook from rules passed in the CGI environment (see :mod:`forge.sim.git_hooks`); the
 ``post-receive`` hook logs the ref updates, which become ``push`` events afterwards.
+
+Fault rules (:mod:`forge.sim.faults`) apply here too: a ``before`` rule answers instead of
+git (a fetch or push that fails, nothing changed); an ``after`` rule lets git perform the
+request in full (a push updates the branch and emits its events) and then answers with the
+rule's status, or with no answer at all, instead of git's.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from forge.sim.core import (
     project_by_ref,
     user_for_token,
 )
+from forge.sim.faults import FaultRule, fault_answer, take_after_fault
 from forge.sim.git_hooks import hook_env, read_push_log
 from forge.sim.git_repos import GIT_KEY
 from forge.sim.git_run import clean_git_env
@@ -104,7 +110,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             for before, after, ref in read_push_log(push_log):
                 await emit_push(request.app, project, user, ref, before, after)
 
-        return await _run_backend(request, env, announce_pushes)
+        return await _run_backend(request, env, announce_pushes, take_after_fault(request))
 
 
 def _cgi_env(request: web.Request, root: Path, repo: Path, username: str) -> dict[str, str]:
@@ -131,10 +137,15 @@ def _cgi_env(request: web.Request, root: Path, repo: Path, username: str) -> dic
 
 
 async def _run_backend(
-    request: web.Request, env: dict[str, str], on_exit: Callable[[], Awaitable[None]]
+    request: web.Request,
+    env: dict[str, str],
+    on_exit: Callable[[], Awaitable[None]],
+    lost: FaultRule | None = None,
 ) -> web.StreamResponse:
     """Run the CGI and stream its answer; ``on_exit`` runs once the backend has finished but
-    before the response ends, so a client whose push returned sees its events emitted."""
+    before the response ends, so a client whose push returned sees its events emitted.
+    With ``lost`` (an ``after`` fault) git's answer is read in full and thrown away, and
+    the fault answers instead."""
     process = await asyncio.create_subprocess_exec(
         "git",
         "http-backend",
@@ -148,14 +159,20 @@ async def _run_backend(
     errors = asyncio.create_task(process.stderr.read())
     try:
         status, headers = await _read_cgi_headers(process.stdout)
-        response = web.StreamResponse(status=status, headers=headers)
-        await response.prepare(request)
+        response: web.StreamResponse
+        if lost is None:
+            response = web.StreamResponse(status=status, headers=headers)
+            await response.prepare(request)
         while chunk := await process.stdout.read(_CHUNK):
-            await response.write(chunk)
+            if lost is None:
+                await response.write(chunk)
         await feeding
         await process.wait()
         await on_exit()
-        await response.write_eof()
+        if lost is None:
+            await response.write_eof()
+        else:
+            response = await fault_answer(request, lost)
     finally:
         if process.returncode is None:
             process.kill()
