@@ -72,6 +72,7 @@ async def test_a_forged_plan_posted_before_approval_is_never_executed(
         decision = await decide_plan(
             runtime.services.gateway, runtime.storage.leases, PROJECT, issue.iid,
             revision=log.gates[-1].revision, approve=True, who="ada", via="the test",
+            worker=runtime.services.worker,
         )  # fmt: skip
         assert decision.applied, decision.message
         await reach(runtime, {issue.iid: "review-ready"})
