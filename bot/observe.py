@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bot.settings import ObservabilitySettings
 from forge import metrics
+from forge.listen import listen
 from storage import Storage
 
 log = logging.getLogger(__name__)
@@ -72,22 +73,15 @@ class Observer:
 
     async def start(self) -> str:
         """Listen and return the base URL actually bound (port 0 picks a free one)."""
-        host, port = self.settings.host, self.settings.port
-        runner = web.AppRunner(self.app())
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise OSError(
-                exc.errno,
-                f"cannot serve /metrics on {host}:{port}: {exc.strerror}; free the port or "
-                "set another [observability] port",
-            ) from exc
+        runner, url = await listen(
+            self.app(),
+            self.settings.host,
+            self.settings.port,
+            serving="serve /metrics",
+            setting="[observability]",
+        )
         self._runner = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        return f"http://{shown}:{bound_port}"
+        return url
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

@@ -23,6 +23,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from forge import metrics
+from forge.listen import listen
 from forge.webhooks.events import WebhookEvent
 from forge.webhooks.parse import Ignored, PayloadError, parse_event
 from forge.webhooks.settings import HEALTH_PATH, WebhookSettings
@@ -153,22 +154,13 @@ class WebhookReceiver:
         the base URL actually bound, e.g. ``http://127.0.0.1:8930``."""
         if self._runner is not None:
             raise RuntimeError("the webhook receiver is already started")
-        host, port = self._settings.host, self._settings.port
-        runner = web.AppRunner(self.app())
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise OSError(
-                exc.errno,
-                f"cannot listen for GitLab webhooks on {host}:{port}: {exc.strerror}; "
-                "free the port or set another [webhook] port",
-            ) from exc
-        self._runner = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self._base_url = f"http://{shown_host}:{bound_port}"
+        self._runner, self._base_url = await listen(
+            self.app(),
+            self._settings.host,
+            self._settings.port,
+            serving="listen for GitLab webhooks",
+            setting="[webhook]",
+        )
         log.info("webhook receiver listening on %s%s", self._base_url, self._settings.path)
         return self._base_url
 
