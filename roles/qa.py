@@ -28,7 +28,7 @@ from typing import Any
 from forge.guard import GuardBlocked
 from forge.merge_gateway import MergeGateway
 from forge.types import Issue, MergeRequest, Pipeline
-from roles.agent_turn import Turn, run_agent
+from roles.agent_turn import run_agent
 from roles.agents.base import TaskKind
 from roles.context import RunContext, Services
 from roles.delivery import Delivery, guard_stop, project_checks
@@ -341,12 +341,16 @@ class _Rebase:
                     + ", ".join(f"`{path}`" for path in done["conflicts"]),
                 )
             delivery.remote = done["pushed"]
-            turn = Turn(True, "", done.get("session_id"), None, "")
-            converged = await delivery.converge(
-                turn, ctx.services.roles.dev.max_attempts, prefix=f"{step}-"
-            )
-            if isinstance(converged, RoleResult):
-                return RoleResult(Outcome.FAILED, converged.message)
+            # Validated once, never fixed here: a failure after the rebase (a semantic
+            # conflict with the new target, or what only a clean checkout shows) is the
+            # developer's to fix, with the output, as a red pipeline would be.
+            report = await delivery.validate(f"{step}-validate-1")
+            if not report.go:
+                return RoleResult(
+                    Outcome.FAILED,
+                    f"After the rebase onto `{ctx.project.target_branch}` validation fails; "
+                    f"back to the developer.\n\n{report.to_markdown()}",
+                )
             return None
         except GuardBlocked as blocked:
             return guard_stop(blocked)
