@@ -16,6 +16,7 @@ from forge.claims import Claim, ClaimLost, ClaimMarker, Claims
 from forge.gateway import Gateway
 from forge.sim.app import RunningSim
 from storage import Lease, LeaseStore
+from tests.fault_support import as_written
 from tests.forge_support import PROJECT, admin, gateway_for, make_project
 
 TTL = 30
@@ -36,7 +37,7 @@ async def labels_of(gateway: Gateway, iid: int) -> set[str]:
 
 
 async def bodies(gateway: Gateway, iid: int) -> list[str]:
-    return [note.body for note in await gateway.notes(PROJECT, iid)]
+    return [as_written(note.body) for note in await gateway.notes(PROJECT, iid)]
 
 
 async def test_a_stale_janitor_does_not_requeue_the_next_claimers_round(
