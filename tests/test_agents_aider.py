@@ -199,3 +199,24 @@ async def test_real_aider_output_keeps_the_learnings_block_and_its_usage(
     assert parse_learnings(result.output) == [LearningItem("remember", "x")]
     assert result.usage == Usage(tokens_in=2_500, tokens_out=57, cost_usd=0.0)
     assert result.session_id is None
+
+
+def test_aider_gets_a_git_identity_from_its_environment(tmp_path: Path) -> None:
+    """aider writes an identity into the repository's config when git has none; in the
+    sandbox that config is read-only, so the identity comes from the environment."""
+    import subprocess
+
+    from roles.agents.aider import GIT_IDENTITY
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **GIT_IDENTITY}
+    name = subprocess.run(
+        ["git", "-C", str(tmp_path), "config", "--get", "user.name"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert name.stdout.strip() == "aider (crewline)"
+    bare = subprocess.run(
+        ["git", "-C", str(tmp_path), "config", "--get", "user.name"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True, check=False,
+    )  # fmt: skip
+    assert bare.returncode == 1  # without it git has none, and aider would write one

@@ -52,6 +52,18 @@ _REPORT = re.compile(
 _SCALE = {"k": 1_000, "m": 1_000_000}
 
 
+# aider writes a placeholder git identity into the repository's config when none is set, and
+# the shared repository is read-only in the sandbox (it crashed there): it gets one from the
+# environment instead (git >= 2.31 reads GIT_CONFIG_COUNT). crewline makes the commits anyway.
+GIT_IDENTITY = {
+    "GIT_CONFIG_COUNT": "2",
+    "GIT_CONFIG_KEY_0": "user.name",
+    "GIT_CONFIG_VALUE_0": "aider (crewline)",
+    "GIT_CONFIG_KEY_1": "user.email",
+    "GIT_CONFIG_VALUE_1": "aider@crewline.invalid",
+}
+
+
 class AiderAgent(CliAgent):
     kind = "aider"
     state_files = (".aider*",)
@@ -79,7 +91,9 @@ class AiderAgent(CliAgent):
         if self.settings.model:
             argv += ["--model", self.settings.model]
         argv += self.settings.args
-        return Invocation(argv=argv, prompt_arg=task.prompt, parse=parse_aider)
+        return Invocation(
+            argv=argv, prompt_arg=task.prompt, parse=parse_aider, env=dict(GIT_IDENTITY)
+        )
 
 
 def parse_aider(process: ProcessResult) -> Parsed:
