@@ -21,6 +21,7 @@ import pytest
 
 from forge.sim.app import RunningSim
 from roles.agents import AgentTask, TaskKind, build_agent
+from roles.sandbox import SandboxSettings
 from roles.settings import AgentSettings
 from tests.contract import clis
 from tests.contract.model_server import ModelServer
@@ -72,6 +73,9 @@ async def test_a_codex_goal_goes_from_plan_to_merge_ready_through_a_fix_turn(
     server = ModelServer(functools.partial(shell_script, ask=False))
     await server.start()
     config = full_config(demo_sim, tmp_path, agents={"codex": settings(server.base_url)})
+    # Unconfined for now: under bubblewrap the real aider crashed writing the shared, read-only
+    # git config and these CLIs were not yet proven there (see the closing note of issue 12).
+    config.sandbox = SandboxSettings(backend="none")
     config.roles.agent = "codex"
     try:
         async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, _, _):
