@@ -112,6 +112,7 @@ class AuditLog:
         self._db = db
         self._clock = clock
         self._reads: dict[_ReadKey, Counter[str]] = {}
+        self._oldest_minute: int | None = None  # of the pending reads: one compare per read
 
     async def append(
         self, who: str, what: str, target: str, payload: Any, verdict: str = "ok"
@@ -130,7 +131,9 @@ class AuditLog:
         _require_fields(who, what, target, verdict)
         minute = int(self._clock() // _READ_GROUP)
         self._reads.setdefault((minute, who, what, verdict), Counter())[target] += 1
-        if any(key[0] < minute for key in self._reads):
+        if self._oldest_minute is None or minute < self._oldest_minute:
+            self._oldest_minute = minute
+        elif self._oldest_minute < minute:
             await self._write_reads(self._take_reads(minute))
 
     async def flush_reads(self) -> None:
@@ -146,6 +149,7 @@ class AuditLog:
             target = next(iter(targets)) if len(targets) == 1 else f"{len(targets)} targets"
             digest = payload_digest({"minute": iso_utc(minute * _READ_GROUP), "targets": targets})
             rows.append((who, what, target, digest, verdict, sum(targets.values())))
+        self._oldest_minute = min((key[0] for key in self._reads), default=None)
         return rows
 
     async def _write_reads(self, rows: list[_Row]) -> None:
