@@ -261,11 +261,13 @@ class Gateway:
             issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
             return [dict(d.attributes) for d in issue.discussions.list(get_all=True)]
 
-        threads = await self.calls.read("issue.discussions", f"{project}#{iid}", {}, list_)
+        target = f"{project}#{iid}"
+        threads = await self.calls.read("issue.discussions", target, {}, list_)
         for thread in threads:
             notes = thread.get("notes") or []
             if notes and int(notes[0].get("id", 0)) == note_id:
-                return [Note.of(note) for note in notes[1:]]
+                # Through the same filter as every note read: a stranger's marker is removed.
+                return await self.trust.notes(target, (Note.of(note) for note in notes[1:]))
         return []
 
     # ------------------------------------------------------------ notes (issues and MRs)

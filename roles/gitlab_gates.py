@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from forge.trust import defang
 from forge.types import Issue, MergeRequest, Note
 from roles.context import Services
 from roles.desk_rules import access_refusal
@@ -62,10 +61,10 @@ class GitLabGates:
         awards = await gateway.note_awards(issue.project, issue.iid, note.id)
         replies = await gateway.note_replies(issue.project, issue.iid, note.id)
         # (when, who, approve, feedback): the first that counts decides. A reply's text is
-        # someone's words: markers are defanged, and it is only ever quoted as feedback.
+        # someone's words (the gateway already removed any marker): only ever quoted as feedback.
         said = [(_instant(a.created_at), a.user, True, "") for a in awards
                 if a.name == APPROVE_EMOJI]  # fmt: skip
-        said += [(_instant(r.created_at), r.author, False, defang(r.body)) for r in replies
+        said += [(_instant(r.created_at), r.author, False, r.body) for r in replies
                  if not r.system and r.body.strip()]  # fmt: skip
         for _, user, approve, feedback in sorted(said, key=lambda item: item[0]):
             decision = await self._judge(issue, "plan", str(note.id), user, approve, feedback)
