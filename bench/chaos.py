@@ -223,6 +223,7 @@ async def run_chaos(plan: ChaosPlan, base: Path, *, say: bool = True) -> ChaosRe
             await host.start()
         await asyncio.to_thread(_faults, sim, plan)
         deadline = started + plan.limit
+        said = 0
         while time.monotonic() < deadline:
             await asyncio.sleep(rng.uniform(*plan.kill_every))
             for host in hosts:
@@ -234,7 +235,8 @@ async def run_chaos(plan: ChaosPlan, base: Path, *, say: bool = True) -> ChaosRe
                     await victim.start()
             if result.kills % 10 == 0 and await _all_there(sim, expected):
                 break
-            if say and result.kills % 25 == 0:
+            if say and result.kills % 25 == 0 and result.kills != said:
+                said = result.kills
                 print(f"  {time.monotonic() - started:.0f} s: {result.kills} kills", flush=True)
         await asyncio.to_thread(_calm, sim)
         # The storm is over: the hosts finish what is left (a gate kill may still fire).

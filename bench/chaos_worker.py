@@ -8,9 +8,14 @@ console desk approves every plan and merge, as a human who always says yes would
 goal can reach ``done`` without anyone watching. Lines on stdout (flushed at once):
 
     up                      the runtime is built
-    resumed <n>             runs of this worker taken back from the database
     gate-kill <key>         it SIGKILLs itself right after posting a decision note
     stopped                 it ended on SIGTERM
+
+It drives the engine exactly as ``crewline worker`` does (``bot/serve.py``): the scheduler's
+poll and janitor jobs (``bot/scheduler.py``) and ``Engine.run_forever``, which resumes this
+worker's interrupted runs until one pass succeeds and asks again about gates no desk took.
+A harness with its own loop once left out the re-asking, so a desk that failed under the
+storm left its goal at the gate for good, which no real host would do.
 
 ``CHAOS_GATE_KILL_RATE`` (0..1) is the chance that this process kills itself right after
 writing a gate's decision note, before the transition that note records: the moment a
@@ -28,7 +33,6 @@ import random
 import re
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,7 @@ from bot.app import Runtime, build_runtime
 from bot.config import Secrets
 from bot.console import ConsoleDesk
 from bot.demo import demo_config
-from roles.janitor import sweep
+from bot.scheduler import build_scheduler
 from roles.notify import EventLog
 
 _DECISION = re.compile(r"<!-- crewline:note key=(decision:\S+) -->")
@@ -71,6 +75,9 @@ async def work(args: argparse.Namespace) -> int:
     config = demo_config(Path(args.base), args.url).model_copy(update={"worker_id": args.worker})
     config.schedule.claim_ttl_seconds = args.claim_ttl
     config.schedule.janitor_seconds = args.janitor_seconds
+    config.schedule.poll_seconds = args.poll_seconds
+    # The flaky-test doctor files goals of its own, which the checks do not expect.
+    config.roles.flaky.enabled = False
     secrets = Secrets(
         gitlab_token=SecretStr(os.environ["CREWLINE_GITLAB_TOKEN"]),
         gitlab_merge_token=SecretStr(os.environ["CREWLINE_GITLAB_MERGE_TOKEN"]),
@@ -92,7 +99,6 @@ async def work(args: argparse.Namespace) -> int:
         if rate > 0:
             _kill_after_decisions(runtime, rate, random.Random(f"{args.worker}-{os.getpid()}"))
         say("up")
-        say(f"resumed {await runtime.engine.resume()}")
         await _serve(runtime, stop)
         await runtime.engine.drain()
         say("stopped")
@@ -102,21 +108,18 @@ async def work(args: argparse.Namespace) -> int:
 
 
 async def _serve(runtime: Runtime, stop: asyncio.Event) -> None:
-    """What `crewline worker`'s scheduler does, at the demo's pace: poll and sweep."""
-    engine = runtime.engine
-    sweep_every = runtime.config.schedule.janitor_seconds
-    next_sweep = time.monotonic()
-    while not stop.is_set():
-        try:
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + sweep_every
-                await sweep(runtime.services, busy=engine.inflight_keys())
-            await engine.tick()
-        except Exception:
-            # A host keeps working through any single failure, as `crewline worker` does.
-            logging.getLogger("chaos").exception("pass failed; next pass in a moment")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.2)
+    """What `crewline worker` runs (bot/serve.py), until SIGTERM."""
+    engine, config = runtime.engine, runtime.config
+    scheduler = build_scheduler(engine, config.schedule, config.roles.flaky)
+    scheduler.start()
+    forever = asyncio.create_task(engine.run_forever(config.schedule.poll_seconds))
+    try:
+        await stop.wait()
+    finally:
+        scheduler.shutdown(wait=False)
+        forever.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await forever
 
 
 def main() -> None:
@@ -126,6 +129,7 @@ def main() -> None:
     parser.add_argument("--worker", required=True, help="worker id, the same on every restart")
     parser.add_argument("--claim-ttl", type=float, default=30.0, help="claim TTL, seconds")
     parser.add_argument("--janitor-seconds", type=float, default=5.0, help="janitor cadence")
+    parser.add_argument("--poll-seconds", type=float, default=1.0, help="engine poll cadence")
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )
