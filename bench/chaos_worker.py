@@ -74,6 +74,12 @@ def _kill_after_decisions(runtime: Runtime, rate: float, rng: random.Random) -> 
 async def work(args: argparse.Namespace) -> int:
     config = demo_config(Path(args.base), args.url).model_copy(update={"worker_id": args.worker})
     config.schedule.claim_ttl_seconds = args.claim_ttl
+    # Claims are safe when a sixth of the TTL covers a write's time in flight: one request's
+    # timeout plus the client's retry budget (docs/decisions/0013). The demo's 30 s timeout
+    # and 20 s budget would need a TTL of 300 s; these keep the default TTL of 120 s inside
+    # that assumption (10 + 10 <= 120 / 6) while a dead claim still frees in two minutes.
+    config.gitlab.timeout_seconds = args.claim_ttl / 12
+    config.gitlab.retry_budget_seconds = args.claim_ttl / 12
     config.schedule.janitor_seconds = args.janitor_seconds
     config.schedule.poll_seconds = args.poll_seconds
     # The flaky-test doctor files goals of its own, which the checks do not expect.
@@ -127,7 +133,7 @@ def main() -> None:
     parser.add_argument("--url", required=True, help="the GitLab simulator's base URL")
     parser.add_argument("--base", required=True, help="directory of SQLite, workspaces, runs")
     parser.add_argument("--worker", required=True, help="worker id, the same on every restart")
-    parser.add_argument("--claim-ttl", type=float, default=30.0, help="claim TTL, seconds")
+    parser.add_argument("--claim-ttl", type=float, default=120.0, help="claim TTL, seconds")
     parser.add_argument("--janitor-seconds", type=float, default=5.0, help="janitor cadence")
     parser.add_argument("--poll-seconds", type=float, default=1.0, help="engine poll cadence")
     logging.basicConfig(

@@ -90,6 +90,11 @@ def lease_key(project: str, iid: int) -> str:
     return f"issue:{project}:{iid}"
 
 
+def requeue_key(role: str, round_id: int) -> str:
+    """The key of the note that ends ``role``'s round ``round_id`` as expired."""
+    return f"expired:{role}:{round_id}"
+
+
 class Claims(Generic[LeaseT]):
     def __init__(
         self,
@@ -363,7 +368,12 @@ class Claims(Generic[LeaseT]):
         except (StaleState, ClaimLost) as moved:
             log.info("not re-queued: issue=%s role=%s: %s", fresh.ref, role, moved)
             return False
-        await self.gateway.post_note(issue.project, issue.iid, reason)
+        # Two janitors that judged the same round may both pass their fences before either
+        # PUT lands (GitLab has no compare-and-swap): the second PUT changes nothing, and
+        # the note, keyed by the round, is written once.
+        await self.gateway.upsert_note(
+            issue.project, issue.iid, requeue_key(role, judged.id), reason
+        )
         log.info(
             "re-queued expired claim: issue=%s role=%s run=%s",
             fresh.ref,

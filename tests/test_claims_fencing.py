@@ -78,8 +78,52 @@ async def test_a_stale_janitor_does_not_requeue_the_next_claimers_round(
         view = await first.current(PROJECT, issue.iid, "workflow::pm-ready")
         assert view is not None and view.note.id == taken[0].note_id
         await first.check(taken[0])  # the new holder still holds its round
-        notes = await bodies(gw_one, issue.iid)
+        notes = "\n".join(await bodies(gw_one, issue.iid))
         assert "re-queued by janitor one" in notes and "re-queued by janitor two" not in notes
+
+
+async def test_two_janitors_requeueing_one_round_at_once_leave_one_note(
+    sim: RunningSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both janitors judged the same dead round and passed their fences; the first one's
+    whole re-queue lands while the second's PUT is in flight, which then changes nothing.
+    The round was re-queued once, so one note says so (a full-size chaos run found two)."""
+    make_project(sim)
+    async with (
+        gateway_for(sim, tmp_path / "dead.sqlite3") as (gw_dead, st_dead),
+        gateway_for(sim, tmp_path / "one.sqlite3") as (gw_one, st_one),
+        gateway_for(sim, tmp_path / "two.sqlite3") as (gw_two, st_two),
+    ):
+        issue = await gw_dead.create_issue(PROJECT, "Expired at once", "", ["workflow::pm-ready"])
+        assert await dead_host(gw_dead, st_dead.leases).claim(issue, "pm", "r-dead") is not None
+        # The first janitor comes along a whole TTL later: the round has had no live claim
+        # since the second one marked the dead claim expired.
+        later = datetime.now(UTC) + timedelta(seconds=2 * TTL)
+        first = Claims(gw_one, st_one.leases, worker="one", ttl_seconds=TTL, clock=lambda: later)
+        second = Claims(gw_two, st_two.leases, worker="two", ttl_seconds=TTL)
+        listed = await second.running(PROJECT, "pm")
+        overtaken: list[bool] = []
+        send = gw_two.calls.client.call
+
+        async def first_janitor_lands_while_the_put_is_in_flight(
+            operation: str, *args: Any, **kwargs: Any
+        ) -> Any:
+            if operation == "issue.update" and not overtaken:  # its fence has passed
+                with fenced(None):  # another host: none of the second janitor's fence
+                    overtaken.append(
+                        await first.expire(listed[0], "pm", reason="expired, re-queued")
+                    )
+            return await send(operation, *args, **kwargs)
+
+        monkeypatch.setattr(
+            gw_two.calls.client, "call", first_janitor_lands_while_the_put_is_in_flight
+        )
+        await second.expire(listed[0], "pm", reason="expired, re-queued")
+        assert overtaken == [True], "the interleaving did not happen"
+
+        assert await labels_of(gw_one, issue.iid) == {"workflow::pm-ready"}
+        notes = await bodies(gw_one, issue.iid)
+        assert sum("expired, re-queued" in body for body in notes) == 1, notes
 
 
 async def test_a_claimer_between_its_label_move_and_its_note_is_not_requeued(
