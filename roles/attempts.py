@@ -28,8 +28,18 @@ def round_attempt(notes: Iterable[Note], role: str) -> int:
     return count
 
 
-def claims_of(notes: Iterable[Note], role: str) -> int:
-    """Every claim ``role`` ever made on the issue: a run's number, unique over rounds."""
+def claims_of(notes: Iterable[Note], role: str, *, upto: int | None = None) -> int:
+    """Every claim ``role`` made on the issue (up to the claim note ``upto``): a run's
+    number, unique over rounds.
+
+    A run numbers itself up to its own claim note: a loser's note in its round has a
+    higher id and is deleted soon after, so counting it too gave this run the number the
+    next round's run would also get (two hosts' runs "qa-2" in a chaos run, whose keyed
+    notes then collided)."""
     return sum(
-        1 for note in notes if (m := ClaimMarker.parse(note.body)) is not None and m.role == role
+        1
+        for note in notes
+        if (m := ClaimMarker.parse(note.body)) is not None
+        and m.role == role
+        and (upto is None or note.id <= upto)
     )

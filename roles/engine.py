@@ -338,7 +338,7 @@ class Engine:
     async def _start_run(self, issue: Issue, role: str, claim: HostClaim, notes: list[Note]) -> Run:
         runs = self.services.storage.runs
         # The run's number, the same on every host: this role's claims on the issue.
-        attempt = max(1, claims_of(notes, role))
+        attempt = max(1, claims_of(notes, role, upto=claim.note_id))
         while True:
             try:
                 run = await runs.start(

@@ -35,6 +35,17 @@ def test_a_round_attempt_counts_only_the_claims_since_another_role_claimed() -> 
     assert round_attempt(list(reversed(history)), "dev") == 2  # note ids decide the order
 
 
+def test_a_runs_number_ignores_the_losers_of_its_own_round() -> None:
+    """A chaos run numbered two QA runs of different rounds "qa-2" on two hosts: the first
+    round's winner counted a loser's claim note (a higher id, deleted a moment later), the
+    next round's winner no longer saw it. Counting up to the run's own claim note gives
+    every round its own number, whenever the loser's note is read or deleted."""
+    first_round = [_note(1, "qa"), _note(2, "qa")]  # winner 1, loser 2 not deleted yet
+    assert claims_of(first_round, "qa", upto=1) == 1
+    second_round = [_note(1, "qa"), _note(3, "qa")]  # the loser's note is gone
+    assert claims_of(second_round, "qa", upto=3) == 2
+
+
 async def _history(runtime: Runtime, iid: int, roles: tuple[str, ...]) -> None:
     """Claim notes of earlier runs, all finished, as the hosts that ran them left them."""
     gateway = runtime.services.gateway
