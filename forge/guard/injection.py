@@ -328,6 +328,8 @@ def _reason(label: str) -> str:
 
 
 def _unbalanced_eos_tokens(lowered: str) -> Iterator[InjectionHit]:
+    if not _EOS_TOKEN.search(lowered):
+        return  # most texts: one scan for "<" and no strike-through tags collected
     open_tags = [match.start() for match in _STRIKE_OPEN.finditer(lowered)]
     used = 0
     for match in _EOS_TOKEN.finditer(lowered):

@@ -39,6 +39,11 @@ _KINDS = frozenset({"token", "word", "lowered", "raw"})
 _CHUNK = 65_536
 
 
+# Per anchor tuple: the lower-case forms, each anchor with the form the automaton reports
+# it by ("" when never registered), and whether every anchor is registered.
+_Plan = tuple[frozenset[str], tuple[tuple[str, str], ...], bool]
+
+
 class _Registry:
     """Every literal registered by the rules, and the automaton that finds them."""
 
@@ -48,7 +53,7 @@ class _Registry:
         self.exact: dict[str, set[str]] = {}
         self._automaton: ahocorasick_rs.AhoCorasick | None = None
         self._patterns: list[str] = []
-        self._forms: dict[tuple[str, ...], frozenset[str]] = {}
+        self._plans: dict[tuple[str, ...], _Plan] = {}
 
     def add(self, anchors: Iterable[str], kind: AnchorKind) -> None:
         if kind not in _KINDS:
@@ -63,13 +68,22 @@ class _Registry:
             if anchor.lower() not in self.lowered:
                 self.lowered.add(anchor.lower())
                 self._automaton = None  # rebuilt on next use
+                self._plans.clear()
 
-    def lowered_forms(self, anchors: tuple[str, ...]) -> frozenset[str]:
-        """``anchors`` in lower case (cached: rules ask with the same tuples every time)."""
-        forms = self._forms.get(anchors)
-        if forms is None:
-            forms = self._forms[anchors] = frozenset(anchor.lower() for anchor in anchors)
-        return forms
+    def lookup(self, anchors: tuple[str, ...]) -> _Plan:
+        """``anchors`` in lower case, and each anchor with the lower-case form the
+        automaton reports it by ("" for an anchor never registered). Cached: rules ask
+        with the same tuples every time."""
+        plan = self._plans.get(anchors)
+        if plan is None:
+            forms = tuple(anchor.lower() for anchor in anchors)
+            pairs = tuple(
+                (anchor, form if form in self.lowered else "")
+                for anchor, form in zip(anchors, forms, strict=True)
+            )
+            known = all(form for _, form in pairs)
+            plan = self._plans[anchors] = (frozenset(forms), pairs, known)
+        return plan
 
     def found(self, lowered: str) -> frozenset[str]:
         """The registered literals (lower-cased) that occur in ``lowered``."""
@@ -144,11 +158,10 @@ class ScanText:
         """Those of ``anchors`` the prefilter found (in lower case), and any it was never
         told about: an unregistered anchor is searched for, never skipped."""
         found = self.found
-        known = _REGISTRY.lowered
-        lowered = _REGISTRY.lowered_forms(anchors)
-        if found.isdisjoint(lowered) and known.issuperset(lowered):
+        forms, pairs, all_known = _REGISTRY.lookup(anchors)
+        if all_known and found.isdisjoint(forms):
             return ()
-        return tuple(a for a in anchors if a.lower() in found or a.lower() not in known)
+        return tuple(anchor for anchor, form in pairs if not form or form in found)
 
     def matches(
         self,
