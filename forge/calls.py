@@ -9,6 +9,7 @@ by raising when the caller's right to act is gone (docs/decisions/0013).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -29,6 +30,30 @@ Fence = Callable[[], Awaitable[None]]
 # Per task (asyncio copies the context into the tasks a run starts): many runs share one
 # gateway, each with its own claim.
 _FENCE: ContextVar[Fence | None] = ContextVar("crewline_write_fence", default=None)
+
+# Screening costs CPU time in proportion to the text (about 0.1-0.3 s per MB on a loaded
+# machine): a large write (a commit's files, a long CI excerpt) is screened in a worker
+# thread so the event loop keeps serving other runs, Discord and claim renewals meanwhile.
+# Below this size the thread hop would cost more than the screening.
+SCREEN_IN_THREAD_CHARS = 32_000
+
+
+def screened_size(value: object) -> int:
+    """Characters (or bytes) of text the guard will read in ``value``, nested included."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, Mapping):
+        return sum(screened_size(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(screened_size(item) for item in value)
+    return 0
+
+
+async def off_loop_if_large(size: int, work: Callable[[], T]) -> T:
+    """``work()`` (guard screening), in a worker thread when ``size`` is large."""
+    if size > SCREEN_IN_THREAD_CHARS:
+        return await asyncio.to_thread(work)
+    return work()
 
 
 @contextlib.contextmanager
@@ -102,9 +127,19 @@ class AuditedCalls:
         :meth:`GitLabClient.call`'s: a write that must not happen twice, and how to find it
         when its answer was lost.
         """
-        payload = self._redacted(operation, target, payload, redact_fields)
+        size = screened_size(payload)
+        original = payload
+        payload = await off_loop_if_large(
+            size, lambda: self._redacted(operation, target, original, redact_fields)
+        )
+        redacted = payload
         try:
-            screened = self.screen(operation, payload, text_fields, branch_fields, content_fields)
+            screened = await off_loop_if_large(
+                size,
+                lambda: self.screen(
+                    operation, redacted, text_fields, branch_fields, content_fields
+                ),
+            )
         except GuardBlocked as blocked:
             await self._audit(operation, target, payload, f"blocked:{blocked.rule}")
             log.warning("guard blocked %s on %s: %s", operation, target, blocked.rule)

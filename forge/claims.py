@@ -1,4 +1,4 @@
-"""The claim protocol (DESIGN §3): no double pickup, across hosts, with nothing shared
+"""The claim protocol (SPEC §3): no double pickup, across hosts, with nothing shared
 but GitLab.
 
 1. A local SQLite lease on ``issue:<project>:<iid>`` keeps this host's workers apart.

@@ -3,7 +3,7 @@
 A run is (issue, stage, attempt). Each named step stores its result in SQLite when it
 finishes; a run started again after a crash gets the stored result instead of doing the
 step twice. Side effects inside a step are find-or-create by a deterministic key, so a crash
-between "do" and "record" is harmless too (DESIGN §4).
+between "do" and "record" is harmless too (SPEC §4).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from forge.calls import check_fence
+from forge.calls import check_fence, off_loop_if_large
 from forge.guard import GuardBlocked
 from roles.agent_turn import Context, Turn, ask_agent, run_agent
 from roles.agents.base import TaskKind
@@ -138,7 +138,9 @@ class Delivery:
     async def _screen(self, content: str | bytes, where: str, target: str) -> None:
         calls = self.ctx.gateway.calls
         try:
-            calls.guard.screen_content(content, where=where)
+            await off_loop_if_large(
+                len(content), lambda: calls.guard.screen_content(content, where=where)
+            )
         except GuardBlocked as blocked:
             await self.ctx.services.storage.audit.append(
                 calls.who, "git.push", target, {"path": where}, f"blocked:{blocked.rule}"

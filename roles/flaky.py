@@ -11,7 +11,7 @@ off the record: QA stops excusing it, and a new flake files a new goal.
 Each host records the flakes its own QA runs saw, so two hosts may file for one test at
 the same moment. The hidden marker ``<!-- crewline:flaky test=<digest> -->`` finds an
 existing goal before filing; after filing, the lowest iid wins and a later duplicate
-closes itself with a note, as claim notes arbitrate (DESIGN §3).
+closes itself with a note, as claim notes arbitrate (SPEC §3).
 """
 
 from __future__ import annotations

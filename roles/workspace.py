@@ -1,6 +1,6 @@
 """Isolated git workspaces: a mirror per project, a worktree per issue, leased, always cleaned.
 
-The contract (DESIGN §4-§5):
+The contract (SPEC §4-§5):
 - a bare mirror per project under the root, fetched before every run;
 - a worktree per issue on ``crewline/<iid>-<slug>``, started from the remote branch when an
   earlier attempt pushed work-in-progress there, else from the freshly fetched target branch;

@@ -1,4 +1,4 @@
-"""Crash anywhere, restart, no duplicates (DESIGN §4).
+"""Crash anywhere, restart, no duplicates (SPEC §4).
 
 The run is stopped dead right after each checkpoint in turn (the engine gets no chance to
 transition, release or clean up its claim), then a new process-like runtime with the same

@@ -1,4 +1,4 @@
-"""kill -9 at random points, restart, no duplicates (DESIGN §4), with real processes.
+"""kill -9 at random points, restart, no duplicates (SPEC §4), with real processes.
 
 The in-process twin (test_engine_crash.py) stops the run right after each checkpoint. Here
 a worker subprocess (tests/engine_crash_worker.py) is SIGKILLed at a random moment,

@@ -1,4 +1,4 @@
-"""The house rules of DESIGN §1, read from every module's imports: `workflow/` imports
+"""The house rules of docs/SPEC.md §1, read from every module's imports: `workflow/` imports
 nothing of ours; `storage/` and `forge/` import `workflow/` at most; nothing outside `bot/`
 imports `bot/`."""
 

@@ -143,7 +143,7 @@ def test_constructor_copies_its_inputs_and_equality_is_by_value() -> None:
     assert workflow != Workflow(default_states("flow"), DEFAULT_TRANSITIONS, scope="flow")
 
 
-# --- the default transitions (DESIGN §2) -----------------------------------------------------
+# --- the default transitions (SPEC §2) -----------------------------------------------------
 
 DESIGNED = [
     ("pm-ready", "claimed", "pm-running"),

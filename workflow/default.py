@@ -1,4 +1,4 @@
-"""The default workflow of DESIGN §2: fourteen states, four roles, two human gates."""
+"""The default workflow of SPEC §2: fourteen states, four roles, two human gates."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The guard: every write crewline makes to GitLab is screened here first (DESIGN §6).
+"""The guard: every write crewline makes to GitLab is screened here first (SPEC §6).
 
 Blocks known secret formats, high-entropy secret assignments, crewline's own tokens,
 prompt-injection markers and invisible Unicode; neutralises GitLab quick actions in

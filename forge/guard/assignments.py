@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 
 from forge.guard.entropy import shannon_entropy
-from forge.guard.scantext import ScanText, find_matches
+from forge.guard.scantext import ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 
 RULE = "secret.generic_assignment"
@@ -45,12 +45,22 @@ _ASSIGNMENT = re.compile(
 # would fail there too (see ``find_matches``).
 _ASSIGNMENT_RUN = re.compile(_ASSIGNMENT_PREFIX + _UNQUOTED_VALUE)
 MAX_VALUE = 512
+# What every match has at its end, whatever its key: the operator's last character, the
+# same spaces, an optional quote and 16 characters that both value forms accept. Most
+# texts mention keys and tokens; far fewer assign anything long: one search decides.
+_VALUE_AFTER_OPERATOR = re.compile(r"[=:>][ \t]{0,8}+[\"'`]?[^\s\"'`]{16}")
+# From the credential word to the operator's last character a match spans at most: the
+# rest of the key (60), a quote, spaces (8), a type annotation (50) and the operator (2).
+_KEY_TO_OPERATOR = 140
 # scheme://user:password@host. The password stops at what cannot be in userinfo unescaped;
 # "$", "{", "<" and quotes stop it too, so templated URLs ("${DB_PASSWORD}") never match.
 _URL_PASSWORD = re.compile(r"://[^\s:/@?#]{0,128}+:(?P<value>[^\s/@?#$<>{}\[\]'\"`]{4,256}+)@")
 _CREDENTIAL_WORDS = (
     "pass", "pwd", "pat", "pw", "secret", "token", "key", "credential", "auth", "bearer",
 )  # fmt: skip
+_CREDENTIAL_WORD = re.compile("|".join(_CREDENTIAL_WORDS))
+register_anchors(_CREDENTIAL_WORDS, "lowered")
+register_anchors(("://",), "raw")
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _KEY_END = re.compile(r"[A-Za-z0-9_.-]*")
 _KEY_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -328,10 +338,23 @@ def _is_env_line(text: str, key: tuple[int, int], value_start: int) -> bool:
     return text[line_start : key[0]].strip() in ("", "export")
 
 
+def _may_assign_a_value(scan: ScanText) -> bool:
+    """Whether a long value follows an operator close enough after a credential word: a
+    necessary condition of a match, far cheaper than the search."""
+    for operator in _VALUE_AFTER_OPERATOR.finditer(scan.text):
+        end = operator.start() + 1
+        if _CREDENTIAL_WORD.search(scan.lowered, max(0, end - _KEY_TO_OPERATOR), end):
+            return True
+    return False
+
+
 def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Each high-entropy literal assigned to a credential-named key."""
     text = scan.text
-    for match in find_matches(_ASSIGNMENT, scan.lowered, _CREDENTIAL_WORDS, _ASSIGNMENT_RUN):
+    if not scan.may_occur(_CREDENTIAL_WORDS) or not _may_assign_a_value(scan):
+        return
+    matches = scan.matches(_ASSIGNMENT, _CREDENTIAL_WORDS, lowered=True, skip_run=_ASSIGNMENT_RUN)
+    for match in matches:
         span = _key_span(text, match.start())
         key = text[span[0] : span[1]]
         quoted = match.group("quoted") is not None
@@ -369,7 +392,7 @@ def url_password_hits(scan: ScanText) -> Iterator[SecretHit]:
 
     Development defaults (``postgres:postgres@``), placeholders and templates pass.
     """
-    for match in find_matches(_URL_PASSWORD, scan.text, ("://",)):
+    for match in scan.matches(_URL_PASSWORD, ("://",), lowered=False):
         start, end = match.span("value")
         if _is_url_password(scan.text[start:end]):
             reason = f"a password in the userinfo of a URL; {ROTATE}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from forge.guard.scantext import ScanText, find_matches
+from forge.guard.scantext import ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 
 RULE = "secret.cli_credential"
@@ -34,6 +34,13 @@ _LOGIN_COMMANDS = (
     "helm registry login", "oc login", "crane auth login", "sshpass", "twine upload",
 )  # fmt: skip
 _MYSQL_COMMANDS = ("mysql", "mariadb")
+_P_FLAGS = (" -p", "\t-p")
+_A_FLAGS = (" -a", "\t-a")
+_USER_FLAGS = (" -u", "\t-u", "--user")
+register_anchors((*_LONG_FLAG_ANCHORS, *_P_FLAGS, *_A_FLAGS, *_USER_FLAGS), "lowered")
+# A short flag counts only on the command line of one of these commands (see below).
+_P_COMMANDS = register_anchors((*_LOGIN_COMMANDS, *_MYSQL_COMMANDS), "lowered")
+_A_COMMANDS = register_anchors(("redis-cli",), "lowered")
 _DEV_WORDS = ("password", "passwd", "secret", "changeme", "example", "your", "admin", "root")
 
 
@@ -64,11 +71,15 @@ def _command_before(lowered: str, position: int) -> str:
 
 def cli_hits(scan: ScanText) -> Iterator[SecretHit]:
     reason = f"a credential on a command line; {ROTATE}"
-    for match in find_matches(_LONG_FLAG, scan.lowered, _LONG_FLAG_ANCHORS):
+    for match in scan.matches(_LONG_FLAG, _LONG_FLAG_ANCHORS, lowered=True):
         start, end = match.span("secret")
         if _is_literal(scan.text[start:end]):
             yield SecretHit(RULE, start, end, reason)
-    for match in find_matches(_SHORT_FLAG, scan.lowered, (" -p", "\t-p", " -a", "\t-a")):
+    # A flag whose command is nowhere in the text cannot count: not searched for.
+    flags = (_P_FLAGS if scan.has_any(_P_COMMANDS, "lowered") else ()) + (
+        _A_FLAGS if scan.has_any(_A_COMMANDS, "lowered") else ()
+    )
+    for match in scan.matches(_SHORT_FLAG, flags, lowered=True):
         start, end = match.span("secret")
         if not _is_literal(scan.text[start:end]):
             continue
@@ -82,7 +93,7 @@ def cli_hits(scan: ScanText) -> Iterator[SecretHit]:
             )
         if wanted:
             yield SecretHit(RULE, start, end, reason)
-    for match in find_matches(_USER_PASSWORD, scan.lowered, (" -u", "\t-u", "--user")):
+    for match in scan.matches(_USER_PASSWORD, _USER_FLAGS, lowered=True):
         start, end = match.span("secret")
         if _is_literal(scan.text[start:end]):
             yield SecretHit(RULE, start, end, reason)

@@ -11,7 +11,7 @@ import binascii
 import re
 from collections.abc import Iterator
 
-from forge.guard.scantext import TOKEN, ScanText, find_matches
+from forge.guard.scantext import TOKEN, ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 
 # Discord: base64(user id) "." 6 chars (timestamp) "." 27-38 chars (HMAC). The user id
@@ -29,6 +29,9 @@ _AZURE_ACCOUNT_KEY = re.compile(
     r"[\"']?(?P<secret>[a-z0-9+/]{40,86}+={0,2}+)"
 )
 _SAS_SIGNATURE = re.compile(r"sig=(?P<secret>[A-Za-z0-9%+/=]{30,}+)")
+_AZURE_ANCHORS = ("accountkey", "sharedaccesskey", "primarykey", "secondarykey")
+register_anchors(_AZURE_ANCHORS, "lowered")
+register_anchors(("sig=", "Q~", ":AA"), "raw")
 _URL_STOP = frozenset(" \t\r\n\"'<>()`")
 _AAD_SECRET = re.compile(r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}+")
 
@@ -66,7 +69,7 @@ def discord_hits(scan: ScanText) -> Iterator[SecretHit]:
 
 def telegram_hits(scan: ScanText) -> Iterator[SecretHit]:
     """``<bot id>:AA<33 characters>``: the bot id is 5-16 digits."""
-    if ":AA" not in scan.text:
+    if not scan.may_occur((":AA",)) or ":AA" not in scan.text:
         return
     for match in _TELEGRAM.finditer(scan.text):
         start = match.start()
@@ -84,13 +87,12 @@ def telegram_hits(scan: ScanText) -> Iterator[SecretHit]:
 
 
 def azure_hits(scan: ScanText) -> Iterator[SecretHit]:
-    anchors = ("accountkey", "sharedaccesskey", "primarykey", "secondarykey")
-    for match in find_matches(_AZURE_ACCOUNT_KEY, scan.lowered, anchors):
+    for match in scan.matches(_AZURE_ACCOUNT_KEY, _AZURE_ANCHORS, lowered=True):
         start, end = match.span("secret")
         if not looks_like_placeholder(scan.text[start:end]):
             reason = f"an Azure storage or service bus key found; {ROTATE}"
             yield SecretHit("secret.azure_key", start, end, reason)
-    for match in find_matches(_SAS_SIGNATURE, scan.text, ("sig=",)):
+    for match in scan.matches(_SAS_SIGNATURE, ("sig=",), lowered=False):
         if _in_sas_url(scan.lowered, match.start()):
             start, end = match.span("secret")
             reason = f"an Azure shared access signature (SAS) found; {ROTATE}"
@@ -100,6 +102,8 @@ def azure_hits(scan: ScanText) -> Iterator[SecretHit]:
 
 def _aad_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Entra ID client secrets carry ``Q~`` after their first four characters."""
+    if not scan.may_occur(("Q~",)):
+        return
     text = scan.text
     covered = -1
     position = text.find("Q~")

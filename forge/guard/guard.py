@@ -30,7 +30,7 @@ from forge.guard.prefixed import PREFIXED_RULES
 from forge.guard.private_keys import private_key_hits
 from forge.guard.quick_actions import neutralise_quick_actions, quick_action_spans
 from forge.guard.refnames import ref_format_problem
-from forge.guard.scantext import ScanText
+from forge.guard.scantext import RuleIndex, ScanText
 from forge.guard.secret_rules import FORMAT_RULES, ROTATE, SecretHit
 from forge.guard.unicode_rules import unicode_hits
 
@@ -51,6 +51,10 @@ class _Verdict:
 
     findings: tuple[Finding, ...]
     reasons: tuple[str, ...]
+
+
+_FORMATS = RuleIndex(FORMAT_RULES, lambda rule: rule.anchors)
+_PREFIXED = RuleIndex(PREFIXED_RULES, lambda rule: rule.prefixes)
 
 
 class Guard:
@@ -149,8 +153,8 @@ class Guard:
         sources: list[Iterable[SecretHit]] = [private_key_hits(scan)]
         # Most writes hold none of a rule's anchors: checking that first is far cheaper
         # than starting the rule's search.
-        sources += [rule.hits(scan) for rule in FORMAT_RULES if rule.present(scan)]
-        sources += [prefixed.hits(scan) for prefixed in PREFIXED_RULES if prefixed.present(scan)]
+        sources += [rule.hits(scan) for rule in _FORMATS.candidates(scan) if rule.present(scan)]
+        sources += [rule.hits(scan) for rule in _PREFIXED.candidates(scan) if rule.present(scan)]
         sources += [discord_hits(scan), telegram_hits(scan), azure_hits(scan)]
         if generic:
             sources += [cli_hits(scan), assignment_hits(scan), url_password_hits(scan)]

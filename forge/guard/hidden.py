@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
-from forge.guard.scantext import ScanText
+from forge.guard.scantext import ScanText, register_anchors
 
 HIDDEN_RULE = "injection.hidden_instruction"
 EXFILTRATION_RULE = "injection.data_exfiltration"
@@ -35,6 +35,8 @@ _BENIGN_QUERY_KEYS = frozenset(
      "rev", "hash", "cb", "cache"]
 )  # fmt: skip
 _BENIGN_QUERY_PREFIXES = ("x-amz-", "x-goog-")
+_OPENINGS = ("<!--", "<details", "![")
+register_anchors(_OPENINGS, "lowered")
 
 
 def _addresses_a_model(body: str) -> bool:
@@ -55,6 +57,8 @@ def _blocks(lowered: str, opening: str, closing: str, limit: int) -> Iterator[tu
 
 
 def hidden_instruction_hits(scan: ScanText) -> Iterator[tuple[str, int, int, str]]:
+    if not scan.may_occur(_OPENINGS):
+        return
     lowered = scan.lowered
     for start, end in _blocks(lowered, "<!--", "-->", _MAX_COMMENT):
         if _addresses_a_model(lowered[start + 4 : end - 3]):

@@ -14,7 +14,13 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from forge.guard.scantext import ALNUM, ScanText, find_matches, register_anchors
+from forge.guard.scantext import (
+    ALNUM,
+    RuleIndex,
+    ScanText,
+    register_anchors,
+    register_words,
+)
 
 REMOVE = "crewline does not relay instructions aimed at AI agents; remove or rephrase the passage"
 
@@ -27,6 +33,33 @@ _NOUNS = (
     r"|context|commands|constraints|programming|guidance|orders|policies|restrictions"
     r"|limitations|safeguards|training)"
 )
+# Literals every match of ``_NOUNS`` contains, for the prefilter.
+_NOUN_WORDS = (
+    "instruction", "prompt", "direction", "directive", "rules", "guidelines", "guardrails",
+    "messages", "context", "commands", "constraints", "programming", "guidance", "orders",
+    "policies", "restrictions", "limitations", "safeguards", "training",
+)  # fmt: skip
+# What else a role reassignment, a DAN prompt, a replacement task or a template token
+# needs besides its anchor (one word of each group), for the prefilter.
+_ROLE_WORDS = (
+    "acting", "playing", "mode", "dan", "longer", "unrestricted", "unfiltered", "uncensored",
+    "jailbroken", "amoral", "evil", "act", "respond", "answer", "behave", "free",
+)  # fmt: skip
+_DAN_WORDS = (
+    "anything", "dan", "character", "unrestricted", "unfiltered", "uncensored", "jailbroken",
+    "ethical", "moral", "content", "safety", "freed", "liberated", "restrictions", "rules",
+    "guidelines", "limits", "filters",
+)  # fmt: skip
+_TASK_WORDS = (
+    "instruction", "directive", "orders", "task", "goal", "objective", "mission", "purpose",
+)  # fmt: skip
+_TEMPLATE_ANCHORS = (
+    "[inst", "[/inst", "[ ", "[system_prompt", "[/system_prompt", "[available_tools",
+    "[tool_calls", "[tool_results", "<<", "<start_of_turn>", "<end_of_turn>",
+)  # fmt: skip
+_TEMPLATE_WORDS = (
+    "inst", "system_prompt", "available_tools", "tool_calls", "tool_results", "sys", "_of_turn>",
+)  # fmt: skip
 # The verbs every override uses are rare words; the paraphrases built on common words
 # (set aside, drop, skip…) are anchored with the space that follows them, or a search
 # would start at every "set(" and "drop" in code. Tabs or line breaks inside those
@@ -44,7 +77,12 @@ class _Marker:
 
     ``word_start``: must not follow a letter or digit. ``line_start``: only indentation
     or ``>`` quoting may precede it on its line. ``anchors``: the literal strings every
-    match starts with.
+    match starts with. ``requires``: groups of lower-case literals of which every match
+    also contains one per group (read off the pattern). Many anchors are common words
+    ("you", "do", "all") that would make the prefilter report a hit in most texts; a
+    marker with ``requires`` is gated by those rarer words instead (the first group
+    indexes it, see ``ScanText.has_each``), and its anchors are not registered, so the
+    search looks for each of them (``ScanText.may_occur``) once the gate has passed.
     """
 
     rule: str
@@ -54,10 +92,22 @@ class _Marker:
     lowered: bool = True
     word_start: bool = True
     line_start: bool = False
+    requires: tuple[tuple[str, ...], ...] = ()
     anchor_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    required: tuple[frozenset[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "anchor_set", register_anchors(self.anchors, self.kind))
+        if self.requires:
+            object.__setattr__(self, "anchor_set", frozenset())
+            object.__setattr__(self, "required", register_words(*self.requires))
+        else:
+            object.__setattr__(self, "anchor_set", register_anchors(self.anchors, self.kind))
+            object.__setattr__(self, "required", ())
+
+    @property
+    def gate(self) -> tuple[str, ...]:
+        """The literals that index the marker: one of them occurs in every match."""
+        return self.requires[0] if self.requires else self.anchors
 
     @property
     def kind(self) -> str:
@@ -80,6 +130,7 @@ _MARKERS: tuple[_Marker, ...] = (
             rf"{_QUALIFIERS}\s{{1,8}}+(?:[a-z]{{1,20}}+\s{{1,8}}+)?{_NOUNS}\b"
         ),
         _OVERRIDE_VERBS,
+        requires=(_OVERRIDE_VERBS, _NOUN_WORDS),
     ),
     _Marker(
         _OVERRIDE,
@@ -101,6 +152,10 @@ _MARKERS: tuple[_Marker, ...] = (
             "system",
             "all",
         ),
+        requires=(
+            ("void", "null", "cancel", "revoked", "obsolete", "superseded", "longer"),
+            _NOUN_WORDS,
+        ),
     ),
     _Marker(
         _OVERRIDE,
@@ -110,6 +165,7 @@ _MARKERS: tuple[_Marker, ...] = (
             rf"(?:(?:any|the|your|all)\s{{1,8}}+){{0,2}}+{_QUALIFIERS}\b"
         ),
         ("pay",),
+        requires=(("pay",), ("attention", "heed", "mind")),
     ),
     _Marker(
         _OVERRIDE,
@@ -120,6 +176,10 @@ _MARKERS: tuple[_Marker, ...] = (
             r"(?:system|initial|hidden|original|secret)\s{1,8}+(?:prompt|instructions|message)"
         ),
         ("reveal", "print", "output", "repeat", "leak", "dump", "show", "disclose", "recite"),
+        requires=(
+            ("prompt", "instructions", "message"),
+            ("system", "initial", "hidden", "original", "secret"),
+        ),
     ),
     _Marker(
         _OVERRIDE,
@@ -130,6 +190,7 @@ _MARKERS: tuple[_Marker, ...] = (
             rf"(?:(?:any|the|your)\s{{1,8}}+){{0,3}}+{_QUALIFIERS}\s{{1,8}}+{_NOUNS}\b"
         ),
         ("do", "don", "stop", "no"),
+        requires=(("follow", "obey", "adher", "comply"), _NOUN_WORDS),
     ),
     _Marker(
         _ROLE,
@@ -143,6 +204,7 @@ _MARKERS: tuple[_Marker, ...] = (
             r"(?:all|any|your)\b)"
         ),
         ("you", "from"),
+        requires=(_ROLE_WORDS, ("you",)),
     ),
     _Marker(
         _ROLE,
@@ -157,6 +219,7 @@ _MARKERS: tuple[_Marker, ...] = (
             r"(?:restrictions|rules|guidelines|limits|filters)))"
         ),
         ("do", "dan", "stay", "act", "respond", "answer", "without", "you"),
+        requires=(_DAN_WORDS,),
     ),
     _Marker(
         _ROLE,
@@ -165,12 +228,14 @@ _MARKERS: tuple[_Marker, ...] = (
             r"pretend\s+(?:that\s+)?you\s+(?:are|have)\s+no\s+(?:restrictions|rules|guidelines|limits)"
         ),
         ("pretend",),
+        requires=(("pretend",), ("restrictions", "rules", "guidelines", "limits")),
     ),
     _Marker(
         _ROLE,
         "an attempt to reassign the model's role",
         re.compile(r"(?:developer|jailbreak|god)\s+mode\s+(?:enabled|activated|on)\b"),
         ("developer", "jailbreak", "god"),
+        requires=(("developer", "jailbreak", "god"), ("mode",)),
     ),
     _Marker(
         "injection.new_instructions",
@@ -194,6 +259,7 @@ _MARKERS: tuple[_Marker, ...] = (
             "revised",
             "your",
         ),
+        requires=(_TASK_WORDS,),
     ),
     _Marker(
         _TOKEN,
@@ -218,20 +284,9 @@ _MARKERS: tuple[_Marker, ...] = (
             r"|tool_results)[ \t]{0,4}+\]|<<[ \t]{0,4}+/?[ \t]{0,4}+sys[ \t]{0,4}+>>"
             r"|<(?:start|end)_of_turn>"
         ),
-        (
-            "[inst",
-            "[/inst",
-            "[ ",
-            "[system_prompt",
-            "[/system_prompt",
-            "[available_tools",
-            "[tool_calls",
-            "[tool_results",
-            "<<",
-            "<start_of_turn>",
-            "<end_of_turn>",
-        ),
+        _TEMPLATE_ANCHORS,
         word_start=False,
+        requires=(_TEMPLATE_ANCHORS, _TEMPLATE_WORDS),
     ),
     _Marker(
         _TOKEN,
@@ -240,6 +295,7 @@ _MARKERS: tuple[_Marker, ...] = (
         ("#",),
         word_start=False,
         line_start=True,
+        requires=(("system", "instruction"),),
     ),
     _Marker(
         "injection.turn_marker",
@@ -250,6 +306,8 @@ _MARKERS: tuple[_Marker, ...] = (
         line_start=True,
     ),
 )
+
+_MARKER_INDEX = RuleIndex(_MARKERS, lambda marker: marker.gate)
 
 # "</s>" is the end-of-sequence token of Llama-family models, but also the closing tag of
 # HTML strikethrough. It counts as a marker only when no "<s>" opened before it.
@@ -270,6 +328,8 @@ def _reason(label: str) -> str:
 
 
 def _unbalanced_eos_tokens(lowered: str) -> Iterator[InjectionHit]:
+    if not _EOS_TOKEN.search(lowered):
+        return  # most texts: one scan for "<" and no strike-through tags collected
     open_tags = [match.start() for match in _STRIKE_OPEN.finditer(lowered)]
     used = 0
     for match in _EOS_TOKEN.finditer(lowered):
@@ -286,11 +346,13 @@ def _unbalanced_eos_tokens(lowered: str) -> Iterator[InjectionHit]:
 
 def injection_hits(scan: ScanText) -> Iterator[InjectionHit]:
     """Every injection marker in the text."""
-    for marker in _MARKERS:
-        haystack = scan.lowered if marker.lowered else scan.text
-        if not scan.has_any(marker.anchor_set, marker.kind):
+    for marker in _MARKER_INDEX.candidates(scan):
+        if marker.requires:
+            if not scan.has_each(marker.required):
+                continue
+        elif not scan.has_any(marker.anchor_set, marker.kind):
             continue
-        for match in find_matches(marker.pattern, haystack, marker.anchors):
+        for match in scan.matches(marker.pattern, marker.anchors, lowered=marker.lowered):
             if marker.word_start and scan.preceded_by(match.start(), ALNUM):
                 continue
             if marker.line_start and not scan.starts_line(match.start()):

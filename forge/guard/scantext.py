@@ -5,44 +5,133 @@ case-insensitive alternations and on patterns that open with a look-behind: both
 defeat its literal-prefix search. So case-insensitive rules match lower-case
 patterns against a lower-cased copy with identical offsets, and word boundaries on
 the left are checked here in Python instead of with a look-behind.
+
+Most writes trigger no rule at all, so the first step is a prefilter (decision 0025):
+every literal a rule needs — the anchors its search starts at, and for rules anchored
+at common words the rarer words a match also needs — is registered here, and one
+Aho–Corasick pass over the lower-cased text finds which of them occur. A rule runs only
+when its literals are present; the gate is a necessary condition of a match, so it
+never changes a verdict, only skips work that would find nothing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import ahocorasick_rs
 
 ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 WORD = ALNUM | {"_"}
 TOKEN = WORD | {"-"}
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-# Every literal a rule starts its search at, registered by the rules as they are built;
-# per text, one pass finds which occur, and rules whose anchors are all absent are skipped.
-# Kinds: "token" anchors open a credential, so they occur inside a long run of token
-# characters and are looked for in those runs only (a small part of most texts);
-# "lowered" and "raw" anchors are searched in the lower-cased or original text.
+# Kinds of anchors: "token" and "raw" anchors are case-sensitive and searched in the
+# original text; "lowered" (and "word") anchors are lower-case and searched in the
+# lower-cased text. The prefilter looks for every anchor in lower case (an anchor in the
+# text is also in the lower-cased text) and confirms a case-sensitive one in the original.
 AnchorKind = str
-_ANCHORS: dict[AnchorKind, set[str]] = {
-    "token": set(),
-    "word": set(),
-    "lowered": set(),
-    "raw": set(),
-}
-_LONG_RUN = re.compile(r"[A-Za-z0-9_.+/=~@%:-]{18,}")
+_CASE_SENSITIVE = frozenset({"token", "raw"})
+_KINDS = frozenset({"token", "word", "lowered", "raw"})
+
+
+_CHUNK = 65_536
+
+
+# Per anchor tuple: the lower-case forms, each anchor with the form the automaton reports
+# it by ("" when never registered), and whether every anchor is registered.
+_Plan = tuple[frozenset[str], tuple[tuple[str, str], ...], bool]
+
+
+class _Registry:
+    """Every literal registered by the rules, and the automaton that finds them."""
+
+    def __init__(self) -> None:
+        self.lowered: set[str] = set()
+        # lower-cased literal -> the case-sensitive anchors that lower to it
+        self.exact: dict[str, set[str]] = {}
+        self._automaton: ahocorasick_rs.AhoCorasick | None = None
+        self._patterns: list[str] = []
+        self._plans: dict[tuple[str, ...], _Plan] = {}
+
+    def add(self, anchors: Iterable[str], kind: AnchorKind) -> None:
+        if kind not in _KINDS:
+            raise ValueError(f"unknown anchor kind {kind!r}; use one of {sorted(_KINDS)}")
+        for anchor in anchors:
+            if not anchor:
+                raise ValueError("an anchor must not be empty: it would match everywhere")
+            if kind in _CASE_SENSITIVE:
+                self.exact.setdefault(anchor.lower(), set()).add(anchor)
+            elif anchor != anchor.lower():
+                raise ValueError(f"{kind} anchor {anchor!r} must be lower-case")
+            if anchor.lower() not in self.lowered:
+                self.lowered.add(anchor.lower())
+                self._automaton = None  # rebuilt on next use
+                self._plans.clear()
+
+    def lookup(self, anchors: tuple[str, ...]) -> _Plan:
+        """``anchors`` in lower case, and each anchor with the lower-case form the
+        automaton reports it by ("" for an anchor never registered). Cached: rules ask
+        with the same tuples every time."""
+        plan = self._plans.get(anchors)
+        if plan is None:
+            forms = tuple(anchor.lower() for anchor in anchors)
+            pairs = tuple(
+                (anchor, form if form in self.lowered else "")
+                for anchor, form in zip(anchors, forms, strict=True)
+            )
+            known = all(form for _, form in pairs)
+            plan = self._plans[anchors] = (frozenset(forms), pairs, known)
+        return plan
+
+    def found(self, lowered: str) -> frozenset[str]:
+        """The registered literals (lower-cased) that occur in ``lowered``."""
+        if self._automaton is None:
+            self._patterns = sorted(self.lowered)
+            self._automaton = ahocorasick_rs.AhoCorasick(
+                self._patterns, implementation=ahocorasick_rs.Implementation.DFA
+            )
+        patterns = self._patterns
+        if len(lowered) <= _CHUNK:
+            # Overlapping: every occurrence of every literal, not only the leftmost ones.
+            hits = self._automaton.find_matches_as_indexes(lowered, overlapping=True)
+            return frozenset([patterns[index] for index, _, _ in hits])
+        # A long text in overlapping chunks (a literal across a boundary lies whole in the
+        # next chunk): the list of hits stays small, and a text screened in a worker thread
+        # lets the event loop run between chunks.
+        overlap = max(map(len, patterns)) - 1
+        found: set[str] = set()
+        for start in range(0, len(lowered), _CHUNK):
+            chunk = lowered[start : start + _CHUNK + overlap]
+            hits = self._automaton.find_matches_as_indexes(chunk, overlapping=True)
+            found.update(patterns[index] for index, _, _ in hits)
+        return frozenset(found)
+
+
+_REGISTRY = _Registry()
 
 
 def register_anchors(anchors: tuple[str, ...], kind: AnchorKind) -> frozenset[str]:
-    """Record ``anchors`` of ``kind`` (see above); returns them as a set."""
-    _ANCHORS[kind].update(anchors)
+    """Record ``anchors`` of ``kind`` (see above) for the prefilter; returns them as a set."""
+    _REGISTRY.add(anchors, kind)
     return frozenset(anchors)
+
+
+def register_words(*groups: tuple[str, ...]) -> tuple[frozenset[str], ...]:
+    """Record groups of lower-case literals for ``ScanText.has_each``."""
+    for group in groups:
+        _REGISTRY.add(group, "lowered")
+    return tuple(frozenset(group) for group in groups)
 
 
 @dataclass(frozen=True)
 class ScanText:
     text: str
     lowered: str = field(init=False)
-    _present: dict[AnchorKind, frozenset[str]] = field(init=False, repr=False, compare=False)
+    # Every registered literal (lower-cased) that occurs in the lower-cased text.
+    found: frozenset[str] = field(init=False, repr=False, compare=False)
+    _exact: list[frozenset[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         lowered = self.text.lower()
@@ -50,22 +139,59 @@ class ScanText:
             # A few characters (e.g. "İ") lower-case to two code points; keep offsets aligned.
             lowered = self.text.translate(_ASCII_LOWER)
         object.__setattr__(self, "lowered", lowered)
-        object.__setattr__(self, "_present", {})
+        object.__setattr__(self, "found", _REGISTRY.found(lowered))
+        object.__setattr__(self, "_exact", [])
 
     def has_any(self, anchors: frozenset[str], kind: AnchorKind) -> bool:
         """Whether any of ``anchors`` (registered with ``register_anchors``) occurs."""
-        present = self._present.get(kind)
-        if present is None:
-            present = self._find_present(kind)
-            self._present[kind] = present
-        return not anchors.isdisjoint(present)
+        if kind in _CASE_SENSITIVE:
+            return not anchors.isdisjoint(self._found_exact())
+        return not anchors.isdisjoint(self.found)
 
-    def _find_present(self, kind: AnchorKind) -> frozenset[str]:
-        if kind == "token":
-            haystack = "\n".join(_LONG_RUN.findall(self.text))
-        else:
-            haystack = self.lowered if kind == "lowered" else self.text
-        return frozenset([a for a in _ANCHORS[kind] if a in haystack]) if haystack else frozenset()
+    def has_each(self, groups: tuple[frozenset[str], ...]) -> bool:
+        """Whether every group (registered with ``register_words``) has a literal in the
+        lower-cased text."""
+        found = self.found
+        return all(not group.isdisjoint(found) for group in groups)
+
+    def may_occur(self, anchors: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of ``anchors`` the prefilter found (in lower case), and any it was never
+        told about: an unregistered anchor is searched for, never skipped."""
+        found = self.found
+        forms, pairs, all_known = _REGISTRY.lookup(anchors)
+        if all_known and found.isdisjoint(forms):
+            return ()
+        return tuple(anchor for anchor, form in pairs if not form or form in found)
+
+    def matches(
+        self,
+        pattern: re.Pattern[str],
+        anchors: tuple[str, ...],
+        *,
+        lowered: bool,
+        skip_run: re.Pattern[str] | None = None,
+    ) -> Iterator[re.Match[str]]:
+        """``find_matches`` in the lower-cased (or original) text, from the anchors that
+        occur only."""
+        present = self.may_occur(anchors)
+        if not present:
+            return iter(())
+        return find_matches(pattern, self.lowered if lowered else self.text, present, skip_run)
+
+    def _found_exact(self) -> frozenset[str]:
+        """The case-sensitive anchors that occur in the original text."""
+        if not self._exact:
+            self._exact.append(
+                frozenset(
+                    [
+                        anchor
+                        for literal in self.found
+                        for anchor in _REGISTRY.exact.get(literal, ())
+                        if anchor in self.text
+                    ]
+                )
+            )
+        return self._exact[0]
 
     def preceded_by(self, index: int, chars: frozenset[str]) -> bool:
         """True when the character before ``index`` is one of ``chars``."""
@@ -115,3 +241,27 @@ def find_matches(
         elif skip_run is not None:
             run = skip_run.match(haystack, position)
             end = run.end() if run else end
+
+
+Rule = TypeVar("Rule")
+
+
+class RuleIndex(Generic[Rule]):
+    """Rules by the literals that gate them, so a text is offered only the rules one of
+    whose literals it holds (in their original order) instead of asking every rule."""
+
+    def __init__(self, rules: Sequence[Rule], literals: Callable[[Rule], Iterable[str]]) -> None:
+        self._rules = tuple(rules)
+        self._by_literal: dict[str, list[int]] = {}
+        for index, rule in enumerate(self._rules):
+            anchors = list(literals(rule))
+            if not anchors:
+                raise ValueError(f"{rule!r} has no literal to be found by; it would never run")
+            for literal in anchors:
+                self._by_literal.setdefault(literal.lower(), []).append(index)
+
+    def candidates(self, scan: ScanText) -> list[Rule]:
+        """The rules one of whose literals occurs in ``scan`` (lower-cased), in order."""
+        by_literal = self._by_literal
+        indices = {i for literal in scan.found for i in by_literal.get(literal, ())}
+        return [self._rules[index] for index in sorted(indices)]

@@ -20,7 +20,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from forge.guard.entropy import shannon_entropy
-from forge.guard.scantext import ALNUM, TOKEN, WORD, ScanText, find_matches, register_anchors
+from forge.guard.scantext import (
+    ALNUM,
+    TOKEN,
+    WORD,
+    ScanText,
+    register_anchors,
+    register_words,
+)
 
 ROTATE = (
     "remove it, load credentials from the environment or a secret store, and rotate this one: "
@@ -66,6 +73,8 @@ class _FormatRule:
     ``not_after``: characters that must not precede the match (a left word boundary).
     ``lowered``: the pattern is lower-case and runs on the lower-cased text.
     ``anchors``: the literal strings every match starts with (in the text the pattern runs on).
+    ``requires``: groups of lower-case literals of which every match contains one per
+    group, for the prefilter (see ``ScanText.has_each``).
     """
 
     rule: str
@@ -76,7 +85,9 @@ class _FormatRule:
     lowered: bool = False
     anchors: tuple[str, ...] = ()
     skip_run: re.Pattern[str] | None = None
+    requires: tuple[tuple[str, ...], ...] = ()
     _anchor_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    _required: tuple[frozenset[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -84,15 +95,20 @@ class _FormatRule:
             "_anchor_set",
             register_anchors(self.anchors, "lowered" if self.lowered else "token"),
         )
+        object.__setattr__(self, "_required", register_words(*self.requires))
 
     def present(self, scan: ScanText) -> bool:
-        """Whether any anchor occurs at all (most texts hold none)."""
-        return scan.has_any(self._anchor_set, "lowered" if self.lowered else "token")
+        """Whether the literals a match needs occur at all (most texts hold none)."""
+        return scan.has_any(
+            self._anchor_set, "lowered" if self.lowered else "token"
+        ) and scan.has_each(self._required)
 
     def hits(self, scan: ScanText) -> Iterator[SecretHit]:
         group = "secret" if "secret" in self.pattern.groupindex else 0
-        haystack = scan.lowered if self.lowered else scan.text
-        for match in find_matches(self.pattern, haystack, self.anchors, self.skip_run):
+        matches = scan.matches(
+            self.pattern, self.anchors, lowered=self.lowered, skip_run=self.skip_run
+        )
+        for match in matches:
             if scan.preceded_by(match.start(), self.not_after):
                 continue
             start, end = match.span(group)
@@ -168,6 +184,7 @@ FORMAT_RULES: tuple[_FormatRule, ...] = (
         _aws_secret_is_real,
         lowered=True,
         anchors=("aws", "secret"),
+        requires=(("secret",), ("key",), ("aws", "access")),
     ),
     _FormatRule(
         "secret.slack_token",

@@ -1,5 +1,5 @@
 """GitLab webhook receiver: typed issue, note, merge request and pipeline events,
-delivered to a callback from a bounded queue (DESIGN §8)."""
+delivered to a callback from a bounded queue (SPEC §8)."""
 
 from forge.webhooks.events import (
     BaseWebhookEvent,

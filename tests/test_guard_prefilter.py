@@ -1,0 +1,111 @@
+"""The prefilter (decision 0025) only skips work: with every gate open, the guard finds
+exactly the same things.
+
+Each gate is a necessary condition read off a rule's pattern by hand; a wrong one would
+make a rule silently skip texts it should refuse. These tests screen the corpus, its
+pieces recombined and the adversarial bait twice — gated, and with every gate forced
+open — and compare every finding.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forge.guard import Guard, assignments, encoded, scantext
+from tests.guard_support import _BAIT, adversarial_cases, load_samples
+
+SAMPLES = load_samples("positive") + load_samples("negative")
+GUARD = Guard(["crewline-own-token-0001"])
+
+
+def _everything_present(self: scantext._Registry, lowered: str) -> frozenset[str]:
+    return frozenset(self.lowered)
+
+
+def _findings(text: str) -> list[tuple[str, int, int]]:
+    return [(f.rule, f.start, f.end) for f in GUARD.scan(text)]
+
+
+@pytest.fixture
+def gates_open(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every registered literal reported present, and the assignment gate always passing."""
+    monkeypatch.setattr(scantext._Registry, "found", _everything_present)
+    monkeypatch.setattr(assignments, "_may_assign_a_value", lambda scan: True)
+    yield
+
+
+def _gated_and_open(texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    gated = [_findings(text) for text in texts]
+    with monkeypatch.context() as patch:
+        patch.setattr(scantext._Registry, "found", _everything_present)
+        patch.setattr(assignments, "_may_assign_a_value", lambda scan: True)
+        opened = [_findings(text) for text in texts]
+    for text, with_gates, without in zip(texts, gated, opened, strict=True):
+        assert with_gates == without, text[:200]
+
+
+def test_the_gates_can_be_forced_open(gates_open: None) -> None:
+    """The comparison below means something: with the gates open, a text holding no
+    literal at all still gets every rule tried (the assignment gate included)."""
+    assert scantext.ScanText("plain words").found >= {"ignore", "glpat-", "void"}
+    assert assignments._may_assign_a_value(scantext.ScanText("nothing"))
+
+
+def test_corpus_findings_are_the_same_with_every_gate_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _gated_and_open([sample.body for sample in SAMPLES], monkeypatch)
+
+
+def test_adversarial_findings_are_the_same_with_every_gate_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _gated_and_open([text for _, text in adversarial_cases(2_000)], monkeypatch)
+
+
+_PIECES = [
+    piece for sample in SAMPLES for piece in re.split(r"(?<=[\s.,;:])", sample.body) if piece
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES + list(_BAIT)), min_size=1, max_size=60))
+def test_recombined_pieces_give_the_same_findings_with_every_gate_open(
+    pieces: list[str],
+) -> None:
+    text = "".join(pieces)
+    gated = _findings(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scantext._Registry, "found", _everything_present)
+        patch.setattr(assignments, "_may_assign_a_value", lambda scan: True)
+        assert _findings(text) == gated
+
+
+def test_unregistered_anchors_are_always_searched_for() -> None:
+    scan = scantext.ScanText("a zqxj-unregistered anchor")
+    assert scan.may_occur(("zqxj-",)) == ("zqxj-",)
+    assert scan.may_occur(("ignore",)) == ()
+
+
+def test_long_texts_are_searched_in_chunks_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A literal across a chunk boundary is still found."""
+    rng = random.Random(7)
+    text = "".join(rng.choice([*_BAIT, " filler ", "\n"]) for _ in range(3_000)).lower()
+    whole = scantext._REGISTRY.found(text)
+    monkeypatch.setattr(scantext, "_CHUNK", 97)
+    assert scantext._REGISTRY.found(text) == whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="aZ09+/_-= .é\n", max_size=300))
+def test_base64_runs_from_the_byte_map_match_the_regex(text: str) -> None:
+    spans = [match.span() for match in encoded.long_runs(text)]
+    assert spans == [match.span() for match in encoded._BASE64_RUN.finditer(text)]
