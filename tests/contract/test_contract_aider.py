@@ -58,6 +58,8 @@ async def test_an_aider_goal_goes_from_plan_to_merge_ready_with_no_state_file_on
     config.roles.agent = "aider"
     try:
         async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, _, _):
+            # Default settings: bubblewrap, the sandbox users' agents run in.
+            assert runtime.sandbox_warning is None, runtime.sandbox_warning
             issue = await file_goal(runtime, GOAL_TITLE, GOAL)
             await reach(runtime, {issue.iid: "merge-ready"}, limit=1500)
     finally:
