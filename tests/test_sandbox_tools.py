@@ -104,3 +104,27 @@ def test_an_npm_cli_sees_the_sibling_packages_it_loads(tmp_path: Path) -> None:
     # Only the npm tree came along, not what lies beside it.
     assert str(tmp_path / "tools" / "node_modules") in launch.argv
     assert str(tmp_path / "tools") not in launch.argv
+
+
+def test_a_command_has_no_capability_to_undo_the_sandbox(tmp_path: Path) -> None:
+    """Whoever runs crewline (CI runs as root, where bwrap keeps every capability unless
+    told otherwise): a command cannot unmount what hides crewline's files, nor do anything
+    else that takes a capability (remount the system writable, say)."""
+    home = tmp_path / "home"
+    hidden = home / "crewline-data"
+    hidden.mkdir(parents=True)
+    (hidden / "crewline.sqlite3").write_text("the database", encoding="utf-8")
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    script = f"umount {hidden}; cat {hidden}/crewline.sqlite3; grep CapEff /proc/self/status; id -u"
+    launch = BwrapSandbox(hidden=[hidden]).wrap(
+        ["sh", "-c", script], cwd=workspace, env={"PATH": os.defpath, "HOME": str(home)}
+    )
+
+    done = subprocess.run(
+        launch.argv, env=launch.env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert "the database" not in done.stdout
+    assert "CapEff:\t0000000000000000" in done.stdout, done.stdout
+    assert done.stdout.split()[-1] != "0"  # never root inside, even when crewline is

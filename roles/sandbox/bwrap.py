@@ -46,7 +46,21 @@ from roles.sandbox.paths import (
 
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 PROBE_TIMEOUT_SECONDS = 20.0
-_ALWAYS = ("--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc")
+# No capability inside, whoever runs crewline: as root bwrap keeps them all by default, and a
+# command could then unmount what hides the database or remount the system writable.
+_ALWAYS = (
+    "--die-with-parent",
+    "--new-session",
+    "--unshare-pid",
+    "--unshare-ipc",
+    "--cap-drop",
+    "ALL",
+)
+# As root, commands also run as an unprivileged user (mapped to root outside, so what they
+# write in the worktree is crewline's): uid 0 without capabilities cannot set up a nested
+# sandbox (Codex's: "bwrap: setting up uid map: Operation not permitted"), and file modes then
+# bind it as they bind any user. 65534 (nobody/nogroup) exists in every distribution's passwd.
+AS_ROOT = ("--unshare-user", "--uid", "65534", "--gid", "65534")
 
 
 def python_dirs() -> list[Path]:
@@ -90,7 +104,7 @@ class BwrapSandbox:
         if not argv:
             raise ValueError("nothing to run: empty argv")
         cwd = Path(os.path.normpath(cwd.absolute()))
-        args = [self.executable, *_ALWAYS, *_system()]
+        args = [self.executable, *_ALWAYS, *(AS_ROOT if os.geteuid() == 0 else ()), *_system()]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
         path_env = env.get("PATH")
         seen = [*self.readable, *readable, *search_path_dirs(path_env)]
