@@ -19,7 +19,9 @@ What a confined command sees, mounted in this order (a later mount covers an ear
    ``add`` work but nothing can change the refs, objects, index or config crewline's own git
    commands use.
 
-The network is shared (agents call their model's API). ``--die-with-parent`` and the PID
+No capability is kept, and when crewline runs as root the command runs as nobody (mapped to
+root outside), so nothing inside can unmount or remount any of this. The network is shared
+(agents call their model's API). ``--die-with-parent`` and the PID
 namespace mean that killing bwrap kills everything inside; ``--new-session`` keeps the
 command off crewline's terminal.
 """
