@@ -220,3 +220,50 @@ def test_aider_gets_a_git_identity_from_its_environment(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True, check=False,
     )  # fmt: skip
     assert bare.returncode == 1  # without it git has none, and aider would write one
+
+
+# What aider 0.86.2 printed in a worktree whose git objects were read-only: it created the
+# file, its `git add` failed, it dropped the edit, and it exited 0.
+GIT_FAILED_086 = """\
+Aider v0.86.2
+Model: openai/test-model with diff edit format
+Git repo: ../../../mirrors/demo-app-2b6b01a3a6.git/worktrees/1 with 8 files
+Repo-map: using 1024 tokens, auto refresh
+
+I'll add the helper.
+
+app/shout.py
+```python
+<<<<<<< SEARCH
+=======
+def shout(text):
+    return text.upper()
+>>>>>>> REPLACE
+```
+Tokens: 3.6k sent, 60 received.
+
+app/shout.py
+Cmd('git') failed due to: exit code(128)
+  cmdline: git add
+/tmp/workspaces/worktrees/demo-app-2b6b01a3a6/1/app/shout.py
+  stderr: 'error: unable to create temporary file: Read-only file system
+error: app/shout.py: failed to insert into database
+error: unable to index file 'app/shout.py'
+fatal: adding files failed'
+"""
+
+
+async def test_a_git_failure_that_made_aider_drop_its_edits_fails_the_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_cli(tmp_path, monkeypatch, "aider", printing(GIT_FAILED_086))
+
+    result = await aider(model="openai/test-model").run(make_task(tmp_path))
+
+    assert not result.ok and result.exit_code == 0
+    assert result.error == (
+        "aider: aider's git command failed and aider dropped its edits (exit code(128); "
+        "stderr: 'error: unable to create temporary file: Read-only file system): check that "
+        "git can write this worktree's index and objects"
+    )
+    assert result.usage == Usage(tokens_in=3_600, tokens_out=60, cost_usd=0.0)

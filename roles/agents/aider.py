@@ -50,6 +50,7 @@ _REPORT = re.compile(
     rf"(?:\s*Cost: \$(?P<message>[\d.,]+) message, \$(?P<session>[\d.,]+) session\.)?"
 )
 _SCALE = {"k": 1_000, "m": 1_000_000}
+_GIT_FAILED = re.compile(r"^Cmd\('git'\) failed due to: (?P<why>.*)$", re.MULTILINE)
 
 
 # aider writes a placeholder git identity into the repository's config when none is set, and
@@ -97,7 +98,24 @@ class AiderAgent(CliAgent):
 
 
 def parse_aider(process: ProcessResult) -> Parsed:
-    return Parsed(output=_ANSI.sub("", process.stdout).strip(), usage=aider_usage(process.stdout))
+    output = _ANSI.sub("", process.stdout).strip()
+    return Parsed(output=output, usage=aider_usage(process.stdout), error=git_failure(output))
+
+
+def git_failure(output: str) -> str | None:
+    """Why aider's git failed, when it did: aider stages every file it creates (``git add``)
+    and, when git fails, drops the edits of that reply yet exits 0, so the turn would pass for
+    one that changed nothing (and a fix turn would then edit a file that is not there)."""
+    found = _GIT_FAILED.search(output)
+    if found is None:
+        return None
+    following = output[found.end() :].splitlines()[:8]
+    stderr = next((line.strip() for line in following if line.strip().startswith("stderr:")), "")
+    detail = found["why"].strip() + (f"; {stderr}" if stderr else "")
+    return (
+        f"aider's git command failed and aider dropped its edits ({detail}): check that git "
+        "can write this worktree's index and objects"
+    )
 
 
 def aider_usage(text: str) -> Usage | None:

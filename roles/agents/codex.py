@@ -20,7 +20,9 @@ network (Connection failed: ...)") for as long as it is left running. After
 crewline's timeout. Its workspace-write sandbox needs a helper Codex creates under
 ``$CODEX_HOME``, and Codex 0.171 refuses to create it under a temporary directory: keep
 ``CODEX_HOME`` (default ``~/.codex``) out of ``/tmp``, or every command fails with "bwrap:
-execvp codex-linux-sandbox". Codex leaves nothing in the worktree (its sessions live in
+execvp codex-linux-sandbox". That sandbox nests inside crewline's bubblewrap one (a user
+namespace inside its namespaces) and is kept: it also cuts the network for the commands the
+model runs (docs/decisions/0026). Codex leaves nothing in the worktree (its sessions live in
 ``$CODEX_HOME``); ``.codex/`` is excluded in case a project-level config is written there.
 """
 

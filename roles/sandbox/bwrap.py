@@ -14,11 +14,14 @@ What a confined command sees, mounted in this order (a later mount covers an ear
    that does not exist yet, so it cannot be created);
 5. this launch's own paths on top: its working directory read-write and, for a linked git
    worktree, the shared repository read-only (other worktrees' administrative directories
-   hidden) and this worktree's administrative directory read-write (index, HEAD), so
-   ``git status`` and ``git diff`` work but nothing can change refs, objects or the config
-   crewline's own git commands use.
+   hidden), with this worktree's object directory and administrative directory (index,
+   HEAD) replaced by private copies gone when the launch ends: ``git status``, ``diff`` and
+   ``add`` work but nothing can change the refs, objects, index or config crewline's own git
+   commands use.
 
-The network is shared (agents call their model's API). ``--die-with-parent`` and the PID
+No capability is kept, and when crewline runs as root the command runs as nobody (mapped to
+root outside), so nothing inside can unmount or remount any of this. The network is shared
+(agents call their model's API). ``--die-with-parent`` and the PID
 namespace mean that killing bwrap kills everything inside; ``--new-session`` keeps the
 command off crewline's terminal.
 """
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from roles.sandbox.base import Launch, SandboxError
@@ -44,7 +48,21 @@ from roles.sandbox.paths import (
 
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 PROBE_TIMEOUT_SECONDS = 20.0
-_ALWAYS = ("--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc")
+# No capability inside, whoever runs crewline: as root bwrap keeps them all by default, and a
+# command could then unmount what hides the database or remount the system writable.
+_ALWAYS = (
+    "--die-with-parent",
+    "--new-session",
+    "--unshare-pid",
+    "--unshare-ipc",
+    "--cap-drop",
+    "ALL",
+)
+# As root, commands also run as an unprivileged user (mapped to root outside, so what they
+# write in the worktree is crewline's): uid 0 without capabilities cannot set up a nested
+# sandbox (Codex's: "bwrap: setting up uid map: Operation not permitted"), and file modes then
+# bind it as they bind any user. 65534 (nobody/nogroup) exists in every distribution's passwd.
+AS_ROOT = ("--unshare-user", "--uid", "65534", "--gid", "65534")
 
 
 def python_dirs() -> list[Path]:
@@ -88,7 +106,7 @@ class BwrapSandbox:
         if not argv:
             raise ValueError("nothing to run: empty argv")
         cwd = Path(os.path.normpath(cwd.absolute()))
-        args = [self.executable, *_ALWAYS, *_system()]
+        args = [self.executable, *_ALWAYS, *(AS_ROOT if os.geteuid() == 0 else ()), *_system()]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
         path_env = env.get("PATH")
         seen = [*self.readable, *readable, *search_path_dirs(path_env)]
@@ -99,14 +117,15 @@ class BwrapSandbox:
             rw.append(Path(home))
         args += _binds(seen, rw)
         args += _hide(self.hidden, rw)
-        args += _git_binds(cwd)
+        git = _git_view(cwd)
+        args += git.args
         own = by_depth([cwd, *(Path(p).absolute() for p in writable)])
         for path in own:
             args += ["--bind", str(path), str(path)]
         # A launch's own directory never uncovers what is hidden inside it.
         inside = [h for h in self.hidden if any(h != o and within(h, o) for o in own)]
         args += _hide(inside, [*rw, *own])
-        args += ["--chdir", str(cwd), "--", *argv]
+        args += ["--chdir", str(cwd), "--", *git.prefix, *argv]
         confined_env = dict(env)
         if "TMPDIR" in confined_env:
             # crewline's own temporary directory is not mounted; the private /tmp is.
@@ -162,15 +181,47 @@ def _system_covered(path: Path) -> bool:
     return any(within(path, Path(name)) for name in SYSTEM_PATHS)
 
 
-def _git_binds(cwd: Path) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _GitView:
+    args: list[str] = field(default_factory=list)  # bwrap mounts
+    prefix: list[str] = field(default_factory=list)  # runs first, then execs the command
+
+
+# Where the real object store and administrative directory are seen, read-only, inside.
+GIT_SHARED = "/run/crewline-git"
+# $1: the object directory (an empty tmpfs), $2: the administrative directory (an empty
+# tmpfs): the first reads every shared object through an alternate, the second starts as a
+# copy of the real one (HEAD, index...).
+_GIT_SETUP = (
+    f'mkdir -p "$1/info" && echo {GIT_SHARED}/objects > "$1/info/alternates" && '
+    f'cp -pR {GIT_SHARED}/admin/. "$2" || '
+    '{ echo "crewline sandbox: git set-up failed" >&2; exit 125; }; shift 2; exec "$@"'
+)
+
+
+def _git_view(cwd: Path) -> _GitView:
+    """What git needs in a linked worktree: the shared repository read-only and the other
+    worktrees' administrative directories hidden.
+
+    git in the sandbox may still write objects and this worktree's administrative files (the
+    index, HEAD): onto private copies, gone when the launch ends. Agents stage files (aider
+    runs ``git add`` on every file it creates, and drops its edit when that fails), which
+    writes objects, and the shared object store must stay read-only; the administrative
+    directory is private too so that its index never names an object only the launch had.
+    Refs and the config stay read-only: a commit or a config change still fails. crewline's
+    own ``git add --all`` afterwards takes the work tree as it is."""
     dirs = linked_worktree(cwd)
     if dirs is None:
-        return []
+        return _GitView()
+    objects = dirs.common / "objects"
     args = ["--ro-bind", str(dirs.common), str(dirs.common)]
+    args += ["--ro-bind", str(objects), f"{GIT_SHARED}/objects", "--tmpfs", str(objects)]
     others = dirs.common / "worktrees"
     if others.is_dir() and within(dirs.private, others):
         args += ["--tmpfs", str(others)]
-    return [*args, "--bind", str(dirs.private), str(dirs.private)]
+    args += ["--ro-bind", str(dirs.private), f"{GIT_SHARED}/admin", "--tmpfs", str(dirs.private)]
+    prefix = ["/bin/sh", "-c", _GIT_SETUP, "crewline-git", str(objects), str(dirs.private)]
+    return _GitView(args, prefix)
 
 
 def probe(executable: str = "bwrap") -> str | None:

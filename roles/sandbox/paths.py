@@ -47,15 +47,26 @@ def _interpreter(program: Path) -> Path | None:
     return Path(os.fsdecode(words[0]))
 
 
+def _node_modules(file: Path) -> list[Path]:
+    """The outermost ``node_modules`` directory holding ``file``, if any: an npm CLI loads its
+    dependencies (Codex its native binary, ``@openai/codex-linux-x64``) from sibling packages
+    there, not from its own package directory."""
+    parts = file.parts
+    if "node_modules" not in parts:
+        return []
+    return [Path(*parts[: parts.index("node_modules") + 1])]
+
+
 def program_dirs(program: str, path_env: str | None) -> list[Path]:
     """Where ``program`` (as found on ``path_env``), its real file and a script's interpreter
-    live, with their prefixes; empty when it cannot be found (the launch then fails inside)."""
+    live, with their prefixes (and the npm tree of a program inside one); empty when it cannot
+    be found (the launch then fails inside)."""
     located = shutil.which(program, path=path_env)
     if located is None:
         return []
     found: list[Path] = []
     for candidate in (Path(located).absolute(), Path(os.path.realpath(located))):
-        found += _prefix(candidate.parent)
+        found += _prefix(candidate.parent) + _node_modules(candidate)
         interpreter = _interpreter(candidate)
         if interpreter is not None:
             for file in (interpreter, Path(os.path.realpath(interpreter))):

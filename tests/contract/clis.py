@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from roles.agents import ADAPTERS
+from roles.sandbox import Sandbox, SandboxSettings, select_sandbox
 
 CACHE = Path(os.environ.get("CREWLINE_CONTRACT_CACHE", Path.home() / ".cache/crewline-contract"))
 NPM_PACKAGES = {
@@ -32,6 +33,14 @@ OFFLINE_ENV = {
     "GEMINI_TELEMETRY_ENABLED": "false",
     "NO_UPDATE_NOTIFIER": "1",
 }
+
+
+def default_sandbox() -> Sandbox:
+    """The sandbox crewline chooses with default settings, which must be bubblewrap here:
+    these tests prove the CLIs confined as users run them, never unconfined by accident."""
+    selected = select_sandbox(SandboxSettings())
+    assert selected.warning is None and selected.sandbox.name == "bwrap", selected.warning
+    return selected.sandbox
 
 
 def tested(kind: str) -> str:

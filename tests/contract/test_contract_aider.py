@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from forge.sim.app import RunningSim
-from roles.sandbox import SandboxSettings
 from roles.settings import AgentSettings
 from tests.contract import clis
 from tests.contract.model_server import ModelServer
@@ -56,12 +55,11 @@ async def test_an_aider_goal_goes_from_plan_to_merge_ready_with_no_state_file_on
         env_allow=["OPENAI_API_BASE", "OPENAI_API_KEY", *clis.OFFLINE_ENV],
     )
     config = full_config(demo_sim, tmp_path, agents={"aider": settings})
-    # Unconfined for now: under bubblewrap the real aider crashed writing the shared, read-only
-    # git config and these CLIs were not yet proven there (see the closing note of issue 12).
-    config.sandbox = SandboxSettings(backend="none")
     config.roles.agent = "aider"
     try:
         async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, _, _):
+            # Default settings: bubblewrap, the sandbox users' agents run in.
+            assert runtime.sandbox_warning is None, runtime.sandbox_warning
             issue = await file_goal(runtime, GOAL_TITLE, GOAL)
             await reach(runtime, {issue.iid: "merge-ready"}, limit=1500)
     finally:

@@ -12,7 +12,6 @@ import pytest
 
 from bot.desk_work import answer, questions_in
 from forge.sim.app import RunningSim
-from roles.sandbox import SandboxSettings
 from roles.settings import AgentSettings
 from tests.contract import clis
 from tests.contract.model_server import ModelServer
@@ -60,12 +59,11 @@ async def test_a_claude_goal_resumes_its_session_after_a_question_and_reaches_me
         env_allow=["ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", *clis.OFFLINE_ENV],
     )
     config = full_config(demo_sim, tmp_path, agents={"claude": settings})
-    # Unconfined for now: under bubblewrap the real aider crashed writing the shared, read-only
-    # git config and these CLIs were not yet proven there (see the closing note of issue 12).
-    config.sandbox = SandboxSettings(backend="none")
     config.roles.agent = "claude"
     try:
         async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, _, _):
+            # Default settings: bubblewrap, the sandbox users' agents run in.
+            assert runtime.sandbox_warning is None, runtime.sandbox_warning
             issue = await file_goal(runtime, GOAL_TITLE, GOAL)
             await reach(runtime, {issue.iid: "needs-input"}, limit=600)
             notes = await runtime.services.gateway.notes(PROJECT, issue.iid)

@@ -3,9 +3,11 @@ Responses API server (streaming) configured as a custom provider: one goal from 
 merge-ready through a failed validation and a fix turn; and, offline, its endless
 "Reconnecting..." errors end the turn at once.
 
-CODEX_HOME lives under the cache directory, not under /tmp: Codex 0.171 refuses to create its
-sandbox helper under a temporary directory, and every command in the workspace-write sandbox
-then fails with "bwrap: execvp codex-linux-sandbox: No such file or directory"."""
+Codex runs inside crewline's default (bubblewrap) sandbox with its own workspace-write
+sandbox nested in it (docs/decisions/0026). CODEX_HOME lives under the cache directory, not
+under /tmp: Codex 0.171 refuses to create its sandbox helper under a temporary directory, and
+every command in the workspace-write sandbox then fails with "bwrap: execvp
+codex-linux-sandbox: No such file or directory", sandboxed by crewline or not."""
 
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ import pytest
 
 from forge.sim.app import RunningSim
 from roles.agents import AgentTask, TaskKind, build_agent
-from roles.sandbox import SandboxSettings
 from roles.settings import AgentSettings
 from tests.contract import clis
 from tests.contract.model_server import ModelServer
@@ -73,12 +74,11 @@ async def test_a_codex_goal_goes_from_plan_to_merge_ready_through_a_fix_turn(
     server = ModelServer(functools.partial(shell_script, ask=False))
     await server.start()
     config = full_config(demo_sim, tmp_path, agents={"codex": settings(server.base_url)})
-    # Unconfined for now: under bubblewrap the real aider crashed writing the shared, read-only
-    # git config and these CLIs were not yet proven there (see the closing note of issue 12).
-    config.sandbox = SandboxSettings(backend="none")
     config.roles.agent = "codex"
     try:
         async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, _, _):
+            # Default settings: bubblewrap, the sandbox users' agents run in.
+            assert runtime.sandbox_warning is None, runtime.sandbox_warning
             issue = await file_goal(runtime, GOAL_TITLE, GOAL)
             await reach(runtime, {issue.iid: "merge-ready"}, limit=1500)
     finally:
@@ -104,7 +104,7 @@ async def test_a_codex_goal_goes_from_plan_to_merge_ready_through_a_fix_turn(
 async def test_offline_codex_ends_the_turn_at_once_with_the_connection_error(
     tmp_path: Path, codex_home: Path
 ) -> None:
-    agent = build_agent("codex", settings("http://127.0.0.1:9"))
+    agent = build_agent("codex", settings("http://127.0.0.1:9"), clis.default_sandbox())
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     task = AgentTask(

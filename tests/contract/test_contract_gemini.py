@@ -50,6 +50,7 @@ async def test_the_real_gemini_without_credentials_is_a_clear_error(
     agent = build_agent(
         "gemini",
         AgentSettings(kind="gemini", command=str(clis.npm_cli("gemini")), timeout_seconds=300),
+        clis.default_sandbox(),
     )
     workspace = tmp_path / "workspace"
     workspace.mkdir()
