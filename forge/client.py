@@ -42,6 +42,7 @@ import urllib3.exceptions
 from gitlab.v4.objects import Project, ProjectIssue, ProjectIssueManager, ProjectManager
 
 from forge import metrics
+from forge.rate import RateBudget
 from forge.settings import GitLabSettings
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,9 @@ class GitLabClient:
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="gitlab")
         self._local = threading.local()
+        self.budget = RateBudget(
+            share=settings.rate_limit_share, limit_per_minute=settings.rate_limit_per_minute
+        )
 
     @property
     def url(self) -> str:
@@ -265,10 +269,15 @@ class GitLabClient:
         client: gitlab.Gitlab | None = getattr(self._local, "client", None)
         if client is None:
             client = build_gitlab(
-                self._settings, self._token, [metrics.gitlab_response, _raise_transient]
+                self._settings,
+                self._token,
+                [metrics.gitlab_response, self._count_answer, _raise_transient],
             )
             self._local.client = client
         return client
+
+    def _count_answer(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.budget.record(response.headers)
 
     async def call(
         self,
