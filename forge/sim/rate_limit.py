@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from email.utils import formatdate
 
@@ -26,6 +27,7 @@ class RateWindows:
         self._clock = clock
         self._lock = threading.Lock()
         self._windows: dict[int, tuple[int, int]] = {}  # user id -> (window start, count)
+        self.totals: Counter[int] = Counter()  # user id -> requests since start (for benches)
 
     def count(self, user_id: int) -> tuple[dict[str, str], bool]:
         """Count one request of ``user_id``: its headers, and whether it is over the limit."""
@@ -35,6 +37,7 @@ class RateWindows:
             began, observed = self._windows.get(user_id, (start, 0))
             observed = observed + 1 if began == start else 1
             self._windows[user_id] = (start, observed)
+            self.totals[user_id] += 1
         reset = start + WINDOW_SECONDS
         headers = {
             "RateLimit-Limit": str(self.limit),
