@@ -376,6 +376,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(json.dumps(asdict(result), indent=2))
             return
         print("  ".join(f"{state} {count}" for state, count in result.counts.items() if count))
+        for line in result.rate:
+            print(line)
         for item in result.items:
             line = f"{item.project}#{item.iid:<5} {item.state:<15} {item.title[:50]}"
             print(f"{line}  {item.detail}" if item.detail else line)

@@ -4,23 +4,64 @@ Webhooks wake the engine at once; the poll catches whatever a lost webhook misse
 job runs one instance at a time (``max_instances=1``), missed runs collapse into one
 (``coalesce=True``), and a run late by up to one interval still happens
 (``misfire_grace_time``) rather than being dropped after a busy moment.
+
+The poll and the janitor are housekeeping: when GitLab's rate budget runs short
+(:mod:`forge.rate`) they skip ticks, up to eight in a row, before any run in flight is slowed
+(docs/decisions/0029). Each poll also leaves this host's rate figures in its database for
+``crewline status``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.settings import ScheduleSettings
 from forge.client import ForgeError
+from forge.rate import RateBudget
 from roles.engine import Engine
 from roles.flaky import scan
 from roles.janitor import JanitorLimits, sweep
 from roles.settings import FlakyDoctorSettings
+from storage import StorageError
 
 log = logging.getLogger(__name__)
+
+RATE_KEY = "gitlab:rate"  # this host's last RateSnapshot, for `crewline status`
+
+
+class Paced:
+    """Whether a housekeeping job's tick should run: always while the budget is ample, and
+    once every ``slowdown()`` intervals while it is short."""
+
+    def __init__(
+        self,
+        name: str,
+        budget: RateBudget,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._budget = budget
+        self._interval = interval
+        self._clock = clock
+        self._last: float | None = None
+
+    def due(self) -> bool:
+        now = self._clock()
+        factor = self._budget.slowdown()
+        # Half an interval of slack: ticks come every interval, give or take the loop's jitter.
+        waited = None if self._last is None else now - self._last
+        if factor > 1 and waited is not None and waited < (factor - 0.5) * self._interval:
+            log.info("%s skipped: GitLab rate budget short (every %.0fx)", self.name, factor)
+            return False
+        self._last = now
+        return True
 
 
 def build_scheduler(
@@ -33,10 +74,23 @@ def build_scheduler(
         answer_timeout=schedule.answer_timeout_seconds,
     )
 
+    budget = engine.services.gateway.calls.client.budget
+    poll_pace = Paced("poll", budget, schedule.poll_seconds)
+    janitor_pace = Paced("janitor", budget, schedule.janitor_seconds)
+
     async def poll() -> None:
-        engine.wake()
+        if poll_pace.due():
+            engine.wake()
+        try:
+            await engine.services.storage.settings.set_json(
+                RATE_KEY, {**asdict(budget.snapshot()), "at": time.time()}
+            )
+        except StorageError as error:
+            log.warning("could not record the GitLab rate for `crewline status`: %s", error)
 
     async def janitor() -> None:
+        if not janitor_pace.due():
+            return
         try:
             report = await sweep(engine.services, busy=engine.inflight_keys(), limits=limits)
         except ForgeError as error:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from bot.app import Runtime, build_runtime
 from bot.config import ConfigError, CrewlineConfig, Secrets
 from bot.console import ConsoleDesk, ConsoleNotifier
-from bot.discord_run import DiscordRuntime, discord_token, start_discord
 from bot.observe import Observer
 from bot.scheduler import build_scheduler
 from forge.client import ForgeError
@@ -21,6 +21,10 @@ from forge.privilege import merge_power
 from forge.webhooks import WebhookReceiver
 from forge.webhooks.events import WebhookEvent, wakes_gates
 from roles.notify import Desk, GateRequest
+
+if TYPE_CHECKING:
+    # discord.py is imported only when Discord is enabled: it is ~10 MB of an idle host.
+    from bot.discord_run import DiscordRuntime
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ async def serve(
     console = Console(highlight=False)
     with_discord = webhooks and config.discord.enabled  # `crewline run`, not extra workers
     if with_discord:
+        from bot.discord_run import discord_token
+
         discord_token(secrets, config.discord)  # a missing or malformed token fails first
     runtime = await build_runtime(config, secrets, notifier=ConsoleNotifier(console))
     if runtime.sandbox_warning:
@@ -106,6 +112,8 @@ async def serve(
     scheduler = build_scheduler(engine, config.schedule, config.roles.flaky)
     discord: DiscordRuntime | None = None
     if with_discord:
+        from bot.discord_run import start_discord
+
         try:
             discord = await start_discord(runtime, secrets)
         except ConfigError:

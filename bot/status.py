@@ -1,12 +1,18 @@
-"""`crewline status`: the board by state, who runs what, what waits and why."""
+"""`crewline status`: the board by state, who runs what, what waits and why, and the GitLab
+rate budget (as GitLab reports it to this command, and this host's own rate as its running
+`crewline run`/`worker` last recorded it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from typing import Any
 
 from bot.app import Runtime
+from bot.scheduler import RATE_KEY
 from forge.claims import ClaimMarker
+from forge.rate import RateSnapshot
 from roles.engine import Verdict
 from workflow import StateKind
 
@@ -24,6 +30,7 @@ class BoardItem:
 class Board:
     counts: dict[str, int]
     items: list[BoardItem]
+    rate: list[str] = field(default_factory=list)
 
 
 def _age(since: str, now: datetime) -> str:
@@ -71,4 +78,28 @@ async def board(runtime: Runtime) -> Board:
                 elif state.kind in (StateKind.GATE, StateKind.WAITING):
                     detail = f"waiting for a human for {_age(issue.updated_at, now)}"
                 items.append(BoardItem(project, issue.iid, issue.title, state.name, detail))
-    return Board(counts, items)
+    return Board(counts, items, await rate_lines(runtime))
+
+
+async def rate_lines(runtime: Runtime) -> list[str]:
+    """The budget as GitLab just reported it to this command, and this host's own rate."""
+    now = time.time()
+    client = runtime.services.gateway.calls.client
+    lines = [f"GitLab rate budget: {client.budget.snapshot().describe(now)} (this command)"]
+    recorded = await runtime.storage.settings.get_json(RATE_KEY)
+    host = _snapshot(recorded)
+    if host is None:
+        lines.append("this host: no rate recorded yet (recorded by `crewline run`/`worker`)")
+    else:
+        age = max(0, round(now - float(recorded["at"])))
+        lines.append(f"this host, {age} s ago: {host.describe(float(recorded['at']))}")
+    return lines
+
+
+def _snapshot(recorded: Any) -> RateSnapshot | None:
+    if not isinstance(recorded, dict) or "at" not in recorded:
+        return None
+    try:
+        return RateSnapshot(**{f.name: recorded[f.name] for f in fields(RateSnapshot)})
+    except (KeyError, TypeError):
+        return None  # written by another version: not worth failing the board for

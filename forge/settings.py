@@ -27,6 +27,19 @@ class GitLabSettings(BaseModel):
         default=4, ge=1, le=64, description="Worker threads for python-gitlab calls"
     )
     ssl_verify: bool = True
+    rate_limit_per_minute: int = Field(
+        default=2000,
+        ge=1,
+        description="The bot user's API requests allowed per minute, used while GitLab sends "
+        "no RateLimit headers (GitLab.com: 2000)",
+    )
+    rate_limit_share: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Above this share of the rate limit, polling and the janitor slow down "
+        "(up to 8 times) so the calls left go to the runs in flight",
+    )
 
     @field_validator("url")
     @classmethod

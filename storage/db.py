@@ -1,5 +1,9 @@
 """One aiosqlite connection per process, with transactions we control (BEGIN IMMEDIATE).
 
+Besides it, :meth:`Database.lease_statement` runs on a plain ``sqlite3`` connection for the leases
+alone, used from the event loop without a thread hop and with ``synchronous=NORMAL``
+(:mod:`storage.leases` and docs/decisions/0029 say why that is safe for leases and only them).
+
 The connection runs in autocommit mode (``isolation_level=None``): Python's sqlite3 never opens a
 transaction behind our back. Every write goes through :meth:`Database.transaction`, which takes
 the write lock up front with ``BEGIN IMMEDIATE`` so a read-then-write inside it can never be
@@ -13,6 +17,7 @@ import asyncio
 import logging
 import random
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -75,6 +80,10 @@ class Database:
 
     def __init__(self, connection: aiosqlite.Connection, path: Path, busy_timeout_ms: int) -> None:
         self._connection: aiosqlite.Connection | None = connection
+        self._leases: sqlite3.Connection | None = None
+        self._lease_lock = asyncio.Lock()
+        self._lease_clock: Callable[[], float] = time.time
+        self._closed = False
         self._lock = asyncio.Lock()
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
@@ -107,7 +116,7 @@ class Database:
         try:
             try:
                 await _execute(connection, f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-                await db._retry_busy(db._use_wal, "switching to WAL")
+                await db.retry_busy(db._use_wal, "switching to WAL")
                 await _execute(connection, "PRAGMA synchronous = FULL")
                 await _execute(connection, "PRAGMA foreign_keys = ON")
             except sqlite3.DatabaseError as exc:
@@ -130,7 +139,11 @@ class Database:
             )
 
     async def close(self) -> None:
-        """Close the connection. Safe to call twice."""
+        """Close the connections. Safe to call twice."""
+        self._closed = True
+        leases, self._leases = self._leases, None
+        if leases is not None:
+            leases.close()
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
@@ -138,6 +151,53 @@ class Database:
     @property
     def closed(self) -> bool:
         return self._connection is None
+
+    async def lease_statement(
+        self, sql: str, params: Params, clock: Callable[[], float], what: str
+    ) -> list[sqlite3.Row]:
+        """Run one statement, atomic on its own, on the leases' connection and return its rows.
+
+        ``crewline_now()`` in ``sql`` reads ``clock`` once the statement holds the write lock,
+        so a grant's instant is never before the release it follows. The statement runs on the
+        event loop (no thread hop); only when another writer holds the lock does it move to a
+        thread to wait there (``busy_timeout``), so the loop never blocks on another process.
+        """
+        async with self._lease_lock:
+            connection = self._lease_connection()
+            self._lease_clock = clock
+            try:
+                return connection.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+
+            def waiting() -> list[sqlite3.Row]:
+                connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                try:
+                    return connection.execute(sql, params).fetchall()
+                finally:
+                    connection.execute("PRAGMA busy_timeout = 0")
+
+            return await self.retry_busy(lambda: asyncio.to_thread(waiting), what)
+
+    def _lease_connection(self) -> sqlite3.Connection:
+        """Opened on first use: autocommit, WAL (set by :meth:`open`), ``synchronous=NORMAL``
+        and ``busy_timeout=0``, so a statement that would wait for a writer fails at once."""
+        if self._closed:
+            raise StorageError(f"{self.path}: the database is closed; open it again first")
+        if self._leases is None:
+            try:
+                connection = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False
+                )
+                connection.row_factory = sqlite3.Row
+                connection.execute("PRAGMA busy_timeout = 0")
+                connection.execute("PRAGMA synchronous = NORMAL")
+                connection.create_function("crewline_now", 0, lambda: self._lease_clock())
+            except sqlite3.Error as exc:
+                raise _unusable(self.path, exc) from exc
+            self._leases = connection
+        return self._leases
 
     async def schema_version(self) -> int:
         row = await self.fetchone("PRAGMA user_version")
@@ -152,7 +212,7 @@ class Database:
                 # Only possible if an earlier ROLLBACK itself failed; never build on its leftovers.
                 log.warning("storage %s: rolling back a transaction left open", self.path)
                 await _execute(connection, "ROLLBACK")
-            await self._retry_busy(lambda: _execute(connection, "BEGIN IMMEDIATE"), "BEGIN")
+            await self.retry_busy(lambda: _execute(connection, "BEGIN IMMEDIATE"), "BEGIN")
             try:
                 yield Transaction(connection)
             except BaseException:
@@ -171,12 +231,12 @@ class Database:
         except sqlite3.Error:
             log.exception("storage %s: ROLLBACK failed", self.path)
 
-    async def _retry_busy(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+    async def retry_busy(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
         for attempt in range(_BUSY_RETRIES + 1):
             try:
                 return await operation()
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
+                if not is_busy(exc):
                     raise
                 if attempt == _BUSY_RETRIES:
                     raise StorageBusyError(
@@ -222,7 +282,8 @@ def _unusable(path: Path, exc: Exception | str) -> StorageError:
     )
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether ``exc`` is SQLite's "another writer holds the lock" (SQLITE_BUSY)."""
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
         return code & 0xFF == sqlite3.SQLITE_BUSY

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from forge.sim.events import EventBus
 from forge.sim.http import Params, created, fail, forbidden, not_found, now_iso, paginate
+from forge.sim.rate_limit import RateWindows
 from forge.sim.store import SimStore
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
@@ -47,6 +48,10 @@ class SimConfig:
     # once and moves the pipeline on in a background worker, so for a moment the pipeline
     # still says ``failed`` while its retried job waits; 0 processes it before answering.
     ci_retry_processing_delay: float = 0.0
+    # GitLab's rate limit per user and minute, reported in RateLimit-* headers (GitLab.com's
+    # authenticated API limit); enforced with 429s only when asked.
+    rate_limit: int = 2000
+    rate_limit_enforced: bool = False
 
 
 @dataclass
@@ -55,6 +60,10 @@ class Sim:
     store: SimStore
     events: EventBus = field(default_factory=EventBus)
     base_url: str = ""  # set once the server listens, e.g. http://127.0.0.1:8929
+    rate: RateWindows = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rate = RateWindows(self.config.rate_limit)
 
     @property
     def premium(self) -> bool:
@@ -171,6 +180,22 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         if user is None:
             fail(401, "401 Unauthorized")
         request[USER_KEY] = user
+        sim = request.app[SIM_KEY]
+        headers, over = sim.rate.count(int(user["id"]))
+        if over and sim.config.rate_limit_enforced:
+            refused = web.HTTPTooManyRequests(
+                text='{"message":"Retry later"}', content_type="application/json"
+            )
+            refused.headers.update(headers)
+            raise refused
+        try:
+            answer: web.StreamResponse = await handler(request)
+        except web.HTTPException as error:
+            error.headers.update(headers)
+            raise
+        if not answer.prepared:  # a streamed answer has sent its headers already
+            answer.headers.update(headers)
+        return answer
     response: web.StreamResponse = await handler(request)
     return response
 

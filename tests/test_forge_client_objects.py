@@ -1,0 +1,101 @@
+"""python-gitlab objects built once per thread, and a session that keeps no cookies."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import gitlab
+import pytest
+from forge_support import PROJECT, gateway_for, make_project
+
+from forge.client import GitLabClient
+from forge.settings import GitLabSettings
+from forge.sim.app import RunningSim
+
+
+async def test_project_and_issue_handles_are_built_once_per_thread_and_stay_correct(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    make_project(sim)
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
+        client = gateway.calls.client
+        first = await gateway.create_issue(PROJECT, "first", "one")
+        second = await gateway.create_issue(PROJECT, "second", "two")
+        await gateway.post_note(PROJECT, first.iid, "note on the first")
+        await gateway.post_note(PROJECT, second.iid, "note on the second")
+
+        def handles(gl: gitlab.Gitlab) -> tuple[object, ...]:
+            project = gl.projects.get(PROJECT, lazy=True)
+            return (
+                project,
+                gl.projects.get(PROJECT, lazy=True),
+                project.issues.get(first.iid, lazy=True),
+                project.issues.get(first.iid, lazy=True),
+                project.issues.get(second.iid, lazy=True),
+            )
+
+        # One thread in the pool for this check: every call lands on the same thread.
+        single = GitLabClient(GitLabSettings(url=sim.base_url, threads=1), "sim-bot-token")
+        try:
+            a = await single.call("handles", handles)
+            b = await single.call("handles", handles)
+        finally:
+            await single.close()
+        project, project_again, issue, issue_again, other = a
+        assert project is project_again is b[0]
+        assert issue is issue_again is b[2]
+        assert other is not issue and other is b[4]
+        # Shared handles still address their own issue.
+        bodies_first = [n.body for n in await gateway.notes(PROJECT, first.iid)]
+        bodies_second = [n.body for n in await gateway.notes(PROJECT, second.iid)]
+        assert any("note on the first" in body for body in bodies_first)
+        assert not any("note on the second" in body for body in bodies_first)
+        assert any("note on the second" in body for body in bodies_second)
+        assert client is not single
+
+
+class _CookieServer(BaseHTTPRequestHandler):
+    cookies_seen: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        type(self).cookies_seen.append(self.headers.get("Cookie"))
+        body = json.dumps({"id": 7, "path_with_namespace": "g/p"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Set-Cookie", "_gitlab_session=abc; path=/")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def cookie_server() -> Iterator[str]:
+    _CookieServer.cookies_seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CookieServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_the_session_neither_keeps_nor_sends_cookies(cookie_server: str) -> None:
+    client = GitLabClient(GitLabSettings(url=cookie_server, threads=1), "token")
+    try:
+        for _ in range(2):
+            await client.call("project.get", lambda gl: gl.projects.get("g/p").id)
+        jar_sizes = await client.call("jar", lambda gl: len(gl.session.cookies))
+    finally:
+        await client.close()
+    assert _CookieServer.cookies_seen == [None, None]
+    assert jar_sizes == 0
