@@ -1,11 +1,18 @@
 """The engine: asks each role for ready work, claims it, runs it, moves it on.
 
-One pass (:meth:`Engine.tick`) lists every role's ready issues per project (one API call
-each), honours the pause flags and the concurrency limits, asks the role whether an issue
-may start now (dependencies, overlapping work, budgets), claims it (forge/claims) and runs
-the role as a background task. The run renews its claim while it works, and on its outcome
-the issue is transitioned and the claim released. Webhook events call :meth:`wake`; the
-scheduler's poll is the safety net. Nothing here blocks the event loop.
+A full pass (:meth:`Engine.tick`, on the poll) refreshes each project's one listing
+(forge/issue_index: one call when nothing changed), honours the pause flags and the
+concurrency limits, asks the role whether an issue may start now (dependencies, overlapping
+work, budgets), claims it (forge/claims) and runs the role as a background task. The run
+renews its claim while it works, and on its outcome the issue is transitioned and the claim
+released.
+
+Between polls the engine acts on single issues (:meth:`Engine.notice`): a webhook event
+about an issue, or a move this process made itself (the gateway tells the engine as it
+writes; the webhook echo of our own write wakes nothing). A freed slot looks again at the
+ready issues of the last listing without listing again. Events are coalesced per issue.
+The poll stays the safety net for missed events (docs/decisions/0028). Nothing here blocks
+the event loop.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -39,6 +46,9 @@ from workflow import Outcome, next_state
 log = logging.getLogger(__name__)
 
 PAUSE_ALL = "pause:*"
+# A listing at most this old serves the gates and the janitor: the engine's pass or the
+# janitor's own refresh just made it (a move this host makes updates it at once).
+LISTING_REUSE = 5.0
 
 
 def pause_key(project: str) -> str:
@@ -94,10 +104,21 @@ class EngineStats:
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
+# What an event says about its issue: the fresh issue (our own write's answer), its labels
+# (an issue webhook), or nothing (a note on it: the listing's copy is looked at).
+Seen = Issue | tuple[str, ...] | None
+
+
 class Engine:
     def __init__(self, services: Services, roles: Mapping[str, Role]) -> None:
         self.services = services
         self.roles = dict(roles)
+        wf = services.workflow
+        self._ready_roles = {wf.ready_state(name).label: name for name in self.roles}
+        self._pending: dict[tuple[str, int], Seen] = {}  # issues events asked about
+        self._full_due = True  # a full pass (the poll) is due
+        self._slots_freed = False  # a run ended: the last listing's ready work may start
+        services.gateway.moved.append(self._moved)
         self.waiting: dict[tuple[str, int], Waiting] = {}
         self.stats = EngineStats()
         self._inflight: dict[tuple[str, int], _InFlight] = {}
@@ -112,8 +133,27 @@ class Engine:
     # ------------------------------------------------------------ driving
 
     def wake(self) -> None:
-        """Look for work now (a webhook said something changed)."""
+        """A full pass now: the poll, or something whose effect on the work is unknown."""
+        self._full_due = True
         self._wake.set()
+
+    def notice(self, project: str, iid: int, seen: Seen = None) -> None:
+        """Look at this one issue soon (a webhook event about it); several events about one
+        issue before the engine gets to it make one look."""
+        key = (project, iid)
+        if isinstance(self._pending.get(key), Issue) and not isinstance(seen, Issue):
+            return  # already holding a fresher copy than the event carries
+        self._pending[key] = seen
+        self._wake.set()
+
+    def _moved(self, issue: Issue) -> None:
+        """The gateway moved ``issue`` for this process (a run finishing, the desk, the
+        janitor): its echo wakes nothing, so the engine takes note here."""
+        if self._ready_role(issue.labels) is not None:
+            self.notice(issue.project, issue.iid, issue)
+
+    def _ready_role(self, labels: Sequence[str]) -> str | None:
+        return next((self._ready_roles[lab] for lab in labels if lab in self._ready_roles), None)
 
     def wake_gates(self) -> None:
         """Look at the gates now (a webhook said someone reacted to a plan or approved)."""
@@ -129,13 +169,18 @@ class Engine:
         while True:
             if self._resume_pending:
                 await _logged("resuming interrupted runs", self.resume)
-            await _logged("engine pass", self.tick)
+            if self._full_due:
+                await _logged("engine pass", self.tick)
+            elif self._pending or self._slots_freed:
+                await _logged("event pass", self.tick_events)
             if self._gates_due or time.monotonic() >= reask_at:
                 self._gates_due = False
                 reask_at = time.monotonic() + poll_seconds
                 await _logged("asking again about waiting gates", self.reask_gates)
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), poll_seconds)
+            except TimeoutError:
+                self._full_due = True  # the safety net, should the scheduler's poll not come
             self._wake.clear()
 
     def inflight_keys(self) -> set[tuple[str, int]]:
@@ -164,15 +209,65 @@ class Engine:
     # ------------------------------------------------------------ one pass
 
     async def tick(self) -> int:
-        """One pass over every project and role; returns how many runs it started."""
+        """A full pass over every project and role, on a fresh listing; returns how many
+        runs it started."""
         async with self._tick_lock:
+            self._full_due = False
+            self._pending.clear()  # the fresh listing sees what they said
+            self._slots_freed = False
+            return await self._pass(refresh=True)
+
+    async def tick_events(self) -> int:
+        """Act on the issues events asked about, and, when a run ended, on the ready issues
+        of the last listing; no listing call. Returns how many runs it started."""
+        async with self._tick_lock:
+            pending, self._pending = self._pending, {}
+            freed, self._slots_freed = self._slots_freed, False
             started = 0
-            for project in self.services.projects:
-                if await self.paused(project):
-                    continue
-                for name, role in self.roles.items():
-                    started += await self._start_ready(project, name, role)
+            for (project, iid), seen in pending.items():
+                try:
+                    started += await self._look(project, iid, seen)
+                except ForgeError as error:
+                    log.warning("could not look at issue=%s#%s: %s", project, iid, error)
+            if freed:
+                started += await self._pass(refresh=False)
             return started
+
+    async def _pass(self, *, refresh: bool) -> int:
+        started = 0
+        index = self.services.gateway.issues
+        for project in self.services.projects:
+            if await self.paused(project):
+                continue
+            listing = await index.refresh(project) if refresh else index.listing(project)
+            if listing is None:
+                continue  # nothing listed yet: the first full pass will
+            for name, role in self.roles.items():
+                ready = listing.at(self.services.workflow.ready_state(name).label)
+                if refresh:
+                    metrics.READY_ISSUES.labels(name, project).set(len(ready))
+                started += await self._start_ready(name, role, ready)
+        return started
+
+    async def _look(self, project: str, iid: int, seen: Seen) -> int:
+        """One issue an event named: started when it is ready for a role with a free slot."""
+        if (project, iid) in self._inflight or await self.paused(project):
+            return 0
+        if isinstance(seen, Issue):
+            issue: Issue | None = seen
+        elif seen is None:  # a note: only what the listing says may make it ready
+            listing = self.services.gateway.issues.listing(project)
+            issue = listing.get(iid) if listing is not None else None
+        elif self._ready_role(seen) is None:
+            return 0  # not at a ready state: no call
+        else:
+            issue = await self.services.gateway.get_issue(project, iid)
+        if issue is None or issue.state != "opened":
+            return 0
+        name = self._ready_role(issue.labels)
+        if name is None:
+            return 0
+        return await self._start_ready(name, self.roles[name], [issue])
 
     def _slots(self, role: str) -> int:
         settings = self.services.roles
@@ -180,12 +275,12 @@ class Engine:
         mine = sum(1 for entry in self._inflight.values() if entry.role == role)
         return min(total, settings.by_name()[role].concurrency - mine)
 
-    async def _start_ready(self, project: str, name: str, role: Role) -> int:
+    async def _start_ready(self, name: str, role: Role, ready: Sequence[Issue]) -> int:
         if self._slots(name) <= 0 or not self.services.roles.by_name()[name].enabled:
             return 0
         started = 0
-        for issue in await self.services.gateway.list_ready(project, name):
-            key = (project, issue.iid)
+        for issue in ready:
+            key = (issue.project, issue.iid)
             if key in self._inflight or self._slots(name) <= 0:
                 continue
             try:
@@ -235,7 +330,10 @@ class Engine:
         def forget(_: asyncio.Task[None]) -> None:
             self._inflight.pop(key, None)
             self.stats.finished += 1
-            self.wake()  # a slot is free, and the next role may now have work
+            # A slot is free: the last listing's ready work (and the issue this run just
+            # moved on) may start, without listing again.
+            self._slots_freed = True
+            self._wake.set()
 
         task.add_done_callback(forget)
 
@@ -533,7 +631,6 @@ class Engine:
             result.outcome,
             target,
         )
-        self.wake()  # the next role may have work now
 
     async def reask_gates(self) -> int:
         """Decide the gates GitLab has decided (a 👍, a reply, an Approve: see
@@ -543,7 +640,8 @@ class Engine:
         asked = 0
         gateway = self.services.gateway
         for project in self.services.projects:
-            waiting = await issues_at_gates(gateway, project)
+            # The pass before this one just listed: the same listing serves the gates.
+            waiting = await issues_at_gates(gateway, project, max_age=LISTING_REUSE)
             here = {(project, issue.iid) for issue, _ in waiting}
             # An issue that left its gate is asked again whenever it comes back.
             self._gates_asked = {k for k in self._gates_asked if k[0] != project or k in here}
@@ -557,8 +655,7 @@ class Engine:
                     log.warning("reading a gate in GitLab failed: issue=%s: %s", issue.ref, error)
                     decided = None
                 if decided is not None:
-                    self.wake()  # the issue moved on: the next role may have work
-                    continue
+                    continue  # the move reached the engine through the gateway (_moved)
                 if key in self._gates_asked:
                     continue
                 request = await gate_request(gateway, issue, gate)

@@ -27,14 +27,18 @@ from roles.plan_notes import decision_key, latest_plan
 log = logging.getLogger(__name__)
 
 
-async def complete_recorded_decisions(services: Services, project: str) -> list[str]:
+async def complete_recorded_decisions(
+    services: Services, project: str, *, max_age: float = 0.0
+) -> list[str]:
     """Apply every decision recorded at a gate whose issue still waits there for the same
-    revision; the refs of the issues moved on."""
+    revision; the refs of the issues moved on. From the project's listing, refreshed unless
+    it is at most ``max_age`` seconds old."""
     gateway, wf = services.gateway, services.workflow
     plan_gate = wf.gate_state("plan").name
     moved: list[str] = []
+    listing = await gateway.issues.current(project, max_age=max_age)
     for gate in (wf.gate_state("plan"), wf.gate_state("merge")):
-        for issue in await gateway.list_issues(project, labels=[gate.label]):
+        for issue in listing.at(gate.label):
 
             async def complete(issue: Issue = issue, gate: str = gate.name) -> bool:
                 if gate == plan_gate:
@@ -80,15 +84,18 @@ async def _complete_merge(services: Services, issue: Issue) -> bool:
     return decision.applied
 
 
-async def issues_at_gates(gateway: Gateway, project: str) -> list[tuple[Issue, str]]:
-    """Every open issue waiting at a gate, with the gate's state name."""
+async def issues_at_gates(
+    gateway: Gateway, project: str, *, max_age: float = 0.0
+) -> list[tuple[Issue, str]]:
+    """Every open issue waiting at a gate, with the gate's state name, from the project's
+    listing (refreshed unless it is at most ``max_age`` seconds old)."""
     wf = gateway.workflow
-    found: list[tuple[Issue, str]] = []
-    for gate in (wf.gate_state("plan"), wf.gate_state("merge")):
-        found += [
-            (issue, gate.name) for issue in await gateway.list_issues(project, labels=[gate.label])
-        ]
-    return found
+    listing = await gateway.issues.current(project, max_age=max_age)
+    return [
+        (issue, gate.name)
+        for gate in (wf.gate_state("plan"), wf.gate_state("merge"))
+        for issue in listing.at(gate.label)
+    ]
 
 
 async def gate_request(gateway: Gateway, issue: Issue, gate: str) -> GateRequest | None:
