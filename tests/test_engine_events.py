@@ -1,0 +1,239 @@
+"""Event-driven passes and the one listing a pass reads (issue 14; docs/decisions/0028).
+
+Real simulator, real SQLite, the real engine and gateway; the role is a stand-in that
+records what it was given. Calls are counted from the audit trail, which records every
+GitLab call crewline makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from datetime import datetime
+from pathlib import Path
+
+from bot.app import Runtime
+from forge.sim.app import RunningSim
+from forge.types import Issue
+from forge.webhooks.events import IssueEvent, NoteEvent
+from roles.context import RunContext, Services
+from roles.engine import GO, Admission, Engine, RoleResult
+from roles.engine_events import Woke, route_event
+from tests.engine_support import PROJECT, configure, file_goal, root, runtime_for
+from tests.forge_support import gateway_for
+from workflow import Outcome
+
+
+class Holding:
+    """A pm role whose runs wait until the test ends them; it records what it started."""
+
+    name = "pm"
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.go = asyncio.Event()
+
+    async def admit(self, services: Services, issue: Issue) -> Admission:
+        return GO
+
+    async def run(self, ctx: RunContext) -> RoleResult:
+        self.started.append(ctx.issue.iid)
+        await self.go.wait()
+        return RoleResult(Outcome.SUCCEEDED)
+
+
+async def calls_so_far(runtime: Runtime) -> int:
+    """GitLab calls this host made so far (reads are counted per row)."""
+    await runtime.storage.audit.flush_reads()
+    with sqlite3.connect(runtime.config.storage.path) as conn:
+        row = conn.execute("SELECT COALESCE(SUM(count), 0) FROM audit WHERE what LIKE 'gitlab.%'")
+        return int(row.fetchone()[0])
+
+
+async def until(check: object, limit: float) -> float:
+    """Seconds until ``check()`` held (fails after ``limit``)."""
+    began = time.monotonic()
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() - began < limit, "not in time"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - began
+
+
+def issue_event(issue: Issue) -> IssueEvent:
+    return IssueEvent(
+        uuid=None,
+        received_at=datetime.now().astimezone(),
+        project_id=1,
+        project_path=issue.project,
+        iid=issue.iid,
+        action="update",
+        state=issue.state,
+        labels=list(issue.labels),
+        updated_at=datetime.fromisoformat(issue.updated_at.replace("Z", "+00:00")),
+    )
+
+
+async def test_an_event_acts_on_its_issue_alone_and_the_poll_starts_the_rest(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        role = Holding()
+        engine = Engine(runtime.services, {"pm": role})
+        assert await engine.tick() == 0  # the first listing: nothing ready yet
+        first = await file_goal(runtime, "First", "A goal.")
+        second = await file_goal(runtime, "Second", "A goal.")
+
+        before, listed = await calls_so_far(runtime), await listings_so_far(runtime)
+        assert route_event(engine, issue_event(first)) is Woke.ISSUE
+        assert await engine.tick_events() == 1
+        await until(lambda: role.started == [first.iid], 10)
+        # The event's issue alone, without listing: one read of it, then the claim.
+        assert await listings_so_far(runtime) == listed
+        assert await calls_so_far(runtime) - before <= 8
+
+        # The other ready issue waits at most one poll: run_forever's full pass takes it.
+        host = asyncio.create_task(engine.run_forever(poll_seconds=1.0))
+        try:
+            waited = await until(lambda: second.iid in role.started, 10)
+        finally:
+            role.go.set()
+            host.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await host
+            await engine.stop()
+        assert waited < 3.0
+
+
+async def listings_so_far(runtime: Runtime) -> int:
+    await runtime.storage.audit.flush_reads()
+    with sqlite3.connect(runtime.config.storage.path) as conn:
+        rows = conn.execute(
+            "SELECT COALESCE(SUM(count), 0) FROM audit WHERE what = 'gitlab.issue.list'"
+        )
+        return int(rows.fetchone()[0])
+
+
+async def test_a_missed_webhook_is_picked_up_by_the_next_poll(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """Another host (same bot user) makes an issue ready and its webhook never arrives: the
+    next poll's listing, a delta of what changed, finds it."""
+    async with (
+        runtime_for(demo_sim, configure(demo_sim, tmp_path / "host")) as (runtime, _),
+        gateway_for(demo_sim, tmp_path / "other.sqlite3") as (other, _storage),
+    ):
+        role = Holding()
+        engine = Engine(runtime.services, {"pm": role})
+        parked = await other.create_issue(PROJECT, "Parked", "A goal.", ["workflow::blocked"])
+        host = asyncio.create_task(engine.run_forever(poll_seconds=1.0))
+        try:
+            await asyncio.sleep(0.5)  # the first full pass has listed it, blocked
+            assert role.started == []
+            await other.transition(PROJECT, parked.iid, "pm-ready")
+            waited = await until(lambda: role.started == [parked.iid], 10)
+        finally:
+            role.go.set()
+            host.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await host
+            await engine.stop()
+        assert waited < 3.0
+
+
+async def test_the_echo_of_our_own_write_wakes_nothing_another_hosts_does(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with (
+        runtime_for(demo_sim, configure(demo_sim, tmp_path / "host")) as (runtime, _),
+        gateway_for(demo_sim, tmp_path / "other.sqlite3") as (other, _storage),
+    ):
+        role = Holding()
+        engine = Engine(runtime.services, {"pm": role})
+        gateway = runtime.services.gateway
+        issue = await file_goal(runtime, "Ours", "A goal.")
+        ours = await gateway.transition(PROJECT, issue.iid, "blocked")
+        assert route_event(engine, issue_event(ours)) is Woke.OWN
+        note = await gateway.post_note(PROJECT, issue.iid, "a note of ours")
+        note_event = NoteEvent(
+            uuid=None,
+            received_at=datetime.now().astimezone(),
+            project_id=1,
+            project_path=PROJECT,
+            noteable_type="Issue",
+            issue_iid=issue.iid,
+            note_id=note.id,
+            body=note.body,
+            author_username="crewline",
+        )
+        assert route_event(engine, note_event) is Woke.OWN
+
+        # The same bot user on another host: its write is news here.
+        theirs = await other.transition(PROJECT, issue.iid, "pm-ready")
+        assert route_event(engine, issue_event(theirs)) is Woke.ISSUE
+        assert await engine.tick_events() == 1
+        await until(lambda: role.started == [issue.iid], 10)
+        role.go.set()
+        await engine.drain()
+
+
+async def test_a_move_this_host_makes_reaches_the_engine_without_an_event(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """A run that finishes moves its issue to the next ready state: the engine hears it from
+    the gateway (its webhook echo is ignored) and, once the slot is free, starts it from
+    the listing it holds, without listing again."""
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        role = Holding()
+        engine = Engine(runtime.services, {"pm": role})
+        issue = await file_goal(runtime, "Back again", "A goal.")
+        assert await engine.tick() == 1
+        await until(lambda: role.started == [issue.iid], 10)
+        await runtime.services.gateway.transition(PROJECT, issue.iid, "blocked")
+        role.go.set()
+        await engine.drain()
+        role.go.clear()
+        # A human-side move made through this process (the desk): no webhook needed.
+        listed = await listings_so_far(runtime)
+        await runtime.services.gateway.transition(PROJECT, issue.iid, "pm-ready")
+        assert await engine.tick_events() == 1  # told by the gateway, not by a webhook
+        await until(lambda: role.started == [issue.iid, issue.iid], 10)
+        assert await listings_so_far(runtime) == listed
+        role.go.set()
+        await engine.drain()
+
+
+async def test_a_pass_over_many_waiting_issues_lists_once(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """A thousand waiting issues cost the same as ten: after the first full listing a pass
+    asks only what changed (one call), and what it says about dependencies comes from it."""
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        project = root(demo_sim).projects.get(PROJECT)
+        gate = project.issues.create({"title": "gate", "labels": "workflow::plan-review"})
+        for n in range(120):  # two pages
+            project.issues.create(
+                {
+                    "title": f"waits {n}",
+                    "description": f"Depends on #{gate.iid}",
+                    "labels": "workflow::dev-ready",
+                }
+            )
+        engine = runtime.engine
+        assert await engine.tick() == 0
+        assert len(engine.waiting) == 120
+        before = await calls_so_far(runtime)
+        for _ in range(3):
+            assert await engine.tick() == 0
+        assert await calls_so_far(runtime) - before == 3  # one delta listing per pass
+        assert {w.reason for w in engine.waiting.values()} == {
+            f"waiting for #{gate.iid} to be done"
+        }
+
+        # A change shows in the next delta: the gate closed by hand is done for its dependants.
+        project.issues.update(gate.iid, {"state_event": "close"})
+        listing = await runtime.services.gateway.issues.refresh(PROJECT)
+        assert gate.iid not in listing.issues and gate.iid in listing.changed
+        found = await runtime.services.gateway.issues.lookup(PROJECT, gate.iid)
+        assert found is not None and found.state == "closed"
