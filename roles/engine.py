@@ -451,7 +451,8 @@ class Engine:
     async def _run(self, role: Role, issue: Issue, claim: HostClaim, resumed: Run | None) -> None:
         services = self.services
         try:
-            notes = await services.gateway.notes(issue.project, issue.iid)
+            # The claim just read the notes: an adopted claim (a restart) reads them again.
+            notes = list(claim.notes) or await services.gateway.notes(issue.project, issue.iid)
             run = resumed or await self._start_run(issue, role.name, claim, notes)
             ctx = RunContext(
                 services=services,
