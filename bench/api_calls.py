@@ -225,7 +225,7 @@ def main() -> int:
     parser.add_argument("--dependants", type=int, nargs="*", default=[1000])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--lifecycles", type=int, default=3, help="runs per mode (0: none)")
-    parser.add_argument("--poll", type=float, default=1.0, help="poll seconds in lifecycles")
+    parser.add_argument("--poll", type=float, default=60.0, help="poll seconds in lifecycles")
     args = parser.parse_args()
     for waiting in args.waiting:
         asyncio.run(bench(waiting, args.reps))
