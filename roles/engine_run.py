@@ -62,6 +62,7 @@ class Running:
             # The claim just read the notes: an adopted claim (a restart) reads them again.
             notes = list(claim.notes) or await services.gateway.notes(issue.project, issue.iid)
             run = resumed or await self._start_run(issue, role.name, claim, notes)
+            done = await services.storage.runs.steps(run.id)
             ctx = RunContext(
                 services=services,
                 issue=issue,
@@ -70,8 +71,10 @@ class Running:
                 run=run,
                 claim=claim,
                 project=services.projects[issue.project],
-                done=await services.storage.runs.steps(run.id),
+                done=done,
                 round_attempt=max(1, round_attempt(notes, role.name)),
+                # Nothing of this run can be in GitLab yet: its keyed notes need no lookup.
+                fresh=resumed is None and set(done) <= {"claim"},
             )
         except Exception:
             log.exception("could not start run: issue=%s role=%s", issue.ref, role.name)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from forge.webhooks.events import IssueEvent, NoteEvent
 from roles.context import RunContext, Services
 from roles.engine import GO, Admission, Engine, RoleResult
 from roles.engine_events import Woke, route_event
-from tests.engine_support import PROJECT, configure, file_goal, root, runtime_for
+from tests.engine_support import PROJECT, configure, file_goal, note_bodies, root, runtime_for
 from tests.forge_support import gateway_for
 from workflow import Outcome
 
@@ -237,3 +238,57 @@ async def test_a_pass_over_many_waiting_issues_lists_once(
         assert gate.iid not in listing.issues and gate.iid in listing.changed
         found = await runtime.services.gateway.issues.lookup(PROJECT, gate.iid)
         assert found is not None and found.state == "closed"
+
+
+class Noting:
+    """A pm role that posts one keyed note twice and counts the notes reads that cost."""
+
+    name = "pm"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.ctx: RunContext | None = None
+        self.ids: list[int] = []
+        self.note_reads = -1
+
+    async def admit(self, services: Services, issue: Issue) -> Admission:
+        return GO
+
+    async def run(self, ctx: RunContext) -> RoleResult:
+        self.ctx = ctx
+        before = await note_reads(self.runtime)
+        self.ids.append((await ctx.note("report", "the first word")).id)
+        self.ids.append((await ctx.note("report", "said twice")).id)
+        self.note_reads = await note_reads(self.runtime) - before
+        return RoleResult(Outcome.BLOCKED)
+
+
+async def note_reads(runtime: Runtime) -> int:
+    await runtime.storage.audit.flush_reads()
+    with sqlite3.connect(runtime.config.storage.path) as conn:
+        rows = conn.execute(
+            "SELECT COALESCE(SUM(count), 0) FROM audit WHERE what = 'gitlab.note.list'"
+        )
+        return int(rows.fetchone()[0])
+
+
+async def test_a_fresh_run_posts_its_keyed_notes_without_reading_and_a_resumed_one_finds_them(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        role = Noting(runtime)
+        engine = Engine(runtime.services, {"pm": role})
+        issue = await file_goal(runtime, "Noted", "A goal.")
+        assert await engine.tick() == 1
+        await engine.drain()
+        assert role.ctx is not None and role.ctx.fresh
+        assert role.note_reads == 0  # posted without a lookup, asked again from memory
+        assert role.ids[0] == role.ids[1]
+        marker = f"crewline:note key={role.ctx.key}:report "
+        assert sum(marker in body for body in note_bodies(demo_sim, issue.iid)) == 1
+
+        # The same run resumed after a crash does not know what it posted: it looks first.
+        resumed = replace(role.ctx, fresh=False, posted={})
+        again = await resumed.note("report", "after a restart")
+        assert again.id == role.ids[0]
+        assert sum(marker in body for body in note_bodies(demo_sim, issue.iid)) == 1
