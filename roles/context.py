@@ -85,6 +85,10 @@ class Services:
     )
     # Whether an issue waiting at a gate had a recorded decision left to complete (janitor).
     gate_records: IssueMemo[bool] = field(default_factory=lambda: IssueMemo[bool]())
+    # An issue's notes, for the janitor's look at issues waiting for their MR.
+    issue_notes: IssueMemo[tuple[Note, ...]] = field(
+        default_factory=lambda: IssueMemo[tuple[Note, ...]]()
+    )
 
     def agent_timeout(self, role: str) -> float:
         return self.agent_timeouts.get(role, 1800.0)

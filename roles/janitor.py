@@ -26,12 +26,12 @@ from datetime import UTC, datetime
 
 from forge import metrics
 from forge.gateway import StaleState
-from forge.types import Issue
+from forge.types import Issue, Note
 from roles.attempts import round_attempt
 from roles.context import Services
 from roles.gate_recovery import complete_recorded_decisions
 from roles.gates import head_moved_key
-from roles.mr_link import issue_mr_and_notes, moved_since_qa
+from roles.mr_link import moved_since_qa, mr_reference
 from roles.notify import Event, EventKind
 from roles.stuck import entered_at, stuck_items
 from workflow import Outcome, StateKind, label_change, next_state, read_state
@@ -166,9 +166,11 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
         listing = await services.gateway.issues.current(project, max_age=_PASS_LONG)
         listed = listing.at(state.label, closed=True)
         for issue in listed:
-            mr, notes = await issue_mr_and_notes(services.gateway, project, issue.iid)
-            if mr is None:
-                continue
+            notes = await _notes(services, issue)
+            reference = mr_reference(list(notes))
+            if reference is None:
+                continue  # no MR yet: asked again only once the issue changes
+            mr = await services.gateway.merges.get_mr(project, reference[0])
             if mr.state == "merged":
                 note = f"!{mr.iid} was merged in GitLab; the work is done."
                 key = f"merged:{mr.iid}"
@@ -176,11 +178,22 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
                     await services.gateway.update_issue(project, issue.iid, state_event="close")
                     report.merged.append(issue.ref)
             elif state is gate and issue.state == "opened" and mr.state == "opened":
-                moved = moved_since_qa(notes, mr)
+                moved = moved_since_qa(list(notes), mr)
                 if moved is not None and await _move(
                     services, issue, gate.name, Outcome.HEAD_MOVED, moved, head_moved_key(mr)
                 ):
                     report.back_to_qa.append(issue.ref)
+
+
+async def _notes(services: Services, issue: Issue) -> tuple[Note, ...]:
+    """The issue's notes, read again only once the issue changed (a new note changes it):
+    a thousand issues waiting at the merge gate without an MR cost no call per pass. The MR
+    itself is read on every pass (a merge by hand does not change the issue)."""
+
+    async def read() -> tuple[Note, ...]:
+        return tuple(await services.gateway.notes(issue.project, issue.iid))
+
+    return await services.issue_notes.get(issue, "notes", read)
 
 
 async def _unanswered(
