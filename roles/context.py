@@ -90,6 +90,17 @@ class Services:
         default_factory=lambda: IssueMemo[tuple[Note, ...]]()
     )
 
+    async def notes_of(self, issue: Issue) -> tuple[Note, ...]:
+        """The notes of ``issue`` as listed (its ``updated_at`` included), read again only
+        once it changed: a new note changes the issue. For looks at waiting issues (the
+        janitor, the gates in GitLab), never for a run's own reads. An award on a note and
+        an MR's state do not change the issue: callers read those every time."""
+
+        async def read() -> tuple[Note, ...]:
+            return tuple(await self.gateway.notes(issue.project, issue.iid))
+
+        return await self.issue_notes.get(issue, "notes", read)
+
     def agent_timeout(self, role: str) -> float:
         return self.agent_timeouts.get(role, 1800.0)
 

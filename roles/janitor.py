@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from forge import metrics
 from forge.gateway import StaleState
-from forge.types import Issue, Note
+from forge.types import Issue
 from roles.attempts import round_attempt
 from roles.context import Services
 from roles.gate_recovery import complete_recorded_decisions
@@ -166,7 +166,7 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
         listing = await services.gateway.issues.current(project, max_age=_PASS_LONG)
         listed = listing.at(state.label, closed=True)
         for issue in listed:
-            notes = await _notes(services, issue)
+            notes = await services.notes_of(issue)
             reference = mr_reference(list(notes))
             if reference is None:
                 continue  # no MR yet: asked again only once the issue changes
@@ -183,17 +183,6 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
                     services, issue, gate.name, Outcome.HEAD_MOVED, moved, head_moved_key(mr)
                 ):
                     report.back_to_qa.append(issue.ref)
-
-
-async def _notes(services: Services, issue: Issue) -> tuple[Note, ...]:
-    """The issue's notes, read again only once the issue changed (a new note changes it):
-    a thousand issues waiting at the merge gate without an MR cost no call per pass. The MR
-    itself is read on every pass (a merge by hand does not change the issue)."""
-
-    async def read() -> tuple[Note, ...]:
-        return tuple(await services.gateway.notes(issue.project, issue.iid))
-
-    return await services.issue_notes.get(issue, "notes", read)
 
 
 async def _unanswered(
