@@ -54,7 +54,9 @@ class AskingGates:
                     continue  # the move reached the engine through the gateway (_moved)
                 if key in self._gates_asked:
                     continue
-                request = await gate_request(gateway, issue, gate)
+                # The notes as last read (again only once the issue changed).
+                notes = await self.services.notes_of(issue)
+                request = await gate_request(gateway, issue, gate, notes)
                 if request is None:
                     continue
                 try:

@@ -292,3 +292,38 @@ async def test_a_fresh_run_posts_its_keyed_notes_without_reading_and_a_resumed_o
         again = await resumed.note("report", "after a restart")
         assert again.id == role.ids[0]
         assert sum(marker in body for body in note_bodies(demo_sim, issue.iid)) == 1
+
+
+async def test_an_idle_janitor_pass_and_gate_look_cost_one_listing(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """Issues waiting at the gates, blocked or for a merge request cost nothing per pass once
+    read: the janitor's pass is one delta listing, and the gates' look reuses it."""
+    from roles.janitor import sweep
+
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        project = root(demo_sim).projects.get(PROJECT)
+        for n in range(5):
+            for state in ("plan-review", "merge-ready", "blocked", "review-ready"):
+                project.issues.create({"title": f"{state} {n}", "labels": f"workflow::{state}"})
+        engine = runtime.engine
+        await sweep(runtime.services, busy=engine.inflight_keys())
+        await engine.reask_gates()
+
+        before = await calls_so_far(runtime)
+        report = await sweep(runtime.services, busy=engine.inflight_keys())
+        assert await calls_so_far(runtime) - before == 1  # the delta listing
+        assert not any(vars(report).values())
+        before = await calls_so_far(runtime)
+        await engine.reask_gates()
+        assert await calls_so_far(runtime) - before == 0  # the janitor's listing serves
+
+        # A change still shows: a note on a waiting issue (at plan-review) makes the next
+        # pass read it again: the listing, its label events (how long it waited) and its
+        # notes (a recorded decision); then the gates read its notes once more.
+        project.issues.get(1).notes.create({"body": "a human remark"})
+        before = await calls_so_far(runtime)
+        await sweep(runtime.services, busy=engine.inflight_keys())
+        assert await calls_so_far(runtime) - before == 3
+        await engine.reask_gates()
+        assert await calls_so_far(runtime) - before == 4
