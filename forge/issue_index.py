@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import gitlab
 
+from forge.client import ForgeNotFound
 from forge.types import Issue
 from workflow import read_state
 
@@ -171,8 +172,6 @@ class IssueIndex:
     async def lookup(self, project: str, iid: int) -> Issue | None:
         """Issue ``iid`` as the listing knows it; one read for an issue outside it (closed or
         missing: None), kept until a refresh sees it change. Without a listing yet, a read."""
-        from forge.client import ForgeNotFound
-
         listing = self._listings.get(project)
         if listing is None:
             try:
