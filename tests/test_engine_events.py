@@ -327,3 +327,22 @@ async def test_an_idle_janitor_pass_and_gate_look_cost_one_listing(
         assert await calls_so_far(runtime) - before == 3
         await engine.reask_gates()
         assert await calls_so_far(runtime) - before == 4
+
+
+async def test_events_about_issues_not_ready_cost_no_call(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with (
+        runtime_for(demo_sim, configure(demo_sim, tmp_path / "host")) as (runtime, _),
+        gateway_for(demo_sim, tmp_path / "other.sqlite3") as (other, _storage),
+    ):
+        role = Holding()
+        engine = Engine(runtime.services, {"pm": role})
+        issue = await other.create_issue(PROJECT, "Elsewhere", "A goal.", ["workflow::blocked"])
+        blocked = await other.transition(PROJECT, issue.iid, "plan-review")
+        before = await calls_so_far(runtime)
+        for _ in range(3):  # a burst about an issue waiting at a gate
+            assert route_event(engine, issue_event(blocked)) is Woke.ISSUE
+        assert await engine.tick_events() == 0
+        assert await calls_so_far(runtime) - before == 0
+        assert role.started == []
