@@ -1,6 +1,15 @@
-"""GitLab API calls crewline spends while work waits: the rate-limit budget of a host.
+"""GitLab API calls crewline spends: the rate-limit budget of a host.
 
-Run: ``.venv/bin/python bench/api_calls.py [--waiting 5 50] [--reps 5]``
+Run: ``.venv/bin/python bench/api_calls.py [--waiting 0 250] [--dependants 1000] [--reps 5]
+[--lifecycles 3]``
+
+Lifecycles (``bench/lifecycle.py``): one goal from pm-ready to done with the demo agent and
+one worker, polling only and with webhooks on, as medians over ``--lifecycles`` runs: GitLab
+calls, crewline's CPU seconds, and the time from an issue becoming ready to its claim.
+
+Dependants: ``--dependants`` N issues waiting at dev-ready on one dependency that is not
+done; the calls and seconds of an engine pass (the first pass lists everything and reads
+each issue's dependencies once; the figure is the median of the passes after it).
 
 Against the simulator (the demo project), for each ``--waiting`` N it files N issues in each
 of four waiting states: dev-ready behind a dependency that is not done, plan-review (a human
@@ -23,6 +32,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -42,6 +52,20 @@ from roles.notify import EventLog
 from workflow import default_workflow
 
 GITLAB_COM_LIMIT = 2000  # authenticated API requests per minute per user (GitLab.com)
+
+
+def file_dependants(sim: RunningSim, dependants: int) -> None:
+    gl = gitlab.Gitlab(sim.base_url, private_token=sim.config.root_token)
+    project = gl.projects.get(PROJECT)
+    gate = project.issues.create({"title": "Not done yet", "labels": "workflow::plan-review"})
+    for n in range(dependants):
+        project.issues.create(
+            {
+                "title": f"waits {n}",
+                "description": f"Depends on #{gate.iid}",
+                "labels": "workflow::dev-ready",
+            }
+        )
 
 
 def file_waiting_work(sim: RunningSim, waiting: int) -> None:
@@ -79,13 +103,17 @@ def calls_since(db: Path, after: int) -> tuple[int, Counter[str]]:
 
 async def measure(
     runtime: Runtime, db: Path, reps: int
-) -> tuple[list[int], list[int], Counter[str]]:
-    ticks, sweeps, ops = [], [], Counter[str]()
+) -> tuple[list[int], list[int], Counter[str], list[float]]:
+    ticks, sweeps, ops, seconds = [], [], Counter[str](), []
+    cpus: list[float] = []  # the event loop thread's CPU: crewline's own work in the pass
     audit = runtime.storage.audit
     await audit.flush_reads()
     last, _ = calls_since(db, 0)
     for _ in range(reps):
+        began, cpu = time.perf_counter(), time.thread_time()
         started = await runtime.engine.tick()
+        seconds.append(time.perf_counter() - began)
+        cpus.append(time.thread_time() - cpu)
         assert started == 0, "the bench's work must wait, not start"
         await audit.flush_reads()
         last, counted = calls_since(db, last)
@@ -96,7 +124,68 @@ async def measure(
         last, counted = calls_since(db, last)
         sweeps.append(sum(counted.values()))
         ops.update(counted)
-    return ticks, sweeps, ops
+    return ticks, sweeps, ops, seconds, cpus
+
+
+async def bench_dependants(dependants: int, reps: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="crewline-bench-deps-") as tmp:
+        base = Path(tmp)
+        sim = RunningSim(SimConfig(state_dir=base / "sim", seed="demo")).start()
+        try:
+            file_dependants(sim, dependants)
+            config = demo_config(base, sim.base_url)
+            runtime = await build_runtime(
+                config, Secrets(gitlab_token=SecretStr(sim.config.bot_token)), notifier=EventLog()
+            )
+            try:
+                await sync_labels(runtime.services.gateway, PROJECT)
+                ticks, _, _, seconds, cpus = await measure(runtime, config.storage.path, reps + 1)
+            finally:
+                await runtime.close()
+        finally:
+            sim.stop()
+    print(f"{dependants} issues waiting at dev-ready on one dependency")
+    print(f"  first engine pass: {ticks[0]} calls, {seconds[0]:.2f} s")
+    print(
+        f"  engine pass after it: calls {' '.join(map(str, ticks[1:]))} median "
+        f"{statistics.median(ticks[1:]):.0f}; seconds "
+        f"{' '.join(f'{s:.3f}' for s in seconds[1:])} median {statistics.median(seconds[1:]):.3f}"
+    )
+    print(
+        f"  event-loop CPU-s per pass after it: {' '.join(f'{c:.3f}' for c in cpus[1:])} "
+        f"median {statistics.median(cpus[1:]):.3f} (wall time includes waiting on a loaded host)"
+    )
+
+
+async def bench_lifecycles(runs: int, poll: float) -> None:
+    from bench.lifecycle import one_lifecycle
+
+    for webhooks in (False, True):
+        results = []
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory(prefix="crewline-bench-life-") as tmp:
+                results.append(await one_lifecycle(Path(tmp), webhooks=webhooks, poll=poll))
+        calls = [r.calls for r in results]
+        cpu = [r.cpu_seconds for r in results]
+        mode = "webhooks on" if webhooks else f"polling only (poll {poll:g} s)"
+        print(f"one goal pm-ready -> done, demo agent, one worker, {mode}:")
+        print(f"  GitLab calls: {' '.join(map(str, calls))}  median {statistics.median(calls):.0f}")
+        print(
+            f"  crewline CPU-s: {' '.join(f'{c:.2f}' for c in cpu)}  "
+            f"median {statistics.median(cpu):.2f}"
+        )
+        for label in sorted({label for r in results for label in r.to_claim}):
+            waits = sorted(r.to_claim[label] * 1000 for r in results if label in r.to_claim)
+            p95 = waits[min(len(waits) - 1, round(0.95 * (len(waits) - 1)))]
+            print(
+                f"  ready to claim, {label}: p50 {statistics.median(waits):.0f} ms, "
+                f"p95 {p95:.0f} ms (n={len(waits)})"
+            )
+        busiest = Counter[str]()
+        for r in results:
+            busiest.update(r.by_operation)
+        top = ", ".join(f"{what} {n / runs:.0f}" for what, n in busiest.most_common(6))
+        print(f"  busiest per lifecycle: {top}")
 
 
 async def bench(waiting: int, reps: int) -> None:
@@ -112,7 +201,7 @@ async def bench(waiting: int, reps: int) -> None:
             try:
                 await sync_labels(runtime.services.gateway, PROJECT)
                 db = config.storage.path
-                ticks, sweeps, ops = await measure(runtime, db, reps)
+                ticks, sweeps, ops, seconds, _ = await measure(runtime, db, reps)
             finally:
                 await runtime.close()
         finally:
@@ -123,7 +212,10 @@ async def bench(waiting: int, reps: int) -> None:
     print(
         f"{issues} waiting issues ({waiting} in each of dev-ready, plan-review, merge-ready, blocked)"
     )
-    print(f"  engine pass   calls per pass: {' '.join(map(str, ticks))}  median {tick:.0f}")
+    print(
+        f"  engine pass   calls per pass: {' '.join(map(str, ticks))}  median {tick:.0f}; "
+        f"seconds median {statistics.median(seconds):.3f}"
+    )
     print(f"  janitor pass  calls per pass: {' '.join(map(str, sweeps))}  median {janitor:.0f}")
     print(
         f"  at the default schedule: {per_minute:.0f} calls a minute per project, "
@@ -135,11 +227,18 @@ async def bench(waiting: int, reps: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--waiting", type=int, nargs="+", default=[5, 50])
+    parser.add_argument("--waiting", type=int, nargs="*", default=[0, 250])
+    parser.add_argument("--dependants", type=int, nargs="*", default=[1000])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--lifecycles", type=int, default=3, help="runs per mode (0: none)")
+    parser.add_argument("--poll", type=float, default=60.0, help="poll seconds in lifecycles")
     args = parser.parse_args()
     for waiting in args.waiting:
         asyncio.run(bench(waiting, args.reps))
+    for dependants in args.dependants:
+        asyncio.run(bench_dependants(dependants, args.reps))
+    if args.lifecycles:
+        asyncio.run(bench_lifecycles(args.lifecycles, args.poll))
     return 0
 
 

@@ -19,7 +19,8 @@ from bot.scheduler import build_scheduler
 from forge.client import ForgeError
 from forge.privilege import merge_power
 from forge.webhooks import WebhookReceiver
-from forge.webhooks.events import WebhookEvent, wakes_gates
+from forge.webhooks.events import WebhookEvent
+from roles.engine_events import route_event
 from roles.notify import Desk, GateRequest
 
 if TYPE_CHECKING:
@@ -101,10 +102,8 @@ async def serve(
             )
 
         async def on_event(event: WebhookEvent) -> None:
-            if wakes_gates(event):
-                engine.wake_gates()  # a 👍 or an Approve may decide a gate in GitLab
-            else:
-                engine.wake()
+            # An event acts on its issue alone; the echo of our own writes wakes nothing.
+            route_event(engine, event)
 
         receiver = WebhookReceiver(secrets.webhook_secret, on_event, config.webhook)
         url = await receiver.start()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from forge.types import LabelEvent, Note
@@ -93,6 +93,8 @@ class Round:
     id: int  # the label event that made the issue ready; 0 when it never was
     claims: tuple[ClaimView, ...]  # claim notes posted since, lowest id first
     running_since: str | None  # when the running label was last added, if it was
+    # Every note of the issue as read for this round (the run counts its attempt from them).
+    notes: tuple[Note, ...] = field(default=(), compare=False, repr=False)
 
     def live(self) -> ClaimView | None:
         """The winning live claim: the lowest claim note not ended."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
@@ -77,6 +77,9 @@ class Claim(Generic[LeaseT]):
     expires: datetime
     lease: LeaseT
     round: int  # the label event that opened the round this claim won
+    # The notes the claim read to win (its own claim note included): the run's attempt is
+    # counted from them instead of reading the notes again. Empty for an adopted claim.
+    notes: tuple[Note, ...] = field(default=(), compare=False, repr=False)
 
 
 class ClaimLost(Exception):
@@ -170,6 +173,7 @@ class Claims(Generic[LeaseT]):
             marker.expires,
             lease,
             round_.id,
+            round_.notes,
         )
 
     async def _abandon(self, issue: Issue, lease: LeaseT, note: Note | None) -> None:
@@ -203,7 +207,7 @@ class Claims(Generic[LeaseT]):
             for note in notes
             if (marker := ClaimMarker.parse(note.body)) is not None and note.created_at >= epoch
         )
-        return Round(opened.id if opened else 0, views, max(running, default=None))
+        return Round(opened.id if opened else 0, views, max(running, default=None), tuple(notes))
 
     async def check(self, claim: Claim[LeaseT]) -> None:
         """Raise ClaimLost unless ``claim`` may still write: more than a sixth of the TTL

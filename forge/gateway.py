@@ -14,7 +14,7 @@ any retry, so a lost answer never becomes a second copy (docs/decisions/0015).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal
 
 import gitlab
@@ -24,13 +24,15 @@ from forge.access import AccessLevels
 from forge.calls import AuditedCalls, AuditSink
 from forge.client import ForgeNotFound, GitLabClient
 from forge.guard import Guard
+from forge.issue_index import IssueIndex
 from forge.markers import NOTE_MARKER as NOTE_MARKER  # roles import the markers from here
 from forge.markers import findable
 from forge.markers import note_marker as note_marker
 from forge.merge_gateway import MergeGateway
+from forge.own_writes import OwnWrites
 from forge.trust import Trust
 from forge.types import Award, Issue, LabelEvent, Note
-from workflow import Workflow, label_change, read_state
+from workflow import UnknownState, Workflow, label_change, read_state
 
 PER_PAGE = 100
 
@@ -67,6 +69,12 @@ class Gateway:
         self.merges = MergeGateway(self.calls, self.trust)
         self.access = AccessLevels(self.member_access_level)
         self._project_ids: dict[str, int] = {}
+        # One listing per pass, shared by the engine, the janitor and the gates; closed
+        # issues are kept where a human may have merged their MR (the janitor's case).
+        self.issues = IssueIndex(self, keep_closed=_merge_states(workflow))
+        # The echo of our own writes wakes nothing; listeners hear of our moves directly.
+        self.own_writes = OwnWrites()
+        self.moved: list[Callable[[Issue], None]] = []
 
     async def project_id(self, project: str) -> int:
         """The numeric id of ``project`` (a path), asked once per process: it never changes."""
@@ -108,7 +116,9 @@ class Gateway:
             return dict(gl.projects.get(project, lazy=True).issues.get(iid).attributes)
 
         data = await self.calls.read("issue.get", f"{project}#{iid}", {}, get)
-        return await self.trust.issue(Issue.of(project, data))
+        issue = await self.trust.issue(Issue.of(project, data))
+        self.issues.observe(issue)
+        return issue
 
     async def list_issues(
         self,
@@ -195,7 +205,12 @@ class Gateway:
         data = await self.calls.write(
             "issue.update", f"{project}#{iid}", payload, update, text_fields=("description",)
         )
-        return await self.trust.issue(Issue.of(project, data))
+        issue = await self.trust.issue(Issue.of(project, data))
+        self.own_writes.issue_updated(project, iid, issue.updated_at)
+        self.issues.observe(issue)
+        for listener in list(self.moved):
+            listener(issue)
+        return issue
 
     async def label_events(self, project: str, iid: int) -> list[LabelEvent]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
@@ -313,6 +328,7 @@ class Gateway:
             redact_fields=("body",) if quoted else (),
             find_existing=find_posted,
         )
+        self.own_writes.note_written(note.id)
         return await self.trust.note(_target(project, on, iid), note)
 
     async def edit_note(
@@ -325,6 +341,7 @@ class Gateway:
         data = await self.calls.write(
             "note.edit", target, {"body": body}, update, text_fields=("body",)
         )
+        self.own_writes.note_written(note_id)
         return await self.trust.note(_target(project, on, iid), Note.of(data))
 
     async def delete_note(
@@ -373,6 +390,16 @@ class Gateway:
             if copy.author == kept.author:  # never someone else's note
                 await self.delete_note(project, iid, copy.id, on=on)
         return kept
+
+
+def _merge_states(workflow: Workflow) -> list[str]:
+    """The states an issue waits in while its MR is open (a hand merge closes the issue)."""
+    labels = []
+    for kind, name in (("ready", "review"), ("ready", "qa"), ("gate", "merge")):
+        with contextlib.suppress(UnknownState):
+            state = workflow.ready_state(name) if kind == "ready" else workflow.gate_state("merge")
+            labels.append(state.label)
+    return labels
 
 
 def _noteable(gl: gitlab.Gitlab, project: str, on: Noteable, iid: int) -> Any:

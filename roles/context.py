@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from forge.claims import Claim, Claims
-from forge.gateway import Gateway
+from forge.gateway import Gateway, note_marker
 from forge.merge_gateway import MergeGateway
 from forge.settings import ProjectSettings
 from forge.types import Issue, Note
@@ -85,6 +85,21 @@ class Services:
     )
     # Whether an issue waiting at a gate had a recorded decision left to complete (janitor).
     gate_records: IssueMemo[bool] = field(default_factory=lambda: IssueMemo[bool]())
+    # An issue's notes, for the janitor's look at issues waiting for their MR.
+    issue_notes: IssueMemo[tuple[Note, ...]] = field(
+        default_factory=lambda: IssueMemo[tuple[Note, ...]]()
+    )
+
+    async def notes_of(self, issue: Issue) -> tuple[Note, ...]:
+        """The notes of ``issue`` as listed (its ``updated_at`` included), read again only
+        once it changed: a new note changes the issue. For looks at waiting issues (the
+        janitor, the gates in GitLab), never for a run's own reads. An award on a note and
+        an MR's state do not change the issue: callers read those every time."""
+
+        async def read() -> tuple[Note, ...]:
+            return tuple(await self.gateway.notes(issue.project, issue.iid))
+
+        return await self.issue_notes.get(issue, "notes", read)
 
     def agent_timeout(self, role: str) -> float:
         return self.agent_timeouts.get(role, 1800.0)
@@ -107,6 +122,12 @@ class RunContext:
     project: ProjectSettings
     done: dict[str, Any] = field(default_factory=dict)  # steps finished before a restart
     round_attempt: int = 1  # crash attempts of this stage in this round (roles/attempts.py)
+    # A run started now, not resumed: no note carrying its keys can exist, since its key
+    # (role and attempt) is new and only the claim's holder writes under it.
+    fresh: bool = False
+    # The keyed notes this run posted or found, by (noteable, iid, key): asked again, they
+    # are answered from here instead of listing the notes.
+    posted: dict[tuple[str, int, str], Note] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -152,16 +173,25 @@ class RunContext:
     ) -> Note:
         """Post a note once: keyed by run and name, found before it is created.
 
+        A fresh run posts without looking first (nothing of it can exist; a lost answer is
+        still found by the key before any retry, docs/decisions/0015), and remembers what it
+        posted; a resumed run looks for the key first (it may have posted before the crash).
+
         ``quoted``: the body quotes material crewline did not write itself (CI logs, test
         output, goal text): guard findings are redacted instead of refusing the note."""
-        return await self.gateway.upsert_note(
-            self.issue.project,
-            iid or self.issue.iid,
-            f"{self.key}:{name}",
-            body,
-            on=on,
-            quoted=quoted,
-        )
+        target = iid or self.issue.iid
+        key = f"{self.key}:{name}"
+        known = self.posted.get((on, target, key))
+        if known is not None:
+            return known
+        project = self.issue.project
+        if self.fresh:
+            body = f"{body}\n\n{note_marker(key)}"
+            note = await self.gateway.post_note(project, target, body, on=on, quoted=quoted)
+        else:
+            note = await self.gateway.upsert_note(project, target, key, body, on=on, quoted=quoted)
+        self.posted[(on, target, key)] = note
+        return note
 
 
 class RunAborted(Exception):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from forge.client import ForgeNotFound
 from forge.types import Issue
 from roles.context import Services
 from roles.engine import GO, Admission, Verdict
@@ -66,9 +65,9 @@ async def dependency_admission(services: Services, issue: Issue) -> Admission:
             if iid in seen:
                 continue
             seen.add(iid)
-            try:
-                dependency = await services.gateway.get_issue(issue.project, iid)
-            except ForgeNotFound:
+            # From the pass's listing: a thousand issues waiting on one cost no call.
+            dependency = await services.gateway.issues.lookup(issue.project, iid)
+            if dependency is None:
                 return Admission(
                     Verdict.BLOCK, f"#{current.iid} depends on #{iid}, which does not exist"
                 )
@@ -110,7 +109,9 @@ def overlapping(mine: Iterable[str], theirs: Iterable[str]) -> list[str]:
 
 async def overlap_admission(services: Services, issue: Issue, owned: list[str]) -> Admission:
     running = services.workflow.running_state("dev").label
-    for other in await services.gateway.list_issues(issue.project, labels=[running]):
+    # The pass's listing, which this host's own claims update as they are made.
+    listing = await services.gateway.issues.current(issue.project, max_age=5.0)
+    for other in listing.at(running):
         if other.iid == issue.iid:
             continue
         plan = await load_plan(services.gateway, other.project, other.iid)

@@ -53,7 +53,9 @@ class DevRole:
         self.prompts = prompts
 
     async def admit(self, services: Services, issue: Issue) -> Admission:
-        for gate in (budget_admission, dependency_admission):
+        # Dependencies first: answered from the pass's listing with no call and no database
+        # read, they keep a thousand waiting issues cheap (the budget is a query per issue).
+        for gate in (dependency_admission, budget_admission):
             admission = await gate(services, issue)
             if admission.verdict is not Verdict.GO:
                 return admission

@@ -9,9 +9,10 @@ again by the engine, from what GitLab holds: the newest plan, or the MR's head.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from forge.gateway import Gateway
-from forge.types import Issue
+from forge.types import Issue, Note
 from roles.context import Services
 from roles.gates import (
     HUMAN_MERGES,
@@ -20,21 +21,25 @@ from roles.gates import (
     gate_lease,
     merge_decision_key,
 )
-from roles.mr_link import issue_mr_and_notes
+from roles.mr_link import issue_mr_and_notes, mr_reference
 from roles.notify import GateRequest
 from roles.plan_notes import decision_key, latest_plan
 
 log = logging.getLogger(__name__)
 
 
-async def complete_recorded_decisions(services: Services, project: str) -> list[str]:
+async def complete_recorded_decisions(
+    services: Services, project: str, *, max_age: float = 0.0
+) -> list[str]:
     """Apply every decision recorded at a gate whose issue still waits there for the same
-    revision; the refs of the issues moved on."""
+    revision; the refs of the issues moved on. From the project's listing, refreshed unless
+    it is at most ``max_age`` seconds old."""
     gateway, wf = services.gateway, services.workflow
     plan_gate = wf.gate_state("plan").name
     moved: list[str] = []
+    listing = await gateway.issues.current(project, max_age=max_age)
     for gate in (wf.gate_state("plan"), wf.gate_state("merge")):
-        for issue in await gateway.list_issues(project, labels=[gate.label]):
+        for issue in listing.at(gate.label):
 
             async def complete(issue: Issue = issue, gate: str = gate.name) -> bool:
                 if gate == plan_gate:
@@ -80,22 +85,30 @@ async def _complete_merge(services: Services, issue: Issue) -> bool:
     return decision.applied
 
 
-async def issues_at_gates(gateway: Gateway, project: str) -> list[tuple[Issue, str]]:
-    """Every open issue waiting at a gate, with the gate's state name."""
+async def issues_at_gates(
+    gateway: Gateway, project: str, *, max_age: float = 0.0
+) -> list[tuple[Issue, str]]:
+    """Every open issue waiting at a gate, with the gate's state name, from the project's
+    listing (refreshed unless it is at most ``max_age`` seconds old)."""
     wf = gateway.workflow
-    found: list[tuple[Issue, str]] = []
-    for gate in (wf.gate_state("plan"), wf.gate_state("merge")):
-        found += [
-            (issue, gate.name) for issue in await gateway.list_issues(project, labels=[gate.label])
-        ]
-    return found
+    listing = await gateway.issues.current(project, max_age=max_age)
+    return [
+        (issue, gate.name)
+        for gate in (wf.gate_state("plan"), wf.gate_state("merge"))
+        for issue in listing.at(gate.label)
+    ]
 
 
-async def gate_request(gateway: Gateway, issue: Issue, gate: str) -> GateRequest | None:
+async def gate_request(
+    gateway: Gateway, issue: Issue, gate: str, notes: Sequence[Note] | None = None
+) -> GateRequest | None:
     """The request for ``issue`` waiting at ``gate``, rebuilt from GitLab; None when there
-    is nothing to decide (no plan, no open MR)."""
+    is nothing to decide (no plan, no open MR). ``notes``: the issue's notes when the caller
+    has them (read if not)."""
+    if notes is None:
+        notes = await gateway.notes(issue.project, issue.iid)
     if gate == gateway.workflow.gate_state("plan").name:
-        current = latest_plan(await gateway.notes(issue.project, issue.iid))
+        current = latest_plan(list(notes))
         if current is None:
             return None
         note, plan = current
@@ -103,8 +116,11 @@ async def gate_request(gateway: Gateway, issue: Issue, gate: str) -> GateRequest
             issue.project, issue.iid, issue.title, gate, str(note.id), plan.to_markdown(),
             issue.web_url, issue.author,
         )  # fmt: skip
-    mr, _ = await issue_mr_and_notes(gateway, issue.project, issue.iid)
-    if mr is None or mr.state != "opened":
+    reference = mr_reference(list(notes))
+    if reference is None:
+        return None
+    mr = await gateway.merges.get_mr(issue.project, reference[0])
+    if mr.state != "opened":
         return None
     summary = f"Merge request !{mr.iid}: {mr.web_url}\nHead `{mr.sha[:10]}`"
     return GateRequest(

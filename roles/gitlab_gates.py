@@ -22,7 +22,7 @@ from forge.types import Issue, MergeRequest, Note
 from roles.context import Services
 from roles.desk_rules import access_refusal
 from roles.gates import Decision, decide_merge, decide_plan
-from roles.mr_link import issue_mr_and_notes, qa_passed_marker
+from roles.mr_link import mr_reference, qa_passed_marker
 from roles.plan_notes import latest_plan
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class GitLabGates:
 
     async def _plan(self, issue: Issue) -> Decision | None:
         gateway = self.services.gateway
-        current = latest_plan(await gateway.notes(issue.project, issue.iid))
+        current = latest_plan(list(await self.services.notes_of(issue)))
         if current is None:
             return None
         note = current[0]
@@ -74,8 +74,12 @@ class GitLabGates:
 
     async def _merge(self, issue: Issue) -> Decision | None:
         gateway = self.services.gateway
-        mr, notes = await issue_mr_and_notes(gateway, issue.project, issue.iid)
-        if mr is None or mr.state != "opened":
+        notes = list(await self.services.notes_of(issue))
+        reference = mr_reference(notes)
+        if reference is None:
+            return None  # no MR yet: asked again once the issue changes
+        mr = await gateway.merges.get_mr(issue.project, reference[0])
+        if mr.state != "opened":
             return None
         since = _qa_passed_at(notes, mr)
         if since is None:

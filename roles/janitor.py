@@ -31,12 +31,14 @@ from roles.attempts import round_attempt
 from roles.context import Services
 from roles.gate_recovery import complete_recorded_decisions
 from roles.gates import head_moved_key
-from roles.mr_link import issue_mr_and_notes, moved_since_qa
+from roles.mr_link import moved_since_qa, mr_reference
 from roles.notify import Event, EventKind
 from roles.stuck import entered_at, stuck_items
 from workflow import Outcome, StateKind, label_change, next_state, read_state
 
 log = logging.getLogger(__name__)
+
+_PASS_LONG = 3600.0  # within a janitor pass its own refresh is the listing
 
 
 @dataclass
@@ -74,14 +76,21 @@ async def sweep(
     report = JanitorReport()
     limits = limits or JanitorLimits()
     for project in services.projects:
+        # One listing serves the whole pass (a delta: one call when nothing changed). Each
+        # step below reads it as it is now: the moves of earlier steps are in it already.
+        index = services.gateway.issues
+        await index.refresh(project)
         await _repair_labels(services, project, report)
         await _merged_by_hand(services, project, report)
-        report.decided += await complete_recorded_decisions(services, project)
+        report.decided += await complete_recorded_decisions(services, project, max_age=_PASS_LONG)
         await _unanswered(services, project, limits.answer_timeout, report)
+        listing = await index.current(project, max_age=_PASS_LONG)
         for role in services.workflow.roles:
             if role not in services.roles.by_name():
                 continue
-            for issue in await services.claims.running(project, role):
+            # Claims.expire judges on its own fresh reads (docs/decisions/0013), whatever
+            # the listing said.
+            for issue in listing.at(services.workflow.running_state(role).label):
                 if (issue.project, issue.iid) not in busy:
                     await _recover(services, issue, role, report)
     await _report_stuck(services, limits, report)
@@ -114,14 +123,8 @@ async def _recover(services: Services, issue: Issue, role: str, report: JanitorR
 
 async def _repair_labels(services: Services, project: str, report: JanitorReport) -> None:
     wf = services.workflow
-    seen: dict[int, Issue] = {}
-    twice: set[int] = set()
-    for state in wf.states.values():
-        for issue in await services.gateway.list_issues(project, labels=[state.label]):
-            if issue.iid in seen:
-                twice.add(issue.iid)
-            seen[issue.iid] = issue
-    for iid in sorted(twice):
+    twice = sorted(issue.iid for issue in services.gateway.issues.twice_labelled(project))
+    for iid in twice:
         issue = await services.gateway.get_issue(project, iid)
         reading = read_state(wf, issue.labels)
         if reading.state is None or not reading.needs_repair:
@@ -158,12 +161,16 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
     wf = services.workflow
     gate = wf.gate_state("merge")
     for state in (wf.ready_state("review"), wf.ready_state("qa"), gate):
-        # Closed too: merging an MR that says "Closes #N" closes the issue in GitLab.
-        listed = await services.gateway.list_issues(project, labels=[state.label], state="all")
+        # Closed too: merging an MR that says "Closes #N" closes the issue in GitLab (the
+        # listing keeps closed issues at these states).
+        listing = await services.gateway.issues.current(project, max_age=_PASS_LONG)
+        listed = listing.at(state.label, closed=True)
         for issue in listed:
-            mr, notes = await issue_mr_and_notes(services.gateway, project, issue.iid)
-            if mr is None:
-                continue
+            notes = await services.notes_of(issue)
+            reference = mr_reference(list(notes))
+            if reference is None:
+                continue  # no MR yet: asked again only once the issue changes
+            mr = await services.gateway.merges.get_mr(project, reference[0])
             if mr.state == "merged":
                 note = f"!{mr.iid} was merged in GitLab; the work is done."
                 key = f"merged:{mr.iid}"
@@ -171,7 +178,7 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
                     await services.gateway.update_issue(project, issue.iid, state_event="close")
                     report.merged.append(issue.ref)
             elif state is gate and issue.state == "opened" and mr.state == "opened":
-                moved = moved_since_qa(notes, mr)
+                moved = moved_since_qa(list(notes), mr)
                 if moved is not None and await _move(
                     services, issue, gate.name, Outcome.HEAD_MOVED, moved, head_moved_key(mr)
                 ):
@@ -183,8 +190,9 @@ async def _unanswered(
 ) -> None:
     waiting = services.workflow.states_of_kind(StateKind.WAITING)
     now = datetime.now(UTC)
+    listing = await services.gateway.issues.current(project, max_age=_PASS_LONG)
     for state in waiting:
-        for issue in await services.gateway.list_issues(project, labels=[state.label]):
+        for issue in listing.at(state.label):
             since = await entered_at(services, issue, state.label)
             waited = (now - datetime.fromisoformat(since.replace("Z", "+00:00"))).total_seconds()
             if waited < limit_seconds:
@@ -201,7 +209,7 @@ async def _unanswered(
 async def _report_stuck(services: Services, limits: JanitorLimits, report: JanitorReport) -> None:
     kv = services.storage.settings
     for item in await stuck_items(
-        services, stuck_after=limits.stuck_after, by_state=limits.stuck_by_state
+        services, stuck_after=limits.stuck_after, by_state=limits.stuck_by_state, max_age=_PASS_LONG
     ):
         key = f"stuck-told:{item.project}:{item.iid}"
         stay = f"{item.state}@{item.since}"

@@ -61,17 +61,20 @@ async def stuck_items(
     stuck_after: float,
     by_state: Mapping[str, float] | None = None,
     now: datetime | None = None,
+    max_age: float = 0.0,
 ) -> list[StuckItem]:
     """Blocked and failed items (always), and any other non-done item that has been in its
-    state longer than its threshold, oldest first."""
+    state longer than its threshold, oldest first. From the project's listing, refreshed
+    unless it is at most ``max_age`` seconds old (forge/issue_index)."""
     now = now or datetime.now(UTC)
     thresholds = by_state or {}
     items: list[StuckItem] = []
     for project in services.projects:
+        listing = await services.gateway.issues.current(project, max_age=max_age)
         for state in services.workflow:
             if state.name == "done":
                 continue
-            for issue in await services.gateway.list_issues(project, labels=[state.label]):
+            for issue in listing.at(state.label):
                 since = await entered_at(services, issue, state.label)
                 seconds = (now - _parse(since)).total_seconds()
                 limit = thresholds.get(state.name, stuck_after)

@@ -1,0 +1,210 @@
+"""One goal from pm-ready to done, as a host runs it: GitLab calls, crewline's CPU, and the
+time from an issue becoming ready to its claim. Used by ``bench/api_calls.py``.
+
+The simulator runs as its own process (``crewline sim serve``), so this process's CPU time
+is crewline's (the demo agent's subprocesses are not counted). The host runs
+``Engine.run_forever`` with the given poll; with ``webhooks`` a project hook delivers issue,
+note, MR, pipeline and emoji events to a real receiver routed as ``crewline run`` routes
+them. The goal is filed by another user (the sim's root), so pm-ready arrives as news; the
+gates are decided by the console desk of the same process (the demo's operator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gitlab
+import requests
+from pydantic import SecretStr
+from rich.console import Console
+
+from bot.app import Runtime, build_runtime
+from bot.config import Secrets
+from bot.console import ConsoleDesk
+from bot.demo import PROJECT, demo_config
+from bot.demo_goals import GOALS
+from forge.labels import sync_labels
+from forge.types import Issue
+from forge.webhooks import WebhookReceiver, WebhookSettings
+from forge.webhooks.events import IssueEvent, WebhookEvent
+from roles.engine_events import route_event
+from roles.notify import EventLog
+
+ROOT, BOT, MAINTAINER, SECRET = "sim-root-token", "sim-bot-token", "sim-maintainer-token", "s3cret"
+
+
+@dataclass
+class Lifecycle:
+    calls: int = 0
+    by_operation: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float = 0.0
+    to_claim: dict[str, float] = field(default_factory=dict)  # ready label -> seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sim_process(state_dir: Path) -> Iterator[str]:
+    port = _free_port()
+    command = [sys.executable, "-m", "bot.cli", "sim", "serve", "--port", str(port)]
+    command += ["--state-dir", str(state_dir), "--seed", "demo"]
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(
+        command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{url}/api/v4/version", timeout=1).status_code < 500:
+                    break
+            assert process.poll() is None, "the simulator did not start"
+            assert time.monotonic() < deadline, "the simulator did not answer"
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _calls(db: Path) -> tuple[int, dict[str, int]]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT what, SUM(count) FROM audit WHERE what LIKE 'gitlab.%' GROUP BY what"
+        ).fetchall()
+    ops = {str(what): int(n) for what, n in rows}
+    return sum(ops.values()), ops
+
+
+async def one_lifecycle(
+    base: Path, *, webhooks: bool, poll: float, limit: float = 180
+) -> Lifecycle:
+    with sim_process(base / "sim") as url:
+        config = demo_config(base, url)
+        secrets = Secrets(gitlab_token=SecretStr(BOT), gitlab_merge_token=SecretStr(MAINTAINER))
+        runtime = await build_runtime(config, secrets, notifier=EventLog())
+        try:
+            return await _measure(runtime, url, config.storage.path, webhooks, poll, limit)
+        finally:
+            await runtime.close()
+
+
+async def _measure(
+    runtime: Runtime, url: str, db: Path, webhooks: bool, poll: float, limit: float
+) -> Lifecycle:
+    services = runtime.services
+    services.desk = ConsoleDesk(
+        Console(quiet=True),
+        services.gateway,
+        runtime.storage.leases,
+        who="the bench operator",
+        merger=services.merger,
+        worker=services.worker,
+    )
+    await sync_labels(services.gateway, PROJECT)
+    engine = runtime.engine
+    ready_labels = {services.workflow.ready_state(name).label for name in engine.roles}
+    became_ready: dict[str, float] = {}
+    result = Lifecycle()
+
+    def ready_now(labels: tuple[str, ...] | list[str]) -> None:
+        for label in ready_labels & set(labels):
+            became_ready.setdefault(label, time.monotonic())
+
+    services.gateway.moved.append(lambda issue: ready_now(issue.labels))
+    claim = services.claims.claim
+
+    async def timed_claim(issue: Issue, role: str, run: str):  # type: ignore[no-untyped-def]
+        won = await claim(issue, role, run)
+        label = services.workflow.ready_state(role).label
+        if won is not None and label in became_ready:
+            result.to_claim.setdefault(label, time.monotonic() - became_ready[label])
+        return won
+
+    services.claims.claim = timed_claim  # type: ignore[method-assign]
+    receiver: WebhookReceiver | None = None
+    if webhooks:
+
+        async def on_event(event: WebhookEvent) -> None:
+            if isinstance(event, IssueEvent):
+                ready_now(event.labels)
+            route_event(engine, event)
+
+        receiver = WebhookReceiver(SecretStr(SECRET), on_event, WebhookSettings(port=0))
+        hook_url = f"{await receiver.start()}{receiver.settings.path}"
+        maintainer = gitlab.Gitlab(url, private_token=MAINTAINER)
+        await asyncio.to_thread(
+            maintainer.projects.get(PROJECT).hooks.create,
+            {
+                "url": hook_url,
+                "token": SECRET,
+                **{kind: True for kind in _HOOK_EVENTS},
+            },
+        )
+    await runtime.storage.audit.flush_reads()
+    before, before_ops = _calls(db)
+    cpu = time.process_time()
+    goal, root = GOALS[0], gitlab.Gitlab(url, private_token=ROOT)
+
+    async def file() -> int:
+        filed = await asyncio.to_thread(
+            root.projects.get(PROJECT).issues.create,
+            {"title": goal.title, "description": goal.description, "labels": "workflow::pm-ready"},
+        )
+        return int(filed.iid)
+
+    # Polling only: filed before the host starts, whose first pass finds it (a poll would
+    # otherwise decide the figure); with webhooks, filed once the host runs, as news.
+    iid = 0 if webhooks else await file()
+    if not webhooks:
+        became_ready.setdefault("workflow::pm-ready", time.monotonic())
+    host = asyncio.create_task(engine.run_forever(poll))
+    try:
+        iid = iid or await file()
+        deadline = time.monotonic() + limit
+        while not await _done(root, iid):
+            assert time.monotonic() < deadline, "the goal did not reach done in time"
+            assert not host.done(), f"the host stopped: {host.exception()!r}"
+            await asyncio.sleep(0.25)
+        await engine.drain()
+    finally:
+        host.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await host
+        if receiver is not None:
+            await receiver.stop()
+    result.cpu_seconds = time.process_time() - cpu
+    await runtime.storage.audit.flush_reads()
+    after, ops = _calls(db)
+    result.calls = after - before
+    result.by_operation = {k: v - before_ops.get(k, 0) for k, v in ops.items()}
+    return result
+
+
+_HOOK_EVENTS = (
+    "issues_events",
+    "note_events",
+    "merge_requests_events",
+    "pipeline_events",
+    "emoji_events",
+)
+
+
+async def _done(root: gitlab.Gitlab, iid: int) -> bool:
+    issue = await asyncio.to_thread(root.projects.get(PROJECT).issues.get, iid)
+    return "workflow::done" in issue.labels or "workflow::failed" in issue.labels

@@ -1,0 +1,84 @@
+"""What the engine and the roles say to each other: whether an issue may start now
+(:class:`Admission`), what a run came to (:class:`RoleResult`), and the role protocol."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from forge.types import Issue
+from roles.notify import EventKind, GateRequest
+from storage import RunStatus
+from workflow import Outcome
+
+if TYPE_CHECKING:
+    from roles.context import RunContext, Services
+
+
+class Verdict(StrEnum):
+    GO = "go"
+    WAIT = "wait"  # not now; the reason shows in `crewline status`
+    BLOCK = "block"  # never without a human: the issue goes to blocked with the reason
+
+
+@dataclass(frozen=True)
+class Admission:
+    verdict: Verdict
+    reason: str = ""
+
+
+GO = Admission(Verdict.GO)
+
+
+@dataclass(frozen=True)
+class RoleResult:
+    outcome: Outcome
+    message: str = ""  # posted as the run's closing note when not empty
+    gate: GateRequest | None = None  # the human decision the next state waits for
+
+
+class Role(Protocol):
+    name: str
+
+    async def admit(self, services: Services, issue: Issue) -> Admission: ...
+
+    async def run(self, ctx: RunContext) -> RoleResult: ...
+
+
+@dataclass
+class Waiting:
+    role: str
+    reason: str
+
+
+def result_json(result: RoleResult) -> dict[str, Any]:
+    gate = asdict(result.gate) if result.gate is not None else None
+    return {"outcome": str(result.outcome), "message": result.message, "gate": gate}
+
+
+def result_of(data: dict[str, Any]) -> RoleResult:
+    gate = data.get("gate")
+    return RoleResult(
+        Outcome(data["outcome"]),
+        str(data.get("message") or ""),
+        GateRequest(**gate) if isinstance(gate, dict) else None,
+    )
+
+
+def run_status(outcome: Outcome) -> RunStatus:
+    if outcome is Outcome.SUCCEEDED:
+        return RunStatus.SUCCEEDED
+    if outcome is Outcome.BLOCKED:
+        return RunStatus.BLOCKED
+    return RunStatus.FAILED
+
+
+def event_kind(target: str) -> EventKind:
+    if target == "blocked":
+        return EventKind.BLOCKED
+    if target == "failed":
+        return EventKind.FAILED
+    if target == "needs-input":
+        return EventKind.QUESTION
+    return EventKind.TRANSITION

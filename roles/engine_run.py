@@ -1,0 +1,263 @@
+"""One run: recorded, fenced by its claim, renewed while it works, finished by moving the
+issue on and releasing the claim (docs/decisions/0007, 0013). Part of the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from forge import metrics
+from forge.calls import fenced
+from forge.claims import ClaimLost
+from forge.client import ForgeError
+from forge.gateway import StaleState
+from forge.guard import GuardBlocked
+from forge.types import Issue, Note
+from roles.admission import Role, RoleResult, event_kind, result_json, result_of, run_status
+from roles.attempts import claims_of, round_attempt
+from roles.context import HostClaim, RunAborted, RunContext, Services
+from roles.gates import GateNotDecided
+from roles.notify import Event, EventKind, for_humans
+from storage import Run, RunFinishedError, RunStatus
+from workflow import Outcome, next_state
+
+log = logging.getLogger("roles.engine")
+
+
+@dataclass
+class EngineStats:
+    started: int = 0
+    finished: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class Running:
+    """The engine's runs (a base of :class:`roles.engine.Engine`)."""
+
+    services: Services
+    _gates_asked: set[tuple[str, int]]
+    stats: EngineStats
+
+    async def _start_run(self, issue: Issue, role: str, claim: HostClaim, notes: list[Note]) -> Run:
+        runs = self.services.storage.runs
+        # The run's number, the same on every host: this role's claims on the issue.
+        attempt = max(1, claims_of(notes, role, upto=claim.note_id))
+        while True:
+            try:
+                run = await runs.start(
+                    issue.project, issue.iid, role, attempt, self.services.worker
+                )
+                break
+            except RunFinishedError:
+                attempt += 1  # a local run of that number ended (e.g. its claim was deleted)
+        await runs.checkpoint(run.id, "claim", {"run": claim.run, "note_id": claim.note_id})
+        return run
+
+    async def _run(self, role: Role, issue: Issue, claim: HostClaim, resumed: Run | None) -> None:
+        services = self.services
+        try:
+            # The claim just read the notes: an adopted claim (a restart) reads them again.
+            notes = list(claim.notes) or await services.gateway.notes(issue.project, issue.iid)
+            run = resumed or await self._start_run(issue, role.name, claim, notes)
+            done = await services.storage.runs.steps(run.id)
+            ctx = RunContext(
+                services=services,
+                issue=issue,
+                role=role.name,
+                attempt=run.attempt,
+                run=run,
+                claim=claim,
+                project=services.projects[issue.project],
+                done=done,
+                round_attempt=max(1, round_attempt(notes, role.name)),
+                # Nothing of this run can be in GitLab yet: its keyed notes need no lookup.
+                fresh=resumed is None and set(done) <= {"claim"},
+            )
+        except Exception:
+            log.exception("could not start run: issue=%s role=%s", issue.ref, role.name)
+            await services.claims.release(claim)
+            return
+        with fenced(ctx.hold):  # every write others can see, made by this run or its tasks
+            await self._work_and_finish(role, ctx)
+
+    async def _work_and_finish(self, role: Role, ctx: RunContext) -> None:
+        finishing = ctx.done.get("finish")
+        if isinstance(finishing, dict):  # killed while finishing: the work itself is done
+            await self._finish_or_log(ctx, result_of(finishing))
+            return
+        renewing = asyncio.create_task(self._renew(ctx))
+        try:
+            result = await self._guarded(role, ctx, renewing)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ClaimLost):
+                await renewing
+        if result is None:
+            return
+        await self._finish_or_log(ctx, result)
+
+    async def _finish_or_log(self, ctx: RunContext, result: RoleResult) -> None:
+        """Finish, or say why not: the run stays unfinished in SQLite, so a restart (or
+        another host's janitor, once the claim expires) completes what is left."""
+        try:
+            await self._finish(ctx, result)
+        except ClaimLost as lost:
+            await self._abandon(ctx, f"the claim was lost before the run finished: {lost}")
+        except Exception:
+            log.exception(
+                "run could not finish, a restart resumes it: issue=%s role=%s run=%s",
+                ctx.issue.ref, ctx.role, ctx.key,
+            )  # fmt: skip
+
+    async def _guarded(
+        self, role: Role, ctx: RunContext, renewing: asyncio.Task[None]
+    ) -> RoleResult | None:
+        """The role's result; None when the run was taken away from us (nothing to do)."""
+        work = asyncio.create_task(role.run(ctx))
+        try:
+            done, _ = await asyncio.wait({work, renewing}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()  # shutting down: the agent's process group is killed with it
+            with contextlib.suppress(BaseException):
+                await work
+            raise
+        if work not in done:  # the renewer ended first: the claim is lost
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+            await self._abandon(ctx, "the claim expired and was taken over")
+            return None
+        try:
+            return work.result()
+        except (RunAborted, ClaimLost) as stop:
+            await self._abandon(ctx, str(stop))
+            return None
+        except GuardBlocked as blocked:
+            # A refused write is not a crash: retrying sends the same text again, so the
+            # issue stops here, with the reason, instead of looping until it fails.
+            log.warning("guard refused a write: issue=%s run=%s: %s", ctx.issue.ref, ctx.key,
+                        blocked.rule)  # fmt: skip
+            return RoleResult(
+                Outcome.BLOCKED,
+                f"crewline refused to write this to GitLab: {blocked}. "
+                "A human must remove or rephrase it, then move the issue back.",
+            )
+        except ForgeError as error:
+            log.warning("run failed on GitLab: issue=%s run=%s: %s", ctx.issue.ref, ctx.key, error)
+            return self._retry_or_exhaust(ctx, f"GitLab error: {error}")
+        except Exception as error:
+            log.exception("run crashed: issue=%s run=%s", ctx.issue.ref, ctx.key)
+            return self._retry_or_exhaust(ctx, f"{type(error).__name__}: {error}")
+
+    def _retry_or_exhaust(self, ctx: RunContext, why: str) -> RoleResult:
+        """Crash attempts count per round (roles/attempts.py): work sent back by QA or a
+        review starts a new round, it does not use up the attempts."""
+        limit = self.services.roles.by_name()[ctx.role].max_attempts
+        attempt = ctx.round_attempt
+        if attempt < limit:
+            return RoleResult(
+                Outcome.EXPIRED,
+                f"attempt {attempt} of {limit} stopped ({why}); re-queued for another attempt",
+            )
+        return RoleResult(Outcome.EXHAUSTED, f"attempt {attempt} of {limit} failed: {why}")
+
+    async def _renew(self, ctx: RunContext) -> None:
+        interval = max(0.5, self.services.claims.ttl / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                ctx.claim = await self.services.claims.renew(ctx.claim)
+            except ForgeError as error:
+                # GitLab is briefly away: keep working; the claim survives until its expiry.
+                log.warning("claim renewal failed: issue=%s: %s", ctx.issue.ref, error)
+
+    async def _abandon(self, ctx: RunContext, why: str) -> None:
+        log.warning("run abandoned: issue=%s run=%s: %s", ctx.issue.ref, ctx.key, why)
+        await self.services.storage.runs.finish(ctx.run.id, RunStatus.ABANDONED, why)
+        metrics.run_finished(ctx.role, "abandoned")
+        await self.services.claims.leases.release(ctx.claim.lease)
+
+    async def _finish(self, ctx: RunContext, result: RoleResult) -> None:
+        """Move the issue on, release the claim, tell and ask the humans, end the run.
+
+        The result and the move are checkpoints and the rest is idempotent, so a run killed
+        here finishes on restart (its last notification or desk request may come twice)."""
+        services, issue = self.services, ctx.issue
+        wf = services.workflow
+        running = wf.running_state(ctx.role).name
+
+        async def record() -> dict[str, Any]:
+            return result_json(result)
+
+        result = result_of(await ctx.step("finish", record))
+        target = next_state(wf, running, result.outcome)
+        if result.message:
+            # Outcome notes quote CI logs, test output and goal text: redacted, never refused.
+            await ctx.note("outcome", result.message, quoted=True)
+
+        async def move() -> str:
+            # The write is fenced by this run's claim, checked after the transition read the
+            # labels: the running state it passes on is this round's, never the next one's.
+            try:
+                await services.gateway.transition(
+                    issue.project, issue.iid, target, expect={running}
+                )
+            except StaleState as stale:
+                if stale.actual != target:  # already there: moved before a crash
+                    raise
+            return target
+
+        try:
+            await ctx.step("moved", move)
+        except StaleState as stale:
+            await self._abandon(ctx, f"someone else moved the issue: {stale}")
+            return
+        await services.claims.release(ctx.claim)
+        with fenced(None):  # the claim is over; a desk deciding the gate acts for a human
+            await self._tell(event_kind(target), issue, result.message, running, target)
+            if result.gate is not None:
+                await self._tell(
+                    EventKind.GATE, issue, f"waiting for a human at {target}", running, target
+                )
+                try:
+                    await services.desk.request(result.gate)
+                except GateNotDecided as undecided:
+                    # Not decided, so not finished: reask_gates (and a restart) asks again.
+                    log.warning("gate undecided, asked again later: run=%s: %s", ctx.key, undecided)
+                    return
+                self._gates_asked.add((issue.project, issue.iid))
+        # Last: until the run is finished a restart resumes it, so the desk is asked for sure.
+        status = run_status(result.outcome)
+        await services.storage.runs.finish(ctx.run.id, status, result.message or None)
+        metrics.run_finished(ctx.role, str(result.outcome))
+        self.stats.outcomes[str(result.outcome)] = (
+            self.stats.outcomes.get(str(result.outcome), 0) + 1
+        )
+        log.info(
+            "run finished: issue=%s run=%s outcome=%s -> %s",
+            issue.ref,
+            ctx.key,
+            result.outcome,
+            target,
+        )
+
+    async def _tell(
+        self, kind: EventKind, issue: Issue, message: str, from_state: str, to_state: str
+    ) -> None:
+        event = Event(
+            kind,
+            issue.project,
+            issue.iid,
+            issue.title,
+            for_humans(message),
+            from_state,
+            to_state,
+            issue.web_url,
+        )
+        try:
+            await self.services.notifier.notify(event)
+        except Exception:
+            log.exception("notifier failed: issue=%s", issue.ref)
