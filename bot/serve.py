@@ -65,6 +65,10 @@ async def serve(
     if runtime.sandbox_warning:
         console.print(f"WARNING: {runtime.sandbox_warning}", style="bold red", markup=False)
     await warn_about_privileges(runtime, console)
+    try:  # the fleet's shared state: pause, spend, learnings (docs/decisions/0027)
+        await runtime.services.fleet.ensure()
+    except ForgeError as error:
+        log.warning("could not set up the control issues, retrying on the poll: %s", error)
     if auto_approve_plans:
         desk = ConsoleDesk(
             console, runtime.services.gateway, runtime.storage.leases, who=config.worker_id

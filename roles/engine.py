@@ -28,6 +28,7 @@ from forge.gateway import StaleState
 from forge.guard import GuardBlocked
 from forge.types import Issue, Note
 from roles.attempts import claims_of, round_attempt
+from roles.budget import BudgetHeld, hold_notice
 from roles.context import HostClaim, RunAborted, RunContext, Services
 from roles.gate_recovery import gate_request, issues_at_gates
 from roles.gates import GateNotDecided
@@ -38,10 +39,11 @@ from workflow import Outcome, next_state
 
 log = logging.getLogger(__name__)
 
-PAUSE_ALL = "pause:*"
+PAUSE_ALL = "pause:*"  # the audit target of a pause of every project
 
 
 def pause_key(project: str) -> str:
+    """The audit target of a pause of one project (the pause itself is on GitLab)."""
     return f"pause:{project}"
 
 
@@ -158,8 +160,8 @@ class Engine:
         await self.drain()
 
     async def paused(self, project: str) -> bool:
-        kv = self.services.storage.settings
-        return await kv.get(PAUSE_ALL) == "1" or await kv.get(pause_key(project)) == "1"
+        """Paused on the project's control issue, by any host (roles/fleet_state.py)."""
+        return self.services.fleet.paused(project)
 
     # ------------------------------------------------------------ one pass
 
@@ -167,6 +169,7 @@ class Engine:
         """One pass over every project and role; returns how many runs it started."""
         async with self._tick_lock:
             started = 0
+            await self.services.fleet.refresh_if_stale()  # once per poll: pause, spend
             for project in self.services.projects:
                 if await self.paused(project):
                     continue
@@ -425,6 +428,9 @@ class Engine:
         except (RunAborted, ClaimLost) as stop:
             await self._abandon(ctx, str(stop))
             return None
+        except BudgetHeld as held:  # back to the ready state, where admission holds it
+            await hold_notice(self.services, ctx.issue, held.reason)
+            return RoleResult(Outcome.EXPIRED)
         except GuardBlocked as blocked:
             # A refused write is not a crash: retrying sends the same text again, so the
             # issue stops here, with the reason, instead of looping until it fails.
