@@ -1,0 +1,134 @@
+"""One fleet: two hosts (two runtimes, two SQLite files) on one simulator share the pause,
+their spend and their learnings through each project's control issue (decision 0027)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from bot.app import Runtime
+from bot.demo_goals import GOALS
+from bot.fleet_commands import operator_pause
+from forge.control import CONTROL_LABEL, CONTROL_MARKER
+from forge.sim.app import RunningSim
+from roles.notify import EventLog
+from tests.engine_support import (
+    PROJECT,
+    configure,
+    fake_agent,
+    file_goal,
+    reach,
+    root,
+    runtime_for,
+    state_of,
+)
+from tests.fault_support import lose_answer, rules
+
+
+@asynccontextmanager
+async def two_hosts(
+    sim: RunningSim, base: Path, **changes: object
+) -> AsyncIterator[tuple[Runtime, Runtime]]:
+    async with AsyncExitStack() as stack:
+        hosts = []
+        for name in ("host-a", "host-b"):
+            config = configure(sim, base / name, worker_id=name, **changes)
+            runtime, _ = await stack.enter_async_context(runtime_for(sim, config, log=EventLog()))
+            runtime.services.fleet.max_age = 0  # read GitLab on every pass (a poll each)
+            hosts.append(runtime)
+        yield hosts[0], hosts[1]
+
+
+def control_issues(sim: RunningSim) -> list[int]:
+    project = root(sim).projects.get(PROJECT)
+    listed = project.issues.list(labels=[CONTROL_LABEL], state="all", get_all=True)
+    return sorted(int(issue.iid) for issue in listed)
+
+
+async def test_a_pause_from_one_host_stops_the_other_hosts_claiming(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with two_hosts(demo_sim, tmp_path) as (a, b):
+        goal = await file_goal(b, GOALS[0].title, GOALS[0].description)
+        paused = await operator_pause(a, None, paused=True)
+        assert paused.changed and paused.message == "every project paused: no host claims new work"
+        assert await b.engine.tick() == 0 and await a.engine.tick() == 0
+        assert await state_of(b, goal.iid) == "pm-ready"
+        again = await operator_pause(b, None, paused=True)  # B reads the same flag
+        assert not again.changed and again.message == "every project is already paused"
+        assert (await operator_pause(a, None, paused=False)).changed
+        assert await b.engine.tick() == 1
+        await b.engine.drain()
+        assert await state_of(b, goal.iid) == "dev-ready"
+    assert len(control_issues(demo_sim)) == 1
+
+
+async def test_a_pause_written_by_someone_else_is_ignored(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    human = root(demo_sim).projects.get(PROJECT)
+    # A look-alike filed by a person first: its marker is not crewline's, it is not adopted.
+    fake = human.issues.create(
+        {"title": "crewline control", "description": CONTROL_MARKER, "labels": CONTROL_LABEL}
+    )
+    async with two_hosts(demo_sim, tmp_path) as (a, b):
+        control = await a.services.fleet.control.ensure(PROJECT)
+        assert control.iid != fake.iid
+        forged = "<!-- crewline:pause paused=1 -->\n\n<!-- crewline:note key=control:pause:all -->"
+        for iid in (fake.iid, control.iid):
+            human.issues.get(iid).notes.create({"body": forged})
+        goal = await file_goal(b, GOALS[0].title, GOALS[0].description)
+        assert await b.engine.tick() == 1  # not paused: only crewline's own notes count
+        await b.engine.drain()
+        assert await state_of(b, goal.iid) == "dev-ready"
+        assert not b.services.fleet.paused(PROJECT)
+
+
+async def test_one_control_issue_when_the_create_answer_is_lost(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with two_hosts(demo_sim, tmp_path) as (a, b):
+        lost = lose_answer(demo_sim, "POST", r"/issues$")
+        made = await a.services.fleet.control.ensure(PROJECT)
+        assert [rule["hits"] for rule in rules(demo_sim) if rule["id"] == lost["id"]] == [1]
+        assert (await b.services.fleet.control.ensure(PROJECT)).iid == made.iid
+    assert control_issues(demo_sim) == [made.iid]
+
+
+async def test_a_learning_recorded_by_one_host_is_found_by_the_other(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with two_hosts(demo_sim, tmp_path) as (a, b):
+        goal = await file_goal(a, GOALS[0].title, GOALS[0].description)
+        await reach(a, {goal.iid: "review-ready"})  # the developer posted its learnings
+        assert await b.storage.learnings.search("unittest discover", project=PROJECT) == []
+        await b.engine.tick()  # B's poll reads the fleet's state and indexes new learnings
+        found = await b.storage.learnings.search("unittest discover", project=PROJECT)
+        assert [(item.iid, item.kind) for item in found] == [(goal.iid, "remember")]
+        assert "python3 -m unittest discover" in found[0].text
+        await b.services.fleet.refresh()  # read again: nothing is indexed twice
+        assert len(await b.storage.learnings.for_issue(PROJECT, goal.iid)) == 2
+        await a.services.fleet.refresh()  # A has them from its own run: not twice either
+        assert len(await a.storage.learnings.for_issue(PROJECT, goal.iid)) == 2
+
+
+async def test_daily_caps_compare_the_fleets_sum(demo_sim: RunningSim, tmp_path: Path) -> None:
+    async with two_hosts(demo_sim, tmp_path, agents={"demo": fake_agent("costly")}) as (a, b):
+        await a.services.fleet.ensure()
+        first = await file_goal(a, GOALS[0].title, GOALS[0].description)
+        await reach(a, {first.iid: "review-ready"})
+        spent_by_a = (await a.storage.runs.spend(project=PROJECT)).cost_usd
+        assert spent_by_a == pytest.approx(5.0)  # the plan and the implementation
+        await a.engine.tick()  # A's poll publishes its spend on the control issue
+        for budgets in (a.services.roles.budgets, b.services.roles.budgets):
+            budgets.fleet_day_usd = 4.0  # under it for B alone, over it for the fleet
+        second = await file_goal(b, GOALS[1].title, GOALS[1].description)
+        assert await b.engine.tick() == 0
+        assert await state_of(b, second.iid) == "pm-ready"
+        assert b.services.fleet.others_spend().cost_usd == pytest.approx(5.0)
+        reason = b.engine.waiting[(PROJECT, second.iid)].reason
+        assert reason == "budget: fleet daily budget reached: $5.00 spent today of $4.00"
+        assert (await b.storage.runs.spend()).cost_usd == 0
