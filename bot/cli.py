@@ -357,7 +357,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from bot.app import Runtime, build_runtime
-    from bot.status import board
+    from bot.status import board, fleet_lines
     from roles.notify import EventLog
     from roles.stuck import stuck_items
 
@@ -396,6 +396,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for item in result.items:
             line = f"{item.project}#{item.iid:<5} {item.state:<15} {item.title[:50]}"
             print(f"{line}  {item.detail}" if item.detail else line)
+        if result.fleet is not None:
+            print("\n".join(fleet_lines(result.fleet)))
 
     asyncio.run(show())
     return EXIT_OK

@@ -143,19 +143,24 @@ class FleetState:
         ]
         return Spend(tokens=sum(e.tokens for e in entries), cost_usd=sum(e.usd for e in entries))
 
-    def spend_today(self) -> list[HostSpend]:
-        """Every host's spend today, one entry per host (summed over projects); this host's
-        entry from its own records."""
+    async def spend_today(self) -> list[HostSpend]:
+        """Every host's spend today, one entry per host (summed over projects): the others'
+        as they published it, this host's from its own records (fresher)."""
         day = self.day().isoformat()
         by_host: dict[str, HostSpend] = {}
         for view in self.views.values():
             for entry in view.spend_on(day):
+                if entry.worker == self.worker:
+                    continue
                 have = by_host.get(entry.worker)
                 by_host[entry.worker] = (
                     entry
                     if have is None
                     else replace(have, tokens=have.tokens + entry.tokens, usd=have.usd + entry.usd)
                 )
+        mine = await self.storage.runs.spend(since=self.day_start())
+        if mine.tokens or mine.cost_usd:
+            by_host[self.worker] = HostSpend(self.worker, day, mine.tokens, mine.cost_usd, 0)
         return sorted(by_host.values(), key=lambda e: e.worker)
 
     async def _publish(self, view: ControlView) -> None:

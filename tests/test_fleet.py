@@ -12,6 +12,7 @@ import pytest
 from bot.app import Runtime
 from bot.demo_goals import GOALS
 from bot.fleet_commands import operator_pause
+from bot.status import board, fleet_lines
 from forge.control import CONTROL_LABEL, CONTROL_MARKER
 from forge.sim.app import RunningSim
 from roles.notify import EventLog
@@ -132,3 +133,34 @@ async def test_daily_caps_compare_the_fleets_sum(demo_sim: RunningSim, tmp_path:
         reason = b.engine.waiting[(PROJECT, second.iid)].reason
         assert reason == "budget: fleet daily budget reached: $5.00 spent today of $4.00"
         assert (await b.storage.runs.spend()).cost_usd == 0
+
+
+async def test_status_shows_the_fleet(demo_sim: RunningSim, tmp_path: Path) -> None:
+    async with two_hosts(demo_sim, tmp_path, agents={"demo": fake_agent("costly")}) as (a, b):
+        first = await file_goal(a, GOALS[0].title, GOALS[0].description)
+        await reach(a, {first.iid: "review-ready"})
+        second = await file_goal(a, GOALS[1].title, GOALS[1].description)
+        a.services.roles.dev.enabled = False
+        await reach(a, {second.iid: "dev-ready"})
+        await a.engine.tick()  # publishes A's spend today: two plans and one change
+        ready = await b.services.gateway.get_issue(PROJECT, second.iid)
+        claim = await b.services.claims.claim(ready, "dev", "run-b1")  # B works on it
+        assert claim is not None
+        await operator_pause(b, PROJECT, paused=True)
+        shown = await board(a)  # as `crewline status` on host A shows it
+    fleet = shown.fleet
+    assert fleet is not None
+    assert fleet.paused == {PROJECT: "paused"}
+    hosts = {host.worker: host for host in fleet.hosts}
+    assert sorted(hosts) == ["host-a", "host-b"]
+    assert hosts["host-a"].runs == [] and hosts["host-a"].spent_usd == pytest.approx(7.5)
+    assert [run.rsplit(" for ", 1)[0] for run in hosts["host-b"].runs] == [
+        f"{PROJECT}#{second.iid} dev"
+    ]
+    assert hosts["host-b"].spent_usd == 0
+    assert fleet.spent_usd == pytest.approx(7.5) and fleet.tokens == 3 * 15000
+    printed = "\n".join(fleet_lines(fleet))
+    assert f"  {PROJECT}: paused" in printed
+    assert "  host host-a: no live claims; spent today $7.50, 45,000 tokens" in printed
+    assert f"  host host-b: {PROJECT}#{second.iid} dev for " in printed
+    assert "  fleet spend today: $7.50, 45,000 tokens" in printed
