@@ -65,10 +65,6 @@ async def serve(
     if runtime.sandbox_warning:
         console.print(f"WARNING: {runtime.sandbox_warning}", style="bold red", markup=False)
     await warn_about_privileges(runtime, console)
-    try:  # the fleet's shared state: pause, spend, learnings (docs/decisions/0027)
-        await runtime.services.fleet.ensure()
-    except ForgeError as error:
-        log.warning("could not set up the control issues, retrying on the poll: %s", error)
     if auto_approve_plans:
         desk = ConsoleDesk(
             console, runtime.services.gateway, runtime.storage.leases, who=config.worker_id
@@ -99,6 +95,8 @@ async def serve(
             )
 
         async def on_event(event: WebhookEvent) -> None:
+            body = str(getattr(event, "body", ""))
+            runtime.services.fleet.changed(event.project_path, event.target_iid, body)
             if wakes_gates(event):
                 engine.wake_gates()  # a 👍 or an Approve may decide a gate in GitLab
             else:
@@ -129,6 +127,10 @@ async def serve(
         markup=False,
     )
     try:
+        try:  # the fleet's shared state: pause, spend, learnings (docs/decisions/0027)
+            await runtime.services.fleet.ensure()
+        except ForgeError as error:
+            log.warning("could not set up the control issues, reading them on the poll: %s", error)
         await engine.run_forever(config.schedule.poll_seconds)
     except asyncio.CancelledError:
         pass

@@ -137,8 +137,9 @@ class ControlIssues:
         return found[0] if found else None
 
     async def _candidates(self, project: str) -> list[Issue]:
-        listed = await self.gateway.list_issues(project, labels=[CONTROL_LABEL])
-        # The trust filter has removed the marker from any issue crewline did not file.
+        # Closed ones too: a person closing the issue must not lift a pause. The trust
+        # filter has removed the marker from any issue crewline did not file.
+        listed = await self.gateway.list_issues(project, labels=[CONTROL_LABEL], state="all")
         return sorted((i for i in listed if CONTROL_MARKER in i.description), key=lambda i: i.iid)
 
     async def ensure(self, project: str) -> Issue:

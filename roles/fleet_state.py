@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
-from forge.client import ForgeError
+from forge.client import ForgeError, ForgeNotFound
 from forge.control import (
     PAUSE_ALL,
     PAUSE_PROJECT,
@@ -80,6 +80,14 @@ class FleetState:
         view = self.views.get(project)
         return view is not None and view.pause.get(PAUSE_ALL, False)
 
+    def changed(self, project: str, iid: int | None, body: str = "") -> None:
+        """A webhook said something changed: a note on the control issue, or a learnings
+        note (``body``, only a hint: what is read comes through the trust filter) is read
+        on the next pass instead of at the next poll."""
+        view = self.views.get(project)
+        if (view is not None and iid is not None and iid == view.iid) or "learnings" in body:
+            self._read_at = None
+
     async def refresh_if_stale(self) -> None:
         """Refresh unless the last one is younger than ``max_age``; a GitLab failure keeps
         what was known (logged) and is retried on the next pass."""
@@ -115,8 +123,9 @@ class FleetState:
         known = self.views.get(project, ControlView(project, None))
         issue: Issue | None = None
         if known.iid is not None:
-            issue = await self.gateway.get_issue(project, known.iid)
-            if issue.state != "opened" or issue.iid != known.iid:
+            try:
+                issue = await self.gateway.get_issue(project, known.iid)
+            except ForgeNotFound:  # deleted by an administrator: look for another one
                 issue = None
         if issue is None:
             issue = await self.control.find(project)

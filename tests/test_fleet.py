@@ -15,6 +15,7 @@ from bot.fleet_commands import operator_pause
 from bot.status import board, fleet_lines
 from forge.control import CONTROL_LABEL, CONTROL_MARKER
 from forge.sim.app import RunningSim
+from roles.compaction import LearningItem, learnings_from_markdown, learnings_markdown
 from roles.notify import EventLog
 from tests.engine_support import (
     PROJECT,
@@ -58,6 +59,8 @@ async def test_a_pause_from_one_host_stops_the_other_hosts_claiming(
         assert paused.changed and paused.message == "every project paused: no host claims new work"
         assert await b.engine.tick() == 0 and await a.engine.tick() == 0
         assert await state_of(b, goal.iid) == "pm-ready"
+        with pytest.raises(ValueError, match="nobody/else is not a configured project"):
+            await operator_pause(b, "nobody/else", paused=True)
         again = await operator_pause(b, None, paused=True)  # B reads the same flag
         assert not again.changed and again.message == "every project is already paused"
         assert (await operator_pause(a, None, paused=False)).changed
@@ -65,6 +68,25 @@ async def test_a_pause_from_one_host_stops_the_other_hosts_claiming(
         await b.engine.drain()
         assert await state_of(b, goal.iid) == "dev-ready"
     assert len(control_issues(demo_sim)) == 1
+
+
+async def test_the_control_issue_is_read_once_per_poll_or_when_a_webhook_says(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with two_hosts(demo_sim, tmp_path) as (a, b):
+        control = await a.services.fleet.control.ensure(PROJECT)
+        b.services.fleet.max_age = 3600  # a long poll interval
+        assert await b.engine.tick() == 0  # read now: nothing to do, nothing paused
+        assert (await operator_pause(a, PROJECT, paused=True)).changed
+        early = await file_goal(b, GOALS[0].title, GOALS[0].description)
+        b.services.fleet.changed(PROJECT, early.iid)  # an event about another issue
+        assert await b.engine.tick() == 1  # B has not read the pause yet: its next poll will
+        await b.engine.drain()
+        late = await file_goal(b, GOALS[1].title, GOALS[1].description)
+        b.services.fleet.changed(PROJECT, control.iid)  # the note event of the pause
+        assert await b.engine.tick() == 0
+        assert await b.engine.paused(PROJECT)
+        assert await state_of(b, late.iid) == "pm-ready"
 
 
 async def test_a_pause_written_by_someone_else_is_ignored(
@@ -164,3 +186,13 @@ async def test_status_shows_the_fleet(demo_sim: RunningSim, tmp_path: Path) -> N
     assert "  host host-a: no live claims; spent today $7.50, 45,000 tokens" in printed
     assert f"  host host-b: {PROJECT}#{second.iid} dev for " in printed
     assert "  fleet spend today: $7.50, 45,000 tokens" in printed
+
+
+def test_a_learnings_note_reads_back_as_it_was_written() -> None:
+    items = [
+        LearningItem("failure", "the first attempt broke\n- a line like an item\n\nand more"),
+        LearningItem("remember", "tests run with `python3 -m unittest`"),
+    ]
+    note = f"{learnings_markdown(items)}\n\n<!-- crewline:note key=dev-1:learnings -->"
+    assert learnings_from_markdown(note) == items
+    assert learnings_from_markdown("Some other note\n- **remember**: not ours") == []
