@@ -3,17 +3,28 @@ with one notice, and the work resumes the next day without a human (roles/budget
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.demo_goals import GOALS
 from forge.sim.app import RunningSim
 from roles.agents.base import Usage
 from roles.budget import BudgetLeft, priced, turn_timeout
 from roles.notify import EventKind
 from roles.settings import BudgetSettings, ModelPrice
-from tests.engine_support import PROJECT, fake_agent, file_block, file_goal, note_bodies, reach
+from tests.engine_support import (
+    PROJECT,
+    configure,
+    fake_agent,
+    file_block,
+    file_goal,
+    note_bodies,
+    reach,
+    runtime_for,
+)
 from tests.review_merge_support import full_config, goal_text, greet_goal, merging_runtime
 
 WAVE = 'def wave(name: str) -> str:\n    return f"Bye, {name}!"\n'
@@ -75,6 +86,50 @@ async def test_a_daily_cap_reached_mid_run_holds_dev_turns_and_lets_qa_and_merge
         await reach(runtime, {second.iid: "done"}, limit=120)
     notices = [b for b in note_bodies(demo_sim, second.iid) if "holding this issue" in b]
     assert len(notices) == 1
+
+
+async def test_turns_reporting_only_tokens_are_priced_and_count_against_a_cap(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    agent = fake_agent("tokens_only", model="m-small")
+    config = configure(demo_sim, tmp_path, agents={"demo": agent})
+    config.roles.budgets = BudgetSettings(
+        fleet_day_usd=0.5,
+        prices={"m-small": ModelPrice(input_usd_per_mtok=1.0, output_usd_per_mtok=4.0)},
+    )
+    config.roles.dev.enabled = False  # until the plan is there
+    async with runtime_for(demo_sim, config) as (runtime, _):
+        issue = await file_goal(runtime, GOALS[0].title, GOALS[0].description)
+        await reach(runtime, {issue.iid: "dev-ready"})  # one plan turn: 0.2 + 0.2 dollars
+        runtime.services.roles.dev.enabled = True
+        assert await runtime.engine.tick() == 1  # $0.40 of $0.50: the developer starts
+        await runtime.engine.drain()
+        spent = await runtime.storage.runs.spend()
+        assert spent.tokens == 2 * 250_000 and spent.cost_usd == pytest.approx(0.8)
+        later = await file_goal(runtime, GOALS[1].title, GOALS[1].description)
+        assert await runtime.engine.tick() == 0
+        assert runtime.engine.waiting[(PROJECT, later.iid)].reason == (
+            "budget: fleet daily budget reached: $0.80 spent today of $0.50"
+        )
+
+
+async def test_a_turn_is_cut_to_the_time_the_budget_left_buys(
+    demo_sim: RunningSim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = configure(demo_sim, tmp_path, agents={"demo": fake_agent("hangs_on_implement")})
+    # $1 left at $360 an hour buys 10 seconds; the agent's own timeout is 60.
+    config.roles.budgets = BudgetSettings(fleet_day_usd=1.0, usd_per_hour=360.0)
+    config.roles.dev.enabled = False  # until the plan is there
+    async with runtime_for(demo_sim, config) as (runtime, _):
+        issue = await file_goal(runtime, GOALS[0].title, GOALS[0].description)
+        await reach(runtime, {issue.iid: "dev-ready"})
+        runtime.services.roles.dev.enabled = True
+        started = time.monotonic()
+        assert await runtime.engine.tick() == 1
+        await runtime.engine.drain()  # the implement turn is killed when its time is up
+        took = time.monotonic() - started
+    assert 9 < took < 50, took
+    assert "timed out after 10 s" in caplog.text  # $1 at $360 an hour, not the agent's 60 s
 
 
 def test_tokens_without_dollars_are_priced_from_the_table() -> None:
