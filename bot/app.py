@@ -185,6 +185,7 @@ async def build_runtime(
         merger=merger,
         sandbox=selected.sandbox,
     )
+    services.fleet.max_age = config.schedule.poll_seconds  # the control issues, once per poll
     engine = Engine(services, default_roles(Prompts(config.prompts_dir)))
     return Runtime(config, storage, client, services, engine, merge_client, selected.warning)
 

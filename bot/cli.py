@@ -145,10 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
             decide.add_argument("--feedback", required=True, help="what should change")
         decide.set_defaults(handler=cmd_decide, approve=name == "approve")
 
+    for name, what in (("pause", "stop every host claiming new work"), ("resume", "resume")):
+        switch = commands.add_parser(
+            name, parents=[common], help=f"{what}, on one project or all (the control issues)"
+        )
+        switch.add_argument("project", nargs="?", help="one project's path (default: all)")
+        switch.set_defaults(handler=cmd_pause, paused=name == "pause")
+
     labels = commands.add_parser("labels", parents=[common], help="GitLab workflow labels")
     label_commands = labels.add_subparsers(title="labels commands", metavar="COMMAND")
     sync = label_commands.add_parser(
-        "sync", parents=[common], help="create or update every workflow label (idempotent)"
+        "sync",
+        parents=[common],
+        help="create or update every workflow label and the control issue (idempotent)",
     )
     sync.set_defaults(handler=cmd_labels_sync)
     labels.set_defaults(handler=lambda _: _usage(labels))
@@ -307,15 +316,23 @@ def cmd_labels_sync(args: argparse.Namespace) -> int:
         try:
             for project in config.projects:
                 done = await sync_labels(runtime.services.gateway, project.path)
+                control = await runtime.services.fleet.control.ensure(project.path)
                 print(
                     f"{project.path}: {len(done.created)} created, {len(done.updated)} updated, "
-                    f"{len(done.unchanged)} unchanged"
+                    f"{len(done.unchanged)} unchanged; control issue #{control.iid}"
                 )
         finally:
             await runtime.close()
 
     asyncio.run(sync())
     return EXIT_OK
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from bot.fleet_commands import run_pause
+
+    config, secrets = _configured(args)
+    return run_pause(config, secrets, args.project, paused=args.paused)
 
 
 def cmd_discord_sync(args: argparse.Namespace) -> int:
@@ -340,7 +357,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from bot.app import Runtime, build_runtime
-    from bot.status import board
+    from bot.status import board, fleet_lines
     from roles.notify import EventLog
     from roles.stuck import stuck_items
 
@@ -381,6 +398,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for item in result.items:
             line = f"{item.project}#{item.iid:<5} {item.state:<15} {item.title[:50]}"
             print(f"{line}  {item.detail}" if item.detail else line)
+        if result.fleet is not None:
+            print("\n".join(fleet_lines(result.fleet)))
 
     asyncio.run(show())
     return EXIT_OK

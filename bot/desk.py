@@ -31,6 +31,7 @@ from forge.guard import GuardBlocked
 from roles.context import Services
 from roles.engine import PAUSE_ALL, pause_key
 from roles.gates import Decision, decide_merge, decide_plan, filer_of
+from roles.pause import PauseChange, set_paused
 from storage import AuditEntry, Learning
 from workflow import Gate
 
@@ -254,7 +255,7 @@ class Desk:
         counts: dict[str, int] = {state: 0 for state in full.counts}
         for item in items:
             counts[item.state] += 1
-        return Board(counts, items)
+        return Board(counts, items, full.rate, full.fleet)
 
     async def stuck(self, actor: Actor) -> list[StuckItem]:
         _, visible = await self._readable(actor, "desk.stuck", self.projects)
@@ -372,27 +373,22 @@ class Desk:
         return await self._flag(actor, project, paused=False)
 
     async def _flag(self, actor: Actor, project: str | None, *, paused: bool) -> Reply:
+        """Written on the projects' control issues, so every host stops (or resumes)."""
         path = self.project(project) if project else None
         key = pause_key(path) if path else PAUSE_ALL
-        scope = path or "every project"
         what = "desk.pause" if paused else "desk.resume"
         affected = [path] if path else self.projects
         person = await self._person(actor, what, key, affected, Need.DECIDE)
-        settings = self.services.storage.settings
-        if (await settings.get(key) == "1") == paused:
-            state = "paused" if paused else "not paused"
-            message = f"{scope} is already {state}" + await self._first(what, key)
-            await self._audit(person, what, key, {}, False)
-            return Reply(False, message)
-        if paused:
-            await settings.set(key, "1")
-        else:
-            await settings.delete(key)
-        await self._audit(person, what, key, {}, True)
-        if not paused:
+        change: PauseChange = await self._gitlab(
+            lambda: set_paused(
+                self.services.fleet, self.projects, path, paused=paused,
+                who=f"@{person.gitlab_user} via {self.via}",
+            )
+        )  # fmt: skip
+        message = change.message
+        if not change.changed:
+            message += await self._first(what, key)
+        await self._audit(person, what, key, {}, change.changed)
+        if change.changed and not paused:
             self.runtime.engine.wake()
-        still = ""
-        if not paused and path and await settings.get(PAUSE_ALL) == "1":
-            still = " (every project is still paused: /resume without a project lifts that)"
-        verb = "paused: no new work is claimed" if paused else "resumed"
-        return Reply(True, f"{scope} {verb}{still}")
+        return Reply(change.changed, message)

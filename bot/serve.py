@@ -102,6 +102,8 @@ async def serve(
             )
 
         async def on_event(event: WebhookEvent) -> None:
+            body = str(getattr(event, "body", ""))
+            runtime.services.fleet.changed(event.project_path, event.target_iid, body)
             # An event acts on its issue alone; the echo of our own writes wakes nothing.
             route_event(engine, event)
 
@@ -132,6 +134,10 @@ async def serve(
         markup=False,
     )
     try:
+        try:  # the fleet's shared state: pause, spend, learnings (docs/decisions/0027)
+            await runtime.services.fleet.ensure()
+        except ForgeError as error:
+            log.warning("could not set up the control issues, reading them on the poll: %s", error)
         await engine.run_forever(config.schedule.poll_seconds)
     except asyncio.CancelledError:
         pass

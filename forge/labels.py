@@ -63,6 +63,15 @@ async def sync_labels(gateway: Gateway, project: str) -> LabelSync:
     return result
 
 
+async def ensure_label(
+    gateway: Gateway, project: str, name: str, color: str, description: str
+) -> None:
+    """Create the label ``name`` unless it exists (another host may create it meanwhile)."""
+    if await _get(gateway.calls, project, name) is None:
+        wanted = {"name": name, "color": color, "description": description}
+        await _create(gateway.calls, project, wanted)
+
+
 async def _get(calls: AuditedCalls, project: str, name: str) -> dict[str, Any] | None:
     def get(gl: gitlab.Gitlab) -> dict[str, Any]:
         return dict(gl.projects.get(project, lazy=True).labels.get(name).attributes)

@@ -19,6 +19,7 @@ from typing import Any
 
 from forge import metrics
 from roles.agents.base import Agent, AgentResult, AgentTask, TaskKind
+from roles.budget import BUDGETED_ROLES, BudgetHeld, budget_left, priced, turn_timeout
 from roles.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ async def run_agent(
     """One agent turn, not checkpointed (callers wrap it in a step with what must happen
     together with it, such as pushing the work). ``context`` marks a follow-up: see above."""
     agent = ctx.services.agent_for(ctx.role)
+    seconds = await _budgeted_timeout(ctx)
     standalone = context is not None and (session_id is None or not can_resume(agent))
     if standalone and context is not None:
         prompt, session_id = await context() + prompt, None
@@ -76,7 +78,7 @@ async def run_agent(
         session_id or "new",
         " (self-contained follow-up)" if standalone else "",
     )
-    result = await _turn(ctx, agent, step, kind, prompt, workspace, session_id)
+    result = await _turn(ctx, agent, step, kind, prompt, workspace, session_id, seconds)
     if session_id and context is not None and not result.ok and not result.timed_out:
         log.warning(
             "agent turn: issue=%s run=%s step=%s: resuming session %s failed (%s); asking a "
@@ -88,7 +90,8 @@ async def run_agent(
             result.error,
         )
         prompt, session_id = await context() + prompt, None
-        result = await _turn(ctx, agent, step, kind, prompt, workspace, None)
+        seconds = await _budgeted_timeout(ctx)
+        result = await _turn(ctx, agent, step, kind, prompt, workspace, None, seconds)
     return {
         "ok": result.ok,
         "output": result.output,
@@ -106,6 +109,7 @@ async def _turn(
     prompt: str,
     workspace: Path,
     session_id: str | None,
+    seconds: float,
 ) -> AgentResult:
     task = AgentTask(
         kind=kind,
@@ -113,18 +117,34 @@ async def _turn(
         workspace=workspace,
         transcript_dir=ctx.run_dir,
         session_id=session_id,
-        timeout_seconds=ctx.services.agent_timeout(ctx.role),
+        timeout_seconds=seconds,
         label=f"{ctx.issue.ref} {ctx.key} {step}",
     )
     result = await metrics.agent_turn(agent.name, agent.run(task))
     if result.usage is not None:
         usage = result.usage
+        settings = getattr(agent, "settings", None)  # the adapters keep their AgentSettings
+        cost = priced(
+            ctx.services.roles.budgets, usage, getattr(settings, "model", None), agent.name
+        )
         await ctx.services.storage.runs.add_usage(
-            ctx.run.id, usage.tokens_in, usage.tokens_out, usage.cost_usd
+            ctx.run.id, usage.tokens_in, usage.tokens_out, cost
         )
     if result.session_id:
         await ctx.services.storage.runs.set_session(ctx.run.id, result.session_id)
     return result
+
+
+async def _budgeted_timeout(ctx: RunContext) -> float:
+    """The turn's timeout: the agent's, cut to what the budget left buys. A cap already
+    reached stops the run here (BudgetHeld) for the roles a budget holds."""
+    configured = ctx.services.agent_timeout(ctx.role)
+    if ctx.role not in BUDGETED_ROLES:
+        return configured
+    left = await budget_left(ctx.services, ctx.issue.project, ctx.issue.iid)
+    if left.reason is not None:
+        raise BudgetHeld(left.reason)
+    return turn_timeout(ctx.services.roles.budgets, left, configured)
 
 
 async def ask_agent(

@@ -14,7 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from forge.claims import ClaimMarker
+from forge.markers import note_marker
 from forge.types import Note
+
+# The notice of a budget hold (roles/budget.py, key "budget-hold:<day>"): only crewline's
+# own notes keep such a marker.
+_HOLD = note_marker("budget-hold:").removesuffix(" -->")
 
 
 def round_attempt(notes: Iterable[Note], role: str) -> int:
@@ -25,6 +30,8 @@ def round_attempt(notes: Iterable[Note], role: str) -> int:
         marker = ClaimMarker.parse(note.body)
         if marker is not None:
             count = count + 1 if marker.role == role else 0
+        elif _HOLD in note.body:  # a budget hold stopped the run: no crash, a fresh round
+            count = 0
     return count
 
 

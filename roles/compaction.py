@@ -57,7 +57,35 @@ def parse_learnings(output: str) -> list[LearningItem]:
     return items
 
 
+LEARNINGS_HEADING = "### Learnings"
+_ITEM = re.compile(r"^- \*\*(?P<kind>[a-z]+)\*\*: (?P<text>.*)$")
+
+
 def learnings_markdown(items: list[LearningItem]) -> str:
-    lines = ["### Learnings", ""]
-    lines += [f"- **{item.kind}**: {item.text}" for item in items]
+    """The learnings note; :func:`learnings_from_markdown` reads it back (other hosts index
+    it), so a text's further lines are indented to stay inside its item."""
+    lines = [LEARNINGS_HEADING, ""]
+    lines += [f"- **{item.kind}**: {item.text.replace(chr(10), chr(10) + '  ')}" for item in items]
     return "\n".join(lines)
+
+
+def learnings_from_markdown(body: str) -> list[LearningItem]:
+    """The items of a note written by :func:`learnings_markdown`; [] for any other text."""
+    if not body.startswith(LEARNINGS_HEADING):
+        return []
+    items: list[LearningItem] = []
+    kind, text = "", list[str]()
+    for line in body.splitlines()[1:]:
+        item = _ITEM.match(line)
+        if item is not None:
+            if kind:
+                items.append(LearningItem(kind, "\n".join(text).strip()))
+            kind, text = item.group("kind"), [item.group("text")]
+        elif kind and line.startswith("  "):
+            text.append(line[2:])
+        elif kind:  # the list ended (a blank line, the hidden marker)
+            items.append(LearningItem(kind, "\n".join(text).strip()))
+            kind, text = "", list[str]()
+    if kind:
+        items.append(LearningItem(kind, "\n".join(text).strip()))
+    return [item for item in items if item.kind in KINDS and item.text]

@@ -20,6 +20,7 @@ from forge.merge_gateway import MergeGateway
 from forge.settings import ProjectSettings
 from forge.types import Issue, Note
 from roles.agents.base import Agent
+from roles.fleet_state import FleetState
 from roles.notify import Desk, Notifier
 from roles.sandbox import NoSandbox, Sandbox
 from roles.settings import RolesSettings
@@ -100,6 +101,15 @@ class Services:
             return tuple(await self.gateway.notes(issue.project, issue.iid))
 
         return await self.issue_notes.get(issue, "notes", read)
+
+    # The fleet's shared state (pause, spend, learnings) read from GitLab; built on first use.
+    fleet_state: FleetState | None = None
+
+    @property
+    def fleet(self) -> FleetState:
+        if self.fleet_state is None:
+            self.fleet_state = FleetState(self.gateway, self.storage, self.projects, self.worker)
+        return self.fleet_state
 
     def agent_timeout(self, role: str) -> float:
         return self.agent_timeouts.get(role, 1800.0)

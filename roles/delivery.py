@@ -19,11 +19,9 @@ from forge.calls import check_fence, off_loop_if_large
 from forge.guard import GuardBlocked
 from roles.agent_turn import Context, Turn, ask_agent, run_agent
 from roles.agents.base import TaskKind
-from roles.budget import over_budget
 from roles.compaction import LEARNINGS_FORMAT, LearningItem, learnings_markdown, parse_learnings
 from roles.context import RunContext
 from roles.engine import RoleResult
-from roles.notify import Event, EventKind
 from roles.plan_notes import load_plan
 from roles.prompts import Prompts
 from roles.untrusted import Fence
@@ -162,11 +160,9 @@ class Delivery:
 
     async def converge(self, turn: Turn, limit: int, prefix: str = "") -> Converged | RoleResult:
         """Validate; on NO-GO send the failures back to the same session and push the fix;
-        up to ``limit`` validations. A RoleResult says why it stopped (budget, exhausted)."""
+        up to ``limit`` validations. A RoleResult says why it stopped (exhausted); a budget
+        reached before a fix turn stops the run in that turn (roles/budget.py)."""
         for attempt in range(1, limit + 1):
-            stop = await self.budget_stop()
-            if stop is not None:
-                return stop
             report = await self.validate(f"{prefix}validate-{attempt}")
             if report.go:
                 return Converged(report, turn)
@@ -190,18 +186,6 @@ class Delivery:
                 f"{prefix}fix-{attempt}", TaskKind.FIX, prompt, turn.session_id, self.fresh_context
             )
         raise AssertionError("unreachable: the loop returns on its last attempt")
-
-    async def budget_stop(self) -> RoleResult | None:
-        services, issue = self.ctx.services, self.ctx.issue
-        reason = await over_budget(
-            services.storage.runs, services.roles.budgets, issue.project, issue.iid
-        )
-        if reason is None:
-            return None
-        await services.notifier.notify(
-            Event(EventKind.BUDGET, issue.project, issue.iid, issue.title, reason)
-        )
-        return RoleResult(Outcome.BLOCKED, f"Budget stop: {reason}")
 
     async def learnings(self, turn: Turn, prefix: str = "") -> list[LearningItem]:
         """The compaction gate: the agent's learnings, asked for once more if missing,

@@ -59,10 +59,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PAUSE_ALL = "pause:*"
+PAUSE_ALL = "pause:*"  # the audit target of a pause of every project
 
 
 def pause_key(project: str) -> str:
+    """The audit target of a pause of one project (the pause itself is on GitLab)."""
     return f"pause:{project}"
 
 
@@ -169,8 +170,8 @@ class Engine(Running, Resuming, AskingGates):
         await self.drain()
 
     async def paused(self, project: str) -> bool:
-        kv = self.services.storage.settings
-        return await kv.get(PAUSE_ALL) == "1" or await kv.get(pause_key(project)) == "1"
+        """Paused on the project's control issue, by any host (roles/fleet_state.py)."""
+        return self.services.fleet.paused(project)
 
     # ------------------------------------------------------------ one pass
 
@@ -179,6 +180,7 @@ class Engine(Running, Resuming, AskingGates):
         runs it started."""
         async with self._tick_lock:
             self._full_due = False
+            await self.services.fleet.refresh_if_stale()  # once per poll: pause, spend
             self._pending.clear()  # the fresh listing sees what they said
             self._slots_freed = False
             return await self._pass(refresh=True)

@@ -18,6 +18,7 @@ from forge.guard import GuardBlocked
 from forge.types import Issue, Note
 from roles.admission import Role, RoleResult, event_kind, result_json, result_of, run_status
 from roles.attempts import claims_of, round_attempt
+from roles.budget import BudgetHeld, hold_notice
 from roles.context import HostClaim, RunAborted, RunContext, Services
 from roles.gates import GateNotDecided
 from roles.notify import Event, EventKind, for_humans
@@ -135,6 +136,9 @@ class Running:
         except (RunAborted, ClaimLost) as stop:
             await self._abandon(ctx, str(stop))
             return None
+        except BudgetHeld as held:  # back to the ready state, where admission holds it
+            await hold_notice(self.services, ctx.issue, held.reason)
+            return RoleResult(Outcome.EXPIRED)
         except GuardBlocked as blocked:
             # A refused write is not a crash: retrying sends the same text again, so the
             # issue stops here, with the reason, instead of looping until it fails.

@@ -22,7 +22,7 @@ from forge.types import Issue, Note
 from roles.agent_turn import ask_agent
 from roles.agents.base import TaskKind
 from roles.authors import FilerCheck, heard_authors
-from roles.budget import over_budget
+from roles.budget import hold_notice, over_budget
 from roles.context import RunContext, Services
 from roles.engine import GO, Admission, RoleResult, Verdict
 from roles.notify import GateRequest
@@ -72,10 +72,13 @@ async def relevant_learnings(services: Services, issue: Issue, limit: int = 5) -
 
 
 async def budget_admission(services: Services, issue: Issue) -> Admission:
-    reason = await over_budget(
-        services.storage.runs, services.roles.budgets, issue.project, issue.iid
-    )
-    return GO if reason is None else Admission(Verdict.BLOCK, reason)
+    """Under every cap, or WAIT at the ready state with one notice a day (roles/budget.py):
+    the issue goes on by itself when the day rolls over or the cap is raised."""
+    reason = await over_budget(services, issue.project, issue.iid)
+    if reason is None:
+        return GO
+    await hold_notice(services, issue, reason)
+    return Admission(Verdict.WAIT, f"budget: {reason}")
 
 
 class PmRole:

@@ -32,12 +32,11 @@ from roles.agent_turn import run_agent
 from roles.agents.base import TaskKind
 from roles.context import RunContext, Services
 from roles.delivery import Delivery, guard_stop, project_checks
-from roles.engine import Admission, RoleResult
+from roles.engine import GO, Admission, RoleResult
 from roles.flaky import flaky_key, record_flakes
 from roles.mr_link import issue_mr, qa_passed_marker
 from roles.notify import GateRequest
 from roles.plan_notes import PlanNotApproved, load_approved_plan
-from roles.pm import budget_admission
 from roles.prompts import Prompts
 from roles.qa_pipeline import SETTLED, HeadPipelines, needs_a_human, not_run, what_runs
 from roles.qa_rounds import earlier_rounds, history, round_of, sent_back_marker
@@ -59,7 +58,7 @@ class QaRole:
         self.prompts = prompts
 
     async def admit(self, services: Services, issue: Issue) -> Admission:
-        return await budget_admission(services, issue)
+        return GO  # QA runs no paid agent turn of its own: a budget never holds it
 
     async def run(self, ctx: RunContext) -> RoleResult:
         mr = await issue_mr(ctx.gateway, ctx.issue.project, ctx.issue.iid)

@@ -95,19 +95,50 @@ class FlakyDoctorSettings(BaseModel):
     )
 
 
+class ModelPrice(BaseModel):
+    """What a model costs, for agents that report tokens but no dollars (Codex, Gemini)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_usd_per_mtok: float = Field(ge=0, description="USD per million input tokens")
+    output_usd_per_mtok: float = Field(ge=0, description="USD per million output tokens")
+
+
 class BudgetSettings(BaseModel):
-    """Caps on what agents may spend, from what they report; None means no cap. Crossing a
-    cap stops new work on the issue at blocked, with the figures in a note."""
+    """Caps on what agents may spend, from what they report; None means no cap. A cap
+    reached holds new agent turns (PM, developer, review) at their ready state with one
+    notice a day; QA and merges go on. Daily caps count the whole fleet (roles/budget.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
     issue_usd: float | None = Field(default=None, gt=0, description="Per issue, all runs")
     issue_tokens: int | None = Field(default=None, gt=0, description="Per issue, all runs")
-    project_day_usd: float | None = Field(default=None, gt=0, description="Per project per day")
+    project_day_usd: float | None = Field(
+        default=None, gt=0, description="Per project per day (UTC), every host's runs"
+    )
     fleet_day_usd: float | None = Field(
-        default=None, gt=0, description="All projects of this host per day (UTC)"
+        default=None, gt=0, description="All projects, every host, per day (UTC)"
     )
     fleet_day_tokens: int | None = Field(default=None, gt=0)
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description=(
+            "Price of a model (the agent's `model`, else the agent's name in [agents]) for "
+            "turns that report tokens but no dollars"
+        ),
+    )
+    usd_per_hour: float | None = Field(
+        default=None,
+        gt=0,
+        description="The most an agent turn spends per hour: a turn's timeout is cut to "
+        "the dollars left at this rate",
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        gt=0,
+        description="The most tokens an agent turn uses per minute: a turn's timeout is cut "
+        "to the tokens left at this rate",
+    )
 
 
 class RolesSettings(BaseModel):

@@ -60,11 +60,7 @@ class LearningStore:
         """Store a learning; return its id."""
         require_text("project", project)
         require_int("iid", iid, minimum=1)
-        if not isinstance(kind, str) or not _KIND.match(kind):
-            raise ValueError(
-                f"learning kind must be a short lower-case word such as 'failure', 'decision' "
-                f"or 'remember', got {kind!r}"
-            )
+        _require_kind(kind)
         require_text("learning text", text)
         async with self._db.transaction() as tx:
             if run_id is not None:
@@ -83,6 +79,29 @@ class LearningStore:
             )
         assert written.lastrowid is not None
         return written.lastrowid
+
+    async def add_once(self, project: str, iid: int, kind: str, text: str) -> bool:
+        """Store a learning read from GitLab unless the issue already has the same one (this
+        host recorded it, or indexed it before); True when it was new."""
+        require_text("project", project)
+        require_int("iid", iid, minimum=1)
+        _require_kind(kind)
+        require_text("learning text", text)
+        async with self._db.transaction() as tx:
+            known = await tx.fetchone(
+                "SELECT 1 FROM learnings WHERE project = ? AND iid = ? AND kind = ? AND text = ?",
+                (project, iid, kind, text.strip()),
+            )
+            if known is not None:
+                return False
+            await tx.execute(
+                """
+                INSERT INTO learnings (project, iid, kind, text, run_id, created_at)
+                VALUES (?, ?, ?, ?, NULL, ?)
+                """,
+                (project, iid, kind, text.strip(), iso_utc(self._clock())),
+            )
+        return True
 
     async def search(
         self, query: str, *, project: str | None = None, iid: int | None = None, limit: int = 5
@@ -119,6 +138,14 @@ class LearningStore:
             "SELECT * FROM learnings WHERE project = ? AND iid = ? ORDER BY id", (project, iid)
         )
         return [_learning(row) for row in rows]
+
+
+def _require_kind(kind: object) -> None:
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise ValueError(
+            f"learning kind must be a short lower-case word such as 'failure', 'decision' "
+            f"or 'remember', got {kind!r}"
+        )
 
 
 def _learning(row: Any) -> Learning:

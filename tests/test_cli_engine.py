@@ -218,7 +218,7 @@ def test_labels_sync_creates_every_label_then_changes_nothing_then_repairs(
     total = len(states)
     assert (
         run_cli(config, "labels", "sync").strip()
-        == f"{PROJECT}: {total} created, 0 updated, 0 unchanged"
+        == f"{PROJECT}: {total} created, 0 updated, 0 unchanged; control issue #1"
     )
     project = root(demo_sim).projects.get(PROJECT)
     labels = {label.name: label for label in project.labels.list(get_all=True)}
@@ -228,14 +228,14 @@ def test_labels_sync_creates_every_label_then_changes_nothing_then_repairs(
 
     assert (
         run_cli(config, "labels", "sync").strip()
-        == f"{PROJECT}: 0 created, 0 updated, {total} unchanged"
+        == f"{PROJECT}: 0 created, 0 updated, {total} unchanged; control issue #1"
     )
 
     dev_ready = WORKFLOW.state("dev-ready")
     project.labels.update(dev_ready.label, {"color": "#000000"})
     assert (
         run_cli(config, "labels", "sync").strip()
-        == f"{PROJECT}: 0 created, 1 updated, {total - 1} unchanged"
+        == f"{PROJECT}: 0 created, 1 updated, {total - 1} unchanged; control issue #1"
     )
     restored = next(x for x in project.labels.list(get_all=True) if x.name == dev_ready.label)
     assert restored.color.lower() == dev_ready.color.lower()

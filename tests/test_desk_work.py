@@ -11,7 +11,7 @@ import pytest
 from bot.desk import DeskError
 from bot.identity import NotAllowed
 from forge.sim.app import RunningSim
-from roles.engine import PAUSE_ALL, pause_key
+from roles.engine import PAUSE_ALL
 from tests.desk_support import (
     ALICE,
     BOB,
@@ -91,19 +91,26 @@ async def test_requeue_only_when_the_claim_expired(sim: RunningSim, tmp_path: Pa
 
 async def test_pause_and_resume_globally_and_per_project(sim: RunningSim, tmp_path: Path) -> None:
     async with desk_for(sim, tmp_path) as (desk, runtime):
-        engine, kv = runtime.engine, runtime.storage.settings
+        engine = runtime.engine
         assert (await desk.pause(actor(BOB), PROJECT)).message == (
-            "demo/app paused: no new work is claimed"
+            "demo/app paused: no host claims new work"
         )
-        assert await kv.get(pause_key(PROJECT)) == "1" and await engine.paused(PROJECT)
+        assert await engine.paused(PROJECT)
+        # Written on the project's control issue, where every host reads it.
+        control = await runtime.services.fleet.control.find(PROJECT)
+        assert control is not None
+        assert any(
+            "paused=1" in body and "by @bob via Discord" in body
+            for body in await bodies(runtime, control.iid)
+        )
         twice = await desk.pause(actor(ALICE), PROJECT)
         assert not twice.changed and twice.message.startswith(
             "demo/app is already paused (by @bob at"
         )
-        await new_issue(runtime)
+        goal = await new_issue(runtime)
         assert await engine.tick() == 0  # nothing is claimed while paused
-        assert await state_of(runtime, 1) == "pm-ready"
-        assert (await desk.pause(actor(ALICE))).changed and await kv.get(PAUSE_ALL) == "1"
+        assert await state_of(runtime, goal.iid) == "pm-ready"
+        assert (await desk.pause(actor(ALICE))).changed
         resumed = await desk.resume(actor(ALICE), PROJECT)
         assert resumed.message == (
             "demo/app resumed (every project is still paused: /resume without a project lifts that)"
@@ -113,13 +120,17 @@ async def test_pause_and_resume_globally_and_per_project(sim: RunningSim, tmp_pa
         assert not (await desk.resume(actor(ALICE))).changed
         with pytest.raises(NotAllowed):
             await desk.pause(actor(RITA))
-        assert await kv.get(PAUSE_ALL) is None
+        assert not await engine.paused(PROJECT)
         assert [what for _, what, _ in await audit_of(runtime, PAUSE_ALL)] == [
             "desk.pause",
             "desk.resume",
             "desk.resume",
             "desk.pause",
         ]
+        # One control issue, and exactly one note per pause scope, edited in place.
+        notes = await bodies(runtime, control.iid)
+        for key in ("control:pause:all", "control:pause:project"):
+            assert sum(f"key={key} -->" in body for body in notes) == 1
 
 
 async def test_answers_resume_the_stage_once_every_question_has_one(

@@ -9,7 +9,7 @@ from pathlib import Path
 from bot.cogs.goals import GoalModal
 from bot.interact import FAILED
 from forge.sim.app import RunningSim
-from roles.engine import PAUSE_ALL, pause_key
+from roles.engine import pause_key
 from tests.desk_support import ALICE, BOB, NOBODY, RITA, audit_of, new_issue, walk
 from tests.discord_fakes import click, submit
 from tests.discord_support import bot_for, invoke, user
@@ -109,17 +109,19 @@ async def test_retry_pause_resume(sim: RunningSim, tmp_path: Path) -> None:
         unknown = await invoke(bot, "retry", user(BOB), issue="the red one")
         assert "names no issue" in unknown.refused
 
-        kv = runtime.storage.settings
+        fleet = runtime.services.fleet
         paused = await invoke(bot, "pause", user(BOB), project=PROJECT)
-        assert paused.followup.text == "demo/app paused: no new work is claimed"
-        assert await kv.get(pause_key(PROJECT)) == "1"
+        assert paused.followup.text == "demo/app paused: no host claims new work"
+        assert fleet.paused(PROJECT) and not fleet.paused_everywhere(PROJECT)
         await invoke(bot, "pause", user(BOB))
-        assert await kv.get(PAUSE_ALL) == "1"
+        assert fleet.paused_everywhere(PROJECT)
         resumed = await invoke(bot, "resume", user(ALICE))
         assert resumed.followup.text == "every project resumed"
-        assert await kv.get(PAUSE_ALL) is None and await kv.get(pause_key(PROJECT)) == "1"
+        assert not fleet.paused_everywhere(PROJECT) and fleet.paused(PROJECT)
         refused = await invoke(bot, "resume", user(RITA), project=PROJECT)
-        assert "Reporter access" in refused.refused and await kv.get(pause_key(PROJECT)) == "1"
+        assert "Reporter access" in refused.refused
+        await fleet.refresh()  # what GitLab says, not only this host's view of it
+        assert fleet.paused(PROJECT)
         assert ("discord:1003 gitlab:rita", "desk.resume", "denied") in await audit_of(
             runtime, pause_key(PROJECT)
         )

@@ -16,6 +16,7 @@ from forge.claims import ClaimMarker
 from forge.sim.app import RunningSim
 from roles.dependencies import dependency_admission
 from roles.engine import Verdict
+from roles.fleet_state import PAUSE_PROJECT
 from roles.janitor import sweep
 from roles.notify import EventKind
 from roles.settings import BudgetSettings
@@ -178,26 +179,38 @@ async def test_ownership_breach_blocks_naming_the_files(
     assert not root(demo_sim).projects.get(PROJECT).mergerequests.list(get_all=True)
 
 
-async def test_budget_cap_blocks_with_the_figures(demo_sim: RunningSim, tmp_path: Path) -> None:
+async def test_an_issue_cap_holds_the_issue_at_ready_with_one_notice(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
     config = configure(demo_sim, tmp_path, agents={"demo": fake_agent("costly")})
     config.roles.budgets = BudgetSettings(issue_usd=2.0)
     async with runtime_for(demo_sim, config) as (runtime, log):
         issue = await file_goal(runtime, GOALS[0].title, GOALS[0].description)
-        await reach(runtime, {issue.iid: "blocked"})
+        await reach(runtime, {issue.iid: "dev-ready"})  # planned (one turn), auto-approved
+        for _ in range(3):  # held there, pass after pass, without a second notice
+            assert await runtime.engine.tick() == 0
+        assert await state_of(runtime, issue.iid) == "dev-ready"
         spent = await runtime.storage.runs.spend(project=PROJECT, iid=issue.iid)
         assert spent.cost_usd == pytest.approx(2.5)  # the PM's one turn, nothing after it
+        waiting = runtime.engine.waiting[(PROJECT, issue.iid)]
+        assert waiting.reason == "budget: issue budget reached: $2.50 spent of $2.00"
+        runtime.services.roles.budgets.issue_usd = 10.0  # the cap raised: it goes on
+        await reach(runtime, {issue.iid: "review-ready"})
     notes = note_bodies(demo_sim, issue.iid)
-    assert any("issue budget reached: $2.50 spent of $2.00" in body for body in notes)
-    assert any(e.kind is EventKind.BLOCKED and e.iid == issue.iid for e in log.events)
+    held = [body for body in notes if "issue budget reached: $2.50 spent of $2.00" in body]
+    assert len(held) == 1 and "holding this issue where it is" in held[0]
+    assert [e.kind for e in log.events if e.iid == issue.iid].count(EventKind.BUDGET) == 1
+    assert not any(e.kind is EventKind.BLOCKED for e in log.events)
 
 
 async def test_paused_project_claims_nothing(demo_sim: RunningSim, tmp_path: Path) -> None:
     async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
         issue = await file_goal(runtime, GOALS[0].title, GOALS[0].description)
-        await runtime.storage.settings.set(f"pause:{PROJECT}", "1")
+        fleet = runtime.services.fleet
+        assert await fleet.set_pause(PROJECT, PAUSE_PROJECT, True, "a tester")
         assert await runtime.engine.tick() == 0
         assert await state_of(runtime, issue.iid) == "pm-ready"
-        await runtime.storage.settings.set(f"pause:{PROJECT}", "0")
+        assert await fleet.set_pause(PROJECT, PAUSE_PROJECT, False, "a tester")
         assert await runtime.engine.tick() == 1
         await runtime.engine.drain()
         assert await state_of(runtime, issue.iid) == "dev-ready"  # planned, auto-approved

@@ -205,17 +205,30 @@ async def create_note(
 async def update_note(
     sim: Sim, project: sqlite3.Row, note: sqlite3.Row, body: str, editor: sqlite3.Row
 ) -> sqlite3.Row:
+    noteable = await load_noteable(sim, project, note["noteable_type"], int(note["noteable_iid"]))
     async with sim.store.write() as conn:
         cur = await conn.execute(
             "UPDATE notes SET body = ?, updated_at = ? WHERE id = ? RETURNING *",
             (body, later_than(note["updated_at"]), note["id"]),
         )
         row = await cur.fetchone()
+        if noteable is not None:  # GitLab touches the noteable when a note is edited
+            await _touch(conn, noteable)
     assert row is not None
-    noteable = await load_noteable(sim, project, row["noteable_type"], int(row["noteable_iid"]))
     if noteable is not None and not row["system"]:
         _emit_note_event(sim, project, editor, row, noteable, "update")
     return row
+
+
+async def _touch(conn: Any, noteable: Noteable) -> None:
+    cur = await conn.execute(
+        f"SELECT updated_at FROM {noteable.table} WHERE id = ?", (noteable.id,)
+    )
+    previous = await cur.fetchone()
+    await conn.execute(
+        f"UPDATE {noteable.table} SET updated_at = ? WHERE id = ?",
+        (later_than(previous[0] if previous else None), noteable.id),
+    )
 
 
 async def set_resolved(sim: Sim, note_ids: list[int], resolver_id: int | None) -> None:
@@ -437,11 +450,16 @@ def register_noteable_routes(
         return web.json_response(await note_json(sim, row))
 
     async def delete_route(request: web.Request) -> web.Response:
-        sim, _, note = await note_of(request)
+        sim, project, note = await note_of(request)
         if not await may_manage(sim, request, note):
             forbidden()
+        noteable = await load_noteable(
+            sim, project, note["noteable_type"], int(note["noteable_iid"])
+        )
         async with sim.store.write() as conn:
             await conn.execute("DELETE FROM notes WHERE id = ?", (note["id"],))
+            if noteable is not None:  # as on an edit, GitLab touches the noteable
+                await _touch(conn, noteable)
         return no_content()
 
     base = f"{API}/projects/{{id}}/{kind_path}/{{iid:\\d+}}/notes"

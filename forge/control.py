@@ -1,0 +1,195 @@
+"""The crewline control issue: the state every host of a fleet shares, kept in GitLab.
+
+One issue per project, labelled ``crewline::control`` and filed by crewline with a hidden
+``<!-- crewline:control -->`` marker in its description (only an issue crewline's own user
+filed keeps that marker: ``forge/trust.py``). Its notes, each keyed and edited in place:
+
+- ``control:pause:all`` and ``control:pause:project``: whether claiming is paused on the
+  project because every project was paused, or this one was (``<!-- crewline:pause
+  paused=1 -->``). A project is paused while either says so.
+- ``control:spend:<worker>:<day>``: what one host's agents spent on the project that UTC day
+  (``<!-- crewline:spend worker=... day=... tokens=... usd=... -->``).
+
+Only notes written by crewline's users count (the gateway's trust filter strips every other
+author's markers). Two hosts creating the issue at once: the lowest iid wins and the other
+host closes its own copy. Decision record 0027.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gitlab
+
+from forge.client import ForgeNotFound
+from forge.gateway import Gateway, note_marker
+from forge.labels import ensure_label
+from forge.types import Issue, Note
+
+CONTROL_LABEL = "crewline::control"
+CONTROL_MARKER = "<!-- crewline:control -->"
+CONTROL_TITLE = "crewline control"
+CONTROL_COLOR = "#303030"
+CONTROL_DESCRIPTION = "crewline: the fleet's shared switches and spend (edited by crewline)"
+PAUSE_ALL = "all"  # paused because every project was paused
+PAUSE_PROJECT = "project"  # paused on this project alone
+
+_PAUSE = re.compile(r"<!-- crewline:pause paused=(?P<paused>[01]) -->")
+_SPEND = re.compile(
+    r"<!-- crewline:spend worker=(?P<worker>\S+) day=(?P<day>\d{4}-\d{2}-\d{2}) "
+    r"tokens=(?P<tokens>\d+) usd=(?P<usd>\d+(?:\.\d+)?) -->"
+)
+_UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def pause_note_key(scope: str) -> str:
+    return f"control:pause:{scope}"
+
+
+def spend_note_key(worker: str, day: str) -> str:
+    # The worker id is kept whole in the spend marker; the key only has to be unique.
+    return f"control:spend:{_UNSAFE_KEY.sub('-', worker)}:{day}"
+
+
+@dataclass(frozen=True)
+class HostSpend:
+    worker: str
+    day: str  # YYYY-MM-DD, UTC
+    tokens: int
+    usd: float
+    note_id: int
+
+
+@dataclass(frozen=True)
+class ControlView:
+    """What a project's control issue says, as of its ``updated_at``."""
+
+    project: str
+    iid: int | None  # None: the project has no control issue yet (nothing paused, no spend)
+    updated_at: str = ""
+    pause: dict[str, bool] = field(default_factory=dict)  # by scope
+    pause_notes: dict[str, int] = field(default_factory=dict)  # note id by scope
+    spend: tuple[HostSpend, ...] = ()
+
+    @property
+    def paused(self) -> bool:
+        return any(self.pause.values())
+
+    def spend_on(self, day: str) -> list[HostSpend]:
+        return [entry for entry in self.spend if entry.day == day]
+
+
+def parse_view(project: str, issue: Issue, notes: Iterable[Note]) -> ControlView:
+    """The control issue's state from its notes; notes not by crewline are ignored."""
+    pause: dict[str, bool] = {}
+    pause_notes: dict[str, int] = {}
+    spend: list[HostSpend] = []
+    for note in notes:
+        if not note.by_crewline or note.system:
+            continue
+        for scope in (PAUSE_ALL, PAUSE_PROJECT):
+            if note_marker(pause_note_key(scope)) in note.body and scope not in pause_notes:
+                found = _PAUSE.search(note.body)
+                pause[scope] = found is not None and found.group("paused") == "1"
+                pause_notes[scope] = note.id
+        entry = _SPEND.search(note.body)
+        if entry is not None:
+            spend.append(
+                HostSpend(
+                    worker=entry.group("worker"),
+                    day=entry.group("day"),
+                    tokens=int(entry.group("tokens")),
+                    usd=float(entry.group("usd")),
+                    note_id=note.id,
+                )
+            )
+    return ControlView(project, issue.iid, issue.updated_at, pause, pause_notes, tuple(spend))
+
+
+def pause_body(project: str, scope: str, paused: bool, who: str, when: str) -> str:
+    what = "every project" if scope == PAUSE_ALL else project
+    if paused:
+        text = f"⏸ crewline is paused on {what}: no host claims new work (by {who} at {when})."
+    else:
+        text = f"▶ crewline is not paused on {what} (resumed by {who} at {when})."
+    return f"{text}\n\n<!-- crewline:pause paused={int(paused)} -->"
+
+
+def spend_body(worker: str, day: str, tokens: int, usd: float) -> str:
+    return (
+        f"Spend of host `{worker}` on {day} (UTC): ${usd:.2f}, {tokens:,} tokens.\n\n"
+        f"<!-- crewline:spend worker={worker} day={day} tokens={tokens} usd={usd:.6f} -->"
+    )
+
+
+class ControlIssues:
+    """Finds, creates and reads the control issue of each project, through the gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def find(self, project: str) -> Issue | None:
+        """The project's control issue (the lowest iid among crewline's own), or None."""
+        found = await self._candidates(project)
+        return found[0] if found else None
+
+    async def _candidates(self, project: str) -> list[Issue]:
+        # Closed ones too: a person closing the issue must not lift a pause. The trust
+        # filter has removed the marker from any issue crewline did not file.
+        listed = await self.gateway.list_issues(project, labels=[CONTROL_LABEL], state="all")
+        return sorted((i for i in listed if CONTROL_MARKER in i.description), key=lambda i: i.iid)
+
+    async def ensure(self, project: str) -> Issue:
+        """Find the control issue, or create it (and its label). A create whose answer was
+        lost is found before any retry; a copy made by another host at the same moment is
+        closed by whoever holds the higher iid."""
+        found = await self.find(project)
+        if found is not None:
+            return found
+        await ensure_label(self.gateway, project, CONTROL_LABEL, CONTROL_COLOR, CONTROL_DESCRIPTION)
+        payload = {
+            "title": CONTROL_TITLE,
+            "description": (
+                "crewline keeps the fleet's shared state here: pause and resume, and each "
+                "host's spend per day. Leave this issue open; crewline edits its notes.\n\n"
+                f"{CONTROL_MARKER}"
+            ),
+            "labels": CONTROL_LABEL,
+        }
+
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).issues.create(data).attributes)
+
+        async def find_created(_: dict[str, Any]) -> dict[str, Any] | None:
+            again = await self.find(project)
+            return None if again is None else {"iid": again.iid}
+
+        created = await self.gateway.calls.write(
+            "issue.create", project, payload, create,
+            text_fields=("title", "description"), find_existing=find_created,
+        )  # fmt: skip
+        mine = int(created["iid"])
+        winners = await self._candidates(project)
+        if winners and winners[0].iid != mine:
+            await self.gateway.update_issue(project, mine, state_event="close")
+            return winners[0]
+        return await self.gateway.get_issue(project, mine)
+
+    async def read(self, project: str, issue: Issue) -> ControlView:
+        return parse_view(project, issue, await self.gateway.notes(project, issue.iid))
+
+    async def put_note(self, view: ControlView, key: str, body: str, note_id: int | None) -> None:
+        """Edit the keyed note in place when its id is known, else find-or-create it."""
+        assert view.iid is not None
+        if note_id is not None:
+            try:
+                await self.gateway.edit_note(
+                    view.project, view.iid, note_id, f"{body}\n\n{note_marker(key)}"
+                )
+                return
+            except ForgeNotFound:  # deleted by a human since it was read: post it again
+                pass
+        await self.gateway.upsert_note(view.project, view.iid, key, body)
