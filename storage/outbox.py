@@ -136,9 +136,3 @@ def _card(row: Any) -> PostedCard:
         int(row["channel_id"]), int(row["message_id"]),
     )  # fmt: skip
 
-
-def _card(row: Any) -> PostedCard:
-    return PostedCard(
-        str(row["ref"]), str(row["gate"]), str(row["revision"]),
-        int(row["channel_id"]), int(row["message_id"]),
-    )  # fmt: skip
