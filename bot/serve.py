@@ -19,7 +19,7 @@ from bot.scheduler import build_scheduler
 from forge.client import ForgeError
 from forge.privilege import merge_power
 from forge.webhooks import WebhookReceiver
-from forge.webhooks.events import WebhookEvent, wakes_gates
+from forge.webhooks.events import IssueEvent, WebhookEvent, wakes_gates
 from roles.notify import Desk, GateRequest
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ async def serve(
             raise
         console.print(f"observability: /metrics /healthz /readyz at {url}", markup=False)
     receiver: WebhookReceiver | None = None
+    discord: DiscordRuntime | None = None
     if webhooks and config.webhook.enabled:
         if secrets.webhook_secret is None:
             if observer is not None:
@@ -95,6 +96,8 @@ async def serve(
             )
 
         async def on_event(event: WebhookEvent) -> None:
+            if discord is not None and discord.feed is not None and isinstance(event, IssueEvent):
+                discord.feed.wake()  # a label change: the status channel shows it
             if wakes_gates(event):
                 engine.wake_gates()  # a 👍 or an Approve may decide a gate in GitLab
             else:
@@ -104,7 +107,6 @@ async def serve(
         url = await receiver.start()
         console.print(f"webhooks: listening at {url}", markup=False)
     scheduler = build_scheduler(engine, config.schedule, config.roles.flaky)
-    discord: DiscordRuntime | None = None
     if with_discord:
         try:
             discord = await start_discord(runtime, secrets)

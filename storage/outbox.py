@@ -135,4 +135,3 @@ def _card(row: Any) -> PostedCard:
         str(row["ref"]), str(row["gate"]), str(row["revision"]),
         int(row["channel_id"]), int(row["message_id"]),
     )  # fmt: skip
-
