@@ -19,7 +19,13 @@ from bot.scheduler import build_scheduler
 from forge.client import ForgeError
 from forge.privilege import merge_power
 from forge.webhooks import WebhookReceiver
-from forge.webhooks.events import IssueEvent, WebhookEvent, wakes_gates
+from forge.webhooks.events import (
+    IssueEvent,
+    MergeRequestEvent,
+    PipelineEvent,
+    WebhookEvent,
+    wakes_gates,
+)
 from roles.notify import Desk, GateRequest
 
 log = logging.getLogger(__name__)
@@ -98,6 +104,13 @@ async def serve(
         async def on_event(event: WebhookEvent) -> None:
             if discord is not None and discord.feed is not None and isinstance(event, IssueEvent):
                 discord.feed.wake()  # a label change: the status channel shows it
+            if isinstance(event, PipelineEvent | MergeRequestEvent):
+                # A QA run parked on this merge request's pipeline looks at it now.
+                mr_iid = (
+                    event.iid if isinstance(event, MergeRequestEvent) else event.merge_request_iid
+                )
+                ref = event.ref if isinstance(event, PipelineEvent) else event.source_branch
+                engine.wake_parked(event.project_path, mr_iid=mr_iid, ref=ref)
             if wakes_gates(event):
                 engine.wake_gates()  # a 👍 or an Approve may decide a gate in GitLab
             else:

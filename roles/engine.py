@@ -33,6 +33,7 @@ from roles.gate_recovery import gate_request, issues_at_gates
 from roles.gates import GateNotDecided
 from roles.gitlab_gates import GitLabGates
 from roles.notify import Event, EventKind, GateRequest, for_humans
+from roles.qa_parking import ParkedRuns, RunParked
 from storage import Run, RunFinishedError, RunStatus
 from workflow import Outcome, next_state
 
@@ -108,6 +109,7 @@ class Engine:
         self._resume_pending = True  # until one resume pass has seen every interrupted run
         self.gitlab_gates = GitLabGates(services)  # 👍 and Approve decide in GitLab
         self._gates_due = False
+        self.parked = ParkedRuns(self.wake)  # runs waiting for a pipeline, without a slot
 
     # ------------------------------------------------------------ driving
 
@@ -156,6 +158,7 @@ class Engine:
         for entry in list(self._inflight.values()):
             entry.task.cancel()
         await self.drain()
+        await self.parked.stop()
 
     async def paused(self, project: str) -> bool:
         kv = self.services.storage.settings
@@ -166,7 +169,7 @@ class Engine:
     async def tick(self) -> int:
         """One pass over every project and role; returns how many runs it started."""
         async with self._tick_lock:
-            started = 0
+            started = await self._resume_parked()
             for project in self.services.projects:
                 if await self.paused(project):
                     continue
@@ -239,6 +242,34 @@ class Engine:
 
         task.add_done_callback(forget)
 
+    # ------------------------------------------------------------ runs parked while they wait
+
+    def _park(self, role: Role, ctx: RunContext, parked: RunParked) -> None:
+        """The run waits for a pipeline: it gives its slot back and keeps its claim (renewed
+        while parked); it stays unfinished in SQLite, so a restart resumes it too."""
+        log.info("run parked: issue=%s run=%s: %s", ctx.issue.ref, ctx.key, parked)
+        self.parked.park(role, ctx, parked, self._renew)
+
+    async def _resume_parked(self) -> int:
+        """Launch parked runs that are due, while their role has a slot; abandon those whose
+        claim was lost. Before new work, so a due run is not starved by fresh claims."""
+        resumed = 0
+        for run in self.parked.due():
+            lost = run.lost
+            if lost is None and self._slots(run.ctx.role) <= 0:
+                continue  # stays parked and renewed; a finished run wakes the engine
+            ctx = await self.parked.take(run)
+            if lost is not None:
+                await self._abandon(ctx, lost)
+                continue
+            self._launch(run.role, ctx.issue, ctx.claim, resumed=ctx.run)
+            resumed += 1
+        return resumed
+
+    def wake_parked(self, project: str, *, mr_iid: int | None = None, ref: str = "") -> None:
+        """A pipeline or merge request event: the parked runs watching it look now."""
+        self.parked.wake_for(project, mr_iid=mr_iid, ref=ref)
+
     # ------------------------------------------------------------ resuming after a crash
 
     async def resume(self) -> int:
@@ -247,7 +278,8 @@ class Engine:
         resumed, failed = 0, 0
         unclaimed: list[Run] = []
         for run in await self.services.storage.runs.active():
-            if run.worker != self.services.worker or (run.project, run.iid) in self._inflight:
+            key = (run.project, run.iid)
+            if run.worker != self.services.worker or key in self._inflight or key in self.parked:
                 continue
             steps = await self.services.storage.runs.steps(run.id)
             if run.stage in self.roles and not isinstance(steps.get("claim"), dict):
@@ -296,7 +328,8 @@ class Engine:
             for name, role in self.roles.items():
                 ready = self.services.workflow.ready_state(name).label
                 for issue in await claims.running(project, name):
-                    if (issue.project, issue.iid) in self._inflight:
+                    key = (issue.project, issue.iid)
+                    if key in self._inflight or key in self.parked:
                         continue
                     try:
                         adopted += await self._adopt_unrecorded(issue, name, role, ready)
@@ -424,6 +457,9 @@ class Engine:
             return work.result()
         except (RunAborted, ClaimLost) as stop:
             await self._abandon(ctx, str(stop))
+            return None
+        except RunParked as parked:
+            self._park(role, ctx, parked)
             return None
         except GuardBlocked as blocked:
             # A refused write is not a crash: retrying sends the same text again, so the
