@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Protocol
 
 from rich.console import Console
 
@@ -26,6 +27,7 @@ from forge.webhooks.events import (
     WebhookEvent,
     wakes_gates,
 )
+from roles.engine import Engine
 from roles.notify import Desk, GateRequest
 
 log = logging.getLogger(__name__)
@@ -102,19 +104,7 @@ async def serve(
             )
 
         async def on_event(event: WebhookEvent) -> None:
-            if discord is not None and discord.feed is not None and isinstance(event, IssueEvent):
-                discord.feed.wake()  # a label change: the status channel shows it
-            if isinstance(event, PipelineEvent | MergeRequestEvent):
-                # A QA run parked on this merge request's pipeline looks at it now.
-                mr_iid = (
-                    event.iid if isinstance(event, MergeRequestEvent) else event.merge_request_iid
-                )
-                ref = event.ref if isinstance(event, PipelineEvent) else event.source_branch
-                engine.wake_parked(event.project_path, mr_iid=mr_iid, ref=ref)
-            if wakes_gates(event):
-                engine.wake_gates()  # a 👍 or an Approve may decide a gate in GitLab
-            else:
-                engine.wake()
+            route_event(engine, discord.feed if discord is not None else None, event)
 
         receiver = WebhookReceiver(secrets.webhook_secret, on_event, config.webhook)
         url = await receiver.start()
@@ -155,6 +145,26 @@ async def serve(
         if observer is not None:
             await observer.stop()
         console.print(f"crewline {config.worker_id}: stopped", markup=False)
+
+
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+def route_event(engine: Engine, feed: Wakeable | None, event: WebhookEvent) -> None:
+    """Wake what a webhook event concerns: the Discord feed for an issue's labels, the QA
+    runs parked on a merge request's pipeline, the gates for a 👍 or an Approve, else the
+    engine's next pass."""
+    if feed is not None and isinstance(event, IssueEvent):
+        feed.wake()  # a label change: the status channel shows it
+    if isinstance(event, PipelineEvent):
+        engine.wake_parked(event.project_path, mr_iid=event.merge_request_iid, ref=event.ref)
+    elif isinstance(event, MergeRequestEvent):
+        engine.wake_parked(event.project_path, mr_iid=event.iid, ref=event.source_branch)
+    if wakes_gates(event):
+        engine.wake_gates()
+    else:
+        engine.wake()
 
 
 def stop_on_sigterm() -> None:
