@@ -62,7 +62,13 @@ class QaRole:
         return await budget_admission(services, issue)
 
     async def run(self, ctx: RunContext) -> RoleResult:
-        mr = await issue_mr(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        watched = ctx.done.get(f"{WATCH}0")
+        if isinstance(watched, dict) and watched.get("mr"):  # resumed: the MR is known
+            mr: MergeRequest | None = await ctx.gateway.merges.get_mr(
+                ctx.issue.project, int(watched["mr"])
+            )
+        else:
+            mr = await issue_mr(ctx.gateway, ctx.issue.project, ctx.issue.iid)
         if mr is None:
             return RoleResult(Outcome.BLOCKED, "No merge request found for this issue.")
         if mr.state == "merged":
@@ -165,7 +171,7 @@ class _Watch:
         async def where() -> dict[str, Any]:
             known = None if first is None else [list(first.jobs), list(first.tests),
                                                 list(first.errors)]  # fmt: skip
-            return {"retried": retried, "first": known}
+            return {"retried": retried, "first": known, "mr": self.mr.iid}
 
         await self.ctx.step(f"{WATCH}{retry}", where)
 
