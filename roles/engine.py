@@ -141,7 +141,9 @@ class Engine:
             self._wake.clear()
 
     def inflight_keys(self) -> set[tuple[str, int]]:
-        return set(self._inflight)
+        """Issues this host works on: running, or parked while they wait (the janitor
+        leaves both alone)."""
+        return set(self._inflight) | self.parked.keys()
 
     @property
     def busy(self) -> bool:

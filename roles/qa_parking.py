@@ -66,6 +66,9 @@ class ParkedRuns:
     def __len__(self) -> int:
         return len(self._runs)
 
+    def keys(self) -> set[Key]:
+        return set(self._runs)
+
     def park(
         self,
         role: Any,

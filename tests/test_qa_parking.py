@@ -66,6 +66,8 @@ async def test_one_qa_slot_watches_two_merge_requests_at_once(
             await to_qa(runtime, work)
         await tick_until(runtime, parked(runtime, *works))
         assert not runtime.engine.busy  # both wait, and neither holds the one QA slot
+        # Still this host's work: the janitor leaves them alone.
+        assert runtime.engine.inflight_keys() == {(PROJECT, work.iid) for work in works}
 
         ready = runtime.services.workflow.ready_state("qa").label
         before = await runtime.services.claims.current(PROJECT, works[0].iid, ready)
