@@ -84,6 +84,8 @@ async def test_the_run_hosts_discord_shows_the_gates_and_transitions_of_two_work
         assert "→ plan-review**" in lines  # the planner's move
         assert "→ review-ready**" in lines  # the builder's move
         assert len(world.channel(APPROVALS).messages) == 1  # no second card for the plan
+        # Decided on the card itself: the feed seeing the gate left does not edit it again.
+        assert [field.name for field in card.embeds[0].fields][-1] == "Decision"
         # The work was done by the workers alone: the run host ran nothing.
         assert await run_host.storage.runs.active() == []
         assert run_host.engine.stats.started == 0
