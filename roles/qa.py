@@ -14,6 +14,8 @@ back to the developer with the failing jobs, the test names and a log excerpt, a
 ``roles.qa.max_round_trips`` times (then blocked with every round's history:
 roles/qa_rounds.py). A pipeline that waits on a blocking manual job, or that was canceled or
 skipped, gives no verdict: blocked with the reason, never sent back to the developer.
+While the pipeline runs, the run is parked without its slot and resumed where its watch
+stood (roles/qa_parking.py).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from roles.notify import GateRequest
 from roles.plan_notes import PlanNotApproved, load_approved_plan
 from roles.pm import budget_admission
 from roles.prompts import Prompts
-from roles.qa_parking import RunParked
+from roles.qa_parking import WATCH, RunParked, resume_point, watching
 from roles.qa_pipeline import SETTLED, HeadPipelines, needs_a_human, not_run, what_runs
 from roles.qa_rounds import earlier_rounds, history, round_of, sent_back_marker
 from roles.triage import Fingerprint, excerpt, fingerprint, known_flaky
@@ -93,26 +95,6 @@ async def needs_rebase(merges: MergeGateway, mr: MergeRequest) -> bool:
         return False
     target = await merges.branch_sha(mr.project, mr.target_branch)
     return target is not None and target != base
-
-
-WATCH = "watch-"
-
-
-def watching(ctx: RunContext) -> bool:
-    """Whether this run already began watching its pipeline (before a park or a restart)."""
-    return any(name.startswith(WATCH) for name in ctx.done)
-
-
-def resume_point(ctx: RunContext) -> tuple[int, Fingerprint | None, list[int]]:
-    """The newest recorded watch round: its retry count, the first failure, the retried jobs."""
-    rounds = [int(name[len(WATCH) :]) for name in ctx.done if name.startswith(WATCH)]
-    if not rounds:
-        return 0, None, []
-    retry = max(rounds)
-    mark = ctx.done[f"{WATCH}{retry}"]
-    first = mark.get("first")
-    fingerprint = Fingerprint(*(tuple(part) for part in first)) if first else None
-    return retry, fingerprint, [int(job) for job in mark.get("retried") or []]
 
 
 class _Watch:

@@ -22,6 +22,7 @@ from typing import Any
 
 from forge.claims import ClaimLost
 from roles.context import RunContext
+from roles.triage import Fingerprint
 
 Key = tuple[str, int]
 
@@ -115,3 +116,23 @@ class ParkedRuns:
         """Shutting down: the renewals stop, the claims and checkpoints stay for a restart."""
         for run in list(self._runs.values()):
             await self.take(run)
+
+
+WATCH = "watch-"
+
+
+def watching(ctx: RunContext) -> bool:
+    """Whether this run already began watching its pipeline (before a park or a restart)."""
+    return any(name.startswith(WATCH) for name in ctx.done)
+
+
+def resume_point(ctx: RunContext) -> tuple[int, Fingerprint | None, list[int]]:
+    """The newest recorded watch round: its retry count, the first failure, the retried jobs."""
+    rounds = [int(name[len(WATCH) :]) for name in ctx.done if name.startswith(WATCH)]
+    if not rounds:
+        return 0, None, []
+    retry = max(rounds)
+    mark = ctx.done[f"{WATCH}{retry}"]
+    first = mark.get("first")
+    fingerprint = Fingerprint(*(tuple(part) for part in first)) if first else None
+    return retry, fingerprint, [int(job) for job in mark.get("retried") or []]
