@@ -66,6 +66,19 @@ def decided_card(
     return embed
 
 
+CLOSED = "Closed"
+
+
+def closed_card(card: discord.Embed | None, why: str, when: datetime) -> discord.Embed:
+    """A card whose gate was decided elsewhere (in GitLab, on another host's surface) or
+    whose revision was superseded: it says so, and its buttons are removed with this edit."""
+    embed = card.copy() if card is not None else discord.Embed(title="Decision")
+    embed.colour = INFO_COLOUR
+    text = f"{why}\n{when:%Y-%m-%d %H:%M} UTC"
+    embed.add_field(name=CLOSED, value=plain(text, FIELD_VALUE), inline=False)
+    return embed
+
+
 NOT_APPLIED = "Not applied"
 
 

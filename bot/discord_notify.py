@@ -2,13 +2,17 @@
 with a thread for the details; approval cards; agents' questions with an Answer button;
 terminal events told to the goal's filer; the daily digest.
 
-The engine never waits for Discord: :meth:`notify` and :meth:`request` only queue work.
-One sender task drains the queue, one Discord call at a time, ``min_interval`` apart, so a
-burst of transitions never meets Discord's rate limits: an issue's status update waits in
-the queue at most once (a later transition joins it, and the edit shows the newest state).
-While the gateway is disconnected, or a call fails because Discord is away, the job stays
-queued and is sent when Discord answers again. Where each issue's message and thread live
-is kept in SQLite, so edits continue after a restart.
+The engine never waits for Discord: :meth:`notify` and :meth:`request` only queue work, in
+SQLite (the outbox, ``storage/outbox.py``), so a restart sends what was left. One sender task
+drains it, one Discord call at a time, ``min_interval`` apart, so a burst of transitions never
+meets Discord's rate limits: an issue's status update waits in the outbox at most once (a
+later transition replaces it, and the edit shows the newest state). While the gateway is
+disconnected, or a call fails because Discord is away, the job stays queued and is sent when
+Discord answers again. Where each issue's message and thread live, and which cards were
+posted, is kept in SQLite too: edits continue after a restart, a gate gets one card per
+revision, and a card whose gate was decided (here, in GitLab, or by another host) is edited
+to say so and loses its buttons. Transitions made by other hosts reach :meth:`notify` through
+``bot/discord_feed.py``.
 """
 
 from __future__ import annotations
@@ -16,21 +20,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import discord
 
-from bot.cards import IssueStatus, gate_card, status_embed
+from bot import discord_jobs as jobs
+from bot.cards import IssueStatus, closed_card, gate_card, status_embed
 from bot.desk import Desk
 from bot.render import CONTENT, NO_MENTIONS, THREAD_NAME, block, cut, link, plain, strip_details
 from bot.settings import DiscordSettings
 from bot.views import gate_view, question_view
 from forge import metrics
 from roles.notify import Event, EventKind, GateRequest
+from storage import Outgoing, PostedCard
 from workflow import StateKind, read_state
 
 log = logging.getLogger(__name__)
@@ -47,15 +53,6 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
-
-
-@dataclass(frozen=True)
-class Job:
-    kind: str  # status | detail | card | questions | filer | digest
-    ref: str = ""
-    event: Event | None = None
-    gate: GateRequest | None = None
-    embed: discord.Embed | None = None
 
 
 class DiscordSurface:
@@ -77,8 +74,9 @@ class DiscordSurface:
         if connected is None:
             self.connected.set()
         self.min_interval, self.retry_seconds = min_interval, retry_seconds
-        self._jobs: deque[Job] = deque()
-        self._latest: dict[str, IssueStatus] = {}
+        storage = desk.services.storage
+        self.outbox, self.cards, self.kv = storage.outbox, storage.cards, storage.settings
+        self._pending = 0  # rows in the outbox, as of the last write (the gauge reads it)
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -86,55 +84,69 @@ class DiscordSurface:
 
     # ------------------------------------------------------------ the engine's side
 
+    async def known_state(self, ref: str) -> str | None:
+        """The state the status channel was last told of (by this host's engine or by
+        :mod:`bot.discord_feed` from GitLab)."""
+        return await self.kv.get(_state_key(ref))
+
     async def notify(self, event: Event) -> None:
         wf = self.desk.services.workflow
         ref = event.ref
-        known = self._latest.get(ref)
-        state = event.to_state or (known.state if known else "")
-        self._latest[ref] = IssueStatus(
-            event.project,
-            event.iid,
-            event.title,
-            state,
-            event.url,
-            event.kind,
-            event.message,
-            event.at,
-        )
-        if not any(job.kind == "status" and job.ref == ref for job in self._jobs):
-            self._put(Job("status", ref))
+        known = await self.known_state(ref)
+        state = event.to_state or known or ""
+        status = IssueStatus(
+            event.project, event.iid, event.title, state, event.url, event.kind,
+            event.message, event.at,
+        )  # fmt: skip
+        if state:
+            await self.kv.set(_state_key(ref), state)
+        await self._put(jobs.status_key(ref), jobs.STATUS, ref, jobs.status_json(status), True)
         if event.kind is not EventKind.GATE and (event.message.strip() or event.to_state):
-            self._put(Job("detail", ref, event=event))
+            await self._event_job(jobs.DETAIL, event)
         target = wf.states.get(event.to_state or "")
         if target is not None and target.kind is StateKind.WAITING:
-            self._put(Job("questions", ref, event=event))
+            await self._event_job(jobs.QUESTIONS, event)
         if event.kind in TERMINAL_KINDS or (
             target is not None and target.kind is StateKind.TERMINAL
         ):
-            self._put(Job("filer", ref, event=event))
+            await self._event_job(jobs.FILER, event)
+        left = wf.states.get(known or "")
+        if left is not None and left.kind is StateKind.GATE and state != left.name:
+            # The gate was decided (here, in GitLab, or by another host): its card says so.
+            await self._put(f"{jobs.CLOSE}:{ref}:{state}", jobs.CLOSE, ref, {"state": state})
 
     async def request(self, gate: GateRequest) -> None:
         ref = f"{gate.project}#{gate.iid}"
-        self._put(Job("card", ref, gate=gate))
+        if not await self._put(jobs.card_key(gate), jobs.CARD, ref, jobs.gate_json(gate)):
+            return  # the engine asked again (a resumed run), or the card is on its way
         waiting = Event(
             EventKind.GATE, gate.project, gate.iid, gate.title, strip_details(gate.summary),
             None, gate.gate, gate.url,
         )  # fmt: skip
-        self._put(Job("detail", ref, event=waiting))  # the plan (or MR state) in the thread
+        await self._event_job(jobs.DETAIL, waiting)  # the plan (or MR state) in the thread
 
     async def post_digest(self, embed: discord.Embed) -> None:
-        self._put(Job("digest", embed=embed))
+        key = f"{jobs.DIGEST}:{datetime.now(UTC).isoformat()}"
+        await self._put(key, jobs.DIGEST, "", jobs.embed_json(embed))
 
-    def _put(self, job: Job) -> None:
-        self._jobs.append(job)
+    async def _event_job(self, kind: str, event: Event) -> None:
+        await self._put(jobs.event_key(kind, event), kind, event.ref, jobs.event_json(event))
+
+    async def _put(
+        self, key: str, kind: str, ref: str, payload: dict[str, Any], replace: bool = False
+    ) -> bool:
+        added = await self.outbox.put(key, kind, ref, payload, replace=replace)
+        self._pending = await self.outbox.count()
         self._idle.clear()
         self._wakeup.set()
+        return added
 
     # ------------------------------------------------------------ the sender
 
     def start(self) -> None:
-        metrics.DISCORD_QUEUE.set_function(lambda: len(self._jobs))  # read at each scrape
+        metrics.DISCORD_QUEUE.set_function(lambda: self._pending)  # read at each scrape
         if self._task is None:
+            self._idle.clear()  # what a previous process left in the outbox is sent first
             self._task = asyncio.create_task(self._drain(), name="discord surface")
 
     async def stop(self) -> None:
@@ -150,60 +162,66 @@ class DiscordSurface:
 
     @property
     def pending(self) -> int:
-        return len(self._jobs)
+        return self._pending
 
     async def _drain(self) -> None:
         while True:
-            if not self._jobs:
-                self._idle.set()
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            self._wakeup.clear()
+            entry = await self.outbox.first()
+            self._pending = await self.outbox.count()
+            if entry is None:
+                if not self._wakeup.is_set():
+                    self._idle.set()
+                    await self._wakeup.wait()
                 continue
-            await self.connected.wait()
-            job = self._jobs[0]
+            if not self.connected.is_set():
+                await self.connected.wait()
+                continue  # read it again: a later transition may have replaced it meanwhile
             try:
-                await self._send(job)
+                await self._send(entry)
             except TRANSIENT as error:
-                log.warning("discord unreachable, %s job kept: %s", job.kind, error)
+                log.warning("discord unreachable, %s job kept: %s", entry.kind, error)
                 await asyncio.sleep(self.retry_seconds)
                 continue
             except Exception:
-                log.exception("discord %s job dropped: issue=%s", job.kind, job.ref)
-            self._jobs.popleft()
+                log.exception("discord %s job dropped: issue=%s", entry.kind, entry.ref)
+            await self.outbox.sent(entry)
             await asyncio.sleep(self.min_interval)
 
-    async def _send(self, job: Job) -> None:
-        if job.kind == "status":
-            await self._status(job.ref)
-        elif job.kind == "detail" and job.event is not None:
-            await self._detail(job.event)
-        elif job.kind == "card" and job.gate is not None:
-            await self._card(job.gate)
-        elif job.kind == "questions" and job.event is not None:
-            await self._questions(job.event)
-        elif job.kind == "filer" and job.event is not None:
-            await self._tell_filer(job.event)
-        elif job.kind == "digest" and job.embed is not None and self.settings.status_channel_id:
+    async def _send(self, entry: Outgoing) -> None:
+        kind, data = entry.kind, entry.payload
+        if kind == jobs.STATUS:
+            await self._status(jobs.status_of(data))
+        elif kind == jobs.DETAIL:
+            await self._detail(jobs.event_of(data))
+        elif kind == jobs.CARD:
+            await self._card(jobs.gate_of(data))
+        elif kind == jobs.QUESTIONS:
+            await self._questions(jobs.event_of(data))
+        elif kind == jobs.FILER:
+            await self._tell_filer(jobs.event_of(data))
+        elif kind == jobs.CLOSE:
+            await self._close_cards(entry.ref, str(data["state"]))
+        elif kind == jobs.DIGEST and self.settings.status_channel_id:
             channel = await self._channel(self.settings.status_channel_id)
-            await channel.send(embed=job.embed, allowed_mentions=NO_MENTIONS)
+            await channel.send(embed=jobs.embed_of(data), allowed_mentions=NO_MENTIONS)
 
     # ------------------------------------------------------------ status message and thread
 
     def _key(self, ref: str) -> str:
         return f"discord:status:{ref}"
 
-    async def _status(self, ref: str) -> None:
+    async def _status(self, status: IssueStatus) -> None:
         channel_id = self.settings.status_channel_id
-        status = self._latest.get(ref)
-        if channel_id is None or status is None:
+        if channel_id is None:
             return
-        kv = self.desk.services.storage.settings
+        ref = status.ref
         run = await self.desk.services.storage.runs.latest(status.project, status.iid)
         shown = replace(
             status, attempt=run.attempt if run else None, worker=run.worker if run else ""
         )
         embed = status_embed(shown, self.desk.services.workflow)
-        place = await kv.get_json(self._key(ref))
+        place = await self.kv.get_json(self._key(ref))
         channel = await self._channel(channel_id)
         if place is not None:
             try:
@@ -215,10 +233,10 @@ class DiscordSurface:
                 log.info("status message of %s was deleted; posting a new one", ref)
         message = await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
         thread = await message.create_thread(name=cut(f"{ref} {status.title}", THREAD_NAME))
-        await kv.set_json(self._key(ref), {"message": message.id, "thread": thread.id})
+        await self.kv.set_json(self._key(ref), {"message": message.id, "thread": thread.id})
 
     async def _thread(self, ref: str) -> Any | None:
-        place = await self.desk.services.storage.settings.get_json(self._key(ref))
+        place = await self.kv.get_json(self._key(ref))
         return await self._channel(place["thread"]) if place is not None else None
 
     async def _detail(self, event: Event) -> None:
@@ -254,9 +272,8 @@ class DiscordSurface:
         channel_id = self.settings.approvals_channel_id
         if kind is None or channel_id is None:
             return
-        kv = self.desk.services.storage.settings
-        key = f"discord:card:{gate.project}#{gate.iid}:{kind}:{gate.revision}"
-        if await kv.get(key):
+        ref = f"{gate.project}#{gate.iid}"
+        if await self.cards.posted(ref, gate.gate, gate.revision):
             return  # the engine asked again (a resumed run): one card per revision
         if not await self._still_at(gate):
             return  # decided meanwhile (auto-approved, or in GitLab while Discord was away)
@@ -267,7 +284,30 @@ class DiscordSurface:
         channel = await self._channel(channel_id)
         view = gate_view(gate.project, gate.iid, kind, gate.revision)
         message = await channel.send(embed=card, view=view, allowed_mentions=NO_MENTIONS)
-        await kv.set(key, str(message.id))
+        await self.cards.add(PostedCard(ref, gate.gate, gate.revision, channel_id, message.id))
+        # An older revision's card at the same gate can no longer be decided.
+        for older in await self.cards.open(ref):
+            if older.gate == gate.gate and older.revision != gate.revision:
+                await self._close(older, f"superseded by a newer revision ({gate.revision[:12]})")
+
+    async def _close_cards(self, ref: str, state: str) -> None:
+        """The issue left the gate these cards ask about: each says so, without buttons."""
+        for card in await self.cards.open(ref):
+            if card.gate != state:
+                await self._close(card, f"decided: the issue is now at {state}")
+
+    async def _close(self, card: PostedCard, why: str) -> None:
+        channel = await self._channel(card.channel_id)
+        try:
+            message = await channel.fetch_message(card.message_id)
+        except discord.NotFound:
+            await self.cards.close(card)  # someone deleted the card
+            return
+        if message.components:  # still has its buttons: not decided on this card
+            shown = message.embeds[0] if message.embeds else None
+            embed = closed_card(shown, why, datetime.now(UTC))
+            await message.edit(embed=embed, view=None, allowed_mentions=NO_MENTIONS)
+        await self.cards.close(card)
 
     async def _still_at(self, gate: GateRequest) -> bool:
         issue = await self.desk.services.gateway.get_issue(gate.project, gate.iid)
@@ -290,3 +330,7 @@ class DiscordSurface:
                 await user.send(text, allowed_mentions=NO_MENTIONS)
             except discord.Forbidden:
                 log.info("cannot DM discord user %s (DMs closed)", discord_id)
+
+
+def _state_key(ref: str) -> str:
+    return f"discord:state:{ref}"

@@ -26,6 +26,7 @@ from bot.client import CrewlineBot, sync_commands
 from bot.config import ConfigError, CrewlineConfig, Secrets
 from bot.desk import Desk
 from bot.digest import build_digest, digest_embed
+from bot.discord_feed import DiscordFeed
 from bot.discord_notify import DiscordSurface
 from bot.identity import Identities
 from bot.settings import DiscordSettings
@@ -101,6 +102,7 @@ class DiscordRuntime:
     bot: CrewlineBot
     surface: DiscordSurface
     connection: asyncio.Task[None]
+    feed: DiscordFeed | None = None  # transitions and gates of every host, from GitLab
 
     def schedule(self, scheduler: AsyncIOScheduler, cron: str) -> None:
         """The daily digest, on the configured cron (host time zone)."""
@@ -127,6 +129,8 @@ class DiscordRuntime:
         await kv.set(DIGEST_KEY, now.isoformat())
 
     async def close(self) -> None:
+        if self.feed is not None:
+            await self.feed.stop()
         self.connection.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.connection
@@ -156,8 +160,10 @@ async def start_discord(runtime: Runtime, secrets: Secrets) -> DiscordRuntime:
     services.notifier = Fanout(services.notifier, surface)
     services.desk = BothDesks(services.desk, surface)
     surface.start()
+    feed = DiscordFeed(surface, config.schedule.poll_seconds)
+    feed.start()
     connection = asyncio.create_task(_stay_connected(bot, token), name="discord gateway")
-    return DiscordRuntime(bot, surface, connection)
+    return DiscordRuntime(bot, surface, connection, feed)
 
 
 async def _stay_connected(bot: CrewlineBot, token: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 
@@ -19,8 +19,14 @@ from bot.scheduler import build_scheduler
 from forge.client import ForgeError
 from forge.privilege import merge_power
 from forge.webhooks import WebhookReceiver
-from forge.webhooks.events import WebhookEvent
-from roles.engine_events import route_event
+from forge.webhooks.events import (
+    IssueEvent,
+    MergeRequestEvent,
+    PipelineEvent,
+    WebhookEvent,
+)
+from roles.engine import Engine
+from roles.engine_events import route_event as route_to_engine
 from roles.notify import Desk, GateRequest
 
 if TYPE_CHECKING:
@@ -88,6 +94,7 @@ async def serve(
             raise
         console.print(f"observability: /metrics /healthz /readyz at {url}", markup=False)
     receiver: WebhookReceiver | None = None
+    discord: DiscordRuntime | None = None
     if webhooks and config.webhook.enabled:
         if secrets.webhook_secret is None:
             if observer is not None:
@@ -104,14 +111,12 @@ async def serve(
         async def on_event(event: WebhookEvent) -> None:
             body = str(getattr(event, "body", ""))
             runtime.services.fleet.changed(event.project_path, event.target_iid, body)
-            # An event acts on its issue alone; the echo of our own writes wakes nothing.
-            route_event(engine, event)
+            route_event(engine, discord.feed if discord is not None else None, event)
 
         receiver = WebhookReceiver(secrets.webhook_secret, on_event, config.webhook)
         url = await receiver.start()
         console.print(f"webhooks: listening at {url}", markup=False)
     scheduler = build_scheduler(engine, config.schedule, config.roles.flaky)
-    discord: DiscordRuntime | None = None
     if with_discord:
         from bot.discord_run import start_discord
 
@@ -153,6 +158,23 @@ async def serve(
         if observer is not None:
             await observer.stop()
         console.print(f"crewline {config.worker_id}: stopped", markup=False)
+
+
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
+def route_event(engine: Engine, feed: Wakeable | None, event: WebhookEvent) -> None:
+    """Wake what a webhook event concerns: the Discord feed for an issue's labels, the QA
+    runs parked on a merge request's pipeline, and the engine for that issue alone (the
+    gates for a 👍 or an Approve; the echo of our own write wakes nothing: roles/engine_events.py)."""
+    if feed is not None and isinstance(event, IssueEvent):
+        feed.wake()  # a label change: the status channel shows it
+    if isinstance(event, PipelineEvent):
+        engine.wake_parked(event.project_path, mr_iid=event.merge_request_iid, ref=event.ref)
+    elif isinstance(event, MergeRequestEvent):
+        engine.wake_parked(event.project_path, mr_iid=event.iid, ref=event.source_branch)
+    route_to_engine(engine, event)
 
 
 def stop_on_sigterm() -> None:

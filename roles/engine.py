@@ -36,12 +36,13 @@ from roles.admission import (
     Verdict,
     Waiting,
 )
-from roles.context import HostClaim, Services
+from roles.context import HostClaim, RunContext, Services
 from roles.engine_gates import AskingGates
 from roles.engine_resume import Resuming
 from roles.engine_run import EngineStats, Running
 from roles.gitlab_gates import GitLabGates
 from roles.notify import EventKind
+from roles.qa_parking import ParkedRuns, RunParked
 from storage import Run
 from workflow import Outcome, next_state
 
@@ -98,6 +99,8 @@ class Engine(Running, Resuming, AskingGates):
         self._resume_pending = True  # until one resume pass has seen every interrupted run
         self.gitlab_gates = GitLabGates(services)  # 👍 and Approve decide in GitLab
         self._gates_due = False
+        # Runs waiting for a pipeline, without a slot; due ones start on the next event pass.
+        self.parked = ParkedRuns(self._parked_due)
 
     # ------------------------------------------------------------ driving
 
@@ -151,7 +154,9 @@ class Engine(Running, Resuming, AskingGates):
             self._wake.clear()
 
     def inflight_keys(self) -> set[tuple[str, int]]:
-        return set(self._inflight)
+        """Issues this host works on: running, or parked while they wait (the janitor
+        leaves both alone)."""
+        return set(self._inflight) | self.parked.keys()
 
     @property
     def busy(self) -> bool:
@@ -168,6 +173,7 @@ class Engine(Running, Resuming, AskingGates):
         for entry in list(self._inflight.values()):
             entry.task.cancel()
         await self.drain()
+        await self.parked.stop()
 
     async def paused(self, project: str) -> bool:
         """Paused on the project's control issue, by any host (roles/fleet_state.py)."""
@@ -183,7 +189,8 @@ class Engine(Running, Resuming, AskingGates):
             await self.services.fleet.refresh_if_stale()  # once per poll: pause, spend
             self._pending.clear()  # the fresh listing sees what they said
             self._slots_freed = False
-            return await self._pass(refresh=True)
+            started = await self._resume_parked()
+            return started + await self._pass(refresh=True)
 
     async def tick_events(self) -> int:
         """Act on the issues events asked about, and, when a run ended, on the ready issues
@@ -191,7 +198,7 @@ class Engine(Running, Resuming, AskingGates):
         async with self._tick_lock:
             pending, self._pending = self._pending, {}
             freed, self._slots_freed = self._slots_freed, False
-            started = 0
+            started = await self._resume_parked()
             for (project, iid), seen in pending.items():
                 try:
                     started += await self._look(project, iid, seen)
@@ -304,6 +311,39 @@ class Engine(Running, Resuming, AskingGates):
             self._wake.set()
 
         task.add_done_callback(forget)
+
+    # ------------------------------------------------------------ runs parked while they wait
+
+    def _park(self, role: Role, ctx: RunContext, parked: RunParked) -> None:
+        """The run waits for a pipeline: it gives its slot back and keeps its claim (renewed
+        while parked); it stays unfinished in SQLite, so a restart resumes it too."""
+        log.info("run parked: issue=%s run=%s: %s", ctx.issue.ref, ctx.key, parked)
+        self.parked.park(role, ctx, parked, self._renew)
+
+    def _parked_due(self) -> None:
+        """A parked run is due: an event pass launches it, without listing."""
+        self._slots_freed = True
+        self._wake.set()
+
+    async def _resume_parked(self) -> int:
+        """Launch parked runs that are due, while their role has a slot; abandon those whose
+        claim was lost. Before new work, so a due run is not starved by fresh claims."""
+        resumed = 0
+        for run in self.parked.due():
+            lost = run.lost
+            if lost is None and self._slots(run.ctx.role) <= 0:
+                continue  # stays parked and renewed; a finished run wakes the engine
+            ctx = await self.parked.take(run)
+            if lost is not None:
+                await self._abandon(ctx, lost)
+                continue
+            self._launch(run.role, ctx.issue, ctx.claim, resumed=ctx.run)
+            resumed += 1
+        return resumed
+
+    def wake_parked(self, project: str, *, mr_iid: int | None = None, ref: str = "") -> None:
+        """A pipeline or merge request event: the parked runs watching it look now."""
+        self.parked.wake_for(project, mr_iid=mr_iid, ref=ref)
 
 
 async def _woken(event: asyncio.Event, seconds: float) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from forge.types import Issue
 from roles.admission import Role
 from roles.context import HostClaim, Services
+from roles.qa_parking import ParkedRuns
 from storage import Run, RunStatus
 
 log = logging.getLogger("roles.engine")
@@ -22,6 +23,7 @@ class Resuming:
     roles: dict[str, Role]
     _inflight: dict[tuple[str, int], Any]
     _resume_pending: bool
+    parked: ParkedRuns
 
     def _launch(self, role: Role, issue: Issue, claim: HostClaim, resumed: Run | None) -> None:
         raise NotImplementedError
@@ -32,7 +34,8 @@ class Resuming:
         resumed, failed = 0, 0
         unclaimed: list[Run] = []
         for run in await self.services.storage.runs.active():
-            if run.worker != self.services.worker or (run.project, run.iid) in self._inflight:
+            key = (run.project, run.iid)
+            if run.worker != self.services.worker or key in self._inflight or key in self.parked:
                 continue
             steps = await self.services.storage.runs.steps(run.id)
             if run.stage in self.roles and not isinstance(steps.get("claim"), dict):
@@ -81,7 +84,8 @@ class Resuming:
             for name, role in self.roles.items():
                 ready = self.services.workflow.ready_state(name).label
                 for issue in await claims.running(project, name):
-                    if (issue.project, issue.iid) in self._inflight:
+                    key = (issue.project, issue.iid)
+                    if key in self._inflight or key in self.parked:
                         continue
                     try:
                         adopted += await self._adopt_unrecorded(issue, name, role, ready)

@@ -22,6 +22,7 @@ from roles.budget import BudgetHeld, hold_notice
 from roles.context import HostClaim, RunAborted, RunContext, Services
 from roles.gates import GateNotDecided
 from roles.notify import Event, EventKind, for_humans
+from roles.qa_parking import RunParked
 from storage import Run, RunFinishedError, RunStatus
 from workflow import Outcome, next_state
 
@@ -41,6 +42,9 @@ class Running:
     services: Services
     _gates_asked: set[tuple[str, int]]
     stats: EngineStats
+
+    def _park(self, role: Role, ctx: RunContext, parked: RunParked) -> None:
+        raise NotImplementedError
 
     async def _start_run(self, issue: Issue, role: str, claim: HostClaim, notes: list[Note]) -> Run:
         runs = self.services.storage.runs
@@ -135,6 +139,9 @@ class Running:
             return work.result()
         except (RunAborted, ClaimLost) as stop:
             await self._abandon(ctx, str(stop))
+            return None
+        except RunParked as parked:
+            self._park(role, ctx, parked)
             return None
         except BudgetHeld as held:  # back to the ready state, where admission holds it
             await hold_notice(self.services, ctx.issue, held.reason)

@@ -14,11 +14,12 @@ back to the developer with the failing jobs, the test names and a log excerpt, a
 ``roles.qa.max_round_trips`` times (then blocked with every round's history:
 roles/qa_rounds.py). A pipeline that waits on a blocking manual job, or that was canceled or
 skipped, gives no verdict: blocked with the reason, never sent back to the developer.
+While the pipeline runs, the run is parked without its slot and resumed where its watch
+stood (roles/qa_parking.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -38,6 +39,7 @@ from roles.mr_link import issue_mr, qa_passed_marker
 from roles.notify import GateRequest
 from roles.plan_notes import PlanNotApproved, load_approved_plan
 from roles.prompts import Prompts
+from roles.qa_parking import WATCH, RunParked, resume_point, watching
 from roles.qa_pipeline import SETTLED, HeadPipelines, needs_a_human, not_run, what_runs
 from roles.qa_rounds import earlier_rounds, history, round_of, sent_back_marker
 from roles.triage import Fingerprint, excerpt, fingerprint, known_flaky
@@ -61,12 +63,19 @@ class QaRole:
         return GO  # QA runs no paid agent turn of its own: a budget never holds it
 
     async def run(self, ctx: RunContext) -> RoleResult:
-        mr = await issue_mr(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        watched = ctx.done.get(f"{WATCH}0")
+        if isinstance(watched, dict) and watched.get("mr"):  # resumed: the MR is known
+            mr: MergeRequest | None = await ctx.gateway.merges.get_mr(
+                ctx.issue.project, int(watched["mr"])
+            )
+        else:
+            mr = await issue_mr(ctx.gateway, ctx.issue.project, ctx.issue.iid)
         if mr is None:
             return RoleResult(Outcome.BLOCKED, "No merge request found for this issue.")
         if mr.state == "merged":
             return RoleResult(Outcome.MERGED, f"!{mr.iid} was merged by hand.")
-        if await needs_rebase(ctx.gateway.merges, mr):
+        # A run resumed from parking watches on: a rebase now would change the head it waits for.
+        if not watching(ctx) and await needs_rebase(ctx.gateway.merges, mr):
             rebased = await _Rebase(self.prompts, ctx, mr).run()
             if isinstance(rebased, RoleResult):
                 return rebased
@@ -97,10 +106,10 @@ class _Watch:
         self.heads = HeadPipelines(ctx.gateway.merges, mr)
 
     async def run(self) -> RoleResult:
-        first: Fingerprint | None = None
-        retried: list[int] = []
-        for retry in range(self.settings.flaky_retries + 1):
-            pipeline = await self._finished_pipeline(retried)
+        retry, first, retried = resume_point(self.ctx)
+        while True:
+            await self._mark(retry, first, retried)
+            pipeline = await self._finished_pipeline(retry, retried)
             if pipeline is None:
                 return RoleResult(
                     Outcome.BLOCKED,
@@ -129,28 +138,55 @@ class _Watch:
             first_try = retry == 0
             if (first_try or known_flaky(current, flaky)) and retry < self.settings.flaky_retries:
                 retried = await self._retry_step(pipeline, retry)
+                retry += 1
                 continue
             broken = await self._broken_target(current)
             if broken is not None:
                 return broken
             return await self._send_back(pipeline, current)
-        raise AssertionError("unreachable: the last round returns")
 
-    async def _finished_pipeline(self, retried: list[int]) -> Pipeline | None:
+    async def _mark(self, retry: int, first: Fingerprint | None, retried: list[int]) -> None:
+        """Where the watch is, recorded once per round of waiting: a run resumed from
+        parking (or after a restart) starts again here, not from the first pipeline."""
+
+        async def where() -> dict[str, Any]:
+            known = None if first is None else [list(first.jobs), list(first.tests),
+                                                list(first.errors)]  # fmt: skip
+            return {"retried": retried, "first": known, "mr": self.mr.iid}
+
+        await self.ctx.step(f"{WATCH}{retry}", where)
+
+    async def _finished_pipeline(self, retry: int, retried: list[int]) -> Pipeline | None:
         """The head's newest pipeline once it has settled, and with it every job in
         ``retried``: GitLab answers a retry at once and moves the pipeline on later, so right
-        after a retry the pipeline may still say failed while the retried job waits."""
-        deadline = time.monotonic() + self.settings.pipeline_timeout_seconds
-        while time.monotonic() < deadline:
-            pipeline = await self.heads.newest()
-            if (
-                pipeline is not None
-                and pipeline.status in SETTLED
-                and await self._jobs_finished(pipeline, retried)
-            ):
-                return pipeline
-            await asyncio.sleep(self.settings.pipeline_poll_seconds)
-        return None
+        after a retry the pipeline may still say failed while the retried job waits.
+
+        Not settled yet: the run is parked (RunParked), giving its slot back, and looks again
+        ``pipeline_poll_seconds`` later or when a pipeline event names its MR; None once
+        ``pipeline_timeout_seconds`` passed since this round of waiting began (wall clock,
+        recorded, so neither parking nor a restart resets it)."""
+
+        async def now() -> float:
+            return time.time()
+
+        since = await self.ctx.step(f"waiting-{retry}", now)
+        pipeline = await self.heads.newest()
+        if (
+            pipeline is not None
+            and pipeline.status in SETTLED
+            and await self._jobs_finished(pipeline, retried)
+        ):
+            return pipeline
+        left = since + self.settings.pipeline_timeout_seconds - time.time()
+        if left <= 0:
+            return None
+        shown = pipeline.status if pipeline is not None else "not created yet"
+        raise RunParked(
+            min(self.settings.pipeline_poll_seconds, left),
+            f"waiting for the pipeline of {self.mr.sha[:10]} (!{self.mr.iid}): {shown}",
+            mr_iid=self.mr.iid,
+            branch=self.mr.source_branch,
+        )
 
     async def _jobs_finished(self, pipeline: Pipeline, ids: list[int]) -> bool:
         if not ids:

@@ -17,6 +17,7 @@ from storage.errors import (
 from storage.kv import SettingsStore
 from storage.learnings import Learning, LearningStore
 from storage.leases import Lease, LeaseStore
+from storage.outbox import Outbox, Outgoing, PostedCard, PostedCards
 from storage.runs import Run, RunStatus, RunStore, Spend
 from storage.schema import Migration, load_migrations
 
@@ -31,6 +32,10 @@ __all__ = [
     "LeaseStore",
     "Migration",
     "MigrationError",
+    "Outbox",
+    "Outgoing",
+    "PostedCard",
+    "PostedCards",
     "Run",
     "RunFinishedError",
     "RunNotFoundError",
@@ -61,6 +66,8 @@ class Storage:
         self.audit = AuditLog(db)
         self.learnings = LearningStore(db)
         self.settings = SettingsStore(db)
+        self.outbox = Outbox(db)
+        self.cards = PostedCards(db)
 
     @classmethod
     async def open(cls, settings_or_path: StorageSettings | Path | str) -> Storage:

@@ -37,9 +37,11 @@ async def test_one_status_message_per_issue_edited_in_place(
         world = FakeDiscord()
         issue = await new_issue(runtime, "Greet <@1> **now**")
         surface = surface_for(desk, world)
+        surface.connected.clear()  # queued in SQLite while the sender waits: one status job
         for frm, to in (("pm-ready", "pm-running"), ("pm-running", "plan-review")):
             await surface.notify(moved(issue, frm, to, f"went to {to}"))
         await surface.notify(moved(issue, "pm-running", "plan-review", kind=EventKind.GATE))
+        surface.connected.set()
         await surface.flush()
         [status] = world.channel(STATUS).messages
         embed = status.embeds[0]
