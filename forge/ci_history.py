@@ -73,3 +73,9 @@ class CiHistory:
             return parse_junit(data)
         except JunitError:
             return []
+
+    async def job(self, project: str, job_id: int) -> dict[str, Any]:
+        def get(gl: gitlab.Gitlab) -> dict[str, Any]:
+            return dict(gl.projects.get(project, lazy=True).jobs.get(job_id).attributes)
+
+        return await self.calls.read("job.get", f"{project}/job/{job_id}", {}, get)

@@ -36,6 +36,7 @@ class Verdict:
     passed: bool
     at: str  # when the job finished (ISO 8601)
     failure: str = ""  # the failure's text, for a failed verdict
+    job_name: str = ""
 
 
 @dataclass
@@ -51,6 +52,9 @@ class Candidate:
     runs: int = 0
     failures: int = 0
     excused: bool = False  # QA excused it (its own retry turned it green)
+    # Where the reproducer re-runs it: the pipeline and job name of its last failure.
+    rerun_pipeline: int = 0
+    rerun_job: str = ""
 
     @property
     def digest(self) -> str:
@@ -69,7 +73,13 @@ def fingerprint(test: str, failure: str) -> str:
 
 
 def verdicts_of(
-    cases: Iterable[Mapping[str, object]], *, sha: str, pipeline: int, job: int, at: str
+    cases: Iterable[Mapping[str, object]],
+    *,
+    sha: str,
+    pipeline: int,
+    job: int,
+    at: str,
+    job_name: str = "",
 ) -> list[Verdict]:
     """One job's JUnit cases as verdicts; skipped cases say nothing either way."""
     found = []
@@ -79,7 +89,7 @@ def verdicts_of(
             continue
         test = f"{case.get('classname') or ''}.{case.get('name') or ''}".strip(".")
         failure = "" if status == "success" else str(case.get("system_output") or "")
-        found.append(Verdict(test, sha, pipeline, job, status == "success", at, failure))
+        found.append(Verdict(test, sha, pipeline, job, status == "success", at, failure, job_name))
     return found
 
 
@@ -122,6 +132,8 @@ def candidates(
                 runs=len(runs),
                 failures=len(failed),
                 excused=is_excused,
+                rerun_pipeline=failed[-1].pipeline if failed else 0,
+                rerun_job=failed[-1].job_name if failed else "",
             )
         )
     return found

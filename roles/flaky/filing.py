@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import quote, unquote
 
 from forge.gateway import Gateway
 from forge.types import Issue
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _KEY = re.compile(r"<!-- crewline:flaky-test key=([0-9a-f]{16}) -->")
 _BAR = re.compile(r"<!-- crewline:flaky-bar n=(\d+) -->")
+_RERUN = re.compile(r"<!-- crewline:flaky-rerun pipeline=(\d+) job=(\S+) test=(\S+) -->")
 _TITLE_MAX = 200
 
 
@@ -39,6 +41,29 @@ def key_marker(test: str) -> str:
 
 def bar_marker(bar: int) -> str:
     return f"<!-- crewline:flaky-bar n={bar} -->"
+
+
+def rerun_marker(candidate: Candidate) -> str:
+    job, test = quote(candidate.rerun_job, safe=""), quote(candidate.test, safe="")
+    return (
+        f"<!-- crewline:flaky-rerun pipeline={candidate.rerun_pipeline} job={job} test={test} -->"
+    )
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """Where the doctor re-runs the test: its last failure's pipeline and job."""
+
+    pipeline: int
+    job: str
+    test: str
+
+
+def rerun_of(issue: Issue) -> Rerun | None:
+    match = _RERUN.search(issue.description)
+    if match is None or match.group(1) == "0":
+        return None
+    return Rerun(int(match.group(1)), unquote(match.group(2)), unquote(match.group(3)))
 
 
 def bar_of(issue: Issue) -> int:
@@ -190,5 +215,6 @@ def description(candidate: Candidate, *, bar: int) -> str:
         "",
         key_marker(candidate.test),
         bar_marker(bar),
+        rerun_marker(candidate),
     ]
     return "\n".join(lines)

@@ -43,6 +43,7 @@ class HistoryReader:
                         pipeline=pipeline.id,
                         job=int(job["id"]),
                         at=str(job.get("finished_at") or job.get("created_at") or ""),
+                        job_name=str(job.get("name") or ""),
                     )
                 found.extend(self._by_job[key])
         # Jobs that left the window are forgotten, so the memory stays bounded by it.
