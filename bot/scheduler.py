@@ -16,7 +16,6 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.settings import ScheduleSettings
 from forge.client import ForgeError
 from roles.engine import Engine
-from roles.flaky import scan
 from roles.flaky.doctor import Doctor
 from roles.janitor import JanitorLimits, sweep
 from roles.settings import FlakyDoctorSettings
@@ -51,13 +50,10 @@ def build_scheduler(
 
     async def flaky() -> None:
         try:
-            report = await scan(engine.services, doctor)
             passes = {p: await flaky_doctor.run_pass(p) for p in engine.services.projects}
         except ForgeError as error:
             log.warning("flaky-test doctor failed, its next run retries: %s", error)
             return
-        if report.filed or report.forgotten or report.duplicates:
-            log.info("flaky-test doctor: %s", vars(report))
         for project, done in passes.items():
             if any(vars(done).values()):
                 log.info("flaky-test doctor %s: %s", project, vars(done))

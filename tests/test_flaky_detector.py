@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 from forge.sim.app import RunningSim
+from roles.flaky import flaky_key, record_flakes
 from roles.flaky.detect import flake_key
 from roles.flaky.detector import Detector
 from roles.flaky.filing import key_marker
@@ -157,3 +158,26 @@ async def test_a_strangers_issue_with_the_hidden_key_is_not_taken_for_crewlines(
     # forged "not reproduced" did not raise the bar or get reopened.
     assert len(report.filed) == 1 and report.reopened == []
     assert flake_key(SCRIPTED) in str(flaky_issues(demo_sim, state="opened")[0]["description"])
+
+
+async def test_qa_stops_excusing_a_test_once_its_fix_was_validated_and_the_issue_closed(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with hosts(demo_sim, tmp_path, count=1) as (host,):
+        kv = host.storage.settings
+        await record_flakes(kv, PROJECT, [SCRIPTED, STEADY], pipeline=3, ref="x", at="2026-12-03")
+        detector = Detector(host.services, host.config.roles.flaky)
+        report = await detector.scan_project(PROJECT)
+        assert len(report.filed) == 2  # QA's excuse alone makes a candidate
+        gateway = host.services.gateway
+        issues = {i.title: i for i in await gateway.list_issues(PROJECT, labels=["flaky-test"])}
+        fixed = issues[f"Flaky test {SCRIPTED}"]
+        await gateway.update_issue(
+            PROJECT,
+            fixed.iid,
+            add_labels=["flaky::validated"],
+            remove_labels=["flaky::detected"],
+            state_event="close",
+        )
+        await detector.scan_project(PROJECT)
+        assert await kv.get_json(flaky_key(PROJECT)) == [STEADY]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 
+from forge.types import Issue
 from roles.context import Services
-from roles.flaky.detect import candidates
-from roles.flaky.excused import flaky_key
+from roles.flaky.detect import candidates, flake_key
+from roles.flaky.excused import flaky_key, forget_flake
 from roles.flaky.filing import Filer, FilingReport
 from roles.flaky.history import HistoryReader
 from roles.settings import FlakyDoctorSettings
@@ -45,6 +46,7 @@ class Detector:
         tests = {v.test for v in verdicts} | set(excused)
         found = candidates(verdicts, excused=excused, bars=self.filer.bars(known, tests))
         report = await self.filer.file(project, found, known)
+        await self._forget_fixed(project, excused, known)
         log.info(
             "flaky detector %s: %s verdicts, %s candidates, filed %s, updated %s, reopened %s",
             project,
@@ -55,3 +57,19 @@ class Detector:
             report.reopened,
         )
         return report
+
+    async def _forget_fixed(
+        self, project: str, excused: list[str], known: dict[str, list[Issue]]
+    ) -> None:
+        """A test whose fix was validated and whose issue is closed is no longer excused by
+        QA: a failure fails again."""
+        validated = self.filer.flaky.state("validated").label
+        for test in excused:
+            mine = known.get(flake_key(test), [])
+            if (
+                mine
+                and not any(i.state == "opened" for i in mine)
+                and any(validated in i.labels for i in mine)
+            ):
+                await forget_flake(self.services.storage.settings, project, test)
+                log.info("flaky detector %s: %s fixed, QA stops excusing it", project, test)
