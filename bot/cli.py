@@ -340,7 +340,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from bot.app import Runtime, build_runtime
-    from bot.status import board
+    from bot.status import board, flaky_text
     from roles.notify import EventLog
     from roles.stuck import stuck_items
 
@@ -379,6 +379,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for item in result.items:
             line = f"{item.project}#{item.iid:<5} {item.state:<15} {item.title[:50]}"
             print(f"{line}  {item.detail}" if item.detail else line)
+        if result.flaky and result.flaky.rows:
+            print(flaky_text(result.flaky))
 
     asyncio.run(show())
     return EXIT_OK

@@ -9,8 +9,10 @@ import asyncio
 from pathlib import Path
 
 from bot.app import Runtime
+from bot.status import flaky_text
 from forge.sim.app import RunningSim
 from forge.types import Issue
+from roles.flaky.board import flaky_board
 from roles.flaky.detector import Detector
 from roles.flaky.filing import bar_of, rerun_of
 from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, Proofs
@@ -75,6 +77,14 @@ async def test_a_reproduced_flake_is_measured_then_a_real_fix_validates_n_of_n(
         assert labels(demo_sim, issue.iid) == {"flaky-test", "flaky::validated"}
         (note,) = [b for b in note_bodies(demo_sim, issue.iid) if VALIDATE_KEY in b]
         assert "Validated: 5/5 green" in note and note.count("passed") == 5
+
+        # The flaky board shows it: stage, rate before and after, CI runs spent (4 + 5).
+        shown = await flaky_board(host.services.gateway, [PROJECT], flaky_workflow(), "flaky-test")
+        (row,) = shown.rows
+        assert (row.stage, row.p_before, row.p_after, row.ci_runs) == ("validated", 0.25, 0.0, 9)
+        assert shown.by_stage == {"validated": 1} and shown.by_cause == {"undiagnosed": 1}
+        text = flaky_text(shown)
+        assert "flaky tests: validated 1" in text and "p 0.25 -> 0.00, 9 runs" in text
 
 
 async def test_a_fix_that_fails_once_goes_back_to_fixing_with_the_failing_run(
