@@ -79,3 +79,16 @@ class CiHistory:
             return dict(gl.projects.get(project, lazy=True).jobs.get(job_id).attributes)
 
         return await self.calls.read("job.get", f"{project}/job/{job_id}", {}, get)
+
+    async def file_at(self, project: str, path: str, ref: str) -> str | None:
+        """The text of ``path`` at ``ref``; None when there is no such file."""
+
+        def get(gl: gitlab.Gitlab) -> bytes:
+            raw = gl.projects.get(project, lazy=True).files.raw(file_path=path, ref=ref)
+            return raw if isinstance(raw, bytes) else b""
+
+        try:
+            data = await self.calls.read("file.raw", f"{project}@{ref}:{path}", {}, get)
+        except ForgeNotFound:
+            return None
+        return data.decode("utf-8", "replace")

@@ -110,6 +110,11 @@ class FlakyDoctorSettings(BaseModel):
     validate_ceiling: int = Field(
         default=60, ge=1, le=1000, description="Most runs the validator spends on one fix"
     )
+    diagnose_agent_role: str = Field(
+        default="dev",
+        min_length=1,
+        description="Whose configured agent diagnoses a reproduced flaky test",
+    )
 
 
 class BudgetSettings(BaseModel):

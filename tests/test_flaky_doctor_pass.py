@@ -1,6 +1,7 @@
-"""A doctor pass on two hosts at once: the test is filed once, and its job is re-run by
-the one host that won the claim on ``flaky::detected`` (the other skips it); the claim is
-released once the issue moved on."""
+"""A doctor pass on two hosts at once: the test is filed once, its job is re-run by the one
+host that won the claim on ``flaky::detected`` (the other skips it), it is diagnosed under a
+claim too, and handed to the ordinary roles with its cause; each claim is released once the
+issue moved on."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from forge.claims import ClaimMarker
 from forge.sim.app import RunningSim
+from roles.flaky.diagnosis import DIAGNOSIS_KEY
 from roles.flaky.doctor import Doctor
 from roles.flaky.proof import REPRODUCE_KEY
 from roles.flaky.runs import JobRunner
@@ -35,15 +37,28 @@ async def test_two_hosts_file_once_and_reproduce_once_under_a_claim(
         second = await asyncio.gather(*(d.run_pass(PROJECT) for d in doctors))
     done = [*first, *second]
     assert sum(len(p.reproduced) for p in done) == 1
-    assert sum(len(p.not_reproduced) for p in done) == 0
+    assert sum(len(p.not_reproduced) for p in done) == 0, [vars(p) for p in done]
     (issue,) = flaky_issues(demo_sim, state="opened")
     iid = int(issue["iid"])  # type: ignore[call-overload]
-    assert set(root(demo_sim).projects.get(PROJECT).issues.get(iid).labels) == {
+    ref = f"{PROJECT}#{iid}"
+    # Reproduced, then diagnosed in the same pass by the demo agent (a DIAGNOSE turn over the
+    # failing log and the test's source at its commit), and handed to the ordinary roles.
+    assert [p.diagnosed for p in done if p.diagnosed] == [{ref: "fixing"}]
+    fresh = root(demo_sim).projects.get(PROJECT).issues.get(iid)
+    assert set(fresh.labels) == {
         "flaky-test",
-        "flaky::reproduced",
+        "flaky::fixing",
+        "flaky-test::unseeded-randomness",
+        "workflow::pm-ready",
     }
+    assert "## Diagnosis" in fresh.description and "random.shuffle(order)" in fresh.description
     bodies = note_bodies(demo_sim, iid)
     (note,) = [b for b in bodies if REPRODUCE_KEY in b]
     assert note.count("job [") == 3 and "Reproduced: p = 0.33 (1/3 runs failed" in note
+    (diagnosis,) = [b for b in bodies if DIAGNOSIS_KEY in b]
+    assert "randomness without a seed" in diagnosis
     claims = [m for m in map(ClaimMarker.parse, bodies) if m is not None]
-    assert [(c.role, c.ended) for c in claims] == [("reproduce", "released")]
+    assert [(c.role, c.ended) for c in claims] == [
+        ("reproduce", "released"),
+        ("diagnose", "released"),
+    ]

@@ -1,9 +1,11 @@
-"""One pass of the flaky-test doctor over a project: detect, then reproduce what was detected.
+"""One pass of the flaky-test doctor over a project: detect, reproduce what was detected,
+diagnose what was reproduced.
 
 Run on ``schedule.flaky_cron``. The reproducer's work is claimed like any role's: the
 issue moves ``flaky::detected`` to ``flaky::reproducing`` under a claim note and this host's
 lease (forge/claims.py over the doctor's own workflow), so two hosts never re-run the same
-test's job at once, and the claim is released when the issue has moved on. Every GitLab call
+test's job at once, and the claim is released when the issue has moved on. The diagnosis is
+claimed the same way (``flaky::reproduced`` to ``flaky::diagnosing``). Every GitLab call
 is audited by the gateway as usual.
 """
 
@@ -18,6 +20,7 @@ from forge.claims import Claims
 from forge.gateway import Gateway
 from roles.context import Services
 from roles.flaky.detector import Detector
+from roles.flaky.diagnose_step import diagnose
 from roles.flaky.filing import Rerun, rerun_of
 from roles.flaky.proof import Proofs, RunOnce
 from roles.flaky.runs import JobRunner, Run
@@ -34,6 +37,7 @@ class DoctorPass:
     reproduced: list[str] = field(default_factory=list)
     not_reproduced: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # claimed elsewhere, or nothing to re-run
+    diagnosed: dict[str, str] = field(default_factory=dict)  # issue ref -> the state it went to
 
 
 def flaky_gateway(gateway: Gateway, flaky: Workflow) -> Gateway:
@@ -71,10 +75,13 @@ class Doctor:
         waiting = await self.services.gateway.list_issues(
             project, labels=[self.settings.label, self.flaky.state("detected").label]
         )
+        ones = await self._the_ones(project) if waiting else set()
         for issue in waiting:
             rerun = rerun_of(issue)
-            if rerun is None:
-                done.skipped.append(issue.ref)  # excused by QA only: no job of ours to re-run
+            if rerun is None or issue.iid not in ones:
+                # Excused by QA only (no job of ours to re-run), or a duplicate another host
+                # filed at the same moment and is about to close.
+                done.skipped.append(issue.ref)
                 continue
             claim = await self.claims.claim(issue, "reproduce", uuid.uuid4().hex[:12])
             if claim is None:
@@ -87,7 +94,36 @@ class Doctor:
             finally:
                 await self.claims.release(claim)
             (done.reproduced if verdict.rate.failures else done.not_reproduced).append(issue.ref)
+        await self._diagnose_all(project, done)
         return done
+
+    async def _diagnose_all(self, project: str, done: DoctorPass) -> None:
+        if self.settings.diagnose_agent_role not in self.services.agents:
+            return  # no agent to ask: reproduced issues wait for a human or a later pass
+        waiting = await self.services.gateway.list_issues(
+            project, labels=[self.settings.label, self.flaky.state("reproduced").label]
+        )
+        for issue in waiting:
+            rerun = rerun_of(issue)
+            claim = (
+                None
+                if rerun is None
+                else await self.claims.claim(issue, "diagnose", uuid.uuid4().hex[:12])
+            )
+            if rerun is None or claim is None:
+                done.skipped.append(issue.ref)
+                continue
+            try:
+                done.diagnosed[issue.ref] = await diagnose(
+                    self.services, self.flaky, issue, rerun, self.settings.diagnose_agent_role
+                )
+            finally:
+                await self.claims.release(claim)
+
+    async def _the_ones(self, project: str) -> set[int]:
+        """The iid of each test's one issue: the lowest open iid with its key."""
+        by_key = await self.detector.filer.issues_by_key(project, state="opened")
+        return {min(issue.iid for issue in issues) for issues in by_key.values()}
 
     def _runs_of(self, project: str, rerun: Rerun) -> RunOnce:
         async def once() -> Run:

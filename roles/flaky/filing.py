@@ -33,6 +33,17 @@ _KEY = re.compile(r"<!-- crewline:flaky-test key=([0-9a-f]{16}) -->")
 _BAR = re.compile(r"<!-- crewline:flaky-bar n=(\d+) -->")
 _RERUN = re.compile(r"<!-- crewline:flaky-rerun pipeline=(\d+) job=(\S+) test=(\S+) -->")
 _TITLE_MAX = 200
+DIAGNOSIS_HEADING = "## Diagnosis"
+CLOSING = "crewline reproduces it on its commit"
+
+
+def diagnosis_section(text: str) -> str:
+    """The diagnosis the doctor added to a description (kept when the evidence is rewritten)."""
+    start = text.find(DIAGNOSIS_HEADING)
+    if start < 0:
+        return ""
+    ends = [i for i in (text.find(CLOSING, start), text.find("<!-- crewline:", start)) if i >= 0]
+    return text[start : min(ends, default=len(text))].strip()
 
 
 def key_marker(test: str) -> str:
@@ -160,7 +171,9 @@ class Filer:
         return False
 
     async def _refresh(self, issue: Issue, candidate: Candidate) -> bool:
-        text = description(candidate, bar=bar_of(issue))
+        text = description(
+            candidate, bar=bar_of(issue), diagnosis=diagnosis_section(issue.description)
+        )
         if text == issue.description:
             return False
         await self.gateway.update_issue(issue.project, issue.iid, description=text)
@@ -174,7 +187,9 @@ class Filer:
             add_labels=change.add,
             remove_labels=change.remove,
             state_event="reopen",
-            description=description(candidate, bar=bar_of(issue)),
+            description=description(
+                candidate, bar=bar_of(issue), diagnosis=diagnosis_section(issue.description)
+            ),
         )
         log.info("flaky detector: %s reopened, %s seen above its bar", issue.ref, candidate.test)
 
@@ -184,7 +199,7 @@ def stage_of(flaky: Workflow, issue: Issue) -> str | None:
     return state.name if state else None
 
 
-def description(candidate: Candidate, *, bar: int) -> str:
+def description(candidate: Candidate, *, bar: int, diagnosis: str = "") -> str:
     shas = ", ".join(f"`{sha[:12]}`" for sha in candidate.mixed_shas) or "none yet"
     pipelines = ", ".join(f"#{p}" for p in candidate.pipelines)
     jobs = ", ".join(str(j) for j in candidate.failed_jobs) or "none"
@@ -208,9 +223,11 @@ def description(candidate: Candidate, *, bar: int) -> str:
     ]
     if candidate.excerpt:
         lines += ["", "Failure excerpt:", "", "```", candidate.excerpt.replace("```", "'''"), "```"]
+    if diagnosis:
+        lines += ["", diagnosis]
     lines += [
         "",
-        "crewline reproduces it on its commit, diagnoses the cause, and proves a fix by N "
+        f"{CLOSING}, diagnoses the cause, and proves a fix by N "
         "green runs out of N before the merge, which stays a human's decision.",
         "",
         key_marker(candidate.test),
