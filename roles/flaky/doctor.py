@@ -1,5 +1,5 @@
 """One pass of the flaky-test doctor over a project: detect, reproduce what was detected,
-diagnose what was reproduced.
+diagnose what was reproduced, validate fixes waiting at the merge gate.
 
 Run on ``schedule.flaky_cron``. The reproducer's work is claimed like any role's: the
 issue moves ``flaky::detected`` to ``flaky::reproducing`` under a claim note and this host's
@@ -17,13 +17,14 @@ import uuid
 from dataclasses import dataclass, field
 
 from forge.claims import Claims
-from forge.gateway import Gateway
+from forge.gateway import Gateway, StaleState
 from roles.context import Services
 from roles.flaky.detector import Detector
 from roles.flaky.diagnose_step import diagnose
 from roles.flaky.filing import Rerun, rerun_of
 from roles.flaky.proof import Proofs, RunOnce
 from roles.flaky.runs import JobRunner, Run
+from roles.flaky.validate_step import head_rerun, validate_fix
 from roles.settings import FlakyDoctorSettings
 from storage import Lease
 from workflow import Workflow, flaky_workflow
@@ -38,6 +39,7 @@ class DoctorPass:
     not_reproduced: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # claimed elsewhere, or nothing to re-run
     diagnosed: dict[str, str] = field(default_factory=dict)  # issue ref -> the state it went to
+    validated: dict[str, bool] = field(default_factory=dict)  # issue ref -> N/N green
 
 
 def flaky_gateway(gateway: Gateway, flaky: Workflow) -> Gateway:
@@ -54,7 +56,7 @@ class Doctor:
         self.services = services
         self.settings = settings
         self.flaky = flaky_workflow()
-        gateway = flaky_gateway(services.gateway, self.flaky)
+        self.gateway = gateway = flaky_gateway(services.gateway, self.flaky)
         self.claims = Claims[Lease](
             gateway,
             services.storage.leases,
@@ -95,7 +97,43 @@ class Doctor:
                 await self.claims.release(claim)
             (done.reproduced if verdict.rate.failures else done.not_reproduced).append(issue.ref)
         await self._diagnose_all(project, done)
+        await self._validate_all(project, done)
         return done
+
+    async def _validate_all(self, project: str, done: DoctorPass) -> None:
+        gate = self.services.workflow.gate_state("merge").label
+        fixing = self.flaky.state("fixing").name
+        waiting = await self.services.gateway.list_issues(
+            project, labels=[self.settings.label, self.flaky.state(fixing).label, gate]
+        )
+        for issue in waiting:
+            rerun = rerun_of(issue)
+            head = None if rerun is None else await head_rerun(self.services, issue, rerun)
+            if head is None:
+                done.skipped.append(issue.ref)
+                continue
+            try:
+                await self.gateway.transition(project, issue.iid, "fix-ready", expect={fixing})
+            except StaleState:
+                done.skipped.append(issue.ref)  # another host got there first
+                continue
+            fresh = await self.gateway.get_issue(project, issue.iid)
+            claim = await self.claims.claim(fresh, "validate", uuid.uuid4().hex[:12])
+            if claim is None:
+                done.skipped.append(issue.ref)
+                continue
+            try:
+                accepted = await validate_fix(
+                    self.services,
+                    self.proofs,
+                    fresh,
+                    self._runs_of(project, head),
+                    floor=self.settings.validate_floor,
+                    ceiling=self.settings.validate_ceiling,
+                )
+            finally:
+                await self.claims.release(claim)
+            done.validated[issue.ref] = accepted
 
     async def _diagnose_all(self, project: str, done: DoctorPass) -> None:
         if self.settings.diagnose_agent_role not in self.services.agents:
