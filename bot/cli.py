@@ -357,7 +357,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from bot.app import Runtime, build_runtime
-    from bot.status import board, fleet_lines
+    from bot.status import board, flaky_text, fleet_lines
     from roles.notify import EventLog
     from roles.stuck import stuck_items
 
@@ -400,6 +400,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"{line}  {item.detail}" if item.detail else line)
         if result.fleet is not None:
             print("\n".join(fleet_lines(result.fleet)))
+        if result.flaky and result.flaky.rows:
+            print(flaky_text(result.flaky))
 
     asyncio.run(show())
     return EXIT_OK

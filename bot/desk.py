@@ -255,7 +255,7 @@ class Desk:
         counts: dict[str, int] = {state: 0 for state in full.counts}
         for item in items:
             counts[item.state] += 1
-        return Board(counts, items, full.rate, full.fleet)
+        return Board(counts, items, full.rate, full.fleet, full.flaky)
 
     async def stuck(self, actor: Actor) -> list[StuckItem]:
         _, visible = await self._readable(actor, "desk.stuck", self.projects)

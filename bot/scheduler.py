@@ -25,7 +25,7 @@ from bot.settings import ScheduleSettings
 from forge.client import ForgeError
 from forge.rate import RateBudget
 from roles.engine import Engine
-from roles.flaky import scan
+from roles.flaky.doctor import Doctor
 from roles.janitor import JanitorLimits, sweep
 from roles.settings import FlakyDoctorSettings
 from storage import StorageError
@@ -100,14 +100,17 @@ def build_scheduler(
         if moved:
             log.info("janitor: %s", {name: getattr(report, name) for name in moved})
 
+    flaky_doctor = Doctor(engine.services, doctor)
+
     async def flaky() -> None:
         try:
-            report = await scan(engine.services, doctor)
+            passes = {p: await flaky_doctor.run_pass(p) for p in engine.services.projects}
         except ForgeError as error:
             log.warning("flaky-test doctor failed, its next run retries: %s", error)
             return
-        if report.filed or report.forgotten or report.duplicates:
-            log.info("flaky-test doctor: %s", vars(report))
+        for project, done in passes.items():
+            if any(vars(done).values()):
+                log.info("flaky-test doctor %s: %s", project, vars(done))
 
     common = {"max_instances": 1, "coalesce": True}
     scheduler.add_job(

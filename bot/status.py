@@ -16,7 +16,8 @@ from bot.scheduler import RATE_KEY
 from forge.claims import ClaimMarker
 from forge.rate import RateSnapshot
 from roles.engine import Verdict
-from workflow import StateKind
+from roles.flaky.board import FlakyBoard, flaky_board
+from workflow import StateKind, flaky_workflow
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Board:
     items: list[BoardItem]
     rate: list[str] = field(default_factory=list)
     fleet: FleetSummary | None = None
+    flaky: FlakyBoard | None = None  # the flaky-test doctor's issues (decision 0030)
 
 
 def _age(since: str, now: datetime) -> str:
@@ -99,7 +101,15 @@ async def board(runtime: Runtime) -> Board:
                 elif state.kind in (StateKind.GATE, StateKind.WAITING):
                     detail = f"waiting for a human for {_age(issue.updated_at, now)}"
                 items.append(BoardItem(project, issue.iid, issue.title, state.name, detail))
-    return Board(counts, items, await rate_lines(runtime), await fleet_summary(runtime, live))
+    doctor = runtime.config.roles.flaky
+    flaky = (
+        await flaky_board(gateway, list(services.projects), flaky_workflow(), doctor.label)
+        if doctor.enabled
+        else None
+    )
+    return Board(
+        counts, items, await rate_lines(runtime), await fleet_summary(runtime, live), flaky
+    )
 
 
 async def rate_lines(runtime: Runtime) -> list[str]:
@@ -163,3 +173,24 @@ def fleet_lines(fleet: FleetSummary) -> list[str]:
         lines.append("  no host holds a claim or spent anything today")
     lines.append(f"  fleet spend today: ${fleet.spent_usd:.2f}, {fleet.tokens:,} tokens")
     return lines
+
+
+def flaky_text(board: FlakyBoard) -> str:
+    """The flaky board as text: counts by stage and cause, then one line per test."""
+
+    def rate(p: float | None) -> str:
+        return "?" if p is None else f"{p:.2f}"
+
+    lines = [
+        "flaky tests: "
+        + "  ".join(f"{stage} {count}" for stage, count in board.by_stage.items())
+        + f"  (causes: {', '.join(f'{c} {n}' for c, n in board.by_cause.items())}; "
+        + f"{board.ci_runs} CI runs spent)"
+    ]
+    for row in board.rows:
+        lines.append(
+            f"{row.project}#{row.iid:<5} {row.stage:<15} {row.title[:50]}  "
+            f"p {rate(row.p_before)} -> {rate(row.p_after)}, {row.ci_runs} runs"
+            + (f", {row.cause}" if row.cause else "")
+        )
+    return "\n".join(lines)

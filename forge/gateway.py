@@ -22,6 +22,7 @@ import gitlab
 from forge import metrics
 from forge.access import AccessLevels
 from forge.calls import AuditedCalls, AuditSink
+from forge.ci_history import CiHistory
 from forge.client import ForgeNotFound, GitLabClient
 from forge.guard import Guard
 from forge.issue_index import IssueIndex
@@ -67,6 +68,7 @@ class Gateway:
         # users' notes and descriptions keep their hidden markers.
         self.trust = Trust(self.calls)
         self.merges = MergeGateway(self.calls, self.trust)
+        self.ci = CiHistory(self.calls)
         self.access = AccessLevels(self.member_access_level)
         self._project_ids: dict[str, int] = {}
         # One listing per pass, shared by the engine, the janitor and the gates; closed

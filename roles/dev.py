@@ -29,6 +29,7 @@ from roles.context import RunContext, Services
 from roles.delivery import Delivery, guard_stop, project_checks
 from roles.dependencies import dependency_admission, overlap_admission
 from roles.engine import Admission, RoleResult, Verdict
+from roles.flaky.fix_gate import refuse_symptom_fix
 from roles.mr_link import latest_work_feedback, mr_marker
 from roles.plan import Plan
 from roles.plan_notes import PlanNotApproved, load_approved_plan
@@ -119,6 +120,9 @@ class _Developer:
                 + ", ".join(f"`{path}`" for path in outside)
                 + ". A human must allow them (extend the plan) or reject the change.",
             )
+        refused = await refuse_symptom_fix(ctx, self.wt)
+        if refused is not None:
+            return refused
         if not await self.delivery.learnings(converged.turn):
             return RoleResult(
                 Outcome.BLOCKED, "The agent reported no learnings: no learnings, no merge request."

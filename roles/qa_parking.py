@@ -58,7 +58,7 @@ class ParkedRun:
 
 class ParkedRuns:
     def __init__(self, wake: Callable[[], None]) -> None:
-        self._wake = wake  # the engine's wake(): a parked run that is due needs a pass
+        self._wake = wake  # the engine: a parked run that is due needs an event pass
         self._runs: dict[Key, ParkedRun] = {}
 
     def __contains__(self, key: object) -> bool:

@@ -97,6 +97,28 @@ class FlakyDoctorSettings(BaseModel):
     min_sightings: int = Field(
         default=1, ge=1, le=100, description="Flaky runs of a test before a goal is filed"
     )
+    junit_path: str = Field(
+        default="report.xml",
+        min_length=1,
+        description="The JUnit report in each test job's artifacts (also under artifacts:paths)",
+    )
+    window: int = Field(
+        default=200, ge=1, le=5000, description="Recent pipelines the detector reads per project"
+    )
+    reproduce_runs: int = Field(
+        default=10, ge=1, le=200, description="Runs of a suspect test's job when reproducing it"
+    )
+    validate_floor: int = Field(
+        default=4, ge=1, le=1000, description="Fewest green runs that validate a fix"
+    )
+    validate_ceiling: int = Field(
+        default=60, ge=1, le=1000, description="Most runs the validator spends on one fix"
+    )
+    diagnose_agent_role: str = Field(
+        default="dev",
+        min_length=1,
+        description="Whose configured agent diagnoses a reproduced flaky test",
+    )
 
 
 class ModelPrice(BaseModel):

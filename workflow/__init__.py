@@ -8,6 +8,7 @@ from workflow.default import (
     default_workflow,
 )
 from workflow.errors import InvalidTransition, UnknownState, WorkflowError
+from workflow.flaky import FLAKY_SCOPE, FLAKY_STATE_NAMES, flaky_workflow
 from workflow.model import (
     CAME_FROM,
     DEFAULT_ENTRY,
@@ -39,6 +40,8 @@ __all__ = [
     "DEFAULT_ENTRY",
     "DEFAULT_SCOPE",
     "DEFAULT_TRANSITIONS",
+    "FLAKY_SCOPE",
+    "FLAKY_STATE_NAMES",
     "ROLES",
     "STATE_NAMES",
     "Gate",
@@ -55,6 +58,7 @@ __all__ = [
     "apply",
     "default_states",
     "default_workflow",
+    "flaky_workflow",
     "label_change",
     "label_name_problem",
     "label_scope",

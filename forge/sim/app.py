@@ -47,6 +47,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "forge.sim.git_http",
     "forge.sim.merge_requests",
     "forge.sim.pipelines",
+    "forge.sim.job_artifacts",
 )
 
 ROOT, BOT, MAINTAINER_USER = "root", "crewline-bot", "maintainer"

@@ -1,74 +1,43 @@
 """JUnit XML reports turned into GitLab's pipeline ``test_report`` and ``test_report_summary``.
 
-One suite per job (named after the job, as GitLab groups reports by job). A test case's
-``status`` is ``failed`` (a ``<failure>``), ``error`` (an ``<error>``), ``skipped`` (a
-``<skipped>``) or ``success``; its ``system_output`` is the text of that element (its
-``message`` attribute when the element is empty), or ``<system-out>`` for a success.
+One suite per job (named after the job, as GitLab groups reports by job). The cases are
+read by :mod:`forge.junit`; :func:`render_junit` writes a job's cases back as the JUnit file
+its artifacts serve (``GET /jobs/:id/artifacts/<path>``), retried jobs included.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
-STATUSES = ("success", "failed", "skipped", "error")
-_OUTCOMES = (("failure", "failed"), ("error", "error"), ("skipped", "skipped"))
+from forge.junit import STATUSES, JunitError, parse_junit
+
+__all__ = ["STATUSES", "JunitError", "parse_junit", "render_junit"]
+
+_ELEMENT = {"failed": "failure", "error": "error", "skipped": "skipped"}
 
 
-class JunitError(ValueError):
-    """A report could not be read; the message becomes the suite's ``suite_error``."""
-
-
-def parse_junit(data: bytes) -> list[dict[str, Any]]:
-    """The test cases of one JUnit XML document, in document order."""
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as error:
-        raise JunitError(f"JUnit XML parsing failed: {error}") from error
-    if root.tag not in ("testsuites", "testsuite", "testcase"):
-        raise JunitError(f"JUnit XML parsing failed: unexpected root element <{root.tag}>")
-    return [_case(element) for element in _cases(root)]
-
-
-def _cases(element: ET.Element) -> Iterator[ET.Element]:
-    if element.tag == "testcase":
-        yield element
-        return
-    for child in element:
-        if child.tag in ("testsuite", "testsuites", "testcase"):
-            yield from _cases(child)
-
-
-def _case(element: ET.Element) -> dict[str, Any]:
-    status, output = "success", None
-    for tag, outcome in _OUTCOMES:
-        found = element.find(tag)
-        if found is not None:
-            status = outcome
-            output = (found.text or "").strip() or found.get("message") or None
-            break
-    if status == "success":
-        system_out = element.find("system-out")
-        output = (system_out.text or "").strip() or None if system_out is not None else None
-    return {
-        "status": status,
-        "name": element.get("name", ""),
-        "classname": element.get("classname", ""),
-        "file": element.get("file"),
-        "execution_time": _seconds(element.get("time")),
-        "system_output": output,
-        "stack_trace": None,
-        "attachment_url": None,
-        "recent_failures": None,
-    }
-
-
-def _seconds(text: str | None) -> float:
-    try:
-        return max(0.0, float(text)) if text else 0.0
-    except ValueError:
-        return 0.0
+def render_junit(suite: str, cases: list[dict[str, Any]]) -> bytes:
+    """``cases`` (as :func:`parse_junit` reads them) as one JUnit XML document."""
+    root = ET.Element("testsuite", name=suite, tests=str(len(cases)))
+    for case in cases:
+        element = ET.SubElement(
+            root,
+            "testcase",
+            name=str(case.get("name") or ""),
+            classname=str(case.get("classname") or ""),
+            time=f"{float(case.get('execution_time') or 0.0):.3f}",
+        )
+        if case.get("file"):
+            element.set("file", str(case["file"]))
+        output = case.get("system_output")
+        tag = _ELEMENT.get(str(case.get("status")))
+        if tag is not None:
+            ET.SubElement(element, tag).text = output
+        elif output:
+            ET.SubElement(element, "system-out").text = output
+    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
 def _counts(cases: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -74,6 +74,26 @@ LEARNINGS = [
 ]
 
 
+# What the demo diagnostician recognises in the test's source: a call that makes a test's
+# outcome depend on chance or on the clock, and the class it names.
+_CAUSES = (
+    (re.compile(r"\brandom\.(random|shuffle|choice|randint|sample)\("), "unseeded-randomness",
+     "use a random.Random with a fixed seed in the test"),
+    (re.compile(r"\b(datetime\.now|time\.time|date\.today)\("), "time-and-timezone",
+     "inject a fixed clock into the code under test"),
+)  # fmt: skip
+
+
+def diagnosis_for(prompt: str) -> str:
+    """The strict diagnosis a careful reader of the fenced source would give."""
+    for pattern, cause, fix in _CAUSES:
+        lines = [line.strip() for line in prompt.splitlines() if pattern.search(line)]
+        if lines:
+            evidence = "\n".join(f"- {line}" for line in lines[:3])
+            return f"CLASS: {cause}\nCONFIDENCE: 0.9\nEVIDENCE:\n{evidence}\nFIX: {fix}"
+    return "CLASS: unknown\nCONFIDENCE: 0.2\nEVIDENCE:\nFIX:"
+
+
 def main() -> int:
     kind = os.environ.get("CREWLINE_TASK_KIND", "")
     session_dir = Path(os.environ.get("CREWLINE_TRANSCRIPT_DIR", "."))
@@ -105,6 +125,8 @@ def main() -> int:
                 {"kind": "failure", "text": "The first attempt failed validation; fixed it."}
             )
         print("```crewline-learnings\n" + json.dumps(learnings) + "\n```")
+    elif kind == "diagnose":
+        print(diagnosis_for(prompt))
     else:
         print("```crewline-learnings\n" + json.dumps(LEARNINGS) + "\n```")
     print(json.dumps({"session_id": session_id}))

@@ -1,0 +1,85 @@
+"""Runs of one test's job on one commit, for the reproducer and the validator.
+
+GitLab re-runs a job by retrying the newest job of that name in its pipeline: the retry runs
+the same commit with the same variables. Each run is waited for, its JUnit report read from
+its artifacts, and the test's verdict taken from it (a run whose report lacks the test
+counts as a failure: the job died before the test could pass). The runs are listed in one
+note on the issue, edited as each run finishes, so a human sees the figures grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from forge.ci_history import FINISHED, CiHistory
+from forge.gateway import Gateway, note_marker
+from forge.merge_gateway import MergeGateway
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Run:
+    job: int
+    passed: bool
+    web_url: str
+
+    def line(self, n: int) -> str:
+        return f"{n}. job [{self.job}]({self.web_url}): {'passed' if self.passed else 'FAILED'}"
+
+
+class JobRunner:
+    def __init__(
+        self,
+        ci: CiHistory,
+        merges: MergeGateway,
+        *,
+        junit_path: str,
+        poll: float = 2.0,
+        patience: float = 3600.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.ci = ci
+        self.merges = merges
+        self.junit_path = junit_path
+        self.poll = poll
+        self.patience = patience
+        self.sleep = sleep
+
+    async def run_once(self, project: str, pipeline: int, job_name: str, test: str) -> Run:
+        """Retry the newest ``job_name`` of ``pipeline`` and wait for its verdict on ``test``."""
+        newest = max(
+            (j for j in await self.ci.jobs(project, pipeline) if j.get("name") == job_name),
+            key=lambda j: int(j["id"]),
+        )
+        retried = await self.merges.retry_job(project, int(newest["id"]))
+        job_id = int(retried["id"])
+        job = await self._finished(project, job_id)
+        cases = await self.ci.job_report(project, job_id, self.junit_path)
+        outcome = {f"{c.get('classname') or ''}.{c.get('name') or ''}": c for c in cases}
+        passed = outcome.get(test, {}).get("status") == "success"
+        return Run(job_id, passed, str(job.get("web_url") or ""))
+
+    async def _finished(self, project: str, job_id: int) -> dict[str, object]:
+        waited = 0.0
+        while True:
+            job = await self.ci.job(project, job_id)
+            if job.get("status") in FINISHED:
+                return job
+            if waited >= self.patience:
+                raise TimeoutError(f"job {job_id} of {project} did not finish in {waited:g}s")
+            await self.sleep(self.poll)
+            waited += self.poll
+
+
+async def live_note(gateway: Gateway, project: str, iid: int, key: str, body: str) -> None:
+    """The note carrying ``key`` now reads ``body`` (created the first time)."""
+    note = await gateway.upsert_note(project, iid, key, body)
+    text = f"{body}\n\n{note_marker(key)}"
+    if note.body != text:
+        await gateway.edit_note(project, iid, note.id, text)
