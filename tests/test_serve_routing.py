@@ -1,14 +1,16 @@
 """Which webhook event wakes what on `crewline run`: an issue's labels wake the Discord feed,
 a pipeline or merge request event the QA runs parked on that merge request, an emoji or an
-approval the gates, anything else the engine's next pass."""
+approval the gates, and the engine looks at the issue an event names (roles/engine_events.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 from bot.serve import route_event
 from forge.webhooks.events import IssueEvent, MergeRequestEvent, PipelineEvent, WebhookEvent
+from forge.own_writes import OwnWrites
 from roles.engine import Engine
 
 BASE: dict[str, Any] = {
@@ -24,6 +26,10 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.services = SimpleNamespace(gateway=SimpleNamespace(own_writes=OwnWrites()))
+
+    def notice(self, project: str, iid: int, seen: Any = None) -> None:
+        self.calls.append(("notice", project, iid))
 
     def wake(self) -> None:
         self.calls.append(("wake",))
@@ -46,15 +52,16 @@ def test_each_event_wakes_what_it_concerns() -> None:
         **BASE, iid=4, action="update", state="opened", labels=["workflow::dev-ready"],
         previous_labels=["workflow::plan-review"], current_labels=["workflow::dev-ready"],
     )  # fmt: skip
-    assert routed(labels) == ([("wake",)], [("wake",)])
-    assert routed(labels, feed=False) == ([("wake",)], [])  # a worker: no Discord
+    looked = [("notice", "demo/app", 4)]
+    assert routed(labels) == (looked, [("wake",)])
+    assert routed(labels, feed=False) == (looked, [])  # a worker: no Discord
 
     pipeline = PipelineEvent(
         **BASE, pipeline_id=9, ref="crewline/4-greet", sha="a" * 40, status="success",
         source="push", merge_request_iid=None, builds=[],
     )  # fmt: skip
     engine, feed = routed(pipeline)
-    assert engine == [("wake_parked", "demo/app", None, "crewline/4-greet"), ("wake",)]
+    assert engine == [("wake_parked", "demo/app", None, "crewline/4-greet")]
     assert feed == []
 
     approved = MergeRequestEvent(
