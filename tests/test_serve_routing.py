@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from bot.serve import route_event
-from forge.webhooks.events import IssueEvent, MergeRequestEvent, PipelineEvent, WebhookEvent
 from forge.own_writes import OwnWrites
+from forge.webhooks.events import IssueEvent, MergeRequestEvent, PipelineEvent, WebhookEvent
 from roles.engine import Engine
 
 BASE: dict[str, Any] = {
