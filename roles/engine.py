@@ -196,6 +196,9 @@ class Engine(Running, Resuming, AskingGates):
         """Act on the issues events asked about, and, when a run ended, on the ready issues
         of the last listing; no listing call. Returns how many runs it started."""
         async with self._tick_lock:
+            # Read again only when stale, or when a webhook said the control issue changed
+            # (a pause another host wrote): the events below must not claim through it.
+            await self.services.fleet.refresh_if_stale()
             pending, self._pending = self._pending, {}
             freed, self._slots_freed = self._slots_freed, False
             started = await self._resume_parked()

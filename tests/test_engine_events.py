@@ -340,9 +340,37 @@ async def test_events_about_issues_not_ready_cost_no_call(
         engine = Engine(runtime.services, {"pm": role})
         issue = await other.create_issue(PROJECT, "Elsewhere", "A goal.", ["workflow::blocked"])
         blocked = await other.transition(PROJECT, issue.iid, "plan-review")
+        # As run_forever does: a full pass first, which reads the fleet's state (the pause).
+        assert await engine.tick() == 0
         before = await calls_so_far(runtime)
         for _ in range(3):  # a burst about an issue waiting at a gate
             assert route_event(engine, issue_event(blocked)) is Woke.ISSUE
         assert await engine.tick_events() == 0
         assert await calls_so_far(runtime) - before == 0
+        assert role.started == []
+
+
+async def test_a_pause_another_host_wrote_stops_the_next_event_pass(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """The webhook of the pause note on the control issue marks the fleet's state stale: the
+    next event pass reads it before it claims, not the next poll."""
+    from bot.fleet_commands import operator_pause
+
+    async with (
+        runtime_for(demo_sim, configure(demo_sim, tmp_path / "a", worker_id="host-a")) as (a, _),
+        runtime_for(demo_sim, configure(demo_sim, tmp_path / "b", worker_id="host-b")) as (b, _),
+    ):
+        control = await a.services.fleet.control.ensure(PROJECT)
+        b.services.fleet.max_age = 3600  # a long poll interval
+        role = Holding()
+        engine = Engine(b.services, {"pm": role})
+        assert await engine.tick() == 0  # the fleet's state and the listing read: nothing
+        assert (await operator_pause(a, PROJECT, paused=True)).changed
+        goal = await file_goal(b, "Paused meanwhile", "A goal.")
+        # What bot/serve.py's on_event does with the pause's note event, then the goal's.
+        b.services.fleet.changed(PROJECT, control.iid)
+        assert route_event(engine, issue_event(goal)) is Woke.ISSUE
+        assert await engine.tick_events() == 0
+        assert await engine.paused(PROJECT)
         assert role.started == []
