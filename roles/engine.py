@@ -88,6 +88,7 @@ class Engine(Running, Resuming, AskingGates):
         self._pending: dict[tuple[str, int], Seen] = {}  # issues events asked about
         self._full_due = True  # a full pass (the poll) is due
         self._slots_freed = False  # a run ended: the last listing's ready work may start
+        self._parked_waking = False  # a parked run is due: only the parked runs are looked at
         services.gateway.moved.append(self._moved)
         self.waiting: dict[tuple[str, int], Waiting] = {}
         self.stats = EngineStats()
@@ -143,7 +144,7 @@ class Engine(Running, Resuming, AskingGates):
                 await _logged("resuming interrupted runs", self.resume)
             if self._full_due:
                 await _logged("engine pass", self.tick)
-            elif self._pending or self._slots_freed:
+            elif self._pending or self._slots_freed or self._parked_waking:
                 await _logged("event pass", self.tick_events)
             if self._gates_due or time.monotonic() >= reask_at:
                 self._gates_due = False
@@ -188,7 +189,7 @@ class Engine(Running, Resuming, AskingGates):
             self._full_due = False
             await self.services.fleet.refresh_if_stale()  # once per poll: pause, spend
             self._pending.clear()  # the fresh listing sees what they said
-            self._slots_freed = False
+            self._slots_freed = self._parked_waking = False
             started = await self._resume_parked()
             return started + await self._pass(refresh=True)
 
@@ -201,6 +202,7 @@ class Engine(Running, Resuming, AskingGates):
             await self.services.fleet.refresh_if_stale()
             pending, self._pending = self._pending, {}
             freed, self._slots_freed = self._slots_freed, False
+            self._parked_waking = False
             started = await self._resume_parked()
             for (project, iid), seen in pending.items():
                 try:
@@ -324,8 +326,10 @@ class Engine(Running, Resuming, AskingGates):
         self.parked.park(role, ctx, parked, self._renew)
 
     def _parked_due(self) -> None:
-        """A parked run is due: an event pass launches it, without listing."""
-        self._slots_freed = True
+        """A parked run is due: an event pass launches it, without listing, and without
+        looking at the listing's ready work again (no slot was freed: admissions, which may
+        read GitLab, are not asked again)."""
+        self._parked_waking = True
         self._wake.set()
 
     async def _resume_parked(self) -> int:

@@ -20,8 +20,9 @@ from forge.sim.app import RunningSim
 from forge.types import Issue
 from forge.webhooks.events import IssueEvent, NoteEvent
 from roles.context import RunContext, Services
-from roles.engine import GO, Admission, Engine, RoleResult
+from roles.engine import GO, Admission, Engine, RoleResult, Verdict
 from roles.engine_events import Woke, route_event
+from roles.qa_parking import RunParked
 from tests.engine_support import PROJECT, configure, file_goal, note_bodies, root, runtime_for
 from tests.forge_support import gateway_for
 from workflow import Outcome
@@ -374,3 +375,50 @@ async def test_a_pause_another_host_wrote_stops_the_next_event_pass(
         assert await engine.tick_events() == 0
         assert await engine.paused(PROJECT)
         assert role.started == []
+
+
+class Parking:
+    """A pm role whose first run parks (as QA does while a pipeline runs) and whose second
+    ready issue waits; it counts how often that one is admitted."""
+
+    name = "pm"
+
+    def __init__(self, waits: int) -> None:
+        self.waits = waits
+        self.admits = 0
+        self.runs: list[int] = []
+
+    async def admit(self, services: Services, issue: Issue) -> Admission:
+        if issue.iid == self.waits:
+            self.admits += 1
+            return Admission(Verdict.WAIT, "held by the test")
+        return GO
+
+    async def run(self, ctx: RunContext) -> RoleResult:
+        self.runs.append(ctx.issue.iid)
+        if len(self.runs) == 1:
+            raise RunParked(0.3, "a pipeline runs", mr_iid=1, branch="work")
+        return RoleResult(Outcome.SUCCEEDED)
+
+
+async def test_a_due_parked_run_starts_on_an_event_pass_and_asks_nothing_else(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
+        parking = await file_goal(runtime, "Parks", "A goal.")
+        waiting = await file_goal(runtime, "Waits", "A goal.")
+        role = Parking(waits=waiting.iid)
+        engine = Engine(runtime.services, {"pm": role})
+        assert await engine.tick() == 1
+        await until(lambda: (PROJECT, parking.iid) in engine.parked, 10)
+        await engine.drain()
+        await engine.tick_events()  # the parked run gave its slot back: the listing again
+        admits, listed = role.admits, await listings_so_far(runtime)
+
+        await until(lambda: engine._parked_waking, 10)  # due: the engine was woken
+        assert await engine.tick_events() == 1  # resumed, without a listing call
+        await engine.drain()
+        assert role.runs == [parking.iid, parking.iid]
+        assert (PROJECT, parking.iid) not in engine.parked
+        assert await listings_so_far(runtime) == listed
+        assert role.admits == admits  # no slot was freed: the waiting issue is not asked
