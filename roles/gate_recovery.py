@@ -21,7 +21,7 @@ from roles.gates import (
     gate_lease,
     merge_decision_key,
 )
-from roles.mr_link import issue_mr_and_notes, mr_reference
+from roles.mr_link import issue_mr_and_notes, named_mr
 from roles.notify import GateRequest
 from roles.plan_notes import decision_key, latest_plan
 
@@ -116,11 +116,8 @@ async def gate_request(
             issue.project, issue.iid, issue.title, gate, str(note.id), plan.to_markdown(),
             issue.web_url, issue.author,
         )  # fmt: skip
-    reference = mr_reference(list(notes))
-    if reference is None:
-        return None
-    mr = await gateway.merges.get_mr(issue.project, reference[0])
-    if mr.state != "opened":
+    mr = await named_mr(gateway, issue.project, notes)
+    if mr is None or mr.state != "opened":
         return None
     summary = f"Merge request !{mr.iid}: {mr.web_url}\nHead `{mr.sha[:10]}`"
     return GateRequest(

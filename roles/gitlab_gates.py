@@ -22,7 +22,7 @@ from forge.types import Issue, MergeRequest, Note
 from roles.context import Services
 from roles.desk_rules import access_refusal
 from roles.gates import Decision, decide_merge, decide_plan
-from roles.mr_link import mr_reference, qa_passed_marker
+from roles.mr_link import named_mr, qa_passed_marker
 from roles.plan_notes import latest_plan
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,9 @@ class GitLabGates:
     async def _merge(self, issue: Issue) -> Decision | None:
         gateway = self.services.gateway
         notes = list(await self.services.notes_of(issue))
-        reference = mr_reference(notes)
-        if reference is None:
-            return None  # no MR yet: asked again once the issue changes
-        mr = await gateway.merges.get_mr(issue.project, reference[0])
-        if mr.state != "opened":
-            return None
+        mr = await named_mr(gateway, issue.project, notes)
+        if mr is None or mr.state != "opened":
+            return None  # no MR yet (asked again once the issue changes), or no longer open
         since = _qa_passed_at(notes, mr)
         if since is None:
             return None  # QA has not passed this head: nothing to approve yet

@@ -31,7 +31,7 @@ from roles.attempts import round_attempt
 from roles.context import Services
 from roles.gate_recovery import complete_recorded_decisions
 from roles.gates import head_moved_key
-from roles.mr_link import moved_since_qa, mr_reference
+from roles.mr_link import moved_since_qa, named_mr
 from roles.notify import Event, EventKind
 from roles.stuck import entered_at, stuck_items
 from workflow import Outcome, StateKind, label_change, next_state, read_state
@@ -167,10 +167,9 @@ async def _merged_by_hand(services: Services, project: str, report: JanitorRepor
         listed = listing.at(state.label, closed=True)
         for issue in listed:
             notes = await services.notes_of(issue)
-            reference = mr_reference(list(notes))
-            if reference is None:
+            mr = await named_mr(services.gateway, project, notes)
+            if mr is None:
                 continue  # no MR yet: asked again only once the issue changes
-            mr = await services.gateway.merges.get_mr(project, reference[0])
             if mr.state == "merged":
                 note = f"!{mr.iid} was merged in GitLab; the work is done."
                 key = f"merged:{mr.iid}"

@@ -9,6 +9,7 @@ next developer attempt reads.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from forge.gateway import Gateway
 from forge.types import MergeRequest, Note
@@ -70,10 +71,14 @@ async def issue_mr_and_notes(
     """The issue's MR (None before the developer opened one) and the notes that name it,
     for callers that read the notes too (whether QA passed this head)."""
     notes = await gateway.notes(project, iid)
-    reference = mr_reference(notes)
-    if reference is None:
-        return None, notes
-    return await gateway.merges.get_mr(project, reference[0]), notes
+    return await named_mr(gateway, project, notes), notes
+
+
+async def named_mr(gateway: Gateway, project: str, notes: Sequence[Note]) -> MergeRequest | None:
+    """The MR the newest handoff note in ``notes`` names (one read of it); None before the
+    developer opened one."""
+    reference = mr_reference(list(notes))
+    return None if reference is None else await gateway.merges.get_mr(project, reference[0])
 
 
 def note_key(note: Note) -> str | None:
