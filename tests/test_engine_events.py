@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -63,6 +64,21 @@ async def until(check: object, limit: float) -> float:
     return time.monotonic() - began
 
 
+@contextlib.asynccontextmanager
+async def hosting(engine: Engine, role: Holding) -> AsyncIterator[None]:
+    """The engine serving as a host does (run_forever, polling every second); on the way
+    out the role's runs are let go and the engine stopped."""
+    host = asyncio.create_task(engine.run_forever(poll_seconds=1.0))
+    try:
+        yield
+    finally:
+        role.go.set()
+        host.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await host
+        await engine.stop()
+
+
 def issue_event(issue: Issue) -> IssueEvent:
     return IssueEvent(
         uuid=None,
@@ -96,15 +112,8 @@ async def test_an_event_acts_on_its_issue_alone_and_the_poll_starts_the_rest(
         assert await calls_so_far(runtime) - before <= 8
 
         # The other ready issue waits at most one poll: run_forever's full pass takes it.
-        host = asyncio.create_task(engine.run_forever(poll_seconds=1.0))
-        try:
+        async with hosting(engine, role):
             waited = await until(lambda: second.iid in role.started, 10)
-        finally:
-            role.go.set()
-            host.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await host
-            await engine.stop()
         assert waited < 3.0
 
 
@@ -129,18 +138,11 @@ async def test_a_missed_webhook_is_picked_up_by_the_next_poll(
         role = Holding()
         engine = Engine(runtime.services, {"pm": role})
         parked = await other.create_issue(PROJECT, "Parked", "A goal.", ["workflow::blocked"])
-        host = asyncio.create_task(engine.run_forever(poll_seconds=1.0))
-        try:
+        async with hosting(engine, role):
             await asyncio.sleep(0.5)  # the first full pass has listed it, blocked
             assert role.started == []
             await other.transition(PROJECT, parked.iid, "pm-ready")
             waited = await until(lambda: role.started == [parked.iid], 10)
-        finally:
-            role.go.set()
-            host.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await host
-            await engine.stop()
         assert waited < 3.0
 
 
