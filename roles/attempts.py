@@ -16,10 +16,11 @@ from collections.abc import Iterable
 from forge.claims import ClaimMarker
 from forge.markers import note_marker
 from forge.types import Note
+from roles.budget import HOLD_KEY
 
 # The notice of a budget hold (roles/budget.py, key "budget-hold:<day>"): only crewline's
 # own notes keep such a marker.
-_HOLD = note_marker("budget-hold:").removesuffix(" -->")
+_HOLD = note_marker(f"{HOLD_KEY}:").removesuffix(" -->")
 
 
 def round_attempt(notes: Iterable[Note], role: str) -> int:

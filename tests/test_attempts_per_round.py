@@ -11,9 +11,11 @@ from pathlib import Path
 
 from bot.app import Runtime
 from forge.claims import ClaimMarker
+from forge.markers import note_marker
 from forge.sim.app import RunningSim
 from forge.types import Issue, Note
 from roles.attempts import claims_of, round_attempt
+from roles.budget import HOLD_KEY
 from roles.context import RunContext, Services
 from roles.engine import GO, Admission, RoleResult
 from roles.janitor import sweep
@@ -33,6 +35,18 @@ def test_a_round_attempt_counts_only_the_claims_since_another_role_claimed() -> 
     assert claims_of(history, "dev") == 5  # the run number stays unique across rounds
     assert round_attempt(history, "qa") == 0  # nothing claimed for QA yet in this round
     assert round_attempt(list(reversed(history)), "dev") == 2  # note ids decide the order
+
+
+def test_a_budget_hold_starts_a_fresh_round() -> None:
+    """A run stopped by the day's budget did not crash: the claims before its hold notice
+    do not count against the next attempt."""
+    hold = Note(
+        3, f"held\n\n{note_marker(f'{HOLD_KEY}:2026-12-03')}", "crewline-bot", "", "", False
+    )
+    history = [_note(1, "dev"), _note(2, "dev"), hold, _note(4, "dev")]
+    assert round_attempt(history, "dev") == 1
+    assert round_attempt(history[:2], "dev") == 2  # without the hold: two crashes
+    assert claims_of(history, "dev") == 3  # the run's number still counts every claim
 
 
 def test_a_runs_number_ignores_the_losers_of_its_own_round() -> None:
