@@ -4,6 +4,8 @@ claim after a restart treats a lost claim as lost work. Real simulator, real SQL
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +17,8 @@ from forge.calls import check_fence, fenced
 from forge.claims import Claim, ClaimLost, ClaimMarker, Claims
 from forge.gateway import Gateway
 from forge.sim.app import RunningSim
-from storage import Lease, LeaseStore
+from forge.types import Issue
+from storage import Lease, LeaseStore, Storage
 from tests.fault_support import as_written
 from tests.forge_support import PROJECT, admin, gateway_for, make_project
 
@@ -32,6 +35,26 @@ def dead_host(gateway: Gateway, leases: LeaseStore) -> Claims[Lease]:
     return Claims(gateway, leases, worker="dead", ttl_seconds=TTL, clock=lambda: past(2 * TTL))
 
 
+Host = tuple[Gateway, Storage]
+
+
+@asynccontextmanager
+async def dead_claim(
+    sim: RunningSim, tmp_path: Path, title: str
+) -> AsyncIterator[tuple[Issue, Host, Host]]:
+    """An issue a host that then died claimed, with a clock behind, so its claim is expired
+    for everyone; and two live hosts, "one" and "two", whose janitors judge it."""
+    make_project(sim)
+    async with (
+        gateway_for(sim, tmp_path / "dead.sqlite3") as (gw_dead, st_dead),
+        gateway_for(sim, tmp_path / "one.sqlite3") as one,
+        gateway_for(sim, tmp_path / "two.sqlite3") as two,
+    ):
+        issue = await gw_dead.create_issue(PROJECT, title, "", ["workflow::pm-ready"])
+        assert await dead_host(gw_dead, st_dead.leases).claim(issue, "pm", "r-dead") is not None
+        yield issue, one, two
+
+
 async def labels_of(gateway: Gateway, iid: int) -> set[str]:
     return {label for label in (await gateway.get_issue(PROJECT, iid)).labels if "::" in label}
 
@@ -46,14 +69,11 @@ async def test_a_stale_janitor_does_not_requeue_the_next_claimers_round(
     """Issue 10, defect 2: two janitors expired the same claim; the first re-queued and its
     host claimed the issue; the second, having judged the old claim expired, must not
     re-queue the new round (it did: a second host claimed it and both ran the stage)."""
-    make_project(sim)
-    async with (
-        gateway_for(sim, tmp_path / "dead.sqlite3") as (gw_dead, st_dead),
-        gateway_for(sim, tmp_path / "one.sqlite3") as (gw_one, st_one),
-        gateway_for(sim, tmp_path / "two.sqlite3") as (gw_two, st_two),
+    async with dead_claim(sim, tmp_path, "Expired twice") as (
+        issue,
+        (gw_one, st_one),
+        (gw_two, st_two),
     ):
-        issue = await gw_dead.create_issue(PROJECT, "Expired twice", "", ["workflow::pm-ready"])
-        assert await dead_host(gw_dead, st_dead.leases).claim(issue, "pm", "r-dead") is not None
         first = Claims(gw_one, st_one.leases, worker="one", ttl_seconds=TTL)
         second = Claims(gw_two, st_two.leases, worker="two", ttl_seconds=TTL)
         listed = await second.running(PROJECT, "pm")  # both janitors' listing
@@ -88,14 +108,11 @@ async def test_two_janitors_requeueing_one_round_at_once_leave_one_note(
     """Both janitors judged the same dead round and passed their fences; the first one's
     whole re-queue lands while the second's PUT is in flight, which then changes nothing.
     The round was re-queued once, so one note says so (a full-size chaos run found two)."""
-    make_project(sim)
-    async with (
-        gateway_for(sim, tmp_path / "dead.sqlite3") as (gw_dead, st_dead),
-        gateway_for(sim, tmp_path / "one.sqlite3") as (gw_one, st_one),
-        gateway_for(sim, tmp_path / "two.sqlite3") as (gw_two, st_two),
+    async with dead_claim(sim, tmp_path, "Expired at once") as (
+        issue,
+        (gw_one, st_one),
+        (gw_two, st_two),
     ):
-        issue = await gw_dead.create_issue(PROJECT, "Expired at once", "", ["workflow::pm-ready"])
-        assert await dead_host(gw_dead, st_dead.leases).claim(issue, "pm", "r-dead") is not None
         # The first janitor comes along a whole TTL later: the round has had no live claim
         # since the second one marked the dead claim expired.
         later = datetime.now(UTC) + timedelta(seconds=2 * TTL)
@@ -131,14 +148,11 @@ async def test_a_claimer_between_its_label_move_and_its_note_is_not_requeued(
 ) -> None:
     """A janitor working from an earlier listing must judge "no claim for a whole TTL" on
     when the issue became running, not on the listing's ``updated_at``."""
-    make_project(sim)
-    async with (
-        gateway_for(sim, tmp_path / "dead.sqlite3") as (gw_dead, st_dead),
-        gateway_for(sim, tmp_path / "one.sqlite3") as (gw_one, st_one),
-        gateway_for(sim, tmp_path / "two.sqlite3") as (gw_two, st_two),
+    async with dead_claim(sim, tmp_path, "Half claimed") as (
+        issue,
+        (gw_one, st_one),
+        (gw_two, st_two),
     ):
-        issue = await gw_dead.create_issue(PROJECT, "Half claimed", "", ["workflow::pm-ready"])
-        assert await dead_host(gw_dead, st_dead.leases).claim(issue, "pm", "r-dead") is not None
         first = Claims(gw_one, st_one.leases, worker="one", ttl_seconds=TTL)
         second = Claims(gw_two, st_two.leases, worker="two", ttl_seconds=TTL)
         # The second janitor's listing was taken a while ago (a slow pass, a long page).
