@@ -138,9 +138,10 @@ def _snapshot(recorded: Any) -> RateSnapshot | None:
 
 async def fleet_summary(runtime: Runtime, live: dict[str, list[str]]) -> FleetSummary:
     """The pause state and every host's spend today, read fresh from the control issues
-    (this host's own spend is published first), with the hosts that hold live claims."""
+    (this host's own spend from its records), with the hosts that hold live claims. Only
+    read: a status command writes nothing to GitLab."""
     fleet = runtime.services.fleet
-    await fleet.refresh()
+    await fleet.read()
     paused = {
         project: "paused (every project)"
         if fleet.paused_everywhere(project)

@@ -113,6 +113,13 @@ class FleetState:
             await index_learnings(self.gateway, self.storage, project)
         return found
 
+    async def read(self) -> None:
+        """Read every control issue and nothing more: no spend published, no learnings
+        indexed, no write to GitLab (what a read-only command such as ``crewline status``
+        may do; this host's own spend comes from its records, see :meth:`spend_today`)."""
+        for project in self.projects:
+            await self._read(project)
+
     async def ensure(self) -> None:
         """Create any missing control issue (``crewline run``/``worker`` at start), then read."""
         for project in self.projects:
