@@ -92,8 +92,10 @@ class PmRole:
 
     async def admit(self, services: Services, issue: Issue) -> Admission:
         refused = await self.filers.refusal(services, issue)
-        if refused is not None:
-            return Admission(Verdict.WAIT, refused)  # left alone, never claimed
+        if refused is not None:  # left alone, never claimed
+            return Admission(
+                Verdict.WAIT, refused, announce=lambda: self.filers.tell(services, issue, refused)
+            )
         return await budget_admission(services, issue)
 
     async def run(self, ctx: RunContext) -> RoleResult:
