@@ -102,11 +102,13 @@ class FleetState:
 
     async def refresh(self) -> int:
         """Read every control issue (cached by ``updated_at``), publish this host's spend,
-        index new learnings; returns how many projects have a control issue."""
+        index new learnings; returns how many projects have a control issue. Every pause
+        is read before anything is written: a failing write never hides another project's."""
         self._read_at = time.monotonic()
+        await self.read()
         found = 0
         for project in self.projects:
-            view = await self._read(project)
+            view = self.views[project]
             if view.iid is not None:
                 found += 1
                 await self._publish(view)
