@@ -128,7 +128,7 @@ class FleetState:
             await self.control.ensure(project)
         await self.refresh()
 
-    async def _read(self, project: str, *, fresh: bool = False) -> ControlView:
+    async def _read(self, project: str) -> ControlView:
         known = self.views.get(project, ControlView(project, None))
         issue: Issue | None = None
         if known.iid is not None:
@@ -140,7 +140,7 @@ class FleetState:
             issue = await self.control.find(project)
         if issue is None:
             view = ControlView(project, None)
-        elif not fresh and issue.iid == known.iid and issue.updated_at == known.updated_at:
+        elif issue.iid == known.iid and issue.updated_at == known.updated_at:
             return known
         else:
             view = await self.control.read(project, issue)
@@ -216,8 +216,8 @@ class FleetState:
         the answer must not rest on a cached view."""
         if scope not in (PAUSE_ALL, PAUSE_PROJECT):
             raise ValueError(f"pause scope must be {PAUSE_ALL!r} or {PAUSE_PROJECT!r}")
-        await self.control.ensure(project)
-        view = await self._read(project, fresh=True)
+        view = await self.control.read(project, await self.control.ensure(project))
+        self.views[project] = view
         if view.pause.get(scope, False) == paused:
             return False
         when = self.now().strftime("%Y-%m-%d %H:%M UTC")
