@@ -74,8 +74,9 @@ async def board(runtime: Runtime) -> Board:
     items: list[BoardItem] = []
     live: dict[str, list[str]] = {}  # worker -> its runs with a live claim
     for project in services.projects:
+        listing = await gateway.issues.refresh(project)  # one listing, not one per state
         for state in wf:
-            issues = await gateway.list_issues(project, labels=[state.label])
+            issues = listing.at(state.label)
             counts[state.name] = counts.get(state.name, 0) + len(issues)
             for issue in issues:
                 detail = ""
