@@ -74,8 +74,9 @@ async def board(runtime: Runtime) -> Board:
     items: list[BoardItem] = []
     live: dict[str, list[str]] = {}  # worker -> its runs with a live claim
     for project in services.projects:
+        listing = await gateway.issues.refresh(project)  # one listing, not one per state
         for state in wf:
-            issues = await gateway.list_issues(project, labels=[state.label])
+            issues = listing.at(state.label)
             counts[state.name] = counts.get(state.name, 0) + len(issues)
             for issue in issues:
                 detail = ""
@@ -138,9 +139,10 @@ def _snapshot(recorded: Any) -> RateSnapshot | None:
 
 async def fleet_summary(runtime: Runtime, live: dict[str, list[str]]) -> FleetSummary:
     """The pause state and every host's spend today, read fresh from the control issues
-    (this host's own spend is published first), with the hosts that hold live claims."""
+    (this host's own spend from its records), with the hosts that hold live claims. Only
+    read: a status command writes nothing to GitLab."""
     fleet = runtime.services.fleet
-    await fleet.refresh()
+    await fleet.read()
     paused = {
         project: "paused (every project)"
         if fleet.paused_everywhere(project)

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +27,9 @@ class Verdict(StrEnum):
 class Admission:
     verdict: Verdict
     reason: str = ""
+    # What the engine does when it acts on this answer, such as telling the issue why it
+    # waits; asking alone writes nothing (`crewline status` asks every ready issue).
+    announce: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 GO = Admission(Verdict.GO)

@@ -77,10 +77,17 @@ class FilerCheck:
 
     def __init__(self) -> None:
         self._memo: IssueMemo[str | None] = IssueMemo()
+        self._told: IssueMemo[None] = IssueMemo()
 
     async def refusal(self, services: Services, issue: Issue) -> str | None:
-        """None when ``issue`` may start; else why not (a note on the issue says it too)."""
+        """None when ``issue`` may start; else why not. Asking writes nothing (`crewline
+        status` asks too): :meth:`tell` says it on the issue."""
         return await self._memo.get(issue, "filer", lambda: _refusal(services, issue))
+
+    async def tell(self, services: Services, issue: Issue, reason: str) -> None:
+        """Say ``reason`` on the issue (a keyed note: one copy across hosts and restarts),
+        asked again only once the issue changes."""
+        await self._told.get(issue, "told", lambda: _tell(services, issue, reason))
 
 
 async def _refusal(services: Services, issue: Issue) -> str | None:
@@ -104,6 +111,9 @@ async def _refusal(services: Services, issue: Issue) -> str | None:
         f"member with {access_name(needed)} access or more removes and adds the `{entry}` "
         "label again."
     )
-    await services.gateway.upsert_note(issue.project, issue.iid, FILER_ACCESS_KEY, reason)
     log.info("not a goal: issue=%s author=%s mover=%s", issue.ref, issue.author, mover)
     return reason
+
+
+async def _tell(services: Services, issue: Issue, reason: str) -> None:
+    await services.gateway.upsert_note(issue.project, issue.iid, FILER_ACCESS_KEY, reason)

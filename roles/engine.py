@@ -274,6 +274,8 @@ class Engine(Running, Resuming, AskingGates):
         admission = await role.admit(self.services, issue)
         if admission.verdict is Verdict.WAIT:
             self.waiting[key] = Waiting(name, admission.reason)
+            if admission.announce is not None:
+                await admission.announce()
             return 0
         self.waiting.pop(key, None)
         if admission.verdict is Verdict.BLOCK:

@@ -102,16 +102,25 @@ class FleetState:
 
     async def refresh(self) -> int:
         """Read every control issue (cached by ``updated_at``), publish this host's spend,
-        index new learnings; returns how many projects have a control issue."""
+        index new learnings; returns how many projects have a control issue. Every pause
+        is read before anything is written: a failing write never hides another project's."""
         self._read_at = time.monotonic()
+        await self.read()
         found = 0
         for project in self.projects:
-            view = await self._read(project)
+            view = self.views[project]
             if view.iid is not None:
                 found += 1
                 await self._publish(view)
             await index_learnings(self.gateway, self.storage, project)
         return found
+
+    async def read(self) -> None:
+        """Read every control issue and nothing more: no spend published, no learnings
+        indexed, no write to GitLab (what a read-only command such as ``crewline status``
+        may do; this host's own spend comes from its records, see :meth:`spend_today`)."""
+        for project in self.projects:
+            await self._read(project)
 
     async def ensure(self) -> None:
         """Create any missing control issue (``crewline run``/``worker`` at start), then read."""
@@ -119,7 +128,7 @@ class FleetState:
             await self.control.ensure(project)
         await self.refresh()
 
-    async def _read(self, project: str, *, fresh: bool = False) -> ControlView:
+    async def _read(self, project: str) -> ControlView:
         known = self.views.get(project, ControlView(project, None))
         issue: Issue | None = None
         if known.iid is not None:
@@ -131,7 +140,7 @@ class FleetState:
             issue = await self.control.find(project)
         if issue is None:
             view = ControlView(project, None)
-        elif not fresh and issue.iid == known.iid and issue.updated_at == known.updated_at:
+        elif issue.iid == known.iid and issue.updated_at == known.updated_at:
             return known
         else:
             view = await self.control.read(project, issue)
@@ -207,8 +216,8 @@ class FleetState:
         the answer must not rest on a cached view."""
         if scope not in (PAUSE_ALL, PAUSE_PROJECT):
             raise ValueError(f"pause scope must be {PAUSE_ALL!r} or {PAUSE_PROJECT!r}")
-        await self.control.ensure(project)
-        view = await self._read(project, fresh=True)
+        view = await self.control.read(project, await self.control.ensure(project))
+        self.views[project] = view
         if view.pause.get(scope, False) == paused:
             return False
         when = self.now().strftime("%Y-%m-%d %H:%M UTC")

@@ -72,13 +72,15 @@ async def relevant_learnings(services: Services, issue: Issue, limit: int = 5) -
 
 
 async def budget_admission(services: Services, issue: Issue) -> Admission:
-    """Under every cap, or WAIT at the ready state with one notice a day (roles/budget.py):
-    the issue goes on by itself when the day rolls over or the cap is raised."""
+    """Under every cap, or WAIT at the ready state with one notice a day (roles/budget.py),
+    posted when the engine acts on the answer: the issue goes on by itself when the day
+    rolls over or the cap is raised."""
     reason = await over_budget(services, issue.project, issue.iid)
     if reason is None:
         return GO
-    await hold_notice(services, issue, reason)
-    return Admission(Verdict.WAIT, f"budget: {reason}")
+    return Admission(
+        Verdict.WAIT, f"budget: {reason}", announce=lambda: hold_notice(services, issue, reason)
+    )
 
 
 class PmRole:
@@ -90,8 +92,10 @@ class PmRole:
 
     async def admit(self, services: Services, issue: Issue) -> Admission:
         refused = await self.filers.refusal(services, issue)
-        if refused is not None:
-            return Admission(Verdict.WAIT, refused)  # left alone, never claimed
+        if refused is not None:  # left alone, never claimed
+            return Admission(
+                Verdict.WAIT, refused, announce=lambda: self.filers.tell(services, issue, refused)
+            )
         return await budget_admission(services, issue)
 
     async def run(self, ctx: RunContext) -> RoleResult:

@@ -17,7 +17,7 @@ from typing import Any
 
 from storage.checks import require_int, require_text
 from storage.clock import Clock, iso_utc, parse_iso
-from storage.db import Database
+from storage.db import Database, Transaction
 
 _KIND = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _WORD = re.compile(r"\w+")
@@ -58,10 +58,7 @@ class LearningStore:
         self, project: str, iid: int, kind: str, text: str, run_id: int | None = None
     ) -> int:
         """Store a learning; return its id."""
-        require_text("project", project)
-        require_int("iid", iid, minimum=1)
-        _require_kind(kind)
-        require_text("learning text", text)
+        _require_learning(project, iid, kind, text)
         async with self._db.transaction() as tx:
             if run_id is not None:
                 known = await tx.fetchone("SELECT 1 FROM runs WHERE id = ?", (run_id,))
@@ -70,23 +67,12 @@ class LearningStore:
                         f"learning refers to run {run_id}, which does not exist; "
                         "pass the id of a started run, or run_id=None"
                     )
-            written = await tx.execute(
-                """
-                INSERT INTO learnings (project, iid, kind, text, run_id, created_at)
-                VALUES (?, ?, ?, ?, ?, ?)
-                """,
-                (project, iid, kind, text.strip(), run_id, iso_utc(self._clock())),
-            )
-        assert written.lastrowid is not None
-        return written.lastrowid
+            return await self._insert(tx, project, iid, kind, text, run_id)
 
     async def add_once(self, project: str, iid: int, kind: str, text: str) -> bool:
         """Store a learning read from GitLab unless the issue already has the same one (this
         host recorded it, or indexed it before); True when it was new."""
-        require_text("project", project)
-        require_int("iid", iid, minimum=1)
-        _require_kind(kind)
-        require_text("learning text", text)
+        _require_learning(project, iid, kind, text)
         async with self._db.transaction() as tx:
             known = await tx.fetchone(
                 "SELECT 1 FROM learnings WHERE project = ? AND iid = ? AND kind = ? AND text = ?",
@@ -94,14 +80,21 @@ class LearningStore:
             )
             if known is not None:
                 return False
-            await tx.execute(
-                """
-                INSERT INTO learnings (project, iid, kind, text, run_id, created_at)
-                VALUES (?, ?, ?, ?, NULL, ?)
-                """,
-                (project, iid, kind, text.strip(), iso_utc(self._clock())),
-            )
+            await self._insert(tx, project, iid, kind, text, None)
         return True
+
+    async def _insert(
+        self, tx: Transaction, project: str, iid: int, kind: str, text: str, run_id: int | None
+    ) -> int:
+        written = await tx.execute(
+            """
+            INSERT INTO learnings (project, iid, kind, text, run_id, created_at)
+            VALUES (?, ?, ?, ?, ?, ?)
+            """,
+            (project, iid, kind, text.strip(), run_id, iso_utc(self._clock())),
+        )
+        assert written.lastrowid is not None
+        return written.lastrowid
 
     async def search(
         self, query: str, *, project: str | None = None, iid: int | None = None, limit: int = 5
@@ -140,12 +133,15 @@ class LearningStore:
         return [_learning(row) for row in rows]
 
 
-def _require_kind(kind: object) -> None:
+def _require_learning(project: str, iid: int, kind: object, text: str) -> None:
+    require_text("project", project)
+    require_int("iid", iid, minimum=1)
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise ValueError(
             f"learning kind must be a short lower-case word such as 'failure', 'decision' "
             f"or 'remember', got {kind!r}"
         )
+    require_text("learning text", text)
 
 
 def _learning(row: Any) -> Learning:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gitlab
 
+from bot.status import board
 from forge.sim.app import RunningSim
 from forge.sim.core import DEVELOPER, GUEST, REPORTER
 from roles.authors import FILER_ACCESS_KEY
@@ -49,6 +50,9 @@ async def test_a_goal_needs_a_filer_with_enough_access(
     iid = int(filed.iid)
     async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
         runtime.services.desk = _NoGate()
+        shown = await board(runtime)  # `crewline status` asks, and writes nothing
+        item = next(item for item in shown.items if item.iid == iid)
+        assert "leaves this issue alone" in item.detail and filer_notes(demo_sim, iid) == []
         for _ in range(3):
             assert await runtime.engine.tick() == 0
         assert await state_of(runtime, iid) == "pm-ready"  # left alone, never claimed

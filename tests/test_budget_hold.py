@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot.demo_goals import GOALS
+from bot.status import board
+from forge.control import spend_note_key
 from forge.sim.app import RunningSim
 from roles.agents.base import Usage
 from roles.budget import BudgetLeft, priced, turn_timeout
@@ -151,3 +153,34 @@ def test_a_turn_is_given_at_most_the_time_the_budget_left_buys() -> None:
     assert turn_timeout(budgets, BudgetLeft(None, usd=100.0), 1800.0) == 1800.0
     assert turn_timeout(budgets, BudgetLeft(None, usd=0.001), 1800.0) == 10.0  # a floor
     assert turn_timeout(BudgetSettings(), BudgetLeft(None, usd=0.5), 900.0) == 900.0
+
+
+async def test_status_shows_a_budget_hold_and_writes_nothing(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    config = configure(demo_sim, tmp_path, agents={"demo": fake_agent("costly")})
+    config.roles.dev.enabled = False  # until the plan is there
+    async with runtime_for(demo_sim, config) as (runtime, log):
+        fleet = runtime.services.fleet
+        await fleet.ensure()  # the control issue, with nothing spent yet
+        control = fleet.views[PROJECT].iid
+        assert control is not None
+        issue = await file_goal(runtime, GOALS[0].title, GOALS[0].description)
+        await reach(runtime, {issue.iid: "dev-ready"})  # one plan turn: $2.50
+        runtime.services.roles.budgets.fleet_day_usd = 1.0
+        runtime.services.roles.dev.enabled = True
+        notes_before = note_bodies(demo_sim, issue.iid)
+        control_before = note_bodies(demo_sim, control)
+        shown = await board(runtime)  # what `crewline status` does
+        item = next(item for item in shown.items if item.iid == issue.iid)
+        assert item.detail == "wait: budget: fleet daily budget reached: $2.50 spent today of $1.00"
+        assert note_bodies(demo_sim, issue.iid) == notes_before  # no hold notice
+        assert note_bodies(demo_sim, control) == control_before  # no spend published
+        assert not any(e.kind is EventKind.BUDGET for e in log.events)
+        fleet.max_age = 0  # the engine's poll reads and publishes on this pass
+        assert await runtime.engine.tick() == 0  # the engine acts on the answer: it tells
+        notices = [b for b in note_bodies(demo_sim, issue.iid) if "holding this issue" in b]
+        assert len(notices) == 1
+        assert [e.iid for e in log.events if e.kind is EventKind.BUDGET] == [issue.iid]
+        spend_key = spend_note_key(runtime.services.worker, fleet.day().isoformat())
+        assert any(spend_key in body for body in note_bodies(demo_sim, control))

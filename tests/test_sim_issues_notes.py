@@ -35,6 +35,7 @@ def test_note_create_get_list_edit_delete(sim: RunningSim) -> None:
     refreshed = project.issues.get(issue.iid)
     assert refreshed.user_notes_count == 2
     assert refreshed.updated_at > before  # a comment touches the issue, as on GitLab
+    assert refreshed.updated_at == second.created_at
 
     fetched = issue.notes.get(first.id)
     fetched.body = "first, edited"
@@ -42,8 +43,11 @@ def test_note_create_get_list_edit_delete(sim: RunningSim) -> None:
     assert fetched.body == "first, edited" and fetched.updated_at > first.updated_at
     by_update = issue.notes.list(order_by="updated_at", sort="desc")
     assert [n.id for n in by_update] == [first.id, second.id]
+    edited = project.issues.get(issue.iid).updated_at
+    assert edited > refreshed.updated_at  # an edit touches the issue too (the fleet's cache)
 
     fetched.delete()
+    assert project.issues.get(issue.iid).updated_at > edited  # and so does a delete
     with pytest.raises(gitlab.exceptions.GitlabGetError) as gone:
         issue.notes.get(first.id)
     assert gone.value.response_code == 404

@@ -166,11 +166,7 @@ async def create_note(
     if noteable is None:
         raise LookupError(f"{noteable_type} !{noteable_iid} not found in project {project['id']}")
     async with sim.store.write() as conn:
-        cur = await conn.execute(
-            f"SELECT updated_at FROM {noteable.table} WHERE id = ?", (noteable.id,)
-        )
-        previous = await cur.fetchone()
-        stamp = later_than(previous[0] if previous else None)
+        stamp = await _touch(conn, noteable)  # the new note carries the same stamp
         cur = await conn.execute(
             "INSERT INTO notes (project_id, noteable_type, noteable_id, noteable_iid, author_id,"
             " body, system, internal, type, discussion_id, position, resolvable, created_at, updated_at)"
@@ -193,9 +189,6 @@ async def create_note(
             ),
         )
         row = await cur.fetchone()
-        await conn.execute(
-            f"UPDATE {noteable.table} SET updated_at = ? WHERE id = ?", (stamp, noteable.id)
-        )
     assert row is not None
     if emit and not system:
         _emit_note_event(sim, project, author, row, noteable, "create")
@@ -220,15 +213,18 @@ async def update_note(
     return row
 
 
-async def _touch(conn: Any, noteable: Noteable) -> None:
+async def _touch(conn: Any, noteable: Noteable) -> str:
+    """Move the noteable's ``updated_at`` on (GitLab touches it when a note is posted,
+    edited or deleted); returns the new stamp."""
     cur = await conn.execute(
         f"SELECT updated_at FROM {noteable.table} WHERE id = ?", (noteable.id,)
     )
     previous = await cur.fetchone()
+    stamp = later_than(previous[0] if previous else None)
     await conn.execute(
-        f"UPDATE {noteable.table} SET updated_at = ? WHERE id = ?",
-        (later_than(previous[0] if previous else None), noteable.id),
+        f"UPDATE {noteable.table} SET updated_at = ? WHERE id = ?", (stamp, noteable.id)
     )
+    return stamp
 
 
 async def set_resolved(sim: Sim, note_ids: list[int], resolver_id: int | None) -> None:
