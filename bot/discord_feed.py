@@ -39,6 +39,7 @@ class DiscordFeed:
         self.services = surface.desk.services
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._passing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -69,11 +70,14 @@ class DiscordFeed:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     async def poll(self) -> int:
-        """One pass over every project; how many changes it told the surface of."""
-        told = 0
-        for project in self.services.projects:
-            told += await self._project(project)
-        return told
+        """One pass over every project; how many changes it told the surface of. Passes
+        never overlap: a pass holding an older listing would tell a state older than the one
+        a later pass told, and a pass returning early would leave its card to the other."""
+        async with self._passing:
+            told = 0
+            for project in self.services.projects:
+                told += await self._project(project)
+            return told
 
     async def _project(self, project: str) -> int:
         kv = self.services.storage.settings
