@@ -19,7 +19,7 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from bot.discord_notify import DiscordSurface
+from bot.discord_notify import DiscordSurface, stop_task
 from forge.client import ForgeError
 from forge.types import Issue
 from roles.gate_recovery import gate_request
@@ -51,11 +51,8 @@ class DiscordFeed:
             self._task = asyncio.create_task(self._forever(), name="discord feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _forever(self) -> None:
         while True:

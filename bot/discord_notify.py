@@ -159,11 +159,8 @@ class DiscordSurface:
             self._task = asyncio.create_task(self._drain(), name="discord surface")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def flush(self) -> None:
         """Wait until every queued job was sent (tests; a clean shutdown)."""
@@ -351,6 +348,14 @@ class DiscordSurface:
                 await user.send(text, nonce=f"{nonce}-{n}", allowed_mentions=NO_MENTIONS)
             except discord.Forbidden:
                 log.info("cannot DM discord user %s (DMs closed)", discord_id)
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (the surface's sender, the feed, the gateway) and wait until it stopped."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _state_key(ref: str) -> str:
