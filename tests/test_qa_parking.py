@@ -127,3 +127,29 @@ async def test_a_run_parked_when_its_host_stopped_resumes_after_the_restart(
         assert run is not None and (run.attempt, run.status) == (1, RunStatus.SUCCEEDED)
         assert await runtime.storage.runs.find(PROJECT, work.iid, "qa", 2) is None
     assert len(qa_claims(demo_sim, work.iid)) == 1
+
+
+async def test_parking_does_not_reset_the_pipeline_timeout(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """The wait's start is recorded once: a run that parks and resumes every poll still
+    gives up ``pipeline_timeout_seconds`` after it began waiting, blocked with the reason."""
+    flag = tmp_path / "never-written"
+    config = full_config(demo_sim, tmp_path)
+    config.roles.dev.enabled = False
+    config.roles.pipeline_poll_seconds = 0.5
+    config.roles.pipeline_timeout_seconds = 4
+    async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, desk, _):
+        work = await open_work(
+            runtime, demo_sim, "timeout", {".gitlab-ci.yml": HELD_CI.format(flag=flag)}
+        )
+        await to_qa(runtime, work)
+        await tick_until(runtime, parked(runtime, work))
+
+        async def blocked() -> bool:
+            return await state_of(runtime, work.iid) == "blocked"
+
+        await tick_until(runtime, blocked, limit=30)
+        assert desk.merges == []
+        assert any("No finished pipeline for" in body for body in note_bodies(demo_sim, work.iid))
+    flag.write_text("go")  # lets the held job end
