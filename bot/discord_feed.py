@@ -19,7 +19,7 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from bot.discord_notify import DiscordSurface
+from bot.discord_notify import DiscordSurface, stop_task
 from forge.client import ForgeError
 from forge.types import Issue
 from roles.gate_recovery import gate_request
@@ -39,6 +39,7 @@ class DiscordFeed:
         self.services = surface.desk.services
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._passing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -50,11 +51,8 @@ class DiscordFeed:
             self._task = asyncio.create_task(self._forever(), name="discord feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _forever(self) -> None:
         while True:
@@ -69,11 +67,14 @@ class DiscordFeed:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     async def poll(self) -> int:
-        """One pass over every project; how many changes it told the surface of."""
-        told = 0
-        for project in self.services.projects:
-            told += await self._project(project)
-        return told
+        """One pass over every project; how many changes it told the surface of. Passes
+        never overlap: a pass holding an older listing would tell a state older than the one
+        a later pass told, and a pass returning early would leave its card to the other."""
+        async with self._passing:
+            told = 0
+            for project in self.services.projects:
+                told += await self._project(project)
+            return told
 
     async def _project(self, project: str) -> int:
         kv = self.services.storage.settings

@@ -13,6 +13,12 @@ posted, is kept in SQLite too: edits continue after a restart, a gate gets one c
 revision, and a card whose gate was decided (here, in GitLab, or by another host) is edited
 to say so and loses its buttons. Transitions made by other hosts reach :meth:`notify` through
 ``bot/discord_feed.py``.
+
+A job is deleted only after it was sent, so it can be sent twice: when Discord posted a
+message but its answer was lost (the job is kept and tried again), or when the process died
+between the send and the delete. Every message a job sends carries a nonce made of the job's
+row id: discord.py sends it with ``enforce_nonce``, and Discord answers a second send with the
+same nonce (within a few minutes) with the message it already posted instead of a new one.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+# Discord's answer to a second thread for one message: a retried status job whose first
+# attempt created the thread before its answer was lost.
+THREAD_EXISTS = 160004
 
 
 class DiscordSurface:
@@ -150,11 +159,8 @@ class DiscordSurface:
             self._task = asyncio.create_task(self._drain(), name="discord surface")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def flush(self) -> None:
         """Wait until every queued job was sent (tests; a clean shutdown)."""
@@ -178,7 +184,7 @@ class DiscordSurface:
                 await self.connected.wait()
                 continue  # read it again: a later transition may have replaced it meanwhile
             try:
-                await self._send(entry)
+                await self._send(entry, f"cl{entry.id}")  # a nonce: 25 characters at most
             except TRANSIENT as error:
                 log.warning("discord unreachable, %s job kept: %s", entry.kind, error)
                 await asyncio.sleep(self.retry_seconds)
@@ -188,30 +194,33 @@ class DiscordSurface:
             await self.outbox.sent(entry)
             await asyncio.sleep(self.min_interval)
 
-    async def _send(self, entry: Outgoing) -> None:
+    async def _send(self, entry: Outgoing, nonce: str) -> None:
+        """Send ``entry``; each message it posts has ``nonce`` (with a suffix of its own when
+        the job posts several), the same each time the job is tried."""
         kind, data = entry.kind, entry.payload
         if kind == jobs.STATUS:
-            await self._status(jobs.status_of(data))
+            await self._status(jobs.status_of(data), nonce)
         elif kind == jobs.DETAIL:
-            await self._detail(jobs.event_of(data))
+            await self._detail(jobs.event_of(data), nonce)
         elif kind == jobs.CARD:
-            await self._card(jobs.gate_of(data))
+            await self._card(jobs.gate_of(data), nonce)
         elif kind == jobs.QUESTIONS:
-            await self._questions(jobs.event_of(data))
+            await self._questions(jobs.event_of(data), nonce)
         elif kind == jobs.FILER:
-            await self._tell_filer(jobs.event_of(data))
+            await self._tell_filer(jobs.event_of(data), nonce)
         elif kind == jobs.CLOSE:
             await self._close_cards(entry.ref, str(data["state"]))
         elif kind == jobs.DIGEST and self.settings.status_channel_id:
             channel = await self._channel(self.settings.status_channel_id)
-            await channel.send(embed=jobs.embed_of(data), allowed_mentions=NO_MENTIONS)
+            embed = jobs.embed_of(data)
+            await channel.send(embed=embed, nonce=nonce, allowed_mentions=NO_MENTIONS)
 
     # ------------------------------------------------------------ status message and thread
 
     def _key(self, ref: str) -> str:
         return f"discord:status:{ref}"
 
-    async def _status(self, status: IssueStatus) -> None:
+    async def _status(self, status: IssueStatus, nonce: str) -> None:
         channel_id = self.settings.status_channel_id
         if channel_id is None:
             return
@@ -231,15 +240,21 @@ class DiscordSurface:
                 return
             except discord.NotFound:
                 log.info("status message of %s was deleted; posting a new one", ref)
-        message = await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
-        thread = await message.create_thread(name=cut(f"{ref} {status.title}", THREAD_NAME))
-        await self.kv.set_json(self._key(ref), {"message": message.id, "thread": thread.id})
+        message = await channel.send(embed=embed, nonce=nonce, allowed_mentions=NO_MENTIONS)
+        try:
+            thread = await message.create_thread(name=cut(f"{ref} {status.title}", THREAD_NAME))
+            thread_id = thread.id
+        except discord.HTTPException as error:
+            if error.code != THREAD_EXISTS:
+                raise
+            thread_id = message.id  # a thread started from a message has the message's id
+        await self.kv.set_json(self._key(ref), {"message": message.id, "thread": thread_id})
 
     async def _thread(self, ref: str) -> Any | None:
         place = await self.kv.get_json(self._key(ref))
         return await self._channel(place["thread"]) if place is not None else None
 
-    async def _detail(self, event: Event) -> None:
+    async def _detail(self, event: Event, nonce: str) -> None:
         thread = await self._thread(event.ref)
         if thread is None:
             return
@@ -250,9 +265,9 @@ class DiscordSurface:
         text = f"`{event.at:%H:%M}` **{plain(moved, 200)}**"
         if event.message.strip():
             text += "\n" + block(event.message, CONTENT - len(text) - 10, event.url)
-        await thread.send(text, allowed_mentions=NO_MENTIONS)
+        await thread.send(text, nonce=nonce, allowed_mentions=NO_MENTIONS)
 
-    async def _questions(self, event: Event) -> None:
+    async def _questions(self, event: Event, nonce: str) -> None:
         thread = await self._thread(event.ref)
         if thread is None:
             return
@@ -264,10 +279,11 @@ class DiscordSurface:
             head = f"**An agent asks** on {link(event.ref, event.url)} (run {question.run}):"
             text = f"{head}\n{block(question.text, CONTENT - len(head) - 10, event.url)}"
             view = question_view(event.project, event.iid, question.note_id)
-            await thread.send(text, view=view, allowed_mentions=NO_MENTIONS)
+            once = f"{nonce}-{question.note_id}"
+            await thread.send(text, view=view, nonce=once, allowed_mentions=NO_MENTIONS)
             await kv.set(key, "posted")
 
-    async def _card(self, gate: GateRequest) -> None:
+    async def _card(self, gate: GateRequest, nonce: str) -> None:
         kind = self.desk.gate_of(gate.gate)
         channel_id = self.settings.approvals_channel_id
         if kind is None or channel_id is None:
@@ -283,7 +299,9 @@ class DiscordSurface:
         )
         channel = await self._channel(channel_id)
         view = gate_view(gate.project, gate.iid, kind, gate.revision)
-        message = await channel.send(embed=card, view=view, allowed_mentions=NO_MENTIONS)
+        message = await channel.send(
+            embed=card, view=view, nonce=nonce, allowed_mentions=NO_MENTIONS
+        )
         await self.cards.add(PostedCard(ref, gate.gate, gate.revision, channel_id, message.id))
         # An older revision's card at the same gate can no longer be decided.
         for older in await self.cards.open(ref):
@@ -314,7 +332,7 @@ class DiscordSurface:
         state = read_state(self.desk.services.workflow, issue.labels).state
         return state is not None and state.name == gate.gate
 
-    async def _tell_filer(self, event: Event) -> None:
+    async def _tell_filer(self, event: Event, nonce: str) -> None:
         filer = await self.desk.filer(event.project, event.iid)
         if not filer:
             return
@@ -324,12 +342,20 @@ class DiscordSurface:
         )
         if event.message.strip():
             text += "\n" + block(event.message, CONTENT - len(text) - 10, event.url)
-        for discord_id in self.desk.identities.discord_ids(filer):
+        for n, discord_id in enumerate(self.desk.identities.discord_ids(filer)):
             user = await self._user(discord_id)
             try:
-                await user.send(text, allowed_mentions=NO_MENTIONS)
+                await user.send(text, nonce=f"{nonce}-{n}", allowed_mentions=NO_MENTIONS)
             except discord.Forbidden:
                 log.info("cannot DM discord user %s (DMs closed)", discord_id)
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (the surface's sender, the feed, the gateway) and wait until it stopped."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _state_key(ref: str) -> str:

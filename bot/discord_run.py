@@ -9,7 +9,6 @@ it has to send until Discord answers again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from bot.config import ConfigError, CrewlineConfig, Secrets
 from bot.desk import Desk
 from bot.digest import build_digest, digest_embed
 from bot.discord_feed import DiscordFeed
-from bot.discord_notify import DiscordSurface
+from bot.discord_notify import DiscordSurface, stop_task
 from bot.identity import Identities
 from bot.settings import DiscordSettings
 from roles.notify import Desk as NotifyDesk
@@ -131,9 +130,7 @@ class DiscordRuntime:
     async def close(self) -> None:
         if self.feed is not None:
             await self.feed.stop()
-        self.connection.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.connection
+        await stop_task(self.connection)
         await self.surface.stop()
         await self.bot.close()
 

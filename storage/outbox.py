@@ -52,16 +52,15 @@ class Outbox:
         require_text("outbox kind", kind)
         text = json.dumps(payload, allow_nan=False, ensure_ascii=False)
         update = "UPDATE SET payload = excluded.payload, version = version + 1"
-        written = await self._db.execute(
-            f"""
-            INSERT INTO outbox (key, kind, ref, payload, created_at) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (key) DO {update if replace else "NOTHING"}
-            """,
-            (key, kind, ref, text, iso_utc(self._clock())),
-        )
-        if written.rowcount != 1:
-            return False
-        row = await self._db.fetchone("SELECT version FROM outbox WHERE key = ?", (key,))
+        async with self._db.transaction() as tx:  # one statement: no read of its own after it
+            row = await tx.fetchone(
+                f"""
+                INSERT INTO outbox (key, kind, ref, payload, created_at) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (key) DO {update if replace else "NOTHING"}
+                RETURNING version
+                """,
+                (key, kind, ref, text, iso_utc(self._clock())),
+            )
         return row is not None and int(row["version"]) == 1
 
     async def get(self, key: str) -> Outgoing | None:

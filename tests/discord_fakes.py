@@ -13,6 +13,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import discord
 from discord.components import _component_factory
 
@@ -84,9 +85,13 @@ class FakeMessage:
         return self
 
     async def create_thread(self, *, name: str, **_: Any) -> FakeChannel:
+        """As on Discord: the thread has the message's id, and a second one is refused."""
         self.channel.failing()
         assert len(name) <= 100, name
-        self.thread = self.channel.world.channel(new_id(), name=name)
+        if self.thread is not None:
+            error = {"code": 160004, "message": "A thread has already been created"}
+            raise discord.HTTPException(_Response(400), error)
+        self.thread = self.channel.world.channel(self.id, name=name)
         return self.thread
 
 
@@ -103,13 +108,24 @@ class FakeChannel:
             raise discord.DiscordServerError(_Response(503), "Discord is down")
 
     async def send(self, content: str | None = None, **kwargs: Any) -> FakeMessage:
+        """As Discord with ``enforce_nonce`` (discord.py sets it with every nonce): a send
+        whose nonce was seen answers with the message posted then."""
         _no_mentions(kwargs)
         self.failing()
         if content is not None:
             assert len(content) <= 2000, len(content)
+        nonce = kwargs.get("nonce")
+        assert nonce is None or len(str(nonce)) <= 25, nonce
+        if nonce is not None and nonce in self.world.nonces:
+            return self.world.nonces[nonce]
         message = FakeMessage(new_id(), self)
         message.show({"content": content or "", **kwargs})
         self.messages.append(message)
+        if nonce is not None:
+            self.world.nonces[nonce] = message
+        if self.world.lose_answers > 0:  # posted, but the answer never arrives
+            self.world.lose_answers -= 1
+            raise aiohttp.ServerDisconnectedError()
         return message
 
     def get_partial_message(self, message_id: int) -> FakeMessage | _Gone:
@@ -151,6 +167,8 @@ class FakeDiscord:
     def __init__(self) -> None:
         self.channels: dict[int, FakeChannel] = {}
         self.down = False
+        self.lose_answers = 0  # this many sends are posted but their answer is lost
+        self.nonces: dict[str | int, FakeMessage] = {}  # every send's nonce (one author)
         self.resolved = 0  # calls that reached Discord (a disconnected client makes none)
 
     def channel(self, channel_id: int, name: str = "") -> FakeChannel:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import REGISTRY
 
@@ -20,6 +21,7 @@ from tests.desk_support import ALICE, BOB, actor, ask, at_plan_review, new_issue
 from tests.discord_fakes import FakeDiscord, click, submit
 from tests.discord_support import bot_for, surface_for, user
 from tests.engine_support import PROJECT, state_of
+from tests.review_merge_support import wait_for
 
 STATUS, APPROVALS = 700, 600
 
@@ -192,6 +194,72 @@ async def test_nothing_is_lost_while_discord_is_away(sim: RunningSim, tmp_path: 
         )
         assert REGISTRY.get_sample_value("crewline_discord_queue_jobs") == 0
         await surface.stop()
+
+
+class DiesAt:
+    """``inner`` (a store of the surface's) whose ``method`` never returns: the process is
+    killed there, after what it sent to Discord and before it recorded it."""
+
+    def __init__(self, inner: Any, method: str) -> None:
+        self.inner, self.method = inner, method
+
+    def __getattr__(self, name: str) -> Any:
+        if name != self.method:
+            return getattr(self.inner, name)
+
+        async def killed(*_: Any, **__: Any) -> None:
+            await asyncio.Event().wait()
+
+        return killed
+
+
+async def test_what_discord_posted_is_not_posted_again(sim: RunningSim, tmp_path: Path) -> None:
+    """Discord posted a message but its answer was lost (the job is tried again), or the
+    process died before it recorded what it sent (the job is sent again after a restart):
+    every message carries its job's nonce, so Discord answers with the one it posted."""
+    async with bot_for(sim, tmp_path) as (_, desk, runtime):
+        world = FakeDiscord()
+        issue, plan = await at_plan_review(runtime)
+        gate = GateRequest(
+            PROJECT, 1, issue.title, "plan-review", str(plan.id), "Hi", issue.web_url
+        )
+        world.lose_answers = 4  # status message, its detail, the card, the plan's detail
+        surface = surface_for(desk, world)
+        await surface.notify(moved(issue, "pm-running", "plan-review"))
+        await surface.request(gate)
+        await asyncio.wait_for(surface.flush(), 5)
+        assert world.lose_answers == 0
+        [status] = world.channel(STATUS).messages
+        assert len(world.channel(APPROVALS).messages) == 1
+        assert status.thread is not None and len(status.thread.messages) == 2
+        await surface.stop()
+
+        other = await new_issue(runtime, "Killed twice")
+        _, other_plan = await at_plan_review(runtime, other)
+        dying = surface_for(desk, world)
+        dying.kv = DiesAt(dying.kv, "set_json")  # killed once the thread exists
+        await dying.notify(moved(other, "pm-running", "plan-review"))
+        await wait_for("the status message", lambda: _sent(world, STATUS, 2))
+        await dying.stop()
+        restarted = surface_for(desk, world)
+        restarted.cards = DiesAt(restarted.cards, "add")  # killed once the card is posted
+        await restarted.request(replace(gate, iid=other.iid, revision=str(other_plan.id)))
+        await wait_for("the card", lambda: _sent(world, APPROVALS, 2))
+        await restarted.stop()
+        again = surface_for(desk, world)
+        await asyncio.wait_for(again.flush(), 5)
+        try:
+            assert len(world.channel(STATUS).messages) == 2
+            assert len(world.channel(APPROVALS).messages) == 2
+            shown = world.channel(STATUS).messages[1]
+            assert shown.thread is not None and shown.thread.id == shown.id
+            assert [m.content.count("plan-review") for m in shown.thread.messages] == [1, 1]
+        finally:
+            await again.stop()
+
+
+async def _sent(world: FakeDiscord, channel: int, count: int) -> bool:
+    return len(world.channel(channel).messages) >= count
 
 
 async def test_the_digest_says_what_moved_what_is_stuck_and_the_spend(

@@ -46,6 +46,14 @@ def parked(runtime: Runtime, *works: QaWork) -> Callable[[], Awaitable[bool]]:
     return check
 
 
+async def parked_work(runtime: Runtime, sim: RunningSim, name: str, flag: Path) -> QaWork:
+    """Work whose pipeline is held until ``flag`` exists, taken to QA and parked there."""
+    work = await open_work(runtime, sim, name, {".gitlab-ci.yml": HELD_CI.format(flag=flag)})
+    await to_qa(runtime, work)
+    await tick_until(runtime, parked(runtime, work))
+    return work
+
+
 def qa_claims(sim: RunningSim, iid: int) -> list[ClaimMarker]:
     markers = [ClaimMarker.parse(body) for body in note_bodies(sim, iid)]
     return [marker for marker in markers if marker is not None and marker.role == "qa"]
@@ -92,11 +100,7 @@ async def test_a_pipeline_event_resumes_the_parked_run_that_watches_it(
     config.roles.pipeline_poll_seconds = 600  # the poll alone would look again in 10 minutes
     config.roles.pipeline_timeout_seconds = 900
     async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, _, _):
-        work = await open_work(
-            runtime, demo_sim, "event", {".gitlab-ci.yml": HELD_CI.format(flag=flag)}
-        )
-        await to_qa(runtime, work)
-        await tick_until(runtime, parked(runtime, work))
+        work = await parked_work(runtime, demo_sim, "event", flag)
         flag.write_text("go")
         wait_idle(demo_sim)
         runtime.engine.wake_parked(PROJECT, mr_iid=work.mr_iid + 100)  # another MR's event
@@ -112,11 +116,7 @@ async def test_a_run_parked_when_its_host_stopped_resumes_after_the_restart(
     config = full_config(demo_sim, tmp_path)
     config.roles.dev.enabled = False
     async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, _, _):
-        work = await open_work(
-            runtime, demo_sim, "restart", {".gitlab-ci.yml": HELD_CI.format(flag=flag)}
-        )
-        await to_qa(runtime, work)
-        await tick_until(runtime, parked(runtime, work))
+        work = await parked_work(runtime, demo_sim, "restart", flag)
     # The host stopped with the run parked: its claim and checkpoints stay.
     flag.write_text("go")
     async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, desk, _):
@@ -127,3 +127,25 @@ async def test_a_run_parked_when_its_host_stopped_resumes_after_the_restart(
         assert run is not None and (run.attempt, run.status) == (1, RunStatus.SUCCEEDED)
         assert await runtime.storage.runs.find(PROJECT, work.iid, "qa", 2) is None
     assert len(qa_claims(demo_sim, work.iid)) == 1
+
+
+async def test_parking_does_not_reset_the_pipeline_timeout(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """The wait's start is recorded once: a run that parks and resumes every poll still
+    gives up ``pipeline_timeout_seconds`` after it began waiting, blocked with the reason."""
+    flag = tmp_path / "never-written"
+    config = full_config(demo_sim, tmp_path)
+    config.roles.dev.enabled = False
+    config.roles.pipeline_poll_seconds = 0.5
+    config.roles.pipeline_timeout_seconds = 4
+    async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, desk, _):
+        work = await parked_work(runtime, demo_sim, "timeout", flag)
+
+        async def blocked() -> bool:
+            return await state_of(runtime, work.iid) == "blocked"
+
+        await tick_until(runtime, blocked, limit=30)
+        assert desk.merges == []
+        assert any("No finished pipeline for" in body for body in note_bodies(demo_sim, work.iid))
+    flag.write_text("go")  # lets the held job end
