@@ -18,6 +18,7 @@ from roles.flaky.filing import bar_of, rerun_of
 from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, Proofs
 from roles.flaky.runs import JobRunner, Run
 from tests.engine_support import PROJECT, note_bodies, root
+from tests.fault_support import lose_answer
 from tests.flaky_support import SCRIPTED, flaky_issues, hosts, push_scripted, run_again
 from workflow import flaky_workflow
 
@@ -142,3 +143,19 @@ async def test_not_reproduced_closes_the_issue_and_raises_the_detectors_bar(
         report = await Detector(host.services, host.config.roles.flaky).scan_project(PROJECT)
         assert (report.filed, report.reopened) == ([], [])
         assert flaky_issues(demo_sim, state="opened") == []
+
+
+async def test_a_job_retry_whose_answer_is_lost_runs_the_job_once(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    # GitLab refuses to retry a job that was already retried ("Job is not retryable"), so a
+    # blind second POST after a lost answer failed the run; it is found instead.
+    await asyncio.to_thread(push_scripted, demo_sim, "scripted", tmp_path / "count", "")
+    project = root(demo_sim).projects.get(PROJECT)
+    pipeline = project.pipelines.list(ref="scripted")[0].id
+    async with hosts(demo_sim, tmp_path, count=1) as (host,):
+        lose_answer(demo_sim, "POST", r"/jobs/\d+/retry$")
+        run = await runner_for(host).run_once(PROJECT, pipeline, "test", SCRIPTED)
+    jobs = project.pipelines.get(pipeline).jobs.list(get_all=True, include_retried=True)
+    assert run.passed and sorted(job.id for job in jobs)[-1] == run.job
+    assert len(jobs) == 2  # the pushed run and one retry, not two
