@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from bot.app import Runtime
 from bot.status import flaky_text
@@ -18,7 +19,7 @@ from roles.flaky.filing import bar_of, rerun_of
 from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, Proofs
 from roles.flaky.runs import JobRunner, Run
 from tests.engine_support import PROJECT, note_bodies, root
-from tests.fault_support import lose_answer
+from tests.fault_support import add_fault, lose_answer, rules
 from tests.flaky_support import SCRIPTED, flaky_issues, hosts, push_scripted, run_again
 from workflow import flaky_workflow
 
@@ -32,6 +33,10 @@ async def detected(sim: RunningSim, host: Runtime) -> Issue:
     await Detector(host.services, host.config.roles.flaky).scan_project(PROJECT)
     (issue,) = flaky_issues(sim, state="opened")
     return await host.services.gateway.get_issue(PROJECT, int(issue["iid"]))  # type: ignore[call-overload]
+
+
+def hits(sim: RunningSim, rule: dict[str, Any]) -> int:
+    return next(int(r["hits"]) for r in rules(sim) if r["id"] == rule["id"])
 
 
 def labels(sim: RunningSim, iid: int) -> set[str]:
@@ -56,7 +61,12 @@ async def test_a_reproduced_flake_is_measured_then_a_real_fix_validates_n_of_n(
         async def once() -> Run:
             return await runner.run_once(PROJECT, rerun.pipeline, rerun.job, rerun.test)
 
+        listings = add_fault(
+            demo_sim, method="GET", path_regex=rf"/issues/{issue.iid}/notes$", latency_ms=1
+        ).json()
         verdict = await proofs.reproduce(issue, once, 4)
+        # The note is found or posted once (a list, the post, a list), then edited in place.
+        assert hits(demo_sim, listings) <= 2
         assert [run.passed for run in verdict.runs] == [True, False, True, True]
         assert (verdict.rate.failures, verdict.rate.runs) == (1, 4)
         assert labels(demo_sim, issue.iid) == {"flaky-test", "flaky::reproduced"}
