@@ -196,7 +196,7 @@ async def test_qa_stops_excusing_a_test_once_its_fix_was_validated_and_the_issue
 ) -> None:
     async with hosts(demo_sim, tmp_path, count=1) as (host,):
         kv = host.storage.settings
-        await record_flakes(kv, PROJECT, [SCRIPTED, STEADY], pipeline=3, ref="x", at="2026-12-03")
+        await record_flakes(kv, PROJECT, [SCRIPTED, STEADY])
         detector = Detector(host.services, host.config.roles.flaky)
         report = await detector.scan_project(PROJECT)
         assert len(report.filed) == 2  # QA's excuse alone makes a candidate
