@@ -15,8 +15,8 @@ from forge.sim.app import RunningSim
 from forge.types import Issue
 from roles.flaky.board import flaky_board
 from roles.flaky.detector import Detector
-from roles.flaky.filing import bar_of, rerun_of
-from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, Proofs
+from roles.flaky.filing import Rerun, bar_of, rerun_of
+from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, Proofs, RunOnce
 from roles.flaky.runs import JobRunner, Run
 from tests.engine_support import PROJECT, note_bodies, root
 from tests.fault_support import add_fault, lose_answer, rules
@@ -27,6 +27,16 @@ from workflow import flaky_workflow
 def runner_for(host: Runtime) -> JobRunner:
     gateway = host.services.gateway
     return JobRunner(gateway.ci, gateway.merges, junit_path="report.xml", poll=0.2)
+
+
+def runs_of(host: Runtime, rerun: Rerun) -> RunOnce:
+    """One run of ``rerun``'s job on its pipeline, as the doctor makes it."""
+    runner = runner_for(host)
+
+    async def once() -> Run:
+        return await runner.run_once(PROJECT, rerun.pipeline, rerun.job, rerun.test)
+
+    return once
 
 
 async def detected(sim: RunningSim, host: Runtime) -> Issue:
@@ -56,10 +66,7 @@ async def test_a_reproduced_flake_is_measured_then_a_real_fix_validates_n_of_n(
         rerun = rerun_of(issue)
         assert rerun is not None and (rerun.job, rerun.test) == ("test", SCRIPTED)
         proofs = Proofs(host.services.gateway, flaky_workflow())
-        runner = runner_for(host)
-
-        async def once() -> Run:
-            return await runner.run_once(PROJECT, rerun.pipeline, rerun.job, rerun.test)
+        once = runs_of(host, rerun)
 
         listings = add_fault(
             demo_sim, method="GET", path_regex=rf"/issues/{issue.iid}/notes$", latency_ms=1
@@ -78,9 +85,7 @@ async def test_a_reproduced_flake_is_measured_then_a_real_fix_validates_n_of_n(
         fix_sha = await asyncio.to_thread(push_scripted, demo_sim, "fix", tmp_path / "c2", "")
         project = root(demo_sim).projects.get(PROJECT)
         fix_pipeline = project.pipelines.list(sha=fix_sha, get_all=True)[0].id
-
-        async def fixed() -> Run:
-            return await runner.run_once(PROJECT, fix_pipeline, "test", SCRIPTED)
+        fixed = runs_of(host, Rerun(fix_pipeline, "test", SCRIPTED))
 
         proven = await proofs.validate(issue, fixed, floor=4, ceiling=5)
         # p's lower end is 0.05: the formula asks for 59 runs, the ceiling allows 5.
@@ -109,18 +114,13 @@ async def test_a_fix_that_fails_once_goes_back_to_fixing_with_the_failing_run(
         rerun = rerun_of(issue)
         assert rerun is not None
         proofs = Proofs(host.services.gateway, flaky_workflow())
-        runner = runner_for(host)
-
-        async def once() -> Run:
-            return await runner.run_once(PROJECT, rerun.pipeline, rerun.job, rerun.test)
+        once = runs_of(host, rerun)
 
         await proofs.reproduce(issue, once, 2)  # runs 3 (red) and 4
         # The "fix" still fails on its second run (run 6 of the counter).
         await asyncio.to_thread(push_scripted, demo_sim, "fix", tmp_path / "c2", "2")
         fix_pipeline = root(demo_sim).projects.get(PROJECT).pipelines.list(ref="fix")[0].id
-
-        async def fixed() -> Run:
-            return await runner.run_once(PROJECT, fix_pipeline, "test", SCRIPTED)
+        fixed = runs_of(host, Rerun(fix_pipeline, "test", SCRIPTED))
 
         verdict = await proofs.validate(issue, fixed, floor=4, ceiling=8)
         assert not verdict.accepted and [r.passed for r in verdict.runs] == [False]
@@ -139,10 +139,7 @@ async def test_not_reproduced_closes_the_issue_and_raises_the_detectors_bar(
         issue = await detected(demo_sim, host)
         rerun = rerun_of(issue)
         assert rerun is not None
-        runner = runner_for(host)
-
-        async def once() -> Run:
-            return await runner.run_once(PROJECT, rerun.pipeline, rerun.job, rerun.test)
+        once = runs_of(host, rerun)
 
         verdict = await Proofs(host.services.gateway, flaky_workflow()).reproduce(issue, once, 2)
         assert verdict.rate.failures == 0
