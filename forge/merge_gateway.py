@@ -327,10 +327,31 @@ class MergeGateway:
         return await self.calls.read("job.trace", f"{project}/job/{job_id}", {}, trace)
 
     async def retry_job(self, project: str, job_id: int) -> dict[str, Any]:
+        """Retry a job, once: GitLab refuses to retry a job already retried, so a retry whose
+        answer was lost is found (the newer job of that name in its pipeline), not re-sent."""
+
         def retry(gl: gitlab.Gitlab, _: dict[str, Any]) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).jobs.get(job_id, lazy=True).retry())
 
-        return await self.calls.write("job.retry", f"{project}/job/{job_id}", {}, retry)
+        def newer(gl: gitlab.Gitlab) -> dict[str, Any] | None:
+            jobs = gl.projects.get(project, lazy=True).jobs
+            old = jobs.get(job_id)
+            pipeline = gl.projects.get(project, lazy=True).pipelines.get(
+                int(old.pipeline["id"]), lazy=True
+            )
+            copies = [
+                dict(job.attributes)
+                for job in pipeline.jobs.list(get_all=True, include_retried=True, per_page=PER_PAGE)
+                if job.name == old.name and int(job.id) > job_id
+            ]
+            return min(copies, key=lambda job: int(job["id"]), default=None)
+
+        async def find_retried(_: dict[str, Any]) -> dict[str, Any] | None:
+            return await self.calls.read("job.retried", f"{project}/job/{job_id}", {}, newer)
+
+        return await self.calls.write(
+            "job.retry", f"{project}/job/{job_id}", {}, retry, find_existing=find_retried
+        )
 
 
 def _notes(discussion: dict[str, Any]) -> list[dict[str, Any]]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from forge.types import Issue, MergeRequest, Pipeline
@@ -215,10 +214,7 @@ class _Watch:
     async def _record_flaky(self, failure: Fingerprint, pipeline: Pipeline) -> None:
         ctx = self.ctx
         names = list(failure.tests) or [f"job:{job}" for job in failure.jobs]
-        await record_flakes(
-            ctx.services.storage.settings, self.mr.project, names,
-            pipeline=pipeline.id, ref=ctx.issue.ref, at=datetime.now(UTC).isoformat(),
-        )  # fmt: skip
+        await record_flakes(ctx.services.storage.settings, self.mr.project, names)
 
         async def learn() -> int:
             return await ctx.services.storage.learnings.add(

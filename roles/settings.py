@@ -81,21 +81,18 @@ class QaSettings(RoleSettings):
 
 
 class FlakyDoctorSettings(BaseModel):
-    """The flaky-test doctor (roles/flaky.py): turns the tests QA recorded as flaky into fix
-    goals on ``schedule.flaky_cron``. It runs no agent itself: the goal it files is planned,
-    approved, implemented, reviewed and QA'd by the other roles like any change."""
+    """The flaky-test doctor (roles/flaky/, decision 0030): on ``schedule.flaky_cron`` it
+    files one issue per test that passes and fails on one commit (or that QA excused),
+    reproduces it, has it diagnosed, and proves the fix by N green runs out of N."""
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(default=True, description="File a fix goal for each flaky test")
+    enabled: bool = Field(default=True, description="Run the flaky-test doctor's pass")
     label: str = Field(
         default="flaky-test",
         min_length=1,
         pattern=r"^[^,]+$",
-        description="Label on the goals it files (besides the workflow label)",
-    )
-    min_sightings: int = Field(
-        default=1, ge=1, le=100, description="Flaky runs of a test before a goal is filed"
+        description="Label on the issues it files (besides its flaky:: state label)",
     )
     junit_path: str = Field(
         default="report.xml",

@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from forge.client import ForgeOutcomeUnknown
 from forge.sim.app import RunningSim
 from roles.flaky import flaky_key, record_flakes
 from roles.flaky.detect import flake_key
 from roles.flaky.detector import Detector
 from roles.flaky.filing import key_marker
-from tests.engine_support import PROJECT, root
+from tests.engine_support import PROJECT, note_bodies, root
+from tests.fault_support import lose_answer
 from tests.flaky_support import (
     BROKEN,
     SCRIPTED,
@@ -136,6 +140,33 @@ async def test_two_hosts_detecting_the_same_test_at_once_file_one_issue(
         assert len(flaky_issues(demo_sim, state="opened")) == 1
 
 
+async def test_a_lost_create_and_a_filer_that_died_before_settling_leave_one_issue(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    counter = tmp_path / "count"
+    await asyncio.to_thread(push_scripted, demo_sim, "scripted", counter, "1")
+    await asyncio.to_thread(run_again, demo_sim, "scripted")
+    async with hosts(demo_sim, tmp_path, count=1) as (host,):
+        detector = Detector(host.services, host.config.roles.flaky)
+        lose_answer(demo_sim, "POST", r"/issues$")
+        with pytest.raises(ForgeOutcomeUnknown):
+            await detector.scan_project(PROJECT)  # GitLab filed it; the answer was lost
+        (filed,) = flaky_issues(demo_sim)
+        again = await detector.scan_project(PROJECT)
+        assert again.filed == [] and len(flaky_issues(demo_sim)) == 1
+
+        # Another host filed the same test and died before it settled: the next pass of
+        # any host closes the later issue, pointing at the first, with one note.
+        gateway = host.services.gateway
+        first = await gateway.get_issue(PROJECT, int(filed["iid"]))  # type: ignore[call-overload]
+        late = await gateway.create_issue(PROJECT, first.title, first.description, first.labels)
+        for _ in range(2):
+            await detector.scan_project(PROJECT)
+        assert [i["iid"] for i in flaky_issues(demo_sim, state="opened")] == [first.iid]
+        notes = [b for b in note_bodies(demo_sim, late.iid) if "Duplicate of" in b]
+        assert len(notes) == 1 and f"Duplicate of #{first.iid}" in notes[0]
+
+
 async def test_a_strangers_issue_with_the_hidden_key_is_not_taken_for_crewlines(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
@@ -165,7 +196,7 @@ async def test_qa_stops_excusing_a_test_once_its_fix_was_validated_and_the_issue
 ) -> None:
     async with hosts(demo_sim, tmp_path, count=1) as (host,):
         kv = host.storage.settings
-        await record_flakes(kv, PROJECT, [SCRIPTED, STEADY], pipeline=3, ref="x", at="2026-12-03")
+        await record_flakes(kv, PROJECT, [SCRIPTED, STEADY])
         detector = Detector(host.services, host.config.roles.flaky)
         report = await detector.scan_project(PROJECT)
         assert len(report.filed) == 2  # QA's excuse alone makes a candidate

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from bot.app import Runtime
 from bot.status import flaky_text
@@ -14,10 +15,11 @@ from forge.sim.app import RunningSim
 from forge.types import Issue
 from roles.flaky.board import flaky_board
 from roles.flaky.detector import Detector
-from roles.flaky.filing import bar_of, rerun_of
-from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, Proofs
+from roles.flaky.filing import Rerun, bar_of, rerun_of
+from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, Proofs, RunOnce
 from roles.flaky.runs import JobRunner, Run
 from tests.engine_support import PROJECT, note_bodies, root
+from tests.fault_support import add_fault, lose_answer, rules
 from tests.flaky_support import SCRIPTED, flaky_issues, hosts, push_scripted, run_again
 from workflow import flaky_workflow
 
@@ -27,10 +29,24 @@ def runner_for(host: Runtime) -> JobRunner:
     return JobRunner(gateway.ci, gateway.merges, junit_path="report.xml", poll=0.2)
 
 
+def runs_of(host: Runtime, rerun: Rerun) -> RunOnce:
+    """One run of ``rerun``'s job on its pipeline, as the doctor makes it."""
+    runner = runner_for(host)
+
+    async def once() -> Run:
+        return await runner.run_once(PROJECT, rerun.pipeline, rerun.job, rerun.test)
+
+    return once
+
+
 async def detected(sim: RunningSim, host: Runtime) -> Issue:
     await Detector(host.services, host.config.roles.flaky).scan_project(PROJECT)
     (issue,) = flaky_issues(sim, state="opened")
     return await host.services.gateway.get_issue(PROJECT, int(issue["iid"]))  # type: ignore[call-overload]
+
+
+def hits(sim: RunningSim, rule: dict[str, Any]) -> int:
+    return next(int(r["hits"]) for r in rules(sim) if r["id"] == rule["id"])
 
 
 def labels(sim: RunningSim, iid: int) -> set[str]:
@@ -50,12 +66,14 @@ async def test_a_reproduced_flake_is_measured_then_a_real_fix_validates_n_of_n(
         rerun = rerun_of(issue)
         assert rerun is not None and (rerun.job, rerun.test) == ("test", SCRIPTED)
         proofs = Proofs(host.services.gateway, flaky_workflow())
-        runner = runner_for(host)
+        once = runs_of(host, rerun)
 
-        async def once() -> Run:
-            return await runner.run_once(PROJECT, rerun.pipeline, rerun.job, rerun.test)
-
+        listings = add_fault(
+            demo_sim, method="GET", path_regex=rf"/issues/{issue.iid}/notes$", latency_ms=1
+        ).json()
         verdict = await proofs.reproduce(issue, once, 4)
+        # The note is found or posted once (a list, the post, a list), then edited in place.
+        assert hits(demo_sim, listings) <= 2
         assert [run.passed for run in verdict.runs] == [True, False, True, True]
         assert (verdict.rate.failures, verdict.rate.runs) == (1, 4)
         assert labels(demo_sim, issue.iid) == {"flaky-test", "flaky::reproduced"}
@@ -67,9 +85,7 @@ async def test_a_reproduced_flake_is_measured_then_a_real_fix_validates_n_of_n(
         fix_sha = await asyncio.to_thread(push_scripted, demo_sim, "fix", tmp_path / "c2", "")
         project = root(demo_sim).projects.get(PROJECT)
         fix_pipeline = project.pipelines.list(sha=fix_sha, get_all=True)[0].id
-
-        async def fixed() -> Run:
-            return await runner.run_once(PROJECT, fix_pipeline, "test", SCRIPTED)
+        fixed = runs_of(host, Rerun(fix_pipeline, "test", SCRIPTED))
 
         proven = await proofs.validate(issue, fixed, floor=4, ceiling=5)
         # p's lower end is 0.05: the formula asks for 59 runs, the ceiling allows 5.
@@ -98,18 +114,13 @@ async def test_a_fix_that_fails_once_goes_back_to_fixing_with_the_failing_run(
         rerun = rerun_of(issue)
         assert rerun is not None
         proofs = Proofs(host.services.gateway, flaky_workflow())
-        runner = runner_for(host)
-
-        async def once() -> Run:
-            return await runner.run_once(PROJECT, rerun.pipeline, rerun.job, rerun.test)
+        once = runs_of(host, rerun)
 
         await proofs.reproduce(issue, once, 2)  # runs 3 (red) and 4
         # The "fix" still fails on its second run (run 6 of the counter).
         await asyncio.to_thread(push_scripted, demo_sim, "fix", tmp_path / "c2", "2")
         fix_pipeline = root(demo_sim).projects.get(PROJECT).pipelines.list(ref="fix")[0].id
-
-        async def fixed() -> Run:
-            return await runner.run_once(PROJECT, fix_pipeline, "test", SCRIPTED)
+        fixed = runs_of(host, Rerun(fix_pipeline, "test", SCRIPTED))
 
         verdict = await proofs.validate(issue, fixed, floor=4, ceiling=8)
         assert not verdict.accepted and [r.passed for r in verdict.runs] == [False]
@@ -128,10 +139,7 @@ async def test_not_reproduced_closes_the_issue_and_raises_the_detectors_bar(
         issue = await detected(demo_sim, host)
         rerun = rerun_of(issue)
         assert rerun is not None
-        runner = runner_for(host)
-
-        async def once() -> Run:
-            return await runner.run_once(PROJECT, rerun.pipeline, rerun.job, rerun.test)
+        once = runs_of(host, rerun)
 
         verdict = await Proofs(host.services.gateway, flaky_workflow()).reproduce(issue, once, 2)
         assert verdict.rate.failures == 0
@@ -142,3 +150,19 @@ async def test_not_reproduced_closes_the_issue_and_raises_the_detectors_bar(
         report = await Detector(host.services, host.config.roles.flaky).scan_project(PROJECT)
         assert (report.filed, report.reopened) == ([], [])
         assert flaky_issues(demo_sim, state="opened") == []
+
+
+async def test_a_job_retry_whose_answer_is_lost_runs_the_job_once(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    # GitLab refuses to retry a job that was already retried ("Job is not retryable"), so a
+    # blind second POST after a lost answer failed the run; it is found instead.
+    await asyncio.to_thread(push_scripted, demo_sim, "scripted", tmp_path / "count", "")
+    project = root(demo_sim).projects.get(PROJECT)
+    pipeline = project.pipelines.list(ref="scripted")[0].id
+    async with hosts(demo_sim, tmp_path, count=1) as (host,):
+        lose_answer(demo_sim, "POST", r"/jobs/\d+/retry$")
+        run = await runner_for(host).run_once(PROJECT, pipeline, "test", SCRIPTED)
+    jobs = project.pipelines.get(pipeline).jobs.list(get_all=True, include_retried=True)
+    assert run.passed and sorted(job.id for job in jobs)[-1] == run.job
+    assert len(jobs) == 2  # the pushed run and one retry, not two

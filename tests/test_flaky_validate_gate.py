@@ -70,6 +70,21 @@ async def test_a_fix_green_n_of_n_stays_at_merge_ready_validated(
     assert "Validated: 4/4 green" in note and note.count("job [") == 4
 
 
+async def test_a_fix_left_at_fix_ready_by_a_host_that_died_is_validated(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    async with hosts(demo_sim, tmp_path, count=1) as (host,):
+        iid = await at_the_merge_gate(demo_sim, host, tmp_path, "")
+        # A host moved it to fix-ready and died before it claimed it.
+        await host.services.gateway.update_issue(
+            PROJECT, iid, add_labels=["flaky::fix-ready"], remove_labels=["flaky::fixing"]
+        )
+        done = await doctor_for(host).run_pass(PROJECT)
+    assert done.validated == {f"{PROJECT}#{iid}": True}
+    labels = set(root(demo_sim).projects.get(PROJECT).issues.get(iid).labels)
+    assert labels == {"flaky-test", "flaky::validated", "workflow::merge-ready"}
+
+
 async def test_a_fix_with_a_red_run_goes_back_to_the_developer(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:

@@ -15,7 +15,8 @@ from forge.settings import ProjectSettings
 from forge.sim.app import RunningSim, running_sim
 from forge.sim.core import SimConfig
 from forge.sim.seed import demo_files
-from roles.flaky import flaky_key, scan
+from roles.flaky import flaky_key
+from roles.flaky.detector import Detector
 from tests.engine_support import (
     PROJECT,
     file_block,
@@ -138,17 +139,17 @@ async def test_a_test_that_fails_once_and_passes_on_retry_is_recorded_as_flaky(
         dev = await runtime.storage.runs.latest(PROJECT, issue.iid, "dev")
         assert dev is not None and dev.attempt == 1
 
-        # The flaky-test doctor turns what QA recorded into a goal to fix the test.
+        # The flaky-test doctor's detector files what QA recorded as the test's one issue.
         mr_sha = issue_mr(demo_sim, issue.iid).sha
         [red_then_green] = root(demo_sim).projects.get(PROJECT).pipelines.list(sha=mr_sha)
-        doctor = await scan(runtime.services, runtime.config.roles.flaky)
-        [goal_ref] = doctor.filed
+        detector = Detector(runtime.services, runtime.config.roles.flaky)
+        [goal_ref] = (await detector.scan_project(PROJECT)).filed
         goal = await runtime.services.gateway.get_issue(PROJECT, int(goal_ref.split("#")[1]))
-        assert goal.title == f"Fix flaky test {flaky}"
-        assert set(goal.labels) == {"workflow::pm-ready", "flaky-test"}
-        assert f"once (pipelines #{red_then_green.id}; QA was checking {issue.ref})" in (
-            goal.description
-        )
+        assert goal.title == f"Flaky test {flaky}"
+        assert set(goal.labels) == {"flaky::detected", "flaky-test"}
+        # Its evidence: the pipeline whose retried job turned it green, from the CI history.
+        assert "Its verdicts on one commit include both a pass and a failure" in goal.description
+        assert f"- pipelines: #{red_then_green.id}" in goal.description
 
     bodies = note_bodies(demo_sim, issue.iid)
     assert not any("Back to the developer" in body for body in bodies)

@@ -19,7 +19,8 @@ from forge.gateway import note_marker
 from forge.sim.app import RunningSim
 from forge.sim.core import GUEST, REPORTER
 from forge.trust import FORGED, IdentityUnknown
-from roles.flaky import goal_description, marker, settle
+from roles.flaky.detect import Candidate
+from roles.flaky.filing import Filer, key_marker
 from roles.gates import filer_marker, filer_of
 from roles.mr_link import mr_marker, mr_reference, qa_passed_head, qa_passed_marker
 from roles.notify import EventLog
@@ -29,6 +30,7 @@ from storage import Storage
 from tests.engine_support import configure
 from tests.forge_support import PROJECT, gateway_for, make_project
 from tests.sim_issues_support import add_user
+from workflow import flaky_workflow
 
 GOOD_PLAN = Plan(
     summary="Add a greeting",
@@ -195,16 +197,15 @@ async def test_a_forged_flaky_goal_does_not_close_crewlines(
     name = "tests/test_app.py::test_greets"
     label = "flaky-test"
     async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
-        # An earlier issue claims to be the goal for the same test: crewline's is the one.
+        # An earlier issue claims to be the issue for the same test: crewline's is the one.
         reporter.projects.get(PROJECT, lazy=True).issues.create(
-            {"title": "Fix flaky", "description": f"x {marker(name)}", "labels": label}
+            {"title": "Fix flaky", "description": f"x {key_marker(name)}", "labels": label}
         )
-        entry = {"count": 3, "pipelines": [4, 7], "refs": ["crewline/2"]}
-        filed = await gateway.create_issue(
-            PROJECT, f"Fix flaky test {name}", goal_description(name, entry), [label]
-        )
-        assert await settle(gateway, PROJECT, name, filed, label)
-        assert (await gateway.get_issue(PROJECT, filed.iid)).state == "opened"
+        filer = Filer(gateway, flaky_workflow(), label)
+        report = await filer.file(PROJECT, [Candidate(name, "fp", excused=True)], {})
+        [filed] = report.filed
+        assert report.duplicates == []
+        assert (await gateway.get_issue(PROJECT, int(filed.split("#")[1]))).state == "opened"
 
 
 async def test_identity_is_learned_from_both_tokens(sim: RunningSim, tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
-"""The detector's pass over every project: history, candidates, one issue per test.
+"""The detector's pass over a project: history, candidates, one issue per test.
 
-Run on ``schedule.flaky_cron`` and on pipeline events. Each pass reads the project's recent
-CI history (``history``), adds the tests QA excused on this host, finds the candidates above
-each test's bar (``detect``) and files or refreshes their issues (``filing``). Everything a
-second host needs is on GitLab: the issues, their evidence and their bars.
+The first step of the doctor's pass (``roles.flaky.doctor``, on ``schedule.flaky_cron``).
+It reads the project's recent CI history (``history``), adds the tests QA excused on this
+host, finds the candidates above each test's bar (``detect``) and files or refreshes their
+issues (``filing``). Everything a second host needs is on GitLab: the issues, their
+evidence and their bars.
 """
 
 from __future__ import annotations
@@ -30,14 +31,6 @@ class Detector:
             services.gateway.ci, junit_path=settings.junit_path, window=settings.window
         )
         self.filer = Filer(services.gateway, flaky_workflow(), settings.label)
-
-    async def scan(self) -> dict[str, FilingReport]:
-        reports: dict[str, FilingReport] = {}
-        if not self.settings.enabled:
-            return reports
-        for project in self.services.projects:
-            reports[project] = await self.scan_project(project)
-        return reports
 
     async def scan_project(self, project: str) -> FilingReport:
         verdicts = await self.reader.verdicts(project)

@@ -17,8 +17,8 @@ from pathlib import Path
 from forge.types import Issue
 from roles.agents.base import AgentTask, TaskKind
 from roles.context import Services
-from roles.flaky.diagnosis import Diagnosis, DiagnosisError, parse, prompt, record
-from roles.flaky.filing import CLOSING, DIAGNOSIS_HEADING, Rerun, diagnosis_section
+from roles.flaky.diagnosis import DiagnosisError, parse, prompt, record
+from roles.flaky.filing import Rerun
 from roles.triage import excerpt
 from workflow import Workflow, label_change
 
@@ -69,9 +69,8 @@ async def diagnose(
                 issue.project, issue.iid, f"The diagnosis could not be read twice: {again}."
             )
             return await _block(services, flaky, issue)
-    target = await record(gateway, flaky, issue, found_cause)
-    if target == "fixing":
-        await _to_fixer(services, issue, found_cause)
+    wf = services.workflow
+    target = await record(gateway, flaky, issue, found_cause, fixer_label=wf.state(wf.entry).label)
     log.info("flaky diagnostician %s: %s -> %s", issue.ref, found_cause.cause, target)
     return target
 
@@ -99,21 +98,3 @@ async def _block(services: Services, flaky: Workflow, issue: Issue) -> str:
         issue.project, issue.iid, add_labels=change.add, remove_labels=change.remove
     )
     return "blocked"
-
-
-async def _to_fixer(services: Services, issue: Issue, found: Diagnosis) -> None:
-    fresh = await services.gateway.get_issue(issue.project, issue.iid)
-    text = fresh.description
-    if not diagnosis_section(text):
-        evidence = "\n".join(f"- `{line}`" for line in found.evidence)
-        section = (
-            f"{DIAGNOSIS_HEADING}\n\nCause: {found.cause} (confidence {found.confidence:.2f})."
-            f"\n\n{evidence}\n\nFix: {found.fix}\n\nRemove the cause; a retry, skip, "
-            "quarantine, looser assertion or longer timeout is refused before review."
-        )
-        head, marker, tail = text.partition(CLOSING)
-        text = f"{head}{section}\n\n{marker}{tail}" if marker else f"{text}\n\n{section}"
-    wf = services.workflow
-    await services.gateway.update_issue(
-        issue.project, issue.iid, add_labels=[wf.state(wf.entry).label], description=text
-    )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from forge.gateway import Gateway
 from forge.types import Issue
+from roles.flaky.filing import CLOSING, DIAGNOSIS_HEADING, diagnosis_section
 from roles.flaky.runs import live_note
 from roles.untrusted import Fence
 from workflow import Workflow, label_change
@@ -148,17 +149,44 @@ def prompt(test: str, logs: str, source: str, changes: str) -> str:
     )
 
 
-async def record(gateway: Gateway, flaky: Workflow, issue: Issue, found: Diagnosis) -> str:
-    """Post the diagnosis, label its class, and move the issue on; the state it went to."""
+async def record(
+    gateway: Gateway,
+    flaky: Workflow,
+    issue: Issue,
+    found: Diagnosis,
+    *,
+    fixer_label: str | None = None,
+) -> str:
+    """Post the diagnosis, label its class, and move the issue on; the state it went to.
+    With ``fixer_label`` (the ordinary workflow's entry state), a clear diagnosis is handed
+    to the fixer in the same update: the diagnosis joins the description and the issue
+    enters the ordinary workflow, so no crash can leave it at ``flaky::fixing`` unfixed."""
     await live_note(gateway, issue.project, issue.iid, DIAGNOSIS_KEY, found.note())
     fresh = await gateway.get_issue(issue.project, issue.iid)
     target = "needs-human" if found.needs_human else "fixing"
     change = label_change(flaky, fresh.labels, target)
     stale = [label for label in fresh.labels if label.startswith(f"{LABEL_SCOPE}::")]
+    handed_on = [fixer_label] if target == "fixing" and fixer_label is not None else []
     await gateway.update_issue(
         issue.project,
         issue.iid,
-        add_labels=[*change.add, found.label],
+        add_labels=[*change.add, found.label, *handed_on],
         remove_labels=[*change.remove, *(label for label in stale if label != found.label)],
+        description=with_diagnosis(fresh.description, found) if handed_on else None,
     )
     return target
+
+
+def with_diagnosis(text: str, found: Diagnosis) -> str:
+    """The issue's description with the diagnosis for the fixer (the PM plans from it),
+    before the closing words; unchanged when it has one already."""
+    if diagnosis_section(text):
+        return text
+    evidence = "\n".join(f"- `{line}`" for line in found.evidence)
+    section = (
+        f"{DIAGNOSIS_HEADING}\n\nCause: {found.cause} (confidence {found.confidence:.2f})."
+        f"\n\n{evidence}\n\nFix: {found.fix}\n\nRemove the cause; a retry, skip, "
+        "quarantine, looser assertion or longer timeout is refused before review."
+    )
+    head, closing, tail = text.partition(CLOSING)
+    return f"{head}{section}\n\n{closing}{tail}" if closing else f"{text}\n\n{section}"

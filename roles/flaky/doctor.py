@@ -21,7 +21,7 @@ from forge.gateway import Gateway, StaleState
 from roles.context import Services
 from roles.flaky.detector import Detector
 from roles.flaky.diagnose_step import diagnose
-from roles.flaky.filing import Rerun, rerun_of
+from roles.flaky.filing import Rerun, rerun_of, stage_of
 from roles.flaky.proof import Proofs, RunOnce
 from roles.flaky.runs import JobRunner, Run
 from roles.flaky.validate_step import head_rerun, validate_fix
@@ -102,22 +102,26 @@ class Doctor:
 
     async def _validate_all(self, project: str, done: DoctorPass) -> None:
         gate = self.services.workflow.gate_state("merge").label
-        fixing = self.flaky.state("fixing").name
-        waiting = await self.services.gateway.list_issues(
-            project, labels=[self.settings.label, self.flaky.state(fixing).label, gate]
+        at_gate = await self.services.gateway.list_issues(
+            project, labels=[self.settings.label, gate]
         )
-        for issue in waiting:
+        # At fix-ready too: a host that died between that move and its claim left it there.
+        for issue in at_gate:
+            stage = stage_of(self.flaky, issue)
+            if stage not in ("fixing", "fix-ready"):
+                continue
             rerun = rerun_of(issue)
             head = None if rerun is None else await head_rerun(self.services, issue, rerun)
             if head is None:
                 done.skipped.append(issue.ref)
                 continue
             try:
-                await self.gateway.transition(project, issue.iid, "fix-ready", expect={fixing})
+                fresh = await self.gateway.transition(
+                    project, issue.iid, "fix-ready", expect={stage}
+                )
             except StaleState:
                 done.skipped.append(issue.ref)  # another host got there first
                 continue
-            fresh = await self.gateway.get_issue(project, issue.iid)
             claim = await self.claims.claim(fresh, "validate", uuid.uuid4().hex[:12])
             if claim is None:
                 done.skipped.append(issue.ref)

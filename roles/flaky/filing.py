@@ -5,7 +5,8 @@ The issue is found by its label and a hidden key in its description,
 users wrote (the gateway strips markers from everyone else's text: forge/trust.py), so a
 stranger cannot pre-empt or hijack a test's issue. Two hosts that detect the same test at
 the same moment both file; each then lists the open issues with the key, the lowest iid
-wins and the other closes itself pointing at the winner, as claim notes arbitrate.
+wins and the other closes itself pointing at the winner, as claim notes arbitrate; a
+duplicate whose host died before it settled is closed by the next pass of any host.
 
 The description carries the evidence (commits, pipelines, failed jobs, a failure excerpt,
 first and last seen) and is rewritten only when the evidence changed. A test that was not
@@ -35,6 +36,7 @@ _RERUN = re.compile(r"<!-- crewline:flaky-rerun pipeline=(\d+) job=(\S+) test=(\
 _TITLE_MAX = 200
 DIAGNOSIS_HEADING = "## Diagnosis"
 CLOSING = "crewline reproduces it on its commit"
+DUPLICATE_KEY = "flaky-duplicate"
 
 
 def diagnosis_section(text: str) -> str:
@@ -122,7 +124,10 @@ class Filer:
             mine = known.get(candidate.digest, [])
             live = [issue for issue in mine if issue.state == "opened"]
             if live:
-                issue = min(live, key=lambda i: i.iid)
+                issue, *later = sorted(live, key=lambda i: i.iid)
+                for duplicate in later:  # its filer died before it settled
+                    await self._close_duplicate(duplicate, issue)
+                    report.duplicates.append(duplicate.ref)
                 if await self._refresh(issue, candidate):
                     report.updated.append(issue.ref)
                 continue
@@ -161,14 +166,20 @@ class Filer:
         winner = min([filed, *rivals], key=lambda i: i.iid)
         if winner.iid >= filed.iid:
             return True
-        await self.gateway.post_note(
-            project,
-            filed.iid,
+        await self._close_duplicate(filed, winner)
+        return False
+
+    async def _close_duplicate(self, duplicate: Issue, winner: Issue) -> None:
+        """Closed pointing at the winner, by the host that filed it right after filing or,
+        should that host have died first, by any host's next pass (one note either way)."""
+        await self.gateway.upsert_note(
+            duplicate.project,
+            duplicate.iid,
+            DUPLICATE_KEY,
             f"Duplicate of #{winner.iid}: another crewline host filed this flaky test first.",
         )
-        await self.gateway.update_issue(project, filed.iid, state_event="close")
-        log.info("flaky detector: %s closed as a duplicate of #%s", filed.ref, winner.iid)
-        return False
+        await self.gateway.update_issue(duplicate.project, duplicate.iid, state_event="close")
+        log.info("flaky detector: %s closed as a duplicate of #%s", duplicate.ref, winner.iid)
 
     async def _refresh(self, issue: Issue, candidate: Candidate) -> bool:
         text = description(

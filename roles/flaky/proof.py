@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from forge.gateway import Gateway
 from forge.types import Issue
 from roles.flaky.filing import bar_marker, bar_of
-from roles.flaky.runs import Run, live_note
+from roles.flaky.runs import LiveNote, Run
 from roles.flaky.stats import Rate, runs_to_validate, validated, wilson
 from workflow import Workflow, label_change
 
@@ -94,15 +94,17 @@ class Proofs:
         self.flaky = flaky
 
     async def reproduce(self, issue: Issue, run_once: RunOnce, k: int) -> Verdict:
+        note = LiveNote(self.gateway, issue.project, issue.iid, REPRODUCE_KEY)
+
         async def progress(runs: list[Run]) -> None:
-            body = _runs_body(f"Reproducing: run {len(runs)} of {k}", runs, rate_of(runs))
-            await live_note(self.gateway, issue.project, issue.iid, REPRODUCE_KEY, body)
+            await note.show(_runs_body(f"Reproducing: run {len(runs)} of {k}", runs, rate_of(runs)))
 
         runs = await measure(run_once, k, progress)
         rate = rate_of(runs)
         head = "Reproduced" if rate.failures else "Not reproduced"
-        body = _runs_body(f"{head}: {rate.text()}", runs, rate) + "\n\n" + rate_marker(rate)
-        await live_note(self.gateway, issue.project, issue.iid, REPRODUCE_KEY, body)
+        await note.show(
+            _runs_body(f"{head}: {rate.text()}", runs, rate) + "\n\n" + rate_marker(rate)
+        )
         if rate.failures:
             await self._move(issue, "reproduced")
         else:
@@ -119,9 +121,12 @@ class Proofs:
             raise LookupError(f"{issue.ref}: no measured failure rate; reproduce it first")
         needed = needed_runs(before, floor=floor, ceiling=ceiling)
 
+        note = LiveNote(self.gateway, issue.project, issue.iid, VALIDATE_KEY)
+
         async def progress(runs: list[Run]) -> None:
-            body = _runs_body(f"Validating: run {len(runs)} of N = {needed}", runs, rate_of(runs))
-            await live_note(self.gateway, issue.project, issue.iid, VALIDATE_KEY, body)
+            await note.show(
+                _runs_body(f"Validating: run {len(runs)} of N = {needed}", runs, rate_of(runs))
+            )
 
         runs = await prove(run_once, needed, progress)
         verdict = Verdict(runs, rate_of(runs), needed)
@@ -137,7 +142,7 @@ class Proofs:
             runs,
             verdict.rate,
         )
-        await live_note(self.gateway, issue.project, issue.iid, VALIDATE_KEY, body)
+        await note.show(body)
         await self._move(issue, "validated" if verdict.accepted else "fixing")
         log.info("flaky validator %s: %s", issue.ref, head)
         return verdict

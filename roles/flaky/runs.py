@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from forge.ci_history import FINISHED, CiHistory
+from forge.client import ForgeNotFound
 from forge.gateway import Gateway, note_marker
 from forge.merge_gateway import MergeGateway
+from forge.types import Note
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +79,28 @@ class JobRunner:
             waited += self.poll
 
 
+class LiveNote:
+    """The note carrying ``key`` on one issue: found or created by its first :meth:`show`,
+    then edited in place, so a run of k updates lists the issue's notes once, not k times."""
+
+    def __init__(self, gateway: Gateway, project: str, iid: int, key: str) -> None:
+        self.gateway, self.project, self.iid, self.key = gateway, project, iid, key
+        self._note: Note | None = None
+
+    async def show(self, body: str) -> None:
+        """The note now reads ``body`` (created the first time)."""
+        if self._note is None:
+            self._note = await self.gateway.upsert_note(self.project, self.iid, self.key, body)
+        text = f"{body}\n\n{note_marker(self.key)}"
+        if self._note.body == text:
+            return
+        try:
+            self._note = await self.gateway.edit_note(self.project, self.iid, self._note.id, text)
+        except ForgeNotFound:  # someone deleted it meanwhile: post it again
+            self._note = None
+            await self.show(body)
+
+
 async def live_note(gateway: Gateway, project: str, iid: int, key: str, body: str) -> None:
     """The note carrying ``key`` now reads ``body`` (created the first time)."""
-    note = await gateway.upsert_note(project, iid, key, body)
-    text = f"{body}\n\n{note_marker(key)}"
-    if note.body != text:
-        await gateway.edit_note(project, iid, note.id, text)
+    await LiveNote(gateway, project, iid, key).show(body)
