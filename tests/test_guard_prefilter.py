@@ -143,3 +143,12 @@ def test_assignment_shapes_give_the_same_findings_with_every_gate_open(
         patch.setattr(scantext._Registry, "found", _everything_present)
         patch.setattr(assignments, "_may_assign_a_value", lambda scan: True)
         assert _findings(text) == gated, text
+
+
+@pytest.mark.parametrize(
+    "text", ["[/available_tools]", "[/ INST]", "[\tINST]", "[/tool_calls]", "[/INST]", "[INST]"]
+)
+def test_every_form_of_a_bracketed_template_token_is_searched_from(text: str) -> None:
+    """The pattern allows spaces, a tab or "/" after "[": an anchor for each, so no form
+    of the token is skipped before the pattern is tried."""
+    assert [rule for rule, _, _ in _findings(f"see {text} here")] == ["injection.role_token"]
