@@ -109,3 +109,46 @@ def test_long_texts_are_searched_in_chunks_with_the_same_result(
 def test_base64_runs_from_the_byte_map_match_the_regex(text: str) -> None:
     spans = [match.span() for match in encoded.long_runs(text)]
     assert spans == [match.span() for match in encoded._BASE64_RUN.finditer(text)]
+
+
+_ASSIGNMENT_PIECES = [
+    "x", "env", "token", "API_KEY", "db_password", "=", ":", "=>", ":=", '"', "'", " ", "\t",
+    "\n", "-", "--", ": str ", "Zq8fK2pL9mW4rT7vB3nY6hJ1", "a1b2c3d4e5f6a7b8c9d0",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'environment: "API_KEY=Zq8fK2pL9mW4rT7vB3nY6hJ1"',
+        "FOO=bar:API_TOKEN=Zq8fK2pL9mW4rT7vB3nY6hJ1",
+        "x=token=Zq8fK2pL9mW4rT7vB3nY6hJ1",
+    ],
+)
+def test_an_assignment_inside_an_earlier_value_is_found(text: str) -> None:
+    """The operator of the real assignment lies in the 16 characters after an earlier
+    operator: the assignment gate must still try it."""
+    assert assignments._may_assign_a_value(scantext.ScanText(text))
+    assert [rule for rule, _, _ in _findings(text)] == [assignments.RULE]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_ASSIGNMENT_PIECES), min_size=1, max_size=12))
+def test_assignment_shapes_give_the_same_findings_with_every_gate_open(
+    pieces: list[str],
+) -> None:
+    text = "".join(pieces)
+    gated = _findings(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scantext._Registry, "found", _everything_present)
+        patch.setattr(assignments, "_may_assign_a_value", lambda scan: True)
+        assert _findings(text) == gated, text
+
+
+@pytest.mark.parametrize(
+    "text", ["[/available_tools]", "[/ INST]", "[\tINST]", "[/tool_calls]", "[/INST]", "[INST]"]
+)
+def test_every_form_of_a_bracketed_template_token_is_searched_from(text: str) -> None:
+    """The pattern allows spaces, a tab or "/" after "[": an anchor for each, so no form
+    of the token is skipped before the pattern is tried."""
+    assert [rule for rule, _, _ in _findings(f"see {text} here")] == ["injection.role_token"]

@@ -48,7 +48,9 @@ MAX_VALUE = 512
 # What every match has at its end, whatever its key: the operator's last character, the
 # same spaces, an optional quote and 16 characters that both value forms accept. Most
 # texts mention keys and tokens; far fewer assign anything long: one search decides.
-_VALUE_AFTER_OPERATOR = re.compile(r"[=:>][ \t]{0,8}+[\"'`]?[^\s\"'`]{16}")
+# Only the operator is consumed (the rest is a look-ahead): a value may itself hold the
+# operator of the real assignment (``env: "API_KEY=…"``), which must be tried too.
+_VALUE_AFTER_OPERATOR = re.compile(r"[=:>](?=[ \t]{0,8}+[\"'`]?[^\s\"'`]{16})")
 # From the credential word to the operator's last character a match spans at most: the
 # rest of the key (60), a quote, spaces (8), a type annotation (50) and the operator (2).
 _KEY_TO_OPERATOR = 140

@@ -53,9 +53,11 @@ _DAN_WORDS = (
 _TASK_WORDS = (
     "instruction", "directive", "orders", "task", "goal", "objective", "mission", "purpose",
 )  # fmt: skip
+# "[" and what may follow it in a match: a space, a tab, "/" or one of the words. ("[/" covers
+# every closing form: "[/inst", "[/ inst", "[/available_tools"...)
 _TEMPLATE_ANCHORS = (
-    "[inst", "[/inst", "[ ", "[system_prompt", "[/system_prompt", "[available_tools",
-    "[tool_calls", "[tool_results", "<<", "<start_of_turn>", "<end_of_turn>",
+    "[inst", "[/", "[ ", "[\t", "[system_prompt", "[available_tools", "[tool_calls",
+    "[tool_results", "<<", "<start_of_turn>", "<end_of_turn>",
 )  # fmt: skip
 _TEMPLATE_WORDS = (
     "inst", "system_prompt", "available_tools", "tool_calls", "tool_results", "sys", "_of_turn>",

@@ -28,12 +28,12 @@ WORD = ALNUM | {"_"}
 TOKEN = WORD | {"-"}
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Kinds of anchors: "token" and "raw" anchors are case-sensitive and searched in the
-# original text; "lowered" (and "word") anchors are lower-case and searched in the
+# original text; "lowered" anchors are lower-case and searched in the
 # lower-cased text. The prefilter looks for every anchor in lower case (an anchor in the
 # text is also in the lower-cased text) and confirms a case-sensitive one in the original.
 AnchorKind = str
 _CASE_SENSITIVE = frozenset({"token", "raw"})
-_KINDS = frozenset({"token", "word", "lowered", "raw"})
+_KINDS = frozenset({"token", "lowered", "raw"})
 
 
 _CHUNK = 65_536
