@@ -34,11 +34,11 @@ from bot.config import Secrets
 from bot.console import ConsoleDesk
 from bot.demo import PROJECT, demo_config
 from bot.demo_goals import GOALS
+from bot.serve import route_event
 from forge.labels import sync_labels
 from forge.types import Issue
 from forge.webhooks import WebhookReceiver, WebhookSettings
 from forge.webhooks.events import IssueEvent, WebhookEvent
-from roles.engine_events import route_event
 from roles.notify import EventLog
 
 ROOT, BOT, MAINTAINER, SECRET = "sim-root-token", "sim-bot-token", "sim-maintainer-token", "s3cret"
@@ -150,7 +150,7 @@ async def _measure(
         async def on_event(event: WebhookEvent) -> None:
             if isinstance(event, IssueEvent):
                 ready_now(event.labels)
-            route_event(engine, event)
+            route_event(engine, None, event)  # as `crewline run` routes it (no Discord)
 
         receiver = WebhookReceiver(SecretStr(SECRET), on_event, WebhookSettings(port=0))
         hook_url = f"{await receiver.start()}{receiver.settings.path}"
