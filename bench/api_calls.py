@@ -14,10 +14,13 @@ each issue's dependencies once; the figure is the median of the passes after it)
 Against the simulator (the demo project), for each ``--waiting`` N it files N issues in each
 of four waiting states: dev-ready behind a dependency that is not done, plan-review (a human
 gate), merge-ready without a merge request (the gate the janitor watches) and blocked. With
-nothing claimable, it counts the GitLab calls of one engine pass (every role lists its ready
-work and checks what may start) and of one janitor pass (label repair, merged by hand, moved
-after QA, unanswered questions, expired claims, stuck work). Calls are counted from the
-audit trail, which records every GitLab call crewline makes, read or write.
+nothing claimable, it counts the GitLab calls of one engine pass (the project's listing,
+refreshed as a delta, from which every role checks what may start; and the fleet's state a
+poll reads: the control issue and the learnings index, roles/fleet_state.py) and of one
+janitor pass (label repair, merged by hand, moved after QA, unanswered questions, expired
+claims, stuck work). The host is set up as `crewline run` starts: labels and control issue.
+Calls are counted from the audit trail, which records every GitLab call crewline makes,
+read or write.
 
 It prints the median calls per pass over ``--reps`` passes, the busiest operations, and
 what that makes per minute at the default schedule (one poll and one janitor pass a
@@ -28,12 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gitlab
@@ -41,6 +45,7 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.lifecycle import calls_since, one_lifecycle
 from bot.app import Runtime, build_runtime
 from bot.config import Secrets
 from bot.demo import PROJECT, demo_config
@@ -91,59 +96,70 @@ def file_waiting_work(sim: RunningSim, waiting: int) -> None:
             )
 
 
-def calls_since(db: Path, after: int) -> tuple[int, Counter[str]]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT id, what, count FROM audit WHERE id > ?", (after,)).fetchall()
-    last = max((row[0] for row in rows), default=after)
-    counted = Counter[str]()
-    for _, what, count in rows:  # a row of reads stands for `count` calls
-        counted[str(what)] += int(count)
-    return last, counted
+@dataclass
+class Passes:
+    """Per repetition: GitLab calls and seconds of one engine pass, and one janitor pass."""
+
+    ticks: list[int] = field(default_factory=list)
+    sweeps: list[int] = field(default_factory=list)
+    ops: Counter[str] = field(default_factory=Counter)
+    seconds: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)  # the event loop thread's CPU
 
 
-async def measure(
-    runtime: Runtime, db: Path, reps: int
-) -> tuple[list[int], list[int], Counter[str], list[float]]:
-    ticks, sweeps, ops, seconds = [], [], Counter[str](), []
-    cpus: list[float] = []  # the event loop thread's CPU: crewline's own work in the pass
+async def measure(runtime: Runtime, db: Path, reps: int) -> Passes:
+    passes = Passes()
     audit = runtime.storage.audit
+    # At the default schedule (a poll a minute) every engine pass also reads the fleet's
+    # state (the control issue, the learnings index; roles/fleet_state.py), which a host
+    # does at most every `max_age` seconds: passes here follow each other at once.
+    runtime.services.fleet.max_age = 0
     await audit.flush_reads()
     last, _ = calls_since(db, 0)
     for _ in range(reps):
         began, cpu = time.perf_counter(), time.thread_time()
         started = await runtime.engine.tick()
-        seconds.append(time.perf_counter() - began)
-        cpus.append(time.thread_time() - cpu)
+        passes.seconds.append(time.perf_counter() - began)
+        passes.cpus.append(time.thread_time() - cpu)
         assert started == 0, "the bench's work must wait, not start"
         await audit.flush_reads()
         last, counted = calls_since(db, last)
-        ticks.append(sum(counted.values()))
-        ops.update(counted)
+        passes.ticks.append(sum(counted.values()))
+        passes.ops.update(counted)
         await sweep(runtime.services)
         await audit.flush_reads()
         last, counted = calls_since(db, last)
-        sweeps.append(sum(counted.values()))
-        ops.update(counted)
-    return ticks, sweeps, ops, seconds, cpus
+        passes.sweeps.append(sum(counted.values()))
+        passes.ops.update(counted)
+    return passes
+
+
+async def measure_waiting(base: Path, file: Callable[[RunningSim], None], reps: int) -> Passes:
+    """Engine and janitor passes of a host started as `crewline run` starts (labels, control
+    issue) on the demo project, after ``file`` filed the waiting work."""
+    sim = RunningSim(SimConfig(state_dir=base / "sim", seed="demo")).start()
+    try:
+        file(sim)
+        config = demo_config(base, sim.base_url)
+        runtime = await build_runtime(
+            config, Secrets(gitlab_token=SecretStr(sim.config.bot_token)), notifier=EventLog()
+        )
+        try:
+            await sync_labels(runtime.services.gateway, PROJECT)
+            await runtime.services.fleet.ensure()
+            return await measure(runtime, config.storage.path, reps)
+        finally:
+            await runtime.close()
+    finally:
+        sim.stop()
 
 
 async def bench_dependants(dependants: int, reps: int) -> None:
     with tempfile.TemporaryDirectory(prefix="crewline-bench-deps-") as tmp:
-        base = Path(tmp)
-        sim = RunningSim(SimConfig(state_dir=base / "sim", seed="demo")).start()
-        try:
-            file_dependants(sim, dependants)
-            config = demo_config(base, sim.base_url)
-            runtime = await build_runtime(
-                config, Secrets(gitlab_token=SecretStr(sim.config.bot_token)), notifier=EventLog()
-            )
-            try:
-                await sync_labels(runtime.services.gateway, PROJECT)
-                ticks, _, _, seconds, cpus = await measure(runtime, config.storage.path, reps + 1)
-            finally:
-                await runtime.close()
-        finally:
-            sim.stop()
+        passes = await measure_waiting(
+            Path(tmp), lambda sim: file_dependants(sim, dependants), reps + 1
+        )
+    ticks, seconds, cpus = passes.ticks, passes.seconds, passes.cpus
     print(f"{dependants} issues waiting at dev-ready on one dependency")
     print(f"  first engine pass: {ticks[0]} calls, {seconds[0]:.2f} s")
     print(
@@ -158,8 +174,6 @@ async def bench_dependants(dependants: int, reps: int) -> None:
 
 
 async def bench_lifecycles(runs: int, poll: float) -> None:
-    from bench.lifecycle import one_lifecycle
-
     for webhooks in (False, True):
         results = []
         for _ in range(runs):
@@ -190,22 +204,8 @@ async def bench_lifecycles(runs: int, poll: float) -> None:
 
 async def bench(waiting: int, reps: int) -> None:
     with tempfile.TemporaryDirectory(prefix="crewline-bench-api-") as tmp:
-        base = Path(tmp)
-        sim = RunningSim(SimConfig(state_dir=base / "sim", seed="demo")).start()
-        try:
-            file_waiting_work(sim, waiting)
-            config = demo_config(base, sim.base_url)
-            runtime = await build_runtime(
-                config, Secrets(gitlab_token=SecretStr(sim.config.bot_token)), notifier=EventLog()
-            )
-            try:
-                await sync_labels(runtime.services.gateway, PROJECT)
-                db = config.storage.path
-                ticks, sweeps, ops, seconds, _ = await measure(runtime, db, reps)
-            finally:
-                await runtime.close()
-        finally:
-            sim.stop()
+        passes = await measure_waiting(Path(tmp), lambda sim: file_waiting_work(sim, waiting), reps)
+    ticks, sweeps, ops, seconds = passes.ticks, passes.sweeps, passes.ops, passes.seconds
     issues = 4 * waiting + 1
     tick, janitor = statistics.median(ticks), statistics.median(sweeps)
     per_minute = tick + janitor  # defaults: poll_seconds = janitor_seconds = 60

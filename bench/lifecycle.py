@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +34,11 @@ from bot.config import Secrets
 from bot.console import ConsoleDesk
 from bot.demo import PROJECT, demo_config
 from bot.demo_goals import GOALS
+from bot.serve import route_event
 from forge.labels import sync_labels
 from forge.types import Issue
 from forge.webhooks import WebhookReceiver, WebhookSettings
 from forge.webhooks.events import IssueEvent, WebhookEvent
-from roles.engine_events import route_event
 from roles.notify import EventLog
 
 ROOT, BOT, MAINTAINER, SECRET = "sim-root-token", "sim-bot-token", "sim-maintainer-token", "s3cret"
@@ -82,13 +83,18 @@ def sim_process(state_dir: Path) -> Iterator[str]:
         process.wait(10)
 
 
-def _calls(db: Path) -> tuple[int, dict[str, int]]:
+def calls_since(db: Path, after: int) -> tuple[int, Counter[str]]:
+    """GitLab calls recorded in the audit trail after row ``after``: the last row id, and
+    the calls per operation (a row of reads stands for ``count`` calls; rows that are not
+    GitLab calls, such as a desk decision, are skipped)."""
     with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT what, SUM(count) FROM audit WHERE what LIKE 'gitlab.%' GROUP BY what"
-        ).fetchall()
-    ops = {str(what): int(n) for what, n in rows}
-    return sum(ops.values()), ops
+        rows = conn.execute("SELECT id, what, count FROM audit WHERE id > ?", (after,)).fetchall()
+    last = max((row[0] for row in rows), default=after)
+    counted = Counter[str]()
+    for _, what, count in rows:
+        if str(what).startswith("gitlab."):
+            counted[str(what)] += int(count)
+    return last, counted
 
 
 async def one_lifecycle(
@@ -117,6 +123,7 @@ async def _measure(
         worker=services.worker,
     )
     await sync_labels(services.gateway, PROJECT)
+    await services.fleet.ensure()  # as `crewline run` does at start: the control issue
     engine = runtime.engine
     ready_labels = {services.workflow.ready_state(name).label for name in engine.roles}
     became_ready: dict[str, float] = {}
@@ -143,7 +150,7 @@ async def _measure(
         async def on_event(event: WebhookEvent) -> None:
             if isinstance(event, IssueEvent):
                 ready_now(event.labels)
-            route_event(engine, event)
+            route_event(engine, None, event)  # as `crewline run` routes it (no Discord)
 
         receiver = WebhookReceiver(SecretStr(SECRET), on_event, WebhookSettings(port=0))
         hook_url = f"{await receiver.start()}{receiver.settings.path}"
@@ -157,7 +164,7 @@ async def _measure(
             },
         )
     await runtime.storage.audit.flush_reads()
-    before, before_ops = _calls(db)
+    before, _ = calls_since(db, 0)
     cpu = time.process_time()
     goal, root = GOALS[0], gitlab.Gitlab(url, private_token=ROOT)
 
@@ -190,9 +197,9 @@ async def _measure(
             await receiver.stop()
     result.cpu_seconds = time.process_time() - cpu
     await runtime.storage.audit.flush_reads()
-    after, ops = _calls(db)
-    result.calls = after - before
-    result.by_operation = {k: v - before_ops.get(k, 0) for k, v in ops.items()}
+    _, ops = calls_since(db, before)
+    result.calls = sum(ops.values())
+    result.by_operation = dict(ops)
     return result
 
 
