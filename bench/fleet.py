@@ -1,6 +1,7 @@
 """Capacity of a fleet: 1, 2, 4 and 8 `crewline worker` processes against one simulator.
 
-Run: ``.venv/bin/python bench/fleet.py [--issues 200] [--fleets 1 2 4 8] [--through dev-ready]``
+Run: ``.venv/bin/python bench/fleet.py [--issues 200] [--fleets 1 2 4 8] [--through dev-ready]
+[--repeat 3]``
 
 For each fleet size it starts a fresh simulator (seeded like the demo, in this process), files
 ``--issues`` goals at pm-ready as a person would, and starts that many ``crewline worker
@@ -8,7 +9,8 @@ For each fleet size it starts a fresh simulator (seeded like the demo, in this p
 workspaces) under the one bot user, with the demo agent (instant and deterministic). It waits
 until every goal has reached ``--through`` (dev-ready: planned and approved, the developer role
 switched off; review-ready: implemented too, with a merge request, review switched off), then
-stops the workers with Ctrl-C and prints, per fleet size:
+stops the workers with Ctrl-C and prints, per fleet size (each run, then the median of the
+``--repeat`` runs, figure by figure, with the spread of calls per issue):
 
 - issues per minute, from the workers' start to the last goal arriving;
 - GitLab calls: the bot user's HTTP requests as the simulator counted them (what GitLab's rate
@@ -28,6 +30,7 @@ import os
 import resource
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,19 +99,30 @@ class FleetFigures:
     calls: int
     cpu_seconds: float
 
-    def row(self) -> str:
+    def row(self, label: str = "") -> str:
         minutes = self.seconds / 60
         return (
-            f"{self.workers:>7} {self.issues:>6} {self.seconds:>8.1f} "
+            f"{label:>6} {self.workers:>7} {self.issues:>6} {self.seconds:>8.1f} "
             f"{self.issues / minutes:>10.1f} {self.calls / minutes:>11.0f} "
             f"{self.calls / self.issues:>10.1f} {self.cpu_seconds / self.issues:>10.2f}"
         )
 
 
 HEADER = (
-    "workers issues  seconds issues/min  calls/min  calls/issue  CPU-s/issue\n"
-    "------- ------ -------- ---------- ---------- ----------- -----------"
+    "   run workers issues  seconds issues/min  calls/min  calls/issue  CPU-s/issue\n"
+    "------ ------- ------ -------- ---------- ---------- ----------- -----------"
 )
+
+
+def median_of(runs: list[FleetFigures]) -> FleetFigures:
+    """Each figure's median over the runs of one fleet size (not the median run's figures)."""
+    return FleetFigures(
+        workers=runs[0].workers,
+        issues=runs[0].issues,
+        seconds=statistics.median(run.seconds for run in runs),
+        calls=round(statistics.median(run.calls for run in runs)),
+        cpu_seconds=statistics.median(run.cpu_seconds for run in runs),
+    )
 
 
 def children_cpu() -> float:
@@ -218,9 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         help="where the goals stop: planned and approved, or implemented with an MR too",
     )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per fleet size")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per fleet size (median)")
     args = parser.parse_args(argv)
-    if args.issues < 1 or any(n < 1 for n in args.fleets):
-        parser.error("need --issues >= 1 and fleet sizes >= 1")
+    if args.issues < 1 or args.repeat < 1 or any(n < 1 for n in args.fleets):
+        parser.error("need --issues >= 1, --repeat >= 1 and fleet sizes >= 1")
     print(
         f"fleet bench: {args.issues} goals from pm-ready to {args.through} per fleet size, "
         f"demo agent; machine: {os.cpu_count()} cores, load average "
@@ -228,9 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(HEADER, flush=True)
     for workers in args.fleets:
-        with tempfile.TemporaryDirectory(prefix="crewline-fleet-") as temp:
-            figures = run_fleet(Path(temp), workers, args.issues, args.through, args.timeout)
-        print(figures.row(), flush=True)
+        runs: list[FleetFigures] = []
+        for n in range(args.repeat):
+            with tempfile.TemporaryDirectory(prefix="crewline-fleet-") as temp:
+                runs.append(run_fleet(Path(temp), workers, args.issues, args.through, args.timeout))
+            print(runs[-1].row(f"#{n + 1}"), flush=True)
+        if args.repeat > 1:
+            per_issue = [run.calls / run.issues for run in runs]
+            print(
+                f"{median_of(runs).row('median')}   "
+                f"(calls/issue {min(per_issue):.1f}-{max(per_issue):.1f})",
+                flush=True,
+            )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
