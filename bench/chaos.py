@@ -10,8 +10,9 @@ are left running, as a real kill leaves them) and restarted at once with the sam
 until ``--kills`` kills or every goal is done. Only a host that is up (has built its
 runtime) is killed, and a kill counts only when the process died of it: under load a host
 takes seconds to import, and killing it then would count kills that test nothing. A host
-that dies by itself is restarted and reported as a crash (unless it was a gate kill). Hosts also kill themselves right after writing
-a gate's decision note with ``--gate-kill-rate``. Meanwhile ``--fault-rate`` of API requests
+that dies by itself is restarted and reported as a crash (unless it was a gate kill).
+Hosts also kill themselves right after writing a gate's decision note with
+``--gate-kill-rate``. Meanwhile ``--fault-rate`` of API requests
 fail (500, 502, 503, or 429 with Retry-After) or are delayed, and ``--lost-rate`` of writes
 are performed by the simulator whose response is then lost (a 502 after the write).
 Then the kills stop, the faults are lifted, the hosts finish and stop, and
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +78,9 @@ class ChaosResult:
     skipped: int = 0
     hits: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    t0: float = field(default_factory=time.monotonic)
+    states: dict[int, str | None] = field(default_factory=dict)  # as last looked at
+    last_move: float = 0.0  # seconds from the start to the last change of any goal's state
     findings: Findings = field(default_factory=Findings)
 
     def summary(self) -> str:
@@ -241,8 +246,13 @@ def _states(sim: RunningSim, iids: list[int]) -> dict[int, str | None]:
     return states
 
 
-async def _all_there(sim: RunningSim, expected: dict[int, str]) -> bool:
+async def _all_there(sim: RunningSim, expected: dict[int, str], result: ChaosResult) -> bool:
     states = await asyncio.to_thread(_states, sim, list(expected))
+    if states != result.states:
+        # A run that ends short of its goals was slow if they kept moving, stuck if not.
+        if result.states:
+            result.last_move = time.monotonic() - result.t0
+        result.states = states
     return all(states[iid] == want for iid, want in expected.items())
 
 
@@ -304,15 +314,20 @@ async def run_chaos(plan: ChaosPlan, base: Path, *, say: bool = True) -> ChaosRe
                     await victim.start()
             if time.monotonic() - looked > LOOK_EVERY:
                 looked = time.monotonic()
-                if await _all_there(sim, expected):
+                if await _all_there(sim, expected, result):
                     break
             if say and result.kills % 25 == 0 and result.kills != said:
                 said = result.kills
-                print(f"  {time.monotonic() - started:.0f} s: {result.kills} kills", flush=True)
+                done = sum(result.states.get(iid) == want for iid, want in expected.items())
+                print(
+                    f"  {time.monotonic() - started:.0f} s: {result.kills} kills, "
+                    f"{done}/{plan.goals} goals done",
+                    flush=True,
+                )
         result.hits = await asyncio.to_thread(_fault_hits, sim)
         await asyncio.to_thread(_calm, sim)
         # The storm is over: the hosts finish what is left (a gate kill may still fire).
-        while time.monotonic() < deadline and not await _all_there(sim, expected):
+        while time.monotonic() < deadline and not await _all_there(sim, expected, result):
             for host in hosts:
                 await host.ensure_running()
             await asyncio.sleep(1.0)
@@ -353,6 +368,12 @@ def report(result: ChaosResult) -> str:
         ("crashes", f.crashes),
     ):
         lines.extend(f"  {title}: {item}" for item in items)
+    if f.lost:
+        at_end = Counter(state for state in result.states.values())
+        lines.append(
+            f"  goals last moved {result.last_move:.0f} s after the start; at the end: "
+            + ", ".join(f"{n} at {state}" for state, n in sorted(at_end.items(), key=str))
+        )
     if result.kills < result.plan.kills:
         lines.append(f"  only {result.kills} of the {result.plan.kills} kills asked happened")
     lines.append(result.summary())
