@@ -36,6 +36,7 @@ from forge.claim_notes import (
     parse_time,
     whole_seconds,
 )
+from forge.client import ForgeError
 from forge.gateway import Gateway, StaleState
 from forge.types import Issue, Note
 from workflow import Workflow
@@ -165,6 +166,12 @@ class Claims(Generic[LeaseT]):
             raise
         metrics.CLAIMS.labels("won").inc()
         log.info("claimed: issue=%s role=%s run=%s note=%s", issue.ref, role, run, note.id)
+        try:
+            # Every re-queue is followed by a claim: its one winner removes the copy of a
+            # keyed note (e.g. two janitors' re-queue note) whose poster died before it could.
+            await self.gateway.remove_copies(issue.project, issue.iid, round_.notes)
+        except ForgeError as error:
+            log.warning("could not remove copies of keyed notes: issue=%s: %s", issue.ref, error)
         return Claim(
             issue.project,
             issue.iid,

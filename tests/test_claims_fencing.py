@@ -15,7 +15,7 @@ import pytest
 
 from forge.calls import check_fence, fenced
 from forge.claims import Claim, ClaimLost, ClaimMarker, Claims
-from forge.gateway import Gateway
+from forge.gateway import Gateway, note_marker
 from forge.sim.app import RunningSim
 from forge.types import Issue
 from storage import Lease, LeaseStore, Storage
@@ -324,3 +324,25 @@ async def test_adopt_takes_back_its_own_lease_with_a_whole_ttl(
         assert await leases.renew(held.lease, TTL) is None  # the dead grant is fenced off
         other = Claims(gateway, leases, worker="other", ttl_seconds=TTL)
         assert await other.leases.acquire(adopted.lease.key, "other", TTL, retake=True) is None
+
+
+async def test_the_next_claimer_removes_a_keyed_note_copy_a_killed_janitor_left(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    """Chaos seed 102: two janitors re-queued one expired round at once and both posted its
+    keyed note; the later poster was killed before its check of copies, so the round's
+    note stayed twice (docs/decisions/0015's known limit). The next round's claimer, which
+    reads the notes anyway, removes the later copy; other keys and claims stay."""
+    make_project(sim)
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, storage):
+        issue = await gateway.create_issue(PROJECT, "Re-queued twice", "", ["workflow::dev-ready"])
+        requeued = f"Re-queued.\n\n{note_marker('expired:dev:7')}"
+        first = await gateway.post_note(PROJECT, issue.iid, requeued)
+        copy = await gateway.post_note(PROJECT, issue.iid, requeued)
+        other = await gateway.post_note(PROJECT, issue.iid, f"x\n\n{note_marker('dev-1:outcome')}")
+        claims = Claims(gateway, storage.leases, worker="w", ttl_seconds=TTL)
+        held = await claims.claim(issue, "dev", "r")
+        assert held is not None
+        left = [n.id for n in await gateway.notes(PROJECT, issue.iid) if not n.system]
+        assert copy.id not in left
+        assert {first.id, other.id, held.note_id} <= set(left)
