@@ -7,13 +7,18 @@ A simulator runs in this process; ``--workers`` host processes (``bench/chaos_wo
 each with its own worker id, database and workspaces, work ``--goals`` goals filed at
 ``pm-ready``. About once a second a random host is SIGKILLed (its agent and git children
 are left running, as a real kill leaves them) and restarted at once with the same worker id,
-until ``--kills`` kills or every goal is done. Hosts also kill themselves right after writing
-a gate's decision note with ``--gate-kill-rate``. Meanwhile ``--fault-rate`` of API requests
+until ``--kills`` kills or every goal is done. Only a host that is up (has built its
+runtime) is killed, and a kill counts only when the process died of it: under load a host
+takes seconds to import, and killing it then would count kills that test nothing. A host
+that dies by itself is restarted and reported as a crash (unless it was a gate kill).
+Hosts also kill themselves right after writing a gate's decision note with
+``--gate-kill-rate``. Meanwhile ``--fault-rate`` of API requests
 fail (500, 502, 503, or 429 with Retry-After) or are delayed, and ``--lost-rate`` of writes
 are performed by the simulator whose response is then lost (a 502 after the write).
 Then the kills stop, the faults are lifted, the hosts finish and stop, and
 ``bench/chaos_checks.py`` checks GitLab and every host's database. The last line is
-``kills K, goals done D/G, duplicates X, double pickups Y, lost Z``; exit 0 when all is well.
+``kills K, goals done D/G, duplicates X, double pickups Y, lost Z, crashes C``; exit 0 when
+all is well, 1 on any finding, 2 when all is well but fewer kills happened than asked.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +53,8 @@ from workflow import default_workflow
 
 WORKER = Path(__file__).resolve().parent / "chaos_worker.py"
 STOP_WITHIN = 60.0  # seconds for a host to stop cleanly on SIGTERM
+CLAIM_TTL = 120.0  # seconds; see bench/chaos_worker.py for why
+LOOK_EVERY = 10.0  # seconds between looks at whether every goal is done
 
 
 @dataclass(frozen=True)
@@ -67,56 +75,97 @@ class ChaosResult:
     plan: ChaosPlan
     kills: int = 0
     gate_kills: int = 0
+    skipped: int = 0
+    hits: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    t0: float = field(default_factory=time.monotonic)
+    states: dict[int, str | None] = field(default_factory=dict)  # as last looked at
+    last_move: float = 0.0  # seconds from the start to the last change of any goal's state
     findings: Findings = field(default_factory=Findings)
 
     def summary(self) -> str:
         f = self.findings
         return (
             f"kills {self.kills}, goals done {f.done}/{f.goals}, duplicates "
-            f"{len(f.duplicates)}, double pickups {len(f.double_pickups)}, lost {len(f.lost)}"
+            f"{len(f.duplicates)}, double pickups {len(f.double_pickups)}, lost {len(f.lost)}, "
+            f"crashes {len(f.crashes)}"
         )
 
 
 class Host:
-    """One worker id: its current process, restarted after every kill."""
+    """One worker id: its current process, restarted after every kill.
 
-    def __init__(self, name: str, base: Path, sim: RunningSim, env: dict[str, str]) -> None:
-        self.name, self.base, self.sim, self.env = name, base, sim, env
+    A kill counts only when it really happened: the process had come up (said ``up``) and
+    died of the SIGKILL sent. Under load a Python process takes seconds to start, and killing
+    it during its imports tests nothing, so such picks are skipped (``skipped``). A process
+    that ends by itself is restarted too, and recorded as a crash unless it was a gate kill."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str]) -> None:
+        self.name, self.argv, self.log, self.env = name, argv, log, env
         self.proc: asyncio.subprocess.Process | None = None
         self.lives = 0
         self.gate_kills = 0
+        self.skipped = 0
+        self.crashes: list[str] = []
+        self.up = False
+        self._gate_killed = False  # this life announced a gate kill
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.lives += 1
-        log = self.base.parent / "logs" / f"{self.name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as stderr:
+        self.up = self._gate_killed = False
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as stderr:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(WORKER), "--url", self.sim.base_url, "--base",
-                str(self.base), "--worker", self.name,
-                stdout=subprocess.PIPE, stderr=stderr, env=self.env,
-            )  # fmt: skip
+                *self.argv, stdout=subprocess.PIPE, stderr=stderr, env=self.env
+            )
         self._reader = asyncio.create_task(self._read(self.proc))
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         async for raw in proc.stdout:
+            current = proc is self.proc  # a killed life's last lines say nothing of the next
             if raw.startswith(b"gate-kill"):
                 self.gate_kills += 1
+                self._gate_killed = self._gate_killed or current
+            elif raw.strip() == b"up" and current:
+                self.up = True
+
+    def _exited(self) -> bool:
+        """The process is gone, or a zombie that asyncio has not reaped yet."""
+        if self.proc is None or self.proc.returncode is not None:
+            return True
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return False  # no /proc: trust returncode
+        return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
     async def ensure_running(self) -> None:
-        """Restart a process that died by itself (a gate kill)."""
-        if self.proc is not None and self.proc.returncode is not None:
-            await self.start()
+        """Restart a process that died by itself; a death other than a gate kill is a crash."""
+        if self.proc is None or not self._exited():
+            return
+        code = await self.proc.wait()
+        if self._reader is not None:
+            await self._reader  # its last lines (a gate kill) are read before judging
+        if not (self._gate_killed and code == -signal.SIGKILL):
+            self.crashes.append(f"{self.name} life {self.lives} ended by itself with {code}")
+        await self.start()
 
     async def kill(self) -> bool:
-        if self.proc is None or self.proc.returncode is not None:
+        """SIGKILL a process that is up; True when it died of it."""
+        if self.proc is None or self._exited():
+            return False
+        if not self.up:
+            self.skipped += 1
             return False
         self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-        return True
+        return await self.proc.wait() == -signal.SIGKILL
+
+    async def kill_now(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
 
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:
@@ -197,9 +246,41 @@ def _states(sim: RunningSim, iids: list[int]) -> dict[int, str | None]:
     return states
 
 
-async def _all_there(sim: RunningSim, expected: dict[int, str]) -> bool:
+async def _all_there(sim: RunningSim, expected: dict[int, str], result: ChaosResult) -> bool:
     states = await asyncio.to_thread(_states, sim, list(expected))
+    if states != result.states:
+        # A run that ends short of its goals was slow if they kept moving, stuck if not.
+        if result.states:
+            result.last_move = time.monotonic() - result.t0
+        result.states = states
     return all(states[iid] == want for iid, want in expected.items())
+
+
+def _fault_hits(sim: RunningSim) -> dict[str, int]:
+    """How many requests the storm hit: failed, lost after the write, only delayed."""
+    answer = requests.get(
+        f"{sim.base_url}/api/v4/_sim/faults",
+        headers={"PRIVATE-TOKEN": sim.config.root_token},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    hits = {"faults": 0, "lost responses": 0, "delays": 0}
+    for rule in answer.json():
+        kind = (
+            "lost responses" if rule["when"] == "after"
+            else "faults" if rule["status"] is not None
+            else "delays"
+        )  # fmt: skip
+        hits[kind] += int(rule["hits"])
+    return hits
+
+
+def _host(name: str, base: Path, sim: RunningSim, env: dict[str, str]) -> Host:
+    argv = [
+        sys.executable, str(WORKER), "--url", sim.base_url, "--base", str(base / name),
+        "--worker", name, "--claim-ttl", str(CLAIM_TTL),
+    ]  # fmt: skip
+    return Host(name, argv, base / "logs" / f"{name}.log", env)
 
 
 async def run_chaos(plan: ChaosPlan, base: Path, *, say: bool = True) -> ChaosResult:
@@ -216,14 +297,12 @@ async def run_chaos(plan: ChaosPlan, base: Path, *, say: bool = True) -> ChaosRe
             "CREWLINE_GITLAB_MERGE_TOKEN": sim.config.maintainer_token,
             "CHAOS_GATE_KILL_RATE": str(plan.gate_kill_rate),
         }
-        hosts = [
-            Host(f"chaos-{n}", base / f"host-{n}", sim, env) for n in range(1, plan.workers + 1)
-        ]
+        hosts = [_host(f"chaos-{n}", base, sim, env) for n in range(1, plan.workers + 1)]
         for host in hosts:
             await host.start()
         await asyncio.to_thread(_faults, sim, plan)
         deadline = started + plan.limit
-        said = 0
+        said, looked = 0, time.monotonic()
         while time.monotonic() < deadline:
             await asyncio.sleep(rng.uniform(*plan.kill_every))
             for host in hosts:
@@ -233,44 +312,70 @@ async def run_chaos(plan: ChaosPlan, base: Path, *, say: bool = True) -> ChaosRe
                 if await victim.kill():
                     result.kills += 1
                     await victim.start()
-            if result.kills % 10 == 0 and await _all_there(sim, expected):
-                break
+            if time.monotonic() - looked > LOOK_EVERY:
+                looked = time.monotonic()
+                if await _all_there(sim, expected, result):
+                    break
             if say and result.kills % 25 == 0 and result.kills != said:
                 said = result.kills
-                print(f"  {time.monotonic() - started:.0f} s: {result.kills} kills", flush=True)
+                done = sum(result.states.get(iid) == want for iid, want in expected.items())
+                print(
+                    f"  {time.monotonic() - started:.0f} s: {result.kills} kills, "
+                    f"{done}/{plan.goals} goals done",
+                    flush=True,
+                )
+        result.hits = await asyncio.to_thread(_fault_hits, sim)
         await asyncio.to_thread(_calm, sim)
         # The storm is over: the hosts finish what is left (a gate kill may still fire).
-        while time.monotonic() < deadline and not await _all_there(sim, expected):
+        while time.monotonic() < deadline and not await _all_there(sim, expected, result):
             for host in hosts:
                 await host.ensure_running()
             await asyncio.sleep(1.0)
         for host in hosts:
             await host.stop()
         result.gate_kills = sum(host.gate_kills for host in hosts)
+        result.skipped = sum(host.skipped for host in hosts)
         result.seconds = time.monotonic() - started
-        await asyncio.to_thread(check_gitlab, _root(sim), PROJECT, expected, result.findings)
-        check_hosts([host.base / "crewline.sqlite3" for host in hosts], PROJECT, result.findings)
+        result.findings.crashes.extend(c for host in hosts for c in host.crashes)
+        await asyncio.to_thread(
+            check_gitlab, _root(sim), PROJECT, expected, result.findings,
+            workflow=default_workflow(), claim_ttl=CLAIM_TTL,
+        )  # fmt: skip
+        check_hosts(
+            [base / host.name / "crewline.sqlite3" for host in hosts], PROJECT, result.findings
+        )
     finally:
         for host in hosts:
             with contextlib.suppress(ProcessLookupError):
-                await host.kill()
+                await host.kill_now()
         sim.stop()
     return result
 
 
 def report(result: ChaosResult) -> str:
     f = result.findings
+    hits = ", ".join(f"{n} {kind}" for kind, n in result.hits.items())
     lines = [
         f"{result.plan.workers} hosts, {f.goals} goals, seed {result.plan.seed}, "
-        f"{result.seconds:.0f} s, {result.gate_kills} kills right after a decision note",
+        f"{result.seconds:.0f} s, {result.gate_kills} kills right after a decision note, "
+        f"{result.skipped} kill picks skipped (host still starting), storm: {hits or 'none'}",
     ]
     for title, items in (
         ("lost", f.lost),
         ("duplicates", f.duplicates),
         ("double pickups", f.double_pickups),
         ("broken audit chains", f.broken_chains),
+        ("crashes", f.crashes),
     ):
         lines.extend(f"  {title}: {item}" for item in items)
+    if f.lost:
+        at_end = Counter(state for state in result.states.values())
+        lines.append(
+            f"  goals last moved {result.last_move:.0f} s after the start; at the end: "
+            + ", ".join(f"{n} at {state}" for state, n in sorted(at_end.items(), key=str))
+        )
+    if result.kills < result.plan.kills:
+        lines.append(f"  only {result.kills} of the {result.plan.kills} kills asked happened")
     lines.append(result.summary())
     return "\n".join(lines)
 
@@ -297,7 +402,8 @@ def main() -> None:
         base = Path(args.keep) if args.keep else Path(tmp)
         result = asyncio.run(run_chaos(plan, base))
     print(report(result))
-    sys.exit(0 if result.findings.ok else 1)
+    # 2: all is well, but fewer kills happened than asked, so the run proves less.
+    sys.exit(1 if not result.findings.ok else 2 if result.kills < plan.kills else 0)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
 """What the chaos harness checks once the storm is over, read from GitLab (no faults) and from
 every host's SQLite file.
 
-- lost: a goal not at the state expected of it;
+- lost: a goal not at the state expected of it, or done without its merge request merged;
 - duplicates: a keyed note (``<!-- crewline:note key=K -->``) twice on one issue or MR, two
   claim notes of one run, more than one merge request or branch for one issue, an issue with
   more or fewer than one workflow label;
-- double pickups: two hosts completing one stage of one issue in the same round (the same
-  attempt), or two completed runs of one stage whose lifetimes overlap;
+- double pickups, from GitLab: two claim notes of one role in one round (since the issue last
+  got that role's ready label) that both acted as the holder, i.e. were renewed or released;
+  losers delete their note and an orphan is never renewed, so only a second holder does that;
+- double pickups, from the hosts' databases: two hosts completing one stage of one issue in
+  the same round (the same attempt), or two completed runs of one stage whose lifetimes overlap;
+- crashes: a host process that ended by itself, other than killing itself after a decision
+  note (the harness restarts it, which must not hide it);
 - the audit chain of every host verifies.
 """
 
@@ -17,13 +22,16 @@ import re
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import gitlab
 
+from forge.claim_notes import ClaimMarker, parse_time
+from forge.types import LabelEvent, Note
 from storage import verify_chain
+from workflow import Workflow
 
 KEYED = re.compile(r"<!-- crewline:note key=(\S+) -->")
 CLAIM_RUN = re.compile(r"<!-- crewline:claim [^<>]*?\brun=(\S+)")
@@ -38,10 +46,14 @@ class Findings:
     duplicates: list[str] = field(default_factory=list)
     double_pickups: list[str] = field(default_factory=list)
     broken_chains: list[str] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.duplicates or self.double_pickups or self.broken_chains)
+        return not (
+            self.lost or self.duplicates or self.double_pickups or self.broken_chains
+            or self.crashes
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,13 @@ class RunRow:
 
 
 def check_gitlab(
-    gl: gitlab.Gitlab, project_path: str, expected: dict[int, str], found: Findings
+    gl: gitlab.Gitlab,
+    project_path: str,
+    expected: dict[int, str],
+    found: Findings,
+    *,
+    workflow: Workflow,
+    claim_ttl: float,
 ) -> None:
     project = gl.projects.get(project_path)
     mrs = project.mergerequests.list(get_all=True, state="all")
@@ -68,17 +86,26 @@ def check_gitlab(
         if len(flow) != 1:
             found.duplicates.append(f"#{iid} has workflow labels {flow}")
         state = flow[0].removeprefix("workflow::") if len(flow) == 1 else None
-        if state == want:
-            found.done += 1
-        else:
-            found.lost.append(f"#{iid} ended at {state} (expected {want})")
         prefix = f"crewline/{iid}-"
         own = [mr for mr in mrs if str(mr.source_branch).startswith(prefix)]
+        if state != want:
+            found.lost.append(f"#{iid} ended at {state} (expected {want})")
+        elif want == "done" and not any(mr.state == "merged" for mr in own):
+            found.lost.append(f"#{iid} is done but no merge request of it was merged")
+        else:
+            found.done += 1
         if len(own) > 1:
             found.duplicates.append(f"#{iid} has {len(own)} merge requests")
         if sum(1 for b in branches if b.startswith(prefix)) > 1:
             found.duplicates.append(f"#{iid} has more than one branch")
-        _keyed_twice(f"#{iid}", _bodies(issue.notes), found)
+        notes = [Note.of(dict(n.attributes)) for n in issue.notes.list(get_all=True)]
+        _keyed_twice(f"#{iid}", [note.body for note in notes], found)
+        events = [
+            LabelEvent.of(dict(e.attributes)) for e in issue.resourcelabelevents.list(get_all=True)
+        ]
+        found.double_pickups.extend(
+            rounds_held_twice(f"#{iid}", notes, events, workflow, claim_ttl)
+        )
         for mr in own:
             _keyed_twice(f"!{mr.iid}", _bodies(project.mergerequests.get(mr.iid).notes), found)
 
@@ -96,6 +123,46 @@ def _keyed_twice(where: str, bodies: list[str], found: Findings) -> None:
     for run, n in sorted(runs.items()):
         if n > 1:
             found.duplicates.append(f"{where}: {n} claim notes of run {run}")
+
+
+def rounds_held_twice(
+    where: str,
+    notes: list[Note],
+    events: list[LabelEvent],
+    workflow: Workflow,
+    claim_ttl: float,
+) -> list[str]:
+    """Rounds of a role in which two claim notes acted as the holder.
+
+    A round of role R is everything since the issue last got R's ready label. A claim note
+    acted as the holder when it was released, or renewed: its expiry lies more than the TTL
+    after the note was posted (a claim is posted with TTL to run; the first renewal is due a
+    third of the TTL later). Judged from GitLab alone, without the product's own round code."""
+    found: list[str] = []
+    held: dict[tuple[str, int], list[tuple[Note, ClaimMarker]]] = {}
+    slack = timedelta(seconds=5)  # the posted expiry is rounded and set before the POST
+    for note in notes:
+        marker = ClaimMarker.parse(note.body)
+        if marker is None or marker.role not in workflow.roles:
+            continue
+        posted = parse_time(note.created_at)
+        renewed = marker.expires > posted + timedelta(seconds=claim_ttl) + slack
+        if marker.ended != "released" and not renewed:
+            continue
+        ready = workflow.ready_state(marker.role).label
+        opened = [
+            e.id
+            for e in events
+            if e.action == "add" and e.label == ready and parse_time(e.created_at) <= posted
+        ]
+        held.setdefault((marker.role, max(opened, default=0)), []).append((note, marker))
+    for (role, round_id), holders in sorted(held.items()):
+        if len(holders) > 1:
+            who = ", ".join(
+                f"note {n.id} ({m.worker} run {m.run}, {m.ended or 'renewed'})" for n, m in holders
+            )
+            found.append(f"{where} {role} round {round_id} held by {len(holders)} claims: {who}")
+    return found
 
 
 def check_hosts(databases: list[Path], project_path: str, found: Findings) -> None:

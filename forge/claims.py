@@ -36,6 +36,7 @@ from forge.claim_notes import (
     parse_time,
     whole_seconds,
 )
+from forge.client import ForgeError
 from forge.gateway import Gateway, StaleState
 from forge.types import Issue, Note
 from workflow import Workflow
@@ -57,7 +58,9 @@ class LocalLeases(Protocol[LeaseT]):
     """This host's leases, which keep its own workers apart before GitLab arbitrates
     between hosts (storage.LeaseStore is one; forge does not import storage)."""
 
-    async def acquire(self, key: str, holder: str, ttl: float) -> LeaseT | None: ...
+    async def acquire(
+        self, key: str, holder: str, ttl: float, *, retake: bool = False
+    ) -> LeaseT | None: ...
 
     async def renew(self, lease: LeaseT, ttl: float) -> LeaseT | None: ...
 
@@ -163,6 +166,12 @@ class Claims(Generic[LeaseT]):
             raise
         metrics.CLAIMS.labels("won").inc()
         log.info("claimed: issue=%s role=%s run=%s note=%s", issue.ref, role, run, note.id)
+        try:
+            # Every re-queue is followed by a claim: its one winner removes the copy of a
+            # keyed note (e.g. two janitors' re-queue note) whose poster died before it could.
+            await self.gateway.remove_copies(issue.project, issue.iid, round_.notes)
+        except ForgeError as error:
+            log.warning("could not remove copies of keyed notes: issue=%s: %s", issue.ref, error)
         return Claim(
             issue.project,
             issue.iid,
@@ -287,13 +296,14 @@ class Claims(Generic[LeaseT]):
             return None
 
     async def _own_lease(self, issue: Issue) -> LeaseT | None:
+        """Take back, with a whole TTL, the lease a killed process of this worker held.
+
+        Only a restart adopts (the engine skips issues it runs), and one process runs a
+        worker id, so a live lease of this worker is the dead process's; the new token fences
+        it off. Keeping what the dead grant had left lost live claims under load: adopt's
+        GitLab reads outlasted it and the renewal found the lease expired."""
         key = lease_key(issue.project, issue.iid)
-        lease = await self.leases.get(key)
-        if lease is None:
-            lease = await self.leases.acquire(key, self.worker, self.ttl)
-        if lease is None or lease.holder != self.worker:
-            return None
-        return lease
+        return await self.leases.acquire(key, self.worker, self.ttl, retake=True)
 
     async def _own_claim_note(self, issue: Issue, role: str, run: str) -> Claim[LeaseT] | None:
         mine = (self.worker, run, role)

@@ -27,7 +27,7 @@ from forge.client import ForgeNotFound, GitLabClient
 from forge.guard import Guard
 from forge.issue_index import IssueIndex
 from forge.markers import NOTE_MARKER as NOTE_MARKER  # roles import the markers from here
-from forge.markers import findable
+from forge.markers import findable, later_copies
 from forge.markers import note_marker as note_marker
 from forge.merge_gateway import MergeGateway
 from forge.own_writes import OwnWrites
@@ -357,6 +357,14 @@ class Gateway:
         target = f"{_target(project, on, iid)}/note/{note_id}"
         with contextlib.suppress(ForgeNotFound):
             await self.calls.write("note.delete", target, {}, delete)
+
+    async def remove_copies(self, project: str, iid: int, notes: Sequence[Note]) -> int:
+        """Delete the later copies of keyed notes among ``notes`` (the issue's, as just
+        read); returns how many."""
+        copies = later_copies(notes)
+        for copy in copies:
+            await self.delete_note(project, iid, copy.id)
+        return len(copies)
 
     async def find_note(
         self, project: str, iid: int, key: str, *, on: Noteable = "issue"

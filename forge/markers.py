@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from forge.types import Note
 
 NOTE_MARKER = "<!-- crewline:note key={key} -->"
 POST_MARKER = "<!-- crewline:post id={id} -->"
@@ -47,3 +50,20 @@ def findable(body: str) -> Findable:
     if own is not None:
         return Findable(own, appended=False)
     return Findable(POST_MARKER.format(id=uuid.uuid4().hex), appended=True)
+
+
+def later_copies(notes: Iterable[Note]) -> list[Note]:
+    """Keyed notes that repeat the key of a lower note by the same author. Two hosts that
+    upsert one key at once both post; the later poster removes its copy once it sees the
+    other, unless it is killed first (docs/decisions/0015), so whoever reads the notes
+    later may remove it instead."""
+    first: dict[str, Note] = {}
+    copies: list[Note] = []
+    for note in sorted(notes, key=lambda n: n.id):
+        marker = own_marker(note.body)
+        if marker is None or not marker.startswith("<!-- crewline:note key="):
+            continue
+        kept = first.setdefault(marker, note)
+        if kept is not note and kept.author == note.author:
+            copies.append(note)
+    return copies

@@ -15,7 +15,7 @@ import pytest
 
 from forge.calls import check_fence, fenced
 from forge.claims import Claim, ClaimLost, ClaimMarker, Claims
-from forge.gateway import Gateway
+from forge.gateway import Gateway, note_marker
 from forge.sim.app import RunningSim
 from forge.types import Issue
 from storage import Lease, LeaseStore, Storage
@@ -240,16 +240,18 @@ async def test_adopt_after_a_janitor_moved_the_claim_between_its_reads_is_lost_w
             clock=lambda: datetime.now(UTC) + timedelta(seconds=2 * TTL),
         )
         other = Claims(gw_other, st_other.leases, worker="other", ttl_seconds=TTL)
-        get_lease = st_mine.leases.get
+        take_lease = st_mine.leases.acquire
         moved: list[bool] = []
 
-        async def janitor_between_the_reads(key: str) -> Lease | None:
+        async def janitor_between_the_reads(
+            key: str, holder: str, ttl: float, *, retake: bool = False
+        ) -> Lease | None:
             if not moved:
                 moved.append(await later.expire(issue, "pm", reason="expired elsewhere"))
                 moved.append(await other.claim(issue, "pm", "r-other") is not None)
-            return await get_lease(key)
+            return await take_lease(key, holder, ttl, retake=retake)
 
-        monkeypatch.setattr(st_mine.leases, "get", janitor_between_the_reads)
+        monkeypatch.setattr(st_mine.leases, "acquire", janitor_between_the_reads)
         restarted = await gw_mine.get_issue(PROJECT, issue.iid)
         assert await mine.adopt(restarted, "pm", "r-mine") is None
         assert moved == [True, True]
@@ -286,3 +288,61 @@ async def test_adopt_whose_lease_ran_out_during_its_reads_is_lost_work(
         restarted = await gateway.get_issue(PROJECT, issue.iid)
         assert await claims.adopt(restarted, "pm", "r") is None
         assert len(reads) == 2
+
+
+async def test_adopt_takes_back_its_own_lease_with_a_whole_ttl(
+    sim: RunningSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chaos seeds under load: the killed process's lease had seconds left when its worker
+    restarted, adopt's GitLab reads outlasted them, and the renewal found the lease expired,
+    so a live claim of ours was dropped (a TTL and an attempt lost). The restarted worker
+    takes its lease back with a whole TTL and a new token, which fences off the dead grant."""
+    make_project(sim)
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, storage):
+        lease_now = [1_000_000.0]
+        leases = LeaseStore(storage.db, clock=lambda: lease_now[0])
+        claims = Claims(gateway, leases, worker="w", ttl_seconds=TTL)
+        issue = await gateway.create_issue(PROJECT, "Restarted late", "", ["workflow::pm-ready"])
+        held = await claims.claim(issue, "pm", "r")
+        assert held is not None
+        lease_now[0] += TTL - 5  # the process died; its lease has 5 s left at the restart
+        read_events = gateway.label_events
+        reads: list[int] = []
+
+        async def slow_events(project: str, iid: int) -> Any:
+            reads.append(iid)
+            if len(reads) == 2:  # the renewal's read takes 10 s under load
+                lease_now[0] += 10
+            return await read_events(project, iid)
+
+        monkeypatch.setattr(gateway, "label_events", slow_events)
+        restarted = await gateway.get_issue(PROJECT, issue.iid)
+        adopted = await claims.adopt(restarted, "pm", "r")
+        assert adopted is not None
+        assert (adopted.note_id, adopted.round) == (held.note_id, held.round)
+        assert adopted.lease.token > held.lease.token
+        assert await leases.renew(held.lease, TTL) is None  # the dead grant is fenced off
+        other = Claims(gateway, leases, worker="other", ttl_seconds=TTL)
+        assert await other.leases.acquire(adopted.lease.key, "other", TTL, retake=True) is None
+
+
+async def test_the_next_claimer_removes_a_keyed_note_copy_a_killed_janitor_left(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    """Chaos seed 102: two janitors re-queued one expired round at once and both posted its
+    keyed note; the later poster was killed before its check of copies, so the round's
+    note stayed twice (docs/decisions/0015's known limit). The next round's claimer, which
+    reads the notes anyway, removes the later copy; other keys and claims stay."""
+    make_project(sim)
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, storage):
+        issue = await gateway.create_issue(PROJECT, "Re-queued twice", "", ["workflow::dev-ready"])
+        requeued = f"Re-queued.\n\n{note_marker('expired:dev:7')}"
+        first = await gateway.post_note(PROJECT, issue.iid, requeued)
+        copy = await gateway.post_note(PROJECT, issue.iid, requeued)
+        other = await gateway.post_note(PROJECT, issue.iid, f"x\n\n{note_marker('dev-1:outcome')}")
+        claims = Claims(gateway, storage.leases, worker="w", ttl_seconds=TTL)
+        held = await claims.claim(issue, "dev", "r")
+        assert held is not None
+        left = [n.id for n in await gateway.notes(PROJECT, issue.iid) if not n.system]
+        assert copy.id not in left
+        assert {first.id, other.id, held.note_id} <= set(left)
