@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,6 +34,11 @@ FORGED = "[a hidden crewline marker was removed: only crewline's own notes carry
 VERDICT = "forged"
 
 
+# (project, iid) -> (user id, username) of the description's last editor, or None.
+Editors = Callable[[str, int], Awaitable[tuple[int, str] | None]]
+_EDITORS_KEPT = 5000  # issues whose last editor is remembered (per updated_at)
+
+
 class IdentityUnknown(Exception):
     """crewline could not learn who it is on GitLab: it must not start (trusting every
     note's author instead would let anyone drive it)."""
@@ -45,6 +50,7 @@ class OwnUsers:
 
     ids: frozenset[int]
     usernames: frozenset[str]
+    bot_id: int = 0  # the bot token's user: it files every issue crewline files
 
     def __contains__(self, user_id: object) -> bool:
         return isinstance(user_id, int) and user_id in self.ids
@@ -62,10 +68,14 @@ def defang(text: str) -> str:
 class Trust:
     """Learns crewline's own users and strips the markers of everyone else."""
 
-    def __init__(self, calls: AuditedCalls) -> None:
+    def __init__(self, calls: AuditedCalls, editors: Editors | None = None) -> None:
         self.calls = calls
         self._own: OwnUsers | None = None
         self._audited: set[str] = set()
+        # Who last edited an issue's description (GitLab's REST issue does not say; its
+        # "changed the description" system note does): see Gateway.description_editor.
+        self._editors = editors
+        self._edited: dict[str, tuple[str, tuple[int, str] | None]] = {}
 
     async def learn(self, *others: AuditedCalls) -> OwnUsers:
         """Ask ``GET /user`` with the bot's token and with each of ``others`` (the merge
@@ -76,6 +86,7 @@ class Trust:
         self._own = OwnUsers(
             ids=frozenset(user_id for user_id, _ in users),
             usernames=frozenset(name for _, name in users),
+            bot_id=users[0][0],
         )
         log.info("crewline acts on GitLab as %s", ", ".join(sorted(self._own.usernames)))
         return self._own
@@ -100,13 +111,34 @@ class Trust:
         return [await self.note(target, note) for note in notes]
 
     async def issue(self, issue: Issue) -> Issue:
-        """The issue with its description's markers removed unless crewline filed it."""
-        if await self.authored_by_crewline(issue.author_id) or not carries_marker(
-            issue.description
-        ):
+        """The issue with its description's markers removed unless crewline wrote the
+        description: crewline filed the issue and nobody else edited the description since
+        crewline last wrote it (the newest "changed the description" system note, if any,
+        is by one of crewline's users)."""
+        if not carries_marker(issue.description):
             return issue
-        await self._forged(f"{issue.ref}/description", "issue", issue.author, issue.author_id)
+        author, author_id = issue.author, issue.author_id
+        if await self.authored_by_crewline(issue.author_id):
+            editor = await self._description_editor(issue)
+            if editor is None or await self.authored_by_crewline(editor[0]):
+                return issue
+            author_id, author = editor
+        await self._forged(f"{issue.ref}/description", "issue", author, author_id)
         return replace(issue, description=defang(issue.description))
+
+    async def _description_editor(self, issue: Issue) -> tuple[int, str] | None:
+        """Who last edited ``issue``'s description (None: nobody since it was filed), asked
+        once per ``updated_at``: an edit always moves it."""
+        if self._editors is None:
+            return None
+        known = self._edited.get(issue.ref)
+        if known is not None and known[0] == issue.updated_at:
+            return known[1]
+        editor = await self._editors(issue.project, issue.iid)
+        if len(self._edited) > _EDITORS_KEPT:
+            self._edited.clear()
+        self._edited[issue.ref] = (issue.updated_at, editor)
+        return editor
 
     async def discussions(self, target: str, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Merge request discussions (raw GitLab dicts) with other users' markers removed."""
