@@ -65,6 +65,18 @@ def defang(text: str) -> str:
     return _MARKER.sub(FORGED, text)
 
 
+def defang_all(value: Any) -> Any:
+    """``value`` (decoded JSON: a CI test report) with :func:`defang` applied to every
+    string in it."""
+    if isinstance(value, str):
+        return defang(value)
+    if isinstance(value, list):
+        return [defang_all(item) for item in value]
+    if isinstance(value, dict):
+        return {key: defang_all(item) for key, item in value.items()}
+    return value
+
+
 class Trust:
     """Learns crewline's own users and strips the markers of everyone else."""
 

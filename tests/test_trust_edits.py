@@ -11,13 +11,14 @@ from pathlib import Path
 
 import gitlab
 
-from bot.desk_work import goal_body
+from bot.desk_work import goal_body, record_filer
 from forge.sim.app import RunningSim
 from forge.sim.core import DEVELOPER
 from forge.trust import FORGED
+from roles.desk_rules import second_person_refusal
 from roles.flaky.detect import Candidate
 from roles.flaky.filing import Filer, rerun_marker, rerun_of
-from roles.gates import filer_of
+from roles.gates import filer_marker, filer_of
 from tests.forge_support import PROJECT, gateway_for, make_project
 from tests.sim_issues_support import add_user
 from tests.test_trust_forged import forged_rows
@@ -97,3 +98,27 @@ async def test_a_goal_edited_by_a_developer_loses_the_filer_it_names(
         seen = await gateway.get_issue(PROJECT, filed.iid)
         # No filer marker counts: the filer is the issue's author (crewline), never bob.
         assert filer_of(seen.description, seen.author) == seen.author
+
+
+async def test_editing_a_goal_does_not_lift_the_second_person_rule(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    mallory = developer(sim)
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
+        # Filed for alice through a surface, as the desk does: the body and the filer note.
+        filed = await gateway.create_issue(PROJECT, "Goal", goal_body("x", "", "alice", "discord"))
+        await record_filer(gateway, PROJECT, filed.iid, "alice", "discord")
+        # Someone drops the marker from the description (alice herself, or a friend).
+        edit_description(mallory, filed.iid, "x")
+        seen = await gateway.get_issue(PROJECT, filed.iid)
+        notes = await gateway.notes(PROJECT, filed.iid)
+        assert filer_of(seen.description, seen.author, notes) == "alice"
+        assert second_person_refusal(
+            filer_of(seen.description, seen.author, notes), "alice", True
+        ) == ("@alice filed this goal and cannot approve its merge")
+        # A filer note by anyone else names nobody.
+        mallory.projects.get(PROJECT, lazy=True).issues.get(filed.iid, lazy=True).notes.create(
+            {"body": f"{filer_marker('bob')} <!-- crewline:note key=filer -->"}
+        )
+        notes = await gateway.notes(PROJECT, filed.iid)
+        assert filer_of(seen.description, seen.author, notes) == "alice"
