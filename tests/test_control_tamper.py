@@ -14,7 +14,7 @@ from bot.fleet_commands import operator_pause
 from forge.control import CONTROL_LABEL, CONTROL_MARKER
 from forge.sim.app import RunningSim
 from forge.sim.core import DEVELOPER, REPORTER
-from tests.engine_support import PROJECT, file_goal, root, state_of
+from tests.engine_support import PROJECT, file_goal, reach, root, state_of
 from tests.sim_issues_support import add_user
 from tests.test_fleet import two_hosts
 
@@ -102,3 +102,21 @@ async def test_a_look_alike_is_never_the_control_issue(
         assert await b.engine.tick() == 0 and b.services.fleet.paused(PROJECT)
         found = await b.services.fleet.control.find(PROJECT)
         assert found is not None and found.iid == control.iid
+
+
+async def test_a_label_moved_by_a_reporter_past_the_plan_gate_executes_nothing(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """A Reporter may edit labels: moving a goal straight to dev-ready (no plan, no
+    approval) must not make the developer run anything; the issue is blocked with why."""
+    rita = member(demo_sim, "rita", REPORTER).projects.get(PROJECT, lazy=True)
+    async with two_hosts(demo_sim, tmp_path) as (a, _b):
+        goal = await file_goal(a, GOALS[0].title, GOALS[0].description)
+        issue = rita.issues.get(goal.iid)
+        issue.labels = ["workflow::dev-ready"]
+        issue.save()
+        await reach(a, {goal.iid: "blocked"})
+        mrs = root(demo_sim).projects.get(PROJECT).mergerequests.list(get_all=True)
+        assert mrs == []
+        bodies = [n.body for n in await a.services.gateway.notes(PROJECT, goal.iid)]
+        assert any("no plan of this issue was approved at the plan gate" in b for b in bodies)
