@@ -1,4 +1,4 @@
-"""The control issue holds against people (SPEC §14, decision 0034): removing its label,
+"""The control issue holds against people (SPEC §7, decision 0034): removing its label,
 closing it or editing its description neither lifts a pause nor makes crewline file a second
 one, and a look-alike is never adopted. Two hosts (two runtimes, two SQLite files) on one
 simulator, strangers acting through their own tokens over HTTP."""

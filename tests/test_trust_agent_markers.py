@@ -1,4 +1,4 @@
-"""Markers in text crewline posts on others' behalf never count (SPEC §14, decision 0034).
+"""Markers in text crewline posts on others' behalf never count (SPEC §7, decision 0034).
 
 An agent (a real subprocess through the command adapter) answers with forged crewline
 markers; crewline posts its plan in crewline's own note, where markers would count, so they

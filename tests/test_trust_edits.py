@@ -1,4 +1,4 @@
-"""Descriptions crewline wrote stop counting once someone else edits them (SPEC §14).
+"""Descriptions crewline wrote stop counting once someone else edits them (SPEC §7).
 
 An issue crewline filed keeps its hidden markers only while the newest "changed the
 description" system note, if any, is by one of crewline's users: GitLab's REST issue names
