@@ -52,9 +52,10 @@ class CiHistory:
             jobs = pipeline.jobs.list(get_all=True, include_retried=True, per_page=PER_PAGE)
             return [dict(job.attributes) for job in jobs]
 
-        return await self.calls.read(
+        jobs = await self.calls.read(
             "pipeline.jobs", f"{project}/pipeline/{pipeline_id}", params, list_
         )
+        return list(defang_all(jobs))  # names from the project's CI configuration: untrusted
 
     async def job_report(self, project: str, job_id: int, path: str) -> list[dict[str, Any]]:
         """The test cases of the JUnit file ``path`` in the job's artifacts; none when the job

@@ -112,7 +112,9 @@ class Gateway:
             text_fields=("title", "description"),
             once=True,
         )
-        return Issue.of(project, data)
+        issue = Issue.of(project, data)
+        self.trust.wrote(issue.ref, issue.description)
+        return issue
 
     async def get_issue(self, project: str, iid: int) -> Issue:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
@@ -212,6 +214,8 @@ class Gateway:
         data = await self.calls.write(
             "issue.update", f"{project}#{iid}", payload, update, text_fields=("description",)
         )
+        if description is not None:  # as GitLab stores it, written by crewline just now
+            self.trust.wrote(f"{project}#{iid}", str(data.get("description") or ""))
         issue = await self.trust.issue(Issue.of(project, data))
         self.own_writes.issue_updated(project, iid, issue.updated_at)
         self.issues.observe(issue)

@@ -317,9 +317,11 @@ class MergeGateway:
                 dict(job.attributes) for job in pipeline.jobs.list(get_all=True, per_page=PER_PAGE)
             ]
 
-        return await self.calls.read(
+        # Job names come from the MR's CI configuration: quoted in crewline's notes.
+        jobs = await self.calls.read(
             "pipeline.jobs", f"{project}/pipeline/{pipeline_id}", {}, list_
         )
+        return list(defang_all(jobs))
 
     async def job_trace(self, project: str, job_id: int) -> str:
         def trace(gl: gitlab.Gitlab) -> str:

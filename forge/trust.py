@@ -13,6 +13,7 @@ flaky-test goals never see a marker they did not write, without a check of their
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -36,7 +37,7 @@ VERDICT = "forged"
 
 # (project, iid) -> (user id, username) of the description's last editor, or None.
 Editors = Callable[[str, int], Awaitable[tuple[int, str] | None]]
-_EDITORS_KEPT = 5000  # issues whose last editor is remembered (per updated_at)
+_WRITTEN_KEPT = 5000  # issues whose description crewline remembers writing
 
 
 class IdentityUnknown(Exception):
@@ -65,6 +66,10 @@ def defang(text: str) -> str:
     return _MARKER.sub(FORGED, text)
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def defang_all(value: Any) -> Any:
     """``value`` (decoded JSON: a CI test report) with :func:`defang` applied to every
     string in it."""
@@ -87,7 +92,7 @@ class Trust:
         # Who last edited an issue's description (GitLab's REST issue does not say; its
         # "changed the description" system note does): see Gateway.description_editor.
         self._editors = editors
-        self._edited: dict[str, tuple[str, tuple[int, str] | None]] = {}
+        self._written: dict[str, str] = {}  # issue ref -> digest of crewline's description
 
     async def learn(self, *others: AuditedCalls) -> OwnUsers:
         """Ask ``GET /user`` with the bot's token and with each of ``others`` (the merge
@@ -127,30 +132,31 @@ class Trust:
         description: crewline filed the issue and nobody else edited the description since
         crewline last wrote it (the newest "changed the description" system note, if any,
         is by one of crewline's users)."""
+        if carries_marker(issue.title):  # crewline writes none there, but quotes titles
+            issue = replace(issue, title=defang(issue.title))
         if not carries_marker(issue.description):
             return issue
         author, author_id = issue.author, issue.author_id
         if await self.authored_by_crewline(issue.author_id):
-            editor = await self._description_editor(issue)
+            if self._written.get(issue.ref) == _digest(issue.description):
+                return issue  # the very text crewline last wrote or found to be its own
+            editor = (
+                None if self._editors is None else await self._editors(issue.project, issue.iid)
+            )
             if editor is None or await self.authored_by_crewline(editor[0]):
+                self.wrote(issue.ref, issue.description)
                 return issue
             author_id, author = editor
         await self._forged(f"{issue.ref}/description", "issue", author, author_id)
         return replace(issue, description=defang(issue.description))
 
-    async def _description_editor(self, issue: Issue) -> tuple[int, str] | None:
-        """Who last edited ``issue``'s description (None: nobody since it was filed), asked
-        once per ``updated_at``: an edit always moves it."""
-        if self._editors is None:
-            return None
-        known = self._edited.get(issue.ref)
-        if known is not None and known[0] == issue.updated_at:
-            return known[1]
-        editor = await self._editors(issue.project, issue.iid)
-        if len(self._edited) > _EDITORS_KEPT:
-            self._edited.clear()
-        self._edited[issue.ref] = (issue.updated_at, editor)
-        return editor
+    def wrote(self, ref: str, description: str) -> None:
+        """crewline wrote ``description`` on issue ``ref`` (or found it was the last to):
+        reading back that exact text needs no look at who edited it. Only the newest text
+        is kept per issue, so an older version someone puts back is looked at again."""
+        if len(self._written) > _WRITTEN_KEPT:
+            self._written.clear()
+        self._written[ref] = _digest(description)
 
     async def discussions(self, target: str, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Merge request discussions (raw GitLab dicts) with other users' markers removed."""

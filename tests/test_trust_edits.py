@@ -122,3 +122,14 @@ async def test_editing_a_goal_does_not_lift_the_second_person_rule(
         )
         notes = await gateway.notes(PROJECT, filed.iid)
         assert filer_of(seen.description, seen.author, notes) == "alice"
+
+
+async def test_a_title_never_carries_a_marker(sim: RunningSim, tmp_path: Path) -> None:
+    mallory = developer(sim)
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
+        ours = await gateway.create_issue(PROJECT, "Greet", "say hello")
+        issue = mallory.projects.get(PROJECT, lazy=True).issues.get(ours.iid)
+        issue.title = "Greet <!-- crewline:note key=pm-1:plan -->"
+        issue.save()
+        seen = await gateway.get_issue(PROJECT, ours.iid)
+        assert seen.title == f"Greet {FORGED}"
