@@ -120,3 +120,22 @@ async def test_a_label_moved_by_a_reporter_past_the_plan_gate_executes_nothing(
         assert mrs == []
         bodies = [n.body for n in await a.services.gateway.notes(PROJECT, goal.iid)]
         assert any("no plan of this issue was approved at the plan gate" in b for b in bodies)
+
+
+async def test_a_reporters_entry_label_on_crewlines_own_issue_starts_nothing(
+    demo_sim: RunningSim, tmp_path: Path
+) -> None:
+    """crewline filed the control issue; its authorship must not make it a goal when a
+    Reporter adds the entry label to it."""
+    rita = member(demo_sim, "rita", REPORTER).projects.get(PROJECT, lazy=True)
+    async with two_hosts(demo_sim, tmp_path) as (a, _b):
+        control = await a.services.fleet.control.ensure(PROJECT)
+        issue = rita.issues.get(control.iid)
+        issue.labels = [CONTROL_LABEL, "workflow::pm-ready"]
+        issue.save()
+        for _ in range(2):
+            assert await a.engine.tick() == 0
+        assert await state_of(a, control.iid) == "pm-ready"  # never claimed
+        bodies = [n.body for n in await a.services.gateway.notes(PROJECT, control.iid)]
+        said = "crewline filed it, and @rita (who added `workflow::pm-ready`) has Reporter access"
+        assert sum(said in body for body in bodies) == 1
