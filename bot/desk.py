@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bot.app import Runtime
-from bot.desk_work import Question, StuckItem, goal_body, person_of, questions_in, stuck_items
+from bot.desk_work import (
+    Question,
+    StuckItem,
+    goal_body,
+    person_of,
+    questions_in,
+    record_filer,
+    stuck_items,
+)
 from bot.desk_work import answer as answer_question
 from bot.desk_work import requeue as requeue_issue
 from bot.desk_work import retry as retry_issue
@@ -28,6 +36,7 @@ from bot.identity import Actor, Identities, Need, NotAllowed, Person
 from bot.status import Board, board
 from forge.client import ForgeError
 from forge.guard import GuardBlocked
+from forge.trust import defang
 from roles.context import Services
 from roles.engine import PAUSE_ALL, pause_key
 from roles.gates import Decision, decide_merge, decide_plan, filer_of
@@ -185,10 +194,16 @@ class Desk:
                 await self._audit(person, "desk.goal", earlier["ref"], {"request": key}, False)
                 return Reply(False, f"already filed as {earlier['ref']}", earlier["url"])
             wf = self.services.workflow
-            body = goal_body(description, criteria, person.gitlab_user, self.via)
+            # A person's words, posted under crewline's name: no marker of theirs counts.
+            body = goal_body(defang(description), defang(criteria), person.gitlab_user, self.via)
             issue = await self._gitlab(
                 lambda: self.services.gateway.create_issue(
                     path, title, body, [wf.state(wf.entry).label]
+                )
+            )
+            await self._gitlab(
+                lambda: record_filer(
+                    self.services.gateway, path, issue.iid, person.gitlab_user, self.via
                 )
             )
             await self.services.storage.settings.set_json(
@@ -203,7 +218,8 @@ class Desk:
     async def filer(self, project: str, iid: int) -> str:
         """The GitLab user who filed the goal (the marker a surface wrote, else the author)."""
         issue = await self.services.gateway.get_issue(project, iid)
-        return filer_of(issue.description, issue.author)
+        notes = await self.services.gateway.notes(project, iid)
+        return filer_of(issue.description, issue.author, notes)
 
     # ------------------------------------------------------------ gates
 
@@ -220,6 +236,7 @@ class Desk:
     ) -> Reply:
         """Approve ``revision`` at ``gate``, or request changes with ``feedback``."""
         path = self.project(project)
+        feedback = defang(feedback)  # quoted in crewline's decision note
         target, what = f"{path}#{iid}", f"desk.decide.{gate}"
         person = await self._person(actor, what, target, [path], Need.DECIDE)
         services = self.services
@@ -348,6 +365,7 @@ class Desk:
         """Post a human's answer to an agent's question and resume the stage that asked."""
         if not text.strip():
             raise DeskError("the answer is empty")
+        text = defang(text)  # posted in crewline's answer note
         path = self.project(project)
         target = f"{path}#{iid}"
         person = await self._person(actor, "desk.answer", target, [path], Need.WRITE)

@@ -11,6 +11,7 @@ import gitlab
 from forge.calls import AuditedCalls
 from forge.client import ForgeNotFound
 from forge.junit import JunitError, parse_junit
+from forge.trust import defang_all
 from forge.types import Pipeline
 
 PER_PAGE = 100
@@ -51,9 +52,10 @@ class CiHistory:
             jobs = pipeline.jobs.list(get_all=True, include_retried=True, per_page=PER_PAGE)
             return [dict(job.attributes) for job in jobs]
 
-        return await self.calls.read(
+        jobs = await self.calls.read(
             "pipeline.jobs", f"{project}/pipeline/{pipeline_id}", params, list_
         )
+        return list(defang_all(jobs))  # names from the project's CI configuration: untrusted
 
     async def job_report(self, project: str, job_id: int, path: str) -> list[dict[str, Any]]:
         """The test cases of the JUnit file ``path`` in the job's artifacts; none when the job
@@ -70,7 +72,7 @@ class CiHistory:
         except ForgeNotFound:
             return []
         try:
-            return parse_junit(data)
+            return list(defang_all(parse_junit(data)))  # the tests' own words: untrusted
         except JunitError:
             return []
 

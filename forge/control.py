@@ -1,8 +1,8 @@
 """The crewline control issue: the state every host of a fleet shares, kept in GitLab.
 
-One issue per project, labelled ``crewline::control`` and filed by crewline with a hidden
-``<!-- crewline:control -->`` marker in its description (only an issue crewline's own user
-filed keeps that marker: ``forge/trust.py``). Its notes, each keyed and edited in place:
+One issue per project, filed by crewline's bot user, labelled ``crewline::control``, with a
+hidden ``<!-- crewline:control -->`` marker in its description and a keyed anchor note
+(``control:anchor``). Its notes, each keyed and edited in place:
 
 - ``control:pause:all`` and ``control:pause:project``: whether claiming is paused on the
   project because every project was paused, or this one was (``<!-- crewline:pause
@@ -10,9 +10,17 @@ filed keeps that marker: ``forge/trust.py``). Its notes, each keyed and edited i
 - ``control:spend:<worker>:<day>``: what one host's agents spent on the project that UTC day
   (``<!-- crewline:spend worker=... day=... tokens=... usd=... -->``).
 
-Only notes written by crewline's users count (the gateway's trust filter strips every other
-author's markers). Two hosts creating the issue at once: the lowest iid wins and the other
-host closes its own copy. Decision record 0027.
+It is found by what no one else can forge: among the issues crewline's bot user filed
+(GitLab's ``author_id`` filter, whatever their labels or state), the one whose description
+carries the marker as crewline wrote it (forge/trust.py drops a description anyone else
+edited), or else the one carrying crewline's own anchor note. So removing the label,
+closing the issue or editing its description neither lifts a pause nor resets spend nor
+makes crewline file a second issue, and a stranger's issue with the label is never taken
+for it. Each refresh puts back a removed label and an edited description; a closed control
+issue keeps working (crewline does not reopen it). Only crewline's notes count (the
+gateway's trust filter strips every other author's markers). Two hosts creating the issue
+at once: the lowest iid wins and the other host closes its own copy. Decision records 0027
+and 0034.
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ import gitlab
 from forge.client import ForgeNotFound
 from forge.gateway import Gateway, note_marker
 from forge.labels import ensure_label
+from forge.trust import carries_marker
 from forge.types import Issue, Note
 
 CONTROL_LABEL = "crewline::control"
 CONTROL_MARKER = "<!-- crewline:control -->"
 CONTROL_TITLE = "crewline control"
+ANCHOR_KEY = "control:anchor"
 CONTROL_COLOR = "#303030"
 CONTROL_DESCRIPTION = "crewline: the fleet's shared switches and spend (edited by crewline)"
 PAUSE_ALL = "all"  # paused because every project was paused
@@ -43,6 +53,13 @@ _SPEND = re.compile(
     r"tokens=(?P<tokens>\d+) usd=(?P<usd>\d+(?:\.\d+)?) -->"
 )
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_.-]")
+_CONTROL_NOTE = note_marker(ANCHOR_KEY)
+CONTROL_BODY = (
+    "crewline keeps the fleet's shared state here: pause and resume, and each "
+    "host's spend per day. Leave this issue open; crewline edits its notes.\n\n"
+    f"{CONTROL_MARKER}"
+)
+ANCHOR_BODY = "crewline's control issue for this project (this note tells crewline so)."
 
 
 def pause_note_key(scope: str) -> str:
@@ -73,6 +90,8 @@ class ControlView:
     pause: dict[str, bool] = field(default_factory=dict)  # by scope
     pause_notes: dict[str, int] = field(default_factory=dict)  # note id by scope
     spend: tuple[HostSpend, ...] = ()
+    anchored: bool = False  # crewline's anchor note is on it
+    damaged: bool = False  # its label or its description is not as crewline left them
 
     @property
     def paused(self) -> bool:
@@ -87,9 +106,11 @@ def parse_view(project: str, issue: Issue, notes: Iterable[Note]) -> ControlView
     pause: dict[str, bool] = {}
     pause_notes: dict[str, int] = {}
     spend: list[HostSpend] = []
+    anchored = False
     for note in notes:
         if not note.by_crewline or note.system:
             continue
+        anchored = anchored or _CONTROL_NOTE in note.body
         for scope in (PAUSE_ALL, PAUSE_PROJECT):
             if note_marker(pause_note_key(scope)) in note.body and scope not in pause_notes:
                 found = _PAUSE.search(note.body)
@@ -106,7 +127,10 @@ def parse_view(project: str, issue: Issue, notes: Iterable[Note]) -> ControlView
                     note_id=note.id,
                 )
             )
-    return ControlView(project, issue.iid, issue.updated_at, pause, pause_notes, tuple(spend))
+    damaged = CONTROL_LABEL not in issue.labels or CONTROL_MARKER not in issue.description
+    return ControlView(
+        project, issue.iid, issue.updated_at, pause, pause_notes, tuple(spend), anchored, damaged
+    )
 
 
 def pause_body(project: str, scope: str, paused: bool, who: str, when: str) -> str:
@@ -130,6 +154,8 @@ class ControlIssues:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        # Issues already looked through for the anchor note, by the updated_at they had.
+        self._not_control: dict[str, str] = {}
 
     async def find(self, project: str) -> Issue | None:
         """The project's control issue (the lowest iid among crewline's own), or None."""
@@ -137,10 +163,27 @@ class ControlIssues:
         return found[0] if found else None
 
     async def _candidates(self, project: str) -> list[Issue]:
-        # Closed ones too: a person closing the issue must not lift a pause. The trust
-        # filter has removed the marker from any issue crewline did not file.
-        listed = await self.gateway.list_issues(project, labels=[CONTROL_LABEL], state="all")
-        return sorted((i for i in listed if CONTROL_MARKER in i.description), key=lambda i: i.iid)
+        # Every issue crewline's bot filed, open or closed, with or without the label: a
+        # person closing it or removing its label must not lift a pause.
+        bot = (await self.gateway.trust.own()).bot_id
+        mine = await self.gateway.list_issues(project, state="all", author_id=bot)
+        marked = [i for i in mine if CONTROL_MARKER in i.description]
+        if marked:
+            return sorted(marked, key=lambda i: i.iid)
+        # No description says so: the trust filter has dropped one someone else edited.
+        # crewline's anchor note still does. Only issues with no crewline marker left are
+        # looked through (a goal or a flaky-test issue keeps its own), each once per change.
+        anchored = []
+        for issue in sorted(mine, key=lambda i: i.iid):
+            if carries_marker(issue.description):
+                continue
+            if self._not_control.get(issue.ref) == issue.updated_at:
+                continue
+            if await self.gateway.find_note(project, issue.iid, ANCHOR_KEY) is not None:
+                anchored.append(issue)
+            else:
+                self._not_control[issue.ref] = issue.updated_at
+        return anchored
 
     async def ensure(self, project: str) -> Issue:
         """Find the control issue, or create it (and its label). A create whose answer was
@@ -150,15 +193,7 @@ class ControlIssues:
         if found is not None:
             return found
         await ensure_label(self.gateway, project, CONTROL_LABEL, CONTROL_COLOR, CONTROL_DESCRIPTION)
-        payload = {
-            "title": CONTROL_TITLE,
-            "description": (
-                "crewline keeps the fleet's shared state here: pause and resume, and each "
-                "host's spend per day. Leave this issue open; crewline edits its notes.\n\n"
-                f"{CONTROL_MARKER}"
-            ),
-            "labels": CONTROL_LABEL,
-        }
+        payload = {"title": CONTROL_TITLE, "description": CONTROL_BODY, "labels": CONTROL_LABEL}
 
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).issues.create(data).attributes)
@@ -172,11 +207,32 @@ class ControlIssues:
             text_fields=("title", "description"), find_existing=find_created,
         )  # fmt: skip
         mine = int(created["iid"])
+        await self.gateway.upsert_note(project, mine, ANCHOR_KEY, ANCHOR_BODY)
         winners = await self._candidates(project)
         if winners and winners[0].iid != mine:
             await self.gateway.update_issue(project, mine, state_event="close")
             return winners[0]
         return await self.gateway.get_issue(project, mine)
+
+    async def repair(self, view: ControlView) -> bool:
+        """Put back what others changed: the label, the description (crewline's edit makes
+        it crewline's again), the anchor note of an issue filed before there was one.
+        True when something was written. A closed control issue is left closed: it works
+        as well closed, and a person may want it out of the open list."""
+        assert view.iid is not None
+        wrote = False
+        if view.damaged:
+            await ensure_label(
+                self.gateway, view.project, CONTROL_LABEL, CONTROL_COLOR, CONTROL_DESCRIPTION
+            )
+            await self.gateway.update_issue(
+                view.project, view.iid, add_labels=[CONTROL_LABEL], description=CONTROL_BODY
+            )
+            wrote = True
+        if not view.anchored:
+            await self.gateway.upsert_note(view.project, view.iid, ANCHOR_KEY, ANCHOR_BODY)
+            wrote = True
+        return wrote
 
     async def read(self, project: str, issue: Issue) -> ControlView:
         return parse_view(project, issue, await self.gateway.notes(project, issue.iid))

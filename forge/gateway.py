@@ -36,6 +36,7 @@ from forge.types import Award, Issue, LabelEvent, Note
 from workflow import UnknownState, Workflow, label_change, read_state
 
 PER_PAGE = 100
+EDITED = "changed the description"  # GitLab's system note when an issue's description is edited
 
 Noteable = Literal["issue", "mr"]
 
@@ -66,7 +67,7 @@ class Gateway:
         self.workflow = workflow
         # Everything read back from GitLab passes through ``trust``: only crewline's own
         # users' notes and descriptions keep their hidden markers.
-        self.trust = Trust(self.calls)
+        self.trust = Trust(self.calls, editors=self.description_editor)
         self.merges = MergeGateway(self.calls, self.trust)
         self.ci = CiHistory(self.calls)
         self.access = AccessLevels(self.member_access_level)
@@ -111,7 +112,9 @@ class Gateway:
             text_fields=("title", "description"),
             once=True,
         )
-        return Issue.of(project, data)
+        issue = Issue.of(project, data)
+        self.trust.wrote(issue.ref, issue.description)
+        return issue
 
     async def get_issue(self, project: str, iid: int) -> Issue:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
@@ -129,8 +132,10 @@ class Gateway:
         labels: Sequence[str] = (),
         updated_after: str | None = None,
         state: str = "opened",
+        author_id: int | None = None,
     ) -> list[Issue]:
-        """Open issues carrying every label in ``labels``, oldest update first, all pages."""
+        """Issues in ``state`` carrying every label in ``labels`` (and filed by
+        ``author_id`` when given), oldest update first, all pages."""
         params: dict[str, Any] = {
             "state": state,
             "order_by": "updated_at",
@@ -141,6 +146,8 @@ class Gateway:
             params["labels"] = ",".join(labels)
         if updated_after:
             params["updated_after"] = updated_after
+        if author_id is not None:
+            params["author_id"] = author_id
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
             items = gl.projects.get(project, lazy=True).issues.list(get_all=True, **params)
@@ -207,6 +214,8 @@ class Gateway:
         data = await self.calls.write(
             "issue.update", f"{project}#{iid}", payload, update, text_fields=("description",)
         )
+        if description is not None:  # as GitLab stores it, written by crewline just now
+            self.trust.wrote(f"{project}#{iid}", str(data.get("description") or ""))
         issue = await self.trust.issue(Issue.of(project, data))
         self.own_writes.issue_updated(project, iid, issue.updated_at)
         self.issues.observe(issue)
@@ -286,6 +295,23 @@ class Gateway:
                 # Through the same filter as every note read: a stranger's marker is removed.
                 return await self.trust.notes(target, (Note.of(note) for note in notes[1:]))
         return []
+
+    async def description_editor(self, project: str, iid: int) -> tuple[int, str] | None:
+        """Who last edited the issue's description: the author of its newest "changed the
+        description" system note (GitLab's REST issue has no such field), or None when the
+        description was never edited. Newest first, so usually one page."""
+
+        def find(gl: gitlab.Gitlab) -> tuple[int, str] | None:
+            notes = _noteable(gl, project, "issue", iid).notes.list(
+                iterator=True, per_page=PER_PAGE, sort="desc", order_by="created_at"
+            )
+            for note in notes:
+                if note.attributes.get("system") and note.attributes.get("body") == EDITED:
+                    author = note.attributes.get("author") or {}
+                    return int(author.get("id") or 0), str(author.get("username") or "")
+            return None
+
+        return await self.calls.read("note.list", f"{project}#{iid}", {"edits": True}, find)
 
     # ------------------------------------------------------------ notes (issues and MRs)
 

@@ -14,7 +14,7 @@ from gitlab.utils import EncodedId
 from forge.calls import AuditedCalls
 from forge.client import ForgeConflict, ForgeNotFound
 from forge.markers import findable
-from forge.trust import Trust
+from forge.trust import Trust, defang, defang_all
 from forge.types import Approval, MergeRequest, Pipeline
 
 PER_PAGE = 100
@@ -304,9 +304,11 @@ class MergeGateway:
             pipeline = gl.projects.get(project, lazy=True).pipelines.get(pipeline_id, lazy=True)
             return dict(pipeline.test_report.get().attributes)
 
-        return await self.calls.read(
+        # Test names and outputs come from the MR's code: quoted in crewline's notes.
+        report = await self.calls.read(
             "pipeline.test_report", f"{project}/pipeline/{pipeline_id}", {}, get
         )
+        return dict(defang_all(report))
 
     async def jobs(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
@@ -315,16 +317,19 @@ class MergeGateway:
                 dict(job.attributes) for job in pipeline.jobs.list(get_all=True, per_page=PER_PAGE)
             ]
 
-        return await self.calls.read(
+        # Job names come from the MR's CI configuration: quoted in crewline's notes.
+        jobs = await self.calls.read(
             "pipeline.jobs", f"{project}/pipeline/{pipeline_id}", {}, list_
         )
+        return list(defang_all(jobs))
 
     async def job_trace(self, project: str, job_id: int) -> str:
         def trace(gl: gitlab.Gitlab) -> str:
             raw = gl.projects.get(project, lazy=True).jobs.get(job_id, lazy=True).trace()
             return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
-        return await self.calls.read("job.trace", f"{project}/job/{job_id}", {}, trace)
+        # Jobs run the MR's code: what they print is quoted in crewline's notes (QA, flaky).
+        return defang(await self.calls.read("job.trace", f"{project}/job/{job_id}", {}, trace))
 
     async def retry_job(self, project: str, job_id: int) -> dict[str, Any]:
         """Retry a job, once: GitLab refuses to retry a job already retried, so a retry whose

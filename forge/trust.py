@@ -13,9 +13,10 @@ flaky-test goals never see a marker they did not write, without a check of their
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,6 +35,11 @@ FORGED = "[a hidden crewline marker was removed: only crewline's own notes carry
 VERDICT = "forged"
 
 
+# (project, iid) -> (user id, username) of the description's last editor, or None.
+Editors = Callable[[str, int], Awaitable[tuple[int, str] | None]]
+_WRITTEN_KEPT = 5000  # issues whose description crewline remembers writing
+
+
 class IdentityUnknown(Exception):
     """crewline could not learn who it is on GitLab: it must not start (trusting every
     note's author instead would let anyone drive it)."""
@@ -45,6 +51,7 @@ class OwnUsers:
 
     ids: frozenset[int]
     usernames: frozenset[str]
+    bot_id: int = 0  # the bot token's user: it files every issue crewline files
 
     def __contains__(self, user_id: object) -> bool:
         return isinstance(user_id, int) and user_id in self.ids
@@ -59,13 +66,33 @@ def defang(text: str) -> str:
     return _MARKER.sub(FORGED, text)
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def defang_all(value: Any) -> Any:
+    """``value`` (decoded JSON: a CI test report) with :func:`defang` applied to every
+    string in it."""
+    if isinstance(value, str):
+        return defang(value)
+    if isinstance(value, list):
+        return [defang_all(item) for item in value]
+    if isinstance(value, dict):
+        return {key: defang_all(item) for key, item in value.items()}
+    return value
+
+
 class Trust:
     """Learns crewline's own users and strips the markers of everyone else."""
 
-    def __init__(self, calls: AuditedCalls) -> None:
+    def __init__(self, calls: AuditedCalls, editors: Editors | None = None) -> None:
         self.calls = calls
         self._own: OwnUsers | None = None
         self._audited: set[str] = set()
+        # Who last edited an issue's description (GitLab's REST issue does not say; its
+        # "changed the description" system note does): see Gateway.description_editor.
+        self._editors = editors
+        self._written: dict[str, str] = {}  # issue ref -> digest of crewline's description
 
     async def learn(self, *others: AuditedCalls) -> OwnUsers:
         """Ask ``GET /user`` with the bot's token and with each of ``others`` (the merge
@@ -76,6 +103,7 @@ class Trust:
         self._own = OwnUsers(
             ids=frozenset(user_id for user_id, _ in users),
             usernames=frozenset(name for _, name in users),
+            bot_id=users[0][0],
         )
         log.info("crewline acts on GitLab as %s", ", ".join(sorted(self._own.usernames)))
         return self._own
@@ -100,13 +128,35 @@ class Trust:
         return [await self.note(target, note) for note in notes]
 
     async def issue(self, issue: Issue) -> Issue:
-        """The issue with its description's markers removed unless crewline filed it."""
-        if await self.authored_by_crewline(issue.author_id) or not carries_marker(
-            issue.description
-        ):
+        """The issue with its description's markers removed unless crewline wrote the
+        description: crewline filed the issue and nobody else edited the description since
+        crewline last wrote it (the newest "changed the description" system note, if any,
+        is by one of crewline's users)."""
+        if carries_marker(issue.title):  # crewline writes none there, but quotes titles
+            issue = replace(issue, title=defang(issue.title))
+        if not carries_marker(issue.description):
             return issue
-        await self._forged(f"{issue.ref}/description", "issue", issue.author, issue.author_id)
+        author, author_id = issue.author, issue.author_id
+        if await self.authored_by_crewline(issue.author_id):
+            if self._written.get(issue.ref) == _digest(issue.description):
+                return issue  # the very text crewline last wrote or found to be its own
+            editor = (
+                None if self._editors is None else await self._editors(issue.project, issue.iid)
+            )
+            if editor is None or await self.authored_by_crewline(editor[0]):
+                self.wrote(issue.ref, issue.description)
+                return issue
+            author_id, author = editor
+        await self._forged(f"{issue.ref}/description", "issue", author, author_id)
         return replace(issue, description=defang(issue.description))
+
+    def wrote(self, ref: str, description: str) -> None:
+        """crewline wrote ``description`` on issue ``ref`` (or found it was the last to):
+        reading back that exact text needs no look at who edited it. Only the newest text
+        is kept per issue, so an older version someone puts back is looked at again."""
+        if len(self._written) > _WRITTEN_KEPT:
+            self._written.clear()
+        self._written[ref] = _digest(description)
 
     async def discussions(self, target: str, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Merge request discussions (raw GitLab dicts) with other users' markers removed."""

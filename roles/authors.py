@@ -95,15 +95,23 @@ async def _refusal(services: Services, issue: Issue) -> str | None:
     entry = wf.state(wf.entry).label
     needed = services.projects[issue.project].min_filer_access
     author = await access_of(services, issue.project, issue.author)
-    if author >= needed:
+    # An issue crewline filed (the control issue, a flaky-test issue, a goal filed through
+    # a surface) is a goal only when crewline or an authorised person put it at the entry:
+    # its authorship alone must not let a Reporter's label start work on it.
+    by_crewline = issue.author in (await services.gateway.trust.own()).usernames
+    if author >= needed and not by_crewline:
         return None
     events = await services.gateway.label_events(issue.project, issue.iid)
     mover = next((e.user for e in reversed(events) if e.action == "add" and e.label == entry), "")
     moved = await access_of(services, issue.project, mover) if mover else 0
-    if moved >= needed:
-        return None
+    if moved >= needed or (by_crewline and not mover):
+        return None  # crewline's, with no label event saying who put it there: as before
     who = f"@{issue.author} (who filed it) has {access_name(author)} access"
-    if mover and mover != issue.author:
+    if by_crewline:
+        who = (
+            f"crewline filed it, and @{mover} (who added `{entry}`) has {access_name(moved)} access"
+        )
+    elif mover and mover != issue.author:
         who += f" and @{mover} (who added `{entry}`) has {access_name(moved)} access"
     reason = (
         f"crewline leaves this issue alone: {who} on {issue.project}, and a goal needs "

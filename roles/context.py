@@ -20,6 +20,7 @@ from forge.merge_gateway import MergeGateway
 from forge.settings import ProjectSettings
 from forge.types import Issue, Note
 from roles.agents.base import Agent
+from roles.agents.unmarked import Unmarked
 from roles.fleet_state import FleetState
 from roles.notify import Desk, Notifier
 from roles.sandbox import NoSandbox, Sandbox
@@ -116,7 +117,8 @@ class Services:
 
     def agent_for(self, role: str) -> Agent:
         try:
-            return self.agents[role]
+            # The one way roles reach an agent: its answers lose crewline's markers here.
+            return Unmarked(self.agents[role])
         except KeyError:
             raise LookupError(f"no agent configured for the {role} role") from None
 

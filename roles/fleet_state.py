@@ -111,6 +111,8 @@ class FleetState:
             view = self.views[project]
             if view.iid is not None:
                 found += 1
+                if await self.control.repair(view):  # read its notes again next time
+                    self.views[project] = view = replace(view, updated_at="")
                 await self._publish(view)
             await index_learnings(self.gateway, self.storage, project)
         return found

@@ -18,12 +18,12 @@ import asyncio
 import logging
 import re
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from forge.client import ForgeError
-from forge.gateway import Gateway, StaleState
+from forge.gateway import Gateway, StaleState, note_marker
 from forge.merge_gateway import MergeGateway
 from forge.types import MergeRequest, Note
 from roles.desk_rules import second_person_refusal
@@ -175,9 +175,17 @@ def _already(earlier: Note) -> Decision:
 FILER = re.compile(r"<!-- crewline:filer user=([\w.-]+) -->")
 
 
-def filer_of(description: str, author: str) -> str:
-    """Who filed the goal: the marker a surface wrote when filing for someone, else the
-    issue's author."""
+FILER_KEY = "filer"
+
+
+def filer_of(description: str, author: str, notes: Iterable[Note] = ()) -> str:
+    """Who filed the goal: the filer note a surface posted when filing for someone (a note
+    only its author edits), else the marker in the description (which counts only while
+    nobody else edited it: forge/trust.py), else the issue's author."""
+    for note in notes:
+        found = FILER.search(note.body) if note.by_crewline else None
+        if found and note_marker(FILER_KEY) in note.body:
+            return found.group(1)
     match = FILER.search(description)
     return match.group(1) if match else author
 
@@ -260,7 +268,7 @@ async def _decide_merge(
         return Decision(False, f"stale: {moved}")
     if mr.sha != revision:
         return Decision(False, f"stale: !{mr.iid} is now at {mr.sha[:10]}, not {revision[:10]}")
-    filer = filer_of(issue.description, issue.author)
+    filer = filer_of(issue.description, issue.author, notes)
     refused = second_person_refusal(filer, approver, require_second_person) if approve else None
     if refused is not None:
         return Decision(False, refused)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import TypeAdapter, ValidationError
 
 from forge import metrics
+from forge.trust import defang
 from roles.procgroup import run_group
 from roles.sandbox import NoSandbox, Sandbox
 from roles.settings import BASE_ENV_ALLOW
@@ -234,7 +235,8 @@ def printable(output: bytes) -> str:
     carriage returns turned into line breaks."""
     text = output.decode("utf-8", errors="replace")
     text = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("", text)
+    # Commands run code an agent wrote: what they print is quoted in crewline's notes.
+    return defang(_CONTROL.sub("", text))
 
 
 def _omitted(result: CheckResult) -> str:

@@ -292,6 +292,7 @@ async def update_issue(
         if changed or labels_changed:
             if "title" in columns or "description" in columns:
                 columns.update(last_edited_at=stamp, last_edited_by_id=editor["id"])
+                await _edit_notes(conn, project_id, before, row, columns, editor, stamp)
             columns.update(updated_at=stamp, updated_by_id=editor["id"])
             assignments = ", ".join(f"{name} = ?" for name in columns)
             await conn.execute(
@@ -304,6 +305,29 @@ async def update_issue(
     action = {"closed": "close", "opened": "reopen"}.get(columns.get("state", ""), "update")
     _emit(sim, project, editor, before, after, action)
     return after
+
+
+async def _edit_notes(
+    conn: Any,
+    project_id: int,
+    before: IssueRecord,
+    row: Any,
+    columns: dict[str, Any],
+    editor: sqlite3.Row,
+    stamp: str,
+) -> None:
+    """GitLab's system notes for a title or description edit, authored by whoever edited:
+    "changed title from **old** to **new**" and "changed the description". The REST issue
+    has no field naming the last editor; these notes are how an API client learns it."""
+    said = []
+    if "title" in columns:
+        said.append(f"changed title from **{row['title']}** to **{columns['title']}**")
+    if "description" in columns:
+        said.append("changed the description")
+    for body in said:
+        await notes.insert_system_note(
+            conn, project_id, "Issue", before.id, before.iid, int(editor["id"]), body, stamp
+        )
 
 
 _TRACKED = (

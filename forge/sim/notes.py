@@ -21,6 +21,8 @@ Public API (for the merge-request module and tests)
         emit=True) -> sqlite3.Row``
     Inserts a note, touches the noteable and (unless ``system``) emits a ``note`` event.
     Raises ``LookupError`` when the noteable does not exist.
+``await insert_system_note(conn, project_id, noteable_type, noteable_id, noteable_iid,
+        author_id, body, stamp)``: a system note inside the caller's write transaction.
 ``await update_note(sim, project, note, body, editor) -> sqlite3.Row``
 ``await set_resolved(sim, note_ids, resolver_id_or_None)``  (resolvable MR discussions)
 ``await get_note(sim, note_id)``, ``await list_notes(sim, noteable_type, noteable_id)``
@@ -167,32 +169,69 @@ async def create_note(
         raise LookupError(f"{noteable_type} !{noteable_iid} not found in project {project['id']}")
     async with sim.store.write() as conn:
         stamp = await _touch(conn, noteable)  # the new note carries the same stamp
-        cur = await conn.execute(
-            "INSERT INTO notes (project_id, noteable_type, noteable_id, noteable_iid, author_id,"
-            " body, system, internal, type, discussion_id, position, resolvable, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-            (
-                project["id"],
-                noteable.type,
-                noteable.id,
-                noteable.iid,
-                author["id"],
-                body,
-                int(system),
-                int(internal),
-                note_type,
-                discussion_id or secrets.token_hex(20),
-                json.dumps(position) if position is not None else None,
-                int(resolvable),
-                stamp,
-                stamp,
-            ),
-        )
-        row = await cur.fetchone()
-    assert row is not None
+        row = await _insert(
+            conn, project, noteable.type, noteable.id, noteable.iid, int(author["id"]), body,
+            stamp, system=system, internal=internal, discussion_id=discussion_id,
+            position=position, note_type=note_type, resolvable=resolvable,
+        )  # fmt: skip
     if emit and not system:
         _emit_note_event(sim, project, author, row, noteable, "create")
     return row
+
+
+async def insert_system_note(
+    conn: Any, project_id: int, noteable_type: str, noteable_id: int, noteable_iid: int,
+    author_id: int, body: str, stamp: str,
+) -> None:  # fmt: skip
+    """A system note written inside the caller's transaction with the caller's stamp (an
+    issue edit and its "changed the description" note are one change, as in GitLab)."""
+    await _insert(
+        conn, {"id": project_id}, noteable_type, noteable_id, noteable_iid, author_id, body,
+        stamp, system=True,
+    )  # fmt: skip
+
+
+async def _insert(
+    conn: Any,
+    project: Any,
+    noteable_type: str,
+    noteable_id: int,
+    noteable_iid: int,
+    author_id: int,
+    body: str,
+    stamp: str,
+    *,
+    system: bool = False,
+    internal: bool = False,
+    discussion_id: str | None = None,
+    position: dict[str, Any] | None = None,
+    note_type: str | None = None,
+    resolvable: bool = False,
+) -> sqlite3.Row:
+    cur = await conn.execute(
+        "INSERT INTO notes (project_id, noteable_type, noteable_id, noteable_iid, author_id,"
+        " body, system, internal, type, discussion_id, position, resolvable, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        (
+            project["id"],
+            noteable_type,
+            noteable_id,
+            noteable_iid,
+            author_id,
+            body,
+            int(system),
+            int(internal),
+            note_type,
+            discussion_id or secrets.token_hex(20),
+            json.dumps(position) if position is not None else None,
+            int(resolvable),
+            stamp,
+            stamp,
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row  # type: ignore[no-any-return]
 
 
 async def update_note(
