@@ -30,7 +30,7 @@ from forge.client import ForgeError
 from forge.guard import GuardBlocked
 from roles.context import Services
 from roles.engine import PAUSE_ALL, pause_key
-from roles.gates import Decision, decide_merge, decide_plan, filer_of
+from roles.gates import Decision, decide_merge, decide_plan, issue_filer
 from roles.pause import PauseChange, set_paused
 from storage import AuditEntry, Learning
 from workflow import Gate
@@ -202,8 +202,7 @@ class Desk:
 
     async def filer(self, project: str, iid: int) -> str:
         """The GitLab user who filed the goal (the marker a surface wrote, else the author)."""
-        issue = await self.services.gateway.get_issue(project, iid)
-        return filer_of(issue.description, issue.author)
+        return issue_filer(await self.services.gateway.get_issue(project, iid))
 
     # ------------------------------------------------------------ gates
 
