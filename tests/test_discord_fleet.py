@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import pytest
+
 from bot.app import Runtime
 from bot.client import CrewlineBot
 from bot.demo_goals import GOALS
@@ -37,6 +39,7 @@ from tests.sim_issues_support import add_user
 
 STATUS, APPROVALS = 700, 600
 LEARNED = "demo/app runs its tests with python3 -m unittest discover."  # the demo agent's
+LIMIT = 180.0  # seconds for a stage: generous, the machine running the tests may be loaded
 
 
 @asynccontextmanager
@@ -99,6 +102,7 @@ async def discord_says(host: RunHost, command: str, who: int) -> str:
     return (await invoke(host.bot, command, user(who))).followup.text
 
 
+@pytest.mark.timeout(3 * LIMIT + 60)  # three agent stages, each within LIMIT
 async def test_two_workers_governed_and_shown_by_the_run_hosts_discord(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
@@ -118,7 +122,7 @@ async def test_two_workers_governed_and_shown_by_the_run_hosts_discord(
         )  # fmt: skip
         first = int(re.findall(rf"{PROJECT}#(\d+)", filed.followup.text)[0])
         assert await run.shown() == []  # the status channel shows it at pm-ready
-        await reach(planner, {first: "plan-review"})
+        await reach(planner, {first: "plan-review"}, limit=LIMIT)
         [gate] = planner.services.desk.gates  # type: ignore[attr-defined]
         assert gate.filer == "alice"  # the person, not the bot that is GitLab's author
 
@@ -132,7 +136,7 @@ async def test_two_workers_governed_and_shown_by_the_run_hosts_discord(
         assert await run.shown() == [card]  # the feed sees the move; no second card
 
         # Worker B builds it and records what its agent learned (a note on the issue).
-        await reach(builder, {first: "review-ready"})
+        await reach(builder, {first: "review-ready"}, limit=LIMIT)
         assert await builder.storage.learnings.search("unittest", project=PROJECT) != []
         assert await planner.storage.learnings.search("unittest", project=PROJECT) == []
 
@@ -155,7 +159,7 @@ async def test_two_workers_governed_and_shown_by_the_run_hosts_discord(
         # /resume in Discord: worker A claims the goal, and its plan prompt holds B's learning.
         assert await discord_says(run, "resume", BOB) == "every project resumed"
         assert await planner.engine.tick() == 1
-        await reach(planner, {second: "plan-review"})
+        await reach(planner, {second: "plan-review"}, limit=LIMIT)
         prompts = sorted((tmp_path / "w-a" / "runs").glob(f"*/{second}/*/demo-session-*.txt"))
         assert len(prompts) == 1
         assert f"- (remember, #{first}) {LEARNED}" in prompts[0].read_text()
