@@ -39,7 +39,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pydantic import SecretStr
-from rich.console import Console
 
 from bot.app import Runtime, build_runtime
 from bot.config import Secrets
@@ -93,14 +92,7 @@ async def work(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
         services = runtime.services
-        services.desk = ConsoleDesk(
-            Console(quiet=True),
-            services.gateway,
-            runtime.storage.leases,
-            who="the chaos operator",
-            merger=services.merger,
-            worker=services.worker,
-        )
+        services.desk = ConsoleDesk.of(services, who="the chaos operator")
         rate = float(os.environ.get("CHAOS_GATE_KILL_RATE", "0"))
         if rate > 0:
             _kill_after_decisions(runtime, rate, random.Random(f"{args.worker}-{os.getpid()}"))

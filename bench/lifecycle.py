@@ -27,7 +27,6 @@ from pathlib import Path
 import gitlab
 import requests
 from pydantic import SecretStr
-from rich.console import Console
 
 from bot.app import Runtime, build_runtime
 from bot.config import Secrets
@@ -114,14 +113,7 @@ async def _measure(
     runtime: Runtime, url: str, db: Path, webhooks: bool, poll: float, limit: float
 ) -> Lifecycle:
     services = runtime.services
-    services.desk = ConsoleDesk(
-        Console(quiet=True),
-        services.gateway,
-        runtime.storage.leases,
-        who="the bench operator",
-        merger=services.merger,
-        worker=services.worker,
-    )
+    services.desk = ConsoleDesk.of(services, who="the bench operator")
     await sync_labels(services.gateway, PROJECT)
     await services.fleet.ensure()  # as `crewline run` does at start: the control issue
     engine = runtime.engine

@@ -60,7 +60,11 @@ def _options(default: object) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crewline",
-        description="Coordinate AI coding agents on GitLab from Discord.",
+        description=(
+            "Coordinate AI coding agents on GitLab. Humans decide the plan and merge gates in "
+            "GitLab (a thumbs-up on the plan note, Approve on the merge request), in Discord, "
+            "or here with `crewline approve` / `crewline request-changes`."
+        ),
         parents=[_options(None)],
     )
     parser.set_defaults(verbose=False, log_format=None)
@@ -119,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser_.add_argument(
             "--auto-approve-plans",
             action="store_true",
-            help="approve every plan as it is posted (no human plan gate; for headless hosts)",
+            help="approve every plan as it is posted, in this host's name (no human plan gate)",
         )
 
     status = commands.add_parser(

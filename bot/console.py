@@ -17,6 +17,7 @@ from rich.console import Console
 
 from forge.gateway import Gateway
 from forge.merge_gateway import MergeGateway
+from roles.context import Services
 from roles.gates import GateNotDecided, decide_merge, decide_plan
 from roles.notify import Event, EventKind, GateRequest
 from storage import LeaseStore
@@ -72,6 +73,28 @@ class ConsoleDesk:
         self.who = who
         self.input_closed = False  # interactive, and standard input reached its end
         self._asking = asyncio.Lock()  # two gates at once must not share one prompt
+
+    @classmethod
+    def of(
+        cls,
+        services: Services,
+        *,
+        who: str,
+        console: Console | None = None,
+        interactive: bool = False,
+    ) -> ConsoleDesk:
+        """The console desk of a host: it decides through the host's gateway, holds gate
+        leases under the host's worker id and merges with the host's merge identity (when it
+        has one). ``console`` defaults to a silent one."""
+        return cls(
+            console or Console(quiet=True),
+            services.gateway,
+            services.storage.leases,
+            interactive=interactive,
+            who=who,
+            merger=services.merger,
+            worker=services.worker,
+        )
 
     async def request(self, gate: GateRequest) -> None:
         approve, feedback = True, ""

@@ -106,14 +106,11 @@ async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 9
                 notifier=Fanout(ConsoleNotifier(console), log),
             )
             try:
-                desk = ConsoleDesk(
-                    console,
-                    runtime.services.gateway,
-                    runtime.storage.leases,
-                    interactive=interactive,
+                desk = ConsoleDesk.of(
+                    runtime.services,
                     who="the demo operator",
-                    merger=runtime.services.merger,
-                    worker=runtime.services.worker,
+                    console=console,
+                    interactive=interactive,
                 )
                 runtime.services.desk = desk
                 results = await _drive(runtime, console, limit_seconds, desk)

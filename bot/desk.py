@@ -39,7 +39,7 @@ from forge.guard import GuardBlocked
 from forge.trust import defang
 from roles.context import Services
 from roles.engine import PAUSE_ALL, pause_key
-from roles.gates import Decision, decide_merge, decide_plan, filer_of
+from roles.gates import Decision, decide_merge, decide_plan, issue_filer
 from roles.pause import PauseChange, set_paused
 from storage import AuditEntry, Learning
 from workflow import Gate
@@ -219,7 +219,7 @@ class Desk:
         """The GitLab user who filed the goal (the marker a surface wrote, else the author)."""
         issue = await self.services.gateway.get_issue(project, iid)
         notes = await self.services.gateway.notes(project, iid)
-        return filer_of(issue.description, issue.author, notes)
+        return issue_filer(issue, notes)
 
     # ------------------------------------------------------------ gates
 

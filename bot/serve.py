@@ -79,9 +79,7 @@ async def serve(
         console.print(f"WARNING: {runtime.sandbox_warning}", style="bold red", markup=False)
     await warn_about_privileges(runtime, console)
     if auto_approve_plans:
-        desk = ConsoleDesk(
-            console, runtime.services.gateway, runtime.storage.leases, who=config.worker_id
-        )
+        desk = ConsoleDesk.of(runtime.services, who=config.worker_id, console=console)
         runtime.services.desk = PlansOnly(desk, runtime.services.workflow.gate_state("plan").name)
     engine = runtime.engine
     observer: Observer | None = None

@@ -19,6 +19,7 @@ from roles.gates import (
     apply_merge_decision,
     apply_plan_decision,
     gate_lease,
+    issue_filer,
     merge_decision_key,
 )
 from roles.mr_link import issue_mr_and_notes, named_mr
@@ -114,12 +115,12 @@ async def gate_request(
         note, plan = current
         return GateRequest(
             issue.project, issue.iid, issue.title, gate, str(note.id), plan.to_markdown(),
-            issue.web_url, issue.author,
+            issue.web_url, issue_filer(issue),
         )  # fmt: skip
     mr = await named_mr(gateway, issue.project, notes)
     if mr is None or mr.state != "opened":
         return None
     summary = f"Merge request !{mr.iid}: {mr.web_url}\nHead `{mr.sha[:10]}`"
     return GateRequest(
-        issue.project, issue.iid, issue.title, gate, mr.sha, summary, mr.web_url, issue.author
+        issue.project, issue.iid, issue.title, gate, mr.sha, summary, mr.web_url, issue_filer(issue)
     )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from forge.client import ForgeError
 from forge.gateway import Gateway, StaleState, note_marker
 from forge.merge_gateway import MergeGateway
-from forge.types import MergeRequest, Note
+from forge.types import Issue, MergeRequest, Note
 from roles.desk_rules import second_person_refusal
 from roles.mr_link import issue_mr_and_notes, moved_since_qa
 from roles.plan_notes import FEEDBACK_HEADING, approved_plan_marker, decision_key, latest_plan
@@ -190,6 +190,16 @@ def filer_of(description: str, author: str, notes: Iterable[Note] = ()) -> str:
     return match.group(1) if match else author
 
 
+def issue_filer(issue: Issue, notes: Iterable[Note] = ()) -> str:
+    """Who filed the goal ``issue`` is: the person a surface filed it for, not the bot that
+    is GitLab's author then. Gate cards, the second-person rule and the filer's messages all
+    ask this one question. Trusted because the gateway's trust filter leaves markers only in
+    text crewline wrote (``forge/trust.py``): a stranger's description never names a filer.
+    Given the issue's notes, the filer note a surface posted counts first (it survives a
+    description edited by someone else)."""
+    return filer_of(issue.description, issue.author, notes)
+
+
 def filer_marker(username: str) -> str:
     return f"<!-- crewline:filer user={username} -->"
 
@@ -268,7 +278,7 @@ async def _decide_merge(
         return Decision(False, f"stale: {moved}")
     if mr.sha != revision:
         return Decision(False, f"stale: !{mr.iid} is now at {mr.sha[:10]}, not {revision[:10]}")
-    filer = filer_of(issue.description, issue.author, notes)
+    filer = issue_filer(issue, notes)
     refused = second_person_refusal(filer, approver, require_second_person) if approve else None
     if refused is not None:
         return Decision(False, refused)

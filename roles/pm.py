@@ -25,6 +25,7 @@ from roles.authors import FilerCheck, heard_authors
 from roles.budget import hold_notice, over_budget
 from roles.context import RunContext, Services
 from roles.engine import GO, Admission, RoleResult, Verdict
+from roles.gates import issue_filer
 from roles.notify import GateRequest
 from roles.plan import PLAN_FORMAT, Plan, PlanError, parse_plan
 from roles.plan_checks import file_tree, shell_syntax_errors, unmatched_note, unmatched_owned
@@ -180,7 +181,7 @@ class PmRole:
                 revision=str(note.id),
                 summary=body,
                 url=issue.web_url,
-                filer=issue.author,
+                filer=issue_filer(issue),
             ),
         )
 

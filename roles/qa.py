@@ -29,6 +29,7 @@ from forge.types import Issue, MergeRequest, Pipeline
 from roles.context import RunContext, Services
 from roles.engine import GO, Admission, RoleResult
 from roles.flaky import flaky_key, record_flakes
+from roles.gates import issue_filer
 from roles.mr_link import issue_mr, qa_passed_marker
 from roles.notify import GateRequest
 from roles.prompts import Prompts
@@ -312,6 +313,6 @@ class _Watch:
                 revision=mr.sha,
                 summary=summary,
                 url=mr.web_url,
-                filer=ctx.issue.author,
+                filer=issue_filer(ctx.issue),
             ),
         )

@@ -28,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rich.console import Console
 
 from bot.app import Runtime, build_runtime
 from bot.config import Secrets
@@ -51,13 +50,7 @@ async def work(args: argparse.Namespace) -> int:
     runtime = await build_runtime(config, Secrets(), notifier=EventLog())
     try:
         services = runtime.services
-        services.desk = ConsoleDesk(
-            Console(quiet=True),
-            services.gateway,
-            runtime.storage.leases,
-            who="a tester",
-            worker=services.worker,
-        )
+        services.desk = ConsoleDesk.of(services, who="a tester")
         await sync_labels(services.gateway, PROJECT)
 
         async def progress(step: str) -> None:

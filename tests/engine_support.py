@@ -17,7 +17,6 @@ from typing import Any
 
 import gitlab
 from pydantic import SecretStr
-from rich.console import Console
 
 from bot.app import Runtime, build_runtime
 from bot.config import CrewlineConfig, Secrets
@@ -73,14 +72,7 @@ async def runtime_for(
     events = log or EventLog()
     secrets = secrets or Secrets(gitlab_token=SecretStr(sim.config.bot_token))
     runtime = await build_runtime(config, secrets, notifier=events)
-    runtime.services.desk = ConsoleDesk(
-        Console(quiet=True),
-        runtime.services.gateway,
-        runtime.storage.leases,
-        who="a tester",
-        merger=runtime.services.merger,
-        worker=runtime.services.worker,
-    )
+    runtime.services.desk = ConsoleDesk.of(runtime.services, who="a tester")
     await sync_labels(runtime.services.gateway, PROJECT)
     try:
         yield runtime, events

@@ -15,7 +15,6 @@ import gitlab
 import requests
 from gitlab.v4.objects import Project, ProjectMergeRequest
 from pydantic import SecretStr
-from rich.console import Console
 
 from bot.app import Runtime, build_runtime
 from bot.config import CrewlineConfig, Secrets
@@ -79,14 +78,7 @@ async def merging_runtime(
         gitlab_merge_token=SecretStr(sim.config.maintainer_token),
     )
     runtime = await build_runtime(config, secrets, notifier=events)
-    console = ConsoleDesk(
-        Console(quiet=True),
-        runtime.services.gateway,
-        runtime.storage.leases,
-        who="a tester",
-        merger=runtime.services.merger,
-        worker=runtime.services.worker,
-    )
+    console = ConsoleDesk.of(runtime.services, who="a tester")
     desk = GateDesk(console, hold_merges=hold_merges)
     runtime.services.desk = desk
     await sync_labels(runtime.services.gateway, PROJECT)

@@ -69,6 +69,12 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("doctor", "audit", "sim"):
         assert command in result.stdout
+    # Gates are not Discord's alone: the help names every place a human decides them.
+    said = " ".join(result.stdout.split())
+    assert "from Discord" not in said
+    for where in ("GitLab (a thumbs-up on the plan note, Approve on the merge request)",
+                  "in Discord", "`crewline approve`"):  # fmt: skip
+        assert where in said
 
 
 def test_no_command_is_a_usage_error() -> None:

@@ -53,8 +53,8 @@ async def test_two_gates_at_once_are_asked_one_after_the_other(
     monkeypatch.setattr("builtins.input", person)
     async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
         out = io.StringIO()
-        desk = ConsoleDesk(
-            Console(file=out), runtime.services.gateway, runtime.storage.leases, interactive=True
+        desk = ConsoleDesk.of(
+            runtime.services, who="console", console=Console(file=out), interactive=True
         )
         answers = await asyncio.gather(*(desk.ask(gate(n)) for n in (1, 2, 3)))
     assert answers == [(True, "")] * 3
@@ -76,8 +76,8 @@ async def test_a_closed_standard_input_decides_nothing_and_asks_no_more(
     monkeypatch.setattr("builtins.input", closed)
     async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
         out = io.StringIO()
-        desk = ConsoleDesk(
-            Console(file=out), runtime.services.gateway, runtime.storage.leases, interactive=True
+        desk = ConsoleDesk.of(
+            runtime.services, who="console", console=Console(file=out), interactive=True
         )
         assert await desk.ask(gate(1)) is None
         assert desk.input_closed

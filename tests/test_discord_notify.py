@@ -178,8 +178,10 @@ async def test_nothing_is_lost_while_discord_is_away(sim: RunningSim, tmp_path: 
         )
         connected = asyncio.Event()  # the gateway is disconnected
         surface = surface_for(desk, world, connected)
-        await asyncio.wait_for(surface.notify(moved(issue, "pm-running", "plan-review")), 1)
-        await asyncio.wait_for(surface.request(gate), 1)  # the engine is never held up
+        # The engine is never held up: a send waiting for the gateway would never return
+        # (the bound is generous only because SQLite writes slow down on a loaded machine).
+        await asyncio.wait_for(surface.notify(moved(issue, "pm-running", "plan-review")), 10)
+        await asyncio.wait_for(surface.request(gate), 10)
         await asyncio.sleep(0.05)
         assert world.resolved == 0 and surface.pending == 4  # status, 2 details, card
         assert REGISTRY.get_sample_value("crewline_discord_queue_jobs") == 4

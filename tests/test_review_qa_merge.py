@@ -267,7 +267,7 @@ async def test_the_filer_cannot_approve_their_own_goals_merge(
         issue = await file_goal(runtime, "Add greet", filed)
         await reach(runtime, {issue.iid: "merge-ready"})
         gate = desk.merges[-1]
-        assert gate.filer == "crewline-bot"  # GitLab's author: the bot filed it for alice
+        assert gate.filer == "alice"  # not GitLab's author: the bot filed it for alice
         own = await decide(runtime, issue.iid, gate.revision, approver="alice")
         assert (own.applied, own.message) == (
             False,

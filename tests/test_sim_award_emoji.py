@@ -12,6 +12,7 @@ from forge.sim.core import GUEST
 from forge.webhooks import parse_event
 from forge.webhooks.events import EmojiEvent, MergeRequestEvent, wakes_gates
 from tests.sim_issues_support import MAINTAINER_TOKEN, add_user, client, make_project
+from tests.sim_mr_support import make_repo
 from tests.test_sim_hooks import Receiver, fast_sim, hooks_of
 from tests.webhooks_support import merge_request_payload
 
@@ -84,3 +85,40 @@ def test_approval_actions_of_merge_request_hooks_wake_the_gates() -> None:
         payload["object_attributes"]["action"] = action
         parsed = parse_event(payload, uuid=None, received_at=datetime.now(UTC))
         assert isinstance(parsed, MergeRequestEvent) and wakes_gates(parsed) is wakes
+
+
+def test_approving_and_unapproving_send_merge_request_hooks_as_gitlab_does(
+    fast_sim: RunningSim,
+) -> None:
+    """GitLab's merge request hook says ``approval`` for an approval short of the required
+    number, ``approved`` for the one that reaches it, and ``unapproval`` / ``unapproved``
+    for taking one back (``unapproved`` when the MR is no longer approved)."""
+    repo = make_repo(fast_sim)
+    repo.feature("feature/a", {"a.txt": "one\n"})
+    with Receiver() as receiver:
+        repo.root.hooks.create({"url": receiver.url, "merge_requests_events": True})
+        mr = repo.bot.mergerequests.create(
+            {"source_branch": "feature/a", "target_branch": "main", "title": "A"}
+        )
+        mr.approvals.update(new_data={"approvals_required": 2})
+        mine = repo.bot.mergerequests.get(mr.iid)
+        theirs = repo.maintainer.mergerequests.get(mr.iid)
+        steps = [mine.approve, theirs.approve, theirs.unapprove, mine.unapprove]
+        for step in steps:
+            step()
+        deliveries = receiver.wait_for(1 + len(steps))  # the "open", then one per step
+    bodies = [delivery.body for delivery in deliveries]
+    assert {d.headers["X-Gitlab-Event"] for d in deliveries} == {"Merge Request Hook"}
+    assert [(b["object_kind"], b["object_attributes"]["action"]) for b in bodies] == [
+        ("merge_request", "open"),
+        ("merge_request", "approval"),  # 1 of 2
+        ("merge_request", "approved"),  # 2 of 2
+        ("merge_request", "unapproved"),  # back to 1 of 2: no longer approved
+        ("merge_request", "unapproval"),  # 0 of 2
+    ]
+    assert [b["user"]["username"] for b in bodies[1:]] == [
+        "crewline-bot", "maintainer", "maintainer", "crewline-bot",
+    ]  # fmt: skip
+    assert {b["object_attributes"]["iid"] for b in bodies} == {mr.iid}
+    parsed = [parse_event(b, uuid=None, received_at=datetime.now(UTC)) for b in bodies]
+    assert [wakes_gates(event) for event in parsed] == [False, True, True, True, True]
