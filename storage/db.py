@@ -1,8 +1,9 @@
 """One aiosqlite connection per process, with transactions we control (BEGIN IMMEDIATE).
 
-Besides it, :meth:`Database.lease_statement` runs on a plain ``sqlite3`` connection for the leases
+Besides it, :meth:`Database.lease_call` runs on a plain ``sqlite3`` connection for the leases
 alone, used from the event loop without a thread hop and with ``synchronous=NORMAL``
-(:mod:`storage.leases` and docs/decisions/0029 say why that is safe for leases and only them).
+(:mod:`storage.leases` and docs/decisions/0029 and 0038 say why that is safe for leases and only
+them).
 
 The connection runs in autocommit mode (``isolation_level=None``): Python's sqlite3 never opens a
 transaction behind our back. Every write goes through :meth:`Database.transaction`, which takes
@@ -40,6 +41,9 @@ T = TypeVar("T")
 _BUSY_RETRIES = 6
 _BUSY_BACKOFF_SECONDS = 0.02
 _BUSY_BACKOFF_CAP_SECONDS = 0.5
+# A lease statement finds the file locked by another process: retried on the loop after these.
+_LEASE_RETRY_FIRST_SECONDS = 0.0005
+_LEASE_RETRY_CAP_SECONDS = 0.05
 
 
 class StorageSettings(BaseModel):
@@ -81,8 +85,6 @@ class Database:
     def __init__(self, connection: aiosqlite.Connection, path: Path, busy_timeout_ms: int) -> None:
         self._connection: aiosqlite.Connection | None = connection
         self._leases: sqlite3.Connection | None = None
-        self._lease_lock = asyncio.Lock()
-        self._lease_clock: Callable[[], float] = time.time
         self._closed = False
         self._lock = asyncio.Lock()
         self.path = path
@@ -152,37 +154,45 @@ class Database:
     def closed(self) -> bool:
         return self._connection is None
 
-    async def lease_statement(
-        self, sql: str, params: Params, clock: Callable[[], float], what: str
-    ) -> list[sqlite3.Row]:
-        """Run one statement, atomic on its own, on the leases' connection and return its rows.
+    async def lease_call(
+        self, work: Callable[[sqlite3.Connection], T], what: str, *, write: bool
+    ) -> T:
+        """Run ``work`` on the leases' connection, on the event loop, and return what it returns.
 
-        ``crewline_now()`` in ``sql`` reads ``clock`` once the statement holds the write lock,
-        so a grant's instant is never before the release it follows. The statement runs on the
-        event loop (no thread hop); only when another writer holds the lock does it move to a
-        thread to wait there (``busy_timeout``), so the loop never blocks on another process.
+        With ``write``, ``work`` runs inside ``BEGIN IMMEDIATE`` … ``COMMIT``: it holds the
+        write lock from its first statement, so a clock it reads is never before the release
+        its grant follows. Without, ``work`` must be one statement (atomic on its own).
+        When another writer holds the file's lock the call fails at once (``busy_timeout=0``)
+        and is tried again after an ``asyncio.sleep``, so the loop never waits for another
+        process; it gives up with :class:`StorageBusyError` after ``busy_timeout_ms``.
         """
-        async with self._lease_lock:
+        # No lock: an attempt runs to its end without yielding the loop.
+        started: float | None = None
+        delay = _LEASE_RETRY_FIRST_SECONDS
+        while True:
             connection = self._lease_connection()
-            self._lease_clock = clock
             try:
-                return connection.execute(sql, params).fetchall()
+                return _lease_attempt(connection, work, write)
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc):
                     raise
-
-            def waiting() -> list[sqlite3.Row]:
-                connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                try:
-                    return connection.execute(sql, params).fetchall()
-                finally:
-                    connection.execute("PRAGMA busy_timeout = 0")
-
-            return await self.retry_busy(lambda: asyncio.to_thread(waiting), what)
+                now = time.monotonic()
+                started = now if started is None else started
+                waited = now - started
+                if waited * 1000 >= self.busy_timeout_ms:
+                    raise StorageBusyError(
+                        f"{self.path}: still locked by another writer after {waited:.1f} s "
+                        f"({what}); find the process holding a long write transaction, or "
+                        "raise storage.busy_timeout_ms"
+                    ) from exc
+            # Jittered so that processes that collided do not collide again in step.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(_LEASE_RETRY_CAP_SECONDS, delay * 2)
 
     def _lease_connection(self) -> sqlite3.Connection:
         """Opened on first use: autocommit, WAL (set by :meth:`open`), ``synchronous=NORMAL``
-        and ``busy_timeout=0``, so a statement that would wait for a writer fails at once."""
+        and ``busy_timeout=0``, so a statement that would wait for a writer fails at once.
+        Rows are plain tuples (``sqlite3.Row`` costs a lookup per column)."""
         if self._closed:
             raise StorageError(f"{self.path}: the database is closed; open it again first")
         if self._leases is None:
@@ -190,10 +200,8 @@ class Database:
                 connection = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False
                 )
-                connection.row_factory = sqlite3.Row
                 connection.execute("PRAGMA busy_timeout = 0")
                 connection.execute("PRAGMA synchronous = NORMAL")
-                connection.create_function("crewline_now", 0, lambda: self._lease_clock())
             except sqlite3.Error as exc:
                 raise _unusable(self.path, exc) from exc
             self._leases = connection
@@ -273,6 +281,22 @@ class Database:
         if self._connection is None:
             raise StorageError(f"{self.path}: the database is closed; open it again first")
         return self._connection
+
+
+def _lease_attempt(
+    connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], write: bool
+) -> T:
+    if not write:
+        return work(connection)
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(connection)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return result
 
 
 def _unusable(path: Path, exc: Exception | str) -> StorageError:

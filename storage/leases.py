@@ -16,15 +16,19 @@ Decisions, stated once:
   held instead of waiting out the TTL. The token still advances, so the killed process's grant
   is fenced off (its renew and release change nothing). Another holder stays refused.
 
-How it is stored (docs/decisions/0029): every operation is one SQL statement, atomic on its own,
-on the database's lease connection (:meth:`Database.lease_statement`), run on the event loop
-itself: no thread hop, no BEGIN/COMMIT round trips. Only when another writer holds the file's
-lock does the statement move to a thread and wait there, so the loop never blocks on another
-process. The connection commits with ``synchronous=NORMAL``: a crash of the
-process loses nothing, a power loss may lose the last grants and releases. That is safe because
-a lease only keeps apart this host's own processes, which all died with the power: a lost grant
-was held by a dead process, a lost release only delays the key to its expiry (or its holder's
-``retake``), and a reissued token cannot meet the token it repeats, whose holder is gone.
+How it is stored (docs/decisions/0029, 0038): every operation is one short transaction on the
+database's lease connection (:meth:`Database.lease_call`), run on the event loop itself: no
+thread hop. A write takes the file's write lock first (``BEGIN IMMEDIATE``) and reads the clock
+after it, so a grant's instant is never before the release it follows. When another process
+holds the lock the operation is retried after an ``asyncio.sleep``, so the loop never blocks on
+another process. No statement uses ``RETURNING`` or a materialised CTE: SQLite builds those in a
+temporary b-tree whose page cache (about 90 KB) was allocated and returned to the system on
+every statement, and that cost more than everything else an operation does. The connection
+commits with ``synchronous=NORMAL``: a crash of the process loses nothing, a power loss may lose
+the last grants and releases. That is safe because a lease only keeps apart this host's own
+processes, which all died with the power: a lost grant was held by a dead process, a lost release
+only delays the key to its expiry (or its holder's ``retake``), and a reissued token cannot meet
+the token it repeats, whose holder is gone.
 """
 
 from __future__ import annotations
@@ -63,65 +67,72 @@ class LeaseStore:
         require_text("lease key", key)
         require_text("lease holder", holder)
         require_number("lease ttl", ttl, positive=True)
-        # One statement: insert the key's first grant, or take it over when free or expired.
-        rows = await self._run(
-            f"""
-            WITH clock(now) AS MATERIALIZED (SELECT crewline_now())
-            INSERT INTO leases (key, token, holder, expires_at)
-            SELECT ?, 1, ?, now + ? FROM clock WHERE true
-            ON CONFLICT (key) DO UPDATE
-                SET token = token + 1, holder = excluded.holder,
-                    expires_at = excluded.expires_at
-                WHERE leases.holder IS NULL OR leases.expires_at <= (SELECT now FROM clock)
-                    OR (? AND leases.holder = excluded.holder)
-            RETURNING {_COLUMNS}
-            """,
-            (key, holder, ttl, retake),
-            "acquiring a lease",
-        )
-        return _lease(rows[0]) if rows else None
+
+        def grant(connection: sqlite3.Connection) -> Lease | None:
+            now = self._clock()  # under the write lock: after any release it follows
+            row = connection.execute(
+                "SELECT token, holder, expires_at FROM leases WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                token = 1
+                connection.execute(
+                    "INSERT INTO leases (key, token, holder, expires_at) VALUES (?, 1, ?, ?)",
+                    (key, holder, now + ttl),
+                )
+            elif row[1] is None or row[2] <= now or (retake and row[1] == holder):
+                token = int(row[0]) + 1
+                connection.execute(
+                    "UPDATE leases SET token = ?, holder = ?, expires_at = ? WHERE key = ?",
+                    (token, holder, now + ttl, key),
+                )
+            else:
+                return None
+            return Lease(key, holder, token, now + ttl)
+
+        return await self._db.lease_call(grant, "acquiring a lease", write=True)
 
     async def renew(self, lease: Lease, ttl: float) -> Lease | None:
         """Extend a live lease to ``clock() + ttl``; ``None`` if it expired, was released or lost."""
         require_number("lease ttl", ttl, positive=True)
-        rows = await self._run(
-            f"""
-            WITH clock(now) AS MATERIALIZED (SELECT crewline_now())
-            UPDATE leases SET expires_at = (SELECT now FROM clock) + ?
-            WHERE key = ? AND holder = ? AND token = ? AND expires_at > (SELECT now FROM clock)
-            RETURNING {_COLUMNS}
-            """,
-            (ttl, lease.key, lease.holder, lease.token),
-            "renewing a lease",
-        )
-        return _lease(rows[0]) if rows else None
+
+        def extend(connection: sqlite3.Connection) -> Lease | None:
+            now = self._clock()
+            changed = connection.execute(
+                "UPDATE leases SET expires_at = ?"
+                " WHERE key = ? AND holder = ? AND token = ? AND expires_at > ?",
+                (now + ttl, lease.key, lease.holder, lease.token, now),
+            ).rowcount
+            return Lease(lease.key, lease.holder, lease.token, now + ttl) if changed else None
+
+        return await self._db.lease_call(extend, "renewing a lease", write=True)
 
     async def release(self, lease: Lease) -> bool:
         """Free the key if ``lease`` is still its current grant; ``False`` if it was not."""
-        rows = await self._run(
-            """
-            UPDATE leases SET holder = NULL, expires_at = NULL
-            WHERE key = ? AND holder = ? AND token = ?
-            RETURNING key
-            """,
-            (lease.key, lease.holder, lease.token),
-            "releasing a lease",
-        )
-        return len(rows) == 1
+
+        def free(connection: sqlite3.Connection) -> bool:
+            changed = connection.execute(
+                "UPDATE leases SET holder = NULL, expires_at = NULL"
+                " WHERE key = ? AND holder = ? AND token = ?",
+                (lease.key, lease.holder, lease.token),
+            ).rowcount
+            return changed == 1
+
+        # One statement, and it reads no clock: atomic without BEGIN IMMEDIATE.
+        return await self._db.lease_call(free, "releasing a lease", write=False)
 
     async def get(self, key: str) -> Lease | None:
         """The live lease on ``key``, or ``None`` when the key is free to acquire."""
-        rows = await self._run(
+        rows = await self._read(
             f"SELECT {_COLUMNS} FROM leases WHERE key = ? AND holder IS NOT NULL"
-            " AND expires_at > crewline_now()",
-            (key,),
+            " AND expires_at > ?",
+            (key, self._clock()),
             "reading a lease",
         )
         return _lease(rows[0]) if rows else None
 
     async def expired(self, now: float | None = None) -> list[Lease]:
         """Leases past their expiry that nobody released or took over, oldest expiry first."""
-        rows = await self._run(
+        rows = await self._read(
             f"""
             SELECT {_COLUMNS} FROM leases
             WHERE holder IS NOT NULL AND expires_at <= ? ORDER BY expires_at, key
@@ -133,22 +144,19 @@ class LeaseStore:
 
     async def held_by(self, holder: str) -> list[Lease]:
         """The live leases of ``holder``, by key."""
-        rows = await self._run(
-            f"SELECT {_COLUMNS} FROM leases WHERE holder = ? AND expires_at > crewline_now()"
-            " ORDER BY key",
-            (holder,),
+        rows = await self._read(
+            f"SELECT {_COLUMNS} FROM leases WHERE holder = ? AND expires_at > ? ORDER BY key",
+            (holder, self._clock()),
             "reading leases",
         )
         return [_lease(row) for row in rows]
 
-    async def _run(self, sql: str, params: Params, what: str) -> list[sqlite3.Row]:
-        return await self._db.lease_statement(sql, params, self._clock, what)
+    async def _read(self, sql: str, params: Params, what: str) -> list[Any]:
+        return await self._db.lease_call(
+            lambda connection: connection.execute(sql, params).fetchall(), what, write=False
+        )
 
 
 def _lease(row: Any) -> Lease:
-    return Lease(
-        key=row["key"],
-        holder=row["holder"],
-        token=int(row["token"]),
-        expires_at=float(row["expires_at"]),
-    )
+    key, holder, token, expires_at = row
+    return Lease(key=key, holder=holder, token=int(token), expires_at=float(expires_at))

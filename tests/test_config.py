@@ -9,9 +9,16 @@ import typing
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
-from bot.config import ConfigError, CrewlineConfig, config_path, load_config, load_secrets
+from bot.config import (
+    ConfigError,
+    CrewlineConfig,
+    Secrets,
+    config_path,
+    load_config,
+    load_secrets,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "crewline.example.toml"
 
@@ -196,3 +203,21 @@ def test_secrets_leave_the_environment_once_read(
     assert secrets.files() == [token_file]
     leftover = {name for name in os.environ if name.upper().startswith("CREWLINE_")}
     assert leftover == {"CREWLINE_CONFIG"}  # not a secret: kept
+
+
+def test_secrets_read_the_environment_in_any_case_and_the_constructor_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("CREWLINE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("crewline_gitlab_token", "from-the-environment")
+    monkeypatch.setenv("CREWLINE_WEBHOOK_SECRET", "hook")
+    monkeypatch.setenv("CREWLINE_NOT_A_SECRET", "ignored")
+    read = Secrets()
+    assert read.gitlab_token is not None
+    assert read.gitlab_token.get_secret_value() == "from-the-environment"
+    assert read.webhook_secret is not None and read.webhook_secret.get_secret_value() == "hook"
+    given = Secrets(gitlab_token=SecretStr("given"))
+    assert given.gitlab_token is not None and given.gitlab_token.get_secret_value() == "given"
+    assert given.webhook_secret is not None  # the rest still from the environment

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +14,7 @@ import gitlab
 import pytest
 from forge_support import PROJECT, gateway_for, make_project
 
-from forge.client import GitLabClient
+from forge.client import ForgeUnavailable, GitLabClient, RetryPolicy
 from forge.settings import GitLabSettings
 from forge.sim.app import RunningSim
 
@@ -99,3 +100,66 @@ async def test_the_session_neither_keeps_nor_sends_cookies(cookie_server: str) -
         await client.close()
     assert _CookieServer.cookies_seen == [None, None]
     assert jar_sizes == 0
+
+
+def _without_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_the_environments_proxy_is_read_once_when_the_thread_builds_its_client(
+    cookie_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests re-read the environment (and ~/.netrc) on every call; crewline reads the
+    proxy once per thread's client: set before the client is built it is used, set after it
+    changes nothing."""
+    _without_proxy_env(monkeypatch)
+    dead_proxy = f"http://127.0.0.1:{_dead_port()}"
+    no_retry = RetryPolicy(max_retries=0)
+
+    monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+    proxied = GitLabClient(GitLabSettings(url=cookie_server, threads=1), "t", retry=no_retry)
+    try:
+        with pytest.raises(ForgeUnavailable):  # sent to the (dead) proxy, as configured
+            await proxied.call("project.get", lambda gl: gl.projects.get("g/p").id)
+    finally:
+        await proxied.close()
+
+    monkeypatch.delenv("HTTP_PROXY")
+    direct = GitLabClient(GitLabSettings(url=cookie_server, threads=1), "t", retry=no_retry)
+    try:
+        assert await direct.call("project.get", lambda gl: gl.projects.get("g/p").id) == 7
+        monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+        assert await direct.call("project.get", lambda gl: gl.projects.get("g/p").id) == 7
+    finally:
+        await direct.close()
+    assert len(_CookieServer.cookies_seen) == 2
+
+
+async def test_no_proxy_and_the_ca_bundle_from_the_environment_still_apply(
+    cookie_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _without_proxy_env(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_dead_port()}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    bundle = tmp_path / "ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    client = GitLabClient(GitLabSettings(url=cookie_server, threads=1), "t")
+    try:
+        assert await client.call("project.get", lambda gl: gl.projects.get("g/p").id) == 7
+        verify = await client.call("verify", lambda gl: gl.ssl_verify)
+    finally:
+        await client.close()
+    assert verify == str(bundle)
+    unverified = GitLabClient(GitLabSettings(url=cookie_server, threads=1, ssl_verify=False), "t")
+    try:
+        assert await unverified.call("verify", lambda gl: gl.ssl_verify) is False
+    finally:
+        await unverified.close()

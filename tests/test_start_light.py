@@ -1,0 +1,54 @@
+"""`crewline run` with Discord off starts without discord.py (about 10 MB of an idle host) or
+the simulator's modules: checked in the real process, through a sitecustomize that records
+its modules as it exits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from forge.sim.app import RunningSim
+from tests.test_cli_engine import (
+    PROJECT,
+    TOKEN_ENV,
+    WORKER,
+    background,
+    ends_cleanly,
+    run_cli,
+    write_config,
+)
+
+RECORD_MODULES = """\
+import atexit, json, os, sys
+
+def _record() -> None:
+    with open(os.environ["CREWLINE_TEST_MODULES_OUT"], "w", encoding="utf-8") as out:
+        json.dump(sorted(sys.modules), out)
+
+atexit.register(_record)
+"""
+
+
+def test_run_with_discord_off_never_imports_discord_py(
+    tmp_path: Path, demo_sim: RunningSim
+) -> None:
+    config = write_config(tmp_path / "crewline.toml", demo_sim, poll=1, webhook=True)
+    run_cli(config, "labels", "sync")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(RECORD_MODULES, encoding="utf-8")
+    out = tmp_path / "modules.json"
+    env = {
+        **TOKEN_ENV,
+        "CREWLINE_WEBHOOK_SECRET": "a-webhook-secret-for-the-tests",
+        "PYTHONPATH": str(site),
+        "CREWLINE_TEST_MODULES_OUT": str(out),
+    }
+    with background(config, "run", env=env) as crew:
+        crew.wait_for_line(rf"crewline {WORKER}: working on {PROJECT}")
+        crew.wait_for_line(r"webhooks: listening at")
+        ends_cleanly(crew)
+    modules = set(json.loads(out.read_text(encoding="utf-8")))
+    assert "bot.serve" in modules and "forge.webhooks.receiver" in modules  # it did run
+    assert not {name for name in modules if name == "discord" or name.startswith("discord.")}
+    assert not {name for name in modules if name.startswith("forge.sim")}
