@@ -84,6 +84,9 @@ class Claim(Generic[LeaseT]):
     # The label event that added the running label this claim holds (0: not known, not
     # checked). A carried claim's round has no ready-add of its own (docs/decisions/0037).
     running: int = 0
+    # Won by a carry-over: its notes are the previous stage's claim read, not the issue's
+    # notes as the run starts.
+    carried: bool = field(default=False, compare=False)
 
 
 class ClaimLost(Exception):
@@ -222,8 +225,10 @@ class Claims(Generic[LeaseT]):
             marker.expires,
             held.lease,
             opened.id if opened else 0,
-            (*held.notes, note),
+            # Without the held claim's notes (adopted at a restart) the run reads them.
+            (*held.notes, note) if held.notes else (),
             added.id,
+            carried=True,
         )
 
     async def _abandon(self, issue: Issue, lease: LeaseT, note: Note | None) -> None:

@@ -287,6 +287,24 @@ class Engine(Running, Resuming, AskingGates):
             return None
         return self.roles[name] if admission.verdict is Verdict.GO else None
 
+    async def _carry_again(self, ctx: RunContext, moved: str) -> tuple[Role, Issue] | None:
+        """A resumed run had carried the issue over to ``moved`` (a running state) when it was
+        killed: the claim is taken now unless it was (this restart adopts that one), the
+        issue moved on, or there is no slot. Left alone, the janitor re-queues it a TTL after
+        the move."""
+        wf = self.services.workflow
+        name = wf.state(moved).role
+        key = (ctx.issue.project, ctx.issue.iid)
+        if name is None or name not in self.roles or self._slots(name, leaving=key) <= 0:
+            return None
+        issue = await self.services.gateway.get_issue(*key)
+        if wf.state(moved).label not in issue.labels:
+            return None
+        ready = wf.ready_state(name).label
+        if await self.services.claims.current(*key, ready) is not None:
+            return None
+        return self.roles[name], issue
+
     async def _start_ready(self, name: str, role: Role, ready: Sequence[Issue]) -> int:
         if self._slots(name) <= 0 or not self.services.roles.by_name()[name].enabled:
             return 0

@@ -50,6 +50,9 @@ class Running:
     async def _carry_role(self, ctx: RunContext, target: str) -> Role | None:
         raise NotImplementedError
 
+    async def _carry_again(self, ctx: RunContext, moved: str) -> tuple[Role, Issue] | None:
+        raise NotImplementedError
+
     def _launch(self, role: Role, issue: Issue, claim: HostClaim, resumed: Run | None) -> None:
         raise NotImplementedError
 
@@ -236,14 +239,17 @@ class Running:
             return moved_to
 
         try:
-            await ctx.step("moved", move)
+            moved = await ctx.step("moved", move)
         except StaleState as stale:
             await self._abandon(ctx, f"someone else moved the issue: {stale}")
             return
-        carried = carry is not None and bool(answer)
-        await services.claims.release(ctx.claim, keep_lease=carried)
-        if carry is not None and answer:
-            await self._carry(ctx, carry, answer[0])
+        carrying = (carry, answer[0]) if carry is not None and answer else None
+        if carry is None and moved != target:
+            # Resumed: killed between a carry-over's move and its claim (decision 0037).
+            carrying = await self._carry_again(ctx, str(moved))
+        await services.claims.release(ctx.claim, keep_lease=carrying is not None)
+        if carrying is not None:
+            await self._carry(ctx, *carrying)
         with fenced(None):  # the claim is over; a desk deciding the gate acts for a human
             await self._tell(event_kind(target), issue, result.message, running, target)
             if result.gate is not None:
