@@ -25,6 +25,9 @@ read or write.
 It prints the median calls per pass over ``--reps`` passes, the busiest operations, and
 what that makes per minute at the default schedule (one poll and one janitor pass a
 minute), beside GitLab.com's limit of 2,000 authenticated API requests a minute per user.
+
+Last, the lease throughput (``bench/leases.py``, ``--leases`` reps) and the idle RSS of
+``crewline run`` (``bench/idle_rss.py``, ``--rss`` reps), each run as it is.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -191,10 +195,20 @@ async def bench_lifecycles(runs: int, poll: float) -> None:
         for label in sorted({label for r in results for label in r.to_claim}):
             waits = sorted(r.to_claim[label] * 1000 for r in results if label in r.to_claim)
             p95 = waits[min(len(waits) - 1, round(0.95 * (len(waits) - 1)))]
+            parts = [r.parts[label] for r in results if label in r.parts]
+            spent = ", ".join(
+                f"{part} {statistics.median(p[part] * 1000 for p in parts):.0f}"
+                for part in (parts[0] if parts else {})
+            )
             print(
                 f"  ready to claim, {label}: p50 {statistics.median(waits):.0f} ms, "
-                f"p95 {p95:.0f} ms (n={len(waits)})"
+                f"p95 {p95:.0f} ms (n={len(waits)}); medians ms: {spent}"
             )
+        carried = Counter(role for r in results for role in r.carried)
+        print(
+            "  carried over (no ready state, decision 0037): "
+            + (", ".join(f"{role} {n / runs:.0f}" for role, n in sorted(carried.items())) or "none")
+        )
         busiest = Counter[str]()
         for r in results:
             busiest.update(r.by_operation)
@@ -225,6 +239,17 @@ async def bench(waiting: int, reps: int) -> None:
     print(f"  busiest per engine+janitor pass: {busiest}")
 
 
+def other_bench(script: str, reps: int) -> None:
+    """The issue's last two rows, measured by their own benches as they are."""
+    bench_dir = Path(__file__).resolve().parent
+    print(f"{script} --reps {reps}:", flush=True)
+    subprocess.run(
+        [sys.executable, str(bench_dir / script), "--reps", str(reps)],
+        cwd=bench_dir.parent,
+        check=False,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--waiting", type=int, nargs="*", default=[0, 250])
@@ -232,6 +257,8 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--lifecycles", type=int, default=3, help="runs per mode (0: none)")
     parser.add_argument("--poll", type=float, default=60.0, help="poll seconds in lifecycles")
+    parser.add_argument("--leases", type=int, default=3, help="bench/leases.py reps (0: none)")
+    parser.add_argument("--rss", type=int, default=3, help="bench/idle_rss.py reps (0: none)")
     args = parser.parse_args()
     for waiting in args.waiting:
         asyncio.run(bench(waiting, args.reps))
@@ -239,6 +266,10 @@ def main() -> int:
         asyncio.run(bench_dependants(dependants, args.reps))
     if args.lifecycles:
         asyncio.run(bench_lifecycles(args.lifecycles, args.poll))
+    if args.leases:
+        other_bench("leases.py", args.leases)
+    if args.rss:
+        other_bench("idle_rss.py", args.rss)
     return 0
 
 

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gitlab
 import requests
@@ -49,6 +50,10 @@ class Lifecycle:
     by_operation: dict[str, int] = field(default_factory=dict)
     cpu_seconds: float = 0.0
     to_claim: dict[str, float] = field(default_factory=dict)  # ready label -> seconds
+    # Where the time to a claim went, per ready label: waiting for the engine to look (the
+    # event's queue and wake), the role's admission, the claim's own calls.
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+    carried: list[str] = field(default_factory=list)  # roles claimed by a carry-over
 
 
 def _free_port() -> int:
@@ -126,16 +131,47 @@ async def _measure(
             became_ready.setdefault(label, time.monotonic())
 
     services.gateway.moved.append(lambda issue: ready_now(issue.labels))
-    claim = services.claims.claim
+    claim, carry = services.claims.claim, services.claims.carry
+    admitted: dict[str, tuple[float, float]] = {}  # ready label -> admission began, ended
+
+    def timed_admit(role: Any) -> None:
+        admit = role.admit
+
+        async def admit_timed(services: Any, issue: Issue) -> Any:
+            began = time.monotonic()
+            answer = await admit(services, issue)
+            label = services.workflow.ready_state(role.name).label
+            admitted.setdefault(label, (began, time.monotonic()))
+            return answer
+
+        role.admit = admit_timed
+
+    for role in engine.roles.values():
+        timed_admit(role)
 
     async def timed_claim(issue: Issue, role: str, run: str):  # type: ignore[no-untyped-def]
+        began = time.monotonic()
         won = await claim(issue, role, run)
         label = services.workflow.ready_state(role).label
-        if won is not None and label in became_ready:
-            result.to_claim.setdefault(label, time.monotonic() - became_ready[label])
+        if won is not None and label in became_ready and label not in result.to_claim:
+            now = time.monotonic()
+            result.to_claim[label] = now - became_ready[label]
+            looked, admission_ended = admitted.get(label, (began, began))
+            result.parts[label] = {
+                "to look": looked - became_ready[label],
+                "admission": admission_ended - looked,
+                "claim calls": now - began,
+            }
+        return won
+
+    async def counted_carry(held, issue, role, run):  # type: ignore[no-untyped-def]
+        won = await carry(held, issue, role, run)
+        if won is not None:
+            result.carried.append(role)
         return won
 
     services.claims.claim = timed_claim  # type: ignore[method-assign]
+    services.claims.carry = counted_carry  # type: ignore[method-assign]
     receiver: WebhookReceiver | None = None
     if webhooks:
 

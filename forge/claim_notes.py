@@ -91,14 +91,25 @@ class Round:
     """One role's round on an issue: everything since the issue last became ready."""
 
     id: int  # the label event that made the issue ready; 0 when it never was
-    claims: tuple[ClaimView, ...]  # claim notes posted since, lowest id first
+    claims: tuple[ClaimView, ...]  # the role's claim notes posted since, lowest id first
     running_since: str | None  # when the running label was last added, if it was
     # Every note of the issue as read for this round (the run counts its attempt from them).
     notes: tuple[Note, ...] = field(default=(), compare=False, repr=False)
+    # The label event that last added the running label (0: none since the round opened).
+    # A claim carried over from the previous stage rides on it instead of a ready-add
+    # (docs/decisions/0037).
+    running_event: int = 0
 
     def live(self) -> ClaimView | None:
-        """The winning live claim: the lowest claim note not ended."""
-        return min((v for v in self.claims if v.marker.ended is None), key=_note_id, default=None)
+        """The live claim: the lowest claim note not ended, posted since the running label
+        was last added (every claim note is posted after its claimer's move; an older one
+        left unended by a crash belongs to an earlier stay in the running state)."""
+        since = self.running_since or ""
+        return min(
+            (v for v in self.claims if v.marker.ended is None and v.note.created_at >= since),
+            key=_note_id,
+            default=None,
+        )
 
     def winner(self, role: str) -> ClaimView | None:
         """Who won: the lowest claim note for ``role``, ended or not. A winner that already
@@ -109,5 +120,10 @@ class Round:
 
 def opened_by(events: Sequence[LabelEvent], ready_label: str) -> LabelEvent | None:
     """The event that opened the current round: the last time the ready label was added."""
-    adds = [e for e in events if e.action == "add" and e.label == ready_label]
+    return last_added(events, ready_label)
+
+
+def last_added(events: Sequence[LabelEvent], label: str) -> LabelEvent | None:
+    """The last event that added ``label`` (label event ids come from one sequence)."""
+    adds = [e for e in events if e.action == "add" and e.label == label]
     return max(adds, key=lambda e: e.id, default=None)

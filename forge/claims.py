@@ -32,6 +32,7 @@ from forge.claim_notes import (
     ClaimView,
     Round,
     iso,
+    last_added,
     opened_by,
     parse_time,
     whole_seconds,
@@ -83,6 +84,12 @@ class Claim(Generic[LeaseT]):
     # The notes the claim read to win (its own claim note included): the run's attempt is
     # counted from them instead of reading the notes again. Empty for an adopted claim.
     notes: tuple[Note, ...] = field(default=(), compare=False, repr=False)
+    # The label event that added the running label this claim holds (0: not known, not
+    # checked). A carried claim's round has no ready-add of its own (docs/decisions/0037).
+    running: int = 0
+    # Won by a carry-over: its notes are the previous stage's claim read, not the issue's
+    # notes as the run starts.
+    carried: bool = field(default=False, compare=False)
 
 
 class ClaimLost(Exception):
@@ -147,7 +154,7 @@ class Claims(Generic[LeaseT]):
                 return None
             marker = ClaimMarker(self.worker, run, role, self._expiry())
             note = await self.gateway.post_note(issue.project, issue.iid, marker.body())
-            round_ = await self._round(issue.project, issue.iid, ready.label, running.label)
+            round_ = await self._round(issue.project, issue.iid, role)
             winner = round_.winner(role)
             if winner is None or winner.note.id != note.id:
                 log.info(
@@ -183,6 +190,54 @@ class Claims(Generic[LeaseT]):
             lease,
             round_.id,
             round_.notes,
+            round_.running_event,
+        )
+
+    async def carry(
+        self, held: Claim[LeaseT], issue: Issue, role: str, run: str
+    ) -> Claim[LeaseT] | None:
+        """Claim ``role`` on ``issue``, which the run holding ``held`` has just moved from its
+        own running state straight to ``role``'s running state (a carry-over, decision
+        0037); None when that round was taken from us before the note landed.
+
+        No other host can claim it (it never was at ``role``'s ready state), so no notes
+        are read: the claim note is posted, then the label events tell the round it rides on,
+        the ready-add (unchanged) and the running-add our move made. A ready-add after that
+        running-add (a human re-queued it meanwhile) means the round is someone else's: the
+        note is deleted (the caller releases the lease)."""
+        ready = self.workflow.ready_state(role).label
+        running = self.workflow.running_state(role).label
+        marker = ClaimMarker(self.worker, run, role, self._expiry())
+        # Our own claim's bookkeeping: the move it follows was fenced by ``held``.
+        with fenced(None):
+            note = await self.gateway.post_note(held.project, held.iid, marker.body())
+            events = await self.gateway.label_events(held.project, held.iid)
+            opened, added = opened_by(events, ready), last_added(events, running)
+            removed = [e for e in events if e.action == "remove" and e.label == running]
+            if (
+                added is None
+                or (opened is not None and opened.id > added.id)
+                or any(e.id > added.id for e in removed)
+            ):
+                log.info("carry-over lost: issue=%s role=%s run=%s", issue.ref, role, run)
+                await self.gateway.delete_note(held.project, held.iid, note.id)
+                return None
+        metrics.CLAIMS.labels("carried").inc()
+        log.info("carried over: issue=%s role=%s run=%s note=%s", issue.ref, role, run, note.id)
+        return Claim(
+            held.project,
+            held.iid,
+            role,
+            run,
+            self.worker,
+            note.id,
+            marker.expires,
+            held.lease,
+            opened.id if opened else 0,
+            # Without the held claim's notes (adopted at a restart) the run reads them.
+            (*held.notes, note) if held.notes else (),
+            added.id,
+            carried=True,
         )
 
     async def _abandon(self, issue: Issue, lease: LeaseT, note: Note | None) -> None:
@@ -196,27 +251,39 @@ class Claims(Generic[LeaseT]):
     async def current(self, project: str, iid: int, ready_label: str) -> ClaimView | None:
         """The winning live claim: the lowest-id claim note posted since the issue last
         became ready and not ended. None if there is none."""
-        return (await self._round(project, iid, ready_label)).live()
+        state = self.workflow.state_for_label(ready_label)
+        if state is None or state.role is None:
+            raise ValueError(f"{ready_label!r} is no ready state of a role")
+        return (await self._round(project, iid, state.role)).live()
 
-    async def _round(
-        self, project: str, iid: int, ready_label: str, running_label: str = ""
-    ) -> Round:
-        """This round's claim notes (one notes read, one label events read)."""
+    async def _round(self, project: str, iid: int, role: str) -> Round:
+        """``role``'s round: its claim notes since the issue last became ready for it, and
+        when its running label was last added (one notes read, one label events read)."""
+        ready_label = self.workflow.ready_state(role).label
+        running_label = self.workflow.running_state(role).label
         notes = await self.gateway.notes(project, iid)
         events = await self.gateway.label_events(project, iid)
         opened = opened_by(events, ready_label)
         epoch = opened.created_at if opened else ""
-        running = [
-            e.created_at
-            for e in events
-            if e.action == "add" and e.label == running_label and e.created_at >= epoch
-        ]
+        added = last_added(events, running_label)
+        if added is not None and added.created_at < epoch:
+            added = None  # an earlier round's
+        # Another role's claim notes are no claims of this round: a carried claim's round
+        # holds the previous stage's claim too (docs/decisions/0037).
         views = tuple(
             ClaimView(note, marker)
             for note in notes
-            if (marker := ClaimMarker.parse(note.body)) is not None and note.created_at >= epoch
+            if (marker := ClaimMarker.parse(note.body)) is not None
+            and marker.role == role
+            and note.created_at >= epoch
         )
-        return Round(opened.id if opened else 0, views, max(running, default=None), tuple(notes))
+        return Round(
+            opened.id if opened else 0,
+            views,
+            added.created_at if added else None,
+            tuple(notes),
+            added.id if added else 0,
+        )
 
     async def check(self, claim: Claim[LeaseT]) -> None:
         """Raise ClaimLost unless ``claim`` may still write: more than a sixth of the TTL
@@ -232,16 +299,27 @@ class Claims(Generic[LeaseT]):
         if claim.expires - self.clock() < timedelta(seconds=self.ttl / 6):
             raise ClaimLost(f"{where}: the claim expires at {iso(claim.expires)}, too soon")
         ready_label = self.workflow.ready_state(claim.role).label
-        opened = opened_by(await self.gateway.label_events(claim.project, claim.iid), ready_label)
+        events = await self.gateway.label_events(claim.project, claim.iid)
+        opened = opened_by(events, ready_label)
         if (opened.id if opened else 0) != claim.round:
             raise ClaimLost(f"{where}: the issue was re-queued since the claim was won")
+        if claim.running:
+            added = last_added(events, self.workflow.running_state(claim.role).label)
+            if added is None or added.id != claim.running:
+                # Left the running state and came back (a carry-over, decision 0037): that
+                # stay is another claim's.
+                raise ClaimLost(f"{where}: the issue was moved on since the claim was won")
 
     async def renew(self, claim: Claim[LeaseT]) -> Claim[LeaseT]:
         """Push the expiry forward in the note and in the local lease."""
-        ready_label = self.workflow.ready_state(claim.role).label
-        round_ = await self._round(claim.project, claim.iid, ready_label)
+        round_ = await self._round(claim.project, claim.iid, claim.role)
         view = round_.live()
-        if view is None or view.note.id != claim.note_id or round_.id != claim.round:
+        if (
+            view is None
+            or view.note.id != claim.note_id
+            or round_.id != claim.round
+            or (claim.running and round_.running_event != claim.running)
+        ):
             raise ClaimLost(
                 f"{claim.project}#{claim.iid}: claim note {claim.note_id} is no longer the live claim"
             )
@@ -267,7 +345,7 @@ class Claims(Generic[LeaseT]):
         running = self.workflow.running_state(role)
         if running.label not in issue.labels:
             return None
-        round_ = await self._round(issue.project, issue.iid, self.workflow.ready_state(role).label)
+        round_ = await self._round(issue.project, issue.iid, role)
         view = round_.live()
         if view is None or view.marker.worker != self.worker or view.marker.run != run:
             return None
@@ -284,6 +362,7 @@ class Claims(Generic[LeaseT]):
             view.marker.expires,
             lease,
             round_.id,
+            running=round_.running_event,
         )
         try:
             return await self.renew(claim)
@@ -329,14 +408,16 @@ class Claims(Generic[LeaseT]):
             NO_ROUND,
         )
 
-    async def release(self, claim: Claim[LeaseT]) -> None:
-        """End the claim (after the run has moved the issue on)."""
+    async def release(self, claim: Claim[LeaseT], *, keep_lease: bool = False) -> None:
+        """End the claim (after the run has moved the issue on). ``keep_lease``: the local
+        lease passes to the claim this run carries the issue over to (decision 0037)."""
         marker = ClaimMarker(claim.worker, claim.run, claim.role, claim.expires, ended="released")
         try:
             with fenced(None):  # our own note; the move it follows was fenced
                 await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
         finally:
-            await self.leases.release(claim.lease)
+            if not keep_lease:
+                await self.leases.release(claim.lease)
 
     async def expire(
         self, issue: Issue, role: str, *, reason: str, target: str | None = None
@@ -354,7 +435,7 @@ class Claims(Generic[LeaseT]):
         fresh = await self.gateway.get_issue(issue.project, issue.iid)
         if running.label not in fresh.labels:
             return False
-        judged = await self._round(issue.project, issue.iid, ready.label, running.label)
+        judged = await self._round(issue.project, issue.iid, role)
         view = judged.live()
         now = self.clock()
         if view is not None and not view.expired(now):
@@ -370,8 +451,12 @@ class Claims(Generic[LeaseT]):
         async def still_judged_round() -> None:
             # Between the transition's read of the labels and its write: another janitor
             # may have re-queued this round and a new claimer taken the next one.
-            now_round = await self._round(issue.project, issue.iid, ready.label)
-            if now_round.id != judged.id or now_round.live() is not None:
+            now_round = await self._round(issue.project, issue.iid, role)
+            if (
+                now_round.id != judged.id
+                or now_round.running_event != judged.running_event
+                or now_round.live() is not None
+            ):
                 raise ClaimLost(f"{fresh.ref}: the {role} round judged expired is over")
 
         try:

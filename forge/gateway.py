@@ -393,14 +393,31 @@ class Gateway:
         return len(copies)
 
     async def find_note(
-        self, project: str, iid: int, key: str, *, on: Noteable = "issue"
+        self,
+        project: str,
+        iid: int,
+        key: str,
+        *,
+        on: Noteable = "issue",
+        known: Sequence[Note] | None = None,
     ) -> Note | None:
-        """The note carrying ``key`` (the lowest id, should there ever be two)."""
-        return next(iter(await self._marked(project, iid, note_marker(key), on=on)), None)
+        """The note carrying ``key`` (the lowest id, should there ever be two); ``known``:
+        the notes this step just read (from :meth:`notes`), instead of reading again."""
+        marked = await self._marked(project, iid, note_marker(key), on=on, known=known)
+        return next(iter(marked), None)
 
-    async def _marked(self, project: str, iid: int, marker: str, *, on: Noteable) -> list[Note]:
+    async def _marked(
+        self,
+        project: str,
+        iid: int,
+        marker: str,
+        *,
+        on: Noteable,
+        known: Sequence[Note] | None = None,
+    ) -> list[Note]:
         """The notes whose body carries ``marker``, lowest id first."""
-        return [note for note in await self.notes(project, iid, on=on) if marker in note.body]
+        notes = known if known is not None else await self.notes(project, iid, on=on)
+        return sorted((note for note in notes if marker in note.body), key=lambda n: n.id)
 
     async def upsert_note(
         self,
@@ -411,13 +428,15 @@ class Gateway:
         *,
         on: Noteable = "issue",
         quoted: bool = False,
+        known: Sequence[Note] | None = None,
     ) -> Note:
         """Find-or-create the note carrying ``key``: one copy whatever happens. Looked up
-        before posting (a restart finds it), before any retry of the post (a lost answer),
-        and after posting (two hosts posting at once: the lowest id stays, later copies
-        are deleted by whoever sees them)."""
+        before posting (a restart finds it; in ``known``, the notes this step just read,
+        when given), before any retry of the post (a lost answer), and after posting (two
+        hosts posting at once: the lowest id stays, later copies are deleted by whoever
+        sees them)."""
         marker = note_marker(key)
-        found = await self._marked(project, iid, marker, on=on)
+        found = await self._marked(project, iid, marker, on=on, known=known)
         if not found:
             posted = await self.post_note(project, iid, f"{body}\n\n{marker}", on=on, quoted=quoted)
             found = await self._marked(project, iid, marker, on=on) or [posted]

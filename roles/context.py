@@ -157,6 +157,14 @@ class RunContext:
     def gateway(self) -> Gateway:
         return self.services.gateway
 
+    async def notes_at_start(self) -> list[Note]:
+        """The issue's notes as the run starts: the ones its claim read just before when
+        the run is fresh and its claim was won by reading them (decision 0028: notes read
+        once), else one read. For what was there before the run, not what it wrote."""
+        if self.fresh and self.claim.notes and not self.claim.carried:
+            return list(self.claim.notes)
+        return await self.gateway.notes(self.issue.project, self.issue.iid)
+
     async def hold(self) -> None:
         """Raise ClaimLost unless this run still holds its claim; the engine awaits it
         before every write others can see (GitLab writes and pushes, see forge.calls)."""

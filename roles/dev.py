@@ -30,9 +30,9 @@ from roles.delivery import Delivery, guard_stop, project_checks
 from roles.dependencies import dependency_admission, overlap_admission
 from roles.engine import Admission, RoleResult, Verdict
 from roles.flaky.fix_gate import refuse_symptom_fix
-from roles.mr_link import latest_work_feedback, mr_marker
+from roles.mr_link import mr_marker, work_feedback
 from roles.plan import Plan
-from roles.plan_notes import PlanNotApproved, load_approved_plan
+from roles.plan_notes import PlanNotApproved, approved_plan, load_approved_plan
 from roles.pm import budget_admission, relevant_learnings
 from roles.prompts import FIRST_ATTEMPT, Prompts
 from roles.untrusted import Fence
@@ -69,7 +69,7 @@ class DevRole:
     async def run(self, ctx: RunContext) -> RoleResult:
         # Exactly the plan a human approved: its checks run, its owned paths bound the diff.
         try:
-            _, plan = await load_approved_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+            _, plan = approved_plan(await ctx.notes_at_start())
         except PlanNotApproved as refused:
             return RoleResult(Outcome.BLOCKED, f"The developer did not start: {refused}.")
         workspaces = ctx.services.workspaces
@@ -135,7 +135,7 @@ class _Developer:
     async def _implement_prompt(self) -> str:
         ctx, issue = self.ctx, self.ctx.issue
         checks = "\n".join(f"- `{check.command}`" for check in self.delivery.checks)
-        feedback = await latest_work_feedback(ctx)
+        feedback = work_feedback(await ctx.notes_at_start())
         fence = Fence([issue.title, issue.description, feedback])
         return self.prompts.render(
             "implement",

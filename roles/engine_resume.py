@@ -79,11 +79,14 @@ class Resuming:
         claiming and recording the run. Only this worker id posts them (one process per id),
         so the run is started (or its unrecorded row taken back) under the same claim."""
         adopted = 0
-        claims = self.services.claims
+        wf = self.services.workflow
         for project in self.services.projects:
+            # The project's one listing (decision 0028), which the first pass reads next:
+            # not a listing per role.
+            listing = await self.services.gateway.issues.current(project)
             for name, role in self.roles.items():
-                ready = self.services.workflow.ready_state(name).label
-                for issue in await claims.running(project, name):
+                ready = wf.ready_state(name).label
+                for issue in listing.at(wf.running_state(name).label):
                     key = (issue.project, issue.iid)
                     if key in self._inflight or key in self.parked:
                         continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,15 @@ class Running:
     stats: EngineStats
 
     def _park(self, role: Role, ctx: RunContext, parked: RunParked) -> None:
+        raise NotImplementedError
+
+    async def _carry_role(self, ctx: RunContext, target: str) -> Role | None:
+        raise NotImplementedError
+
+    async def _carry_again(self, ctx: RunContext, moved: str) -> tuple[Role, Issue] | None:
+        raise NotImplementedError
+
+    def _launch(self, role: Role, issue: Issue, claim: HostClaim, resumed: Run | None) -> None:
         raise NotImplementedError
 
     async def _start_run(self, issue: Issue, role: str, claim: HostClaim, notes: list[Note]) -> Run:
@@ -208,25 +218,38 @@ class Running:
         if result.message:
             # Outcome notes quote CI logs, test output and goal text: redacted, never refused.
             await ctx.note("outcome", result.message, quoted=True)
+        # A carry-over (decision 0037): this host goes on with the next role, straight from
+        # this running state to the next one. Decided once: a resumed run finds the move.
+        carry = None if "moved" in ctx.done else await self._carry_role(ctx, target)
+        moved_to = wf.running_state(carry.name).name if carry is not None else target
+        answer: list[Issue] = []
 
         async def move() -> str:
             # The write is fenced by this run's claim, checked after the transition read the
             # labels: the running state it passes on is this round's, never the next one's.
             try:
-                await services.gateway.transition(
-                    issue.project, issue.iid, target, expect={running}
+                answer.append(
+                    await services.gateway.transition(
+                        issue.project, issue.iid, moved_to, expect={running}
+                    )
                 )
             except StaleState as stale:
-                if stale.actual != target:  # already there: moved before a crash
+                if stale.actual != moved_to:  # already there: moved before a crash
                     raise
-            return target
+            return moved_to
 
         try:
-            await ctx.step("moved", move)
+            moved = await ctx.step("moved", move)
         except StaleState as stale:
             await self._abandon(ctx, f"someone else moved the issue: {stale}")
             return
-        await services.claims.release(ctx.claim)
+        carrying = (carry, answer[0]) if carry is not None and answer else None
+        if carry is None and moved != target:
+            # Resumed: killed between a carry-over's move and its claim (decision 0037).
+            carrying = await self._carry_again(ctx, str(moved))
+        await services.claims.release(ctx.claim, keep_lease=carrying is not None)
+        if carrying is not None:
+            await self._carry(ctx, *carrying)
         with fenced(None):  # the claim is over; a desk deciding the gate acts for a human
             await self._tell(event_kind(target), issue, result.message, running, target)
             if result.gate is not None:
@@ -254,6 +277,23 @@ class Running:
             result.outcome,
             target,
         )
+
+    async def _carry(self, ctx: RunContext, role: Role, moved: Issue) -> None:
+        """Claim the issue this run just moved to ``role``'s running state and launch that
+        run (decision 0037). Lost (a human re-queued it meanwhile): the lease goes; a crash
+        before the claim note leaves the issue to the janitor, as any claim without a note."""
+        services = self.services
+        claim = ctx.claim
+        try:
+            carried = await services.claims.carry(claim, moved, role.name, uuid.uuid4().hex[:12])
+        except Exception:
+            await services.claims.leases.release(claim.lease)
+            raise
+        if carried is None:
+            await services.claims.leases.release(claim.lease)
+            return
+        with fenced(None):  # the new run sets its own fence; it must not inherit this one
+            self._launch(role, moved, carried, resumed=None)
 
     async def _tell(
         self, kind: EventKind, issue: Issue, message: str, from_state: str, to_state: str

@@ -134,7 +134,7 @@ async def _decide(
     current = latest_plan(notes)
     newest = current is not None and str(current[0].id) == revision
     # Keyed notes are looked up through the gateway, which decides whose notes count.
-    earlier = await gateway.find_note(project, iid, decision_key(revision))
+    earlier = await gateway.find_note(project, iid, decision_key(revision), known=notes)
     if earlier is not None:
         if at_gate and newest:  # recorded, and the process that recorded it did not finish
             return await apply_plan_decision(gateway, project, iid, earlier)
@@ -149,7 +149,7 @@ async def _decide(
     else:
         quoted = "\n".join(f"> {line}" for line in feedback.strip().splitlines())
         body = f"Plan changes requested by {who} via {via}.\n\n{FEEDBACK_HEADING}\n\n{quoted}"
-    note = await gateway.upsert_note(project, iid, decision_key(revision), body)
+    note = await gateway.upsert_note(project, iid, decision_key(revision), body, known=notes)
     return await apply_plan_decision(gateway, project, iid, note)
 
 
@@ -256,7 +256,7 @@ async def _decide_merge(
     state = read_state(wf, issue.labels).state
     at_gate = state is not None and state.name == gate
     mr, notes = await issue_mr_and_notes(gateway, project, iid)
-    earlier = await gateway.find_note(project, iid, merge_decision_key(revision))
+    earlier = await gateway.find_note(project, iid, merge_decision_key(revision), known=notes)
     if earlier is not None:
         # An approval waiting for a human to merge in GitLab is complete as recorded.
         unfinished = HUMAN_MERGES not in earlier.body
@@ -289,7 +289,7 @@ async def _decide_merge(
         body = f"Merge of !{mr.iid} at `{revision[:10]}` approved by {who} via {via}."
         if merger is None:
             body += f" {HUMAN_MERGES}"
-    note = await gateway.upsert_note(project, iid, merge_decision_key(revision), body)
+    note = await gateway.upsert_note(project, iid, merge_decision_key(revision), body, known=notes)
     return await apply_merge_decision(gateway, project, iid, mr, note, merger)
 
 

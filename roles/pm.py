@@ -114,7 +114,7 @@ class PmRole:
             await workspaces.close_planning(issue.project, issue.iid)
 
     async def _plan(self, ctx: RunContext, issue: Issue, checkout: PlanningCheckout) -> RoleResult:
-        notes = await ctx.gateway.notes(issue.project, issue.iid)
+        notes = await ctx.notes_at_start()
         fence = Fence([issue.title, issue.description, *(note.body for note in notes)])
         heard_by_agent = await heard_authors(ctx.services, ctx.project, notes)
         prompt = self.prompts.render(

@@ -30,7 +30,7 @@ from roles.context import RunContext, Services
 from roles.engine import GO, Admission, RoleResult
 from roles.flaky import flaky_key, record_flakes
 from roles.gates import issue_filer
-from roles.mr_link import issue_mr, qa_passed_marker
+from roles.mr_link import named_mr, qa_passed_marker
 from roles.notify import GateRequest
 from roles.prompts import Prompts
 from roles.qa_parking import WATCH, RunParked, resume_point, watching
@@ -62,7 +62,8 @@ class QaRole:
                 ctx.issue.project, int(watched["mr"])
             )
         else:
-            mr = await issue_mr(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+            notes = await ctx.notes_at_start()
+            mr = await named_mr(ctx.gateway, ctx.issue.project, notes)
         if mr is None:
             return RoleResult(Outcome.BLOCKED, "No merge request found for this issue.")
         if mr.state == "merged":

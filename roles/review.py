@@ -31,8 +31,8 @@ from roles.compaction import LEARNINGS_FORMAT
 from roles.context import RunContext, Services
 from roles.delivery import Delivery, guard_stop, project_checks
 from roles.engine import Admission, RoleResult
-from roles.mr_link import issue_mr
-from roles.plan_notes import PlanNotApproved, load_approved_plan
+from roles.mr_link import named_mr
+from roles.plan_notes import PlanNotApproved, approved_plan
 from roles.pm import budget_admission
 from roles.prompts import Prompts
 from roles.untrusted import Fence
@@ -136,13 +136,14 @@ class ReviewRole:
         return await budget_admission(services, issue)
 
     async def run(self, ctx: RunContext) -> RoleResult:
-        mr = await issue_mr(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+        notes = await ctx.notes_at_start()  # one read serves the MR link and the plan
+        mr = await named_mr(ctx.gateway, ctx.issue.project, notes)
         if mr is None:
             return RoleResult(Outcome.BLOCKED, "No merge request found for this issue.")
         if mr.state == "merged":
             return RoleResult(Outcome.MERGED, f"!{mr.iid} was merged by hand.")
         try:
-            _, plan = await load_approved_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
+            _, plan = approved_plan(notes)
         except PlanNotApproved as refused:
             return RoleResult(Outcome.BLOCKED, f"The review did not start: {refused}.")
         acceptance, plan_text = plan.acceptance, plan.to_markdown()
