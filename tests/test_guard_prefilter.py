@@ -163,3 +163,11 @@ def test_every_form_of_a_bracketed_template_token_is_searched_from(text: str) ->
     """The pattern allows spaces, a tab or "/" after "[": an anchor for each, so no form
     of the token is skipped before the pattern is tried."""
     assert [rule for rule, _, _ in _findings(f"see {text} here")] == ["injection.role_token"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["0" * 32, "a1" * 9, "F", "9" * 5, "g", " ", "é", "\n"])))
+def test_hex_runs_from_the_byte_map_match_the_regex(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    spans = list(encoded.hex_runs(encoded.hex_map(text), 0, len(text)))
+    assert spans == [match.span() for match in re.finditer(r"[0-9A-Fa-f]{32,}+", text)]
