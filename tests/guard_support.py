@@ -55,9 +55,11 @@ def load_samples(kind: str) -> list[Sample]:
     return [parse_sample(path.stem, path.read_text(encoding="utf-8")) for path in paths]
 
 
-def screen_sample(sample: Sample) -> None:
-    """Screen ``sample`` as crewline would screen that kind of write; raises GuardBlocked."""
-    guard = Guard(own_secrets=sample.own_secrets)
+def screen_sample(sample: Sample, guard: Guard | None = None) -> None:
+    """Screen ``sample`` as crewline would screen that kind of write; raises GuardBlocked.
+
+    ``guard``: one built with the sample's own secrets (a new one when not given)."""
+    guard = guard if guard is not None else Guard(own_secrets=sample.own_secrets)
     if sample.screen == "text":
         guard.screen_text(sample.body, where=sample.name)
     elif sample.screen == "content":

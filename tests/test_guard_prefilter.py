@@ -24,27 +24,36 @@ SAMPLES = load_samples("positive") + load_samples("negative")
 GUARD = Guard(["crewline-own-token-0001"])
 
 
-def _everything_present(self: scantext._Registry, lowered: str) -> frozenset[str]:
-    return frozenset(self.lowered)
+def _everything_present(self: scantext._Registry, lowered: str) -> tuple[int, frozenset[str]]:
+    """Every bit set (every literal and every shape of the text) and every literal."""
+    return -1, frozenset(self.bits)
+
+
+def _every_position(scan: scantext.ScanText, positions: list[int]) -> list[int]:
+    return positions
 
 
 def _findings(text: str) -> list[tuple[str, int, int]]:
     return [(f.rule, f.start, f.end) for f in GUARD.scan(text)]
 
 
+def _open_every_gate(patch: pytest.MonkeyPatch) -> None:
+    """Every registered literal and every shape reported present, and every credential
+    word tried as the start of an assignment."""
+    patch.setattr(scantext._Registry, "found", _everything_present)
+    patch.setattr(assignments, "_assignable", _every_position)
+
+
 @pytest.fixture
 def gates_open(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every registered literal reported present, and the assignment gate always passing."""
-    monkeypatch.setattr(scantext._Registry, "found", _everything_present)
-    monkeypatch.setattr(assignments, "_may_assign_a_value", lambda scan: True)
+    _open_every_gate(monkeypatch)
     yield
 
 
 def _gated_and_open(texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     gated = [_findings(text) for text in texts]
     with monkeypatch.context() as patch:
-        patch.setattr(scantext._Registry, "found", _everything_present)
-        patch.setattr(assignments, "_may_assign_a_value", lambda scan: True)
+        _open_every_gate(patch)
         opened = [_findings(text) for text in texts]
     for text, with_gates, without in zip(texts, gated, opened, strict=True):
         assert with_gates == without, text[:200]
@@ -53,8 +62,10 @@ def _gated_and_open(texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_gates_can_be_forced_open(gates_open: None) -> None:
     """The comparison below means something: with the gates open, a text holding no
     literal at all still gets every rule tried (the assignment gate included)."""
-    assert scantext.ScanText("plain words").found >= {"ignore", "glpat-", "void"}
-    assert assignments._may_assign_a_value(scantext.ScanText("nothing"))
+    scan = scantext.ScanText("plain words")
+    assert scan.literals >= {"ignore", "glpat-", "void"}
+    assert scan.found & scantext.LONG_RUN and scan.found & scantext.NON_ASCII
+    assert assignments._assignable(scantext.ScanText("key"), [0]) == [0]
 
 
 def test_corpus_findings_are_the_same_with_every_gate_open(
@@ -82,8 +93,7 @@ def test_recombined_pieces_give_the_same_findings_with_every_gate_open(
     text = "".join(pieces)
     gated = _findings(text)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(scantext._Registry, "found", _everything_present)
-        patch.setattr(assignments, "_may_assign_a_value", lambda scan: True)
+        _open_every_gate(patch)
         assert _findings(text) == gated
 
 
@@ -128,7 +138,9 @@ _ASSIGNMENT_PIECES = [
 def test_an_assignment_inside_an_earlier_value_is_found(text: str) -> None:
     """The operator of the real assignment lies in the 16 characters after an earlier
     operator: the assignment gate must still try it."""
-    assert assignments._may_assign_a_value(scantext.ScanText(text))
+    scan = scantext.ScanText(text)
+    words = scantext.anchor_positions(scan.lowered, ("token", "key"))
+    assert assignments._assignable(scan, words) == words
     assert [rule for rule, _, _ in _findings(text)] == [assignments.RULE]
 
 
@@ -140,8 +152,7 @@ def test_assignment_shapes_give_the_same_findings_with_every_gate_open(
     text = "".join(pieces)
     gated = _findings(text)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(scantext._Registry, "found", _everything_present)
-        patch.setattr(assignments, "_may_assign_a_value", lambda scan: True)
+        _open_every_gate(patch)
         assert _findings(text) == gated, text
 
 
@@ -152,3 +163,11 @@ def test_every_form_of_a_bracketed_template_token_is_searched_from(text: str) ->
     """The pattern allows spaces, a tab or "/" after "[": an anchor for each, so no form
     of the token is skipped before the pattern is tried."""
     assert [rule for rule, _, _ in _findings(f"see {text} here")] == ["injection.role_token"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["0" * 32, "a1" * 9, "F", "9" * 5, "g", " ", "é", "\n"])))
+def test_hex_runs_from_the_byte_map_match_the_regex(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    spans = list(encoded.hex_runs(encoded.hex_map(text), 0, len(text)))
+    assert spans == [match.span() for match in re.finditer(r"[0-9A-Fa-f]{32,}+", text)]

@@ -14,8 +14,13 @@ import re
 from collections.abc import Iterator
 
 from forge.guard.entropy import shannon_entropy
-from forge.guard.scantext import ScanText, register_anchors
-from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
+from forge.guard.scantext import ScanText, anchor_positions, matches_at, register_anchors
+from forge.guard.secret_rules import (
+    ROTATE,
+    SecretHit,
+    character_classes,
+    looks_like_placeholder,
+)
 
 RULE = "secret.generic_assignment"
 URL_RULE = "secret.url_credentials"
@@ -47,23 +52,33 @@ _ASSIGNMENT_RUN = re.compile(_ASSIGNMENT_PREFIX + _UNQUOTED_VALUE)
 MAX_VALUE = 512
 # What every match has at its end, whatever its key: the operator's last character, the
 # same spaces, an optional quote and 16 characters that both value forms accept. Most
-# texts mention keys and tokens; far fewer assign anything long: one search decides.
+# texts mention keys and tokens; far fewer assign anything long: a credential word with
+# no such operator close after it is not tried.
 # Only the operator is consumed (the rest is a look-ahead): a value may itself hold the
 # operator of the real assignment (``env: "API_KEY=…"``), which must be tried too.
 _VALUE_AFTER_OPERATOR = re.compile(r"[=:>](?=[ \t]{0,8}+[\"'`]?[^\s\"'`]{16})")
 # From the credential word to the operator's last character a match spans at most: the
 # rest of the key (60), a quote, spaces (8), a type annotation (50) and the operator (2).
 _KEY_TO_OPERATOR = 140
+# An operator and its look-ahead: the operator, spaces (8), a quote and 16 characters.
+_OPERATOR_LOOKAHEAD = 26
 # scheme://user:password@host. The password stops at what cannot be in userinfo unescaped;
 # "$", "{", "<" and quotes stop it too, so templated URLs ("${DB_PASSWORD}") never match.
 _URL_PASSWORD = re.compile(r"://[^\s:/@?#]{0,128}+:(?P<value>[^\s/@?#$<>{}\[\]'\"`]{4,256}+)@")
 _CREDENTIAL_WORDS = (
     "pass", "pwd", "pat", "pw", "secret", "token", "key", "credential", "auth", "bearer",
 )  # fmt: skip
-_CREDENTIAL_WORD = re.compile("|".join(_CREDENTIAL_WORDS))
-register_anchors(_CREDENTIAL_WORDS, "lowered")
-register_anchors(("://",), "raw")
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_CREDENTIAL = register_anchors(_CREDENTIAL_WORDS, "lowered")
+_URL = register_anchors(("://",), "raw")
+# The bits of ``ScanText.found`` without one of which each search finds nothing.
+GATE = _CREDENTIAL.mask
+URL_GATE = _URL.mask
+# Identifier characters as "k", anything else as a space (see ``_key_span``).
+_KEY_MAP = bytes(
+    ord("k") if chr(byte).isascii() and (chr(byte).isalnum() or chr(byte) in "_.-") else ord(" ")
+    for byte in range(256)
+)
+_MAX_KEY_BEFORE = 200
 _KEY_END = re.compile(r"[A-Za-z0-9_.-]*")
 _KEY_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _SECRET_WORDS = frozenset(
@@ -214,17 +229,6 @@ def _names_a_credential(key: str) -> bool:
     return len(words) >= 2 and words[-1] == "key" and words[-2] not in _NON_SECRET_KEYS
 
 
-def _character_classes(value: str) -> int:
-    return sum(
-        (
-            any(c.islower() for c in value),
-            any(c.isupper() for c in value),
-            any(c.isdigit() for c in value),
-            any(not c.isalnum() for c in value),
-        )
-    )
-
-
 def _is_environment_name(value: str) -> bool:
     """``GITLAB_TOKEN``, ``AWS_SECRET_ACCESS_KEY``: the name of a variable holding a secret."""
     return bool(_ENV_NAME.fullmatch(value)) and all(
@@ -266,7 +270,7 @@ def _is_path(value: str) -> bool:
     if ":/" in value:  # "name:/path" (systemd LoadCredential, docker volumes)
         value = value.split(":", 1)[1]
     return bool(_PATH.fullmatch(value)) and not any(
-        _character_classes(segment) >= 3 for segment in value.split("/")
+        character_classes(segment) >= 3 for segment in value.split("/")
     )
 
 
@@ -302,7 +306,7 @@ def _is_literal_secret(value: str, quoted: bool, env_line: bool = False) -> bool
         return False
     if _TEMPLATE.search(value):
         return False
-    if _WORDS_ONLY.fullmatch(value) or _character_classes(value) < 2:
+    if _WORDS_ONLY.fullmatch(value) or character_classes(value) < 2:
         return False
     if _is_environment_name(value):
         return False
@@ -324,9 +328,10 @@ def _is_literal_secret(value: str, quoted: bool, env_line: bool = False) -> bool
 
 def _key_span(text: str, start: int) -> tuple[int, int]:
     """Where the whole identifier around the credential word found at ``start`` lies."""
-    begin = start
-    while begin > 0 and text[begin - 1] in _KEY_CHARS and start - begin < 200:
-        begin -= 1
+    before = text[max(0, start - _MAX_KEY_BEFORE) : start]
+    # The last non-identifier character before the word, found at C speed.
+    mapped = before.encode("ascii", "replace").translate(_KEY_MAP)
+    begin = start - len(before) + mapped.rfind(b" ") + 1
     end = _KEY_END.match(text, start)
     return begin, end.end() if end else start
 
@@ -340,23 +345,42 @@ def _is_env_line(text: str, key: tuple[int, int], value_start: int) -> bool:
     return text[line_start : key[0]].strip() in ("", "export")
 
 
-def _may_assign_a_value(scan: ScanText) -> bool:
-    """Whether a long value follows an operator close enough after a credential word: a
-    necessary condition of a match, far cheaper than the search."""
-    for operator in _VALUE_AFTER_OPERATOR.finditer(scan.text):
-        end = operator.start() + 1
-        if _CREDENTIAL_WORD.search(scan.lowered, max(0, end - _KEY_TO_OPERATOR), end):
-            return True
-    return False
+def _assignable(scan: ScanText, positions: list[int]) -> list[int]:
+    """Those of ``positions`` (credential words, sorted) that an operator followed by a
+    long value comes close enough after: a necessary condition of a match starting
+    there, far cheaper than trying the match.
+
+    A search reads at most the reach of one position; what it ruled out is not read
+    again for the next position, so the cost stays linear in the text.
+    """
+    text = scan.text
+    kept: list[int] = []
+    operator = -1  # an operator with a value found by the last search, or -1
+    clear_to = 0  # no operator with a value lies before here (from the last position on)
+    for position in positions:
+        reach = position + _KEY_TO_OPERATOR - 1  # the last place its operator can be
+        if not position <= operator <= reach:
+            # Searching a text cut at ``reach + _OPERATOR_LOOKAHEAD`` can only miss
+            # operators whose look-ahead runs past the cut: those lie beyond ``reach``.
+            found = _VALUE_AFTER_OPERATOR.search(
+                text, max(position, clear_to), reach + _OPERATOR_LOOKAHEAD
+            )
+            operator = found.start() if found else -1
+            clear_to = reach + 1 if operator == -1 else min(operator, reach + 1)
+        if position <= operator <= reach:
+            kept.append(position)
+    return kept
 
 
 def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Each high-entropy literal assigned to a credential-named key."""
     text = scan.text
-    if not scan.may_occur(_CREDENTIAL_WORDS) or not _may_assign_a_value(scan):
+    words = scan.present(_CREDENTIAL)
+    # Most texts that name a credential assign nothing long anywhere: one search decides.
+    if not words or not _VALUE_AFTER_OPERATOR.search(text):
         return
-    matches = scan.matches(_ASSIGNMENT, _CREDENTIAL_WORDS, lowered=True, skip_run=_ASSIGNMENT_RUN)
-    for match in matches:
+    positions = _assignable(scan, anchor_positions(scan.lowered, words))
+    for match in matches_at(_ASSIGNMENT, scan.lowered, positions, _ASSIGNMENT_RUN):
         span = _key_span(text, match.start())
         key = text[span[0] : span[1]]
         quoted = match.group("quoted") is not None
@@ -386,7 +410,7 @@ def _is_url_password(value: str) -> bool:
         return False
     if looks_like_placeholder(value) or _TEMPLATE.search(value) or value.startswith("%"):
         return False
-    return _character_classes(value) >= 2
+    return character_classes(value) >= 2
 
 
 def url_password_hits(scan: ScanText) -> Iterator[SecretHit]:
@@ -394,7 +418,7 @@ def url_password_hits(scan: ScanText) -> Iterator[SecretHit]:
 
     Development defaults (``postgres:postgres@``), placeholders and templates pass.
     """
-    for match in scan.matches(_URL_PASSWORD, ("://",), lowered=False):
+    for match in scan.matches(_URL_PASSWORD, _URL, lowered=False):
         start, end = match.span("value")
         if _is_url_password(scan.text[start:end]):
             reason = f"a password in the userinfo of a URL; {ROTATE}"

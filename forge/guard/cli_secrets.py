@@ -11,8 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from forge.guard.scantext import ScanText, register_anchors
-from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
+from forge.guard.scantext import ScanText, find_matches, register_anchors
+from forge.guard.secret_rules import (
+    ROTATE,
+    SecretHit,
+    character_classes,
+    looks_like_placeholder,
+)
 
 RULE = "secret.cli_credential"
 _VALUE = r"[\"']?(?P<secret>[^\s\"'`]{4,256}+)"
@@ -34,13 +39,15 @@ _LOGIN_COMMANDS = (
     "helm registry login", "oc login", "crane auth login", "sshpass", "twine upload",
 )  # fmt: skip
 _MYSQL_COMMANDS = ("mysql", "mariadb")
-_P_FLAGS = (" -p", "\t-p")
-_A_FLAGS = (" -a", "\t-a")
-_USER_FLAGS = (" -u", "\t-u", "--user")
-register_anchors((*_LONG_FLAG_ANCHORS, *_P_FLAGS, *_A_FLAGS, *_USER_FLAGS), "lowered")
+_LONG_FLAGS = register_anchors(_LONG_FLAG_ANCHORS, "lowered")
+_P_FLAGS = register_anchors((" -p", "\t-p"), "lowered")
+_A_FLAGS = register_anchors((" -a", "\t-a"), "lowered")
+_USER_FLAGS = register_anchors((" -u", "\t-u", "--user"), "lowered")
 # A short flag counts only on the command line of one of these commands (see below).
 _P_COMMANDS = register_anchors((*_LOGIN_COMMANDS, *_MYSQL_COMMANDS), "lowered")
 _A_COMMANDS = register_anchors(("redis-cli",), "lowered")
+# The bits of ``ScanText.found`` without one of which ``cli_hits`` finds nothing.
+GATE = _LONG_FLAGS.mask | _P_FLAGS.mask | _A_FLAGS.mask | _USER_FLAGS.mask
 _DEV_WORDS = ("password", "passwd", "secret", "changeme", "example", "your", "admin", "root")
 
 
@@ -52,15 +59,7 @@ def _is_literal(value: str) -> bool:
     lowered = value.lower()
     if looks_like_placeholder(value) or any(word in lowered for word in _DEV_WORDS):
         return False
-    classes = sum(
-        (
-            any(c.islower() for c in value),
-            any(c.isupper() for c in value),
-            any(c.isdigit() for c in value),
-            any(not c.isalnum() for c in value),
-        )
-    )
-    return len(value) >= 6 and classes >= 2
+    return len(value) >= 6 and character_classes(value) >= 2
 
 
 def _command_before(lowered: str, position: int) -> str:
@@ -71,15 +70,16 @@ def _command_before(lowered: str, position: int) -> str:
 
 def cli_hits(scan: ScanText) -> Iterator[SecretHit]:
     reason = f"a credential on a command line; {ROTATE}"
-    for match in scan.matches(_LONG_FLAG, _LONG_FLAG_ANCHORS, lowered=True):
+    for match in scan.matches(_LONG_FLAG, _LONG_FLAGS, lowered=True):
         start, end = match.span("secret")
         if _is_literal(scan.text[start:end]):
             yield SecretHit(RULE, start, end, reason)
     # A flag whose command is nowhere in the text cannot count: not searched for.
-    flags = (_P_FLAGS if scan.has_any(_P_COMMANDS, "lowered") else ()) + (
-        _A_FLAGS if scan.has_any(_A_COMMANDS, "lowered") else ()
+    flags = (scan.present(_P_FLAGS) if scan.has_any(_P_COMMANDS) else ()) + (
+        scan.present(_A_FLAGS) if scan.has_any(_A_COMMANDS) else ()
     )
-    for match in scan.matches(_SHORT_FLAG, flags, lowered=True):
+    short_flags = find_matches(_SHORT_FLAG, scan.lowered, flags) if flags else ()
+    for match in short_flags:
         start, end = match.span("secret")
         if not _is_literal(scan.text[start:end]):
             continue

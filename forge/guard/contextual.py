@@ -11,7 +11,7 @@ import binascii
 import re
 from collections.abc import Iterator
 
-from forge.guard.scantext import TOKEN, ScanText, register_anchors
+from forge.guard.scantext import LONG_RUN, TOKEN, ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 
 # Discord: base64(user id) "." 6 chars (timestamp) "." 27-38 chars (HMAC). The user id
@@ -29,9 +29,17 @@ _AZURE_ACCOUNT_KEY = re.compile(
     r"[\"']?(?P<secret>[a-z0-9+/]{40,86}+={0,2}+)"
 )
 _SAS_SIGNATURE = re.compile(r"sig=(?P<secret>[A-Za-z0-9%+/=]{30,}+)")
-_AZURE_ANCHORS = ("accountkey", "sharedaccesskey", "primarykey", "secondarykey")
-register_anchors(_AZURE_ANCHORS, "lowered")
-register_anchors(("sig=", "Q~", ":AA"), "raw")
+_AZURE_ANCHORS = register_anchors(
+    ("accountkey", "sharedaccesskey", "primarykey", "secondarykey"), "lowered"
+)
+_SIG = register_anchors(("sig=",), "raw")
+_AAD = register_anchors(("Q~",), "raw")
+_TELEGRAM_ANCHOR = register_anchors((":AA",), "raw")
+# The bits of ``ScanText.found`` without one of which each search finds nothing. A
+# Discord token ends in 27 or more base64 characters: a long run.
+DISCORD_GATE = LONG_RUN
+TELEGRAM_GATE = _TELEGRAM_ANCHOR.mask
+AZURE_GATE = _AZURE_ANCHORS.mask | _SIG.mask | _AAD.mask
 _URL_STOP = frozenset(" \t\r\n\"'<>()`")
 _AAD_SECRET = re.compile(r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}+")
 
@@ -69,7 +77,7 @@ def discord_hits(scan: ScanText) -> Iterator[SecretHit]:
 
 def telegram_hits(scan: ScanText) -> Iterator[SecretHit]:
     """``<bot id>:AA<33 characters>``: the bot id is 5-16 digits."""
-    if not scan.may_occur((":AA",)) or ":AA" not in scan.text:
+    if not scan.has_any(_TELEGRAM_ANCHOR):
         return
     for match in _TELEGRAM.finditer(scan.text):
         start = match.start()
@@ -92,7 +100,7 @@ def azure_hits(scan: ScanText) -> Iterator[SecretHit]:
         if not looks_like_placeholder(scan.text[start:end]):
             reason = f"an Azure storage or service bus key found; {ROTATE}"
             yield SecretHit("secret.azure_key", start, end, reason)
-    for match in scan.matches(_SAS_SIGNATURE, ("sig=",), lowered=False):
+    for match in scan.matches(_SAS_SIGNATURE, _SIG, lowered=False):
         if _in_sas_url(scan.lowered, match.start()):
             start, end = match.span("secret")
             reason = f"an Azure shared access signature (SAS) found; {ROTATE}"
@@ -102,7 +110,7 @@ def azure_hits(scan: ScanText) -> Iterator[SecretHit]:
 
 def _aad_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Entra ID client secrets carry ``Q~`` after their first four characters."""
-    if not scan.may_occur(("Q~",)):
+    if not scan.present(_AAD):
         return
     text = scan.text
     covered = -1

@@ -11,29 +11,29 @@ import binascii
 import re
 from collections.abc import Iterator
 
+from forge.guard.scantext import LONG_RUN_BYTES, MIN_RUN, run_map
+
 # A run is taken whole (possessive). No look-behind is needed for a left boundary: the
 # search tries a position inside a run only after the run's start failed, which means
 # the run was too short. Hex digits are base64 characters, so hex runs lie inside these.
-_MIN_RUN = 24
-_BASE64_RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{_MIN_RUN},}}+={{0,2}}+")
-_HEX_RUN = re.compile(r"[0-9A-Fa-f]{32,}+")
+_BASE64_RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{MIN_RUN},}}+={{0,2}}+")
 MAX_RUN = 65_536
 # Base64 of anything but a long word holds a digit, "+", "/" or "=" early on.
-_ENCODING_HINT = re.compile(r"[0-9+/=]")
-# Most texts hold no run of 24 base64 characters. Finding that out with the regex costs
-# an attempt at every letter; mapping the text to bytes (one byte per character, as
-# "run" or "not run") and looking for 24 "run" bytes in a row is a few C passes.
-_RUN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
-_AS_RUN_BYTES = bytes(ord("a") if byte in _RUN_CHARS else ord(" ") for byte in range(256))
-_LONG_RUN_BYTES = b"a" * _MIN_RUN
+_ENCODING_HINT = re.compile(rb"[0-9+/=]")
+# Hex runs (32 digits or more) are found like base64 runs (see ``scantext.run_map``):
+# hex digits mapped to "h", anything else to a space, and 32 "h" in a row looked for
+# with ``bytes.find``.
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_HEX_MAP = bytes(ord("h") if byte in _HEX_DIGITS else ord(" ") for byte in range(256))
+_LONG_HEX = b"h" * 32
 
 
-def long_runs(text: str) -> Iterator[re.Match[str]]:
+def long_runs(text: str, runs: bytes | None = None) -> Iterator[re.Match[str]]:
     """Each run of 24 or more base64 characters (with up to two "=" after it), in order:
-    the matches ``_BASE64_RUN.finditer`` would yield, found in the mapped bytes."""
-    # One byte per character: every non-ASCII character becomes "?", which is no run.
-    mapped = text.encode("ascii", "replace").translate(_AS_RUN_BYTES)
-    position = mapped.find(_LONG_RUN_BYTES)
+    the matches ``_BASE64_RUN.finditer`` would yield, found in ``runs`` (the text mapped
+    by ``scantext.run_map``, computed when not given)."""
+    mapped = run_map(text) if runs is None else runs
+    position = mapped.find(LONG_RUN_BYTES)
     while position != -1:
         # A run of 24 found leftmost starts a maximal run, where the possessive pattern
         # matches it whole; the next run starts after it.
@@ -41,17 +41,21 @@ def long_runs(text: str) -> Iterator[re.Match[str]]:
         if match is None:  # pragma: no cover - the mapping and the pattern agree
             raise AssertionError(f"no base64 run at {position}")
         yield match
-        position = mapped.find(_LONG_RUN_BYTES, match.end())
+        position = mapped.find(LONG_RUN_BYTES, match.end())
 
 
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PRINTABLE_ASCII = bytes([*range(0x20, 0x7F), *b"\n\r\t"])
+_CONTROL = bytes([*(byte for byte in range(0x20) if byte not in b"\n\r\t"), 0x7F])
 _REPLACEMENT_UTF8 = "\ufffd".encode()
 
 
 def _readable(data: bytes) -> str | None:
-    # Most runs decode to random bytes: rejected here without raising an exception, which
-    # costs more than the rest of the check.
+    # Most runs decode to random bytes: rejected here without decoding them. A control
+    # byte is one unprintable character however the rest decodes, so more than one in
+    # 19 bytes already means more than 5% unprintable characters.
+    if len(data) - len(data.translate(None, _CONTROL)) > len(data) / 19:
+        return None
     if data.isascii():
         unprintable = len(data.translate(None, _PRINTABLE_ASCII))
         return (
@@ -67,34 +71,59 @@ def _readable(data: bytes) -> str | None:
     return text if text and printable >= 0.95 * len(text) else None
 
 
-def _from_base64(run: str) -> str | None:
+def _from_base64(run: bytes) -> str | None:
     if not _ENCODING_HINT.search(run, 0, 64):
         return None  # a long word or identifier, not an encoding
-    padded = run.rstrip("=")
-    padded += "=" * (-len(padded) % 4)
-    encoded = padded.encode("ascii")
-    if "-" in run or "_" in run:
-        encoded = encoded.translate(_URLSAFE_TO_STANDARD)
+    padded = run.rstrip(b"=")
+    padded += b"=" * (-len(padded) % 4)
+    if b"-" in run or b"_" in run:
+        padded = padded.translate(_URLSAFE_TO_STANDARD)
     try:
         # What base64.b64decode / urlsafe_b64decode do, without their Python wrappers.
-        data = binascii.a2b_base64(encoded)
+        data = binascii.a2b_base64(padded)
     except (binascii.Error, ValueError):
         return None
     return _readable(data)
 
 
-def decoded_runs(text: str) -> Iterator[tuple[int, int, str]]:
-    """(start, end, decoded text) for each base64 or hex run that decodes to text."""
-    for match in long_runs(text):
-        run = match.group()
-        if len(run) > MAX_RUN:
+def decoded_runs(text: str, runs: bytes | None = None) -> Iterator[tuple[int, int, str]]:
+    """(start, end, decoded text) for each base64 or hex run that decodes to text.
+
+    ``runs``: the text mapped by ``scantext.run_map``, when the caller has it."""
+    mapped = run_map(text) if runs is None else runs
+    if LONG_RUN_BYTES not in mapped:
+        return
+    # Within a run every character is ASCII, so these bytes hold it at the same offsets.
+    raw = text.encode("ascii", "replace")
+    hexes = hex_map(text)
+    for match in long_runs(text, mapped):
+        start, end = match.span()
+        if end - start > MAX_RUN:
             continue
-        decoded = None if _HEX_RUN.fullmatch(run) else _from_base64(run)
+        all_hex = end - start >= len(_LONG_HEX) and hexes.find(b" ", start, end) == -1
+        decoded = None if all_hex else _from_base64(raw[start:end])
         if decoded is not None:
-            yield match.start(), match.end(), decoded
+            yield start, end, decoded
             continue
-        for hex_run in _HEX_RUN.finditer(run):
-            digits = hex_run.group()[: len(hex_run.group()) // 2 * 2]
-            decoded = _readable(bytes.fromhex(digits))
+        for hex_start, hex_end in hex_runs(hexes, start, end):
+            digits = raw[hex_start : hex_start + (hex_end - hex_start) // 2 * 2]
+            decoded = _readable(binascii.unhexlify(digits))
             if decoded is not None:
-                yield match.start() + hex_run.start(), match.start() + hex_run.end(), decoded
+                yield hex_start, hex_end, decoded
+
+
+def hex_map(text: str) -> bytes:
+    """``text`` as one byte per character: ``h`` for a hex digit, else a space."""
+    return text.encode("ascii", "replace").translate(_HEX_MAP)
+
+
+def hex_runs(hexes: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each maximal run of 32 or more hex digits in ``hexes[start:end]``
+    (``hexes`` from ``hex_map``), as ``re.finditer(r"[0-9A-Fa-f]{32,}+")`` finds them."""
+    position = hexes.find(_LONG_HEX, start, end)
+    while position != -1:
+        # Found leftmost, a run of 32 starts a maximal run (as in ``long_runs``).
+        run_end = hexes.find(b" ", position, end)
+        run_end = end if run_end == -1 else run_end
+        yield position, run_end
+        position = hexes.find(_LONG_HEX, run_end, end)

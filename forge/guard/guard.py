@@ -7,14 +7,10 @@ a blocked call raises before anything is returned, so nothing partial can be sen
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
 from itertools import islice
 
-from forge.guard.assignments import assignment_hits, url_password_hits
-from forge.guard.cli_secrets import cli_hits
-from forge.guard.contextual import azure_hits, discord_hits, telegram_hits
+from forge.guard import hidden, injection
 from forge.guard.encoded import decoded_runs
 from forge.guard.findings import (
     QUICK_ACTION_PREFIX,
@@ -23,38 +19,20 @@ from forge.guard.findings import (
     printable_excerpt,
     redact_secret,
 )
-from forge.guard.hidden import hidden_instruction_hits
 from forge.guard.injection import REMOVE, injection_hits
 from forge.guard.normalise import normalise
-from forge.guard.prefixed import PREFIXED_RULES
-from forge.guard.private_keys import private_key_hits
 from forge.guard.quick_actions import neutralise_quick_actions, quick_action_spans
 from forge.guard.refnames import ref_format_problem
-from forge.guard.scantext import RuleIndex, ScanText
-from forge.guard.secret_rules import FORMAT_RULES, ROTATE, SecretHit
+from forge.guard.scantext import LONG_RUN, NON_ASCII, ScanText
+from forge.guard.secret_rules import SecretHit
+from forge.guard.sources import MAX_FINDINGS_PER_SOURCE, secret_hits
 from forge.guard.unicode_rules import unicode_hits
 
-OWN_SECRET_RULE = "secret.own_token"
 MIN_OWN_SECRET_LENGTH = 8
 _MAX_REDACTION_ROUNDS = 3
-# Findings kept per rule and scan: plenty to refuse a write; a text holding more (only a
-# hostile one does) is redacted over several rounds, or whole. Keeps a text of 10,000
-# repeated markers from costing 10,000 findings.
-MAX_FINDINGS_PER_SOURCE = 256
 # Printable ASCII runs inside binary content, as ``strings`` would show them.
 _PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
-
-
-@dataclass(frozen=True)
-class _Verdict:
-    """Blocking findings with the reason of each, in text order."""
-
-    findings: tuple[Finding, ...]
-    reasons: tuple[str, ...]
-
-
-_FORMATS = RuleIndex(FORMAT_RULES, lambda rule: rule.anchors)
-_PREFIXED = RuleIndex(PREFIXED_RULES, lambda rule: rule.prefixes)
+_Hit = tuple[str, int, int, str]  # rule, start, end, reason
 
 
 class Guard:
@@ -76,90 +54,77 @@ class Guard:
         self, text: str, where: str, *, quick_actions: bool, secrets_only: bool = False
     ) -> tuple[list[Finding], list[str]]:
         scan = ScanText(text)
-        pairs = [(self._finding(hit, text, where), hit.reason) for hit in self._secret_hits(scan)]
+        pairs = [
+            (self._finding(hit, text, where), hit.reason)
+            for hit in secret_hits(scan, self._own_secrets)
+        ]
         if not secrets_only:
             pairs += [
                 (Finding(rule, where, start, end, printable_excerpt(text[start:end])), reason)
                 for rule, start, end, reason in self._injection_hits(text, scan)
             ]
-            pairs += [
-                (Finding(hit.rule, where, hit.start, hit.end, hit.codepoints), hit.reason)
-                for hit in unicode_hits(text)
-            ]
+            if scan.found & NON_ASCII:
+                pairs += [
+                    (Finding(hit.rule, where, hit.start, hit.end, hit.codepoints), hit.reason)
+                    for hit in unicode_hits(text)
+                ]
         if quick_actions:
             pairs += [
                 (Finding(f"{QUICK_ACTION_PREFIX}{command}", where, start, end, f"/{command}"), "")
                 for start, end, command in quick_action_spans(text)
             ]
+        if not pairs:
+            return [], []
         pairs.sort(key=lambda pair: (pair[0].start, pair[0].end, pair[0].rule))
         return [finding for finding, _ in pairs], [reason for _, reason in pairs]
 
-    def _injection_hits(
-        self, text: str, outer: ScanText | None = None
-    ) -> Iterator[tuple[str, int, int, str]]:
+    def _injection_hits(self, text: str, outer: ScanText | None = None) -> list[_Hit]:
         """Injection markers in the normalised text, at their offsets in ``text``; then
         whatever base64 or hex runs hide, reported at the run."""
-        normalised = normalise(text)
-        scan = outer if outer is not None and normalised.text is text else ScanText(normalised.text)
-        found = [
-            (hit.rule, hit.start, hit.end, hit.reason)
-            for hit in islice(injection_hits(scan), MAX_FINDINGS_PER_SOURCE)
-        ]
-        found += [
-            (rule, start, end, f"{label} found; {REMOVE}")
-            for rule, start, end, label in islice(
-                hidden_instruction_hits(scan), MAX_FINDINGS_PER_SOURCE
-            )
-        ]
-        for rule, start, end, reason in found:
-            yield rule, normalised.original(start), normalised.original(end), reason
-        for start, end, decoded in islice(decoded_runs(text), MAX_FINDINGS_PER_SOURCE):
+        outer = outer if outer is not None else ScanText(text)
+        normalised = normalise(text) if outer.found & NON_ASCII else None
+        scan = outer if normalised is None or normalised.text is text else ScanText(normalised.text)
+        found: list[_Hit] = []
+        if injection.may_hit(scan):
+            found += [
+                (hit.rule, hit.start, hit.end, hit.reason)
+                for hit in islice(injection_hits(scan), MAX_FINDINGS_PER_SOURCE)
+            ]
+        if scan.found & hidden.GATE:
+            found += [
+                (rule, start, end, f"{label} found; {REMOVE}")
+                for rule, start, end, label in islice(
+                    hidden.hidden_instruction_hits(scan), MAX_FINDINGS_PER_SOURCE
+                )
+            ]
+        if normalised is not None and normalised.pieces:
+            original = normalised.original
+            found = [(rule, original(start), original(end), why) for rule, start, end, why in found]
+        if outer.found & LONG_RUN:
+            found += self._encoded_hits(text, outer)
+        return found
+
+    def _encoded_hits(self, text: str, scan: ScanText) -> list[_Hit]:
+        """What base64 or hex runs of ``text`` hide, reported at the run."""
+        found: list[_Hit] = []
+        runs = islice(decoded_runs(text, scan.runs), MAX_FINDINGS_PER_SOURCE)
+        for start, end, decoded in runs:
             inner = ScanText(decoded)
-            hidden = [(hit.rule, hit.reason) for hit in injection_hits(inner)]
-            hidden += [(hit.rule, hit.reason) for hit in self._secret_hits(inner, generic=False)]
-            if hidden:
-                rule, reason = hidden[0]
-                yield rule, start, end, f"encoded text: {reason}"
+            inside = [(hit.rule, hit.reason) for hit in injection_hits(inner)]
+            inside += [
+                (hit.rule, hit.reason)
+                for hit in secret_hits(inner, self._own_secrets, generic=False)
+            ]
+            if inside:
+                rule, reason = inside[0]
+                found.append((rule, start, end, f"encoded text: {reason}"))
+        return found
 
     @staticmethod
     def _finding(hit: SecretHit, text: str, where: str) -> Finding:
         return Finding(
             hit.rule, where, hit.start, hit.end, redact_secret(text[hit.start : hit.end])
         )
-
-    def _secret_hits(self, scan: ScanText, *, generic: bool = True) -> list[SecretHit]:
-        """Secret hits without overlaps: own tokens win, then known formats, then generic."""
-        kept: list[SecretHit] = []
-        starts: list[int] = []  # of the kept hits, sorted; kept hits never overlap
-        for hit in self._candidate_secret_hits(scan, generic):
-            index = bisect_left(starts, hit.start)
-            before = kept[index - 1] if index > 0 else None
-            after = kept[index] if index < len(kept) else None
-            if (before is None or before.end <= hit.start) and (
-                after is None or hit.end <= after.start
-            ):
-                starts.insert(index, hit.start)
-                kept.insert(index, hit)
-        return kept
-
-    def _candidate_secret_hits(self, scan: ScanText, generic: bool) -> Iterator[SecretHit]:
-        text = scan.text
-        for secret in self._own_secrets:
-            start = text.find(secret)
-            while start != -1:
-                reason = f"crewline's own configured token found; {ROTATE}"
-                yield SecretHit(OWN_SECRET_RULE, start, start + len(secret), reason)
-                start = text.find(secret, start + len(secret))
-        sources: list[Iterable[SecretHit]] = [private_key_hits(scan)]
-        # Most writes hold none of a rule's anchors: checking that first is far cheaper
-        # than starting the rule's search.
-        sources += [rule.hits(scan) for rule in _FORMATS.candidates(scan) if rule.present(scan)]
-        sources += [rule.hits(scan) for rule in _PREFIXED.candidates(scan) if rule.present(scan)]
-        sources += [discord_hits(scan), telegram_hits(scan), azure_hits(scan)]
-        if generic:
-            sources += [cli_hits(scan), assignment_hits(scan), url_password_hits(scan)]
-        for source in sources:
-            yield from islice(source, MAX_FINDINGS_PER_SOURCE)
 
     # -- refusing things --------------------------------------------------------------
 
@@ -201,8 +166,12 @@ class Guard:
         Binary content (a NUL byte, or bytes that are not UTF-8) is scanned for secrets
         only, in its printable ASCII runs: injection markers need readable text.
         """
-        data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
-        text = _as_text(data)
+        if isinstance(content, str) and content.isascii() and "\x00" not in content:
+            text: str | None = content  # what the round trip below would give, at once
+            data = b""
+        else:
+            data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
+            text = _as_text(data)
         if text is not None:
             self._raise_if_blocking(*self._scan_with_reasons(text, where, quick_actions=False))
             return

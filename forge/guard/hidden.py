@@ -35,8 +35,9 @@ _BENIGN_QUERY_KEYS = frozenset(
      "rev", "hash", "cb", "cache"]
 )  # fmt: skip
 _BENIGN_QUERY_PREFIXES = ("x-amz-", "x-goog-")
-_OPENINGS = ("<!--", "<details", "![")
-register_anchors(_OPENINGS, "lowered")
+_OPENINGS = register_anchors(("<!--", "<details", "!["), "lowered")
+# The bits of ``ScanText.found`` without one of which nothing is hidden.
+GATE = _OPENINGS.mask
 
 
 def _addresses_a_model(body: str) -> bool:
@@ -57,7 +58,7 @@ def _blocks(lowered: str, opening: str, closing: str, limit: int) -> Iterator[tu
 
 
 def hidden_instruction_hits(scan: ScanText) -> Iterator[tuple[str, int, int, str]]:
-    if not scan.may_occur(_OPENINGS):
+    if not scan.has_any(_OPENINGS):
         return
     lowered = scan.lowered
     for start, end in _blocks(lowered, "<!--", "-->", _MAX_COMMENT):

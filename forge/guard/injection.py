@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from forge.guard.scantext import (
     ALNUM,
+    Anchors,
     RuleIndex,
     ScanText,
     register_anchors,
@@ -95,21 +96,24 @@ class _Marker:
     word_start: bool = True
     line_start: bool = False
     requires: tuple[tuple[str, ...], ...] = ()
-    anchor_set: frozenset[str] = field(init=False, repr=False, compare=False)
-    required: tuple[frozenset[str], ...] = field(init=False, repr=False, compare=False)
+    # What the search starts from: the registered anchors, or (for a marker gated by
+    # ``requires``) the plain anchors, each searched for once the gate has passed.
+    search: Anchors | tuple[str, ...] = field(init=False, repr=False, compare=False)
+    required: tuple[Anchors, ...] = field(init=False, repr=False, compare=False)
+    gate: Anchors = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.requires:
-            object.__setattr__(self, "anchor_set", frozenset())
-            object.__setattr__(self, "required", register_words(*self.requires))
+            required = register_words(*self.requires)
+            object.__setattr__(self, "search", self.anchors)
+            object.__setattr__(self, "required", required)
+            # The literals that index the marker: one of them occurs in every match.
+            object.__setattr__(self, "gate", required[0])
         else:
-            object.__setattr__(self, "anchor_set", register_anchors(self.anchors, self.kind))
+            anchors = register_anchors(self.anchors, self.kind)
+            object.__setattr__(self, "search", anchors)
             object.__setattr__(self, "required", ())
-
-    @property
-    def gate(self) -> tuple[str, ...]:
-        """The literals that index the marker: one of them occurs in every match."""
-        return self.requires[0] if self.requires else self.anchors
+            object.__setattr__(self, "gate", anchors)
 
     @property
     def kind(self) -> str:
@@ -346,15 +350,21 @@ def _unbalanced_eos_tokens(lowered: str) -> Iterator[InjectionHit]:
         )
 
 
+def may_hit(scan: ScanText) -> bool:
+    """Whether ``injection_hits`` can find anything: a marker's literals occur, or a "<"
+    that could open an end-of-sequence token. A necessary condition, checked at once."""
+    return bool(scan.found & _MARKER_INDEX.gate) or "<" in scan.text
+
+
 def injection_hits(scan: ScanText) -> Iterator[InjectionHit]:
     """Every injection marker in the text."""
     for marker in _MARKER_INDEX.candidates(scan):
         if marker.requires:
             if not scan.has_each(marker.required):
                 continue
-        elif not scan.has_any(marker.anchor_set, marker.kind):
+        elif not scan.has_any(marker.gate):
             continue
-        for match in scan.matches(marker.pattern, marker.anchors, lowered=marker.lowered):
+        for match in scan.matches(marker.pattern, marker.search, lowered=marker.lowered):
             if marker.word_start and scan.preceded_by(match.start(), ALNUM):
                 continue
             if marker.line_start and not scan.starts_line(match.start()):

@@ -5,7 +5,8 @@ letters become ASCII), with invisible and bidirectional-control characters remov
 Unicode rules have reported them already) and common homoglyphs (Cyrillic and Greek
 letters that look Latin) folded, so ``ｉｇｎｏｒｅ``, ``ig\u200bnore`` and ``іgnore``
 (Cyrillic і) all read ``ignore``. Findings are mapped back to offsets in the original
-text. ASCII text (most writes) is returned as is, at no cost.
+text. ASCII text (most writes) is returned as is, at no cost, and text already in NFKC
+without invisible characters (most of the rest) needs only the homoglyphs folded.
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ class Normalised:
 def normalise(text: str) -> Normalised:
     if text.isascii():
         return Normalised(text)
+    if unicodedata.is_normalized("NFKC", text) and not _INVISIBLE_RE.search(text):
+        # Every character stays one character (the usual case): offsets are unchanged.
+        folded = text.translate(_HOMOGLYPHS)
+        return Normalised(text if folded == text else folded)
     parts: list[str] = []
     pieces: list[tuple[int, int]] = []
     length = 0

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from forge.guard.scantext import WORD, ScanText, register_anchors
+from forge.guard.scantext import WORD, Anchors, ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 
 _B64 = "A-Za-z0-9+/="
@@ -44,16 +44,16 @@ class Prefixed:
     lead: int = 0  # letters and digits before the prefix that belong to the token
     _run: re.Pattern[str] = field(init=False, repr=False, compare=False)
     _shape: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-    _prefix_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    prefix_set: Anchors = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_prefix_set", register_anchors(self.prefixes, "token"))
+        object.__setattr__(self, "prefix_set", register_anchors(self.prefixes, "token"))
         object.__setattr__(self, "_run", re.compile(f"[{self.alphabet}]*"))
         object.__setattr__(self, "_shape", re.compile(self.shape) if self.shape else None)
 
     def present(self, scan: ScanText) -> bool:
         """Whether any prefix occurs at all (most texts hold none)."""
-        return scan.has_any(self._prefix_set, "token")
+        return scan.has_any(self.prefix_set)
 
     def hits(self, scan: ScanText) -> Iterator[SecretHit]:
         text = scan.text

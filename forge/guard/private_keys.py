@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from forge.guard.scantext import ScanText
+from forge.guard.scantext import ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit
 
 RULE = "secret.private_key"
@@ -27,6 +27,8 @@ _MATERIAL = re.compile(r"[A-Za-z0-9+/=]*")
 _MIN_MATERIAL = 32
 _MAX_FIELDS = 4
 _END_SEARCH = 20_000
+# The bits of ``ScanText.found`` without one of which there is no key block.
+GATE = register_anchors(("-----BEGIN ",), "raw").mask
 
 
 def _looks_like_key_material(run: str) -> bool:

@@ -201,6 +201,8 @@ def quick_action_spans(text: str) -> Iterator[tuple[int, int, str]]:
 
 def neutralise_quick_actions(text: str) -> str:
     """``text`` with a backslash before every quick-action slash (see module docstring)."""
+    if "/" not in text:
+        return text  # most notes: no command can start
     pieces = []
     previous = 0
     for start, _, _ in quick_action_spans(text):

@@ -6,19 +6,23 @@ defeat its literal-prefix search. So case-insensitive rules match lower-case
 patterns against a lower-cased copy with identical offsets, and word boundaries on
 the left are checked here in Python instead of with a look-behind.
 
-Most writes trigger no rule at all, so the first step is a prefilter (decision 0025):
-every literal a rule needs — the anchors its search starts at, and for rules anchored
-at common words the rarer words a match also needs — is registered here, and one
-Aho–Corasick pass over the lower-cased text finds which of them occur. A rule runs only
-when its literals are present; the gate is a necessary condition of a match, so it
-never changes a verdict, only skips work that would find nothing.
+Most writes trigger no rule at all, so the first step is a prefilter (decisions 0025,
+0035): every literal a rule needs — the anchors its search starts at, and for rules
+anchored at common words the rarer words a match also needs — is registered here and
+given one bit. One Aho–Corasick pass over the lower-cased text sets the bit of each
+literal that occurs; two more bits record shapes that no literal describes (non-ASCII
+characters, a run of 24 base64 characters). The result, ``ScanText.found``, is one
+integer: a rule runs only when ``found`` has one of its bits, which costs a single
+``&`` per rule. The gate is a necessary condition of a match, so it never changes a
+verdict, only skips work that would find nothing.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Generic, TypeVar
 
 import ahocorasick_rs
@@ -35,163 +39,204 @@ AnchorKind = str
 _CASE_SENSITIVE = frozenset({"token", "raw"})
 _KINDS = frozenset({"token", "lowered", "raw"})
 
+# Shapes of the text, as bits of ``ScanText.found`` below the literals' bits.
+NON_ASCII = 1
+LONG_RUN = 2
+_FIRST_LITERAL_BIT = 2
+# A run of this many base64 characters (see ``encoded``) sets ``LONG_RUN``.
+MIN_RUN = 24
+_RUN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
+# One byte per character, "a" for a base64 character and " " for anything else: runs are
+# then found with ``bytes.find`` at C speed (every non-ASCII character is "?", no run).
+RUN_MAP = bytes(ord("a") if byte in _RUN_CHARS else ord(" ") for byte in range(256))
+LONG_RUN_BYTES = b"a" * MIN_RUN
 
 _CHUNK = 65_536
+_FIRST = itemgetter(0)
 
 
-# Per anchor tuple: the lower-case forms, each anchor with the form the automaton reports
-# it by ("" when never registered), and whether every anchor is registered.
-_Plan = tuple[frozenset[str], tuple[tuple[str, str], ...], bool]
+@dataclass(frozen=True, eq=False)
+class Anchors:
+    """Registered literals of one kind, and the bits the prefilter sets for them.
+
+    ``pairs``: each literal with its bit (the bit of its lower-case form); ``forms``: the
+    lower-case forms; ``by_form``: the literals of each form.
+    """
+
+    literals: tuple[str, ...]
+    kind: AnchorKind
+    mask: int
+    pairs: tuple[tuple[str, int], ...]
+    forms: frozenset[str]
+    by_form: dict[str, tuple[str, ...]]
 
 
 class _Registry:
     """Every literal registered by the rules, and the automaton that finds them."""
 
     def __init__(self) -> None:
-        self.lowered: set[str] = set()
-        # lower-cased literal -> the case-sensitive anchors that lower to it
-        self.exact: dict[str, set[str]] = {}
+        # lower-cased literal -> its bit in ``ScanText.found``
+        self.bits: dict[str, int] = {}
+        self._patterns: list[str] = []  # the literals, by automaton index
+        self._pattern_bits: list[int] = []
         self._automaton: ahocorasick_rs.AhoCorasick | None = None
-        self._patterns: list[str] = []
-        self._plans: dict[tuple[str, ...], _Plan] = {}
+        self._unregistered: dict[tuple[str, ...], Anchors] = {}
 
-    def add(self, anchors: Iterable[str], kind: AnchorKind) -> None:
+    def add(self, anchors: Iterable[str], kind: AnchorKind) -> Anchors:
         if kind not in _KINDS:
             raise ValueError(f"unknown anchor kind {kind!r}; use one of {sorted(_KINDS)}")
-        for anchor in anchors:
+        literals = tuple(anchors)
+        for anchor in literals:
             if not anchor:
                 raise ValueError("an anchor must not be empty: it would match everywhere")
-            if kind in _CASE_SENSITIVE:
-                self.exact.setdefault(anchor.lower(), set()).add(anchor)
-            elif anchor != anchor.lower():
+            if kind not in _CASE_SENSITIVE and anchor != anchor.lower():
                 raise ValueError(f"{kind} anchor {anchor!r} must be lower-case")
-            if anchor.lower() not in self.lowered:
-                self.lowered.add(anchor.lower())
+            form = anchor.lower()
+            if form not in self.bits:
+                self.bits[form] = 1 << (len(self._patterns) + _FIRST_LITERAL_BIT)
+                self._patterns.append(form)
+                self._pattern_bits.append(self.bits[form])
                 self._automaton = None  # rebuilt on next use
-                self._plans.clear()
+        return self._anchors(literals, kind)
 
-    def lookup(self, anchors: tuple[str, ...]) -> _Plan:
-        """``anchors`` in lower case, and each anchor with the lower-case form the
-        automaton reports it by ("" for an anchor never registered). Cached: rules ask
-        with the same tuples every time."""
-        plan = self._plans.get(anchors)
-        if plan is None:
-            forms = tuple(anchor.lower() for anchor in anchors)
-            pairs = tuple(
-                (anchor, form if form in self.lowered else "")
-                for anchor, form in zip(anchors, forms, strict=True)
-            )
-            known = all(form for _, form in pairs)
-            plan = self._plans[anchors] = (frozenset(forms), pairs, known)
-        return plan
+    def _anchors(self, literals: tuple[str, ...], kind: AnchorKind) -> Anchors:
+        pairs = tuple((anchor, self.bits[anchor.lower()]) for anchor in literals)
+        mask = 0
+        by_form: dict[str, tuple[str, ...]] = {}
+        for anchor, bit in pairs:
+            mask |= bit
+            by_form[anchor.lower()] = (*by_form.get(anchor.lower(), ()), anchor)
+        return Anchors(literals, kind, mask, pairs, frozenset(by_form), by_form)
 
-    def found(self, lowered: str) -> frozenset[str]:
-        """The registered literals (lower-cased) that occur in ``lowered``."""
+    def found(self, lowered: str) -> tuple[int, frozenset[str]]:
+        """The bits of the registered literals that occur in ``lowered``, and those
+        literals."""
         if self._automaton is None:
-            self._patterns = sorted(self.lowered)
             self._automaton = ahocorasick_rs.AhoCorasick(
                 self._patterns, implementation=ahocorasick_rs.Implementation.DFA
             )
-        patterns = self._patterns
         if len(lowered) <= _CHUNK:
             # Overlapping: every occurrence of every literal, not only the leftmost ones.
-            hits = self._automaton.find_matches_as_indexes(lowered, overlapping=True)
-            return frozenset([patterns[index] for index, _, _ in hits])
-        # A long text in overlapping chunks (a literal across a boundary lies whole in the
-        # next chunk): the list of hits stays small, and a text screened in a worker thread
-        # lets the event loop run between chunks.
-        overlap = max(map(len, patterns)) - 1
-        found: set[str] = set()
-        for start in range(0, len(lowered), _CHUNK):
-            chunk = lowered[start : start + _CHUNK + overlap]
-            hits = self._automaton.find_matches_as_indexes(chunk, overlapping=True)
-            found.update(patterns[index] for index, _, _ in hits)
-        return frozenset(found)
+            indices = set(map(_FIRST, self._automaton.find_matches_as_indexes(lowered, True)))
+        else:
+            # A long text in overlapping chunks (a literal across a boundary lies whole in
+            # the next chunk): the list of hits stays small, and a text screened in a
+            # worker thread lets the event loop run between chunks.
+            overlap = max(map(len, self._patterns)) - 1
+            indices = set()
+            for start in range(0, len(lowered), _CHUNK):
+                chunk = lowered[start : start + _CHUNK + overlap]
+                indices.update(map(_FIRST, self._automaton.find_matches_as_indexes(chunk, True)))
+        if not indices:
+            return 0, _NOTHING
+        # Distinct powers of two: their sum is their union.
+        bits = sum(map(self._pattern_bits.__getitem__, indices))
+        return bits, frozenset(map(self._patterns.__getitem__, indices))
+
+    def lookup(self, anchors: tuple[str, ...]) -> tuple[Anchors, tuple[str, ...]]:
+        """``anchors`` as registered (only those that are), and those never registered."""
+        unknown = tuple(anchor for anchor in anchors if anchor.lower() not in self.bits)
+        known = self._unregistered.get(anchors)
+        if known is None:
+            registered = tuple(anchor for anchor in anchors if anchor not in unknown)
+            known = self._unregistered[anchors] = self._anchors(registered, "raw")
+        return known, unknown
 
 
 _REGISTRY = _Registry()
+_NOTHING: frozenset[str] = frozenset()
 
 
-def register_anchors(anchors: tuple[str, ...], kind: AnchorKind) -> frozenset[str]:
-    """Record ``anchors`` of ``kind`` (see above) for the prefilter; returns them as a set."""
-    _REGISTRY.add(anchors, kind)
-    return frozenset(anchors)
+def register_anchors(anchors: tuple[str, ...], kind: AnchorKind) -> Anchors:
+    """Record ``anchors`` of ``kind`` (see above) for the prefilter."""
+    return _REGISTRY.add(anchors, kind)
 
 
-def register_words(*groups: tuple[str, ...]) -> tuple[frozenset[str], ...]:
+def register_words(*groups: tuple[str, ...]) -> tuple[Anchors, ...]:
     """Record groups of lower-case literals for ``ScanText.has_each``."""
-    for group in groups:
-        _REGISTRY.add(group, "lowered")
-    return tuple(frozenset(group) for group in groups)
+    return tuple(_REGISTRY.add(group, "lowered") for group in groups)
 
 
-@dataclass(frozen=True)
+def run_map(text: str) -> bytes:
+    """``text`` as one byte per character, ``a`` for a base64 character, else a space."""
+    return text.encode("ascii", "replace").translate(RUN_MAP)
+
+
 class ScanText:
-    text: str
-    lowered: str = field(init=False)
-    # Every registered literal (lower-cased) that occurs in the lower-cased text.
-    found: frozenset[str] = field(init=False, repr=False, compare=False)
-    _exact: list[frozenset[str]] = field(init=False, repr=False, compare=False)
+    """A text, its lower-cased copy (same offsets) and the prefilter's ``found`` bits."""
 
-    def __post_init__(self) -> None:
-        lowered = self.text.lower()
-        if len(lowered) != len(self.text):
+    __slots__ = ("_runs", "found", "literals", "lowered", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        lowered = text.lower()
+        if len(lowered) != len(text):
             # A few characters (e.g. "İ") lower-case to two code points; keep offsets aligned.
-            lowered = self.text.translate(_ASCII_LOWER)
-        object.__setattr__(self, "lowered", lowered)
-        object.__setattr__(self, "found", _REGISTRY.found(lowered))
-        object.__setattr__(self, "_exact", [])
+            lowered = text.translate(_ASCII_LOWER)
+        self.lowered = lowered
+        runs = run_map(text)
+        shape = 0 if text.isascii() else NON_ASCII
+        if LONG_RUN_BYTES in runs:
+            shape |= LONG_RUN
+        self._runs = runs
+        found, literals = _REGISTRY.found(lowered)
+        self.found = found | shape
+        # The registered literals (lower-cased) that occur in the lower-cased text.
+        self.literals = literals
 
-    def has_any(self, anchors: frozenset[str], kind: AnchorKind) -> bool:
-        """Whether any of ``anchors`` (registered with ``register_anchors``) occurs."""
-        if kind in _CASE_SENSITIVE:
-            return not anchors.isdisjoint(self._found_exact())
-        return not anchors.isdisjoint(self.found)
+    @property
+    def runs(self) -> bytes:
+        """The text mapped by ``RUN_MAP``."""
+        return self._runs
 
-    def has_each(self, groups: tuple[frozenset[str], ...]) -> bool:
+    def has_any(self, anchors: Anchors) -> bool:
+        """Whether any of ``anchors`` occurs (a case-sensitive one as written)."""
+        found = self.found
+        if not found & anchors.mask:
+            return False
+        if anchors.kind not in _CASE_SENSITIVE:
+            return True
+        text = self.text
+        return any(found & bit and anchor in text for anchor, bit in anchors.pairs)
+
+    def has_each(self, groups: tuple[Anchors, ...]) -> bool:
         """Whether every group (registered with ``register_words``) has a literal in the
         lower-cased text."""
         found = self.found
-        return all(not group.isdisjoint(found) for group in groups)
+        return all(found & group.mask for group in groups)
+
+    def present(self, anchors: Anchors) -> tuple[str, ...]:
+        """Those of ``anchors`` the prefilter found (to be searched for)."""
+        if not self.found & anchors.mask:
+            return ()
+        forms = anchors.forms & self.literals
+        if anchors.kind in _CASE_SENSITIVE:
+            by_form = anchors.by_form
+            return tuple(anchor for form in forms for anchor in by_form[form])
+        return tuple(forms)
 
     def may_occur(self, anchors: tuple[str, ...]) -> tuple[str, ...]:
-        """Those of ``anchors`` the prefilter found (in lower case), and any it was never
-        told about: an unregistered anchor is searched for, never skipped."""
-        found = self.found
-        forms, pairs, all_known = _REGISTRY.lookup(anchors)
-        if all_known and found.isdisjoint(forms):
-            return ()
-        return tuple(anchor for anchor, form in pairs if not form or form in found)
+        """Those of ``anchors`` the prefilter found, and any it was never told about: an
+        unregistered anchor is searched for, never skipped."""
+        registered, unknown = _REGISTRY.lookup(anchors)
+        found = self.present(registered)
+        return found + unknown if unknown else found
 
     def matches(
         self,
         pattern: re.Pattern[str],
-        anchors: tuple[str, ...],
+        anchors: Anchors | tuple[str, ...],
         *,
         lowered: bool,
         skip_run: re.Pattern[str] | None = None,
     ) -> Iterator[re.Match[str]]:
-        """``find_matches`` in the lower-cased (or original) text, from the anchors that
-        occur only."""
-        present = self.may_occur(anchors)
+        """``find_matches`` in the lower-cased (or original) text, from the registered
+        ``anchors`` that occur only; a plain tuple of anchors (a rule gated by other
+        literals) is searched for whole."""
+        present = self.present(anchors) if isinstance(anchors, Anchors) else anchors
         if not present:
             return iter(())
         return find_matches(pattern, self.lowered if lowered else self.text, present, skip_run)
-
-    def _found_exact(self) -> frozenset[str]:
-        """The case-sensitive anchors that occur in the original text."""
-        if not self._exact:
-            self._exact.append(
-                frozenset(
-                    [
-                        anchor
-                        for literal in self.found
-                        for anchor in _REGISTRY.exact.get(literal, ())
-                        if anchor in self.text
-                    ]
-                )
-            )
-        return self._exact[0]
 
     def preceded_by(self, index: int, chars: frozenset[str]) -> bool:
         """True when the character before ``index`` is one of ``chars``."""
@@ -203,6 +248,17 @@ class ScanText:
         return all(char in indent for char in self.text[line_start:index])
 
 
+def anchor_positions(haystack: str, anchors: tuple[str, ...]) -> list[int]:
+    """Where any of ``anchors`` starts in ``haystack``, sorted, each position once."""
+    positions: set[int] = set()
+    for anchor in anchors:
+        position = haystack.find(anchor)
+        while position != -1:
+            positions.add(position)
+            position = haystack.find(anchor, position + 1)
+    return sorted(positions)
+
+
 def find_matches(
     pattern: re.Pattern[str],
     haystack: str,
@@ -210,7 +266,17 @@ def find_matches(
     skip_run: re.Pattern[str] | None = None,
 ) -> Iterator[re.Match[str]]:
     """Non-overlapping matches of ``pattern``, which must start with one of the literal
-    ``anchors``, in text order.
+    ``anchors``, in text order (see ``matches_at``)."""
+    return matches_at(pattern, haystack, anchor_positions(haystack, anchors), skip_run)
+
+
+def matches_at(
+    pattern: re.Pattern[str],
+    haystack: str,
+    positions: list[int],
+    skip_run: re.Pattern[str] | None = None,
+) -> Iterator[re.Match[str]]:
+    """Non-overlapping matches of ``pattern`` starting at ``positions`` (sorted), in order.
 
     ``str.find`` locates the anchors at C speed and the regex runs only there: far faster
     than ``finditer`` for patterns that open with an alternation. An anchor inside the
@@ -224,14 +290,8 @@ def find_matches(
     what follows the run: after a failed attempt, every anchor inside that run would fail
     the same way, so the search resumes after it.
     """
-    positions: set[int] = set()
-    for anchor in anchors:
-        position = haystack.find(anchor)
-        while position != -1:
-            positions.add(position)
-            position = haystack.find(anchor, position + 1)
     end = -1
-    for position in sorted(positions):
+    for position in positions:
         if position < end:
             continue
         match = pattern.match(haystack, position)
@@ -247,21 +307,25 @@ Rule = TypeVar("Rule")
 
 
 class RuleIndex(Generic[Rule]):
-    """Rules by the literals that gate them, so a text is offered only the rules one of
+    """Rules with the bits that gate them, so a text is offered only the rules one of
     whose literals it holds (in their original order) instead of asking every rule."""
 
-    def __init__(self, rules: Sequence[Rule], literals: Callable[[Rule], Iterable[str]]) -> None:
-        self._rules = tuple(rules)
-        self._by_literal: dict[str, list[int]] = {}
-        for index, rule in enumerate(self._rules):
-            anchors = list(literals(rule))
-            if not anchors:
+    def __init__(self, rules: Sequence[Rule], gate: Callable[[Rule], Anchors]) -> None:
+        entries = []
+        union = 0
+        for rule in rules:
+            mask = gate(rule).mask
+            if not mask:
                 raise ValueError(f"{rule!r} has no literal to be found by; it would never run")
-            for literal in anchors:
-                self._by_literal.setdefault(literal.lower(), []).append(index)
+            entries.append((mask, rule))
+            union |= mask
+        self._entries = tuple(entries)
+        # Every rule's bits: a text with none of them is offered no rule.
+        self.gate = union
 
     def candidates(self, scan: ScanText) -> list[Rule]:
         """The rules one of whose literals occurs in ``scan`` (lower-cased), in order."""
-        by_literal = self._by_literal
-        indices = {i for literal in scan.found for i in by_literal.get(literal, ())}
-        return [self._rules[index] for index in sorted(indices)]
+        found = scan.found
+        if not found & self.gate:
+            return []
+        return [rule for mask, rule in self._entries if found & mask]

@@ -24,6 +24,7 @@ from forge.guard.scantext import (
     ALNUM,
     TOKEN,
     WORD,
+    Anchors,
     ScanText,
     register_anchors,
     register_words,
@@ -49,13 +50,35 @@ _PLACEHOLDER_WORDS = (
     "...",
     "…",
 )
+_PLACEHOLDER = re.compile("|".join(map(re.escape, _PLACEHOLDER_WORDS)))
 _REPEATED_CHAR = re.compile(r"(.)\1{5}")
 
 
 def looks_like_placeholder(value: str) -> bool:
     """True for documentation stand-ins rather than credentials."""
-    lowered = value.lower()
-    return any(word in lowered for word in _PLACEHOLDER_WORDS) or bool(_REPEATED_CHAR.search(value))
+    return bool(_PLACEHOLDER.search(value.lower()) or _REPEATED_CHAR.search(value))
+
+
+# Each ASCII character as its class: lower case, upper case, digit or anything else.
+_CLASS_OF = bytes(
+    ord("a") if 97 <= byte <= 122 else ord("A") if 65 <= byte <= 90 else ord("0")
+    if 48 <= byte <= 57 else ord(".")
+    for byte in range(256)
+)  # fmt: skip
+
+
+def character_classes(value: str) -> int:
+    """How many of lower case, upper case, digits and other characters ``value`` mixes."""
+    if value.isascii():  # the usual case, in a few C calls
+        return len(set(value.encode("ascii").translate(_CLASS_OF)))
+    return sum(
+        (
+            any(c.islower() for c in value),
+            any(c.isupper() for c in value),
+            any(c.isdigit() for c in value),
+            any(not c.isalnum() for c in value),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -86,27 +109,25 @@ class _FormatRule:
     anchors: tuple[str, ...] = ()
     skip_run: re.Pattern[str] | None = None
     requires: tuple[tuple[str, ...], ...] = ()
-    _anchor_set: frozenset[str] = field(init=False, repr=False, compare=False)
-    _required: tuple[frozenset[str], ...] = field(init=False, repr=False, compare=False)
+    anchor_set: Anchors = field(init=False, repr=False, compare=False)
+    _required: tuple[Anchors, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self,
-            "_anchor_set",
+            "anchor_set",
             register_anchors(self.anchors, "lowered" if self.lowered else "token"),
         )
         object.__setattr__(self, "_required", register_words(*self.requires))
 
     def present(self, scan: ScanText) -> bool:
         """Whether the literals a match needs occur at all (most texts hold none)."""
-        return scan.has_any(
-            self._anchor_set, "lowered" if self.lowered else "token"
-        ) and scan.has_each(self._required)
+        return scan.has_any(self.anchor_set) and scan.has_each(self._required)
 
     def hits(self, scan: ScanText) -> Iterator[SecretHit]:
         group = "secret" if "secret" in self.pattern.groupindex else 0
         matches = scan.matches(
-            self.pattern, self.anchors, lowered=self.lowered, skip_run=self.skip_run
+            self.pattern, self.anchor_set, lowered=self.lowered, skip_run=self.skip_run
         )
         for match in matches:
             if scan.preceded_by(match.start(), self.not_after):
