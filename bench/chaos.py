@@ -371,7 +371,7 @@ def report(result: ChaosResult) -> str:
     if f.lost:
         at_end = Counter(state for state in result.states.values())
         lines.append(
-            f"  goals last moved {result.last_move:.0f} s after the start; at the end: "
+            f"  goals last moved {result.last_move:.0f} s after the start; at the last look: "
             + ", ".join(f"{n} at {state}" for state, n in sorted(at_end.items(), key=str))
         )
     if result.kills < result.plan.kills:

@@ -157,16 +157,19 @@ async def test_a_claim_lost_while_resuming_does_not_stop_the_host(
             other.gateway, other_storage.leases, worker="other", ttl_seconds=other.ttl,
             clock=lambda: later,
         )  # fmt: skip
-        get_lease = runtime.storage.leases.get
+        take_lease = runtime.storage.leases.acquire
         moved: list[bool] = []
 
-        async def janitor_between_the_reads(key: str) -> Lease | None:
-            if not moved:
+        async def janitor_between_the_reads(
+            key: str, holder: str, ttl: float, *, retake: bool = False
+        ) -> Lease | None:
+            # Adopt takes its lease back between its reads of the live claim and its renewal.
+            if not moved and retake and key.endswith(f":{stuck.iid}"):
                 moved.append(await janitor.expire(stuck, "pm", reason="expired elsewhere"))
                 moved.append(await other.claim(stuck, "pm", "r-other") is not None)
-            return await get_lease(key)
+            return await take_lease(key, holder, ttl, retake=retake)
 
-        monkeypatch.setattr(runtime.storage.leases, "get", janitor_between_the_reads)
+        monkeypatch.setattr(runtime.storage.leases, "acquire", janitor_between_the_reads)
         restarted = Engine(runtime.services, {"pm": quick()})
         host = asyncio.create_task(restarted.run_forever(0.2))
         try:
