@@ -339,7 +339,7 @@ def cmd_discord_sync(args: argparse.Namespace) -> int:
     import aiohttp
     import discord
 
-    from bot.discord_run import discord_token, sync
+    from bot.discord.run import discord_token, sync
 
     config, secrets = _configured(args)
     token = discord_token(secrets, config.discord, channels=False)
@@ -408,8 +408,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:
-    from forge.sim.app import serve_forever
-    from forge.sim.core import SimConfig
+    from sim.core.app import serve_forever
+    from sim.core.base import SimConfig
 
     config = SimConfig(
         state_dir=args.state_dir,

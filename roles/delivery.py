@@ -26,7 +26,7 @@ from roles.plan_notes import load_plan
 from roles.prompts import Prompts
 from roles.untrusted import Fence
 from roles.validate import Check, ValidationReport, run_validation
-from roles.workspace import Worktree
+from roles.workspace.workspaces import Worktree
 from workflow import Outcome
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from roles.plan_notes import PlanNotApproved, load_approved_plan
 from roles.pm import budget_admission
 from roles.prompts import Prompts
 from roles.untrusted import Fence
-from roles.workspace import Worktree
+from roles.workspace.workspaces import Worktree
 from workflow import Outcome
 
 log = logging.getLogger(__name__)

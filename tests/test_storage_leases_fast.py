@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from storage_support import raw_connection
 
 import storage.db
 from storage import Database, LeaseStore
+from tests.support.storage import raw_connection
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Discord embeds for what the desk returns: approval cards, the board, the stuck list, the
-audit trail and learnings. Every piece of untrusted text goes through ``bot/render.py``."""
+audit trail and learnings. Every piece of untrusted text goes through ``bot/discord/render.py``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import discord
 
 from bot.desk import Reply
 from bot.desk_work import StuckItem
-from bot.render import (
+from bot.discord.render import (
     EMBED_DESCRIPTION,
     EMBED_TITLE,
     FIELD_VALUE,

@@ -15,14 +15,14 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from bot.cogs.admin import AdminCog
-from bot.cogs.board import BoardCog
-from bot.cogs.goals import GoalsCog
-from bot.cogs.knowledge import KnowledgeCog
 from bot.desk import Desk
-from bot.render import NO_MENTIONS
+from bot.discord.cogs.admin import AdminCog
+from bot.discord.cogs.board import BoardCog
+from bot.discord.cogs.goals import GoalsCog
+from bot.discord.cogs.knowledge import KnowledgeCog
+from bot.discord.render import NO_MENTIONS
+from bot.discord.views import DYNAMIC_ITEMS
 from bot.settings import DiscordSettings
-from bot.views import DYNAMIC_ITEMS
 
 log = logging.getLogger(__name__)
 

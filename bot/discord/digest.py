@@ -7,10 +7,10 @@ from datetime import datetime
 
 import discord
 
-from bot.cards import INFO_COLOUR, listing
 from bot.desk import Desk
 from bot.desk_work import StuckItem, stuck_items
-from bot.render import FIELD_VALUE, link, plain
+from bot.discord.cards import INFO_COLOUR, listing
+from bot.discord.render import FIELD_VALUE, link, plain
 from storage import Spend
 
 

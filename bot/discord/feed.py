@@ -19,7 +19,7 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from bot.discord_notify import DiscordSurface, stop_task
+from bot.discord.notify import DiscordSurface, stop_task
 from forge.client import ForgeError
 from forge.types import Issue
 from roles.gate_recovery import gate_request

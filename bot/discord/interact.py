@@ -11,8 +11,8 @@ from typing import Any
 import discord
 
 from bot.desk import Desk, DeskError
+from bot.discord.render import CONTENT, NO_MENTIONS, plain
 from bot.identity import Actor, NotAllowed
-from bot.render import CONTENT, NO_MENTIONS, plain
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import discord
 
-from bot.cards import IssueStatus
+from bot.discord.cards import IssueStatus
 from roles.notify import Event, EventKind, GateRequest
 
 STATUS, DETAIL, CARD, QUESTIONS, FILER, DIGEST, CLOSE = (

@@ -12,7 +12,7 @@ Discord answers again. Where each issue's message and thread live, and which car
 posted, is kept in SQLite too: edits continue after a restart, a gate gets one card per
 revision, and a card whose gate was decided (here, in GitLab, or by another host) is edited
 to say so and loses its buttons. Transitions made by other hosts reach :meth:`notify` through
-``bot/discord_feed.py``.
+``bot/discord/feed.py``.
 
 A job is deleted only after it was sent, so it can be sent twice: when Discord posted a
 message but its answer was lost (the job is kept and tried again), or when the process died
@@ -34,12 +34,21 @@ from typing import Any
 import aiohttp
 import discord
 
-from bot import discord_jobs as jobs
-from bot.cards import IssueStatus, closed_card, gate_card, status_embed
 from bot.desk import Desk
-from bot.render import CONTENT, NO_MENTIONS, THREAD_NAME, block, cut, link, plain, strip_details
+from bot.discord import jobs
+from bot.discord.cards import IssueStatus, closed_card, gate_card, status_embed
+from bot.discord.render import (
+    CONTENT,
+    NO_MENTIONS,
+    THREAD_NAME,
+    block,
+    cut,
+    link,
+    plain,
+    strip_details,
+)
+from bot.discord.views import gate_view, question_view
 from bot.settings import DiscordSettings
-from bot.views import gate_view, question_view
 from forge import metrics
 from roles.notify import Event, EventKind, GateRequest
 from storage import Outgoing, PostedCard
@@ -95,7 +104,7 @@ class DiscordSurface:
 
     async def known_state(self, ref: str) -> str | None:
         """The state the status channel was last told of (by this host's engine or by
-        :mod:`bot.discord_feed` from GitLab)."""
+        :mod:`bot.discord.feed` from GitLab)."""
         return await self.kv.get(_state_key(ref))
 
     async def notify(self, event: Event) -> None:

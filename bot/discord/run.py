@@ -21,12 +21,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.app import Runtime
-from bot.client import CrewlineBot, sync_commands
 from bot.config import ConfigError, CrewlineConfig, Secrets
 from bot.desk import Desk
-from bot.digest import build_digest, digest_embed
-from bot.discord_feed import DiscordFeed
-from bot.discord_notify import DiscordSurface, stop_task
+from bot.discord.client import CrewlineBot, sync_commands
+from bot.discord.digest import build_digest, digest_embed
+from bot.discord.feed import DiscordFeed
+from bot.discord.notify import DiscordSurface, stop_task
 from bot.identity import Identities
 from bot.settings import DiscordSettings
 from roles.notify import Desk as NotifyDesk

@@ -15,12 +15,12 @@ from typing import Any, Literal, cast
 
 import discord
 
-from bot.cards import decided_card, undecided_card
 from bot.desk import Reply, project_key
 from bot.desk_work import StuckItem
+from bot.discord.cards import decided_card, undecided_card
+from bot.discord.interact import Answer, actor_of, deferred, desk_of, refuse, said
+from bot.discord.render import MODAL_TITLE, NO_MENTIONS, cut
 from bot.identity import NotAllowed
-from bot.interact import Answer, actor_of, deferred, desk_of, refuse, said
-from bot.render import MODAL_TITLE, NO_MENTIONS, cut
 from workflow import Gate
 
 Action = Literal["retry", "requeue"]

@@ -1,6 +1,6 @@
 """What crewline does inside a checkout: commit everything, describe the change, rebase.
 
-Nothing here touches the network or the token; :class:`roles.workspace.Workspaces` fetches and
+Nothing here touches the network or the token; :class:`roles.workspace.workspaces.Workspaces` fetches and
 pushes, and calls these with the checkout it leased.
 """
 
@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from roles.gitcmd import Git
-from roles.workspace_errors import WorkspaceError
+from roles.workspace.errors import WorkspaceError
+from roles.workspace.gitcmd import Git
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 

@@ -1,5 +1,5 @@
 """The errors of the workspace layer. Messages never carry a token: git's output is sanitized
-before it is put into one (see :mod:`roles.gitcmd`)."""
+before it is put into one (see :mod:`roles.workspace.gitcmd`)."""
 
 from __future__ import annotations
 

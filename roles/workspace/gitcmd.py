@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from roles.procgroup import run_group
-from roles.workspace_errors import GitCommandError, GitTimeout
+from roles.workspace.errors import GitCommandError, GitTimeout
+from roles.workspace.procgroup import run_group
 
 log = logging.getLogger(__name__)
 

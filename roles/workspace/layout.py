@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from roles.workspace_errors import WorkspaceError
+from roles.workspace.errors import WorkspaceError
 
 BRANCH_PREFIX = "crewline/"
 _SLUG_MAX = 40

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roles.gitcmd import Git
-from roles.workspace_layout import (
+from roles.workspace.gitcmd import Git
+from roles.workspace.layout import (
     Layout,
     WorktreeRecord,
     lease_key,

@@ -27,18 +27,18 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from roles import workspace_changes as changes
 from roles.agents import AGENT_STATE_FILES
-from roles.gitcmd import Git, http_origin
-from roles.workspace_changes import DEFAULT_IDENTITY, DiffStat, Identity, RebaseResult
-from roles.workspace_errors import (
+from roles.workspace import changes
+from roles.workspace.changes import DEFAULT_IDENTITY, DiffStat, Identity, RebaseResult
+from roles.workspace.errors import (
     GitCommandError,
     PushRejected,
     WorkspaceBusy,
     WorkspaceError,
     push_failure,
 )
-from roles.workspace_layout import (
+from roles.workspace.gitcmd import Git, http_origin
+from roles.workspace.layout import (
     Layout,
     WorktreeRecord,
     branch_name,
@@ -47,8 +47,8 @@ from roles.workspace_layout import (
     lease_key,
     mirror_lock,
 )
-from roles.workspace_prune import Pruner, remove_tree
-from roles.workspace_settings import WorkspaceSettings
+from roles.workspace.prune import Pruner, remove_tree
+from roles.workspace.settings import WorkspaceSettings
 from storage.clock import Clock, iso_utc
 from storage.leases import Lease, LeaseStore
 

@@ -16,7 +16,7 @@ from types import ModuleType
 
 from aiohttp import web
 
-from forge.sim.core import (
+from sim.core.base import (
     DEVELOPER,
     MAINTAINER,
     SIM_KEY,
@@ -25,29 +25,29 @@ from forge.sim.core import (
     auth_middleware,
     create_user,
 )
-from forge.sim.store import SimStore
+from sim.core.store import SimStore
 
 # Order matters only for middlewares: a module listed earlier wraps those after it.
 # Each slot is owned by one area; replace a slot's comment with that area's module names.
 ROUTE_MODULES: tuple[str, ...] = (
-    "forge.sim.faults",
-    "forge.sim.core",
-    "forge.sim.labels",
-    "forge.sim.notes",
-    "forge.sim.label_events",
-    "forge.sim.issues",
-    "forge.sim.award_emoji",
-    "forge.sim.issue_discussions",
-    "forge.sim.links",
-    "forge.sim.hooks",
-    "forge.sim.repository",
-    "forge.sim.protected_branches",
-    "forge.sim.branches",
-    "forge.sim.commits",
-    "forge.sim.git_http",
-    "forge.sim.merge_requests",
-    "forge.sim.pipelines",
-    "forge.sim.job_artifacts",
+    "sim.core.faults",
+    "sim.core.base",
+    "sim.issues.labels",
+    "sim.issues.notes",
+    "sim.issues.label_events",
+    "sim.issues.api",
+    "sim.issues.award_emoji",
+    "sim.issues.discussions",
+    "sim.issues.links",
+    "sim.core.webhooks",
+    "sim.git.repository",
+    "sim.git.protected_branches",
+    "sim.git.branches",
+    "sim.git.commits",
+    "sim.git.http",
+    "sim.merge_requests.api",
+    "sim.pipelines.api",
+    "sim.pipelines.artifacts",
 )
 
 ROOT, BOT, MAINTAINER_USER = "root", "crewline-bot", "maintainer"
@@ -102,7 +102,7 @@ async def seed(sim: Sim) -> None:
     if sim.config.seed != "demo":
         raise ValueError(f"unknown seed {sim.config.seed!r}: expected 'demo'")
     seed_module = importlib.import_module(
-        "forge.sim.seed"
+        "sim.core.seed"
     )  # the demo project lives with the git layer
     await seed_module.seed_demo(sim, bot_level=DEVELOPER, maintainer_level=MAINTAINER)
 

@@ -13,10 +13,10 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from forge.sim.events import EventBus
-from forge.sim.http import Params, created, fail, forbidden, not_found, now_iso, paginate
-from forge.sim.rate_limit import RateWindows
-from forge.sim.store import SimStore
+from sim.core.events import EventBus
+from sim.core.http import Params, created, fail, forbidden, not_found, now_iso, paginate
+from sim.core.rate_limit import RateWindows
+from sim.core.store import SimStore
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
 ACCESS_NAMES = {

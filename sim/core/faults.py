@@ -54,8 +54,8 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import API, Sim, current_user
-from forge.sim.http import Params, created, fail, forbidden, no_content, not_found
+from sim.core.base import API, Sim, current_user
+from sim.core.http import Params, created, fail, forbidden, no_content, not_found
 
 ADMIN_PATH = f"{API}/_sim/"
 METHODS = ("*", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")

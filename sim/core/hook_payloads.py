@@ -1,6 +1,6 @@
 """Webhook payload builders, shaped like GitLab's documented examples.
 
-Route modules build a payload and emit it on the event bus; :mod:`forge.sim.hooks`
+Route modules build a payload and emit it on the event bus; :mod:`sim.core.webhooks`
 delivers it. Builders for the shared parts (``user``, ``project``, ``repository``,
 labels, ``changes``) plus the envelopes of issue and note events live here so the
 merge-request module can emit note events for MR comments the same way:
@@ -8,8 +8,8 @@ merge-request module can emit note events for MR comments the same way:
     note_payload(sim, project, user, note_attributes, noteable_key="merge_request",
                  noteable_attributes=mr_hook_attributes)
 
-Issue-specific ``object_attributes`` come from :func:`forge.sim.issues.issue_hook_attributes`
-and note ``object_attributes`` from :func:`forge.sim.notes.note_hook_attributes`.
+Issue-specific ``object_attributes`` come from :func:`sim.issues.api.issue_hook_attributes`
+and note ``object_attributes`` from :func:`sim.issues.notes.note_hook_attributes`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from forge.sim.core import Sim
+from sim.core.base import Sim
 
 VISIBILITY_LEVELS = {"private": 0, "internal": 10, "public": 20}
 

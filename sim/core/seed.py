@@ -1,5 +1,5 @@
 """``--seed demo``: the project ``demo/app`` with the demo package committed to a protected
-``main``. The files live in ``forge/sim/seed/demo/`` (shipped as package data); a name
+``main``. The files live in ``sim/core/seed/demo/`` (shipped as package data); a name
 starting with ``dot-`` is committed with a leading ``.`` instead (``dot-gitlab-ci.yml`` ->
 ``.gitlab-ci.yml``), because packaging globs skip dotfiles."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge.sim.core import Sim, create_project
-from forge.sim.protected_branches import protect
-from forge.sim.repository import git_repos_for
+from sim.core.base import Sim, create_project
+from sim.git.protected_branches import protect
+from sim.git.repository import git_repos_for
 
 DEMO_PROJECT = "demo/app"
 DEMO_FILES = Path(__file__).resolve().parent / "seed" / "demo"

@@ -28,9 +28,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from forge.sim.core import API, MAINTAINER, SIM_KEY, Sim, current_user, load_project
-from forge.sim.events import SimEvent
-from forge.sim.http import (
+from sim.core.base import API, MAINTAINER, SIM_KEY, Sim, current_user, load_project
+from sim.core.events import SimEvent
+from sim.core.http import (
     Params,
     created,
     fail,

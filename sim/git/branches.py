@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from forge.sim.core import (
+from sim.core.base import (
     API,
     DEVELOPER,
     MAINTAINER,
@@ -19,12 +19,12 @@ from forge.sim.core import (
     current_user,
     load_project,
 )
-from forge.sim.git_errors import GitError, GitStaleRef
-from forge.sim.git_hooks import ZERO_SHA
-from forge.sim.git_repos import GitRepos
-from forge.sim.http import Params, created, fail, no_content, not_found, paginate
-from forge.sim.protected_branches import level_allows, rules_for
-from forge.sim.repository import emit_push, repos_of
+from sim.core.http import Params, created, fail, no_content, not_found, paginate
+from sim.git.errors import GitError, GitStaleRef
+from sim.git.hooks import ZERO_SHA
+from sim.git.protected_branches import level_allows, rules_for
+from sim.git.repos import GitRepos
+from sim.git.repository import emit_push, repos_of
 
 BRANCH_COMMIT_FIELDS = (
     "id", "short_id", "created_at", "parent_ids", "title", "message", "author_name",

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from forge.sim.core import (
+from sim.core.base import (
     API,
     DEVELOPER,
     REPORTER,
@@ -20,12 +20,12 @@ from forge.sim.core import (
     current_user,
     load_project,
 )
-from forge.sim.git_errors import GitActionError, GitError, GitStaleRef
-from forge.sim.git_hooks import ZERO_SHA
-from forge.sim.git_repos import run_git
-from forge.sim.http import Params, created, fail, no_content, paginate
-from forge.sim.protected_branches import can_push
-from forge.sim.repository import emit_push, repos_of, resolve_or_404
+from sim.core.http import Params, created, fail, no_content, paginate
+from sim.git.errors import GitActionError, GitError, GitStaleRef
+from sim.git.hooks import ZERO_SHA
+from sim.git.protected_branches import can_push
+from sim.git.repos import run_git
+from sim.git.repository import emit_push, repos_of, resolve_or_404
 
 SCHEMA = ""
 

@@ -5,10 +5,10 @@ Clients authenticate with HTTP Basic, any username and a token as the password
 (``http://oauth2:TOKEN@host/ns/proj.git``); without valid credentials the answer is 401
 with ``WWW-Authenticate: Basic realm="GitLab"`` so git asks for them. Reporters may fetch,
 Developers may push. Protected branches are enforced by the repository's ``pre-receive``
-hook from rules passed in the CGI environment (see :mod:`forge.sim.git_hooks`); the
+hook from rules passed in the CGI environment (see :mod:`sim.git.hooks`); the
 ``post-receive`` hook logs the ref updates, which become ``push`` events afterwards.
 
-Fault rules (:mod:`forge.sim.faults`) apply here too: a ``before`` rule answers instead of
+Fault rules (:mod:`sim.core.faults`) apply here too: a ``before`` rule answers instead of
 git (a fetch or push that fails, nothing changed); an ``after`` rule lets git perform the
 request in full (a push updates the branch and emits its events) and then answers with the
 rule's status, or with no answer at all, instead of git's.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from forge.sim.core import (
+from sim.core.base import (
     DEVELOPER,
     GUEST,
     REPORTER,
@@ -38,12 +38,12 @@ from forge.sim.core import (
     project_by_ref,
     user_for_token,
 )
-from forge.sim.faults import FaultRule, fault_answer, take_after_fault
-from forge.sim.git_hooks import hook_env, read_push_log
-from forge.sim.git_repos import GIT_KEY
-from forge.sim.git_run import clean_git_env
-from forge.sim.protected_branches import push_rules
-from forge.sim.repository import emit_push
+from sim.core.faults import FaultRule, fault_answer, take_after_fault
+from sim.git.hooks import hook_env, read_push_log
+from sim.git.protected_branches import push_rules
+from sim.git.repos import GIT_KEY
+from sim.git.repository import emit_push
+from sim.git.run import clean_git_env
 
 log = logging.getLogger(__name__)
 

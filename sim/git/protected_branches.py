@@ -11,9 +11,9 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from forge.sim.core import API, DEVELOPER, GUEST, MAINTAINER, SIM_KEY, Sim, load_project
-from forge.sim.git_hooks import PushRule, wildcard_regex
-from forge.sim.http import Params, created, fail, no_content, not_found, paginate
+from sim.core.base import API, DEVELOPER, GUEST, MAINTAINER, SIM_KEY, Sim, load_project
+from sim.core.http import Params, created, fail, no_content, not_found, paginate
+from sim.git.hooks import PushRule, wildcard_regex
 
 NO_ONE, ADMIN = 0, 60
 LEVEL_NAMES = {

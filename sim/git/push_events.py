@@ -9,12 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import SIM_KEY
-from forge.sim.events import SimEvent
-from forge.sim.git_hooks import ZERO_SHA
-from forge.sim.git_repos import GIT_KEY, GitRepos, run_git
-from forge.sim.hook_payloads import project_hook_json, repository_hook_json
-from forge.sim.protected_branches import rules_for
+from sim.core.base import SIM_KEY
+from sim.core.events import SimEvent
+from sim.core.hook_payloads import project_hook_json, repository_hook_json
+from sim.git.hooks import ZERO_SHA
+from sim.git.protected_branches import rules_for
+from sim.git.repos import GIT_KEY, GitRepos, run_git
 
 MAX_COMMITS = 20  # GitLab lists at most 20 commits in a push payload
 

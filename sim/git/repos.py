@@ -19,14 +19,14 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.git_diff import parse_diff, parse_ls_tree
-from forge.sim.git_errors import GitActionError, GitConflict, GitError, GitStaleRef
-from forge.sim.git_hooks import ZERO_SHA, install_hooks
-from forge.sim.git_run import clean_git_env as clean_git_env
-from forge.sim.git_run import identity_env
-from forge.sim.git_run import run_git as run_git
-from forge.sim.git_tree import TreeEdit, apply_actions
-from forge.sim.http import iso
+from sim.core.http import iso
+from sim.git.diff import parse_diff, parse_ls_tree
+from sim.git.errors import GitActionError, GitConflict, GitError, GitStaleRef
+from sim.git.hooks import ZERO_SHA, install_hooks
+from sim.git.run import clean_git_env as clean_git_env
+from sim.git.run import identity_env
+from sim.git.run import run_git as run_git
+from sim.git.tree import TreeEdit, apply_actions
 
 _LOCKS: dict[Path, asyncio.Lock] = {}  # repository (or namespace directory) -> write lock
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree

@@ -13,11 +13,11 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from forge.sim.core import API, REPORTER, Sim, load_project
-from forge.sim.git_errors import GitError
-from forge.sim.git_repos import GIT_KEY, GitRepos
-from forge.sim.http import Params, fail, missing, not_found, paginate
-from forge.sim.push_events import emit_push as emit_push
+from sim.core.base import API, REPORTER, Sim, load_project
+from sim.core.http import Params, fail, missing, not_found, paginate
+from sim.git.errors import GitError
+from sim.git.push_events import emit_push as emit_push
+from sim.git.repos import GIT_KEY, GitRepos
 
 SCHEMA = ""
 

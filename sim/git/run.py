@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from forge.sim.git_errors import GitError
+from sim.git.errors import GitError
 
 
 def clean_git_env() -> dict[str, str]:

@@ -12,7 +12,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from forge.sim.git_errors import GitActionError
+from sim.git.errors import GitActionError
 
 REGULAR, EXECUTABLE = "100644", "100755"
 ACTIONS = ("create", "update", "delete", "move", "chmod")

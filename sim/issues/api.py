@@ -1,6 +1,6 @@
 """Project issues: ``/projects/:id/issues`` create, list, get, update, delete, plus the
-issue notes and resource label events routes (served by :mod:`forge.sim.notes` and
-:mod:`forge.sim.label_events`).
+issue notes and resource label events routes (served by :mod:`sim.issues.notes` and
+:mod:`sim.issues.label_events`).
 
 Access (simplified from GitLab's permission table):
 - any member (Guest+) reads, creates and comments on issues;
@@ -27,8 +27,7 @@ from typing import Any
 import aiosqlite
 from aiohttp import web
 
-from forge.sim import issue_records, label_events, notes
-from forge.sim.core import (
+from sim.core.base import (
     API,
     GUEST,
     OWNER,
@@ -39,11 +38,14 @@ from forge.sim.core import (
     current_user,
     load_project,
 )
-from forge.sim.events import SimEvent
-from forge.sim.hook_payloads import change, issue_payload, label_hook_json, user_hook_json
-from forge.sim.http import Params, created, fail, no_content, not_found, paginate
-from forge.sim.issue_filters import filter_and_sort, timestamp_param
-from forge.sim.issue_records import (
+from sim.core.events import SimEvent
+from sim.core.hook_payloads import change, issue_payload, label_hook_json, user_hook_json
+from sim.core.http import Params, created, fail, no_content, not_found, paginate
+from sim.issues import label_events, notes
+from sim.issues import records as issue_records
+from sim.issues.filters import filter_and_sort, timestamp_param
+from sim.issues.labels import ensure_labels, next_label_names
+from sim.issues.records import (
     STATE_IDS,
     IssueRecord,
     issue_hook_attributes,
@@ -51,7 +53,6 @@ from forge.sim.issue_records import (
     load_issue,
     load_records,
 )
-from forge.sim.labels import ensure_labels, next_label_names
 
 SCHEMA = issue_records.SCHEMA
 

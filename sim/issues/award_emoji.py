@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import (
+from sim.core.base import (
     API,
     GUEST,
     SIM_KEY,
@@ -26,10 +26,10 @@ from forge.sim.core import (
     user_by_id,
     user_json,
 )
-from forge.sim.events import SimEvent
-from forge.sim.hook_payloads import project_hook_json, user_hook_json
-from forge.sim.http import Params, created, fail, no_content, not_found, now_iso
-from forge.sim.notes import Noteable, get_note, load_noteable, note_hook_attributes
+from sim.core.events import SimEvent
+from sim.core.hook_payloads import project_hook_json, user_hook_json
+from sim.core.http import Params, created, fail, no_content, not_found, now_iso
+from sim.issues.notes import Noteable, get_note, load_noteable, note_hook_attributes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS award_emoji (

@@ -8,10 +8,10 @@ import sqlite3
 
 from aiohttp import web
 
-from forge.sim.core import API, GUEST, SIM_KEY, Sim, current_user, load_project
-from forge.sim.http import Params, created, not_found, paginate
-from forge.sim.mr_discussions import discussion_json, group_discussions
-from forge.sim.notes import Noteable, create_note, list_notes, load_noteable, note_json
+from sim.core.base import API, GUEST, SIM_KEY, Sim, current_user, load_project
+from sim.core.http import Params, created, not_found, paginate
+from sim.issues.notes import Noteable, create_note, list_notes, load_noteable, note_json
+from sim.merge_requests.discussions import discussion_json, group_discussions
 
 
 async def _issue(request: web.Request) -> tuple[Sim, sqlite3.Row, Noteable]:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
-from forge.sim.http import Params, fail, invalid, iso, parse_iso
-from forge.sim.issue_records import IssueRecord
+from sim.core.http import Params, fail, invalid, iso, parse_iso
+from sim.issues.records import IssueRecord
 
 Predicate = Callable[[IssueRecord], bool]
 

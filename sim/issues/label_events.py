@@ -14,9 +14,9 @@ from typing import Any
 import aiosqlite
 from aiohttp import web
 
-from forge.sim.core import API, SIM_KEY, Sim, load_project, user_json
-from forge.sim.http import not_found, paginate
-from forge.sim.notes import users_by_ids
+from sim.core.base import API, SIM_KEY, Sim, load_project, user_json
+from sim.core.http import not_found, paginate
+from sim.issues.notes import users_by_ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource_label_events (

@@ -22,8 +22,8 @@ from urllib.parse import unquote
 import aiosqlite
 from aiohttp import web
 
-from forge.sim.core import API, REPORTER, SIM_KEY, Sim, load_project
-from forge.sim.http import Params, created, fail, missing, no_content, not_found, now_iso, paginate
+from sim.core.base import API, REPORTER, SIM_KEY, Sim, load_project
+from sim.core.http import Params, created, fail, missing, no_content, not_found, now_iso, paginate
 
 DEFAULT_COLOR = "#6699cc"  # GitLab's Label::DEFAULT_COLOR, used for labels created on the fly
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import (
+from sim.core.base import (
     API,
     GUEST,
     REPORTER,
@@ -24,9 +24,9 @@ from forge.sim.core import (
     load_project,
     project_by_ref,
 )
-from forge.sim.http import Params, created, fail, not_found, now_iso, paginate
-from forge.sim.issue_records import IssueRecord, issue_json, load_issue, load_records
-from forge.sim.notes import create_note
+from sim.core.http import Params, created, fail, not_found, now_iso, paginate
+from sim.issues.notes import create_note
+from sim.issues.records import IssueRecord, issue_json, load_issue, load_records
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS issue_links (

@@ -50,7 +50,7 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import (
+from sim.core.base import (
     API,
     GUEST,
     MAINTAINER,
@@ -61,9 +61,9 @@ from forge.sim.core import (
     load_project,
     user_json,
 )
-from forge.sim.events import SimEvent
-from forge.sim.hook_payloads import note_payload
-from forge.sim.http import (
+from sim.core.events import SimEvent
+from sim.core.hook_payloads import note_payload
+from sim.core.http import (
     Params,
     created,
     fail,

@@ -8,9 +8,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from forge.sim.core import Sim, user_json
-from forge.sim.hook_payloads import label_hook_json, user_hook_json
-from forge.sim.notes import Noteable, users_by_ids
+from sim.core.base import Sim, user_json
+from sim.core.hook_payloads import label_hook_json, user_hook_json
+from sim.issues.notes import Noteable, users_by_ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS issues (
@@ -262,7 +262,7 @@ def assignees_hook_json(sim: Sim, record: IssueRecord) -> list[dict[str, Any]]:
 
 
 async def issue_noteable(sim: Sim, project: sqlite3.Row, iid: int) -> Noteable | None:
-    """The :data:`forge.sim.notes.NoteableLoader` for issues."""
+    """The :data:`sim.issues.notes.NoteableLoader` for issues."""
     record = await load_issue(sim, int(project["id"]), iid)
     if record is None:
         return None
@@ -278,7 +278,7 @@ async def issue_noteable(sim: Sim, project: sqlite3.Row, iid: int) -> Noteable |
 
 
 async def issue_id_of(sim: Sim, project: sqlite3.Row, iid: int) -> int | None:
-    """The :data:`forge.sim.label_events.ResourceResolver` for issues."""
+    """The :data:`sim.issues.label_events.ResourceResolver` for issues."""
     row = await sim.store.fetchone(
         "SELECT id FROM issues WHERE project_id = ? AND iid = ?", (project["id"], iid)
     )

@@ -1,6 +1,6 @@
 """Merge requests: create, list, get, update, changes/diffs/commits, and the project's merge
-settings. Discussions live in :mod:`forge.sim.mr_discussions`; approvals, merge, rebase and
-the reaction to pushes in :mod:`forge.sim.mr_merge`. This module is the route module the
+settings. Discussions live in :mod:`sim.merge_requests.discussions`; approvals, merge, rebase and
+the reaction to pushes in :mod:`sim.merge_requests.merge`. This module is the route module the
 app loads: its ``setup`` installs all three.
 
 Differences from GitLab worth knowing: mergeability is computed synchronously (never
@@ -18,8 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim import mr_discussions, mr_merge
-from forge.sim.core import (
+from sim.core.base import (
     API,
     DEVELOPER,
     SIM_KEY,
@@ -28,16 +27,19 @@ from forge.sim.core import (
     load_project,
     user_by_id,
 )
-from forge.sim.git_repos import GIT_KEY
-from forge.sim.http import Params, created, fail, now_iso
-from forge.sim.mr_changes import get_changes, list_commits, list_diffs
-from forge.sim.mr_hooks import emit_merge_request_event
-from forge.sim.mr_labels import apply_label_params, label_changes
-from forge.sim.mr_list import list_merge_requests
-from forge.sim.mr_records import (
+from sim.core.http import Params, created, fail, now_iso
+from sim.git.repos import GIT_KEY
+from sim.issues.notes import later_than
+from sim.merge_requests import discussions as mr_discussions
+from sim.merge_requests import merge as mr_merge
+from sim.merge_requests.changes import get_changes, list_commits, list_diffs
+from sim.merge_requests.hooks import emit_merge_request_event
+from sim.merge_requests.labels import apply_label_params, label_changes
+from sim.merge_requests.listing import list_merge_requests
+from sim.merge_requests.records import (
     SCHEMA as RECORDS_SCHEMA,
 )
-from forge.sim.mr_records import (
+from sim.merge_requests.records import (
     assignee_ids_of,
     labels_of,
     load_merge_request,
@@ -46,15 +48,14 @@ from forge.sim.mr_records import (
     open_mr_for_source,
     update_mr,
 )
-from forge.sim.mr_settings import update_project_settings
-from forge.sim.mr_status import draft_title, is_draft_title
-from forge.sim.mr_views import (
+from sim.merge_requests.settings import update_project_settings
+from sim.merge_requests.status import draft_title, is_draft_title
+from sim.merge_requests.views import (
     CACHE_KEY,
     GitFactsCache,
     git_facts,
     single_json,
 )
-from forge.sim.notes import later_than
 
 SCHEMA = RECORDS_SCHEMA
 

@@ -1,4 +1,4 @@
-"""The branch operations merging needs beyond :class:`~forge.sim.git_repos.GitRepos`:
+"""The branch operations merging needs beyond :class:`~sim.git.repos.GitRepos`:
 who may merge into a branch, fast-forward, server-side rebase, deleting the source branch,
 and announcing each ref move as a ``push`` event, as GitLab does for merges and rebases.
 """
@@ -11,12 +11,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from forge.sim.core import DEVELOPER, SIM_KEY, access_level
-from forge.sim.git_errors import GitConflict, GitError, GitStaleRef
-from forge.sim.git_hooks import ZERO_SHA
-from forge.sim.git_repos import GIT_KEY, GitRepos, run_git
-from forge.sim.protected_branches import level_allows, merge_access_level
-from forge.sim.push_events import emit_push
+from sim.core.base import DEVELOPER, SIM_KEY, access_level
+from sim.git.errors import GitConflict, GitError, GitStaleRef
+from sim.git.hooks import ZERO_SHA
+from sim.git.protected_branches import level_allows, merge_access_level
+from sim.git.push_events import emit_push
+from sim.git.repos import GIT_KEY, GitRepos, run_git
 
 
 async def may_merge(

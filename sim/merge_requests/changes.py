@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.git_repos import GIT_KEY
-from forge.sim.http import paginate
-from forge.sim.mr_records import load_merge_request
-from forge.sim.mr_views import diff_refs, git_facts, single_json
+from sim.core.http import paginate
+from sim.git.repos import GIT_KEY
+from sim.merge_requests.records import load_merge_request
+from sim.merge_requests.views import diff_refs, git_facts, single_json
 
 
 async def _refs(request: web.Request) -> tuple[sqlite3.Row, sqlite3.Row, dict[str, str | None]]:

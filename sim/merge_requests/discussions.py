@@ -1,6 +1,6 @@
 """Merge-request discussions (``/merge_requests/:iid/discussions``) and the MR notes API.
 
-Notes live in the shared table of :mod:`forge.sim.notes` (one id sequence with issue
+Notes live in the shared table of :mod:`sim.issues.notes` (one id sequence with issue
 notes). A discussion is the set of notes sharing a 40-hex ``discussion_id``. Threads
 started here are resolvable: ``DiffNote`` when they carry a ``position`` on the diff,
 ``DiscussionNote`` otherwise. A plain comment (``POST /notes``) is an individual note and
@@ -15,12 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import DEVELOPER, GUEST, MAINTAINER, SIM_KEY, Sim, access_level, current_user
-from forge.sim.http import Params, created, fail, forbidden, no_content, not_found, paginate
-from forge.sim.mr_hooks import mr_hook_attributes
-from forge.sim.mr_records import load_merge_request, mr_by_iid
-from forge.sim.mr_views import mr_web_url
-from forge.sim.notes import (
+from sim.core.base import DEVELOPER, GUEST, MAINTAINER, SIM_KEY, Sim, access_level, current_user
+from sim.core.http import Params, created, fail, forbidden, no_content, not_found, paginate
+from sim.issues.notes import (
     Noteable,
     create_note,
     get_note,
@@ -31,6 +28,9 @@ from forge.sim.notes import (
     set_resolved,
     update_note,
 )
+from sim.merge_requests.hooks import mr_hook_attributes
+from sim.merge_requests.records import load_merge_request, mr_by_iid
+from sim.merge_requests.views import mr_web_url
 
 POSITION_TYPES = ("text", "image", "file")
 _POSITION_SHAS = ("base_sha", "start_sha", "head_sha")

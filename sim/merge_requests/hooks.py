@@ -7,14 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import SIM_KEY, Sim, user_by_id
-from forge.sim.events import SimEvent
-from forge.sim.git_repos import GIT_KEY
-from forge.sim.hook_payloads import envelope, project_hook_json, user_hook_json
-from forge.sim.mr_labels import hook_labels
-from forge.sim.mr_records import assignee_ids_of, labels_of, mr_by_id
-from forge.sim.mr_status import detailed_merge_status, legacy_merge_status
-from forge.sim.mr_views import Snapshot, mr_web_url, snapshot
+from sim.core.base import SIM_KEY, Sim, user_by_id
+from sim.core.events import SimEvent
+from sim.core.hook_payloads import envelope, project_hook_json, user_hook_json
+from sim.git.repos import GIT_KEY
+from sim.merge_requests.labels import hook_labels
+from sim.merge_requests.records import assignee_ids_of, labels_of, mr_by_id
+from sim.merge_requests.status import detailed_merge_status, legacy_merge_status
+from sim.merge_requests.views import Snapshot, mr_web_url, snapshot
 
 STATE_IDS = {"opened": 1, "closed": 2, "merged": 3, "locked": 4}
 

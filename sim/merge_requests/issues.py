@@ -9,10 +9,10 @@ import sqlite3
 
 from aiohttp import web
 
-from forge.sim.core import SIM_KEY
-from forge.sim.issue_records import load_issue
-from forge.sim.issues import IssueInput, update_issue
-from forge.sim.mr_status import closing_issue_iids
+from sim.core.base import SIM_KEY
+from sim.issues.api import IssueInput, update_issue
+from sim.issues.records import load_issue
+from sim.merge_requests.status import closing_issue_iids
 
 log = logging.getLogger(__name__)
 

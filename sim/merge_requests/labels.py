@@ -1,14 +1,14 @@
-"""Merge-request labels, through the shared label rules of :mod:`forge.sim.labels`: labels
+"""Merge-request labels, through the shared label rules of :mod:`sim.issues.labels`: labels
 are created on the fly, and scoped labels are exclusive on the premium tier."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from forge.sim.core import Sim
-from forge.sim.hook_payloads import label_hook_json
-from forge.sim.http import Params
-from forge.sim.labels import ensure_labels, next_label_names
+from sim.core.base import Sim
+from sim.core.hook_payloads import label_hook_json
+from sim.core.http import Params
+from sim.issues.labels import ensure_labels, next_label_names
 
 
 async def apply_label_params(

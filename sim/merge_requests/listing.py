@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import SIM_KEY, load_project
-from forge.sim.http import Params, fail, invalid, paginate, parse_iso
-from forge.sim.mr_records import labels_of
-from forge.sim.mr_status import is_draft_title
-from forge.sim.mr_views import mr_json, snapshot
+from sim.core.base import SIM_KEY, load_project
+from sim.core.http import Params, fail, invalid, paginate, parse_iso
+from sim.merge_requests.records import labels_of
+from sim.merge_requests.status import is_draft_title
+from sim.merge_requests.views import mr_json, snapshot
 
 STATES = ("opened", "closed", "merged", "locked", "all")
 ORDER_COLUMNS = {"created_at": "created_at", "updated_at": "updated_at", "title": "title"}

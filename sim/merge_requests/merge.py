@@ -17,25 +17,25 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import DEVELOPER, SIM_KEY, current_user, user_by_id, user_json
-from forge.sim.events import SimEvent
-from forge.sim.git_errors import GitConflict, GitError, GitStaleRef
-from forge.sim.git_hooks import ZERO_SHA
-from forge.sim.git_repos import GIT_KEY
-from forge.sim.http import Params, created, fail, not_found, now_iso
-from forge.sim.mr_branches import (
+from sim.core.base import DEVELOPER, SIM_KEY, current_user, user_by_id, user_json
+from sim.core.events import SimEvent
+from sim.core.http import Params, created, fail, not_found, now_iso
+from sim.git.errors import GitConflict, GitError, GitStaleRef
+from sim.git.hooks import ZERO_SHA
+from sim.git.repos import GIT_KEY
+from sim.issues.notes import later_than
+from sim.merge_requests.branches import (
     announce_push,
     delete_source_branch,
     fast_forward,
     may_merge,
     rebase_onto,
 )
-from forge.sim.mr_hooks import emit_merge_request_event
-from forge.sim.mr_issues import close_referenced_issues
-from forge.sim.mr_records import load_merge_request, mr_by_id, update_mr
-from forge.sim.mr_status import detailed_merge_status
-from forge.sim.mr_views import Snapshot, git_facts, single_json, snapshot
-from forge.sim.notes import later_than
+from sim.merge_requests.hooks import emit_merge_request_event
+from sim.merge_requests.issues import close_referenced_issues
+from sim.merge_requests.records import load_merge_request, mr_by_id, update_mr
+from sim.merge_requests.status import detailed_merge_status
+from sim.merge_requests.views import Snapshot, git_facts, single_json, snapshot
 
 log = logging.getLogger(__name__)
 

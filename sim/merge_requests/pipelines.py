@@ -13,11 +13,11 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-from forge.sim.git_hooks import ZERO_SHA
-from forge.sim.git_repos import GitRepos
+from sim.git.hooks import ZERO_SHA
+from sim.git.repos import GitRepos
 
 if TYPE_CHECKING:
-    from forge.sim.pipeline_engine import PipelineEngine
+    from sim.pipelines.engine import PipelineEngine
 
 
 async def detached(

@@ -17,8 +17,8 @@ from typing import Any
 import aiosqlite
 from aiohttp import web
 
-from forge.sim.core import GUEST, SIM_KEY, Sim, load_project
-from forge.sim.http import not_found
+from sim.core.base import GUEST, SIM_KEY, Sim, load_project
+from sim.core.http import not_found
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS merge_requests (
@@ -204,7 +204,7 @@ def approvals_required(mr: sqlite3.Row, settings: MergeSettings) -> int:
 
 async def discussion_counts(sim: Sim, mr_id: int) -> tuple[int, int]:
     """(user notes, unresolved resolvable discussions) of one merge request, read from the
-    shared ``notes`` table of :mod:`forge.sim.notes`."""
+    shared ``notes`` table of :mod:`sim.issues.notes`."""
     row = await sim.store.fetchone(
         "SELECT COUNT(*) FILTER (WHERE system = 0),"
         " COUNT(DISTINCT discussion_id) FILTER (WHERE resolvable = 1 AND resolved = 0)"

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from forge.sim.core import (
+from sim.core.base import (
     MAINTAINER,
     SIM_KEY,
     access_level,
@@ -17,10 +17,10 @@ from forge.sim.core import (
     load_project,
     project_json,
 )
-from forge.sim.http import Params, fail, invalid
-from forge.sim.mr_records import SETTING_NAMES, merge_settings, save_merge_settings
-from forge.sim.mr_status import MERGE_METHODS
-from forge.sim.pipeline_records import merge_pipelines_enabled, save_merge_pipelines_enabled
+from sim.core.http import Params, fail, invalid
+from sim.merge_requests.records import SETTING_NAMES, merge_settings, save_merge_settings
+from sim.merge_requests.status import MERGE_METHODS
+from sim.pipelines.records import merge_pipelines_enabled, save_merge_pipelines_enabled
 
 CI_SETTING = "merge_pipelines_enabled"
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import SIM_KEY, Sim, current_user, user_by_id, user_json
-from forge.sim.git_repos import GIT_KEY, GitRepos
-from forge.sim.mr_branches import may_merge
-from forge.sim.mr_records import (
+from sim.core.base import SIM_KEY, Sim, current_user, user_by_id, user_json
+from sim.git.repos import GIT_KEY, GitRepos
+from sim.merge_requests.branches import may_merge
+from sim.merge_requests.records import (
     MergeSettings,
     approvals_required,
     approver_rows,
@@ -27,7 +27,7 @@ from forge.sim.mr_records import (
     labels_of,
     merge_settings,
 )
-from forge.sim.mr_status import (
+from sim.merge_requests.status import (
     MergeFacts,
     detailed_merge_status,
     is_draft_title,
@@ -104,7 +104,7 @@ async def head_pipeline(
     if sha is None:
         return None
     try:
-        pipelines = importlib.import_module("forge.sim.pipelines")
+        pipelines = importlib.import_module("sim.pipelines.api")
     except ImportError:
         return None
     finder = getattr(pipelines, "latest_pipeline_json", None)

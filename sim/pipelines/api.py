@@ -7,7 +7,7 @@ create (``POST /pipeline?ref=``, optional ``variables``), retry, cancel, jobs
 and a merge request's pipelines (its source branch's pipelines of its commits, and its
 merge request and merged-results pipelines). Jobs: list (``scope``), get, ``trace``
 (text/plain, live while the job runs), retry, ``play`` (a manual job) and cancel. Pipelines are created by pushes and merge requests
-through :mod:`forge.sim.pipeline_engine`; the MR ``head_pipeline`` comes from
+through :mod:`sim.pipelines.engine`; the MR ``head_pipeline`` comes from
 :func:`latest_pipeline_json`.
 
 ``GET /api/v4/_sim/idle?timeout=30`` (administrators) waits until no pipeline is being
@@ -26,8 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.ci_status import ALL_STATUSES
-from forge.sim.core import (
+from sim.core.base import (
     API,
     DEVELOPER,
     REPORTER,
@@ -36,28 +35,29 @@ from forge.sim.core import (
     current_user,
     load_project,
 )
-from forge.sim.git_repos import GIT_KEY
-from forge.sim.http import Params, created, fail, forbidden, missing, not_found, paginate
-from forge.sim.junit import report_json, suite_json, summary_json
-from forge.sim.mr_records import load_merge_request
-from forge.sim.mr_views import git_facts
-from forge.sim.pipeline_engine import (
+from sim.core.http import Params, created, fail, forbidden, missing, not_found, paginate
+from sim.git.repos import GIT_KEY
+from sim.merge_requests.records import load_merge_request
+from sim.merge_requests.views import git_facts
+from sim.pipelines.ci_status import ALL_STATUSES
+from sim.pipelines.engine import (
     CI_KEY,
     JobNotPlayable,
     JobNotRetryable,
     PipelineEngine,
     PipelineRejected,
 )
-from forge.sim.pipeline_records import SCHEMA as SCHEMA
-from forge.sim.pipeline_records import job_by_id, pipeline_by_id, pipeline_jobs
-from forge.sim.pipeline_views import (
+from sim.pipelines.junit import report_json, suite_json, summary_json
+from sim.pipelines.records import SCHEMA as SCHEMA
+from sim.pipelines.records import job_by_id, pipeline_by_id, pipeline_jobs
+from sim.pipelines.views import (
     commit_json,
     job_json,
     pipeline_basic_json,
     pipeline_json,
     stored_cases,
 )
-from forge.sim.pipeline_views import latest_pipeline_json as latest_pipeline_json
+from sim.pipelines.views import latest_pipeline_json as latest_pipeline_json
 
 ORDER_BY = ("id", "status", "ref", "updated_at", "user_id")
 SCOPES = {

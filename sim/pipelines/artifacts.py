@@ -15,11 +15,11 @@ import json
 
 from aiohttp import web
 
-from forge.sim.core import API, REPORTER, SIM_KEY, Sim, load_project
-from forge.sim.http import not_found
-from forge.sim.junit import render_junit
-from forge.sim.pipeline_records import job_by_id
-from forge.sim.pipeline_views import stored_cases
+from sim.core.base import API, REPORTER, SIM_KEY, Sim, load_project
+from sim.core.http import not_found
+from sim.pipelines.junit import render_junit
+from sim.pipelines.records import job_by_id
+from sim.pipelines.views import stored_cases
 
 SCHEMA = ""
 

@@ -4,7 +4,7 @@ them.
 
 An open MR's own pipelines (detached, and merged-results ones for a project with
 ``merge_pipelines_enabled``, which then replace the branch pipeline of a push to the MR's
-source branch, as the usual ``workflow:rules`` do) are made in :mod:`forge.sim.mr_pipelines`.
+source branch, as the usual ``workflow:rules`` do) are made in :mod:`sim.merge_requests.pipelines`.
 
 Jobs run as background asyncio tasks, at most ``config.ci_concurrency`` at once; a request
 never waits for a job. Every status change is written first, then announced (Pipeline Hook
@@ -24,16 +24,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from forge.sim.ci_config import CI_FILE, CiConfigError, parse_ci_config
-from forge.sim.ci_status import RETRYABLE, advance
-from forge.sim.core import Sim, project_by_ref
-from forge.sim.events import SimEvent
-from forge.sim.git_hooks import ZERO_SHA
-from forge.sim.git_repos import GIT_KEY
-from forge.sim.mr_pipelines import detached, merged_results
-from forge.sim.mr_records import open_mr_for_source
-from forge.sim.pipeline_hooks import emit_job_event, emit_pipeline_event
-from forge.sim.pipeline_records import (
+from sim.core.base import Sim, project_by_ref
+from sim.core.events import SimEvent
+from sim.git.hooks import ZERO_SHA
+from sim.git.repos import GIT_KEY
+from sim.merge_requests.pipelines import detached, merged_results
+from sim.merge_requests.records import open_mr_for_source
+from sim.pipelines.ci_config import CI_FILE, CiConfigError, parse_ci_config
+from sim.pipelines.ci_status import RETRYABLE, advance
+from sim.pipelines.hooks import emit_job_event, emit_pipeline_event
+from sim.pipelines.records import (
     NewPipeline,
     cancel_waiting_jobs,
     clone_for_retry,
@@ -52,8 +52,8 @@ from forge.sim.pipeline_records import (
     start_job,
     unfinished_pipelines,
 )
-from forge.sim.pipeline_variables import job_variables
-from forge.sim.runner import JobRun, Trace, run_job
+from sim.pipelines.runner import JobRun, Trace, run_job
+from sim.pipelines.variables import job_variables
 
 log = logging.getLogger(__name__)
 _SKIP_CI = re.compile(r"\[(?:ci skip|skip ci)\]", re.IGNORECASE)

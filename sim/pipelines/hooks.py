@@ -1,6 +1,6 @@
 """Pipeline Hook and Job Hook payloads, shaped like GitLab's documented examples, emitted on
 the event bus (``pipeline`` and ``job`` kinds) each time a pipeline's or a job's status
-changes. Webhook delivery is :mod:`forge.sim.hooks`' business.
+changes. Webhook delivery is :mod:`sim.core.webhooks`' business.
 
 As on GitLab, ``merge_request`` is set only for merge request pipelines
 (``source: merge_request_event``); a branch pipeline has ``merge_request: null``.
@@ -14,21 +14,21 @@ from typing import Any
 
 from aiohttp import web
 
-from forge.sim.core import SIM_KEY, Sim, project_by_ref, user_by_id
-from forge.sim.events import SimEvent
-from forge.sim.git_repos import GIT_KEY
-from forge.sim.hook_payloads import project_hook_json, repository_hook_json, user_hook_json
-from forge.sim.http import parse_iso
-from forge.sim.mr_records import mr_by_iid
-from forge.sim.mr_status import detailed_merge_status, legacy_merge_status
-from forge.sim.mr_views import mr_web_url, snapshot
-from forge.sim.pipeline_records import (
+from sim.core.base import SIM_KEY, Sim, project_by_ref, user_by_id
+from sim.core.events import SimEvent
+from sim.core.hook_payloads import project_hook_json, repository_hook_json, user_hook_json
+from sim.core.http import parse_iso
+from sim.git.repos import GIT_KEY
+from sim.merge_requests.records import mr_by_iid
+from sim.merge_requests.status import detailed_merge_status, legacy_merge_status
+from sim.merge_requests.views import mr_web_url, snapshot
+from sim.pipelines.records import (
     job_by_id,
     pipeline_by_id,
     pipeline_jobs,
     seconds_between,
 )
-from forge.sim.pipeline_views import commit_json, pipeline_url, status_label
+from sim.pipelines.views import commit_json, pipeline_url, status_label
 
 
 def hook_time(stamp: str | None) -> str | None:

@@ -13,10 +13,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from forge.sim.ci_config import CiConfig, JobSpec
-from forge.sim.ci_status import JobState, composite_status
-from forge.sim.core import Sim
-from forge.sim.http import now_iso, parse_iso
+from sim.core.base import Sim
+from sim.core.http import now_iso, parse_iso
+from sim.pipelines.ci_config import CiConfig, JobSpec
+from sim.pipelines.ci_status import JobState, composite_status
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ci_pipelines (

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forge.sim.ci_config import JobSpec
-from forge.sim.junit import JunitError, parse_junit
+from sim.pipelines.ci_config import JobSpec
+from sim.pipelines.junit import JunitError, parse_junit
 
 TRACE_LIMIT = 4 * 1024 * 1024  # GitLab's default job log limit
 AFTER_SCRIPT_TIMEOUT = 300.0  # GitLab's after_script limit

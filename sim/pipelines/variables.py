@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from forge.sim.ci_config import JobSpec
-from forge.sim.core import Sim
-from forge.sim.mr_records import mr_by_iid
-from forge.sim.pipeline_records import pipeline_variables
-from forge.sim.pipeline_views import job_url, pipeline_url, project_url
+from sim.core.base import Sim
+from sim.merge_requests.records import mr_by_iid
+from sim.pipelines.ci_config import JobSpec
+from sim.pipelines.records import pipeline_variables
+from sim.pipelines.views import job_url, pipeline_url, project_url
 
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 

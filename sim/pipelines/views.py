@@ -7,10 +7,10 @@ import json
 import sqlite3
 from typing import Any
 
-from forge.sim.core import Sim, project_by_ref, user_by_id, user_json
-from forge.sim.git_errors import GitError
-from forge.sim.git_repos import GitRepos
-from forge.sim.pipeline_records import head_pipeline_row, seconds_between
+from sim.core.base import Sim, project_by_ref, user_by_id, user_json
+from sim.git.errors import GitError
+from sim.git.repos import GitRepos
+from sim.pipelines.records import head_pipeline_row, seconds_between
 
 # status -> (text, label) shown by detailed_status
 _STATUS_TEXT = {

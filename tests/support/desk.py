@@ -20,16 +20,16 @@ from bot.identity import Actor, Identities
 from bot.settings import DiscordSettings
 from forge.claims import ClaimMarker
 from forge.labels import sync_labels
-from forge.sim.app import RunningSim
 from forge.types import Issue, MergeRequest, Note
 from roles.mr_link import mr_marker
 from roles.notify import EventLog
 from roles.plan import Plan
 from roles.pm import question_key
-from tests.engine_support import PROJECT, configure, state_of
-from tests.forge_support import make_project
-from tests.sim_issues_support import add_user
-from tests.sim_mr_support import make_repo
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, configure, state_of
+from tests.support.forge import make_project
+from tests.support.sim_issues import add_user
+from tests.support.sim_mr import make_repo
 
 ALICE, BOB, RITA, NOBODY = 1001, 1002, 1003, 1099
 APPROVER = 77

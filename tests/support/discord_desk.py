@@ -1,4 +1,4 @@
-"""Set-up for Discord tests: the desk over the simulator (tests/desk_support.py) with a real
+"""Set-up for Discord tests: the desk over the simulator (tests/support/desk.py) with a real
 CrewlineBot (commands and dynamic items registered, never connected) and fake Discord users."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 import discord
 
 from bot.app import Runtime
-from bot.client import CrewlineBot
 from bot.desk import Desk
-from bot.discord_notify import DiscordSurface
-from forge.sim.app import RunningSim
-from tests.desk_support import APPROVER, PEOPLE, desk_for
-from tests.discord_fakes import FakeDiscord, FakeInteraction, FakeRole, FakeUser
+from bot.discord.client import CrewlineBot
+from bot.discord.notify import DiscordSurface
+from sim.core.app import RunningSim
+from tests.support.desk import APPROVER, PEOPLE, desk_for
+from tests.support.discord_fakes import FakeDiscord, FakeInteraction, FakeRole, FakeUser
 
 
 def user(discord_id: int, *, approver: bool = True) -> FakeUser:

@@ -17,7 +17,7 @@ import aiohttp
 import discord
 from discord.components import _component_factory
 
-from bot.client import CrewlineBot
+from bot.discord.client import CrewlineBot
 
 _ids = itertools.count(900_000_000_000)
 

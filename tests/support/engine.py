@@ -25,11 +25,11 @@ from bot.console import ConsoleDesk
 from bot.demo import demo_config
 from forge.claims import ClaimMarker
 from forge.labels import sync_labels
-from forge.sim.app import RunningSim
 from forge.types import Issue
 from roles.notify import EventLog
 from roles.settings import AgentSettings
-from tests.fault_support import as_written
+from sim.core.app import RunningSim
+from tests.support.faults import as_written
 from workflow import read_state
 
 PROJECT = "demo/app"

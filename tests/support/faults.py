@@ -1,4 +1,4 @@
-"""The simulator's fault rules from tests (see forge/sim/faults.py for the admin API)."""
+"""The simulator's fault rules from tests (see sim/core/faults.py for the admin API)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from forge.sim.app import RunningSim
+from sim.core.app import RunningSim
 
 ROOT_TOKEN = "sim-root-token"
 

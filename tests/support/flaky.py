@@ -10,9 +10,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from bot.app import Runtime
-from forge.sim.app import RunningSim
-from tests.engine_support import PROJECT, configure, root, runtime_for
-from tests.sim_pipeline_support import wait_idle
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, configure, root, runtime_for
+from tests.support.sim_pipelines import wait_idle
 
 # ``test_scripted`` shuffles without a seed (so the demo diagnostician names unseeded
 # randomness) but fails on the runs FAIL_RUNS names (1-based, counted in $COUNTER), so a

@@ -13,7 +13,7 @@ from forge.client import GitLabClient, RetryPolicy
 from forge.gateway import Gateway
 from forge.guard import Guard
 from forge.settings import GitLabSettings
-from forge.sim.app import RunningSim
+from sim.core.app import RunningSim
 from storage import Storage
 from workflow import Workflow, default_workflow
 

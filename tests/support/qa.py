@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.app import Runtime
-from forge.sim.app import RunningSim
 from roles.mr_link import mr_marker
-from tests.engine_support import PROJECT
-from tests.review_merge_support import as_maintainer, commit
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT
+from tests.support.review_merge import as_maintainer, commit
 
 PASSING_TEST = """import unittest
 

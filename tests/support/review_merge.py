@@ -21,9 +21,9 @@ from bot.app import Runtime, build_runtime
 from bot.config import CrewlineConfig, Secrets
 from bot.console import ConsoleDesk
 from forge.labels import sync_labels
-from forge.sim.app import RunningSim
 from roles.notify import EventLog, GateRequest
-from tests.engine_support import PROJECT, configure, file_block, goal_text, state_of
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, configure, file_block, goal_text, state_of
 
 MAINTAINER_TOKEN = "sim-maintainer-token"
 

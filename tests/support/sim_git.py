@@ -11,10 +11,10 @@ from typing import Any
 
 import gitlab
 
-from forge.sim.app import RunningSim
-from forge.sim.core import DEVELOPER, MAINTAINER, create_project, user_for_token
-from forge.sim.events import SimEvent
-from forge.sim.protected_branches import protect
+from sim.core.app import RunningSim
+from sim.core.base import DEVELOPER, MAINTAINER, create_project, user_for_token
+from sim.core.events import SimEvent
+from sim.git.protected_branches import protect
 
 ROOT_TOKEN, BOT_TOKEN, MAINTAINER_TOKEN = "sim-root-token", "sim-bot-token", "sim-maintainer-token"
 

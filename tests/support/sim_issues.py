@@ -6,8 +6,8 @@ from typing import Any
 
 import gitlab
 
-from forge.sim.app import RunningSim
-from forge.sim.core import DEVELOPER, MAINTAINER, create_project, user_for_token
+from sim.core.app import RunningSim
+from sim.core.base import DEVELOPER, MAINTAINER, create_project, user_for_token
 
 ROOT_TOKEN = "sim-root-token"
 BOT_TOKEN = "sim-bot-token"
@@ -35,7 +35,7 @@ def make_project(sim: RunningSim, path: str = "demo/app", **members: int) -> int
 
 def add_user(sim: RunningSim, username: str, project_id: int, level: int) -> str:
     """A new user with ``level`` on the project; returns its token."""
-    from forge.sim.core import create_user
+    from sim.core.base import create_user
 
     assert sim.sim is not None
     token = f"sim-{username}-token"

@@ -12,8 +12,8 @@ from typing import Any
 import gitlab
 from gitlab.v4.objects import Project
 
-from forge.sim.app import RunningSim
-from forge.sim.events import SimEvent
+from sim.core.app import RunningSim
+from sim.core.events import SimEvent
 
 ROOT_TOKEN, BOT_TOKEN, MAINTAINER_TOKEN = "sim-root-token", "sim-bot-token", "sim-maintainer-token"
 DEVELOPER, MAINTAINER = 30, 40

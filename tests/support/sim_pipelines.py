@@ -12,9 +12,9 @@ from typing import Any
 import requests
 from gitlab.v4.objects import Project, ProjectPipeline
 
-from forge.sim.app import RunningSim
-from forge.sim.seed import demo_files
-from tests.sim_mr_support import ROOT_TOKEN
+from sim.core.app import RunningSim
+from sim.core.seed import demo_files
+from tests.support.sim_mr import ROOT_TOKEN
 
 JUNIT_SCRIPT = demo_files()["ci/junit.py"].decode()
 

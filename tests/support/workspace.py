@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from forge.sim.app import RunningSim
-from roles.workspace import Workspaces
-from roles.workspace_settings import WorkspaceSettings
+from roles.workspace.settings import WorkspaceSettings
+from roles.workspace.workspaces import Workspaces
+from sim.core.app import RunningSim
 from storage import Database, LeaseStore
-from tests.sim_git_support import BOT_TOKEN, MAINTAINER_TOKEN, client, clone_url, git, make_project
-from tests.storage_support import ManualClock
+from tests.support.sim_git import BOT_TOKEN, MAINTAINER_TOKEN, client, clone_url, git, make_project
+from tests.support.storage import ManualClock
 
 PROJECT = "demo/app"
 AUTHOR = ("crewline-bot", "bot@crewline.invalid")

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.interact import Answer, actor_of, deferred, desk_of, said
+from bot.discord.interact import Answer, actor_of, deferred, desk_of, said
 
 
 class AdminCog(commands.Cog):

@@ -8,9 +8,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cards import board_embed, stuck_embed
-from bot.interact import Answer, actor_of, deferred, desk_of
-from bot.views import stuck_view
+from bot.discord.cards import board_embed, stuck_embed
+from bot.discord.interact import Answer, actor_of, deferred, desk_of
+from bot.discord.views import stuck_view
 
 
 class BoardCog(commands.Cog):

@@ -10,9 +10,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.desk import TITLE_LIMIT, DeskError
+from bot.discord.interact import Answer, actor_of, deferred, desk_of, refuse, said
+from bot.discord.render import link
 from bot.identity import NotAllowed
-from bot.interact import Answer, actor_of, deferred, desk_of, refuse, said
-from bot.render import link
 
 
 class GoalModal(discord.ui.Modal, title="File a goal"):

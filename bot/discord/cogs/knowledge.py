@@ -8,8 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cards import audit_embed, learnings_embed
-from bot.interact import Answer, actor_of, deferred, desk_of
+from bot.discord.cards import audit_embed, learnings_embed
+from bot.discord.interact import Answer, actor_of, deferred, desk_of
 
 
 class KnowledgeCog(commands.Cog):
