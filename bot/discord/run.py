@@ -39,6 +39,8 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}
 _RESET = "reset it in the Discord Developer Portal (your application > Bot > Reset Token)"
 RECONNECT_SECONDS = 30.0
 DIGEST_KEY = "discord:digest:last"
+# What a command sync raises when Discord does not answer (the CLI reports it and exits).
+SYNC_ERRORS: tuple[type[Exception], ...] = (OSError, aiohttp.ClientError, discord.HTTPException)
 
 
 def discord_token(secrets: Secrets, settings: DiscordSettings, *, channels: bool = True) -> str:
