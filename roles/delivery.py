@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,25 @@ from workflow import Outcome
 log = logging.getLogger(__name__)
 
 AUTHOR = ("crewline", "crewline@localhost")
+
+
+@asynccontextmanager
+async def issue_worktree(ctx: RunContext) -> AsyncIterator[Worktree]:
+    """The issue's worktree (its branch, else a fresh start from the target branch), leased
+    for this run and removed whatever happens."""
+    workspaces = ctx.services.workspaces
+    wt = await workspaces.open(
+        ctx.issue.project,
+        f"{ctx.gateway.url}/{ctx.issue.project}.git",
+        ctx.issue.iid,
+        ctx.issue.title,
+        ctx.project.target_branch,
+        ctx.key,
+    )
+    try:
+        yield wt
+    finally:
+        await workspaces.close(wt)
 
 
 @dataclass
