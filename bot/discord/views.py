@@ -114,40 +114,48 @@ async def _open_modal(interaction: discord.Interaction[Any], modal: discord.ui.M
     await interaction.response.send_modal(modal)
 
 
-class FeedbackModal(discord.ui.Modal):
-    feedback: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
-        label="What should change?",
-        style=discord.TextStyle.paragraph,
-        max_length=4000,
-        custom_id="feedback",
-    )
+class _TextModal(discord.ui.Modal):
+    """A modal of one paragraph of text; :meth:`submit` acts on it once the interaction is
+    deferred (see :func:`deferred`)."""
 
+    def __init__(self, title: str, custom_id: str, timeout: float, label: str, field: str) -> None:
+        super().__init__(title=cut(title, MODAL_TITLE), custom_id=custom_id, timeout=timeout)
+        self.text: discord.ui.TextInput[_TextModal] = discord.ui.TextInput(
+            label=label, style=discord.TextStyle.paragraph, max_length=4000, custom_id=field
+        )
+        self.add_item(self.text)
+
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        await deferred(interaction, lambda: self.submit(interaction))
+
+    async def submit(self, interaction: discord.Interaction[Any]) -> Answer:
+        raise NotImplementedError
+
+
+class FeedbackModal(_TextModal):
     def __init__(self, button: GateButton, card: discord.Message | None) -> None:
         super().__init__(
-            title=cut(f"Request changes on #{button.iid}", MODAL_TITLE),
-            custom_id=f"cl:fb:{button.key}:{button.iid}:{button.gate}:{button.revision}",
-            timeout=900,
+            f"Request changes on #{button.iid}",
+            f"cl:fb:{button.key}:{button.iid}:{button.gate}:{button.revision}",
+            900,
+            "What should change?",
+            "feedback",
         )
         self.button, self.card = button, card
 
-    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
-        button = self.button
-
-        async def reject() -> Answer:
-            desk = desk_of(interaction)
-            reply = await desk.decide(
-                actor_of(interaction),
-                desk.project_for_key(button.key),
-                button.iid,
-                button.gate,
-                button.revision,
-                approve=False,
-                feedback=self.feedback.value,
-            )
-            await _mark_decided(interaction, self.card, reply)
-            return Answer(said(reply.message))
-
-        await deferred(interaction, reject)
+    async def submit(self, interaction: discord.Interaction[Any]) -> Answer:
+        button, desk = self.button, desk_of(interaction)
+        reply = await desk.decide(
+            actor_of(interaction),
+            desk.project_for_key(button.key),
+            button.iid,
+            button.gate,
+            button.revision,
+            approve=False,
+            feedback=self.text.value,
+        )
+        await _mark_decided(interaction, self.card, reply)
+        return Answer(said(reply.message))
 
 
 def gate_view(project: str, iid: int, gate: Gate, revision: str) -> discord.ui.View:
@@ -232,44 +240,32 @@ class AnswerButton(
         await _open_modal(interaction, AnswerModal(self, interaction.message))
 
 
-class AnswerModal(discord.ui.Modal):
-    answer: discord.ui.TextInput[AnswerModal] = discord.ui.TextInput(
-        label="Your answer",
-        style=discord.TextStyle.paragraph,
-        max_length=4000,
-        custom_id="answer",
-    )
-
+class AnswerModal(_TextModal):
     def __init__(self, button: AnswerButton, message: discord.Message | None) -> None:
         super().__init__(
-            title=cut(f"Answer the question on #{button.iid}", MODAL_TITLE),
-            custom_id=f"cl:qa:{button.key}:{button.iid}:{button.note_id}",
-            timeout=1800,
+            f"Answer the question on #{button.iid}",
+            f"cl:qa:{button.key}:{button.iid}:{button.note_id}",
+            1800,
+            "Your answer",
+            "answer",
         )
         self.button, self.message = button, message
 
-    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
-        button = self.button
-
-        async def post() -> Answer:
-            desk = desk_of(interaction)
-            reply = await desk.answer(
-                actor_of(interaction),
-                desk.project_for_key(button.key),
-                button.iid,
-                button.note_id,
-                self.answer.value,
+    async def submit(self, interaction: discord.Interaction[Any]) -> Answer:
+        button, desk = self.button, desk_of(interaction)
+        reply = await desk.answer(
+            actor_of(interaction),
+            desk.project_for_key(button.key),
+            button.iid,
+            button.note_id,
+            self.text.value,
+        )
+        if reply.changed and self.message is not None:
+            answered = f"{self.message.content}\n\n*Answered by {said(await _who(interaction))}.*"
+            await self.message.edit(
+                content=cut(answered, 2000), view=None, allowed_mentions=NO_MENTIONS
             )
-            if reply.changed and self.message is not None:
-                answered = (
-                    f"{self.message.content}\n\n*Answered by {said(await _who(interaction))}.*"
-                )
-                await self.message.edit(
-                    content=cut(answered, 2000), view=None, allowed_mentions=NO_MENTIONS
-                )
-            return Answer(said(reply.message))
-
-        await deferred(interaction, post)
+        return Answer(said(reply.message))
 
 
 def question_view(project: str, iid: int, note_id: int) -> discord.ui.View:
