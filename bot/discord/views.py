@@ -15,12 +15,12 @@ from typing import Any, Literal, cast
 
 import discord
 
-from bot.desk import Reply, project_key
+from bot.desk import Desk, Reply, project_key
 from bot.desk_work import StuckItem
 from bot.discord.cards import decided_card, undecided_card
 from bot.discord.interact import Answer, actor_of, deferred, desk_of, refuse, said
 from bot.discord.render import MODAL_TITLE, NO_MENTIONS, cut
-from bot.identity import NotAllowed
+from bot.identity import Actor, NotAllowed
 from workflow import Gate
 
 Action = Literal["retry", "requeue"]
@@ -118,12 +118,25 @@ class _TextModal(discord.ui.Modal):
     """A modal of one paragraph of text; :meth:`submit` acts on it once the interaction is
     deferred (see :func:`deferred`)."""
 
-    def __init__(self, title: str, custom_id: str, timeout: float, label: str, field: str) -> None:
-        super().__init__(title=cut(title, MODAL_TITLE), custom_id=custom_id, timeout=timeout)
+    LABEL: str
+    FIELD: str  # the input's custom id
+    TIMEOUT: float
+
+    def __init__(self, title: str, custom_id: str, key: str) -> None:
+        super().__init__(title=cut(title, MODAL_TITLE), custom_id=custom_id, timeout=self.TIMEOUT)
+        self.key = key
         self.text: discord.ui.TextInput[_TextModal] = discord.ui.TextInput(
-            label=label, style=discord.TextStyle.paragraph, max_length=4000, custom_id=field
+            label=self.LABEL,
+            style=discord.TextStyle.paragraph,
+            max_length=4000,
+            custom_id=self.FIELD,
         )
         self.add_item(self.text)
+
+    def target(self, interaction: discord.Interaction[Any]) -> tuple[Desk, Actor, str]:
+        """The desk, who submitted, and the project the modal is about."""
+        desk = desk_of(interaction)
+        return desk, actor_of(interaction), desk.project_for_key(self.key)
 
     async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
         await deferred(interaction, lambda: self.submit(interaction))
@@ -133,24 +146,22 @@ class _TextModal(discord.ui.Modal):
 
 
 class FeedbackModal(_TextModal):
+    LABEL, FIELD, TIMEOUT = "What should change?", "feedback", 900
+
     def __init__(self, button: GateButton, card: discord.Message | None) -> None:
-        super().__init__(
-            f"Request changes on #{button.iid}",
-            f"cl:fb:{button.key}:{button.iid}:{button.gate}:{button.revision}",
-            900,
-            "What should change?",
-            "feedback",
-        )
+        custom_id = f"cl:fb:{button.key}:{button.iid}:{button.gate}:{button.revision}"
+        super().__init__(f"Request changes on #{button.iid}", custom_id, button.key)
         self.button, self.card = button, card
 
     async def submit(self, interaction: discord.Interaction[Any]) -> Answer:
-        button, desk = self.button, desk_of(interaction)
+        desk, actor, project = self.target(interaction)
+        gate = self.button
         reply = await desk.decide(
-            actor_of(interaction),
-            desk.project_for_key(button.key),
-            button.iid,
-            button.gate,
-            button.revision,
+            actor,
+            project,
+            gate.iid,
+            gate.gate,
+            gate.revision,
             approve=False,
             feedback=self.text.value,
         )
@@ -241,25 +252,17 @@ class AnswerButton(
 
 
 class AnswerModal(_TextModal):
+    LABEL, FIELD, TIMEOUT = "Your answer", "answer", 1800
+
     def __init__(self, button: AnswerButton, message: discord.Message | None) -> None:
-        super().__init__(
-            f"Answer the question on #{button.iid}",
-            f"cl:qa:{button.key}:{button.iid}:{button.note_id}",
-            1800,
-            "Your answer",
-            "answer",
-        )
+        custom_id = f"cl:qa:{button.key}:{button.iid}:{button.note_id}"
+        super().__init__(f"Answer the question on #{button.iid}", custom_id, button.key)
         self.button, self.message = button, message
 
     async def submit(self, interaction: discord.Interaction[Any]) -> Answer:
-        button, desk = self.button, desk_of(interaction)
-        reply = await desk.answer(
-            actor_of(interaction),
-            desk.project_for_key(button.key),
-            button.iid,
-            button.note_id,
-            self.text.value,
-        )
+        desk, actor, project = self.target(interaction)
+        question = self.button
+        reply = await desk.answer(actor, project, question.iid, question.note_id, self.text.value)
         if reply.changed and self.message is not None:
             answered = f"{self.message.content}\n\n*Answered by {said(await _who(interaction))}.*"
             await self.message.edit(
