@@ -33,7 +33,7 @@ from tests.support.faults import as_written
 from workflow import read_state
 
 PROJECT = "demo/app"
-FAKE_AGENTS = Path(__file__).parent / "fake_agents"
+FAKE_AGENTS = Path(__file__).resolve().parent.parent / "fake_agents"
 NOTE_KEY = re.compile(r"<!-- crewline:note key=(\S+) -->")
 
 

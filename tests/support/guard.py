@@ -18,7 +18,7 @@ from pathlib import Path
 
 from forge.guard import Guard
 
-CORPUS = Path(__file__).parent / "guard_corpus"
+CORPUS = Path(__file__).resolve().parent.parent / "guard_corpus"
 _HEADER = re.compile(r"# (expect|screen|own-secret): (.*)\n")
 SCREENS = ("text", "content", "branch")
 
