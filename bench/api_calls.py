@@ -54,10 +54,10 @@ from bot.app import Runtime, build_runtime
 from bot.config import Secrets
 from bot.demo import PROJECT, demo_config
 from forge.labels import sync_labels
-from forge.sim.app import RunningSim
-from forge.sim.core import SimConfig
 from roles.janitor import sweep
 from roles.notify import EventLog
+from sim.core.app import RunningSim
+from sim.core.base import SimConfig
 from workflow import default_workflow
 
 GITLAB_COM_LIMIT = 2000  # authenticated API requests per minute per user (GitLab.com)

@@ -47,8 +47,8 @@ from chaos_checks import Findings, check_gitlab, check_hosts
 from chaos_goals import chaos_goals
 
 from bot.demo import PROJECT
-from forge.sim.app import RunningSim
-from forge.sim.core import SimConfig
+from sim.core.app import RunningSim
+from sim.core.base import SimConfig
 from workflow import default_workflow
 
 WORKER = Path(__file__).resolve().parent / "chaos_worker.py"

@@ -42,8 +42,8 @@ import gitlab
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from forge.sim.app import RunningSim
-from forge.sim.core import SimConfig
+from sim.core.app import RunningSim
+from sim.core.base import SimConfig
 from workflow import default_workflow
 
 PROJECT = "demo/app"

@@ -7,7 +7,7 @@ kind of write (text, file content or branch name). Recall is the share of positi
 refused (and, separately, refused by the rule the sample names), overall and per family
 (the rule a positive names); false positives are the negatives refused, with their rule.
 
-Adversarial: every case of ``tests.guard_support.adversarial_cases`` (repeated rule
+Adversarial: every case of ``tests.support.guard.adversarial_cases`` (repeated rule
 prefixes, prefixes before long token runs, private-key headers before nested-quantifier
 bait, dense invisible characters…) at ``--adversarial-kb`` kilobytes, each timed as the
 best of three; the worst case is reported against the 50 ms target.
@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from forge.guard import Guard, GuardBlocked  # noqa: E402
-from tests.guard_support import (  # noqa: E402
+from tests.support.guard import (  # noqa: E402
     Sample,
     adversarial_cases,
     load_samples,

@@ -24,8 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from forge.sim.app import running_sim
-from forge.sim.core import SimConfig
+from sim.core.app import running_sim
+from sim.core.base import SimConfig
 
 CONFIG = """\
 worker_id = "idle-host"

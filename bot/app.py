@@ -27,7 +27,7 @@ from roles.qa import QaRole
 from roles.review import ReviewRole
 from roles.sandbox import Sandbox, SandboxError, select_sandbox
 from roles.settings import AgentSettings
-from roles.workspace import Workspaces
+from roles.workspace.workspaces import Workspaces
 from storage import Storage
 
 log = logging.getLogger(__name__)

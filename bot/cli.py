@@ -340,16 +340,13 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_discord_sync(args: argparse.Namespace) -> int:
-    import aiohttp
-    import discord
-
-    from bot.discord_run import discord_token, sync
+    from bot.discord.run import SYNC_ERRORS, discord_token, sync
 
     config, secrets = _configured(args)
     token = discord_token(secrets, config.discord, channels=False)
     try:
         names = asyncio.run(sync(config.discord, token))
-    except (OSError, aiohttp.ClientError, discord.HTTPException) as error:
+    except SYNC_ERRORS as error:
         print(f"cannot sync the commands: Discord did not answer ({error})", file=sys.stderr)
         return EXIT_FAILED
     print(f"synced {len(names)} commands to guild {config.discord.guild_id}: {', '.join(names)}")
@@ -412,8 +409,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:
-    from forge.sim.app import serve_forever
-    from forge.sim.core import SimConfig
+    from sim.core.app import serve_forever
+    from sim.core.base import SimConfig
 
     config = SimConfig(
         state_dir=args.state_dir,

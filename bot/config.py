@@ -27,7 +27,7 @@ from forge.settings import GitLabSettings, ProjectSettings
 from forge.webhooks import WebhookSettings
 from roles.sandbox import SandboxSettings
 from roles.settings import AgentSettings, RolesSettings
-from roles.workspace_settings import WorkspaceSettings
+from roles.workspace.settings import WorkspaceSettings
 from storage import StorageSettings
 from workflow import WorkflowSettings
 

@@ -28,12 +28,12 @@ from bot.demo_goals import GOALS, DemoGoal
 from bot.settings import ScheduleSettings
 from forge.labels import sync_labels
 from forge.settings import GitLabSettings, ProjectSettings
-from forge.sim.app import RunningSim
-from forge.sim.core import SimConfig
 from forge.types import Issue
 from roles.notify import EventLog, Fanout
 from roles.settings import AgentSettings, QaSettings, RoleSettings, RolesSettings
-from roles.workspace_settings import WorkspaceSettings
+from roles.workspace.settings import WorkspaceSettings
+from sim.core.app import RunningSim
+from sim.core.base import SimConfig
 from storage import StorageSettings
 from workflow import read_state
 

@@ -31,7 +31,7 @@ from roles.notify import Desk, GateRequest
 
 if TYPE_CHECKING:
     # discord.py is imported only when Discord is enabled: it is ~10 MB of an idle host.
-    from bot.discord_run import DiscordRuntime
+    from bot.discord.run import DiscordRuntime
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ async def serve(
     console = Console(highlight=False)
     with_discord = webhooks and config.discord.enabled  # `crewline run`, not extra workers
     if with_discord:
-        from bot.discord_run import discord_token
+        from bot.discord.run import discord_token
 
         discord_token(secrets, config.discord)  # a missing or malformed token fails first
     runtime = await build_runtime(config, secrets, notifier=ConsoleNotifier(console))
@@ -116,7 +116,7 @@ async def serve(
         console.print(f"webhooks: listening at {url}", markup=False)
     scheduler = build_scheduler(engine, config.schedule, config.roles.flaky)
     if with_discord:
-        from bot.discord_run import start_discord
+        from bot.discord.run import start_discord
 
         try:
             discord = await start_discord(runtime, secrets)

@@ -25,7 +25,7 @@ from roles.fleet_state import FleetState
 from roles.notify import Desk, Notifier
 from roles.sandbox import NoSandbox, Sandbox
 from roles.settings import RolesSettings
-from roles.workspace import Workspaces
+from roles.workspace.workspaces import Workspaces
 from storage import Lease, Run, Storage
 from workflow import Workflow
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +28,31 @@ from roles.plan_notes import load_plan
 from roles.prompts import Prompts
 from roles.untrusted import Fence
 from roles.validate import Check, ValidationReport, run_validation
-from roles.workspace import Worktree
+from roles.workspace.workspaces import Worktree
 from workflow import Outcome
 
 log = logging.getLogger(__name__)
 
 AUTHOR = ("crewline", "crewline@localhost")
+
+
+@asynccontextmanager
+async def issue_worktree(ctx: RunContext) -> AsyncIterator[Worktree]:
+    """The issue's worktree (its branch, else a fresh start from the target branch), leased
+    for this run and removed whatever happens."""
+    workspaces = ctx.services.workspaces
+    wt = await workspaces.open(
+        ctx.issue.project,
+        f"{ctx.gateway.url}/{ctx.issue.project}.git",
+        ctx.issue.iid,
+        ctx.issue.title,
+        ctx.project.target_branch,
+        ctx.key,
+    )
+    try:
+        yield wt
+    finally:
+        await workspaces.close(wt)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from forge.types import Issue
 from roles.agents.base import TaskKind
 from roles.compaction import LEARNINGS_FORMAT
 from roles.context import RunContext, Services
-from roles.delivery import Delivery, guard_stop, project_checks
+from roles.delivery import Delivery, guard_stop, issue_worktree, project_checks
 from roles.dependencies import dependency_admission, overlap_admission
 from roles.engine import Admission, RoleResult, Verdict
 from roles.flaky.fix_gate import refuse_symptom_fix
@@ -37,7 +37,7 @@ from roles.pm import budget_admission, relevant_learnings
 from roles.prompts import FIRST_ATTEMPT, Prompts
 from roles.untrusted import Fence
 from roles.validate import ValidationReport
-from roles.workspace import Worktree
+from roles.workspace.workspaces import Worktree
 from workflow import Outcome
 
 log = logging.getLogger(__name__)
@@ -72,19 +72,8 @@ class DevRole:
             _, plan = approved_plan(await ctx.notes_at_start())
         except PlanNotApproved as refused:
             return RoleResult(Outcome.BLOCKED, f"The developer did not start: {refused}.")
-        workspaces = ctx.services.workspaces
-        wt = await workspaces.open(
-            ctx.issue.project,
-            f"{ctx.gateway.url}/{ctx.issue.project}.git",
-            ctx.issue.iid,
-            ctx.issue.title,
-            ctx.project.target_branch,
-            ctx.key,
-        )
-        try:
+        async with issue_worktree(ctx) as wt:
             return await _Developer(self.prompts, ctx, plan, wt).work()
-        finally:
-            await workspaces.close(wt)
 
 
 class _Developer:

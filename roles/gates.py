@@ -18,9 +18,10 @@ import asyncio
 import logging
 import re
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from forge.client import ForgeError
 from forge.gateway import Gateway, StaleState, note_marker
@@ -30,7 +31,7 @@ from roles.desk_rules import second_person_refusal
 from roles.mr_link import issue_mr_and_notes, moved_since_qa
 from roles.plan_notes import FEEDBACK_HEADING, approved_plan_marker, decision_key, latest_plan
 from storage import LeaseStore
-from workflow import Outcome, next_state, read_state
+from workflow import Outcome, State, next_state, read_state
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,43 @@ async def gate_lease(
             await leases.release(lease)
 
 
+GateKind = Literal["plan", "merge"]
 _BUSY = Decision(False, "another decision on this issue is being recorded; try again", True)
+
+
+async def _leased_decision(
+    leases: LeaseStore,
+    project: str,
+    iid: int,
+    worker: str,
+    gate: str,
+    refusing: bool,
+    feedback: str,
+    decide: Callable[[], Awaitable[Decision]],
+) -> Decision:
+    """Run ``decide`` holding the issue's gate lease, once a refusal says what should change."""
+    if refusing and not feedback.strip():
+        return Decision(False, f"say what should change: feedback is required to reject a {gate}")
+    async with gate_lease(leases, project, iid, worker) as held:
+        if not held:
+            return _BUSY
+        return await decide()
+
+
+async def _issue_state(gateway: Gateway, project: str, iid: int) -> tuple[Issue, State | None]:
+    """The issue and its workflow state (None: it has none)."""
+    issue = await gateway.get_issue(project, iid)
+    return issue, read_state(gateway.workflow, issue.labels).state
+
+
+def _not_at_gate(issue: Issue, state: State | None, gate: str) -> Decision:
+    where = state.name if state else "no workflow state"
+    return Decision(False, f"{issue.ref} is not waiting for a {gate} decision (it is at {where})")
+
+
+def _changes_requested(gate: str, who: str, via: str, feedback: str) -> str:
+    quoted = "\n".join(f"> {line}" for line in feedback.strip().splitlines())
+    return f"{gate.capitalize()} changes requested by {who} via {via}.\n\n{FEEDBACK_HEADING}\n\n{quoted}"
 
 
 async def decide_plan(
@@ -107,12 +144,10 @@ async def decide_plan(
 ) -> Decision:
     """Apply a human's decision on the plan ``revision`` of ``project#iid`` (or complete
     the recorded decision on it); ``worker`` is this host's worker id."""
-    if not approve and not feedback.strip():
-        return Decision(False, "say what should change: feedback is required to reject a plan")
-    async with gate_lease(leases, project, iid, worker) as held:
-        if not held:
-            return _BUSY
-        return await _decide(gateway, project, iid, revision, approve, who, via, feedback)
+    return await _leased_decision(
+        leases, project, iid, worker, "plan", not approve, feedback,
+        lambda: _decide(gateway, project, iid, revision, approve, who, via, feedback),
+    )  # fmt: skip
 
 
 async def _decide(
@@ -125,11 +160,9 @@ async def _decide(
     via: str,
     feedback: str,
 ) -> Decision:
-    wf = gateway.workflow
-    gate = wf.gate_state("plan").name
+    gate = gateway.workflow.gate_state("plan").name
     notes = await gateway.notes(project, iid)
-    issue = await gateway.get_issue(project, iid)
-    state = read_state(wf, issue.labels).state
+    issue, state = await _issue_state(gateway, project, iid)
     at_gate = state is not None and state.name == gate
     current = latest_plan(notes)
     newest = current is not None and str(current[0].id) == revision
@@ -140,30 +173,21 @@ async def _decide(
             return await apply_plan_decision(gateway, project, iid, earlier)
         return _already(earlier)
     if not at_gate:
-        where = state.name if state else "no workflow state"
-        return Decision(False, f"{issue.ref} is not waiting for a plan decision (it is at {where})")
+        return _not_at_gate(issue, state, "plan")
     if current is None or not newest:
         return Decision(False, f"stale: plan {revision} is not the newest plan of {issue.ref}")
     if approve:
         body = f"Plan approved by {who} via {via}.\n\n{approved_plan_marker(current[0])}"
     else:
-        quoted = "\n".join(f"> {line}" for line in feedback.strip().splitlines())
-        body = f"Plan changes requested by {who} via {via}.\n\n{FEEDBACK_HEADING}\n\n{quoted}"
+        body = _changes_requested("plan", who, via, feedback)
     note = await gateway.upsert_note(project, iid, decision_key(revision), body, known=notes)
     return await apply_plan_decision(gateway, project, iid, note)
 
 
 async def apply_plan_decision(gateway: Gateway, project: str, iid: int, note: Note) -> Decision:
     """Move the issue on from the plan gate as the decision ``note`` says."""
-    wf = gateway.workflow
-    gate = wf.gate_state("plan").name
     outcome = Outcome.REJECTED if FEEDBACK_HEADING in note.body else Outcome.APPROVED
-    try:
-        await gateway.transition(project, iid, next_state(wf, gate, outcome), expect={gate})
-    except StaleState as stale:
-        return Decision(False, f"the issue moved while deciding: {stale}")
-    log.info("plan decision applied: issue=%s#%s outcome=%s", project, iid, outcome)
-    return Decision(True, note.body.splitlines()[0])
+    return await _move(gateway, project, iid, outcome, note.body, gate="plan")
 
 
 def _already(earlier: Note) -> Decision:
@@ -226,15 +250,13 @@ async def decide_merge(
     goal's merge when ``require_second_person``). With a ``merger`` (the merge identity)
     crewline merges at exactly ``revision``; without one it records the approval and a human
     merges in GitLab (the janitor notices)."""
-    if not approve and not feedback.strip():
-        return Decision(False, "say what should change: feedback is required to reject a merge")
-    async with gate_lease(leases, project, iid, worker) as held:
-        if not held:
-            return _BUSY
-        return await _decide_merge(
+    return await _leased_decision(
+        leases, project, iid, worker, "merge", not approve, feedback,
+        lambda: _decide_merge(
             gateway, project, iid, revision, approve, who, via, feedback, approver, merger,
             require_second_person,
-        )  # fmt: skip
+        ),
+    )  # fmt: skip
 
 
 async def _decide_merge(
@@ -250,10 +272,8 @@ async def _decide_merge(
     merger: MergeGateway | None,
     require_second_person: bool,
 ) -> Decision:
-    wf = gateway.workflow
-    gate = wf.gate_state("merge").name
-    issue = await gateway.get_issue(project, iid)
-    state = read_state(wf, issue.labels).state
+    gate = gateway.workflow.gate_state("merge").name
+    issue, state = await _issue_state(gateway, project, iid)
     at_gate = state is not None and state.name == gate
     mr, notes = await issue_mr_and_notes(gateway, project, iid)
     earlier = await gateway.find_note(project, iid, merge_decision_key(revision), known=notes)
@@ -264,10 +284,7 @@ async def _decide_merge(
             return await apply_merge_decision(gateway, project, iid, mr, earlier, merger)
         return _already(earlier)
     if not at_gate:
-        where = state.name if state else "no workflow state"
-        return Decision(
-            False, f"{issue.ref} is not waiting for a merge decision (it is at {where})"
-        )
+        return _not_at_gate(issue, state, "merge")
     if mr is None:
         return Decision(False, f"{issue.ref} has no merge request")
     moved = moved_since_qa(notes, mr)
@@ -283,8 +300,7 @@ async def _decide_merge(
     if refused is not None:
         return Decision(False, refused)
     if not approve:
-        quoted = "\n".join(f"> {line}" for line in feedback.strip().splitlines())
-        body = f"Merge changes requested by {who} via {via}.\n\n{FEEDBACK_HEADING}\n\n{quoted}"
+        body = _changes_requested("merge", who, via, feedback)
     else:
         body = f"Merge of !{mr.iid} at `{revision[:10]}` approved by {who} via {via}."
         if merger is None:
@@ -346,14 +362,20 @@ async def _merge_refused(
 
 
 async def _move(
-    gateway: Gateway, project: str, iid: int, outcome: Outcome, message: str
+    gateway: Gateway,
+    project: str,
+    iid: int,
+    outcome: Outcome,
+    message: str,
+    gate: GateKind = "merge",
 ) -> Decision:
-    gate = gateway.workflow.gate_state("merge").name
+    """Move the issue on from the ``gate`` by ``outcome``, unless it moved meanwhile."""
+    state = gateway.workflow.gate_state(gate).name
     try:
         await gateway.transition(
-            project, iid, next_state(gateway.workflow, gate, outcome), expect={gate}
+            project, iid, next_state(gateway.workflow, state, outcome), expect={state}
         )
     except StaleState as stale:
         return Decision(False, f"the issue moved while deciding: {stale}")
-    log.info("merge decision: issue=%s#%s outcome=%s", project, iid, outcome)
+    log.info("%s decision applied: issue=%s#%s outcome=%s", gate, project, iid, outcome)
     return Decision(True, message.splitlines()[0])

@@ -32,7 +32,7 @@ from roles.plan_checks import file_tree, shell_syntax_errors, unmatched_note, un
 from roles.plan_notes import latest_feedback
 from roles.prompts import Prompts
 from roles.untrusted import Fence
-from roles.workspace import PlanningCheckout
+from roles.workspace.workspaces import PlanningCheckout
 from workflow import Outcome
 
 NOTE_TAG = NOTE_MARKER.split("{", 1)[0]  # "<!-- crewline:note key="

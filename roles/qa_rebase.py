@@ -14,7 +14,7 @@ from forge.types import MergeRequest
 from roles.agent_turn import run_agent
 from roles.agents.base import TaskKind
 from roles.context import RunContext
-from roles.delivery import Delivery, guard_stop, project_checks
+from roles.delivery import Delivery, guard_stop, issue_worktree, project_checks
 from roles.engine import RoleResult
 from roles.plan_notes import PlanNotApproved, load_approved_plan
 from roles.prompts import Prompts
@@ -53,17 +53,12 @@ class Rebase:
             _, plan = await load_approved_plan(ctx.gateway, ctx.issue.project, ctx.issue.iid)
         except PlanNotApproved as refused:
             return RoleResult(Outcome.BLOCKED, f"QA did not rebase: {refused}.")
-        acceptance = plan.acceptance
-        workspaces = ctx.services.workspaces
-        wt = await workspaces.open(
-            ctx.issue.project,
-            f"{ctx.gateway.url}/{ctx.issue.project}.git",
-            ctx.issue.iid,
-            ctx.issue.title,
-            ctx.project.target_branch,
-            ctx.key,
-        )
-        delivery = Delivery(self.prompts, ctx, wt, project_checks(ctx, acceptance))
+        async with issue_worktree(ctx) as wt:
+            delivery = Delivery(self.prompts, ctx, wt, project_checks(ctx, plan.acceptance))
+            return await self._rebase_and_validate(delivery)
+
+    async def _rebase_and_validate(self, delivery: Delivery) -> RoleResult | None:
+        ctx = self.ctx
         step = f"rebase-{self.mr.sha[:12]}"
         try:
             done = await ctx.step(step, lambda: self._rebase(delivery))
@@ -87,8 +82,6 @@ class Rebase:
             return None
         except GuardBlocked as blocked:
             return guard_stop(blocked)
-        finally:
-            await workspaces.close(wt)
 
     async def _rebase(self, delivery: Delivery) -> dict[str, Any]:
         ctx, wt = self.ctx, delivery.wt

@@ -29,14 +29,14 @@ from roles.agents.base import TaskKind
 from roles.authors import heard_discussions
 from roles.compaction import LEARNINGS_FORMAT
 from roles.context import RunContext, Services
-from roles.delivery import Delivery, guard_stop, project_checks
+from roles.delivery import Delivery, guard_stop, issue_worktree, project_checks
 from roles.engine import Admission, RoleResult
 from roles.mr_link import named_mr
 from roles.plan_notes import PlanNotApproved, approved_plan
 from roles.pm import budget_admission
 from roles.prompts import Prompts
 from roles.untrusted import Fence
-from roles.workspace import Worktree
+from roles.workspace.workspaces import Worktree
 from workflow import Outcome
 
 log = logging.getLogger(__name__)
@@ -147,22 +147,12 @@ class ReviewRole:
         except PlanNotApproved as refused:
             return RoleResult(Outcome.BLOCKED, f"The review did not start: {refused}.")
         acceptance, plan_text = plan.acceptance, plan.to_markdown()
-        workspaces = ctx.services.workspaces
-        wt = await workspaces.open(
-            ctx.issue.project,
-            f"{ctx.gateway.url}/{ctx.issue.project}.git",
-            ctx.issue.iid,
-            ctx.issue.title,
-            ctx.project.target_branch,
-            ctx.key,
-        )
-        try:
-            delivery = Delivery(self.prompts, ctx, wt, project_checks(ctx, acceptance))
-            return await _Rounds(self.prompts, ctx, delivery, plan_text).run(mr)
-        except GuardBlocked as blocked:
-            return guard_stop(blocked)
-        finally:
-            await workspaces.close(wt)
+        async with issue_worktree(ctx) as wt:
+            try:
+                delivery = Delivery(self.prompts, ctx, wt, project_checks(ctx, acceptance))
+                return await _Rounds(self.prompts, ctx, delivery, plan_text).run(mr)
+            except GuardBlocked as blocked:
+                return guard_stop(blocked)
 
 
 class _Rounds:

@@ -26,9 +26,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from forge import metrics
 from forge.trust import defang
-from roles.procgroup import run_group
 from roles.sandbox import NoSandbox, Sandbox
 from roles.settings import BASE_ENV_ALLOW
+from roles.workspace.procgroup import run_group
 
 log = logging.getLogger(__name__)
 

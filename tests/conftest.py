@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from sim.core.app import RunningSim, running_sim
+from sim.core.base import SimConfig
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from bot.demo import demo_config
 from forge.labels import sync_labels
 from roles.janitor import sweep
 from roles.notify import EventLog
-from tests.engine_support import PROJECT, state_of
+from tests.support.engine import PROJECT, state_of
 
 TARGET = "merge-ready"  # where a human's merge approval is awaited
 

@@ -24,7 +24,7 @@ from bot.config import Secrets
 from bot.demo import demo_config
 from roles.gates import decide_plan
 from roles.notify import EventLog
-from tests.engine_support import PROJECT
+from tests.support.engine import PROJECT
 
 
 async def work(args: argparse.Namespace) -> None:

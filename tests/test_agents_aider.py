@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from agents_support import fake_cli, make_task, printing
 
 from roles.agents import AiderAgent, Usage, build_agent
 from roles.agents.aider import aider_usage
 from roles.compaction import LearningItem, parse_learnings
 from roles.settings import AgentSettings
+from tests.support.agents import fake_cli, make_task, printing
 
 CHAT = """\
 Aider v0.86.1

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents_support import fake_cli, make_task, printing
 
 from roles.agents import ClaudeAgent, TaskKind, Usage, build_agent
 from roles.agents import process as agent_process
 from roles.settings import AgentSettings
+from tests.support.agents import fake_cli, make_task, printing
 
 SESSION = "4f8d2c1e-6b0a-4d7e-9a55-0c3b1e2f7a90"
 

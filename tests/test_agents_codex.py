@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-from agents_support import fake_cli, gone, jsonl, make_task, printing
 
 from roles.agents import CodexAgent, TaskKind, Usage, build_agent
 from roles.settings import AgentSettings
+from tests.support.agents import fake_cli, gone, jsonl, make_task, printing
 
 THREAD = "0199a213-81c0-7800-8aa1-bbab2a035a53"
 EVENTS = jsonl(

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from agents_support import make_task, printing, write_fake
 
 from roles.agents import (
     AgentConfigError,
@@ -21,6 +20,7 @@ from roles.agents import (
     build_agent,
 )
 from roles.settings import AgentSettings
+from tests.support.agents import make_task, printing, write_fake
 
 REPORT = json.dumps(
     {

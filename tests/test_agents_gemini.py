@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents_support import fake_cli, make_task, printing
 
 from roles.agents import GeminiAgent, TaskKind, Usage, build_agent
 from roles.agents.gemini import STDIN_INSTRUCTION
 from roles.settings import AgentSettings
+from tests.support.agents import fake_cli, make_task, printing
 
 SESSION = "c0ffee00-1234-4abc-9def-0123456789ab"
 

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from agents_support import Fake, gone, make_task, printing, wait_for_file, write_fake
 
 from roles.agents import AgentConfigError, CommandAgent, build_agent
 from roles.agents import process as agent_process
 from roles.settings import AgentSettings
+from tests.support.agents import Fake, gone, make_task, printing, wait_for_file, write_fake
 
 SECRET = "glpat-FAKEfakeFAKEfake0123"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge.sim.app import RunningSim
 from roles.agents import ADAPTERS, AGENT_STATE_FILES
-from tests.sim_git_support import git
-from tests.workspace_support import AUTHOR, PROJECT, workspace_setup
+from sim.core.app import RunningSim
+from tests.support.sim_git import git
+from tests.support.workspace import AUTHOR, PROJECT, workspace_setup
 
 # What the real CLIs leave in a worktree (seen with aider 0.86.2, Claude Code 2.1, Gemini 0.61).
 STATE_FILES = {

@@ -12,14 +12,14 @@ from pathlib import Path
 from bot.app import Runtime
 from forge.claims import ClaimMarker
 from forge.markers import note_marker
-from forge.sim.app import RunningSim
 from forge.types import Issue, Note
 from roles.attempts import claims_of, round_attempt
 from roles.budget import HOLD_KEY
 from roles.context import RunContext, Services
 from roles.engine import GO, Admission, RoleResult
 from roles.janitor import sweep
-from tests.engine_support import PROJECT, configure, note_bodies, runtime_for, state_of
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, configure, note_bodies, runtime_for, state_of
 
 ROUNDS = ("dev", "review", "qa") * 3  # three round trips: QA sent the work back each time
 

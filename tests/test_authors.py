@@ -9,10 +9,10 @@ from pathlib import Path
 import gitlab
 
 from bot.status import board
-from forge.sim.app import RunningSim
-from forge.sim.core import DEVELOPER, GUEST, REPORTER
 from roles.authors import FILER_ACCESS_KEY
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from sim.core.base import DEVELOPER, GUEST, REPORTER
+from tests.support.engine import (
     PROJECT,
     configure,
     file_block,
@@ -24,7 +24,7 @@ from tests.engine_support import (
     runtime_for,
     state_of,
 )
-from tests.sim_issues_support import add_user
+from tests.support.sim_issues import add_user
 
 ENTRY = "workflow::pm-ready"
 FENCED = re.compile(r"^<<<UNTRUSTED-([0-9a-f]{24})>>>[^\n]*\n(.*?)\n<<<END-\1>>>", re.S | re.M)

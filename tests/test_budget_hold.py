@@ -12,12 +12,12 @@ import pytest
 from bot.demo_goals import GOALS
 from bot.status import board
 from forge.control import spend_note_key
-from forge.sim.app import RunningSim
 from roles.agents.base import Usage
 from roles.budget import BudgetLeft, priced, turn_timeout
 from roles.notify import EventKind
 from roles.settings import BudgetSettings, ModelPrice
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     PROJECT,
     configure,
     fake_agent,
@@ -27,7 +27,7 @@ from tests.engine_support import (
     reach,
     runtime_for,
 )
-from tests.review_merge_support import full_config, goal_text, greet_goal, merging_runtime
+from tests.support.review_merge import full_config, goal_text, greet_goal, merging_runtime
 
 WAVE = 'def wave(name: str) -> str:\n    return f"Bye, {name}!"\n'
 WAVE_WRONG = 'def wave(name: str) -> str:\n    return "bye"\n'

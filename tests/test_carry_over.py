@@ -15,12 +15,12 @@ import pytest
 
 from forge.claims import Claim, ClaimLost, ClaimMarker, Claims
 from forge.gateway import Gateway
-from forge.sim.app import RunningSim
 from forge.types import Issue
+from sim.core.app import RunningSim
 from storage import Lease, Storage
-from tests.engine_support import file_goal, reach
-from tests.forge_support import PROJECT, admin, gateway_for, make_project
-from tests.review_merge_support import full_config, greet_goal, merging_runtime
+from tests.support.engine import file_goal, reach
+from tests.support.forge import PROJECT, admin, gateway_for, make_project
+from tests.support.review_merge import full_config, greet_goal, merging_runtime
 
 TTL = 30
 

@@ -17,8 +17,8 @@ import pytest
 
 from forge import metrics
 from forge.claims import ClaimLost, ClaimMarker, Claims
-from forge.sim.app import RunningSim
-from tests.forge_support import PROJECT, admin, gateway_for, make_project
+from sim.core.app import RunningSim
+from tests.support.forge import PROJECT, admin, gateway_for, make_project
 
 WORKER = Path(__file__).resolve().parent / "claim_race_worker.py"
 

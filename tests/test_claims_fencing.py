@@ -16,11 +16,11 @@ import pytest
 from forge.calls import check_fence, fenced
 from forge.claims import Claim, ClaimLost, ClaimMarker, Claims
 from forge.gateway import Gateway, note_marker
-from forge.sim.app import RunningSim
 from forge.types import Issue
+from sim.core.app import RunningSim
 from storage import Lease, LeaseStore, Storage
-from tests.fault_support import as_written
-from tests.forge_support import PROJECT, admin, gateway_for, make_project
+from tests.support.faults import as_written
+from tests.support.forge import PROJECT, admin, gateway_for, make_project
 
 TTL = 30
 LONG_AGO = "2026-01-01T00:00:00Z"

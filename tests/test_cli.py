@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from forge.sim.app import RunningSim
-from tests.forge_support import make_project
+from sim.core.app import RunningSim
+from tests.support.forge import make_project
 
 CONFIG = """
 [gitlab]

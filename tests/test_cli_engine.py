@@ -20,12 +20,12 @@ import pytest
 import requests
 
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim
 from roles.gates import decide_plan
 from roles.plan_notes import load_plan
-from tests.engine_support import PROJECT, configure, note_bodies, root, runtime_for
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, configure, note_bodies, root, runtime_for
+from tests.support.webhooks import issue_payload
 from tests.test_cli import crewline
-from tests.webhooks_support import issue_payload
 from workflow import WorkflowSettings
 
 WORKER = "cli-host"

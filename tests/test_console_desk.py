@@ -17,9 +17,9 @@ import pytest
 from rich.console import Console
 
 from bot.console import ConsoleDesk
-from forge.sim.app import RunningSim
 from roles.notify import GateRequest
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     PROJECT,
     configure,
     drive,

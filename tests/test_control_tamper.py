@@ -12,10 +12,10 @@ import gitlab
 from bot.demo_goals import GOALS
 from bot.fleet_commands import operator_pause
 from forge.control import CONTROL_LABEL, CONTROL_MARKER
-from forge.sim.app import RunningSim
-from forge.sim.core import DEVELOPER, REPORTER
-from tests.engine_support import PROJECT, file_goal, reach, root, state_of
-from tests.sim_issues_support import add_user
+from sim.core.app import RunningSim
+from sim.core.base import DEVELOPER, REPORTER
+from tests.support.engine import PROJECT, file_goal, reach, root, state_of
+from tests.support.sim_issues import add_user
 from tests.test_fleet import two_hosts
 
 

@@ -11,7 +11,7 @@ from the code, never restated here.
 The GitLab CI template is checked as GitLab needs it (rules, interruptible, a JUnit report)
 and is also fed, unchanged, to the simulator's ``.gitlab-ci.yml`` parser: that parser ignores
 ``workflow``, ``rules``, ``interruptible``, ``image``, ``cache`` and ``expire_in`` without
-error (documented in ``forge/sim/ci_config.py``), so no reduced copy is needed.
+error (documented in ``sim/pipelines/ci_config.py``), so no reduced copy is needed.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import yaml
 
 from bot.cli import build_parser
 from bot.config import CONFIG_ENV, Secrets, load_config
-from forge.sim.ci_config import parse_ci_config
 from forge.webhooks.settings import HEALTH_PATH, WebhookSettings
+from sim.pipelines.ci_config import parse_ci_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -9,8 +9,8 @@ import pytest
 
 from bot.desk import DeskError
 from bot.identity import NotAllowed
-from forge.sim.app import RunningSim
-from tests.desk_support import (
+from sim.core.app import RunningSim
+from tests.support.desk import (
     ALICE,
     BOB,
     NOBODY,
@@ -24,7 +24,7 @@ from tests.desk_support import (
     new_issue,
     post_plan,
 )
-from tests.engine_support import PROJECT, root, state_of
+from tests.support.engine import PROJECT, root, state_of
 
 
 async def test_file_goal_once_per_request(sim: RunningSim, tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from bot.desk import DeskError
 from bot.identity import NotAllowed
-from forge.sim.app import RunningSim
 from roles.engine import PAUSE_ALL
-from tests.desk_support import (
+from sim.core.app import RunningSim
+from tests.support.desk import (
     ALICE,
     BOB,
     NOBODY,
@@ -27,7 +27,7 @@ from tests.desk_support import (
     new_issue,
     walk,
 )
-from tests.engine_support import PROJECT, state_of
+from tests.support.engine import PROJECT, state_of
 
 
 async def test_retry_returns_a_blocked_issue_to_its_stage_once(

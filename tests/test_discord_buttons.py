@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.cards import gate_card
-from bot.render import NO_MENTIONS
-from bot.views import FeedbackModal, gate_view, question_view
-from forge.sim.app import RunningSim
+from bot.discord.cards import gate_card
+from bot.discord.render import NO_MENTIONS
+from bot.discord.views import FeedbackModal, gate_view, question_view
 from roles.notify import GateRequest
-from tests.desk_support import (
+from sim.core.app import RunningSim
+from tests.support.desk import (
     ALICE,
     BOB,
     NOBODY,
@@ -26,9 +26,9 @@ from tests.desk_support import (
     post_plan,
     walk,
 )
-from tests.discord_fakes import FakeDiscord, FakeMessage, click, submit
-from tests.discord_support import bot_for, new_bot, user
-from tests.engine_support import PROJECT, state_of
+from tests.support.discord_desk import bot_for, new_bot, user
+from tests.support.discord_fakes import FakeDiscord, FakeMessage, click, submit
+from tests.support.engine import PROJECT, state_of
 
 
 async def post_card(

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.cogs.goals import GoalModal
-from bot.interact import FAILED
-from forge.sim.app import RunningSim
+from bot.discord.cogs.goals import GoalModal
+from bot.discord.interact import FAILED
 from roles.engine import pause_key
-from tests.desk_support import ALICE, BOB, NOBODY, RITA, audit_of, new_issue, walk
-from tests.discord_fakes import click, submit
-from tests.discord_support import bot_for, invoke, user
-from tests.engine_support import PROJECT, root, state_of
+from sim.core.app import RunningSim
+from tests.support.desk import ALICE, BOB, NOBODY, RITA, audit_of, new_issue, walk
+from tests.support.discord_desk import bot_for, invoke, user
+from tests.support.discord_fakes import click, submit
+from tests.support.engine import PROJECT, root, state_of
 
 DEFERRED = ("defer", {"ephemeral": True, "thinking": True})
 

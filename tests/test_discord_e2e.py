@@ -6,19 +6,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.client import CrewlineBot
 from bot.demo_goals import GOALS
 from bot.desk import Desk
+from bot.discord.client import CrewlineBot
 from bot.identity import Identities
-from forge.sim.app import RunningSim
-from forge.sim.core import project_by_ref
 from roles.notify import Fanout
 from roles.settings import AgentSettings
-from tests.desk_support import ALICE, BOB, PEOPLE, discord_settings
-from tests.discord_fakes import FakeDiscord, click, submit
-from tests.discord_support import invoke, surface_for, user
-from tests.engine_support import PROJECT, configure, fake_agent, reach, runtime_for, state_of
-from tests.sim_issues_support import add_user
+from sim.core.app import RunningSim
+from sim.core.base import project_by_ref
+from tests.support.desk import ALICE, BOB, PEOPLE, discord_settings
+from tests.support.discord_desk import invoke, surface_for, user
+from tests.support.discord_fakes import FakeDiscord, click, submit
+from tests.support.engine import PROJECT, configure, fake_agent, reach, runtime_for, state_of
+from tests.support.sim_issues import add_user
 
 
 async def test_goal_question_answer_and_plan_approval_through_discord(

@@ -10,14 +10,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.app import Runtime
-from bot.discord_feed import DiscordFeed
-from bot.discord_notify import DiscordSurface
-from forge.sim.app import RunningSim
+from bot.discord.feed import DiscordFeed
+from bot.discord.notify import DiscordSurface
 from roles.notify import Event, EventKind
-from tests.desk_support import at_plan_review, new_issue, post_plan, walk
-from tests.discord_fakes import FakeDiscord
-from tests.discord_support import bot_for, surface_for
-from tests.engine_support import PROJECT
+from sim.core.app import RunningSim
+from tests.support.desk import at_plan_review, new_issue, post_plan, walk
+from tests.support.discord_desk import bot_for, surface_for
+from tests.support.discord_fakes import FakeDiscord
+from tests.support.engine import PROJECT
 
 STATUS, APPROVALS = 700, 600
 

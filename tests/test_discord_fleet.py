@@ -22,20 +22,20 @@ from pathlib import Path
 import pytest
 
 from bot.app import Runtime
-from bot.client import CrewlineBot
 from bot.demo_goals import GOALS
 from bot.desk import Desk
-from bot.discord_feed import DiscordFeed
-from bot.discord_notify import DiscordSurface
+from bot.discord.client import CrewlineBot
+from bot.discord.feed import DiscordFeed
+from bot.discord.notify import DiscordSurface
 from bot.identity import Identities
-from forge.sim.app import RunningSim
-from forge.sim.core import project_by_ref
 from roles.notify import EventLog
-from tests.desk_support import ALICE, BOB, PEOPLE, discord_settings
-from tests.discord_fakes import FakeDiscord, FakeMessage, click, submit
-from tests.discord_support import invoke, surface_for, user
-from tests.engine_support import PROJECT, configure, file_goal, reach, runtime_for, state_of
-from tests.sim_issues_support import add_user
+from sim.core.app import RunningSim
+from sim.core.base import project_by_ref
+from tests.support.desk import ALICE, BOB, PEOPLE, discord_settings
+from tests.support.discord_desk import invoke, surface_for, user
+from tests.support.discord_fakes import FakeDiscord, FakeMessage, click, submit
+from tests.support.engine import PROJECT, configure, file_goal, reach, runtime_for, state_of
+from tests.support.sim_issues import add_user
 
 STATUS, APPROVALS = 700, 600
 LEARNED = "demo/app runs its tests with python3 -m unittest discover."  # the demo agent's

@@ -13,15 +13,15 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from bot.digest import build_digest, digest_embed
-from forge.sim.app import RunningSim
+from bot.discord.digest import build_digest, digest_embed
 from forge.types import Issue
 from roles.notify import Event, EventKind, GateRequest
-from tests.desk_support import ALICE, BOB, actor, ask, at_plan_review, new_issue, walk
-from tests.discord_fakes import FakeDiscord, click, submit
-from tests.discord_support import bot_for, surface_for, user
-from tests.engine_support import PROJECT, state_of
-from tests.review_merge_support import wait_for
+from sim.core.app import RunningSim
+from tests.support.desk import ALICE, BOB, actor, ask, at_plan_review, new_issue, walk
+from tests.support.discord_desk import bot_for, surface_for, user
+from tests.support.discord_fakes import FakeDiscord, click, submit
+from tests.support.engine import PROJECT, state_of
+from tests.support.review_merge import wait_for
 
 STATUS, APPROVALS = 700, 600
 

@@ -13,16 +13,16 @@ from pydantic import SecretStr
 
 from bot.cli import main
 from bot.config import ConfigError, Secrets
-from bot.discord_run import DIGEST_KEY, BothDesks, DiscordRuntime, discord_token, start_discord
+from bot.discord.run import DIGEST_KEY, BothDesks, DiscordRuntime, discord_token, start_discord
 from bot.serve import serve
 from bot.settings import DiscordSettings
-from forge.sim.app import RunningSim
 from roles.notify import Event, EventKind
-from tests.desk_support import desk_for, discord_settings, new_issue, walk
-from tests.discord_fakes import FakeDiscord
-from tests.discord_http_fake import GOOD_TOKEN, discord_api
-from tests.discord_support import new_bot, surface_for
-from tests.engine_support import configure, state_of
+from sim.core.app import RunningSim
+from tests.support.desk import desk_for, discord_settings, new_issue, walk
+from tests.support.discord_desk import new_bot, surface_for
+from tests.support.discord_fakes import FakeDiscord
+from tests.support.discord_http_fake import GOOD_TOKEN, discord_api
+from tests.support.engine import configure, state_of
 
 CONFIG = """
 [gitlab]

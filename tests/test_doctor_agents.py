@@ -10,8 +10,8 @@ from pathlib import Path
 
 import gitlab
 
-from forge.sim.app import RunningSim
-from tests.forge_support import make_project
+from sim.core.app import RunningSim
+from tests.support.forge import make_project
 from tests.test_cli import crewline
 
 CONFIG = """

@@ -21,13 +21,13 @@ import pytest
 from bot.app import Runtime
 from forge.claims import Claims
 from forge.client import ForgeError
-from forge.sim.app import RunningSim
 from forge.types import Issue
 from roles.context import RunContext, Services
 from roles.engine import GO, Admission, Engine, RoleResult
+from sim.core.app import RunningSim
 from storage import Lease, RunStatus, Storage
-from tests.engine_support import PROJECT, configure, file_goal, note_bodies, root, runtime_for
-from tests.forge_support import gateway_for
+from tests.support.engine import PROJECT, configure, file_goal, note_bodies, root, runtime_for
+from tests.support.forge import gateway_for
 from workflow import Outcome
 
 HANDOFF = "handoff from the old round"

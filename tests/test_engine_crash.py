@@ -18,8 +18,8 @@ from pydantic import SecretStr
 
 from bot.config import Secrets
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     assert_exactly_one_of_each,
     configure,
     file_goal,

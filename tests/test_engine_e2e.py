@@ -13,7 +13,6 @@ import pytest
 from bot.demo_goals import GOALS
 from bot.settings import ScheduleSettings
 from forge.claims import ClaimMarker
-from forge.sim.app import RunningSim
 from roles.dependencies import dependency_admission
 from roles.engine import Verdict
 from roles.fleet_state import PAUSE_PROJECT
@@ -21,7 +20,8 @@ from roles.janitor import sweep
 from roles.notify import EventKind
 from roles.settings import BudgetSettings
 from roles.validate import ValidationReport
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     PROJECT,
     configure,
     fake_agent,

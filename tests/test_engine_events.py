@@ -17,15 +17,15 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.app import Runtime
-from forge.sim.app import RunningSim
 from forge.types import Issue
 from forge.webhooks.events import IssueEvent, NoteEvent
 from roles.context import RunContext, Services
 from roles.engine import GO, Admission, Engine, RoleResult, Verdict
 from roles.engine_events import Woke, route_event
 from roles.qa_parking import RunParked
-from tests.engine_support import PROJECT, configure, file_goal, note_bodies, root, runtime_for
-from tests.forge_support import gateway_for
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, configure, file_goal, note_bodies, root, runtime_for
+from tests.support.forge import gateway_for
 from workflow import Outcome
 
 

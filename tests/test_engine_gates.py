@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from bot.settings import ScheduleSettings
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
 from roles.gates import decide_plan
 from roles.janitor import sweep
 from roles.notify import EventKind
-from tests.engine_support import (
+from sim.core.app import RunningSim, running_sim
+from sim.core.base import SimConfig
+from tests.support.engine import (
     PROJECT,
     configure,
     fake_agent,

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from bot.config import CrewlineConfig
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim
 from roles.janitor import JanitorLimits, sweep
 from roles.notify import EventKind
 from roles.settings import AgentSettings
 from roles.stuck import stuck_items
-from roles.workspace_layout import project_dirname
-from tests.engine_support import (
+from roles.workspace.layout import project_dirname
+from sim.core.app import RunningSim
+from tests.support.engine import (
     PROJECT,
     configure,
     drive,

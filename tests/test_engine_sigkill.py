@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim
-from tests.engine_support import PROJECT, assert_exactly_one_of_each, root
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, assert_exactly_one_of_each, root
 from tests.test_cli import crewline
 from workflow import default_workflow
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from forge.client import ForgeOutcomeUnknown
-from forge.sim.app import RunningSim
 from roles.flaky import flaky_key, record_flakes
 from roles.flaky.detect import flake_key
 from roles.flaky.detector import Detector
 from roles.flaky.filing import key_marker
-from tests.engine_support import PROJECT, note_bodies, root
-from tests.fault_support import lose_answer
-from tests.flaky_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, note_bodies, root
+from tests.support.faults import lose_answer
+from tests.support.flaky import (
     BROKEN,
     SCRIPTED,
     STEADY,
@@ -28,7 +28,7 @@ from tests.flaky_support import (
     retry_test_job,
     run_again,
 )
-from tests.sim_mr_support import MAINTAINER_TOKEN, client
+from tests.support.sim_mr import MAINTAINER_TOKEN, client
 
 
 async def test_each_job_serves_its_junit_report_retried_jobs_included(

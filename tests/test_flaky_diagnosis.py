@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from forge.sim.app import RunningSim
 from roles.flaky.diagnosis import DIAGNOSIS_KEY, TAXONOMY, DiagnosisError, parse, prompt, record
-from tests.engine_support import PROJECT, note_bodies, root
-from tests.flaky_support import hosts
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, note_bodies, root
+from tests.support.flaky import hosts
 from workflow import flaky_workflow
 
 GOOD = """Looking at the logs, the shuffle has no seed.

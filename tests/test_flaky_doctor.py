@@ -12,10 +12,10 @@ import pytest
 
 from bot.app import Runtime
 from bot.scheduler import build_scheduler
-from forge.sim.app import RunningSim
 from roles.flaky import flaky_key, record_flakes
 from roles.settings import FlakyDoctorSettings
-from tests.engine_support import PROJECT, configure, root, runtime_for
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, configure, root, runtime_for
 
 TICK = "tests.test_tick.TickTest.test_tick_within_deadline"
 

@@ -9,13 +9,13 @@ import asyncio
 from pathlib import Path
 
 from forge.claims import ClaimMarker
-from forge.sim.app import RunningSim
 from roles.flaky.diagnosis import DIAGNOSIS_KEY
 from roles.flaky.doctor import Doctor
 from roles.flaky.proof import REPRODUCE_KEY
 from roles.flaky.runs import JobRunner
-from tests.engine_support import PROJECT, note_bodies, root
-from tests.flaky_support import flaky_issues, hosts, push_scripted, run_again
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, note_bodies, root
+from tests.support.flaky import flaky_issues, hosts, push_scripted, run_again
 
 
 async def test_two_hosts_file_once_and_reproduce_once_under_a_claim(

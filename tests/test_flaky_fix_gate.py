@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge.sim.app import RunningSim
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     PROJECT,
     configure,
     file_block,

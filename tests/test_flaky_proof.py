@@ -11,16 +11,16 @@ from typing import Any
 
 from bot.app import Runtime
 from bot.status import flaky_text
-from forge.sim.app import RunningSim
 from forge.types import Issue
 from roles.flaky.board import flaky_board
 from roles.flaky.detector import Detector
 from roles.flaky.filing import Rerun, bar_of, rerun_of
 from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, Proofs, RunOnce
 from roles.flaky.runs import JobRunner, Run
-from tests.engine_support import PROJECT, note_bodies, root
-from tests.fault_support import add_fault, lose_answer, rules
-from tests.flaky_support import SCRIPTED, flaky_issues, hosts, push_scripted, run_again
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, note_bodies, root
+from tests.support.faults import add_fault, lose_answer, rules
+from tests.support.flaky import SCRIPTED, flaky_issues, hosts, push_scripted, run_again
 from workflow import flaky_workflow
 
 

@@ -8,15 +8,15 @@ import asyncio
 from pathlib import Path
 
 from bot.app import Runtime
-from forge.sim.app import RunningSim
 from roles.flaky.detector import Detector
 from roles.flaky.doctor import Doctor
 from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, rate_marker
 from roles.flaky.runs import JobRunner, live_note
 from roles.flaky.stats import wilson
 from roles.mr_link import mr_marker
-from tests.engine_support import PROJECT, note_bodies, root
-from tests.flaky_support import flaky_issues, hosts, push_scripted, run_again
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, note_bodies, root
+from tests.support.flaky import flaky_issues, hosts, push_scripted, run_again
 
 
 async def at_the_merge_gate(sim: RunningSim, host: Runtime, tmp_path: Path, fix_fails: str) -> int:

@@ -14,10 +14,10 @@ from bot.demo_goals import GOALS
 from bot.fleet_commands import operator_pause
 from bot.status import board, fleet_lines
 from forge.control import CONTROL_LABEL, CONTROL_MARKER
-from forge.sim.app import RunningSim
 from roles.compaction import LearningItem, learnings_from_markdown, learnings_markdown
 from roles.notify import EventLog
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     PROJECT,
     configure,
     fake_agent,
@@ -27,7 +27,7 @@ from tests.engine_support import (
     runtime_for,
     state_of,
 )
-from tests.fault_support import lose_answer, rules
+from tests.support.faults import lose_answer, rules
 
 
 @asynccontextmanager

@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim
-from tests.engine_support import PROJECT, configure, file_goal, runtime_for, state_of
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, configure, file_goal, runtime_for, state_of
 from tests.test_cli import crewline
 from tests.test_cli_engine import TOKEN_ENV, write_config
 

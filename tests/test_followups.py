@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim
 from roles.settings import AgentSettings
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     PROJECT,
     agent_log,
     configure,

@@ -12,11 +12,11 @@ from typing import ClassVar
 
 import gitlab
 import pytest
-from forge_support import PROJECT, gateway_for, make_project
 
 from forge.client import ForgeUnavailable, GitLabClient, RetryPolicy
 from forge.settings import GitLabSettings
-from forge.sim.app import RunningSim
+from sim.core.app import RunningSim
+from tests.support.forge import PROJECT, gateway_for, make_project
 
 
 async def test_project_and_issue_handles_are_built_once_per_thread_and_stay_correct(

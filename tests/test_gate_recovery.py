@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from bot.app import Runtime
-from forge.sim.app import RunningSim
 from roles.engine import Engine
 from roles.gates import Decision, GateNotDecided, decide_plan
 from roles.janitor import sweep
 from roles.notify import EventLog, GateRequest
 from roles.plan_notes import load_approved_plan
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     PROJECT,
     configure,
     file_block,
@@ -34,7 +34,7 @@ from tests.engine_support import (
     runtime_for,
     state_of,
 )
-from tests.review_merge_support import issue_mr
+from tests.support.review_merge import issue_mr
 
 GOAL = goal_text("A greeting helper.", file_block("app/hello.py", "X = 1\n"))
 

@@ -11,8 +11,8 @@ import requests
 from forge.client import ForgeNotFound, ForgeUnavailable, RetryPolicy
 from forge.gateway import StaleState
 from forge.guard import GuardBlocked
-from forge.sim.app import RunningSim
-from tests.forge_support import PROJECT, admin, gateway_for, make_project
+from sim.core.app import RunningSim
+from tests.support.forge import PROJECT, admin, gateway_for, make_project
 
 
 def label(state: str) -> str:

@@ -18,15 +18,15 @@ from pydantic import SecretStr
 from bot.app import Runtime, build_runtime
 from bot.config import Secrets
 from forge.labels import sync_labels
-from forge.sim.app import RunningSim
-from forge.sim.core import DEVELOPER, GUEST, MAINTAINER
 from roles.gates import filer_marker
 from roles.janitor import sweep
 from roles.notify import EventLog
+from sim.core.app import RunningSim
+from sim.core.base import DEVELOPER, GUEST, MAINTAINER
 from storage import AuditEntry
-from tests.engine_support import PROJECT, file_goal, note_bodies, reach, root, state_of
-from tests.review_merge_support import GREET, commit, file_on, full_config, greet_goal, issue_mr
-from tests.sim_issues_support import add_user
+from tests.support.engine import PROJECT, file_goal, note_bodies, reach, root, state_of
+from tests.support.review_merge import GREET, commit, file_on, full_config, greet_goal, issue_mr
+from tests.support.sim_issues import add_user
 
 LOUDER = 'def greet(name: str) -> str:\n    return f"Hello, {name}!"\n\n\nLOUD = True\n'
 PLAN_KEY = re.compile(r"<!-- crewline:note key=pm-\d+:plan -->")

@@ -10,7 +10,7 @@ import traceback
 import pytest
 
 from forge.guard import Guard, GuardBlocked
-from tests.guard_support import (
+from tests.support.guard import (
     ALNUM,
     UPPER_ALNUM,
     fake_jwt,

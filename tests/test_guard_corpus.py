@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from forge.guard import GuardBlocked
-from tests.guard_support import Sample, load_samples, parse_sample, screen_sample
+from tests.support.guard import Sample, load_samples, parse_sample, screen_sample
 
 POSITIVES = load_samples("positive")
 NEGATIVES = load_samples("negative")

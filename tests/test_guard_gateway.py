@@ -15,11 +15,11 @@ import pytest
 
 from forge.gateway import Gateway
 from forge.guard import GuardBlocked
-from forge.sim.app import RunningSim
+from sim.core.app import RunningSim
 from storage import payload_digest, verify_chain
-from tests.fault_support import as_written
-from tests.forge_support import BOT_TOKEN, PROJECT, admin, gateway_for, make_project
-from tests.guard_support import UPPER_ALNUM, fake_token
+from tests.support.faults import as_written
+from tests.support.forge import BOT_TOKEN, PROJECT, admin, gateway_for, make_project
+from tests.support.guard import UPPER_ALNUM, fake_token
 
 
 def _user_notes(sim: RunningSim, iid: int) -> list[str]:

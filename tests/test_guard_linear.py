@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forge.guard import Guard
-from tests.guard_support import _BAIT, adversarial_cases, fake_token
+from tests.support.guard import _BAIT, adversarial_cases, fake_token
 
 BOUND_SECONDS = 1.0
 GUARD = Guard(["crewline-own-token-0001"])

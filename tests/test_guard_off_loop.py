@@ -19,8 +19,8 @@ from pathlib import Path
 
 from forge import calls
 from forge.guard import Guard
-from forge.sim.app import RunningSim
-from tests.forge_support import BOT_TOKEN, PROJECT, gateway_for, make_project
+from sim.core.app import RunningSim
+from tests.support.forge import BOT_TOKEN, PROJECT, gateway_for, make_project
 
 
 async def test_small_work_runs_inline_and_large_work_in_a_worker_thread() -> None:

@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from forge.guard import Guard, GuardBlocked
-from tests.guard_support import fake_jwt, fake_token
+from tests.support.guard import fake_jwt, fake_token
 
 TEXT_FIELDS = ("title", "description", "body", "commit_message")
 

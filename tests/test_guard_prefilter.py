@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forge.guard import Guard, assignments, encoded, scantext
-from tests.guard_support import _BAIT, adversarial_cases, load_samples
+from tests.support.guard import _BAIT, adversarial_cases, load_samples
 
 SAMPLES = load_samples("positive") + load_samples("negative")
 GUARD = Guard(["crewline-own-token-0001"])

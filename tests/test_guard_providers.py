@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from forge.guard import Guard
-from tests.guard_support import ALNUM, URLSAFE, fake_token
+from tests.support.guard import ALNUM, URLSAFE, fake_token
 
 HEX = "0123456789abcdef"
 UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from forge.guard import Guard
-from forge.sim.app import RunningSim
 from roles.settings import AgentSettings
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     PROJECT,
     configure,
     fake_agent,
@@ -19,8 +19,8 @@ from tests.engine_support import (
     root,
     runtime_for,
 )
-from tests.guard_support import fake_jwt
-from tests.review_merge_support import full_config, greet_goal, issue_mr, merging_runtime
+from tests.support.guard import fake_jwt
+from tests.support.review_merge import full_config, greet_goal, issue_mr, merging_runtime
 
 # In CI only (the simulator's runner sets GITLAB_CI), the first attempt's test prints a
 # JWT and fails on an assertion whose message tells a model to ignore its instructions.

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.identity import Actor, Identities, Need, NotAllowed
-from forge.sim.app import RunningSim
-from tests.desk_support import ALICE, APPROVER, BOB, NOBODY, RITA, actor, desk_for, discord_settings
-from tests.engine_support import PROJECT
+from sim.core.app import RunningSim
+from tests.support.desk import ALICE, APPROVER, BOB, NOBODY, RITA, actor, desk_for, discord_settings
+from tests.support.engine import PROJECT
 
 
 class CountingLevels:

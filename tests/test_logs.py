@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.demo_goals import GOALS
 from bot.logs import JsonFormatter, Scrubber
-from forge.sim.app import RunningSim
+from sim.core.app import RunningSim
 from tests.test_cli import crewline
 from tests.test_cli_engine import (
     TOKEN_ENV,

@@ -18,9 +18,9 @@ from forge.gateway import Gateway, note_marker
 from forge.guard import Guard
 from forge.labels import sync_labels
 from forge.settings import GitLabSettings
-from forge.sim.app import RunningSim
-from tests.fault_support import add_fault, lose_answer, rules
-from tests.forge_support import BOT_TOKEN, PROJECT, admin, gateway_for, make_project
+from sim.core.app import RunningSim
+from tests.support.faults import add_fault, lose_answer, rules
+from tests.support.forge import BOT_TOKEN, PROJECT, admin, gateway_for, make_project
 from workflow import default_workflow
 
 NOTES = r"/issues/\d+/notes$"

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from forge.client import ForgeError
-from forge.sim.app import RunningSim
 from roles.gates import GateNotDecided
 from roles.janitor import sweep
-from tests.engine_support import PROJECT, file_goal, note_bodies, reach, state_of
-from tests.review_merge_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, file_goal, note_bodies, reach, state_of
+from tests.support.review_merge import (
     full_config,
     greet_goal,
     inject_fault,

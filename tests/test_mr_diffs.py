@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge.sim.app import RunningSim
-from tests.forge_support import PROJECT, gateway_for
-from tests.sim_mr_support import make_repo
+from sim.core.app import RunningSim
+from tests.support.forge import PROJECT, gateway_for
+from tests.support.sim_mr import make_repo
 
 FILES = 130  # more than one page: GitLab (and the simulator) serve at most 100 a page
 

@@ -18,11 +18,12 @@ from bot.demo_goals import GOALS
 from bot.observe import Observer
 from bot.settings import ObservabilitySettings
 from forge import metrics
-from forge.sim.app import RunningSim
 from forge.webhooks import WebhookReceiver, WebhookSettings
 from forge.webhooks.events import WebhookEvent
 from roles.agents.base import AgentResult, Usage
+from sim.core.app import RunningSim
 from storage import Storage
+from tests.support.webhooks import issue_payload
 from tests.test_cli_engine import (
     TOKEN_ENV,
     WORKER,
@@ -33,7 +34,6 @@ from tests.test_cli_engine import (
     wait_for_state,
     write_config,
 )
-from tests.webhooks_support import issue_payload
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -14,10 +14,10 @@ from pydantic import SecretStr
 from bot.app import build_runtime
 from bot.config import Secrets, load_config
 from bot.demo_goals import GOALS
-from forge.sim.app import RunningSim
-from forge.sim.core import MAINTAINER
 from roles.notify import EventLog
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from sim.core.base import MAINTAINER
+from tests.support.engine import (
     PROJECT,
     configure,
     file_goal,
@@ -27,8 +27,8 @@ from tests.engine_support import (
     runtime_for,
     state_of,
 )
-from tests.review_merge_support import greet_goal, issue_mr
-from tests.sim_issues_support import add_user
+from tests.support.review_merge import greet_goal, issue_mr
+from tests.support.sim_issues import add_user
 from tests.test_cli import crewline
 from tests.test_cli_engine import TOKEN_ENV, write_config
 from tests.test_gitlab_gates import gitlab_only, plan_note_ids, react

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge.sim.app import RunningSim
 from roles.settings import AgentSettings
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     agent_log,
     configure,
     fake_agent,

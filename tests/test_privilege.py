@@ -16,8 +16,8 @@ from forge.gateway import Gateway
 from forge.guard import Guard
 from forge.privilege import merge_power
 from forge.settings import GitLabSettings
-from forge.sim.app import RunningSim
-from tests.engine_support import configure, runtime_for
+from sim.core.app import RunningSim
+from tests.support.engine import configure, runtime_for
 from workflow import default_workflow
 
 PROJECT = "demo/app"

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from bot.app import Runtime
 from forge.claims import ClaimMarker
-from forge.sim.app import RunningSim
+from sim.core.app import RunningSim
 from storage import RunStatus
-from tests.engine_support import PROJECT, note_bodies, reach, state_of
-from tests.qa_support import QaWork, open_work, to_qa
-from tests.review_merge_support import full_config, merging_runtime
-from tests.sim_pipeline_support import wait_idle
+from tests.support.engine import PROJECT, note_bodies, reach, state_of
+from tests.support.qa import QaWork, open_work, to_qa
+from tests.support.review_merge import full_config, merging_runtime
+from tests.support.sim_pipelines import wait_idle
 
 HELD_CI = """held:
   script:

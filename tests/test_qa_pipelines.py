@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from forge.sim.app import RunningSim
 from roles.flaky import flaky_key
-from tests.engine_support import PROJECT, note_bodies, reach, state_of
-from tests.qa_support import FAILING_TEST, PASSING_TEST, open_work, to_qa
-from tests.review_merge_support import as_maintainer, commit, full_config, merging_runtime
-from tests.sim_pipeline_support import FLAKY_SCRIPT, jobs_by_name, wait_idle
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, note_bodies, reach, state_of
+from tests.support.qa import FAILING_TEST, PASSING_TEST, open_work, to_qa
+from tests.support.review_merge import as_maintainer, commit, full_config, merging_runtime
+from tests.support.sim_pipelines import FLAKY_SCRIPT, jobs_by_name, wait_idle
 
 MANUAL_CI = """stages: [test, deploy]
 test:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from forge_support import PROJECT, make_project
 
 from bot.scheduler import Paced
 from forge.client import GitLabClient
 from forge.rate import RateBudget
 from forge.settings import GitLabSettings
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
+from sim.core.app import RunningSim, running_sim
+from sim.core.base import SimConfig
+from tests.support.forge import PROJECT, make_project
 from tests.test_cli_engine import TOKEN_ENV, WORKER, background, run_cli, write_config
 
 

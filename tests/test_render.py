@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import discord
 
-from bot.cards import board_embed, gate_card
-from bot.render import EMBED_DESCRIPTION, EMBED_TITLE, ZWSP, block, cut, link, plain, strip_details
+from bot.discord.cards import board_embed, gate_card
+from bot.discord.render import (
+    EMBED_DESCRIPTION,
+    EMBED_TITLE,
+    ZWSP,
+    block,
+    cut,
+    link,
+    plain,
+    strip_details,
+)
 from bot.status import Board, BoardItem
 from roles.notify import GateRequest
 from roles.plan import Plan

@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.app import Runtime
-from forge.sim.app import RunningSim
 from roles.gates import Decision, decide_merge, filer_marker
 from roles.janitor import sweep
 from roles.notify import EventKind
-from tests.engine_support import (
+from sim.core.app import RunningSim
+from tests.support.engine import (
     PROJECT,
     fake_agent,
     file_goal,
@@ -20,7 +20,7 @@ from tests.engine_support import (
     reach,
     state_of,
 )
-from tests.review_merge_support import (
+from tests.support.review_merge import (
     GREET,
     as_maintainer,
     commit,

@@ -12,12 +12,12 @@ import pytest
 
 from bot.demo_goals import GOALS
 from forge.settings import ProjectSettings
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
-from forge.sim.seed import demo_files
 from roles.flaky import flaky_key
 from roles.flaky.detector import Detector
-from tests.engine_support import (
+from sim.core.app import RunningSim, running_sim
+from sim.core.base import SimConfig
+from sim.core.seed import demo_files
+from tests.support.engine import (
     PROJECT,
     file_block,
     file_goal,
@@ -25,7 +25,7 @@ from tests.engine_support import (
     reach,
     root,
 )
-from tests.review_merge_support import (
+from tests.support.review_merge import (
     GREET,
     as_maintainer,
     commit,
@@ -34,7 +34,7 @@ from tests.review_merge_support import (
     issue_mr,
     merging_runtime,
 )
-from tests.sim_pipeline_support import only_pipeline, wait_idle
+from tests.support.sim_pipelines import only_pipeline, wait_idle
 
 
 async def test_a_red_pipeline_goes_back_to_the_developer_then_merges(

@@ -27,7 +27,6 @@ from bot.demo import VALIDATION
 from bot.demo_goals import GOALS
 from bot.doctor import check_sandbox
 from forge.settings import ProjectSettings
-from forge.sim.app import RunningSim
 from roles.agents import AgentTask, TaskKind
 from roles.sandbox import (
     BwrapSandbox,
@@ -39,10 +38,11 @@ from roles.sandbox import (
     select_sandbox,
 )
 from roles.validate import Check, ValidationReport, run_validation
-from roles.workspace import Workspaces, Worktree
+from roles.workspace.workspaces import Workspaces, Worktree
+from sim.core.app import RunningSim
 from storage import Database
-from tests.engine_support import configure, file_goal, reach, runtime_for
-from tests.workspace_support import AUTHOR, PROJECT, workspace_setup
+from tests.support.engine import configure, file_goal, reach, runtime_for
+from tests.support.workspace import AUTHOR, PROJECT, workspace_setup
 
 ESCAPE = Path(__file__).parent / "fake_agents" / "escape.py"
 TOKEN = "glpat-sandbox-escape-0123456789"

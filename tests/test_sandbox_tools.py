@@ -13,10 +13,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from forge.sim.app import RunningSim
 from roles.sandbox import BwrapSandbox
 from roles.validate import Check, run_validation
-from tests.workspace_support import AUTHOR, PROJECT, workspace_setup
+from sim.core.app import RunningSim
+from tests.support.workspace import AUTHOR, PROJECT, workspace_setup
 
 
 def git(*args: str, cwd: Path) -> str:

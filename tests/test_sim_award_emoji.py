@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import gitlab
 import pytest
 
-from forge.sim.app import RunningSim
-from forge.sim.core import GUEST
 from forge.webhooks import parse_event
 from forge.webhooks.events import EmojiEvent, MergeRequestEvent, wakes_gates
-from tests.sim_issues_support import MAINTAINER_TOKEN, add_user, client, make_project
-from tests.sim_mr_support import make_repo
+from sim.core.app import RunningSim
+from sim.core.base import GUEST
+from tests.support.sim_issues import MAINTAINER_TOKEN, add_user, client, make_project
+from tests.support.sim_mr import make_repo
+from tests.support.webhooks import merge_request_payload
 from tests.test_sim_hooks import Receiver, fast_sim, hooks_of
-from tests.webhooks_support import merge_request_payload
 
 __all__ = ["fast_sim"]  # the fixture, imported for use here
 

@@ -6,7 +6,7 @@ import gitlab
 import pytest
 import requests
 
-from forge.sim.app import RunningSim
+from sim.core.app import RunningSim
 
 
 def client(sim: RunningSim, token: str = "sim-root-token") -> gitlab.Gitlab:

@@ -11,11 +11,11 @@ import gitlab
 import pytest
 import requests
 
-from forge.sim.app import RunningSim
-from tests.fault_support import add_fault, faults_url
-from tests.sim_git_support import PushRecorder, clone_url, git
-from tests.sim_git_support import make_project as git_project
-from tests.sim_issues_support import BOT_TOKEN, ROOT_TOKEN, client, make_project
+from sim.core.app import RunningSim
+from tests.support.faults import add_fault, faults_url
+from tests.support.sim_git import PushRecorder, clone_url, git
+from tests.support.sim_git import make_project as git_project
+from tests.support.sim_issues import BOT_TOKEN, ROOT_TOKEN, client, make_project
 
 
 def get_issues(sim: RunningSim, project_id: int) -> requests.Response:

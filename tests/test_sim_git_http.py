@@ -11,9 +11,9 @@ import gitlab
 import pytest
 import requests
 
-from forge.sim.app import RunningSim
-from forge.sim.core import REPORTER, create_user
-from tests.sim_git_support import (
+from sim.core.app import RunningSim
+from sim.core.base import REPORTER, create_user
+from tests.support.sim_git import (
     BOT_TOKEN,
     MAINTAINER_TOKEN,
     PushRecorder,

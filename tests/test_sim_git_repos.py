@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from forge.sim.git_errors import GitActionError, GitConflict, GitStaleRef
-from forge.sim.git_repos import GitRepos, run_git
+from sim.git.errors import GitActionError, GitConflict, GitStaleRef
+from sim.git.repos import GitRepos, run_git
 
 AUTHOR = {"author_name": "Ada", "author_email": "ada@example.invalid"}
 

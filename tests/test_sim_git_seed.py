@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from forge.sim.app import RunningSim
-from forge.sim.core import DEVELOPER, MAINTAINER
-from forge.sim.seed import demo_files, seed_demo
-from tests.sim_git_support import BOT_TOKEN, client, clone_url, git
+from sim.core.app import RunningSim
+from sim.core.base import DEVELOPER, MAINTAINER
+from sim.core.seed import demo_files, seed_demo
+from tests.support.sim_git import BOT_TOKEN, client, clone_url, git
 
 
 def test_demo_files_include_the_ci_config_and_junit_script() -> None:

@@ -14,9 +14,9 @@ import pytest
 import requests
 from aiohttp import web
 
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
-from tests.sim_issues_support import MAINTAINER_TOKEN, ROOT_TOKEN, client, make_project
+from sim.core.app import RunningSim, running_sim
+from sim.core.base import SimConfig
+from tests.support.sim_issues import MAINTAINER_TOKEN, ROOT_TOKEN, client, make_project
 
 HOOK_FIELDS = {
     "id", "url", "project_id", "push_events", "issues_events", "confidential_issues_events",

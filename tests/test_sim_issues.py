@@ -9,10 +9,10 @@ import gitlab
 import pytest
 import requests
 
-from forge.sim.app import RunningSim
-from forge.sim.core import GUEST, REPORTER
-from forge.sim.labels import DEFAULT_COLOR
-from tests.sim_issues_support import ROOT_TOKEN, add_user, client, make_project
+from sim.core.app import RunningSim
+from sim.core.base import GUEST, REPORTER
+from sim.issues.labels import DEFAULT_COLOR
+from tests.support.sim_issues import ROOT_TOKEN, add_user, client, make_project
 
 ISSUE_FIELDS = {
     "id", "iid", "project_id", "title", "description", "state", "created_at", "updated_at",

@@ -8,9 +8,9 @@ import gitlab
 import pytest
 import requests
 
-from forge.sim.app import RunningSim
-from forge.sim.core import REPORTER
-from tests.sim_issues_support import MAINTAINER_TOKEN, add_user, client, make_project
+from sim.core.app import RunningSim
+from sim.core.base import REPORTER
+from tests.support.sim_issues import MAINTAINER_TOKEN, add_user, client, make_project
 
 NOTE_FIELDS = {
     "id", "type", "body", "author", "created_at", "updated_at", "system", "noteable_id",

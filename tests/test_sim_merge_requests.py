@@ -7,8 +7,8 @@ import gitlab
 import pytest
 import requests
 
-from forge.sim.app import RunningSim
-from tests.sim_mr_support import ROOT_TOKEN, make_repo, mr_action, record_events
+from sim.core.app import RunningSim
+from tests.support.sim_mr import ROOT_TOKEN, make_repo, mr_action, record_events
 
 
 def test_create_get_and_fields(sim: RunningSim) -> None:

@@ -7,8 +7,8 @@ import gitlab
 import pytest
 import requests
 
-from forge.sim.app import RunningSim
-from tests.sim_mr_support import BOT_TOKEN, Repo, make_repo, mr_action, record_events
+from sim.core.app import RunningSim
+from tests.support.sim_mr import BOT_TOKEN, Repo, make_repo, mr_action, record_events
 
 
 def _mr(repo: Repo, source: str = "feature/a", **extra: object) -> int:

@@ -8,8 +8,8 @@ import gitlab
 import pytest
 import requests
 
-from forge.sim.app import RunningSim
-from tests.sim_mr_support import BOT_TOKEN, Repo, make_repo
+from sim.core.app import RunningSim
+from tests.support.sim_mr import BOT_TOKEN, Repo, make_repo
 
 
 def _open_mr(sim: RunningSim) -> tuple[Repo, str]:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from forge.sim.mr_status import (
+from sim.merge_requests.status import (
     MergeFacts,
     closing_issue_iids,
     detailed_merge_status,

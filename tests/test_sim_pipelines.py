@@ -10,12 +10,12 @@ import gitlab
 import pytest
 import requests
 
-from forge.sim.app import RunningSim
-from forge.sim.core import create_user
-from forge.sim.git_hooks import ZERO_SHA
-from tests.sim_git_support import clone_url, git
-from tests.sim_mr_support import BOT_TOKEN, MAINTAINER_TOKEN, ROOT_TOKEN, client, make_repo
-from tests.sim_pipeline_support import (
+from sim.core.app import RunningSim
+from sim.core.base import create_user
+from sim.git.hooks import ZERO_SHA
+from tests.support.sim_git import clone_url, git
+from tests.support.sim_mr import BOT_TOKEN, MAINTAINER_TOKEN, ROOT_TOKEN, client, make_repo
+from tests.support.sim_pipelines import (
     MIXED_SUITE,
     PASSING_SUITE,
     jobs_by_name,

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from forge.sim.app import RunningSim
-from forge.sim.ci_config import CiConfigError, parse_ci_config, parse_duration
-from forge.sim.ci_status import JobState, advance, composite_status
-from forge.sim.junit import JunitError, parse_junit, report_json, suite_json
-from forge.sim.runner import Trace
-from tests.sim_mr_support import BOT_TOKEN, client
-from tests.sim_pipeline_support import only_pipeline, wait_idle
+from sim.core.app import RunningSim
+from sim.pipelines.ci_config import CiConfigError, parse_ci_config, parse_duration
+from sim.pipelines.ci_status import JobState, advance, composite_status
+from sim.pipelines.junit import JunitError, parse_junit, report_json, suite_json
+from sim.pipelines.runner import Trace
+from tests.support.sim_mr import BOT_TOKEN, client
+from tests.support.sim_pipelines import only_pipeline, wait_idle
 
 FULL = """
 variables:

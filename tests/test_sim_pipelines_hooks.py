@@ -10,12 +10,12 @@ from typing import Any
 import requests
 from pydantic import SecretStr
 
-from forge.sim.app import RunningSim
 from forge.webhooks import WebhookReceiver, WebhookSettings
 from forge.webhooks.events import PipelineEvent
-from tests.sim_mr_support import ROOT_TOKEN, make_repo, record_events
-from tests.sim_pipeline_support import only_pipeline, wait_idle
-from tests.webhooks_support import SECRET, Recorder
+from sim.core.app import RunningSim
+from tests.support.sim_mr import ROOT_TOKEN, make_repo, record_events
+from tests.support.sim_pipelines import only_pipeline, wait_idle
+from tests.support.webhooks import SECRET, Recorder
 
 TWO_JOBS = """stages: [lint, test]
 lint:

@@ -13,11 +13,11 @@ import gitlab
 import pytest
 import requests
 
-from forge.sim.app import RunningSim, running_sim
-from forge.sim.core import SimConfig
-from tests.forge_support import PROJECT, gateway_for
-from tests.sim_mr_support import ROOT_TOKEN, make_repo
-from tests.sim_pipeline_support import (
+from sim.core.app import RunningSim, running_sim
+from sim.core.base import SimConfig
+from tests.support.forge import PROJECT, gateway_for
+from tests.support.sim_mr import ROOT_TOKEN, make_repo
+from tests.support.sim_pipelines import (
     alive,
     flaky_files,
     jobs_by_name,

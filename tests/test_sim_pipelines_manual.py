@@ -8,9 +8,9 @@ from __future__ import annotations
 import gitlab
 import pytest
 
-from forge.sim.app import RunningSim
-from tests.sim_mr_support import make_repo
-from tests.sim_pipeline_support import jobs_by_name, only_pipeline, wait_idle
+from sim.core.app import RunningSim
+from tests.support.sim_mr import make_repo
+from tests.support.sim_pipelines import jobs_by_name, only_pipeline, wait_idle
 
 BLOCKING = """stages: [test, deploy, verify]
 unit:

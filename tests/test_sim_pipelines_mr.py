@@ -4,11 +4,11 @@ merge request pipeline for a head that never got one from a push."""
 
 from __future__ import annotations
 
-from forge.sim.app import RunningSim
-from forge.sim.core import project_by_ref
-from forge.sim.repository import git_repos_for
-from tests.sim_mr_support import make_repo, record_events
-from tests.sim_pipeline_support import only_pipeline, wait_idle
+from sim.core.app import RunningSim
+from sim.core.base import project_by_ref
+from sim.git.repository import git_repos_for
+from tests.support.sim_mr import make_repo, record_events
+from tests.support.sim_pipelines import only_pipeline, wait_idle
 
 GREEN = "check:\n  script: ['echo green']\n"
 RED = "check:\n  script: ['echo red', 'exit 4']\n"

@@ -8,8 +8,8 @@ import base64
 import gitlab
 import pytest
 
-from forge.sim.app import RunningSim
-from tests.sim_git_support import BOT_TOKEN, MAINTAINER_TOKEN, PushRecorder, client, make_project
+from sim.core.app import RunningSim
+from tests.support.sim_git import BOT_TOKEN, MAINTAINER_TOKEN, PushRecorder, client, make_project
 
 
 def project_as(sim: RunningSim, project_id: int, token: str = BOT_TOKEN) -> object:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from forge.sim.app import RunningSim
+from sim.core.app import RunningSim
 from tests.test_cli_engine import (
     PROJECT,
     TOKEN_ENV,
@@ -51,4 +51,4 @@ def test_run_with_discord_off_never_imports_discord_py(
     modules = set(json.loads(out.read_text(encoding="utf-8")))
     assert "bot.serve" in modules and "forge.webhooks.receiver" in modules  # it did run
     assert not {name for name in modules if name == "discord" or name.startswith("discord.")}
-    assert not {name for name in modules if name.startswith("forge.sim")}
+    assert not {name for name in modules if name.startswith("sim")}

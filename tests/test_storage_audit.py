@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from storage_support import ManualClock, raw_connection
 from test_cli import crewline
 
 from storage import AuditLog, Database, StorageError, payload_digest, verify_chain
 from storage.audit import GENESIS_HASH, row_hash
 from storage.clock import iso_utc
+from tests.support.storage import ManualClock, raw_connection
 
 TARGETS = ["g/app#1", "g/app#2", "g/app#1", "g/app!5", "g/app#1"]
 

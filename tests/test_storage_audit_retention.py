@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from storage_support import ManualClock, raw_connection
 from test_cli import crewline
 
 from storage import AuditLog, Database, verify_chain
 from storage.audit_prune import prune_audit
 from storage.clock import iso_utc
+from tests.support.storage import ManualClock, raw_connection
 
 START = 1_700_000_040.0  # a whole minute, so "minute" boundaries in the tests are exact
 

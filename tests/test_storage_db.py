@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from storage_support import raw_connection
 
 import storage.db
 from storage import (
@@ -26,6 +25,7 @@ from storage import (
     load_migrations,
 )
 from storage.schema import split_statements
+from tests.support.storage import raw_connection
 
 SHIPPED_TABLES = {"leases", "runs", "checkpoints", "usage", "audit", "learnings", "settings"}
 

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from storage_support import ManualClock, raw_connection
 
 from storage import Database, SettingsStore
 from storage.clock import iso_utc
+from tests.support.storage import ManualClock, raw_connection
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from storage_support import ManualClock, raw_connection
 
 from storage import Database, LearningStore, RunStore
 from storage.learnings import match_expression
+from tests.support.storage import ManualClock, raw_connection
 
 
 @pytest.fixture

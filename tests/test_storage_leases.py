@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from storage_support import ManualClock, race_worker, raw_connection, read_grants
 
 from storage import Database, Lease, LeaseStore
+from tests.support.storage import ManualClock, race_worker, raw_connection, read_grants
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from storage_support import raw_connection
 
 import storage.db
 from storage import Database, Lease, LeaseStore
 from storage.schema import load_migrations
+from tests.support.storage import raw_connection
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from storage_support import ManualClock
 
 from storage import (
     Database,
@@ -19,6 +18,7 @@ from storage import (
     RunStore,
     Spend,
 )
+from tests.support.storage import ManualClock
 
 # 2024-03-01T23:30:00Z: half an hour before midnight, so spend windows can straddle a day.
 LATE_EVENING = datetime(2024, 3, 1, 23, 30, tzinfo=UTC)

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge.sim.app import RunningSim
 from forge.trust import FORGED, carries_marker, defang_all
 from roles.agents.base import AgentTask, TaskKind
 from roles.plan_notes import load_plan
 from roles.settings import AgentSettings
 from roles.validate import printable
-from tests.engine_support import PROJECT, configure, fake_agent, file_goal, reach, runtime_for
-from tests.forge_support import gateway_for
-from tests.sim_mr_support import make_repo
-from tests.sim_pipeline_support import jobs_by_name, only_pipeline, wait_idle
+from sim.core.app import RunningSim
+from tests.support.engine import PROJECT, configure, fake_agent, file_goal, reach, runtime_for
+from tests.support.forge import gateway_for
+from tests.support.sim_mr import make_repo
+from tests.support.sim_pipelines import jobs_by_name, only_pipeline, wait_idle
 
 FORGED_BITS = (
     "key=pm-7:plan",

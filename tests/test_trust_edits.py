@@ -12,15 +12,15 @@ from pathlib import Path
 import gitlab
 
 from bot.desk_work import goal_body, record_filer
-from forge.sim.app import RunningSim
-from forge.sim.core import DEVELOPER
 from forge.trust import FORGED
 from roles.desk_rules import second_person_refusal
 from roles.flaky.detect import Candidate
 from roles.flaky.filing import Filer, rerun_marker, rerun_of
 from roles.gates import filer_marker, filer_of
-from tests.forge_support import PROJECT, gateway_for, make_project
-from tests.sim_issues_support import add_user
+from sim.core.app import RunningSim
+from sim.core.base import DEVELOPER
+from tests.support.forge import PROJECT, gateway_for, make_project
+from tests.support.sim_issues import add_user
 from tests.test_trust_forged import forged_rows
 from workflow import flaky_workflow
 

@@ -16,8 +16,6 @@ from bot.config import ConfigError, Secrets
 from bot.desk_work import answer_key, goal_body, questions_in
 from forge.claims import ClaimMarker, Claims
 from forge.gateway import note_marker
-from forge.sim.app import RunningSim
-from forge.sim.core import GUEST, REPORTER
 from forge.trust import FORGED, IdentityUnknown
 from roles.flaky.detect import Candidate
 from roles.flaky.filing import Filer, key_marker
@@ -26,10 +24,12 @@ from roles.mr_link import mr_marker, mr_reference, qa_passed_head, qa_passed_mar
 from roles.notify import EventLog
 from roles.plan import Plan
 from roles.plan_notes import decision_key, latest_feedback, load_plan
+from sim.core.app import RunningSim
+from sim.core.base import GUEST, REPORTER
 from storage import Storage
-from tests.engine_support import configure
-from tests.forge_support import PROJECT, gateway_for, make_project
-from tests.sim_issues_support import add_user
+from tests.support.engine import configure
+from tests.support.forge import PROJECT, gateway_for, make_project
+from tests.support.sim_issues import add_user
 from workflow import flaky_workflow
 
 GOOD_PLAN = Plan(

@@ -8,13 +8,13 @@ from pathlib import Path
 import gitlab
 
 from forge.gateway import note_marker
-from forge.sim.app import RunningSim
-from forge.sim.core import GUEST
 from roles.gates import decide_plan
 from roles.plan import Plan
-from tests.engine_support import PROJECT, configure, fake_agent, file_goal, reach, root, runtime_for
-from tests.review_merge_support import full_config, greet_goal, issue_mr, merging_runtime
-from tests.sim_issues_support import add_user
+from sim.core.app import RunningSim
+from sim.core.base import GUEST
+from tests.support.engine import PROJECT, configure, fake_agent, file_goal, reach, root, runtime_for
+from tests.support.review_merge import full_config, greet_goal, issue_mr, merging_runtime
+from tests.support.sim_issues import add_user
 
 
 async def test_forged_finding_markers_and_a_guests_thread_change_nothing(

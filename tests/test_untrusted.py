@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from forge.sim.app import RunningSim
 from roles.untrusted import Fence
-from tests.forge_support import PROJECT, gateway_for, make_project
+from sim.core.app import RunningSim
+from tests.support.forge import PROJECT, gateway_for, make_project
 
 
 def test_the_boundary_appears_in_none_of_the_texts_and_differs_per_run() -> None:

@@ -12,7 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from webhooks_support import (
+
+from forge.webhooks import IssueEvent, MergeRequestEvent, NoteEvent, PipelineEvent
+from tests.support.webhooks import (
     SECRET,
     Recorder,
     commit_note_payload,
@@ -27,11 +29,9 @@ from webhooks_support import (
 )
 
 # Fixtures are found by name in this module, hence the explicit re-export form.
-from webhooks_support import client as client
-from webhooks_support import recorded as recorded
-from webhooks_support import start_receiver as start_receiver
-
-from forge.webhooks import IssueEvent, MergeRequestEvent, NoteEvent, PipelineEvent
+from tests.support.webhooks import client as client
+from tests.support.webhooks import recorded as recorded
+from tests.support.webhooks import start_receiver as start_receiver
 
 # -- typed events reach the callback --------------------------------------------------
 

@@ -7,12 +7,6 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from webhooks_support import (
-    issue_note_payload,
-    issue_payload,
-    merge_request_payload,
-    pipeline_payload,
-)
 
 from forge.webhooks import (
     Ignored,
@@ -27,6 +21,12 @@ from forge.webhooks import (
 )
 from forge.webhooks.parse import parse_gitlab_time
 from forge.webhooks.receiver import RecentDeliveries, delivery_key
+from tests.support.webhooks import (
+    issue_note_payload,
+    issue_payload,
+    merge_request_payload,
+    pipeline_payload,
+)
 
 NOW = datetime(2024, 5, 2, 12, 0, tzinfo=UTC)
 

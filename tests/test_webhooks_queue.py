@@ -10,7 +10,9 @@ import logging
 import aiohttp
 import pytest
 from pydantic import SecretStr
-from webhooks_support import (
+
+from forge.webhooks import WebhookEvent, WebhookReceiver, WebhookSettings
+from tests.support.webhooks import (
     SECRET,
     Gate,
     Recorder,
@@ -22,11 +24,9 @@ from webhooks_support import (
 )
 
 # Fixtures are found by name in this module, hence the explicit re-export form.
-from webhooks_support import client as client
-from webhooks_support import recorded as recorded
-from webhooks_support import start_receiver as start_receiver
-
-from forge.webhooks import WebhookEvent, WebhookReceiver, WebhookSettings
+from tests.support.webhooks import client as client
+from tests.support.webhooks import recorded as recorded
+from tests.support.webhooks import start_receiver as start_receiver
 
 
 async def test_redelivery_with_same_uuid_is_processed_once(

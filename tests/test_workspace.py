@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from forge.sim.app import RunningSim
-from roles.workspace import Workspaces, Worktree, branch_name
-from roles.workspace_errors import PushRejected, WorkspaceBusy, WorkspaceError
-from tests.sim_git_support import git
-from tests.workspace_support import AUTHOR, PROJECT, Setup, push_as_other, workspace_setup
+from roles.workspace.errors import PushRejected, WorkspaceBusy, WorkspaceError
+from roles.workspace.workspaces import Workspaces, Worktree, branch_name
+from sim.core.app import RunningSim
+from tests.support.sim_git import git
+from tests.support.workspace import AUTHOR, PROJECT, Setup, push_as_other, workspace_setup
 
 
 async def open_issue(

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from forge.sim.app import RunningSim
-from tests.fault_support import add_fault, lose_answer, rules
-from tests.workspace_support import AUTHOR, PROJECT, workspace_setup
+from sim.core.app import RunningSim
+from tests.support.faults import add_fault, lose_answer, rules
+from tests.support.workspace import AUTHOR, PROJECT, workspace_setup
 
 RECEIVE = r"/git-receive-pack$"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forge.sim.app import RunningSim
-from roles.workspace import Worktree
-from roles.workspace_prune import disk_usage
-from tests.sim_git_support import git
-from tests.workspace_support import AUTHOR, PROJECT, workspace_setup
+from roles.workspace.prune import disk_usage
+from roles.workspace.workspaces import Worktree
+from sim.core.app import RunningSim
+from tests.support.sim_git import git
+from tests.support.workspace import AUTHOR, PROJECT, workspace_setup
 
 
 async def test_prune_removes_the_oldest_unleased_checkouts_first(

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from forge.sim.app import RunningSim
-from roles.workspace import Workspaces, Worktree
-from roles.workspace_errors import WorkspaceError
-from tests.sim_git_support import git
-from tests.workspace_support import AUTHOR, PROJECT, Setup, workspace_setup
+from roles.workspace.errors import WorkspaceError
+from roles.workspace.workspaces import Workspaces, Worktree
+from sim.core.app import RunningSim
+from tests.support.sim_git import git
+from tests.support.workspace import AUTHOR, PROJECT, Setup, workspace_setup
 
 
 async def branch_with_readme_change(ws: Workspaces, setup: Setup, text: str) -> Worktree:

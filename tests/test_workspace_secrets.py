@@ -11,13 +11,13 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from forge.sim.app import RunningSim
-from roles.gitcmd import Git, http_origin
-from roles.workspace import Workspaces
-from roles.workspace_errors import GitCommandError, GitTimeout
-from roles.workspace_settings import WorkspaceSettings
-from tests.sim_git_support import BOT_TOKEN, ROOT_TOKEN, clone_url
-from tests.workspace_support import AUTHOR, PROJECT, files_under, workspace_setup
+from roles.workspace.errors import GitCommandError, GitTimeout
+from roles.workspace.gitcmd import Git, http_origin
+from roles.workspace.settings import WorkspaceSettings
+from roles.workspace.workspaces import Workspaces
+from sim.core.app import RunningSim
+from tests.support.sim_git import BOT_TOKEN, ROOT_TOKEN, clone_url
+from tests.support.workspace import AUTHOR, PROJECT, files_under, workspace_setup
 
 ENCODED = base64.b64encode(f"oauth2:{BOT_TOKEN}".encode()).decode()
 

@@ -92,7 +92,7 @@ class CliAgent(ABC):
 
     kind: ClassVar[str]
     # gitignore patterns of what the CLI leaves in its working directory: excluded from every
-    # commit through the mirror's info/exclude (see roles/workspace.py).
+    # commit through the mirror's info/exclude (see roles/workspace/workspaces.py).
     state_files: ClassVar[tuple[str, ...]] = ()
     tested_versions: ClassVar[TestedVersions | None] = None  # None: any version (command)
     can_resume: ClassVar[bool] = True  # False: every follow-up prompt must stand alone

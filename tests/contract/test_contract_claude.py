@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.desk_work import answer, questions_in
-from forge.sim.app import RunningSim
 from roles.settings import AgentSettings
+from sim.core.app import RunningSim
 from tests.contract import clis
 from tests.contract.model_server import ModelServer
 from tests.contract.scripts import (
@@ -26,8 +26,8 @@ from tests.contract.scripts import (
     shell_script,
     which_prompt,
 )
-from tests.engine_support import PROJECT, file_goal, reach
-from tests.review_merge_support import (
+from tests.support.engine import PROJECT, file_goal, reach
+from tests.support.review_merge import (
     as_maintainer,
     file_on,
     full_config,

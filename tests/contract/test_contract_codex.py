@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from forge.sim.app import RunningSim
 from roles.agents import AgentTask, TaskKind, build_agent
 from roles.settings import AgentSettings
+from sim.core.app import RunningSim
 from tests.contract import clis
 from tests.contract.model_server import ModelServer
 from tests.contract.scripts import FIX, FIXED, GOAL, GOAL_TITLE, shell_script, which_prompt
-from tests.engine_support import file_goal, reach
-from tests.review_merge_support import (
+from tests.support.engine import file_goal, reach
+from tests.support.review_merge import (
     as_maintainer,
     file_on,
     full_config,

@@ -1,0 +1,2 @@
+"""The simulator's issues: records, notes, discussions, labels, label events, links and award
+emoji."""

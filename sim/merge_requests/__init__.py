@@ -1,0 +1,2 @@
+"""The simulator's merge requests: records, views, discussions, merge, rebase and their
+pipelines."""

@@ -1,0 +1,2 @@
+"""The simulator's CI: pipelines and jobs, the .gitlab-ci.yml subset, the runner and JUnit
+reports."""
