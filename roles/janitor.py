@@ -94,10 +94,10 @@ async def sweep(
             for issue in listing.at(services.workflow.running_state(role).label):
                 if (issue.project, issue.iid) not in busy:
                     await _recover(services, issue, role, report)
-    # The flaky-test doctor's steps claim on a workflow of their own (roles/flaky/janitor.py).
-    flaky = await sweep_flaky(services, busy=busy)
-    report.requeued += flaky.requeued
-    report.failed += flaky.failed
+        # The flaky-test doctor's steps claim on a workflow of their own.
+        flaky = await sweep_flaky(services, listing, busy=busy)
+        report.requeued += flaky.requeued
+        report.failed += flaky.failed
     await _report_stuck(services, limits, report)
     metrics.janitor(report)
     return report

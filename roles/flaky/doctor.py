@@ -1,12 +1,16 @@
 """One pass of the flaky-test doctor over a project: detect, reproduce what was detected,
-diagnose what was reproduced, validate fixes waiting at the merge gate.
+diagnose what was reproduced, validate fixes waiting at the merge gate, and bring this
+week's flaky note on the control issue up to date (roles/flaky/weekly.py).
 
 Run on ``schedule.flaky_cron``. The reproducer's work is claimed like any role's: the
 issue moves ``flaky::detected`` to ``flaky::reproducing`` under a claim note and this host's
 lease (forge/claims.py over the doctor's own workflow), so two hosts never re-run the same
-test's job at once, and the claim is released when the issue has moved on. The diagnosis is
-claimed the same way (``flaky::reproduced`` to ``flaky::diagnosing``). Every GitLab call
-is audited by the gateway as usual.
+test's job at once, and the claim is released when the issue has moved on. The diagnosis and
+the validation are claimed the same way. Each step renews its claim while it works and
+fences its writes by it; a step that raises is re-queued (attempt k of n) or failed, and a
+host that dies mid-step is swept by the janitor (roles/flaky/janitor.py); a resumed step
+counts the CI runs it had started (roles/flaky/resume.py). Every GitLab call is audited by
+the gateway as usual.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from forge.client import ForgeError
 from forge.gateway import StaleState
 from forge.types import Issue
 from roles.context import Services
+from roles.flaky.board import flaky_board
 from roles.flaky.detector import Detector
 from roles.flaky.diagnose_step import diagnose
 from roles.flaky.filing import Rerun, rerun_of, stage_of
@@ -33,6 +38,7 @@ from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, Proofs, RunOnce, Verd
 from roles.flaky.resume import resumable_runs
 from roles.flaky.runs import JobRunner
 from roles.flaky.validate_step import head_rerun, validate_fix
+from roles.flaky.weekly import post_weekly
 from roles.settings import FlakyDoctorSettings
 from storage import Lease
 from workflow import flaky_workflow
@@ -49,6 +55,7 @@ class DoctorPass:
     skipped: list[str] = field(default_factory=list)  # claimed elsewhere, or nothing to re-run
     diagnosed: dict[str, str] = field(default_factory=dict)  # issue ref -> the state it went to
     validated: dict[str, bool] = field(default_factory=dict)  # issue ref -> N/N green
+    weekly_note_on: int | None = None  # the control issue carrying this week's flaky note
 
 
 class Doctor:
@@ -95,6 +102,8 @@ class Doctor:
             (done.reproduced if verdict.rate.failures else done.not_reproduced).append(issue.ref)
         await self._diagnose_all(project, done)
         await self._validate_all(project, done)
+        board = await flaky_board(self.services.gateway, [project], self.flaky, self.settings.label)
+        done.weekly_note_on = await post_weekly(self.services.gateway, project, board)
         return done
 
     async def _validate_all(self, project: str, done: DoctorPass) -> None:

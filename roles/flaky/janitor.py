@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from forge.calls import fenced
 from forge.claims import Claim, Claims, requeue_key
 from forge.gateway import Gateway, StaleState
+from forge.issue_index import Listing
 from roles.attempts import round_attempt
 from roles.context import Services
 from storage import Lease
@@ -81,30 +82,27 @@ async def stopped(gateway: Gateway, limit: int, claim: Claim[Lease], why: str) -
     return target
 
 
-async def sweep_flaky(services: Services, *, busy: Collection[tuple[str, int]] = ()) -> FlakySweep:
-    """Put back every doctor's step whose claim expired (its host died or hung), on every
-    project; judged and fenced by ``Claims.expire`` as the janitor does for the roles."""
+async def sweep_flaky(
+    services: Services, listing: Listing, *, busy: Collection[tuple[str, int]] = ()
+) -> FlakySweep:
+    """Put back every doctor's step of the project ``listing`` shows whose claim expired (its
+    host died or hung); judged on fresh reads and fenced by ``Claims.expire``, as the janitor
+    does for the roles, whatever the listing said."""
     swept = FlakySweep()
     settings = services.roles.flaky
     if not settings.enabled:
         return swept
     flaky = flaky_workflow()
     claims = flaky_claims(services, flaky_gateway(services.gateway, flaky))
-    for project in services.projects:
-        for role in FLAKY_ROLES:
-            running = flaky.running_state(role)
-            listed = await services.gateway.list_issues(
-                project, labels=[settings.label, running.label]
+    for role in FLAKY_ROLES:
+        for issue in listing.at(flaky.running_state(role).label):
+            if settings.label not in issue.labels or (issue.project, issue.iid) in busy:
+                continue
+            attempt = round_attempt(await services.notes_of(issue), role)
+            target, reason = after_stop(
+                flaky, role, attempt, settings.max_attempts, "its claim expired"
             )
-            for issue in listed:
-                if (issue.project, issue.iid) in busy:
-                    continue
-                notes = await services.gateway.notes(issue.project, issue.iid)
-                attempt = round_attempt(notes, role)
-                target, reason = after_stop(
-                    flaky, role, attempt, settings.max_attempts, "its claim expired"
-                )
-                if await claims.expire(issue, role, reason=reason, target=target):
-                    spent = target == flaky.state("failed").name
-                    (swept.failed if spent else swept.requeued).append(issue.ref)
+            if await claims.expire(issue, role, reason=reason, target=target):
+                spent = target == flaky.state("failed").name
+                (swept.failed if spent else swept.requeued).append(issue.ref)
     return swept

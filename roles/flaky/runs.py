@@ -30,9 +30,12 @@ class Run:
     job: int
     passed: bool
     web_url: str
+    seconds: float | None = None  # the job's duration, as GitLab reports it
 
     def line(self, n: int) -> str:
-        return f"{n}. job [{self.job}]({self.web_url}): {'passed' if self.passed else 'FAILED'}"
+        took = "" if self.seconds is None else f" in {self.seconds:.1f} s"
+        verdict = "passed" if self.passed else "FAILED"
+        return f"{n}. job [{self.job}]({self.web_url}): {verdict}{took}"
 
 
 class JobRunner:
@@ -70,7 +73,9 @@ class JobRunner:
         cases = await self.ci.job_report(project, job_id, self.junit_path)
         outcome = {f"{c.get('classname') or ''}.{c.get('name') or ''}": c for c in cases}
         passed = outcome.get(test, {}).get("status") == "success"
-        return Run(job_id, passed, str(job.get("web_url") or ""))
+        duration = job.get("duration")
+        seconds = float(duration) if isinstance(duration, int | float) else None
+        return Run(job_id, passed, str(job.get("web_url") or ""), seconds)
 
     async def _finished(self, project: str, job_id: int) -> dict[str, object]:
         waited = 0.0
