@@ -95,7 +95,7 @@ def demo_config(base: Path, gitlab_url: str) -> CrewlineConfig:
     )
 
 
-async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 480.0) -> int:
+async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 900.0) -> int:
     console = Console(quiet=as_json, highlight=False, width=_WIDTH)
     with tempfile.TemporaryDirectory(prefix="crewline-demo-") as tmp:
         base = Path(tmp)
@@ -204,6 +204,10 @@ class _FlakyPhase:
         return self._task is not None and self._task.done() and bool(self.history)
 
     def go(self) -> None:
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            error = self._task.exception()
+            if error is not None:  # said, then tried again by the next pass
+                self.console.print(f"flaky goal: {error!r}", style="red", markup=False)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._next())
 
