@@ -174,9 +174,10 @@ async def _drive(
         await engine.tick()
         goals_done = not engine.busy and await _all_settled(runtime, issues)
         if goals_done:
-            flaky.go()
+            # Settled is judged between passes: go() would start the next pass at once.
             if flaky.idle and await flaky_settled(runtime.services, PROJECT):
                 break
+            flaky.go()
         if desk.input_closed and not engine.busy:
             break  # nobody is left to approve what waits at a gate
         await asyncio.sleep(0.2)
