@@ -63,8 +63,12 @@ class ConsoleDesk:
         who: str = "console",
         merger: MergeGateway | None = None,
         worker: str | None = None,
+        humans_merge: str | None = None,
     ) -> None:
         self.merger = merger
+        # Issues with this label wait at the merge gate for a person even when the desk
+        # approves the rest (the demo's flaky-test fix: the merge is the human's).
+        self.humans_merge = humans_merge
         self.worker = worker or who  # the gate lease's holder: this host's worker id
         self.console = console
         self.gateway = gateway
@@ -82,6 +86,7 @@ class ConsoleDesk:
         who: str,
         console: Console | None = None,
         interactive: bool = False,
+        humans_merge: str | None = None,
     ) -> ConsoleDesk:
         """The console desk of a host: it decides through the host's gateway, holds gate
         leases under the host's worker id and merges with the host's merge identity (when it
@@ -94,10 +99,19 @@ class ConsoleDesk:
             who=who,
             merger=services.merger,
             worker=services.worker,
+            humans_merge=humans_merge,
         )
 
     async def request(self, gate: GateRequest) -> None:
         approve, feedback = True, ""
+        if await self._for_a_human(gate):
+            self.console.print(
+                f"         decision   {gate.project}#{gate.iid:<8} left at the merge gate "
+                f"for a human (labelled {self.humans_merge})",
+                style="magenta",
+                markup=False,
+            )
+            return
         if self.interactive:
             answer = await self.ask(gate)
             if answer is None:
@@ -122,6 +136,12 @@ class ConsoleDesk:
         )
         if decision.pending:
             raise GateNotDecided(f"{gate.project}#{gate.iid}: {decision.message}")
+
+    async def _for_a_human(self, gate: GateRequest) -> bool:
+        if self.humans_merge is None or gate.gate != self.gateway.workflow.gate_state("merge").name:
+            return False
+        issue = await self.gateway.get_issue(gate.project, gate.iid)
+        return self.humans_merge in issue.labels
 
     async def ask(self, gate: GateRequest) -> tuple[bool, str] | None:
         """(approve, feedback), or None when nobody can answer any more."""

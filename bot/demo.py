@@ -1,17 +1,22 @@
 """`crewline demo`: the whole machine, offline, in a temporary directory.
 
 It starts the GitLab simulator with the seeded demo/app project, configures crewline
-against it with the built-in DEMO agent (a deterministic program, not an AI), files three
+against it with the built-in DEMO agent (a deterministic program, not an AI), files four
 goals, and runs the engine until each goal reaches the state expected of it: one goes
-straight through, one fails validation once and converges, one waits for its dependency.
+straight through, one fails validation once and converges, one waits for its dependency,
+one passes locally and fails in CI. Then the fifth goal (bot/demo_flaky.py): a flaky test
+committed to main is detected from its CI history, reproduced, diagnosed, fixed and
+validated N/N by the flaky-test doctor, and left at the merge gate for a human.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,11 +29,14 @@ from rich.table import Table
 from bot.app import Runtime, build_runtime
 from bot.config import CrewlineConfig, Secrets
 from bot.console import ConsoleDesk, ConsoleNotifier
+from bot.demo_flaky import DOCTOR, FlakyResult, flaky_result, flaky_settled, history_in_thread
 from bot.demo_goals import GOALS, DemoGoal
 from bot.settings import ScheduleSettings
 from forge.labels import sync_labels
 from forge.settings import GitLabSettings, ProjectSettings
 from forge.types import Issue
+from roles.flaky.doctor import Doctor
+from roles.flaky.runs import JobRunner
 from roles.notify import EventLog, Fanout
 from roles.settings import AgentSettings, QaSettings, RoleSettings, RolesSettings
 from roles.workspace.settings import WorkspaceSettings
@@ -79,6 +87,7 @@ def demo_config(base: Path, gitlab_url: str) -> CrewlineConfig:
             qa=QaSettings(concurrency=4),
             pipeline_poll_seconds=0.2,
             pipeline_timeout_seconds=60,
+            flaky=DOCTOR,
         ),
         schedule=ScheduleSettings(claim_ttl_seconds=60),
         workspaces=WorkspaceSettings(root=base / "workspaces"),
@@ -86,7 +95,7 @@ def demo_config(base: Path, gitlab_url: str) -> CrewlineConfig:
     )
 
 
-async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 90.0) -> int:
+async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 900.0) -> int:
     console = Console(quiet=as_json, highlight=False, width=_WIDTH)
     with tempfile.TemporaryDirectory(prefix="crewline-demo-") as tmp:
         base = Path(tmp)
@@ -111,24 +120,36 @@ async def run_demo(*, interactive: bool, as_json: bool, limit_seconds: float = 9
                     who="the demo operator",
                     console=console,
                     interactive=interactive,
+                    humans_merge=DOCTOR.label,
                 )
                 runtime.services.desk = desk
-                results = await _drive(runtime, console, limit_seconds, desk)
+
+                async def history() -> list[str]:
+                    return await history_in_thread(
+                        sim.base_url, sim.config.maintainer_token, PROJECT
+                    )
+
+                results, flaky = await _drive(runtime, console, limit_seconds, desk, history)
             finally:
                 await runtime.close()
         finally:
             sim.stop()
-    ok = all(result.ok for result in results)
+    ok = all(result.ok for result in results) and flaky.ok
     if as_json:
-        print(json.dumps({"ok": ok, "goals": [asdict(r) for r in results]}, indent=2))
+        goals = [asdict(r) for r in results]
+        print(json.dumps({"ok": ok, "goals": goals, "flaky": asdict(flaky)}, indent=2))
     else:
-        _print_summary(console, results, ok)
+        _print_summary(console, results, flaky, ok)
     return 0 if ok else 1
 
 
 async def _drive(
-    runtime: Runtime, console: Console, limit_seconds: float, desk: ConsoleDesk
-) -> list[GoalResult]:
+    runtime: Runtime,
+    console: Console,
+    limit_seconds: float,
+    desk: ConsoleDesk,
+    history: Callable[[], Awaitable[list[str]]],
+) -> tuple[list[GoalResult], FlakyResult]:
     gateway, wf = runtime.services.gateway, runtime.services.workflow
     synced = await sync_labels(gateway, PROJECT)
     console.print(f"labels: {len(synced.created)} created, {len(synced.updated)} updated")
@@ -141,16 +162,74 @@ async def _drive(
         console.print(f"filed {issue.ref}: {goal.title} ({goal.story})", markup=False)
         issues.append(issue)
     engine = runtime.engine
+    gateway = runtime.services.gateway
+    runner = JobRunner(gateway.ci, gateway.merges, junit_path=DOCTOR.junit_path, poll=0.1)
+    doctor = Doctor(runtime.services, DOCTOR, runner)
+    flaky = _FlakyPhase(console, history, doctor)
     deadline = started + limit_seconds
     while time.monotonic() < deadline:
         await engine.tick()
-        if not engine.busy and await _all_settled(runtime, issues):
-            break
+        goals_done = not engine.busy and await _all_settled(runtime, issues)
+        if goals_done:
+            # Settled is judged between passes: go() would start the next pass at once.
+            if flaky.idle and await flaky_settled(runtime.services, PROJECT):
+                break
+            flaky.go()
         if desk.input_closed and not engine.busy:
             break  # nobody is left to approve what waits at a gate
         await asyncio.sleep(0.2)
+    await flaky.stop()
     await engine.drain()
-    return [await _result(runtime, issue, goal) for issue, goal in zip(issues, GOALS, strict=True)]
+    results = [
+        await _result(runtime, issue, goal) for issue, goal in zip(issues, GOALS, strict=True)
+    ]
+    return results, await flaky_result(runtime.services, PROJECT, flaky.history)
+
+
+class _FlakyPhase:
+    """The fifth goal in the background of the engine's loop: the history once, then the
+    doctor's passes one after another (each reproduction or validation takes a while)."""
+
+    def __init__(
+        self, console: Console, history: Callable[[], Awaitable[list[str]]], doctor: Doctor
+    ) -> None:
+        self.console, self.make_history, self.doctor = console, history, doctor
+        self.history: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self._task is not None and self._task.done() and bool(self.history)
+
+    def go(self) -> None:
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            error = self._task.exception()
+            if error is not None:  # said, then tried again by the next pass
+                self.console.print(f"flaky goal: {error!r}", style="red", markup=False)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._next())
+
+    async def _next(self) -> None:
+        if not self.history:
+            self.console.print("flaky goal: a teammate commits tests/test_sampling.py to main")
+            self.history = await self.make_history()
+            self.console.print(f"flaky goal: main's pipelines {', '.join(self.history)}")
+            return
+        done = await self.doctor.run_pass(PROJECT)
+        moved = {
+            "filed": done.filed, "reproduced": done.reproduced, "diagnosed": done.diagnosed,
+            "validated": done.validated,
+        }  # fmt: skip
+        if any(moved.values()):
+            shown = ", ".join(f"{k} {v}" for k, v in moved.items() if v)
+            self.console.print(f"flaky doctor: {shown}", markup=False)
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await self._task
 
 
 async def _state(runtime: Runtime, issue: Issue) -> str:
@@ -209,7 +288,9 @@ async def _result(runtime: Runtime, issue: Issue, goal: DemoGoal) -> GoalResult:
     )
 
 
-def _print_summary(console: Console, results: list[GoalResult], ok: bool) -> None:
+def _print_summary(
+    console: Console, results: list[GoalResult], flaky: FlakyResult, ok: bool
+) -> None:
     table = Table(title="crewline demo")
     columns = (
         "issue", "goal", "states visited", "validations", "dev runs", "MR", "pipelines",
@@ -233,6 +314,16 @@ def _print_summary(console: Console, results: list[GoalResult], ok: bool) -> Non
             end,
         )
     console.print(table)
+    end = f"{flaky.state}, flaky::{flaky.flaky_state}"
+    p = "?" if flaky.p is None else f"{flaky.p:.2f}"
+    console.print(
+        f"flaky goal #{flaky.iid} {flaky.test}: history {' '.join(flaky.history_pipelines)}; "
+        f"reproduced p = {p} ({flaky.failures}/{len(flaky.reproduce_runs)} runs failed); "
+        f"cause {flaky.cause or '?'}; validated {len(flaky.validation_runs)} runs of "
+        f"N = {flaky.validate_n}; {flaky.ci_runs} CI runs, {flaky.ci_minutes:.2f} CI minutes; "
+        + (f"ends at {end}" if flaky.ok else f"ends at {end} (expected {flaky.expected})"),
+        markup=False,
+    )
     console.print(
         "[green]every goal reached the state expected of it[/green]"
         if ok

@@ -16,7 +16,7 @@ from bot.scheduler import RATE_KEY
 from forge.claims import ClaimMarker
 from forge.rate import RateSnapshot
 from roles.engine import Verdict
-from roles.flaky.board import FlakyBoard, flaky_board
+from roles.flaky.board import FlakyBoard, board_lines, flaky_board
 from workflow import StateKind, flaky_workflow
 
 
@@ -179,20 +179,4 @@ def fleet_lines(fleet: FleetSummary) -> list[str]:
 
 def flaky_text(board: FlakyBoard) -> str:
     """The flaky board as text: counts by stage and cause, then one line per test."""
-
-    def rate(p: float | None) -> str:
-        return "?" if p is None else f"{p:.2f}"
-
-    lines = [
-        "flaky tests: "
-        + "  ".join(f"{stage} {count}" for stage, count in board.by_stage.items())
-        + f"  (causes: {', '.join(f'{c} {n}' for c, n in board.by_cause.items())}; "
-        + f"{board.ci_runs} CI runs spent)"
-    ]
-    for row in board.rows:
-        lines.append(
-            f"{row.project}#{row.iid:<5} {row.stage:<15} {row.title[:50]}  "
-            f"p {rate(row.p_before)} -> {rate(row.p_after)}, {row.ci_runs} runs"
-            + (f", {row.cause}" if row.cause else "")
-        )
-    return "\n".join(lines)
+    return "\n".join(board_lines(board))

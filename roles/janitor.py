@@ -3,7 +3,7 @@
 - a running issue whose claim expired (or that has had no claim for a whole TTL) goes back
   to ready with a note "attempt k of n", or to failed once its attempts are spent; the claim
   is judged on fresh reads and only the round judged is re-queued, whatever the listing said
-  (docs/decisions/0013);
+  (docs/decisions/0013); the flaky-test doctor's running states too (roles/flaky/janitor.py);
 - an issue carrying two workflow labels is repaired to the more cautious one;
 - an MR merged by hand moves its issue to done (and closes it);
 - an MR whose head moved after QA passed it goes back to QA (a merge needs a green head);
@@ -29,6 +29,7 @@ from forge.gateway import StaleState
 from forge.types import Issue
 from roles.attempts import round_attempt
 from roles.context import Services
+from roles.flaky.janitor import sweep_flaky
 from roles.gate_recovery import complete_recorded_decisions
 from roles.gates import head_moved_key
 from roles.mr_link import moved_since_qa, named_mr
@@ -93,6 +94,10 @@ async def sweep(
             for issue in listing.at(services.workflow.running_state(role).label):
                 if (issue.project, issue.iid) not in busy:
                     await _recover(services, issue, role, report)
+        # The flaky-test doctor's steps claim on a workflow of their own.
+        flaky = await sweep_flaky(services, listing, busy=busy)
+        report.requeued += flaky.requeued
+        report.failed += flaky.failed
     await _report_stuck(services, limits, report)
     metrics.janitor(report)
     return report

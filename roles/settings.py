@@ -116,6 +116,12 @@ class FlakyDoctorSettings(BaseModel):
         min_length=1,
         description="Whose configured agent diagnoses a reproduced flaky test",
     )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Attempts of one doctor step (a crash or an error) before it fails",
+    )
 
 
 class ModelPrice(BaseModel):

@@ -1,4 +1,5 @@
-"""The daily digest: what moved since the last one, what is stuck, and what it cost."""
+"""The daily digest: what moved since the last one, what is stuck, what it cost, and the
+flaky-test doctor's board (the same one `crewline status` shows: roles/flaky/board.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from bot.desk import Desk
 from bot.desk_work import StuckItem, stuck_items
 from bot.discord.cards import INFO_COLOUR, listing
 from bot.discord.render import FIELD_VALUE, link, plain
+from roles.flaky.board import FlakyBoard, board_lines, flaky_board
 from storage import Spend
+from workflow import flaky_workflow
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Digest:
     moved: list[Moved]
     stuck: list[StuckItem]
     spend: Spend
+    flaky: FlakyBoard | None = None  # None: the doctor is off
 
 
 async def build_digest(desk: Desk, since: datetime) -> Digest:
@@ -52,7 +56,13 @@ async def build_digest(desk: Desk, since: datetime) -> Digest:
         services, desk.projects, schedule.stuck_after_seconds, schedule.stuck_after_by_state
     )
     spend = await services.storage.runs.spend(since=since)
-    return Digest(since, moved, stuck, spend)
+    doctor = desk.runtime.config.roles.flaky
+    flaky = (
+        await flaky_board(gateway, list(desk.projects), flaky_workflow(), doctor.label)
+        if doctor.enabled
+        else None
+    )
+    return Digest(since, moved, stuck, spend, flaky)
 
 
 def _after(created_at: str, since: datetime) -> bool:
@@ -81,4 +91,10 @@ def digest_embed(digest: Digest) -> discord.Embed:
         value=f"${digest.spend.cost_usd:.2f}, {digest.spend.tokens:,} tokens",
         inline=False,
     )
+    if digest.flaky is not None:
+        embed.add_field(
+            name=f"Flaky tests ({len(digest.flaky.rows)})",
+            value=listing([plain(line, 200) for line in board_lines(digest.flaky)], FIELD_VALUE),
+            inline=False,
+        )
     return embed

@@ -1,10 +1,13 @@
-"""The flaky board for ``crewline status`` and the digest: the doctor's issues by stage and
-cause, each with its failure rate before the fix (the reproducer's runs) and after it (the
-validator's), and the CI runs the doctor spent on it (its re-runs, as listed in its notes).
-One issue list per project, then the notes of each issue still open or validated."""
+"""The flaky board for ``crewline status``, the Discord digest and the weekly flaky note:
+the doctor's issues by stage and cause, each with its failure rate before the fix (the
+reproducer's runs) and after it (the validator's), and the CI runs and minutes the doctor
+spent on it (its re-runs and their durations, as listed in its notes). One issue list per
+project, then the notes of each issue still open or validated. :func:`board_lines` is the
+one text form every surface shows."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -25,6 +28,10 @@ class FlakyRow:
     p_before: float | None
     p_after: float | None
     ci_runs: int
+    ci_seconds: float = 0.0
+
+
+_TOOK = re.compile(r"^\d+\. job \[\d+\]\(.*\): (?:passed|FAILED) in (\d+(?:\.\d+)?) s$", re.M)
 
 
 @dataclass
@@ -36,6 +43,42 @@ class FlakyBoard:
     @property
     def ci_runs(self) -> int:
         return sum(row.ci_runs for row in self.rows)
+
+    @property
+    def ci_minutes(self) -> float:
+        return sum(row.ci_seconds for row in self.rows) / 60
+
+    def worst(self, count: int) -> list[FlakyRow]:
+        """The ``count`` worst offenders still to be fixed: highest failure rate first."""
+        open_rows = [row for row in self.rows if row.stage != "validated"]
+        return sorted(open_rows, key=lambda r: (-(r.p_before or 0.0), r.project, r.iid))[:count]
+
+
+def _rate(p: float | None) -> str:
+    return "?" if p is None else f"{p:.2f}"
+
+
+def row_line(row: FlakyRow) -> str:
+    cause = f", {row.cause}" if row.cause else ""
+    return (
+        f"{row.project}#{row.iid:<5} {row.stage:<15} {row.title[:50]}  "
+        f"p {_rate(row.p_before)} -> {_rate(row.p_after)}, {row.ci_runs} runs{cause}"
+    )
+
+
+def summary_line(board: FlakyBoard) -> str:
+    """Counts by stage and cause, and what the doctor spent in CI."""
+    return (
+        "flaky tests: "
+        + "  ".join(f"{stage} {count}" for stage, count in board.by_stage.items())
+        + f"  (causes: {', '.join(f'{c} {n}' for c, n in board.by_cause.items())}; "
+        + f"{board.ci_runs} CI runs, {board.ci_minutes:.1f} CI minutes spent)"
+    )
+
+
+def board_lines(board: FlakyBoard) -> list[str]:
+    """The board as text: the summary, then one line per test."""
+    return [summary_line(board), *(row_line(row) for row in board.rows)]
 
 
 async def flaky_board(
@@ -69,7 +112,9 @@ async def _row(gateway: Gateway, issue: Issue, stage: str) -> FlakyRow:
         text = after_runs[-1]
         runs, failed = text.count("job ["), text.count(": FAILED")
         after = failed / runs if runs else None
-    spent = sum(b.count("job [") for b in notes if REPRODUCE_KEY in b or VALIDATE_KEY in b)
+    runs_notes = [b for b in notes if REPRODUCE_KEY in b or VALIDATE_KEY in b]
+    spent = sum(b.count("job [") for b in runs_notes)
+    seconds = sum(float(took) for b in runs_notes for took in _TOOK.findall(b))
     return FlakyRow(
         issue.project,
         issue.iid,
@@ -79,4 +124,5 @@ async def _row(gateway: Gateway, issue: Issue, stage: str) -> FlakyRow:
         before.p if before else None,
         after,
         spent,
+        seconds,
     )

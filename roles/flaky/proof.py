@@ -93,11 +93,16 @@ class Proofs:
         self.gateway = gateway
         self.flaky = flaky
 
-    async def reproduce(self, issue: Issue, run_once: RunOnce, k: int) -> Verdict:
+    async def reproduce(
+        self, issue: Issue, run_once: RunOnce, k: int, *, resume: str = ""
+    ) -> Verdict:
+        """``resume``: the marker of the runs started (roles/flaky/resume.py), kept in the
+        note while the step is in progress and dropped from its final form."""
         note = LiveNote(self.gateway, issue.project, issue.iid, REPRODUCE_KEY)
 
         async def progress(runs: list[Run]) -> None:
-            await note.show(_runs_body(f"Reproducing: run {len(runs)} of {k}", runs, rate_of(runs)))
+            head = f"Reproducing: run {len(runs)} of {k}"
+            await note.show(_runs_body(head, runs, rate_of(runs)) + _kept(resume))
 
         runs = await measure(run_once, k, progress)
         rate = rate_of(runs)
@@ -113,7 +118,7 @@ class Proofs:
         return Verdict(runs, rate)
 
     async def validate(
-        self, issue: Issue, run_once: RunOnce, *, floor: int, ceiling: int
+        self, issue: Issue, run_once: RunOnce, *, floor: int, ceiling: int, resume: str = ""
     ) -> Verdict:
         notes = await self.gateway.notes(issue.project, issue.iid)
         before = measured_rate("\n".join(note.body for note in notes if note.by_crewline))
@@ -124,9 +129,8 @@ class Proofs:
         note = LiveNote(self.gateway, issue.project, issue.iid, VALIDATE_KEY)
 
         async def progress(runs: list[Run]) -> None:
-            await note.show(
-                _runs_body(f"Validating: run {len(runs)} of N = {needed}", runs, rate_of(runs))
-            )
+            head = f"Validating: run {len(runs)} of N = {needed}"
+            await note.show(_runs_body(head, runs, rate_of(runs)) + _kept(resume))
 
         runs = await prove(run_once, needed, progress)
         verdict = Verdict(runs, rate_of(runs), needed)
@@ -166,6 +170,10 @@ class Proofs:
             state_event="close",
             description=fresh.description.replace(bar_marker(bar), bar_marker(bar * 2)),
         )
+
+
+def _kept(marker: str) -> str:
+    return f"\n\n{marker}" if marker else ""
 
 
 def _runs_body(head: str, runs: list[Run], rate: Rate) -> str:

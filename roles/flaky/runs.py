@@ -30,9 +30,12 @@ class Run:
     job: int
     passed: bool
     web_url: str
+    seconds: float | None = None  # the job's duration, as GitLab reports it
 
     def line(self, n: int) -> str:
-        return f"{n}. job [{self.job}]({self.web_url}): {'passed' if self.passed else 'FAILED'}"
+        took = "" if self.seconds is None else f" in {self.seconds:.1f} s"
+        verdict = "passed" if self.passed else "FAILED"
+        return f"{n}. job [{self.job}]({self.web_url}): {verdict}{took}"
 
 
 class JobRunner:
@@ -55,17 +58,24 @@ class JobRunner:
 
     async def run_once(self, project: str, pipeline: int, job_name: str, test: str) -> Run:
         """Retry the newest ``job_name`` of ``pipeline`` and wait for its verdict on ``test``."""
-        newest = max(
-            (j for j in await self.ci.jobs(project, pipeline) if j.get("name") == job_name),
-            key=lambda j: int(j["id"]),
-        )
-        retried = await self.merges.retry_job(project, int(newest["id"]))
-        job_id = int(retried["id"])
+        newest = max(await self.job_ids(project, pipeline, job_name))
+        retried = await self.merges.retry_job(project, newest)
+        return await self.verdict(project, int(retried["id"]), test)
+
+    async def job_ids(self, project: str, pipeline: int, job_name: str) -> list[int]:
+        """Every job named ``job_name`` in ``pipeline``, retried ones too, oldest first."""
+        jobs = await self.ci.jobs(project, pipeline)
+        return sorted(int(j["id"]) for j in jobs if j.get("name") == job_name)
+
+    async def verdict(self, project: str, job_id: int, test: str) -> Run:
+        """Wait for the job to finish; its verdict on ``test`` from its JUnit report."""
         job = await self._finished(project, job_id)
         cases = await self.ci.job_report(project, job_id, self.junit_path)
         outcome = {f"{c.get('classname') or ''}.{c.get('name') or ''}": c for c in cases}
         passed = outcome.get(test, {}).get("status") == "success"
-        return Run(job_id, passed, str(job.get("web_url") or ""))
+        duration = job.get("duration")
+        seconds = float(duration) if isinstance(duration, int | float) else None
+        return Run(job_id, passed, str(job.get("web_url") or ""), seconds)
 
     async def _finished(self, project: str, job_id: int) -> dict[str, object]:
         waited = 0.0

@@ -40,8 +40,9 @@ async def validate_fix(
     *,
     floor: int,
     ceiling: int,
+    resume: str = "",
 ) -> bool:
-    verdict = await proofs.validate(issue, runs, floor=floor, ceiling=ceiling)
+    verdict = await proofs.validate(issue, runs, floor=floor, ceiling=ceiling, resume=resume)
     if not verdict.accepted:
         wf = services.workflow
         back = next_state(wf, wf.gate_state("merge").name, Outcome.REJECTED)
