@@ -308,7 +308,9 @@ async def run_chaos(plan: ChaosPlan, base: Path, *, say: bool = True) -> ChaosRe
             for host in hosts:
                 await host.ensure_running()
             if result.kills < plan.kills:
-                victim = rng.choice(hosts)
+                # A host still starting is never picked while another is up: killing it
+                # during its imports tests nothing, and skipping the pick would halve the rate.
+                victim = rng.choice([host for host in hosts if host.up] or hosts)
                 if await victim.kill():
                     result.kills += 1
                     await victim.start()

@@ -32,11 +32,21 @@ def test_demo_reaches_every_expected_state_and_prints_json(tmp_path: Path) -> No
     assert [goals[n]["state"] for n in (1, 2, 3, 4)] == ["done"] * 4
     assert [goals[n]["validations"] for n in (1, 2, 3, 4)] == [1, 2, 1, 1]
     assert [goals[n]["dev_attempts"] for n in (1, 2, 3, 4)] == [1, 1, 1, 2]
+    # A stage's ready state is skipped when the host carries the issue straight on to the
+    # next role (decision 0037); the demo's one host does so whenever it has a free slot.
+    carried = {"review-ready", "qa-ready"}
     lifecycle = ["pm-ready", "pm-running", "plan-review", "dev-ready", "dev-running"]
     lifecycle += ["review-ready", "review-running", "qa-ready", "qa-running", "merge-ready"]
-    assert goals[1]["states"] == [*lifecycle, "done"]
-    # The fourth goal's first pipeline failed in CI and QA sent it back to the developer once.
-    assert goals[4]["states"][:10] == [*lifecycle[:9], "dev-ready"]
+    walked = [s for s in lifecycle if s not in carried]
+
+    def uncarried(states: list[str]) -> list[str]:
+        return [s for s in states if s not in carried]
+
+    assert uncarried(goals[1]["states"]) == [*walked, "done"]
+    # The fourth goal's first pipeline failed in CI and QA sent it back to the developer
+    # once (carried straight to dev-running, or queued at dev-ready when no slot was free).
+    assert uncarried(goals[4]["states"])[:7] == walked[:7]
+    assert uncarried(goals[4]["states"])[7] in ("dev-ready", "dev-running")
     assert goals[4]["pipelines"][0].endswith("failed")
     assert goals[4]["pipelines"][-1].endswith("success")
     mrs = {goals[n]["merge_request"] for n in (1, 2, 3, 4)}
@@ -56,8 +66,10 @@ def test_demo_reaches_every_expected_state_and_prints_json(tmp_path: Path) -> No
     doctor = ["flaky::detected", "flaky::reproducing", "flaky::reproduced"]
     doctor += ["flaky::diagnosing", "flaky::fixing"]
     assert flaky["states"][:5] == doctor
-    assert [f"workflow::{s}" for s in lifecycle] == flaky["states"][5:15]
-    assert flaky["states"][15:] == ["flaky::fix-ready", "flaky::validating", "flaky::validated"]
+    fixed = [s.removeprefix("workflow::") for s in flaky["states"] if s.startswith("workflow::")]
+    assert uncarried(fixed) == walked
+    ends = ["flaky::fix-ready", "flaky::validating", "flaky::validated"]
+    assert flaky["states"][5 + len(fixed) :] == ends
     assert flaky["cause"] == "unseeded-randomness"
     assert len(flaky["reproduce_runs"]) == 15  # k, the demo's roles.flaky.reproduce_runs
     failed = sum(run.endswith("FAILED") for run in flaky["reproduce_runs"])
