@@ -85,6 +85,7 @@ async def _walk(
         assert_exactly_one_of_each(sim, issue.iid, roles=roles, merged=through_qa)
 
 
+@pytest.mark.timeout(600)
 async def test_killed_after_each_kind_of_checkpoint_resumes_without_duplicates(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
