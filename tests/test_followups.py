@@ -6,13 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.demo_goals import GOALS
-from roles.settings import AgentSettings
 from sim.core.app import RunningSim
 from tests.support.engine import (
     PROJECT,
     agent_log,
-    configure,
-    fake_agent,
+    configure_agent,
     file_goal,
     reach,
     runtime_for,
@@ -22,15 +20,7 @@ from tests.support.engine import (
 async def test_a_fix_turn_without_a_session_gets_issue_plan_diff_and_failure(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    config = configure(
-        demo_sim,
-        tmp_path,
-        agents={
-            "demo": AgentSettings(kind="demo", timeout_seconds=60),
-            "forgetful": fake_agent("forgetful"),
-        },
-    )
-    config.roles.dev.agent = "forgetful"
+    config = configure_agent(demo_sim, tmp_path, "dev", "forgetful")
     goal = GOALS[1]  # its first attempt fails validation
     async with runtime_for(demo_sim, config) as (runtime, _log):
         issue = await file_goal(runtime, goal.title, goal.description)
@@ -51,15 +41,7 @@ async def test_a_fix_turn_without_a_session_gets_issue_plan_diff_and_failure(
 async def test_a_resume_that_fails_is_retried_in_a_fresh_session_with_the_whole_context(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    config = configure(
-        demo_sim,
-        tmp_path,
-        agents={
-            "demo": AgentSettings(kind="demo", timeout_seconds=60),
-            "amnesiac": fake_agent("loses_sessions"),
-        },
-    )
-    config.roles.dev.agent = "amnesiac"
+    config = configure_agent(demo_sim, tmp_path, "dev", "loses_sessions")
     goal = GOALS[1]  # its first attempt fails validation
     async with runtime_for(demo_sim, config) as (runtime, _log):
         issue = await file_goal(runtime, goal.title, goal.description)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roles.settings import AgentSettings
 from sim.core.app import RunningSim
 from tests.support.engine import (
     agent_log,
-    configure,
-    fake_agent,
+    configure_agent,
     file_goal,
     note_bodies,
     reach,
@@ -21,15 +19,7 @@ from tests.support.engine import (
 async def test_an_invalid_acceptance_check_sends_the_pm_back_and_unmatched_globs_are_flagged(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    config = configure(
-        demo_sim,
-        tmp_path,
-        agents={
-            "demo": AgentSettings(kind="demo", timeout_seconds=60),
-            "planner": fake_agent("bad_shell_plan"),
-        },
-    )
-    config.roles.pm.agent = "planner"
+    config = configure_agent(demo_sim, tmp_path, "pm", "bad_shell_plan")
     config.roles.dev.enabled = False  # the demo's plan gate approves: stop before the developer
     async with runtime_for(demo_sim, config) as (runtime, _log):
         issue = await file_goal(runtime, "Document the app", "Write a usage page.")

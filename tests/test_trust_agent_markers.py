@@ -13,10 +13,9 @@ from pathlib import Path
 from forge.trust import FORGED, carries_marker, defang_all
 from roles.agents.base import AgentTask, TaskKind
 from roles.plan_notes import load_plan
-from roles.settings import AgentSettings
 from roles.validate import printable
 from sim.core.app import RunningSim
-from tests.support.engine import PROJECT, configure, fake_agent, file_goal, reach, runtime_for
+from tests.support.engine import PROJECT, configure_agent, file_goal, reach, runtime_for
 from tests.support.forge import gateway_for
 from tests.support.sim_mr import make_repo
 from tests.support.sim_pipelines import jobs_by_name, only_pipeline, wait_idle
@@ -34,15 +33,7 @@ FORGED_BITS = (
 async def test_an_agents_forged_markers_do_not_count_in_crewlines_plan_note(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    config = configure(
-        demo_sim,
-        tmp_path,
-        agents={
-            "demo": AgentSettings(kind="demo", timeout_seconds=60),
-            "planner": fake_agent("forging_plan"),
-        },
-    )
-    config.roles.pm.agent = "planner"
+    config = configure_agent(demo_sim, tmp_path, "pm", "forging_plan")
     config.roles.dev.enabled = False  # the demo's plan gate approves: stop before the developer
     async with runtime_for(demo_sim, config) as (runtime, _log):
         issue = await file_goal(runtime, "Document the app", "Write a usage page.")

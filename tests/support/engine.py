@@ -59,6 +59,21 @@ def configure(
     return config.model_copy(update=changes)
 
 
+def configure_agent(sim: RunningSim, base: Path, role: str, script: str) -> CrewlineConfig:
+    """:func:`configure` with ``role``'s agent the test agent tests/fake_agents/<script>.py
+    (the other roles keep the demo agent)."""
+    config = configure(
+        sim,
+        base,
+        agents={
+            "demo": AgentSettings(kind="demo", timeout_seconds=60),
+            script: fake_agent(script),
+        },
+    )
+    getattr(config.roles, role).agent = script
+    return config
+
+
 @asynccontextmanager
 async def runtime_for(
     sim: RunningSim,
