@@ -54,7 +54,7 @@ from bot.app import Runtime, build_runtime
 from bot.config import Secrets
 from bot.demo import PROJECT, demo_config
 from forge.labels import sync_labels
-from roles.janitor import sweep
+from roles.engine.janitor import sweep
 from roles.notify import EventLog
 from sim.core.app import RunningSim
 from sim.core.base import SimConfig

@@ -19,11 +19,11 @@ from forge.trust import IdentityUnknown
 from roles.agents import Agent, AgentConfigError, build_agent
 from roles.context import Services
 from roles.dev import DevRole
-from roles.engine import Engine, Role
+from roles.engine.loop import Engine, Role
 from roles.notify import Desk, Notifier
-from roles.pm import PmRole
+from roles.pm.role import PmRole
 from roles.prompts import Prompts
-from roles.qa import QaRole
+from roles.qa.role import QaRole
 from roles.review import ReviewRole
 from roles.sandbox import Sandbox, SandboxError, select_sandbox
 from roles.settings import AgentSettings

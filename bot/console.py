@@ -4,7 +4,7 @@ Used by `crewline demo` and by headless hosts. The desk approves plans and merge
 automatically (saying so), or asks at the terminal with ``interactive=True``: one question
 at a time, and once standard input is closed it asks no more (the gates wait in GitLab).
 A decision it could not apply (another process holds the gate, GitLab refused the merge)
-is printed and raised as :class:`~roles.gates.GateNotDecided`, so the engine does not take
+is printed and raised as :class:`~roles.gates.decide.GateNotDecided`, so the engine does not take
 the gate for decided and asks again.
 """
 
@@ -18,7 +18,7 @@ from rich.console import Console
 from forge.gateway import Gateway
 from forge.merge_gateway import MergeGateway
 from roles.context import Services
-from roles.gates import GateNotDecided, decide_merge, decide_plan
+from roles.gates.decide import GateNotDecided, decide_merge, decide_plan
 from roles.notify import Event, EventKind, GateRequest
 from storage import LeaseStore
 

@@ -38,8 +38,8 @@ from forge.client import ForgeError
 from forge.guard import GuardBlocked
 from forge.trust import defang
 from roles.context import Services
-from roles.engine import PAUSE_ALL, pause_key
-from roles.gates import Decision, decide_merge, decide_plan, issue_filer
+from roles.engine.loop import PAUSE_ALL, pause_key
+from roles.gates.decide import Decision, decide_merge, decide_plan, issue_filer
 from roles.pause import PauseChange, set_paused
 from storage import AuditEntry, Learning
 from workflow import Gate

@@ -12,7 +12,7 @@ from forge.gateway import Gateway, StaleState
 from forge.types import LabelEvent, Note
 from roles import stuck
 from roles.context import Services
-from roles.gates import FILER_KEY, filer_marker
+from roles.gates.decide import FILER_KEY, filer_marker
 from workflow import Outcome, StateKind, Workflow, next_state, read_state
 
 QUESTION_KEY = re.compile(r"<!-- crewline:note key=question:(\S+) -->")

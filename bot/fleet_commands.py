@@ -14,7 +14,7 @@ from bot.app import Runtime, build_runtime
 from bot.config import CrewlineConfig, Secrets
 from bot.operator import operator_login
 from forge.client import ForgeError
-from roles.engine import PAUSE_ALL, pause_key
+from roles.engine.loop import PAUSE_ALL, pause_key
 from roles.notify import EventLog
 from roles.pause import PauseChange, set_paused
 

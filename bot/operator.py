@@ -3,7 +3,7 @@
 
 Whoever can run crewline on a host holds its GitLab token, so the operator is trusted as
 the host's and recorded as ``operator:<login>``; the decision goes through the same gate
-functions as every other surface (``roles/gates.py``: the current revision only, the keyed
+functions as every other surface (``roles/gates/decide.py``: the current revision only, the keyed
 decision note, applied once) and is audited as ``desk.decide.<gate>``. The revision is the
 one GitLab shows now (the newest plan, the MR head): the operator decides what is there.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import getpass
 
 from bot.app import Runtime
-from roles.gate_recovery import gate_request
-from roles.gates import Decision, decide_merge, decide_plan
+from roles.gates.decide import Decision, decide_merge, decide_plan
+from roles.gates.recovery import gate_request
 from workflow import read_state
 
 VIA = "the command line"

@@ -24,9 +24,9 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.settings import ScheduleSettings
 from forge.client import ForgeError
 from forge.rate import RateBudget
-from roles.engine import Engine
+from roles.engine.janitor import JanitorLimits, sweep
+from roles.engine.loop import Engine
 from roles.flaky.doctor import Doctor
-from roles.janitor import JanitorLimits, sweep
 from roles.settings import FlakyDoctorSettings
 from storage import StorageError
 

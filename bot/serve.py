@@ -25,8 +25,8 @@ from forge.webhooks.events import (
     PipelineEvent,
     WebhookEvent,
 )
-from roles.engine import Engine
-from roles.engine_events import route_event as route_to_engine
+from roles.engine.events import route_event as route_to_engine
+from roles.engine.loop import Engine
 from roles.notify import Desk, GateRequest
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ class Wakeable(Protocol):
 def route_event(engine: Engine, feed: Wakeable | None, event: WebhookEvent) -> None:
     """Wake what a webhook event concerns: the Discord feed for an issue's labels, the QA
     runs parked on a merge request's pipeline, and the engine for that issue alone (the
-    gates for a 👍 or an Approve; the echo of our own write wakes nothing: roles/engine_events.py)."""
+    gates for a 👍 or an Approve; the echo of our own write wakes nothing: roles/engine/events.py)."""
     if feed is not None and isinstance(event, IssueEvent):
         feed.wake()  # a label change: the status channel shows it
     if isinstance(event, PipelineEvent):

@@ -15,7 +15,7 @@ from bot.app import Runtime
 from bot.scheduler import RATE_KEY
 from forge.claims import ClaimMarker
 from forge.rate import RateSnapshot
-from roles.engine import Verdict
+from roles.engine.loop import Verdict
 from roles.flaky.board import FlakyBoard, board_lines, flaky_board
 from workflow import StateKind, flaky_workflow
 

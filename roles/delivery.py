@@ -23,8 +23,8 @@ from roles.agent_turn import Context, Turn, ask_agent, run_agent
 from roles.agents.base import TaskKind
 from roles.compaction import LEARNINGS_FORMAT, LearningItem, learnings_markdown, parse_learnings
 from roles.context import RunContext
-from roles.engine import RoleResult
-from roles.plan_notes import load_plan
+from roles.engine.loop import RoleResult
+from roles.pm.plan_notes import load_plan
 from roles.prompts import Prompts
 from roles.untrusted import Fence
 from roles.validate import Check, ValidationReport, run_validation

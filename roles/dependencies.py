@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 from forge.types import Issue
 from roles.context import Services
-from roles.engine import GO, Admission, Verdict
-from roles.plan_notes import load_plan
+from roles.engine.loop import GO, Admission, Verdict
+from roles.pm.plan_notes import load_plan
 from workflow import read_state
 
 _DEPENDS_LINE = re.compile(r"^\s*depends\s+on\s*:?\s*(.+)$", re.I | re.M)

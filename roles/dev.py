@@ -28,12 +28,12 @@ from roles.compaction import LEARNINGS_FORMAT
 from roles.context import RunContext, Services
 from roles.delivery import Delivery, guard_stop, issue_worktree, project_checks
 from roles.dependencies import dependency_admission, overlap_admission
-from roles.engine import Admission, RoleResult, Verdict
+from roles.engine.loop import Admission, RoleResult, Verdict
 from roles.flaky.fix_gate import refuse_symptom_fix
 from roles.mr_link import mr_marker, work_feedback
-from roles.plan import Plan
-from roles.plan_notes import PlanNotApproved, approved_plan, load_approved_plan
-from roles.pm import budget_admission, relevant_learnings
+from roles.pm.plan import Plan
+from roles.pm.plan_notes import PlanNotApproved, approved_plan, load_approved_plan
+from roles.pm.role import budget_admission, relevant_learnings
 from roles.prompts import FIRST_ATTEMPT, Prompts
 from roles.untrusted import Fence
 from roles.validate import ValidationReport

@@ -30,10 +30,10 @@ from roles.authors import heard_discussions
 from roles.compaction import LEARNINGS_FORMAT
 from roles.context import RunContext, Services
 from roles.delivery import Delivery, guard_stop, issue_worktree, project_checks
-from roles.engine import Admission, RoleResult
+from roles.engine.loop import Admission, RoleResult
 from roles.mr_link import named_mr
-from roles.plan_notes import PlanNotApproved, approved_plan
-from roles.pm import budget_admission
+from roles.pm.plan_notes import PlanNotApproved, approved_plan
+from roles.pm.role import budget_admission
 from roles.prompts import Prompts
 from roles.untrusted import Fence
 from roles.workspace.workspaces import Worktree

@@ -66,7 +66,7 @@ class QaSettings(RoleSettings):
     """The QA role: its run settings, and how often it may send red work back.
 
     ``concurrency`` counts QA runs doing something (reading a pipeline, triaging, rebasing):
-    a run waiting for a pipeline is parked and holds no slot (roles/qa_parking.py), so the
+    a run waiting for a pipeline is parked and holds no slot (roles/qa/parking.py), so the
     default of one slot watches any number of merge requests."""
 
     max_round_trips: int = Field(

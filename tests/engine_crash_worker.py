@@ -34,7 +34,7 @@ from bot.config import Secrets
 from bot.console import ConsoleDesk
 from bot.demo import demo_config
 from forge.labels import sync_labels
-from roles.janitor import sweep
+from roles.engine.janitor import sweep
 from roles.notify import EventLog
 from tests.support.engine import PROJECT, state_of
 

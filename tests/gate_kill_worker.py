@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bot.app import build_runtime
 from bot.config import Secrets
 from bot.demo import demo_config
-from roles.gates import decide_plan
+from roles.gates.decide import decide_plan
 from roles.notify import EventLog
 from tests.support.engine import PROJECT
 

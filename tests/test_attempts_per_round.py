@@ -16,8 +16,8 @@ from forge.types import Issue, Note
 from roles.attempts import claims_of, round_attempt
 from roles.budget import HOLD_KEY
 from roles.context import RunContext, Services
-from roles.engine import GO, Admission, RoleResult
-from roles.janitor import sweep
+from roles.engine.janitor import sweep
+from roles.engine.loop import GO, Admission, RoleResult
 from sim.core.app import RunningSim
 from tests.support.engine import PROJECT, configure, note_bodies, runtime_for, state_of
 

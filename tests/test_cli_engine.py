@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from bot.demo_goals import GOALS
-from roles.gates import decide_plan
-from roles.plan_notes import load_plan
+from roles.gates.decide import decide_plan
+from roles.pm.plan_notes import load_plan
 from sim.core.app import RunningSim
 from tests.support.engine import PROJECT, configure, note_bodies, root, runtime_for
 from tests.support.webhooks import issue_payload

@@ -10,7 +10,7 @@ import pytest
 
 from bot.desk import DeskError
 from bot.identity import NotAllowed
-from roles.engine import PAUSE_ALL
+from roles.engine.loop import PAUSE_ALL
 from sim.core.app import RunningSim
 from tests.support.desk import (
     ALICE,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bot.discord.cogs.goals import GoalModal
 from bot.discord.interact import FAILED
-from roles.engine import pause_key
+from roles.engine.loop import pause_key
 from sim.core.app import RunningSim
 from tests.support.desk import ALICE, BOB, NOBODY, RITA, audit_of, new_issue, walk
 from tests.support.discord_desk import bot_for, invoke, user

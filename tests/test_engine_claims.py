@@ -23,7 +23,7 @@ from forge.claims import Claims
 from forge.client import ForgeError
 from forge.types import Issue
 from roles.context import RunContext, Services
-from roles.engine import GO, Admission, Engine, RoleResult
+from roles.engine.loop import GO, Admission, Engine, RoleResult
 from sim.core.app import RunningSim
 from storage import Lease, RunStatus, Storage
 from tests.support.engine import PROJECT, configure, file_goal, note_bodies, root, runtime_for

@@ -14,9 +14,9 @@ from bot.demo_goals import GOALS
 from bot.settings import ScheduleSettings
 from forge.claims import ClaimMarker
 from roles.dependencies import dependency_admission
-from roles.engine import Verdict
+from roles.engine.janitor import sweep
+from roles.engine.loop import Verdict
 from roles.fleet_state import PAUSE_PROJECT
-from roles.janitor import sweep
 from roles.notify import EventKind
 from roles.settings import BudgetSettings
 from roles.validate import ValidationReport

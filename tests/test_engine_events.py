@@ -20,9 +20,9 @@ from bot.app import Runtime
 from forge.types import Issue
 from forge.webhooks.events import IssueEvent, NoteEvent
 from roles.context import RunContext, Services
-from roles.engine import GO, Admission, Engine, RoleResult, Verdict
-from roles.engine_events import Woke, route_event
-from roles.qa_parking import RunParked
+from roles.engine.events import Woke, route_event
+from roles.engine.loop import GO, Admission, Engine, RoleResult, Verdict
+from roles.qa.parking import RunParked
 from sim.core.app import RunningSim
 from tests.support.engine import PROJECT, configure, file_goal, note_bodies, root, runtime_for
 from tests.support.forge import gateway_for
@@ -302,7 +302,7 @@ async def test_an_idle_janitor_pass_and_gate_look_cost_one_listing(
 ) -> None:
     """Issues waiting at the gates, blocked or for a merge request cost nothing per pass once
     read: the janitor's pass is one delta listing, and the gates' look reuses it."""
-    from roles.janitor import sweep
+    from roles.engine.janitor import sweep
 
     async with runtime_for(demo_sim, configure(demo_sim, tmp_path)) as (runtime, _):
         project = root(demo_sim).projects.get(PROJECT)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.settings import ScheduleSettings
-from roles.gates import decide_plan
-from roles.janitor import sweep
+from roles.engine.janitor import sweep
+from roles.gates.decide import decide_plan
 from roles.notify import EventKind
 from sim.core.app import RunningSim, running_sim
 from sim.core.base import SimConfig

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.config import CrewlineConfig
 from bot.demo_goals import GOALS
-from roles.janitor import JanitorLimits, sweep
+from roles.engine.janitor import JanitorLimits, sweep
 from roles.notify import EventKind
 from roles.settings import AgentSettings
 from roles.stuck import stuck_items

@@ -12,11 +12,11 @@ import dataclasses
 from pathlib import Path
 
 from forge.claims import Claims
+from roles.engine.janitor import sweep
 from roles.flaky.doctor import Doctor
 from roles.flaky.janitor import flaky_gateway
 from roles.flaky.proof import REPRODUCE_KEY
 from roles.flaky.runs import JobRunner
-from roles.janitor import sweep
 from sim.core.app import RunningSim
 from storage import Lease
 from tests.support.engine import PROJECT, note_bodies, root

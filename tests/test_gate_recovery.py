@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from bot.app import Runtime
-from roles.engine import Engine
-from roles.gates import Decision, GateNotDecided, decide_plan
-from roles.janitor import sweep
+from roles.engine.janitor import sweep
+from roles.engine.loop import Engine
+from roles.gates.decide import Decision, GateNotDecided, decide_plan
 from roles.notify import EventLog, GateRequest
-from roles.plan_notes import load_approved_plan
+from roles.pm.plan_notes import load_approved_plan
 from sim.core.app import RunningSim
 from tests.support.engine import (
     PROJECT,

@@ -18,8 +18,8 @@ from pydantic import SecretStr
 from bot.app import Runtime, build_runtime
 from bot.config import Secrets
 from forge.labels import sync_labels
-from roles.gates import filer_marker
-from roles.janitor import sweep
+from roles.engine.janitor import sweep
+from roles.gates.decide import filer_marker
 from roles.notify import EventLog
 from sim.core.app import RunningSim
 from sim.core.base import DEVELOPER, GUEST, MAINTAINER

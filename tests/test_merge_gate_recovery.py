@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from forge.client import ForgeError
-from roles.gates import GateNotDecided
-from roles.janitor import sweep
+from roles.engine.janitor import sweep
+from roles.gates.decide import GateNotDecided
 from sim.core.app import RunningSim
 from tests.support.engine import PROJECT, file_goal, note_bodies, reach, state_of
 from tests.support.review_merge import (

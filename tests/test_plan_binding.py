@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from forge.types import Note
-from roles.plan import Plan
-from roles.plan_notes import (
+from roles.pm.plan import Plan
+from roles.pm.plan_notes import (
     FEEDBACK_HEADING,
     PlanNotApproved,
     approved_plan,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from roles.plan_checks import file_tree, shell_syntax_errors, unmatched_note, unmatched_owned
+from roles.pm.plan_checks import file_tree, shell_syntax_errors, unmatched_note, unmatched_owned
 
 FILES = ["README.md", "app/__init__.py", "app/text.py", "tests/test_text.py"]
 

@@ -18,7 +18,7 @@ from bot.discord.render import (
 )
 from bot.status import Board, BoardItem
 from roles.notify import GateRequest
-from roles.plan import Plan
+from roles.pm.plan import Plan
 
 URL = "https://gitlab.example.com/g/app/-/issues/7"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.app import Runtime
-from roles.gates import Decision, decide_merge, filer_marker
-from roles.janitor import sweep
+from roles.engine.janitor import sweep
+from roles.gates.decide import Decision, decide_merge, filer_marker
 from roles.notify import EventKind
 from sim.core.app import RunningSim
 from tests.support.engine import (

@@ -1,6 +1,6 @@
 """Which webhook event wakes what on `crewline run`: an issue's labels wake the Discord feed,
 a pipeline or merge request event the QA runs parked on that merge request, an emoji or an
-approval the gates, and the engine looks at the issue an event names (roles/engine_events.py)."""
+approval the gates, and the engine looks at the issue an event names (roles/engine/events.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, cast
 from bot.serve import route_event
 from forge.own_writes import OwnWrites
 from forge.webhooks.events import IssueEvent, MergeRequestEvent, PipelineEvent, WebhookEvent
-from roles.engine import Engine
+from roles.engine.loop import Engine
 
 BASE: dict[str, Any] = {
     "uuid": None,

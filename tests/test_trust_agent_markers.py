@@ -12,7 +12,7 @@ from pathlib import Path
 
 from forge.trust import FORGED, carries_marker, defang_all
 from roles.agents.base import AgentTask, TaskKind
-from roles.plan_notes import load_plan
+from roles.pm.plan_notes import load_plan
 from roles.validate import printable
 from sim.core.app import RunningSim
 from tests.support.engine import PROJECT, configure_agent, file_goal, reach, runtime_for

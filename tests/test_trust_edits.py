@@ -13,10 +13,10 @@ import gitlab
 
 from bot.desk_work import goal_body, record_filer
 from forge.trust import FORGED
-from roles.desk_rules import second_person_refusal
 from roles.flaky.detect import Candidate
 from roles.flaky.filing import Filer, rerun_marker, rerun_of
-from roles.gates import filer_marker, filer_of
+from roles.gates.decide import filer_marker, filer_of
+from roles.gates.desk_rules import second_person_refusal
 from sim.core.app import RunningSim
 from sim.core.base import DEVELOPER
 from tests.support.forge import PROJECT, gateway_for, make_project

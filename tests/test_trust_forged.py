@@ -19,11 +19,11 @@ from forge.gateway import note_marker
 from forge.trust import FORGED, IdentityUnknown
 from roles.flaky.detect import Candidate
 from roles.flaky.filing import Filer, key_marker
-from roles.gates import filer_marker, filer_of
+from roles.gates.decide import filer_marker, filer_of
 from roles.mr_link import mr_marker, mr_reference, qa_passed_head, qa_passed_marker
 from roles.notify import EventLog
-from roles.plan import Plan
-from roles.plan_notes import decision_key, latest_feedback, load_plan
+from roles.pm.plan import Plan
+from roles.pm.plan_notes import decision_key, latest_feedback, load_plan
 from sim.core.app import RunningSim
 from sim.core.base import GUEST, REPORTER
 from storage import Storage

@@ -8,8 +8,8 @@ from pathlib import Path
 import gitlab
 
 from forge.gateway import note_marker
-from roles.gates import decide_plan
-from roles.plan import Plan
+from roles.gates.decide import decide_plan
+from roles.pm.plan import Plan
 from sim.core.app import RunningSim
 from sim.core.base import GUEST
 from tests.support.engine import PROJECT, configure, fake_agent, file_goal, reach, root, runtime_for

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from bot.discord.notify import DiscordSurface, stop_task
 from forge.client import ForgeError
 from forge.types import Issue
-from roles.gate_recovery import gate_request
+from roles.gates.recovery import gate_request
 from roles.notify import Event, EventKind
 from workflow import StateKind, read_state
 
@@ -116,7 +116,7 @@ class DiscordFeed:
 
 
 def _kind(name: str) -> EventKind:
-    # As the engine names them (roles/engine.py): the surface DMs the filer on these.
+    # As the engine names them (roles/engine/loop.py): the surface DMs the filer on these.
     if name == "blocked":
         return EventKind.BLOCKED
     if name == "failed":

@@ -10,7 +10,7 @@ a skip, a quarantine, a loosened assertion, or a raised timeout unless the diagn
 from __future__ import annotations
 
 from roles.context import RunContext
-from roles.engine import RoleResult
+from roles.engine.loop import RoleResult
 from roles.flaky.diagnosis import LABEL_SCOPE
 from roles.flaky.diff_check import check_fix
 from roles.workspace.workspaces import Worktree

@@ -23,8 +23,8 @@ from forge.labels import sync_labels
 from forge.types import Issue, MergeRequest, Note
 from roles.mr_link import mr_marker
 from roles.notify import EventLog
-from roles.plan import Plan
-from roles.pm import question_key
+from roles.pm.plan import Plan
+from roles.pm.role import question_key
 from sim.core.app import RunningSim
 from tests.support.engine import PROJECT, configure, state_of
 from tests.support.forge import make_project

@@ -13,7 +13,7 @@ import re
 
 from forge.gateway import Gateway
 from forge.types import Note
-from roles.plan import Plan, PlanError, parse_plan
+from roles.pm.plan import Plan, PlanError, parse_plan
 
 _PLAN_KEY = re.compile(r"<!-- crewline:note key=pm-\d+:plan -->")
 _DECISION_KEY = re.compile(r"<!-- crewline:note key=decision:plan:\d+ -->")

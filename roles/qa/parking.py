@@ -39,7 +39,7 @@ class RunParked(Exception):
 
 @dataclass
 class ParkedRun:
-    role: Any  # the engine's Role (roles/engine.py imports this module)
+    role: Any  # the engine's Role (roles/engine/loop.py imports this module)
     ctx: RunContext
     parked: RunParked
     due: float  # time.monotonic() at which it looks again

@@ -15,7 +15,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from forge.webhooks.events import IssueEvent, NoteEvent, WebhookEvent, wakes_gates
-from roles.engine import Engine
+from roles.engine.loop import Engine
 
 
 class Woke(StrEnum):

@@ -9,9 +9,9 @@ from typing import Any
 
 from forge.client import ForgeError
 from roles.context import Services
-from roles.gate_recovery import gate_request, issues_at_gates
-from roles.gates import GateNotDecided
-from roles.gitlab_gates import GitLabGates
+from roles.gates.decide import GateNotDecided
+from roles.gates.gitlab import GitLabGates
+from roles.gates.recovery import gate_request, issues_at_gates
 
 log = logging.getLogger("roles.engine")
 
@@ -21,7 +21,7 @@ LISTING_REUSE = 5.0
 
 
 class AskingGates:
-    """The engine's second asking at gates (a base of :class:`roles.engine.Engine`)."""
+    """The engine's second asking at gates (a base of :class:`roles.engine.loop.Engine`)."""
 
     services: Services
     gitlab_gates: GitLabGates
@@ -30,7 +30,7 @@ class AskingGates:
 
     async def reask_gates(self) -> int:
         """Decide the gates GitLab has decided (a 👍, a reply, an Approve: see
-        ``roles/gitlab_gates.py``), then ask the desk about issues waiting at a gate that no
+        ``roles/gates/gitlab.py``), then ask the desk about issues waiting at a gate that no
         desk of this process took: its request failed (a decision it could not apply), or a
         crash or restart came before it. How many requests the desk took."""
         asked = 0

@@ -8,16 +8,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from forge.types import Issue
-from roles.admission import Role
 from roles.context import HostClaim, Services
-from roles.qa_parking import ParkedRuns
+from roles.engine.admission import Role
+from roles.qa.parking import ParkedRuns
 from storage import Run, RunStatus
 
 log = logging.getLogger("roles.engine")
 
 
 class Resuming:
-    """The engine's resumption (a base of :class:`roles.engine.Engine`)."""
+    """The engine's resumption (a base of :class:`roles.engine.loop.Engine`)."""
 
     services: Services
     roles: dict[str, Role]

@@ -1,6 +1,6 @@
 """Gates left behind by a crash: decisions recorded but not applied, and gates nobody asked.
 
-Each decision note is the record of a decision (see ``roles/gates.py``); the janitor of any
+Each decision note is the record of a decision (see ``roles/gates/decide.py``); the janitor of any
 host completes one whose process died before moving the issue. An issue waiting at a gate
 whose request no surface took (the desk failed, or the process died before asking) is asked
 again by the engine, from what GitLab holds: the newest plan, or the MR's head.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from forge.gateway import Gateway
 from forge.types import Issue, Note
 from roles.context import Services
-from roles.gates import (
+from roles.gates.decide import (
     HUMAN_MERGES,
     apply_merge_decision,
     apply_plan_decision,
@@ -24,7 +24,7 @@ from roles.gates import (
 )
 from roles.mr_link import issue_mr_and_notes, named_mr
 from roles.notify import GateRequest
-from roles.plan_notes import decision_key, latest_plan
+from roles.pm.plan_notes import decision_key, latest_plan
 
 log = logging.getLogger(__name__)
 

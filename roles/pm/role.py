@@ -1,14 +1,14 @@
 """The PM role (pm-ready -> pm-running -> plan-review): turns a goal into a plan.
 
 It reads the issue, its discussion, the relevant learnings and any feedback on an earlier
-plan, asks the agent for a plan in the strict format of ``roles/plan.py``, retries once
+plan, asks the agent for a plan in the strict format of ``roles/pm/plan.py``, retries once
 with the validation error, posts the plan as a note (once per run) and hands it to a human
 at the plan gate. A plan still invalid stops the issue at blocked with the reason.
 
 The agent works in a read-only checkout of the target branch at one path per issue (so a
 CLI that finds sessions by working directory resumes after a question), and its prompt
 carries the file tree. Acceptance checks must pass ``sh -n``; owned-path globs matching no
-file are flagged in the plan note (``roles/plan_checks.py``).
+file are flagged in the plan note (``roles/pm/plan_checks.py``).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from roles.agents.base import TaskKind
 from roles.authors import FilerCheck, heard_authors
 from roles.budget import hold_notice, over_budget
 from roles.context import RunContext, Services
-from roles.engine import GO, Admission, RoleResult, Verdict
-from roles.gates import issue_filer
+from roles.engine.loop import GO, Admission, RoleResult, Verdict
+from roles.gates.decide import issue_filer
 from roles.notify import GateRequest
-from roles.plan import PLAN_FORMAT, Plan, PlanError, parse_plan
-from roles.plan_checks import file_tree, shell_syntax_errors, unmatched_note, unmatched_owned
-from roles.plan_notes import latest_feedback
+from roles.pm.plan import PLAN_FORMAT, Plan, PlanError, parse_plan
+from roles.pm.plan_checks import file_tree, shell_syntax_errors, unmatched_note, unmatched_owned
+from roles.pm.plan_notes import latest_feedback
 from roles.prompts import Prompts
 from roles.untrusted import Fence
 from roles.workspace.workspaces import PlanningCheckout

@@ -17,13 +17,13 @@ from forge.client import ForgeError
 from forge.gateway import StaleState
 from forge.guard import GuardBlocked
 from forge.types import Issue, Note
-from roles.admission import Role, RoleResult, event_kind, result_json, result_of, run_status
 from roles.attempts import claims_of, round_attempt
 from roles.budget import BudgetHeld, hold_notice
 from roles.context import HostClaim, RunAborted, RunContext, Services
-from roles.gates import GateNotDecided
+from roles.engine.admission import Role, RoleResult, event_kind, result_json, result_of, run_status
+from roles.gates.decide import GateNotDecided
 from roles.notify import Event, EventKind, for_humans
-from roles.qa_parking import RunParked
+from roles.qa.parking import RunParked
 from storage import Run, RunFinishedError, RunStatus
 from workflow import Outcome, next_state
 
@@ -38,7 +38,7 @@ class EngineStats:
 
 
 class Running:
-    """The engine's runs (a base of :class:`roles.engine.Engine`)."""
+    """The engine's runs (a base of :class:`roles.engine.loop.Engine`)."""
 
     services: Services
     _gates_asked: set[tuple[str, int]]

@@ -30,8 +30,8 @@ from forge.types import Issue
 from roles.attempts import round_attempt
 from roles.context import Services
 from roles.flaky.janitor import sweep_flaky
-from roles.gate_recovery import complete_recorded_decisions
-from roles.gates import head_moved_key
+from roles.gates.decide import head_moved_key
+from roles.gates.recovery import complete_recorded_decisions
 from roles.mr_link import moved_since_qa, named_mr
 from roles.notify import Event, EventKind
 from roles.stuck import entered_at, stuck_items

@@ -27,9 +27,9 @@ from forge.client import ForgeError
 from forge.gateway import Gateway, StaleState, note_marker
 from forge.merge_gateway import MergeGateway
 from forge.types import Issue, MergeRequest, Note
-from roles.desk_rules import second_person_refusal
+from roles.gates.desk_rules import second_person_refusal
 from roles.mr_link import issue_mr_and_notes, moved_since_qa
-from roles.plan_notes import FEEDBACK_HEADING, approved_plan_marker, decision_key, latest_plan
+from roles.pm.plan_notes import FEEDBACK_HEADING, approved_plan_marker, decision_key, latest_plan
 from storage import LeaseStore
 from workflow import Outcome, State, next_state, read_state
 

@@ -4,11 +4,11 @@ the merge request at its current head approves the merge (decision record 0023).
 
 The engine looks at every issue waiting at a gate once per poll (and at once when an
 emoji or merge request webhook wakes it). A reaction or approval counts when its author
-passes the desk rules (``roles/desk_rules.py``: a person with ``min_approver_access``, not
+passes the desk rules (``roles/gates/desk_rules.py``: a person with ``min_approver_access``, not
 the filer for a merge when ``require_second_person``) and it is about the current revision:
 the newest plan note, or an approval given after QA passed the MR's current head (GitLab's
 approvals API says when, ``approved_at``; it does not say at which sha). The decision goes
-through ``roles/gates.py`` like any other surface's, so it is written as the usual keyed
+through ``roles/gates/decide.py`` like any other surface's, so it is written as the usual keyed
 decision note naming the GitLab user and applied exactly once; each verdict is audited as
 ``desk.decide.<gate>`` by ``gitlab:@user``, once per reaction or approval and process.
 """
@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 
 from forge.types import Issue, MergeRequest, Note
 from roles.context import Services
-from roles.desk_rules import access_refusal
-from roles.gates import Decision, decide_merge, decide_plan
+from roles.gates.decide import Decision, decide_merge, decide_plan
+from roles.gates.desk_rules import access_refusal
 from roles.mr_link import named_mr, qa_passed_marker
-from roles.plan_notes import latest_plan
+from roles.pm.plan_notes import latest_plan
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 A decider is a person, not crewline: crewline's own users never decide. A GitLab user
 decides with at least the project's ``min_approver_access``; whoever filed a goal does not
 approve its merge when the project has ``require_second_person``. Stale revisions are the
-gate functions' own rule (``roles/gates.py``): a decision names the plan note or the head
+gate functions' own rule (``roles/gates/decide.py``): a decision names the plan note or the head
 sha it is about.
 """
 

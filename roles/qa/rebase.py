@@ -1,4 +1,4 @@
-"""QA's rebase (roles/qa.py): before it waits for a pipeline, an MR that needs a rebase (or
+"""QA's rebase (roles/qa/role.py): before it waits for a pipeline, an MR that needs a rebase (or
 has conflicts) is rebased onto the current target, never merged with it: the agent resolves
 conflicts in the worktree, validation runs again, and the branch is pushed with
 ``--force-with-lease``."""
@@ -15,8 +15,8 @@ from roles.agent_turn import run_agent
 from roles.agents.base import TaskKind
 from roles.context import RunContext
 from roles.delivery import Delivery, guard_stop, issue_worktree, project_checks
-from roles.engine import RoleResult
-from roles.plan_notes import PlanNotApproved, load_approved_plan
+from roles.engine.loop import RoleResult
+from roles.pm.plan_notes import PlanNotApproved, load_approved_plan
 from roles.prompts import Prompts
 from workflow import Outcome
 

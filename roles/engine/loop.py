@@ -29,7 +29,8 @@ from forge.calls import fenced
 from forge.client import ForgeError
 from forge.gateway import StaleState
 from forge.types import Issue
-from roles.admission import (
+from roles.context import HostClaim, RunContext, Services
+from roles.engine.admission import (
     GO,
     Admission,
     Role,
@@ -37,13 +38,12 @@ from roles.admission import (
     Verdict,
     Waiting,
 )
-from roles.context import HostClaim, RunContext, Services
-from roles.engine_gates import AskingGates
-from roles.engine_resume import Resuming
-from roles.engine_run import EngineStats, Running
-from roles.gitlab_gates import GitLabGates
+from roles.engine.gates import AskingGates
+from roles.engine.resume import Resuming
+from roles.engine.run import EngineStats, Running
+from roles.gates.gitlab import GitLabGates
 from roles.notify import EventKind
-from roles.qa_parking import ParkedRuns, RunParked
+from roles.qa.parking import ParkedRuns, RunParked
 from storage import Run
 from workflow import Outcome, StateKind, next_state
 

@@ -1,10 +1,10 @@
 """The QA role (qa-ready -> qa-running -> merge-ready): the MR's pipeline decides.
 
 Only a pipeline that tests the MR's current head counts, found through the MR (its head
-pipeline, or its merged-results or merge-train pipeline: roles/qa_pipeline.py). Before
+pipeline, or its merged-results or merge-train pipeline: roles/qa/pipeline.py). Before
 waiting, an MR that needs a rebase (or has conflicts) is rebased onto the current target,
 never merged with it: the agent resolves conflicts in the worktree, validation runs again,
-and the branch is pushed with ``--force-with-lease`` (roles/qa_rebase.py).
+and the branch is pushed with ``--force-with-lease`` (roles/qa/rebase.py).
 
 A red pipeline is triaged deterministically before anyone is blamed: the failed jobs are
 retried once; a failure that then passes, or that only involves tests already known as
@@ -12,10 +12,10 @@ flaky, is recorded as flaky (bounded retries); a failure also present on the tar
 branch's latest pipeline is a broken target (blocked, with the evidence); anything else goes
 back to the developer with the failing jobs, the test names and a log excerpt, at most
 ``roles.qa.max_round_trips`` times (then blocked with every round's history:
-roles/qa_rounds.py). A pipeline that waits on a blocking manual job, or that was canceled or
+roles/qa/rounds.py). A pipeline that waits on a blocking manual job, or that was canceled or
 skipped, gives no verdict: blocked with the reason, never sent back to the developer.
 While the pipeline runs, the run is parked without its slot and resumed where its watch
-stood (roles/qa_parking.py).
+stood (roles/qa/parking.py).
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from typing import Any
 
 from forge.types import Issue, MergeRequest, Pipeline
 from roles.context import RunContext, Services
-from roles.engine import GO, Admission, RoleResult
+from roles.engine.loop import GO, Admission, RoleResult
 from roles.flaky import flaky_key, record_flakes
-from roles.gates import issue_filer
+from roles.gates.decide import issue_filer
 from roles.mr_link import named_mr, qa_passed_marker
 from roles.notify import GateRequest
 from roles.prompts import Prompts
-from roles.qa_parking import WATCH, RunParked, resume_point, watching
-from roles.qa_pipeline import SETTLED, HeadPipelines, needs_a_human, not_run, what_runs
-from roles.qa_rebase import Rebase, needs_rebase
-from roles.qa_rounds import earlier_rounds, history, round_of, sent_back_marker
+from roles.qa.parking import WATCH, RunParked, resume_point, watching
+from roles.qa.pipeline import SETTLED, HeadPipelines, needs_a_human, not_run, what_runs
+from roles.qa.rebase import Rebase, needs_rebase
+from roles.qa.rounds import earlier_rounds, history, round_of, sent_back_marker
 from roles.triage import Fingerprint, excerpt, fingerprint, known_flaky
 from workflow import Outcome
 

@@ -1,0 +1,1 @@
+"""The engine: passes, claims, runs, resumption, gates asked again and the janitor."""

@@ -1,0 +1,1 @@
+"""Gates: decisions through the desk rules, in GitLab, and their recovery."""

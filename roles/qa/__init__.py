@@ -1,0 +1,1 @@
+"""The QA role: pipelines, rebases, round trips and parked merge requests."""
