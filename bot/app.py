@@ -15,6 +15,7 @@ from forge.claims import Claims
 from forge.client import GitLabClient, RetryPolicy
 from forge.gateway import Gateway
 from forge.guard import Guard
+from forge.pending_notes import PendingNotes
 from forge.trust import IdentityUnknown
 from roles.agents import Agent, AgentConfigError, build_agent
 from roles.context import Services
@@ -138,6 +139,7 @@ async def build_runtime(
     gateway = Gateway(
         client, guard=guard, audit=storage.audit, workflow=workflow, who=config.worker_id
     )
+    gateway.pending_notes = PendingNotes(storage.settings)
     merge_client = merger = None
     identities = []
     if secrets.gitlab_merge_token is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import gitlab
 
@@ -31,14 +31,14 @@ from forge.markers import findable, later_copies
 from forge.markers import note_marker as note_marker
 from forge.merge_gateway import MergeGateway
 from forge.own_writes import OwnWrites
+from forge.pending_notes import Noteable as Noteable
+from forge.pending_notes import PendingNote, PendingNotes
 from forge.trust import Trust
 from forge.types import Award, Issue, LabelEvent, Note
 from workflow import UnknownState, Workflow, label_change, read_state
 
 PER_PAGE = 100
 EDITED = "changed the description"  # GitLab's system note when an issue's description is edited
-
-Noteable = Literal["issue", "mr"]
 
 
 class StaleState(Exception):
@@ -78,6 +78,8 @@ class Gateway:
         # The echo of our own writes wakes nothing; listeners hear of our moves directly.
         self.own_writes = OwnWrites()
         self.moved: list[Callable[[Issue], None]] = []
+        # Copy checks of keyed notes owed after a crash; the wiring gives it the database.
+        self.pending_notes = PendingNotes()
 
     async def project_id(self, project: str) -> int:
         """The numeric id of ``project`` (a path), asked once per process: it never changes."""
@@ -437,14 +439,46 @@ class Gateway:
         sees them)."""
         marker = note_marker(key)
         found = await self._marked(project, iid, marker, on=on, known=known)
-        if not found:
+        if found:
+            return await self._keep_first(project, iid, found, on=on)
+        # Owed before the post: a restart finishes the check a kill interrupts.
+        owed = PendingNote(project, on, iid, key)
+        await self.pending_notes.begin(owed)
+        try:
             posted = await self.post_note(project, iid, f"{body}\n\n{marker}", on=on, quoted=quoted)
             found = await self._marked(project, iid, marker, on=on) or [posted]
+            kept = await self._keep_first(project, iid, found, on=on)
+        except BaseException:
+            self.pending_notes.abandon(owed)  # still owed: the janitor finishes it
+            raise
+        await self.pending_notes.end(owed)
+        return kept
+
+    async def _keep_first(
+        self, project: str, iid: int, found: Sequence[Note], *, on: Noteable
+    ) -> Note:
+        """The lowest of the notes carrying one key; later copies by its author are deleted."""
         kept, *copies = found
         for copy in copies:
             if copy.author == kept.author:  # never someone else's note
                 await self.delete_note(project, iid, copy.id, on=on)
         return kept
+
+    async def finish_pending_notes(self) -> list[str]:
+        """Run the copy checks an earlier life of this host (or a failed step) left owed;
+        returns the notes checked (``project#iid key``). One that fails stays owed."""
+
+        async def check(owed: PendingNote) -> None:
+            try:
+                found = await self._marked(
+                    owed.project, owed.iid, note_marker(owed.key), on=owed.on
+                )
+            except ForgeNotFound:  # the issue or MR is gone: nothing left to check
+                return
+            if found:
+                await self._keep_first(owed.project, owed.iid, found, on=owed.on)
+
+        return [owed.ref() for owed in await self.pending_notes.finish(check)]
 
 
 def _merge_states(workflow: Workflow) -> list[str]:

@@ -97,7 +97,8 @@ WEBHOOK_EVENTS = Counter(
 )
 JANITOR_RECOVERIES = Counter(
     "crewline_janitor_recoveries_total",
-    "What the janitor did, by kind (requeued, failed, repaired, merged, back_to_qa, timed_out)",
+    "What the janitor did, by kind (requeued, failed, repaired, merged, back_to_qa, decided, "
+    "timed_out, copies_checked)",
     ["kind"],
 )
 DISCORD_QUEUE = Gauge(
@@ -195,10 +196,12 @@ class _JanitorReport(Protocol):
     decided: list[str]
     timed_out: list[str]
     stuck: list[str]
+    copies_checked: list[str]
 
 
 def janitor(report: _JanitorReport) -> None:
-    for kind in ("requeued", "failed", "repaired", "merged", "back_to_qa", "decided", "timed_out"):
+    kinds = ("requeued", "failed", "repaired", "merged", "back_to_qa", "decided", "timed_out")
+    for kind in (*kinds, "copies_checked"):  # copies_checked: keyed notes a crash left owed
         count = len(getattr(report, kind))
         if count:
             JANITOR_RECOVERIES.labels(kind).inc(count)

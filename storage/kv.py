@@ -41,6 +41,14 @@ class SettingsStore:
         written = await self._db.execute("DELETE FROM settings WHERE key = ?", (key,))
         return written.rowcount == 1
 
+    async def keys(self, prefix: str) -> list[str]:
+        """The names of the settings that start with ``prefix``, in order."""
+        rows = await self._db.fetchall(
+            "SELECT key FROM settings WHERE substr(key, 1, ?) = ? ORDER BY key",
+            (len(prefix), prefix),
+        )
+        return [str(row["key"]) for row in rows]
+
     async def get_json(self, key: str, default: Any = None) -> Any:
         text = await self.get(key)
         return default if text is None else _loads(key, text)

@@ -129,3 +129,11 @@ async def test_a_failing_json_update_changes_nothing(settings: SettingsStore) ->
         await settings.update_json("seen", broken)
     assert await settings.get_json("seen") == ["a"]
     assert await settings.update_json("fresh", lambda n: n + 1, 0) == 1
+
+
+async def test_keys_lists_the_names_under_a_prefix_taken_literally(settings: SettingsStore) -> None:
+    for key in ("pending-note:b", "pending-note:a", "pending_note:c", "pendingXnote:d", "paused"):
+        await settings.set(key, "x")
+    assert await settings.keys("pending-note:") == ["pending-note:a", "pending-note:b"]
+    assert await settings.keys("pending_") == ["pending_note:c"]  # `_` is no wildcard
+    assert await settings.keys("nothing") == []

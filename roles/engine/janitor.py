@@ -52,6 +52,7 @@ class JanitorReport:
     decided: list[str] = field(default_factory=list)  # recorded gate decisions completed
     timed_out: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
+    copies_checked: list[str] = field(default_factory=list)  # keyed notes a crash left owed
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ async def sweep(
     """One janitor pass over every project; ``busy`` are issues this host is running now."""
     report = JanitorReport()
     limits = limits or JanitorLimits()
+    # First what a crash or a failed read left owed: a keyed note's copy check (SPEC §10).
+    report.copies_checked = await services.gateway.finish_pending_notes()
     for project in services.projects:
         # One listing serves the whole pass (a delta: one call when nothing changed). Each
         # step below reads it as it is now: the moves of earlier steps are in it already.

@@ -32,6 +32,14 @@ class Resuming:
         """Pick up this worker's runs that a crash or restart interrupted: those recorded in
         SQLite, and claims of ours that a crash left before their run recorded them."""
         resumed, failed = 0, 0
+        try:  # a keyed note posted just before a kill may have a copy to remove (SPEC §10)
+            checked = await self.services.gateway.finish_pending_notes()
+        except Exception:
+            failed += 1
+            log.exception("could not finish the owed note checks, trying again on the next pass")
+        else:
+            if checked:
+                log.info("finished the note checks a crash left owed: %s", ", ".join(checked))
         unclaimed: list[Run] = []
         for run in await self.services.storage.runs.active():
             key = (run.project, run.iid)
