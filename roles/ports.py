@@ -11,10 +11,13 @@ module under ``roles/`` names a concrete gateway (``tests/test_layering.py``).
 
 The other ports: :class:`Agent` (a coding agent CLI), :class:`Sandbox` (where commands run),
 :class:`Notifier` and :class:`Desk` (the humans' surfaces), :class:`AuditSink` (the audit
-trail), :class:`LocalLeases` (this host's leases). This module holds no behaviour.
+trail), :class:`LocalLeases` (this host's leases) and :class:`Role` (what the engine runs
+for one stage). This module holds no behaviour.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
 
 from forge.calls import AuditSink as AuditSink
 from forge.claims import LocalLeases as LocalLeases
@@ -27,10 +30,25 @@ from forge.ports import MergeRequests as MergeRequests
 from forge.ports import OwnUserNames as OwnUserNames
 from forge.ports import OwnUsers as OwnUsers
 from forge.ports import OwnWriteEcho as OwnWriteEcho
+from forge.types import Issue
 from roles.agents.base import Agent as Agent
 from roles.notify import Desk as Desk
 from roles.notify import Notifier as Notifier
 from roles.sandbox.base import Sandbox as Sandbox
+
+if TYPE_CHECKING:  # the role port speaks of the engine's own types
+    from roles.context import RunContext, Services
+    from roles.engine.admission import Admission, RoleResult
+
+
+class Role(Protocol):
+    """What the engine runs for one stage: whether an issue may start now, and the run."""
+
+    name: str
+
+    async def admit(self, services: Services, issue: Issue) -> Admission: ...
+
+    async def run(self, ctx: RunContext) -> RoleResult: ...
 
 
 __all__ = [
@@ -48,5 +66,6 @@ __all__ = [
     "OwnUserNames",
     "OwnUsers",
     "OwnWriteEcho",
+    "Role",
     "Sandbox",
 ]

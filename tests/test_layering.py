@@ -150,6 +150,7 @@ PORTS_MAY_IMPORT = {
         "forge.calls",  # AuditSink
         "forge.claims",  # LocalLeases
         "forge.ports",
+        "forge.types",
         "roles.agents.base",
         "roles.notify",
         "roles.sandbox.base",
