@@ -15,11 +15,10 @@ import logging
 
 from rich.console import Console
 
-from forge.gateway import Gateway
-from forge.merge_gateway import MergeGateway
 from roles.context import Services
 from roles.gates.decide import GateNotDecided, decide_merge, decide_plan
 from roles.notify import Event, EventKind, GateRequest
+from roles.ports import IssueTracker, MergeRequests
 from storage import LeaseStore
 
 log = logging.getLogger(__name__)
@@ -56,12 +55,12 @@ class ConsoleDesk:
     def __init__(
         self,
         console: Console,
-        gateway: Gateway,
+        gateway: IssueTracker,
         leases: LeaseStore,
         *,
         interactive: bool = False,
         who: str = "console",
-        merger: MergeGateway | None = None,
+        merger: MergeRequests | None = None,
         worker: str | None = None,
         humans_merge: str | None = None,
     ) -> None:

@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from forge.gateway import Gateway, StaleState
+from forge.gateway import StaleState
 from forge.types import LabelEvent, Note
 from roles import stuck
 from roles.context import Services
 from roles.gates.decide import FILER_KEY, filer_marker
+from roles.ports import IssueTracker
 from workflow import Outcome, StateKind, Workflow, next_state, read_state
 
 QUESTION_KEY = re.compile(r"<!-- crewline:note key=question:(\S+) -->")
@@ -230,7 +231,7 @@ async def _resume(services: Services, project: str, iid: int) -> str | None:
     return f"resumed at {target}"
 
 
-async def record_filer(gateway: Gateway, project: str, iid: int, filer: str, via: str) -> None:
+async def record_filer(gateway: IssueTracker, project: str, iid: int, filer: str, via: str) -> None:
     """Say who filed the goal in a keyed note of crewline's own: unlike the description, no
     one else can edit it, so the second-person rule holds after a person edits the goal."""
     body = f"Filed by @{filer} via {via}.\n\n{filer_marker(filer)}"

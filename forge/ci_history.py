@@ -9,13 +9,14 @@ from typing import Any
 import gitlab
 
 from forge.calls import AuditedCalls
+from forge.ci_types import JOB_FINISHED, Job, TestCase
 from forge.client import ForgeNotFound
 from forge.junit import JunitError, parse_junit
 from forge.trust import defang_all
 from forge.types import Pipeline
 
 PER_PAGE = 100
-FINISHED = frozenset({"success", "failed", "canceled", "skipped"})
+FINISHED = JOB_FINISHED  # a pipeline ends in the same states as a job
 
 
 class CiHistory:
@@ -42,7 +43,7 @@ class CiHistory:
             page += 1
         return found[:limit]
 
-    async def jobs(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
+    async def jobs(self, project: str, pipeline_id: int) -> list[Job]:
         """Every job of the pipeline, retried ones included (``retried`` is not in GitLab's
         job entity: an older job of the same name is the retried one)."""
         params = {"include_retried": True, "per_page": PER_PAGE}
@@ -55,9 +56,10 @@ class CiHistory:
         jobs = await self.calls.read(
             "pipeline.jobs", f"{project}/pipeline/{pipeline_id}", params, list_
         )
-        return list(defang_all(jobs))  # names from the project's CI configuration: untrusted
+        # Names from the project's CI configuration: untrusted.
+        return [Job.of(job) for job in defang_all(jobs)]
 
-    async def job_report(self, project: str, job_id: int, path: str) -> list[dict[str, Any]]:
+    async def job_report(self, project: str, job_id: int, path: str) -> list[TestCase]:
         """The test cases of the JUnit file ``path`` in the job's artifacts; none when the job
         kept no such file or it cannot be read (a job killed before it wrote its report)."""
 
@@ -72,15 +74,16 @@ class CiHistory:
         except ForgeNotFound:
             return []
         try:
-            return list(defang_all(parse_junit(data)))  # the tests' own words: untrusted
+            cases = defang_all(parse_junit(data))  # the tests' own words: untrusted
         except JunitError:
             return []
+        return [TestCase.of(case) for case in cases]
 
-    async def job(self, project: str, job_id: int) -> dict[str, Any]:
+    async def job(self, project: str, job_id: int) -> Job:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).jobs.get(job_id).attributes)
 
-        return await self.calls.read("job.get", f"{project}/job/{job_id}", {}, get)
+        return Job.of(await self.calls.read("job.get", f"{project}/job/{job_id}", {}, get))
 
     async def file_at(self, project: str, path: str, ref: str) -> str | None:
         """The text of ``path`` at ``ref``; None when there is no such file."""

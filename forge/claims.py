@@ -38,7 +38,8 @@ from forge.claim_notes import (
     whole_seconds,
 )
 from forge.client import ForgeError
-from forge.gateway import Gateway, StaleState
+from forge.gateway import StaleState
+from forge.ports import IssueTracker
 from forge.types import Issue, Note
 from workflow import Workflow
 
@@ -111,7 +112,7 @@ def requeue_key(role: str, round_id: int) -> str:
 class Claims(Generic[LeaseT]):
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: IssueTracker,
         leases: LocalLeases[LeaseT],
         *,
         worker: str,

@@ -33,8 +33,9 @@ from typing import Any
 import gitlab
 
 from forge.client import ForgeNotFound
-from forge.gateway import Gateway, note_marker
+from forge.gateway import note_marker
 from forge.labels import ensure_label
+from forge.ports import IssueTracker
 from forge.trust import carries_marker
 from forge.types import Issue, Note
 
@@ -152,7 +153,7 @@ def spend_body(worker: str, day: str, tokens: int, usd: float) -> str:
 class ControlIssues:
     """Finds, creates and reads the control issue of each project, through the gateway."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: IssueTracker) -> None:
         self.gateway = gateway
         # Issues already looked through for the anchor note, by the updated_at they had.
         self._not_control: dict[str, str] = {}

@@ -16,7 +16,7 @@ import gitlab
 
 from forge.calls import AuditedCalls
 from forge.client import ForgeConflict, ForgeNotFound
-from forge.gateway import Gateway
+from forge.ports import IssueTracker
 
 
 @dataclass
@@ -36,7 +36,7 @@ def _differs(have: dict[str, Any], wanted: dict[str, str]) -> bool:
     )
 
 
-async def sync_labels(gateway: Gateway, project: str) -> LabelSync:
+async def sync_labels(gateway: IssueTracker, project: str) -> LabelSync:
     calls = gateway.calls
 
     def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
@@ -64,7 +64,7 @@ async def sync_labels(gateway: Gateway, project: str) -> LabelSync:
 
 
 async def ensure_label(
-    gateway: Gateway, project: str, name: str, color: str, description: str
+    gateway: IssueTracker, project: str, name: str, color: str, description: str
 ) -> None:
     """Create the label ``name`` unless it exists (another host may create it meanwhile)."""
     if await _get(gateway.calls, project, name) is None:

@@ -12,8 +12,10 @@ import gitlab
 from gitlab.utils import EncodedId
 
 from forge.calls import AuditedCalls
+from forge.ci_types import Job, TestReport
 from forge.client import ForgeConflict, ForgeNotFound
 from forge.markers import findable
+from forge.mr_types import Discussion, DiscussionNote, FileDiff
 from forge.trust import Trust, defang, defang_all
 from forge.types import Approval, MergeRequest, Pipeline
 
@@ -160,8 +162,8 @@ class MergeGateway:
             project, await self.calls.write("mr.merge", f"{project}!{iid}", payload, merge)
         )
 
-    async def diffs(self, project: str, iid: int) -> list[dict[str, Any]]:
-        """The MR's file diffs (``old_path``, ``new_path``, ``diff``, ...), every page of
+    async def diffs(self, project: str, iid: int) -> list[FileDiff]:
+        """The MR's file diffs, every page of
         ``GET /merge_requests/:iid/diffs``: ``/changes`` is deprecated since GitLab 15.7 and
         truncates large merge requests."""
         params = {"per_page": PER_PAGE}
@@ -171,11 +173,12 @@ class MergeGateway:
             pages = gl.http_list(path, query_data=params, get_all=True)
             return [dict(item) for item in pages if isinstance(item, dict)]
 
-        return await self.calls.read("mr.diffs", f"{project}!{iid}", params, list_)
+        found = await self.calls.read("mr.diffs", f"{project}!{iid}", params, list_)
+        return [FileDiff.of(item) for item in found]
 
     # ------------------------------------------------------------ discussions
 
-    async def discussions(self, project: str, iid: int) -> list[dict[str, Any]]:
+    async def discussions(self, project: str, iid: int) -> list[Discussion]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
             return [
@@ -186,25 +189,26 @@ class MergeGateway:
             raise RuntimeError("this merge gateway reads no discussions: it has no trust rule")
         target = f"{project}!{iid}"
         found = await self.calls.read("mr.discussions", target, {}, list_)
-        return await self.trust.discussions(target, found)
+        return await self.trust.discussions(target, [Discussion.of(d) for d in found])
 
     async def open_discussion(
         self, project: str, iid: int, body: str, *, position: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Open a discussion, once even when the answer is lost (found by its marker)."""
+    ) -> Discussion:
+        """Open a discussion, once even when the answer is lost (found by its marker).
+        ``position``: where on the diff (:meth:`forge.mr_types.Position.payload`)."""
         payload: dict[str, Any] = {"body": body}
         if position is not None:
             payload["position"] = position
         found_by = findable(body)
 
-        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> Discussion:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
             sent = {**data, "body": found_by.sent(data["body"])}
-            return dict(mr.discussions.create(sent).attributes)
+            return Discussion.of(dict(mr.discussions.create(sent).attributes))
 
-        async def find_opened(_: dict[str, Any]) -> dict[str, Any] | None:
+        async def find_opened(_: dict[str, Any]) -> Discussion | None:
             return next(
-                (d for d in await self.discussions(project, iid) if _carries(d, found_by.marker)),
+                (d for d in await self.discussions(project, iid) if d.carries(found_by.marker)),
                 None,
             )
 
@@ -213,22 +217,20 @@ class MergeGateway:
             text_fields=("body",), find_existing=find_opened,
         )  # fmt: skip
 
-    async def reply(self, project: str, iid: int, discussion_id: str, body: str) -> dict[str, Any]:
+    async def reply(self, project: str, iid: int, discussion_id: str, body: str) -> DiscussionNote:
         """Reply in a discussion, once even when the answer is lost (found by its marker)."""
         found_by = findable(body)
 
-        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
+        def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> DiscussionNote:
             mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
             sent = {**data, "body": found_by.sent(data["body"])}
-            return dict(mr.discussions.get(discussion_id, lazy=True).notes.create(sent).attributes)
+            thread = mr.discussions.get(discussion_id, lazy=True)
+            return DiscussionNote.of(dict(thread.notes.create(sent).attributes))
 
-        async def find_replied(_: dict[str, Any]) -> dict[str, Any] | None:
+        async def find_replied(_: dict[str, Any]) -> DiscussionNote | None:
             for discussion in await self.discussions(project, iid):
-                if str(discussion.get("id")) == discussion_id:
-                    return next(
-                        (n for n in _notes(discussion) if found_by.marker in str(n.get("body"))),
-                        None,
-                    )
+                if discussion.id == discussion_id:
+                    return next((n for n in discussion.notes if found_by.marker in n.body), None)
             return None
 
         target = f"{project}!{iid}/discussion/{discussion_id}"
@@ -270,13 +272,15 @@ class MergeGateway:
             Pipeline.of(p) for p in await self.calls.read("pipeline.list", project, params, list_)
         ]
 
-    async def pipeline(self, project: str, pipeline_id: int) -> dict[str, Any]:
-        """One pipeline in full (``yaml_errors``, ``detailed_status``, ...)."""
+    async def pipeline(self, project: str, pipeline_id: int) -> Pipeline:
+        """One pipeline in full (with its ``yaml_errors``)."""
 
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).pipelines.get(pipeline_id).attributes)
 
-        return await self.calls.read("pipeline.get", f"{project}/pipeline/{pipeline_id}", {}, get)
+        return Pipeline.of(
+            await self.calls.read("pipeline.get", f"{project}/pipeline/{pipeline_id}", {}, get)
+        )
 
     async def mr_pipelines(self, project: str, iid: int) -> list[Pipeline]:
         """The MR's pipelines, newest first (one page): its source branch's pipelines of its
@@ -299,7 +303,7 @@ class MergeGateway:
 
         return await self.calls.read("commit.get", f"{project}@{sha}", {}, get)
 
-    async def test_report(self, project: str, pipeline_id: int) -> dict[str, Any]:
+    async def test_report(self, project: str, pipeline_id: int) -> TestReport:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
             pipeline = gl.projects.get(project, lazy=True).pipelines.get(pipeline_id, lazy=True)
             return dict(pipeline.test_report.get().attributes)
@@ -308,9 +312,9 @@ class MergeGateway:
         report = await self.calls.read(
             "pipeline.test_report", f"{project}/pipeline/{pipeline_id}", {}, get
         )
-        return dict(defang_all(report))
+        return TestReport.of(defang_all(report))
 
-    async def jobs(self, project: str, pipeline_id: int) -> list[dict[str, Any]]:
+    async def jobs(self, project: str, pipeline_id: int) -> list[Job]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
             pipeline = gl.projects.get(project, lazy=True).pipelines.get(pipeline_id, lazy=True)
             return [
@@ -321,7 +325,7 @@ class MergeGateway:
         jobs = await self.calls.read(
             "pipeline.jobs", f"{project}/pipeline/{pipeline_id}", {}, list_
         )
-        return list(defang_all(jobs))
+        return [Job.of(job) for job in defang_all(jobs)]
 
     async def job_trace(self, project: str, job_id: int) -> str:
         def trace(gl: gitlab.Gitlab) -> str:
@@ -331,37 +335,32 @@ class MergeGateway:
         # Jobs run the MR's code: what they print is quoted in crewline's notes (QA, flaky).
         return defang(await self.calls.read("job.trace", f"{project}/job/{job_id}", {}, trace))
 
-    async def retry_job(self, project: str, job_id: int) -> dict[str, Any]:
+    async def retry_job(self, project: str, job_id: int) -> Job:
         """Retry a job, once: GitLab refuses to retry a job already retried, so a retry whose
         answer was lost is found (the newer job of that name in its pipeline), not re-sent."""
 
-        def retry(gl: gitlab.Gitlab, _: dict[str, Any]) -> dict[str, Any]:
-            return dict(gl.projects.get(project, lazy=True).jobs.get(job_id, lazy=True).retry())
+        def retry(gl: gitlab.Gitlab, _: dict[str, Any]) -> Job:
+            return Job.of(
+                dict(gl.projects.get(project, lazy=True).jobs.get(job_id, lazy=True).retry())
+            )
 
-        def newer(gl: gitlab.Gitlab) -> dict[str, Any] | None:
+        def newer(gl: gitlab.Gitlab) -> Job | None:
             jobs = gl.projects.get(project, lazy=True).jobs
             old = jobs.get(job_id)
             pipeline = gl.projects.get(project, lazy=True).pipelines.get(
                 int(old.pipeline["id"]), lazy=True
             )
-            copies = [
-                dict(job.attributes)
-                for job in pipeline.jobs.list(get_all=True, include_retried=True, per_page=PER_PAGE)
-                if job.name == old.name and int(job.id) > job_id
-            ]
-            return min(copies, key=lambda job: int(job["id"]), default=None)
+            listed = pipeline.jobs.list(get_all=True, include_retried=True, per_page=PER_PAGE)
+            copies = [Job.of(dict(job.attributes)) for job in listed]
+            return min(
+                (job for job in copies if job.name == old.name and job.id > job_id),
+                key=lambda job: job.id,
+                default=None,
+            )
 
-        async def find_retried(_: dict[str, Any]) -> dict[str, Any] | None:
+        async def find_retried(_: dict[str, Any]) -> Job | None:
             return await self.calls.read("job.retried", f"{project}/job/{job_id}", {}, newer)
 
         return await self.calls.write(
             "job.retry", f"{project}/job/{job_id}", {}, retry, find_existing=find_retried
         )
-
-
-def _notes(discussion: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(discussion.get("notes") or [])
-
-
-def _carries(discussion: dict[str, Any], marker: str) -> bool:
-    return any(marker in str(note.get("body", "")) for note in _notes(discussion))

@@ -11,10 +11,10 @@ from typing import Any
 
 import gitlab
 
-from forge.gateway import Gateway
+from forge.ports import IssueTracker
 
 
-async def merge_power(gateway: Gateway, project: str, target_branch: str) -> str | None:
+async def merge_power(gateway: IssueTracker, project: str, target_branch: str) -> str | None:
     """A warning when the token's user may merge into or push to ``target_branch`` of
     ``project`` on its own (unprotected, or protected below the user's level); else None."""
 

@@ -24,6 +24,7 @@ import gitlab
 
 from forge.calls import AuditedCalls
 from forge.client import ForgeError
+from forge.mr_types import Discussion
 from forge.types import Issue, Note
 
 log = logging.getLogger(__name__)
@@ -158,23 +159,19 @@ class Trust:
             self._written.clear()
         self._written[ref] = _digest(description)
 
-    async def discussions(self, target: str, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Merge request discussions (raw GitLab dicts) with other users' markers removed."""
+    async def discussions(self, target: str, found: list[Discussion]) -> list[Discussion]:
+        """Merge request discussions with other users' markers removed."""
         own = await self.own()
         cleaned = []
         for discussion in found:
             notes = []
-            for raw in discussion.get("notes") or []:
-                author = raw.get("author") or {}
-                body = str(raw.get("body") or "")
-                if _author_id(author) not in own and carries_marker(body):
-                    where = f"{target}/note/{raw.get('id')}"
-                    await self._forged(
-                        where, "note", str(author.get("username", "")), _author_id(author)
-                    )
-                    raw = {**raw, "body": defang(body)}
-                notes.append(raw)
-            cleaned.append({**discussion, "notes": notes})
+            for note in discussion.notes:
+                if note.author_id not in own and carries_marker(note.body):
+                    where = f"{target}/note/{note.id}"
+                    await self._forged(where, "note", note.author, note.author_id)
+                    note = replace(note, body=defang(note.body))
+                notes.append(note)
+            cleaned.append(replace(discussion, notes=tuple(notes)))
         return cleaned
 
     async def _forged(self, target: str, kind: str, author: str, author_id: int) -> None:
@@ -190,13 +187,6 @@ class Trust:
                 {"author": author, "author_id": author_id},
                 VERDICT,
             )
-
-
-def _author_id(author: Any) -> int:
-    try:
-        return int(author.get("id") or 0) if isinstance(author, dict) else 0
-    except (TypeError, ValueError):
-        return 0
 
 
 async def _whoami(calls: AuditedCalls, which: str) -> tuple[int, str]:

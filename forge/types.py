@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from forge.mr_types import DiffRefs
+
 
 def _user(data: Any) -> str:
     return str(data.get("username", "")) if isinstance(data, dict) else ""
@@ -142,8 +144,8 @@ class MergeRequest:
     detailed_merge_status: str
     web_url: str
     labels: tuple[str, ...] = ()
-    head_pipeline: dict[str, Any] | None = field(default=None, compare=False)
-    diff_refs: dict[str, Any] | None = field(default=None, compare=False)
+    head_pipeline: Pipeline | None = field(default=None, compare=False)
+    diff_refs: DiffRefs | None = field(default=None, compare=False)
     author: str = ""
 
     @classmethod
@@ -162,8 +164,8 @@ class MergeRequest:
             detailed_merge_status=str(data.get("detailed_merge_status") or ""),
             web_url=str(data.get("web_url") or ""),
             labels=tuple(data.get("labels") or ()),
-            head_pipeline=data.get("head_pipeline"),
-            diff_refs=data.get("diff_refs"),
+            head_pipeline=_head_pipeline(data.get("head_pipeline")),
+            diff_refs=DiffRefs.of(data.get("diff_refs")),
             author=_user(data.get("author")),
         )
 
@@ -176,6 +178,8 @@ class Pipeline:
     status: str
     web_url: str
     source: str = ""  # push, merge_request_event, api, schedule, ...
+    # Only on a single pipeline's answer (GET .../pipelines/:id): why GitLab could not run it.
+    yaml_errors: str = ""
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Pipeline:
@@ -186,4 +190,11 @@ class Pipeline:
             status=str(data.get("status") or ""),
             web_url=str(data.get("web_url") or ""),
             source=str(data.get("source") or ""),
+            yaml_errors=str(data.get("yaml_errors") or ""),
         )
+
+
+def _head_pipeline(data: Any) -> Pipeline | None:
+    """An MR's ``head_pipeline``: null before its first pipeline, and some GitLab versions
+    show an empty object to users who may not read the pipeline."""
+    return Pipeline.of(data) if isinstance(data, dict) and data.get("id") else None

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import replace
 
 from forge.access import OWNER, REPORTER, access_name
+from forge.mr_types import Discussion
 from forge.settings import ProjectSettings
 from forge.types import Issue, Note
 from roles.context import IssueMemo, Services
@@ -49,26 +50,16 @@ async def heard_authors(
 
 
 async def heard_discussions(
-    services: Services, project: ProjectSettings, discussions: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+    services: Services, project: ProjectSettings, discussions: list[Discussion]
+) -> list[Discussion]:
     """Merge request discussions without the notes of authors agents do not hear; a
     discussion such an author opened is left out whole (crewline does not act on it)."""
     kept = []
     for discussion in discussions:
-        notes = [
-            note
-            for note in discussion.get("notes") or []
-            if await heard(services, project, _username(note))
-        ]
-        first = (discussion.get("notes") or [{}])[0]
-        if notes and notes[0] is first:
-            kept.append({**discussion, "notes": notes})
+        notes = [note for note in discussion.notes if await heard(services, project, note.author)]
+        if notes and notes[0] is discussion.first:
+            kept.append(replace(discussion, notes=tuple(notes)))
     return kept
-
-
-def _username(note: dict[str, Any]) -> str:
-    author = note.get("author")
-    return str(author.get("username", "")) if isinstance(author, dict) else ""
 
 
 class FilerCheck:

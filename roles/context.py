@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from forge.claims import Claim, Claims
-from forge.gateway import Gateway, note_marker
-from forge.merge_gateway import MergeGateway
+from forge.gateway import note_marker
 from forge.settings import ProjectSettings
 from forge.types import Issue, Note
-from roles.agents.base import Agent
 from roles.agents.unmarked import Unmarked
 from roles.fleet_state import FleetState
-from roles.notify import Desk, Notifier
-from roles.sandbox import NoSandbox, Sandbox
+from roles.ports import Agent, Desk, IssueTracker, MergeRequests, Notifier, Sandbox
+from roles.sandbox import NoSandbox
 from roles.settings import RolesSettings
 from roles.workspace.workspaces import Workspaces
 from storage import Lease, Run, Storage
@@ -56,9 +54,10 @@ class IssueMemo(Generic[T]):
 
 @dataclass
 class Services:
-    """Everything roles use, built once per process by the composition root."""
+    """Everything roles use, built once per process by the composition root: GitLab, the
+    agents, the sandbox and the humans' surfaces as the ports of ``roles/ports.py``."""
 
-    gateway: Gateway
+    gateway: IssueTracker
     storage: Storage
     claims: Claims[Lease]
     workflow: Workflow
@@ -73,7 +72,7 @@ class Services:
     agent_timeouts: Mapping[str, float] = field(default_factory=dict)  # by role name
     # The merge identity (a separate token) that merges after a human's approval; None:
     # humans merge in GitLab.
-    merger: MergeGateway | None = None
+    merger: MergeRequests | None = None
     # Where validation commands run (agents got theirs when they were built); the composition
     # root passes the configured one.
     sandbox: Sandbox = field(default_factory=NoSandbox)
@@ -154,7 +153,7 @@ class RunContext:
         return path
 
     @property
-    def gateway(self) -> Gateway:
+    def gateway(self) -> IssueTracker:
         return self.services.gateway
 
     async def notes_at_start(self) -> list[Note]:

@@ -27,9 +27,9 @@ from forge.control import (
     spend_note_key,
 )
 from forge.control import pause_note_key as pause_note_key
-from forge.gateway import Gateway
 from forge.types import Issue
 from roles.learnings_index import index_learnings
+from roles.ports import IssueTracker
 from storage import Spend, Storage
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _utcnow() -> datetime:
 class FleetState:
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: IssueTracker,
         storage: Storage,
         projects: Collection[str],
         worker: str,

@@ -14,8 +14,8 @@ import logging
 import re
 
 from forge.control import CONTROL_LABEL
-from forge.gateway import Gateway
 from roles.compaction import learnings_from_markdown
+from roles.ports import IssueTracker
 from storage import Storage
 from workflow import StateKind, read_state
 
@@ -30,7 +30,7 @@ def cursor_key(project: str) -> str:
     return f"learnings-cursor:{project}"
 
 
-async def index_learnings(gateway: Gateway, storage: Storage, project: str) -> int:
+async def index_learnings(gateway: IssueTracker, storage: Storage, project: str) -> int:
     """Index the learnings posted on ``project`` since the last call; how many were new."""
     settings = storage.settings
     cursor = await settings.get(cursor_key(project))

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from forge.gateway import Gateway
 from forge.types import MergeRequest, Note
 from roles.context import RunContext
+from roles.ports import IssueTracker
 
 _MR = re.compile(r"<!-- crewline:mr iid=(\d+) branch=(\S+) -->")
 _QA_PASSED = re.compile(r"<!-- crewline:qa-passed sha=([0-9a-f]{40}) -->")
@@ -61,12 +61,12 @@ def moved_since_qa(notes: list[Note], mr: MergeRequest) -> str | None:
     )
 
 
-async def issue_mr(gateway: Gateway, project: str, iid: int) -> MergeRequest | None:
+async def issue_mr(gateway: IssueTracker, project: str, iid: int) -> MergeRequest | None:
     return (await issue_mr_and_notes(gateway, project, iid))[0]
 
 
 async def issue_mr_and_notes(
-    gateway: Gateway, project: str, iid: int
+    gateway: IssueTracker, project: str, iid: int
 ) -> tuple[MergeRequest | None, list[Note]]:
     """The issue's MR (None before the developer opened one) and the notes that name it,
     for callers that read the notes too (whether QA passed this head)."""
@@ -74,7 +74,9 @@ async def issue_mr_and_notes(
     return await named_mr(gateway, project, notes), notes
 
 
-async def named_mr(gateway: Gateway, project: str, notes: Sequence[Note]) -> MergeRequest | None:
+async def named_mr(
+    gateway: IssueTracker, project: str, notes: Sequence[Note]
+) -> MergeRequest | None:
     """The MR the newest handoff note in ``notes`` names (one read of it); None before the
     developer opened one."""
     reference = mr_reference(list(notes))

@@ -18,11 +18,11 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from forge.client import ForgeBadRequest
 from forge.gateway import note_marker
 from forge.guard import GuardBlocked
+from forge.mr_types import Discussion, Position
 from forge.types import Issue, MergeRequest
 from roles.agent_turn import Turn, ask_agent
 from roles.agents.base import TaskKind
@@ -102,25 +102,21 @@ def parse_replies(output: str) -> dict[str, tuple[str, str]]:
     return replies
 
 
-def unresolved(discussions: list[dict[str, Any]]) -> list[Thread]:
+def unresolved(discussions: list[Discussion]) -> list[Thread]:
     threads = []
     for discussion in discussions:
-        notes = discussion.get("notes") or []
-        if not notes or not notes[0].get("resolvable") or notes[0].get("resolved"):
+        first = discussion.first
+        if first is None or not discussion.unresolved:
             continue
-        first = notes[0]
-        position = first.get("position") or {}
-        said = "\n\n".join(
-            f"@{(note.get('author') or {}).get('username', '?')}: {note.get('body', '')}"
-            for note in notes
-        )
+        position = first.position
+        said = "\n\n".join(f"@{note.author or '?'}: {note.body}" for note in discussion.notes)
         threads.append(
             Thread(
-                id=str(discussion["id"]),
+                id=discussion.id,
                 body=said,
-                author=str((first.get("author") or {}).get("username", "")),
-                path=position.get("new_path"),
-                line=position.get("new_line"),
+                author=first.author,
+                path=(position.new_path or None) if position is not None else None,
+                line=position.new_line if position is not None else None,
             )
         )
     return threads
@@ -201,8 +197,7 @@ class _Rounds:
             return
         changes = await merges.diffs(mr.project, mr.iid)
         diff = "\n\n".join(
-            f"--- {change.get('old_path')}\n+++ {change.get('new_path')}\n{change.get('diff', '')}"
-            for change in changes
+            f"--- {change.old_path}\n+++ {change.new_path}\n{change.diff}" for change in changes
         )[:MAX_DIFF_CHARS]
         fence = Fence([ctx.issue.title, diff])
         prompt = self.prompts.render(
@@ -236,26 +231,18 @@ class _Rounds:
     async def _open_findings(self, mr: MergeRequest, findings: list[Finding]) -> None:
         merges = self.ctx.gateway.merges
         existing = " ".join(
-            str(note.get("body", ""))
+            note.body
             for discussion in await merges.discussions(mr.project, mr.iid)
-            for note in discussion.get("notes") or []
+            for note in discussion.notes
         )
-        refs = mr.diff_refs or {}
+        refs = mr.diff_refs
         for n, finding in enumerate(findings, 1):
             marker = note_marker(f"finding:{mr.sha[:12]}:{n}")
             if marker in existing:
                 continue
             position = None
-            if refs.get("base_sha") and refs.get("head_sha"):
-                position = {
-                    "position_type": "text",
-                    "base_sha": refs["base_sha"],
-                    "start_sha": refs.get("start_sha") or refs["base_sha"],
-                    "head_sha": refs["head_sha"],
-                    "new_path": finding.path,
-                    "old_path": finding.path,
-                    "new_line": finding.line,
-                }
+            if refs is not None:
+                position = Position.on_new_line(refs, finding.path, finding.line).payload()
             body = f"{finding.body}\n\n{marker}"
             try:
                 await merges.open_discussion(mr.project, mr.iid, body, position=position)
@@ -312,15 +299,15 @@ class _Rounds:
     ) -> None:
         merges = self.ctx.gateway.merges
         head = (self.delivery.remote or mr.sha)[:10]
-        current = {str(d["id"]): d for d in await merges.discussions(mr.project, mr.iid)}
+        current = {d.id: d for d in await merges.discussions(mr.project, mr.iid)}
         for thread in threads:
             answer = replies.get(thread.id)
             if answer is None:
                 continue  # not addressed: it stays open for the next round
             action, text = answer
             marker = note_marker(f"reply:{thread.id[:12]}:{head}")
-            notes = (current.get(thread.id) or {}).get("notes") or []
-            if not any(marker in str(note.get("body", "")) for note in notes):
+            replied = current.get(thread.id)
+            if replied is None or not replied.carries(marker):
                 prefix = f"Fixed in `{head}`" if action == "fixed" else "Not changed"
                 await merges.reply(mr.project, mr.iid, thread.id, f"{prefix}: {text}\n\n{marker}")
             if action == "fixed":

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+
+from forge.ci_types import TestReport
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _VOLATILE = (
@@ -51,16 +52,6 @@ def excerpt(trace: str, lines: int = EXCERPT_LINES) -> str:
     return "\n".join(tail)
 
 
-def failed_tests(report: Mapping[str, Any]) -> list[str]:
-    """``classname.name`` of every failed or errored test case in a GitLab test report."""
-    names = []
-    for suite in report.get("test_suites") or ():
-        for case in suite.get("test_cases") or ():
-            if case.get("status") in ("failed", "error"):
-                names.append(f"{case.get('classname') or suite.get('name')}.{case.get('name')}")
-    return sorted(set(names))
-
-
 @dataclass(frozen=True)
 class Fingerprint:
     jobs: tuple[str, ...]
@@ -95,14 +86,14 @@ class Fingerprint:
 
 
 def fingerprint(
-    failed_jobs: Iterable[str], report: Mapping[str, Any], traces: Iterable[str]
+    failed_jobs: Iterable[str], report: TestReport, traces: Iterable[str]
 ) -> Fingerprint:
     errors: list[str] = []
     for trace in traces:
         errors += error_lines(trace)
     return Fingerprint(
         jobs=tuple(sorted(set(failed_jobs))),
-        tests=tuple(failed_tests(report)),
+        tests=tuple(report.failed_tests()),
         errors=tuple(sorted(set(errors))),
     )
 

@@ -40,19 +40,19 @@ async def test_each_job_serves_its_junit_report_retried_jobs_included(
         ci = host.services.gateway.ci
         (pipeline,) = [p for p in await ci.recent_pipelines(PROJECT, limit=50) if p.sha == sha]
         await asyncio.to_thread(retry_test_job, demo_sim, pipeline.id)
-        jobs = sorted(await ci.jobs(PROJECT, pipeline.id), key=lambda job: int(job["id"]))
+        jobs = sorted(await ci.jobs(PROJECT, pipeline.id), key=lambda job: job.id)
         # test_broken fails every run, so both runs of the job are red: only the reports
         # tell that test_scripted failed in the first and passed in the retry.
-        assert [(job["name"], job["status"]) for job in jobs] == [("test", "failed")] * 2
-        first, second = [await ci.job_report(PROJECT, int(j["id"]), "report.xml") for j in jobs]
-        status = {f"{c['classname']}.{c['name']}": c["status"] for c in first}
+        assert [(job.name, job.status) for job in jobs] == [("test", "failed")] * 2
+        first, second = [await ci.job_report(PROJECT, j.id, "report.xml") for j in jobs]
+        status = {c.full_name: c.status for c in first}
         assert (status[SCRIPTED], status[BROKEN], status[STEADY]) == ("failed", "failed", "success")
-        again = {f"{c['classname']}.{c['name']}": c["status"] for c in second}
+        again = {c.full_name: c.status for c in second}
         assert (again[SCRIPTED], again[BROKEN]) == ("success", "failed")
-        scripted = next(c for c in first if c["name"] == "test_scripted")
-        assert "run 1 at 0x7f3a9c" in scripted["system_output"]
+        scripted = next(c for c in first if c.name == "test_scripted")
+        assert "run 1 at 0x7f3a9c" in scripted.system_output
         # A path the job did not report is not there, as on GitLab.
-        assert await ci.job_report(PROJECT, int(jobs[0]["id"]), "other.xml") == []
+        assert await ci.job_report(PROJECT, jobs[0].id, "other.xml") == []
 
 
 async def test_the_window_is_bounded_and_read_page_by_page(

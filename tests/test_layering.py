@@ -1,7 +1,9 @@
 """The house rules of docs/SPEC.md §1, read from every module's imports: `workflow/` imports
 nothing of ours; `storage/` and `forge/` import `workflow/` at most; nothing outside `bot/`
 imports `bot/`; the simulator `sim/` imports nothing of ours and only the demo and the CLI's
-`sim` command import it; only `bot/discord/` imports discord.py."""
+`sim` command import it; only `bot/discord/` imports discord.py; `roles/` sees GitLab only
+through the ports (SPEC §12): it imports no concrete gateway, and the ports import no
+adapter."""
 
 from __future__ import annotations
 
@@ -125,3 +127,98 @@ def test_the_checks_see_third_party_and_top_level_imports(tmp_path: Path) -> Non
     module.write_text("import discord\n\ndef f():\n    from sim.core.app import running_sim\n")
     assert imported_by(module) == {"discord", "sim"}
     assert imported_by(module, top_level_only=True) == {"discord"}
+
+
+# The GitLab adapter's concrete classes: only the composition root in bot/ builds them; roles
+# are typed against the ports of roles/ports.py (SPEC §12).
+CONCRETE = {
+    "forge.gateway": {"Gateway"},
+    "forge.merge_gateway": {"MergeGateway"},
+    "forge.ci_history": {"CiHistory"},
+    "forge.client": {"GitLabClient"},
+}
+# What the ports may import: workflow, forge's typed data and the ports' own definitions.
+PORTS_MAY_IMPORT = {
+    "forge/ports.py": {
+        "forge.calls",  # AuditedCalls: the audited call path the tracker exposes to forge
+        "forge.ci_types",
+        "forge.mr_types",
+        "forge.types",
+        "workflow",
+    },
+    "roles/ports.py": {
+        "forge.calls",  # AuditSink
+        "forge.claims",  # LocalLeases
+        "forge.ports",
+        "forge.types",
+        "roles.agents.base",
+        "roles.notify",
+        "roles.sandbox.base",
+        "roles.context",  # for the Role port's annotations only
+        "roles.engine.admission",
+    },
+}
+
+
+def concrete_gateways_named(path: Path) -> set[str]:
+    """The concrete gateway classes and python-gitlab modules ``path`` imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "gitlab":
+                found.add(node.module)
+            wanted = CONCRETE.get(node.module, set())
+            found |= {f"{node.module}.{a.name}" for a in node.names if a.name in wanted | {"*"}}
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                # A module import reaches its classes as attributes: banned whole.
+                if alias.name.split(".")[0] == "gitlab" or alias.name in CONCRETE:
+                    found.add(alias.name)
+    return found
+
+
+def test_roles_import_no_concrete_gateway() -> None:
+    breaches = {
+        str(path.relative_to(ROOT)): sorted(names)
+        for path in modules("roles")
+        if (names := concrete_gateways_named(path))
+    }
+    assert breaches == {}, "roles/ uses the ports of roles/ports.py; bot/ builds the gateways"
+
+
+def test_the_gateway_check_sees_every_way_to_name_one(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from forge.gateway import StaleState, Gateway\n"
+        "import forge.merge_gateway\n"
+        "def f():\n    from gitlab.v4.objects import Project\n    import gitlab\n"
+        "from forge.ci_history import *\n"
+    )
+    assert concrete_gateways_named(module) == {
+        "forge.gateway.Gateway",
+        "forge.merge_gateway",
+        "gitlab.v4.objects",
+        "gitlab",
+        "forge.ci_history.*",
+    }
+    module.write_text("from forge.gateway import StaleState, note_marker\n")
+    assert concrete_gateways_named(module) == set()
+
+
+@pytest.mark.parametrize("ports", sorted(PORTS_MAY_IMPORT))
+def test_the_ports_import_only_contracts(ports: str) -> None:
+    tree = ast.parse((ROOT / ports).read_text(encoding="utf-8"), ports)
+    imported = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    ours = {name for name in imported if name.split(".")[0] in PACKAGES}
+    assert ours <= PORTS_MAY_IMPORT[ports], (
+        f"{ports} imports an adapter: {sorted(ours - PORTS_MAY_IMPORT[ports])}"
+    )

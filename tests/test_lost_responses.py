@@ -243,12 +243,12 @@ async def test_a_discussion_and_a_reply_whose_answers_are_lost_appear_once(
         lose_answer(demo_sim, "POST", r"/merge_requests/\d+/discussions$")
         opened = await merges.open_discussion(PROJECT, mr.iid, finding)
         lose_answer(demo_sim, "POST", r"/discussions/[^/]+/notes$", drop=True)
-        reply = await merges.reply(PROJECT, mr.iid, str(opened["id"]), "Fixed in abc.")
+        reply = await merges.reply(PROJECT, mr.iid, opened.id, "Fixed in abc.")
         (discussion,) = await merges.discussions(PROJECT, mr.iid)
-        assert discussion["id"] == opened["id"]
-        bodies = [str(note["body"]) for note in discussion["notes"]]
+        assert discussion.id == opened.id
+        bodies = [note.body for note in discussion.notes]
         assert len(bodies) == 2 and bodies[0] == finding
-        assert bodies[1] == reply["body"] and bodies[1].startswith("Fixed in abc.")
+        assert bodies[1] == reply.body and bodies[1].startswith("Fixed in abc.")
 
 
 async def test_a_note_whose_answer_comes_after_the_timeout_appears_once(

@@ -27,6 +27,6 @@ async def test_every_page_of_a_large_mrs_diffs_is_read(sim: RunningSim, tmp_path
     async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, storage):
         diffs = await gateway.merges.diffs(PROJECT, int(mr.iid))
         audited = {entry.what for entry in await storage.audit.for_target(f"{PROJECT}!{mr.iid}")}
-    assert sorted(d["new_path"] for d in diffs) == [f"pkg/module_{n:03}.py" for n in range(FILES)]
-    assert all(d["new_file"] and "+VALUE = " in d["diff"] for d in diffs)
+    assert sorted(d.new_path for d in diffs) == [f"pkg/module_{n:03}.py" for n in range(FILES)]
+    assert all(d.new_file and "+VALUE = " in d.diff for d in diffs)
     assert audited == {"gitlab.mr.diffs"}

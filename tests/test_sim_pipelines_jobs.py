@@ -103,22 +103,22 @@ async def test_the_gateway_lists_pipelines_reads_jobs_traces_reports_and_retries
         assert (
             await gateway.merges.pipelines(PROJECT, ref="crewline/7-flaky", status="success") == []
         )
-        jobs = {job["name"]: job for job in await gateway.merges.jobs(PROJECT, pipelines[0].id)}
-        assert (jobs["flaky"]["status"], jobs["deploy"]["status"]) == ("failed", "skipped")
-        trace = await gateway.merges.job_trace(PROJECT, jobs["flaky"]["id"])
+        jobs = {job.name: job for job in await gateway.merges.jobs(PROJECT, pipelines[0].id)}
+        assert (jobs["flaky"].status, jobs["deploy"].status) == ("failed", "skipped")
+        trace = await gateway.merges.job_trace(PROJECT, jobs["flaky"].id)
         assert "flaky run 1" in trace and "ERROR: Job failed: exit code 1" in trace
-        assert (await gateway.merges.test_report(PROJECT, pipelines[0].id))["total_count"] == 0
-        retried = await gateway.merges.retry_job(PROJECT, jobs["flaky"]["id"])
-        assert retried["name"] == "flaky" and retried["id"] != jobs["flaky"]["id"]
+        assert (await gateway.merges.test_report(PROJECT, pipelines[0].id)).total_count == 0
+        retried = await gateway.merges.retry_job(PROJECT, jobs["flaky"].id)
+        assert retried.name == "flaky" and retried.id != jobs["flaky"].id
         await asyncio.to_thread(wait_idle, sim)
         latest = await gateway.merges.pipelines(PROJECT, sha=sha)
         assert [p.status for p in latest] == ["success"]
-        report_json = await gateway.merges.test_report(PROJECT, latest[0].id)
-        assert (report_json["total_count"], report_json["success_count"]) == (1, 1)
-        assert report_json["test_suites"][0]["name"] == "deploy"
+        report = await gateway.merges.test_report(PROJECT, latest[0].id)
+        assert (report.total_count, report.success_count) == (1, 1)
+        assert report.test_suites[0].name == "deploy"
         audited = {
             entry.what
-            for entry in await storage.audit.for_target(f"{PROJECT}/job/{jobs['flaky']['id']}")
+            for entry in await storage.audit.for_target(f"{PROJECT}/job/{jobs['flaky'].id}")
         }
         assert {"gitlab.job.trace", "gitlab.job.retry"} <= audited
 

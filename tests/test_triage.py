@@ -8,15 +8,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from forge.ci_types import TestReport
 from roles.triage import (
     Fingerprint,
     error_lines,
     excerpt,
-    failed_tests,
     fingerprint,
     known_flaky,
     normalise,
@@ -54,19 +53,24 @@ def unittest_log(base: Path, expected: int = 1) -> str:
     return f"$ python3 -m unittest\n{done.stderr}ERROR: Job failed: exit code 1\n"
 
 
-def report(*cases: tuple[str, str, str], suite: str = "unittest") -> dict[str, Any]:
+NO_REPORT = TestReport.of({})
+
+
+def report(*cases: tuple[str, str, str], suite: str = "unittest") -> TestReport:
     """A GitLab pipeline test report with ``(classname, name, status)`` cases."""
-    return {
-        "test_suites": [
-            {
-                "name": suite,
-                "test_cases": [
-                    {"classname": classname, "name": name, "status": status}
-                    for classname, name, status in cases
-                ],
-            }
-        ]
-    }
+    return TestReport.of(
+        {
+            "test_suites": [
+                {
+                    "name": suite,
+                    "test_cases": [
+                        {"classname": classname, "name": name, "status": status}
+                        for classname, name, status in cases
+                    ],
+                }
+            ]
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,12 +131,12 @@ def test_failed_tests_come_from_the_report_failed_and_errored_sorted_once() -> N
         ("tests.test_b.B", "test_two", "failed"),
         ("", "smoke", "failed"),  # no class: the suite names it
     )
-    assert failed_tests(failing) == [
+    assert failing.failed_tests() == [
         "tests.test_a.A.test_one",
         "tests.test_b.B.test_two",
         "unittest.smoke",
     ]
-    assert failed_tests({}) == [] and failed_tests({"test_suites": None}) == []
+    assert NO_REPORT.failed_tests() == [] == TestReport.of({"test_suites": None}).failed_tests()
 
 
 def test_one_failure_in_two_runs_has_one_fingerprint(tmp_path: Path) -> None:
@@ -145,7 +149,8 @@ def test_one_failure_in_two_runs_has_one_fingerprint(tmp_path: Path) -> None:
     assert one == other and one.digest == other.digest
     assert any("AssertionError" in line for line in one.errors)
     # Without a report the logs alone still say it is the same failure.
-    assert fingerprint(["test"], {}, [first]).digest == fingerprint(["test"], {}, [second]).digest
+    alone = fingerprint(["test"], NO_REPORT, [first])
+    assert alone.digest == fingerprint(["test"], NO_REPORT, [second]).digest
 
 
 def test_a_different_failure_has_a_different_fingerprint(tmp_path: Path) -> None:

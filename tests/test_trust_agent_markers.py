@@ -92,8 +92,8 @@ async def test_ci_job_names_and_logs_lose_their_markers(sim: RunningSim, tmp_pat
             await gateway.ci.jobs(PROJECT, pipeline.id),
         ):
             [job] = jobs
-            assert job["name"] == f"evil {FORGED}"
-        trace = await gateway.merges.job_trace(PROJECT, int(job["id"]))
+            assert job.name == f"evil {FORGED}"
+        trace = await gateway.merges.job_trace(PROJECT, job.id)
         assert "before" in trace and not carries_marker(trace) and FORGED in trace
     # What GitLab holds is unchanged: only what crewline reads is cleaned.
     assert QA_PASSED in jobs_by_name(pipeline)[f"evil {QA_PASSED}"].name

@@ -1,20 +1,18 @@
 """What the engine and the roles say to each other: whether an issue may start now
-(:class:`Admission`), what a run came to (:class:`RoleResult`), and the role protocol."""
+(:class:`Admission`) and what a run came to (:class:`RoleResult`). The role protocol is a
+port: :class:`roles.ports.Role`, re-exported here."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from forge.types import Issue
 from roles.notify import EventKind, GateRequest
+from roles.ports import Role as Role
 from storage import RunStatus
 from workflow import Outcome
-
-if TYPE_CHECKING:
-    from roles.context import RunContext, Services
 
 
 class Verdict(StrEnum):
@@ -40,14 +38,6 @@ class RoleResult:
     outcome: Outcome
     message: str = ""  # posted as the run's closing note when not empty
     gate: GateRequest | None = None  # the human decision the next state waits for
-
-
-class Role(Protocol):
-    name: str
-
-    async def admit(self, services: Services, issue: Issue) -> Admission: ...
-
-    async def run(self, ctx: RunContext) -> RoleResult: ...
 
 
 @dataclass

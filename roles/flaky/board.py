@@ -11,10 +11,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from forge.gateway import Gateway
 from forge.types import Issue
 from roles.flaky.diagnosis import LABEL_SCOPE
 from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, measured_rate
+from roles.ports import IssueTracker
 from workflow import Workflow, read_state
 
 
@@ -82,7 +82,7 @@ def board_lines(board: FlakyBoard) -> list[str]:
 
 
 async def flaky_board(
-    gateway: Gateway, projects: list[str], flaky: Workflow, label: str
+    gateway: IssueTracker, projects: list[str], flaky: Workflow, label: str
 ) -> FlakyBoard:
     board = FlakyBoard()
     stages: Counter[str] = Counter()
@@ -101,7 +101,7 @@ async def flaky_board(
     return board
 
 
-async def _row(gateway: Gateway, issue: Issue, stage: str) -> FlakyRow:
+async def _row(gateway: IssueTracker, issue: Issue, stage: str) -> FlakyRow:
     prefix = f"{LABEL_SCOPE}::"
     cause = next((lb.removeprefix(prefix) for lb in issue.labels if lb.startswith(prefix)), "")
     notes = [n.body for n in await gateway.notes(issue.project, issue.iid) if n.by_crewline]

@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from forge.ci_types import TestCase
 from roles.triage import normalise
 
 EXCERPT_CHARS = 600  # of one failure, kept as evidence on the issue
@@ -73,7 +74,7 @@ def fingerprint(test: str, failure: str) -> str:
 
 
 def verdicts_of(
-    cases: Iterable[Mapping[str, object]],
+    cases: Iterable[TestCase],
     *,
     sha: str,
     pipeline: int,
@@ -84,12 +85,11 @@ def verdicts_of(
     """One job's JUnit cases as verdicts; skipped cases say nothing either way."""
     found = []
     for case in cases:
-        status = case.get("status")
-        if status not in ("success", "failed", "error"):
+        if case.status not in ("success", "failed", "error"):
             continue
-        test = f"{case.get('classname') or ''}.{case.get('name') or ''}".strip(".")
-        failure = "" if status == "success" else str(case.get("system_output") or "")
-        found.append(Verdict(test, sha, pipeline, job, status == "success", at, failure, job_name))
+        passed = case.status == "success"
+        failure = "" if passed else case.system_output
+        found.append(Verdict(case.full_name, sha, pipeline, job, passed, at, failure, job_name))
     return found
 
 

@@ -39,16 +39,15 @@ async def diagnose(
     """Ask the agent, record its verdict; the flaky state the issue went to."""
     gateway = services.gateway
     pipeline = await gateway.merges.pipeline(issue.project, rerun.pipeline)
-    sha = str(pipeline.get("sha") or "")
+    sha = pipeline.sha
     failed = [
-        job
+        job.id
         for job in await gateway.ci.jobs(issue.project, rerun.pipeline)
-        if job.get("name") == rerun.job and job.get("status") == "failed"
+        if job.name == rerun.job and job.status == "failed"
     ]
     logs = ""
     if failed:
-        newest = max(failed, key=lambda job: int(job["id"]))
-        logs = excerpt(await gateway.merges.job_trace(issue.project, int(newest["id"])), LOG_LINES)
+        logs = excerpt(await gateway.merges.job_trace(issue.project, max(failed)), LOG_LINES)
     source = ""
     for path in source_paths(rerun.test):
         found = await gateway.ci.file_at(issue.project, path, sha)

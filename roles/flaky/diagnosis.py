@@ -21,10 +21,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from forge.gateway import Gateway
 from forge.types import Issue
 from roles.flaky.filing import CLOSING, DIAGNOSIS_HEADING, diagnosis_section
 from roles.flaky.runs import live_note
+from roles.ports import IssueTracker
 from roles.untrusted import Fence
 from workflow import Workflow, label_change
 
@@ -150,7 +150,7 @@ def prompt(test: str, logs: str, source: str, changes: str) -> str:
 
 
 async def record(
-    gateway: Gateway,
+    gateway: IssueTracker,
     flaky: Workflow,
     issue: Issue,
     found: Diagnosis,

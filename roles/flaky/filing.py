@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
-from forge.gateway import Gateway
 from forge.types import Issue
 from roles.flaky.detect import Candidate, flake_key
+from roles.ports import IssueTracker
 from workflow import Workflow, label_change, read_state
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class FilingReport:
 
 
 class Filer:
-    def __init__(self, gateway: Gateway, flaky: Workflow, label: str) -> None:
+    def __init__(self, gateway: IssueTracker, flaky: Workflow, label: str) -> None:
         self.gateway = gateway
         self.flaky = flaky
         self.label = label

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 
-from forge.ci_history import FINISHED, CiHistory
 from roles.flaky.detect import Verdict, verdicts_of
+from roles.ports import CiReads
 
 log = logging.getLogger(__name__)
 
 
 class HistoryReader:
-    def __init__(self, ci: CiHistory, *, junit_path: str, window: int) -> None:
+    def __init__(self, ci: CiReads, *, junit_path: str, window: int) -> None:
         self.ci = ci
         self.junit_path = junit_path
         self.window = window
@@ -31,19 +31,19 @@ class HistoryReader:
         seen: set[tuple[str, int]] = set()
         for pipeline in await self.ci.recent_pipelines(project, limit=self.window):
             for job in await self.ci.jobs(project, pipeline.id):
-                if job.get("status") not in FINISHED or not _has_junit(job):
+                if not job.finished or not job.has_junit:
                     continue
-                key = (project, int(job["id"]))
+                key = (project, job.id)
                 seen.add(key)
                 if key not in self._by_job:
-                    cases = await self.ci.job_report(project, int(job["id"]), self.junit_path)
+                    cases = await self.ci.job_report(project, job.id, self.junit_path)
                     self._by_job[key] = verdicts_of(
                         cases,
                         sha=pipeline.sha,
                         pipeline=pipeline.id,
-                        job=int(job["id"]),
-                        at=str(job.get("finished_at") or job.get("created_at") or ""),
-                        job_name=str(job.get("name") or ""),
+                        job=job.id,
+                        at=job.finished_at or job.created_at,
+                        job_name=job.name,
                     )
                 found.extend(self._by_job[key])
         # Jobs that left the window are forgotten, so the memory stays bounded by it.
@@ -51,10 +51,3 @@ class HistoryReader:
             del self._by_job[key]
         log.debug("flaky detector: %s verdicts in %s", len(found), project)
         return found
-
-
-def _has_junit(job: dict[str, object]) -> bool:
-    artifacts = job.get("artifacts")
-    return isinstance(artifacts, list) and any(
-        isinstance(a, dict) and a.get("file_type") == "junit" for a in artifacts
-    )

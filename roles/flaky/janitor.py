@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 from forge.calls import fenced
 from forge.claims import Claim, Claims, requeue_key
-from forge.gateway import Gateway, StaleState
-from forge.issue_index import Listing
+from forge.gateway import StaleState
 from roles.attempts import round_attempt
 from roles.context import Services
+from roles.ports import IssueSnapshot, IssueTracker
 from storage import Lease
 from workflow import Outcome, Workflow, flaky_workflow, next_state
 from workflow.flaky import FLAKY_ROLES
@@ -36,14 +36,14 @@ class FlakySweep:
     failed: list[str] = field(default_factory=list)
 
 
-def flaky_gateway(gateway: Gateway, flaky: Workflow) -> Gateway:
+def flaky_gateway(gateway: IssueTracker, flaky: Workflow) -> IssueTracker:
     """The same gateway (calls, audit, trust) moving issues through the doctor's workflow."""
     view = copy.copy(gateway)
     view.workflow = flaky
     return view
 
 
-def flaky_claims(services: Services, gateway: Gateway) -> Claims[Lease]:
+def flaky_claims(services: Services, gateway: IssueTracker) -> Claims[Lease]:
     return Claims[Lease](
         gateway, services.storage.leases, worker=services.worker, ttl_seconds=services.claims.ttl
     )
@@ -62,7 +62,7 @@ def after_stop(flaky: Workflow, role: str, attempt: int, limit: int, why: str) -
     )
 
 
-async def stopped(gateway: Gateway, limit: int, claim: Claim[Lease], why: str) -> str | None:
+async def stopped(gateway: IssueTracker, limit: int, claim: Claim[Lease], why: str) -> str | None:
     """A step that raised: its issue back to the ready state, or failed when its attempts
     are spent, with a note keyed by the round (one per stop). The state it went to."""
     flaky = gateway.workflow
@@ -83,7 +83,7 @@ async def stopped(gateway: Gateway, limit: int, claim: Claim[Lease], why: str) -
 
 
 async def sweep_flaky(
-    services: Services, listing: Listing, *, busy: Collection[tuple[str, int]] = ()
+    services: Services, listing: IssueSnapshot, *, busy: Collection[tuple[str, int]] = ()
 ) -> FlakySweep:
     """Put back every doctor's step of the project ``listing`` shows whose claim expired (its
     host died or hung); judged on fresh reads and fenced by ``Claims.expire``, as the janitor

@@ -23,11 +23,11 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from forge.gateway import Gateway
 from forge.types import Issue
 from roles.flaky.filing import bar_marker, bar_of
 from roles.flaky.runs import LiveNote, Run
 from roles.flaky.stats import Rate, runs_to_validate, validated, wilson
+from roles.ports import IssueTracker
 from workflow import Workflow, label_change
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Verdict:
 class Proofs:
     """The two steps on an issue: notes, labels and the bar through the gateway."""
 
-    def __init__(self, gateway: Gateway, flaky: Workflow) -> None:
+    def __init__(self, gateway: IssueTracker, flaky: Workflow) -> None:
         self.gateway = gateway
         self.flaky = flaky
 

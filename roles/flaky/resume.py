@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 
-from forge.gateway import Gateway
 from forge.types import Issue
 from roles.flaky.filing import Rerun
 from roles.flaky.proof import RunOnce
 from roles.flaky.runs import JobRunner, Run, live_note
+from roles.ports import IssueTracker
 
 _SINCE = re.compile(r"<!-- crewline:flaky-runs pipeline=(\d+) after=(\d+) -->")
 
@@ -36,7 +36,7 @@ def started_after(note_body: str, pipeline: int) -> int | None:
 
 
 async def resumable_runs(
-    gateway: Gateway, runner: JobRunner, issue: Issue, key: str, rerun: Rerun
+    gateway: IssueTracker, runner: JobRunner, issue: Issue, key: str, rerun: Rerun
 ) -> tuple[RunOnce, str]:
     """The runs of ``rerun`` for the step whose note is keyed ``key`` (the ones it started
     before a crash first), and the marker its progress notes must keep."""

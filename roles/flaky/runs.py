@@ -14,11 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from forge.ci_history import FINISHED, CiHistory
+from forge.ci_types import Job
 from forge.client import ForgeNotFound
-from forge.gateway import Gateway, note_marker
-from forge.merge_gateway import MergeGateway
+from forge.gateway import note_marker
 from forge.types import Note
+from roles.ports import CiReads, IssueTracker, MergeRequests
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ class Run:
 class JobRunner:
     def __init__(
         self,
-        ci: CiHistory,
-        merges: MergeGateway,
+        ci: CiReads,
+        merges: MergeRequests,
         *,
         junit_path: str,
         poll: float = 2.0,
@@ -60,28 +60,26 @@ class JobRunner:
         """Retry the newest ``job_name`` of ``pipeline`` and wait for its verdict on ``test``."""
         newest = max(await self.job_ids(project, pipeline, job_name))
         retried = await self.merges.retry_job(project, newest)
-        return await self.verdict(project, int(retried["id"]), test)
+        return await self.verdict(project, retried.id, test)
 
     async def job_ids(self, project: str, pipeline: int, job_name: str) -> list[int]:
         """Every job named ``job_name`` in ``pipeline``, retried ones too, oldest first."""
         jobs = await self.ci.jobs(project, pipeline)
-        return sorted(int(j["id"]) for j in jobs if j.get("name") == job_name)
+        return sorted(job.id for job in jobs if job.name == job_name)
 
     async def verdict(self, project: str, job_id: int, test: str) -> Run:
         """Wait for the job to finish; its verdict on ``test`` from its JUnit report."""
         job = await self._finished(project, job_id)
         cases = await self.ci.job_report(project, job_id, self.junit_path)
-        outcome = {f"{c.get('classname') or ''}.{c.get('name') or ''}": c for c in cases}
-        passed = outcome.get(test, {}).get("status") == "success"
-        duration = job.get("duration")
-        seconds = float(duration) if isinstance(duration, int | float) else None
-        return Run(job_id, passed, str(job.get("web_url") or ""), seconds)
+        named = [case for case in cases if case.full_name == test]
+        passed = bool(named) and named[-1].status == "success"  # the last one reported
+        return Run(job_id, passed, job.web_url, job.duration)
 
-    async def _finished(self, project: str, job_id: int) -> dict[str, object]:
+    async def _finished(self, project: str, job_id: int) -> Job:
         waited = 0.0
         while True:
             job = await self.ci.job(project, job_id)
-            if job.get("status") in FINISHED:
+            if job.finished:
                 return job
             if waited >= self.patience:
                 raise TimeoutError(f"job {job_id} of {project} did not finish in {waited:g}s")
@@ -93,7 +91,7 @@ class LiveNote:
     """The note carrying ``key`` on one issue: found or created by its first :meth:`show`,
     then edited in place, so a run of k updates lists the issue's notes once, not k times."""
 
-    def __init__(self, gateway: Gateway, project: str, iid: int, key: str) -> None:
+    def __init__(self, gateway: IssueTracker, project: str, iid: int, key: str) -> None:
         self.gateway, self.project, self.iid, self.key = gateway, project, iid, key
         self._note: Note | None = None
 
@@ -111,6 +109,6 @@ class LiveNote:
             await self.show(body)
 
 
-async def live_note(gateway: Gateway, project: str, iid: int, key: str, body: str) -> None:
+async def live_note(gateway: IssueTracker, project: str, iid: int, key: str, body: str) -> None:
     """The note carrying ``key`` now reads ``body`` (created the first time)."""
     await LiveNote(gateway, project, iid, key).show(body)

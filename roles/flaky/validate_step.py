@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 async def head_rerun(services: Services, issue: Issue, rerun: Rerun) -> Rerun | None:
     """The same job and test on the pipeline of the fix's merge request head."""
     mr = await issue_mr(services.gateway, issue.project, issue.iid)
-    pipeline = (mr.head_pipeline or {}) if mr is not None else {}
-    if not pipeline.get("id") or pipeline.get("status") not in ("success", "failed"):
+    pipeline = mr.head_pipeline if mr is not None else None
+    if pipeline is None or pipeline.status not in ("success", "failed"):
         return None  # no finished pipeline on the head yet: the next pass looks again
-    return Rerun(int(pipeline["id"]), rerun.job, rerun.test)
+    return Rerun(pipeline.id, rerun.job, rerun.test)
 
 
 async def validate_fix(

@@ -14,9 +14,9 @@ import logging
 from datetime import UTC, datetime
 
 from forge.control import ControlIssues
-from forge.gateway import Gateway
 from roles.flaky.board import FlakyBoard, row_line, summary_line
 from roles.flaky.runs import live_note
+from roles.ports import IssueTracker
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def weekly_body(board: FlakyBoard, week: str) -> str:
 
 
 async def post_weekly(
-    gateway: Gateway, project: str, board: FlakyBoard, *, now: datetime | None = None
+    gateway: IssueTracker, project: str, board: FlakyBoard, *, now: datetime | None = None
 ) -> int | None:
     """This week's flaky note on the project's control issue, created or brought up to date;
     the control issue's iid, or None when there was nothing to say and no note yet."""

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from forge.client import ForgeError
-from forge.gateway import Gateway, StaleState, note_marker
-from forge.merge_gateway import MergeGateway
+from forge.gateway import StaleState, note_marker
 from forge.types import Issue, MergeRequest, Note
 from roles.gates.desk_rules import second_person_refusal
 from roles.mr_link import issue_mr_and_notes, moved_since_qa
 from roles.pm.plan_notes import FEEDBACK_HEADING, approved_plan_marker, decision_key, latest_plan
+from roles.ports import IssueTracker, MergeRequests
 from storage import LeaseStore
 from workflow import Outcome, State, next_state, read_state
 
@@ -113,7 +113,7 @@ async def _leased_decision(
         return await decide()
 
 
-async def _issue_state(gateway: Gateway, project: str, iid: int) -> tuple[Issue, State | None]:
+async def _issue_state(gateway: IssueTracker, project: str, iid: int) -> tuple[Issue, State | None]:
     """The issue and its workflow state (None: it has none)."""
     issue = await gateway.get_issue(project, iid)
     return issue, read_state(gateway.workflow, issue.labels).state
@@ -130,7 +130,7 @@ def _changes_requested(gate: str, who: str, via: str, feedback: str) -> str:
 
 
 async def decide_plan(
-    gateway: Gateway,
+    gateway: IssueTracker,
     leases: LeaseStore,
     project: str,
     iid: int,
@@ -151,7 +151,7 @@ async def decide_plan(
 
 
 async def _decide(
-    gateway: Gateway,
+    gateway: IssueTracker,
     project: str,
     iid: int,
     revision: str,
@@ -184,7 +184,9 @@ async def _decide(
     return await apply_plan_decision(gateway, project, iid, note)
 
 
-async def apply_plan_decision(gateway: Gateway, project: str, iid: int, note: Note) -> Decision:
+async def apply_plan_decision(
+    gateway: IssueTracker, project: str, iid: int, note: Note
+) -> Decision:
     """Move the issue on from the plan gate as the decision ``note`` says."""
     outcome = Outcome.REJECTED if FEEDBACK_HEADING in note.body else Outcome.APPROVED
     return await _move(gateway, project, iid, outcome, note.body, gate="plan")
@@ -229,7 +231,7 @@ def filer_marker(username: str) -> str:
 
 
 async def decide_merge(
-    gateway: Gateway,
+    gateway: IssueTracker,
     leases: LeaseStore,
     project: str,
     iid: int,
@@ -241,7 +243,7 @@ async def decide_merge(
     worker: str,
     feedback: str = "",
     approver: str | None = None,
-    merger: MergeGateway | None = None,
+    merger: MergeRequests | None = None,
     require_second_person: bool = True,
 ) -> Decision:
     """Apply a human's decision on merging ``project#iid`` at head ``revision``.
@@ -260,7 +262,7 @@ async def decide_merge(
 
 
 async def _decide_merge(
-    gateway: Gateway,
+    gateway: IssueTracker,
     project: str,
     iid: int,
     revision: str,
@@ -269,7 +271,7 @@ async def _decide_merge(
     via: str,
     feedback: str,
     approver: str | None,
-    merger: MergeGateway | None,
+    merger: MergeRequests | None,
     require_second_person: bool,
 ) -> Decision:
     gate = gateway.workflow.gate_state("merge").name
@@ -310,12 +312,12 @@ async def _decide_merge(
 
 
 async def apply_merge_decision(
-    gateway: Gateway,
+    gateway: IssueTracker,
     project: str,
     iid: int,
     mr: MergeRequest,
     note: Note,
-    merger: MergeGateway | None,
+    merger: MergeRequests | None,
 ) -> Decision:
     """Complete the decision ``note`` records on merging ``mr`` at its head: back to the
     developer, or merge and move to done. An approval that waits for a human to merge is
@@ -335,7 +337,12 @@ async def apply_merge_decision(
 
 
 async def _merge_refused(
-    gateway: Gateway, project: str, iid: int, mr: MergeRequest, approval: Note, error: ForgeError
+    gateway: IssueTracker,
+    project: str,
+    iid: int,
+    mr: MergeRequest,
+    approval: Note,
+    error: ForgeError,
 ) -> Decision:
     """GitLab did not merge: unless it did after all (a lost answer), the approval is taken
     back (deleted: it must not be completed later) and the reason stays in a note."""
@@ -362,7 +369,7 @@ async def _merge_refused(
 
 
 async def _move(
-    gateway: Gateway,
+    gateway: IssueTracker,
     project: str,
     iid: int,
     outcome: Outcome,

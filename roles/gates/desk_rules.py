@@ -10,10 +10,12 @@ sha it is about.
 from __future__ import annotations
 
 from forge.access import access_name
-from forge.gateway import Gateway
+from roles.ports import IssueTracker
 
 
-async def access_refusal(gateway: Gateway, project: str, username: str, needed: int) -> str | None:
+async def access_refusal(
+    gateway: IssueTracker, project: str, username: str, needed: int
+) -> str | None:
     """Why ``username`` may not decide on ``project`` (None: they may)."""
     if username in (await gateway.trust.own()).usernames:
         return f"@{username} is one of crewline's own users; a person decides a gate"

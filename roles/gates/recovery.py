@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from forge.gateway import Gateway
 from forge.types import Issue, Note
 from roles.context import Services
 from roles.gates.decide import (
@@ -25,6 +24,7 @@ from roles.gates.decide import (
 from roles.mr_link import issue_mr_and_notes, named_mr
 from roles.notify import GateRequest
 from roles.pm.plan_notes import decision_key, latest_plan
+from roles.ports import IssueTracker
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ async def complete_recorded_decisions(
     return moved
 
 
-async def _complete_plan(gateway: Gateway, issue: Issue) -> bool:
+async def _complete_plan(gateway: IssueTracker, issue: Issue) -> bool:
     notes = await gateway.notes(issue.project, issue.iid)
     current = latest_plan(notes)
     if current is None:
@@ -87,7 +87,7 @@ async def _complete_merge(services: Services, issue: Issue) -> bool:
 
 
 async def issues_at_gates(
-    gateway: Gateway, project: str, *, max_age: float = 0.0
+    gateway: IssueTracker, project: str, *, max_age: float = 0.0
 ) -> list[tuple[Issue, str]]:
     """Every open issue waiting at a gate, with the gate's state name, from the project's
     listing (refreshed unless it is at most ``max_age`` seconds old)."""
@@ -101,7 +101,7 @@ async def issues_at_gates(
 
 
 async def gate_request(
-    gateway: Gateway, issue: Issue, gate: str, notes: Sequence[Note] | None = None
+    gateway: IssueTracker, issue: Issue, gate: str, notes: Sequence[Note] | None = None
 ) -> GateRequest | None:
     """The request for ``issue`` waiting at ``gate``, rebuilt from GitLab; None when there
     is nothing to decide (no plan, no open MR). ``notes``: the issue's notes when the caller

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import re
 
-from forge.gateway import Gateway
 from forge.types import Note
 from roles.pm.plan import Plan, PlanError, parse_plan
+from roles.ports import IssueTracker
 
 _PLAN_KEY = re.compile(r"<!-- crewline:note key=pm-\d+:plan -->")
 _DECISION_KEY = re.compile(r"<!-- crewline:note key=decision:plan:\d+ -->")
@@ -51,7 +51,7 @@ def latest_feedback(notes: list[Note]) -> str:
     return ""
 
 
-async def load_plan(gateway: Gateway, project: str, iid: int) -> tuple[Note, Plan] | None:
+async def load_plan(gateway: IssueTracker, project: str, iid: int) -> tuple[Note, Plan] | None:
     return latest_plan(await gateway.notes(project, iid))
 
 
@@ -102,5 +102,5 @@ def approved_plan(notes: list[Note]) -> tuple[Note, Plan]:
         ) from None
 
 
-async def load_approved_plan(gateway: Gateway, project: str, iid: int) -> tuple[Note, Plan]:
+async def load_approved_plan(gateway: IssueTracker, project: str, iid: int) -> tuple[Note, Plan]:
     return approved_plan(await gateway.notes(project, iid))

@@ -16,10 +16,9 @@ happens until someone does, so waiting longer would only end in a timeout).
 
 from __future__ import annotations
 
-from typing import Any
-
-from forge.merge_gateway import MergeGateway
+from forge.ci_types import Job
 from forge.types import MergeRequest, Pipeline
+from roles.ports import MergeRequests
 
 SETTLED = frozenset({"success", "failed", "canceled", "skipped", "manual"})
 
@@ -32,7 +31,7 @@ def mr_pipeline_refs(iid: int) -> tuple[str, str]:
 class HeadPipelines:
     """Finds the newest pipeline that tests ``mr``'s head sha, through the MR."""
 
-    def __init__(self, merges: MergeGateway, mr: MergeRequest) -> None:
+    def __init__(self, merges: MergeRequests, mr: MergeRequest) -> None:
         self.merges = merges
         self.mr = mr
         self._parents: dict[str, list[str]] = {}  # merge commit -> its parents (never change)
@@ -40,10 +39,9 @@ class HeadPipelines:
     async def newest(self) -> Pipeline | None:
         mr = self.mr
         fresh = await self.merges.get_mr(mr.project, mr.iid)
-        if fresh.head_pipeline and "id" in fresh.head_pipeline:
-            head = Pipeline.of(fresh.head_pipeline)
-            if await self.tests_head(head):
-                return head
+        head = fresh.head_pipeline
+        if head is not None and await self.tests_head(head):
+            return head
         for pipeline in await self.merges.mr_pipelines(mr.project, mr.iid):
             if await self.tests_head(pipeline):
                 return pipeline
@@ -71,17 +69,17 @@ def what_runs(pipeline: Pipeline, head: str) -> str:
     )
 
 
-def blocking_manual_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def blocking_manual_jobs(jobs: list[Job]) -> list[Job]:
     """The manual jobs the pipeline waits for: ``allow_failure: false`` (or, when none says
     so, every manual job: a DAG ``needs`` can make an optional one block too)."""
-    manual = [job for job in jobs if job.get("status") == "manual"]
-    blocking = [job for job in manual if not job.get("allow_failure")]
+    manual = [job for job in jobs if job.status == "manual"]
+    blocking = [job for job in manual if not job.allow_failure]
     return blocking or manual
 
 
-def needs_a_human(pipeline: Pipeline, head: str, jobs: list[dict[str, Any]]) -> str:
+def needs_a_human(pipeline: Pipeline, head: str, jobs: list[Job]) -> str:
     waiting = blocking_manual_jobs(jobs)
-    named = ", ".join(f"`{job.get('name')}` ({job.get('web_url')})" for job in waiting)
+    named = ", ".join(f"`{job.name}` ({job.web_url})" for job in waiting)
     return (
         f"QA needs a human: {what_runs(pipeline, head)} waits for the manual job(s) "
         f"{named or '(none listed)'}, which block it (`allow_failure: false`). Play them in "

@@ -9,7 +9,6 @@ import logging
 from typing import Any
 
 from forge.guard import GuardBlocked
-from forge.merge_gateway import MergeGateway
 from forge.types import MergeRequest
 from roles.agent_turn import run_agent
 from roles.agents.base import TaskKind
@@ -17,6 +16,7 @@ from roles.context import RunContext
 from roles.delivery import Delivery, guard_stop, issue_worktree, project_checks
 from roles.engine.loop import RoleResult
 from roles.pm.plan_notes import PlanNotApproved, load_approved_plan
+from roles.ports import MergeRequests
 from roles.prompts import Prompts
 from workflow import Outcome
 
@@ -26,13 +26,13 @@ log = logging.getLogger(__name__)
 NEEDS_REBASE = frozenset({"need_rebase", "conflict", "broken_status"})
 
 
-async def needs_rebase(merges: MergeGateway, mr: MergeRequest) -> bool:
+async def needs_rebase(merges: MergeRequests, mr: MergeRequest) -> bool:
     """GitLab reports a draft as ``draft_status`` ahead of ``conflict`` and ``need_rebase``,
     and crewline's MRs stay drafts until QA passes: a draft is rebased when its target moved
     on (the target's head is not its merge base), which covers both."""
     if mr.detailed_merge_status in NEEDS_REBASE:
         return True
-    base = (mr.diff_refs or {}).get("base_sha")
+    base = mr.diff_refs.base_sha if mr.diff_refs is not None else None
     if not mr.draft or not base:
         return False
     target = await merges.branch_sha(mr.project, mr.target_branch)

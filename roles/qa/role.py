@@ -25,6 +25,7 @@ import re
 import time
 from typing import Any
 
+from forge.ci_types import Job
 from forge.types import Issue, MergeRequest, Pipeline
 from roles.context import RunContext, Services
 from roles.engine.loop import GO, Admission, RoleResult
@@ -173,23 +174,23 @@ class _Watch:
         if not ids:
             return True
         jobs = await self.ctx.gateway.merges.jobs(self.mr.project, pipeline.id)
-        status = {int(job["id"]): job.get("status") for job in jobs}
+        status = {job.id: job.status for job in jobs}
         return all(status.get(job_id) in FINISHED for job_id in ids)
 
-    async def _failed_jobs(self, pipeline: Pipeline) -> list[dict[str, Any]]:
+    async def _failed_jobs(self, pipeline: Pipeline) -> list[Job]:
         jobs = await self.ctx.gateway.merges.jobs(self.mr.project, pipeline.id)
         # A retried job leaves its old run behind: the newest run of each name counts.
-        newest: dict[str, dict[str, Any]] = {}
-        for job in sorted(jobs, key=lambda j: int(j["id"])):
-            newest[str(job["name"])] = job
-        return [job for job in newest.values() if job.get("status") == "failed"]
+        newest: dict[str, Job] = {}
+        for job in sorted(jobs, key=lambda j: j.id):
+            newest[job.name] = job
+        return [job for job in newest.values() if job.status == "failed"]
 
     async def _fingerprint(self, pipeline: Pipeline) -> Fingerprint:
         merges = self.ctx.gateway.merges
         failed = await self._failed_jobs(pipeline)
         report = await merges.test_report(self.mr.project, pipeline.id)
-        traces = [await merges.job_trace(self.mr.project, int(job["id"])) for job in failed]
-        return fingerprint([str(job["name"]) for job in failed], report, traces)
+        traces = [await merges.job_trace(self.mr.project, job.id) for job in failed]
+        return fingerprint([job.name for job in failed], report, traces)
 
     async def _retry_step(self, pipeline: Pipeline, retry: int) -> list[int]:
         async def retry_failed() -> list[int]:
@@ -200,11 +201,7 @@ class _Watch:
     async def _retry(self, pipeline: Pipeline) -> list[int]:
         retried = []
         for job in await self._failed_jobs(pipeline):
-            retried.append(
-                int(
-                    (await self.ctx.gateway.merges.retry_job(self.mr.project, int(job["id"])))["id"]
-                )
-            )
+            retried.append((await self.ctx.gateway.merges.retry_job(self.mr.project, job.id)).id)
         log.info(
             "qa retried jobs: issue=%s pipeline=%s jobs=%s",
             self.ctx.issue.ref,
@@ -255,7 +252,7 @@ class _Watch:
         """A red pipeline without a failed job: GitLab could not run it (``yaml_errors``).
         Nothing to retry and nothing to show a developer: a human looks at the CI."""
         full = await self.ctx.gateway.merges.pipeline(self.mr.project, pipeline.id)
-        errors = str(full.get("yaml_errors") or "").strip()
+        errors = full.yaml_errors.strip()
         named = what_runs(pipeline, self.mr.sha)
         reason = f": `{errors[:500]}`" if errors else " (no job failed and no error was given)"
         return RoleResult(
@@ -270,8 +267,8 @@ class _Watch:
         ctx, merges = self.ctx, self.ctx.gateway.merges
         excerpts = []
         for job in (await self._failed_jobs(pipeline))[:3]:
-            trace = await merges.job_trace(self.mr.project, int(job["id"]))
-            excerpts.append(f"Job `{job['name']}`:\n\n```text\n{excerpt(trace)}\n```")
+            trace = await merges.job_trace(self.mr.project, job.id)
+            excerpts.append(f"Job `{job.name}`:\n\n```text\n{excerpt(trace)}\n```")
         named = what_runs(pipeline, self.mr.sha)
         summary = f"{named[0].upper()}{named[1:]} failed: {failure.describe()}."
         evidence = "\n\n".join([summary, *excerpts])
