@@ -18,6 +18,7 @@ own (docs/decisions/0013).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -48,7 +49,7 @@ from forge.claim_types import (
 )
 from forge.client import ForgeError
 from forge.gateway import Gateway, StaleState
-from forge.types import Issue, Note
+from forge.types import Issue, LabelEvent, Note
 
 __all__ = [
     "NO_ROUND",
@@ -216,8 +217,10 @@ class Claims(Recovery[LeaseT]):
         when its running label was last added (one notes read, one label events read)."""
         ready_label = self.workflow.ready_state(role).label
         running_label = self.workflow.running_state(role).label
-        notes = await self.gateway.notes(project, iid)
-        events = await self.gateway.label_events(project, iid)
+        # Both reads at once: one round trip less on every claim (decision 0041).
+        notes, events = await asyncio.gather(
+            self.gateway.notes(project, iid), self.gateway.label_events(project, iid)
+        )
         opened = opened_by(events, ready_label)
         epoch = opened.created_at if opened else ""
         added = last_added(events, running_label)
@@ -250,9 +253,38 @@ class Claims(Recovery[LeaseT]):
         The sixth of the TTL (150 s at the default 900 s, renewed every 300 s) covers a
         write's time in flight (request timeout and retries) and the hosts' clock skew, so a
         write that passed here lands before any janitor may act (docs/decisions/0013)."""
-        where = f"{claim.project}#{claim.iid} ({claim.role}, run {claim.run})"
+        await self._checked_events(claim)
+
+    async def held_labels(self, claim: Claim[LeaseT]) -> tuple[str, ...] | None:
+        """:meth:`check` ``claim``, and from the same label events read the issue's workflow
+        labels, when they prove that nothing moved it since the claim's running-add: its one
+        workflow label is the claim's running label (replayed from the events, in id order),
+        and no workflow label was added after that running-add. The finishing move then
+        needs no read of the issue (docs/decisions/0041). None: the events do not prove it
+        (an adopted claim, a move already made before a crash); the caller reads the issue."""
+        events = await self._checked_events(claim)
+        running = self.workflow.running_state(claim.role).label
+        scoped = [e for e in events if self.workflow.in_scope(e.label)]
+        held: set[str] = set()
+        for event in scoped:
+            (held.add if event.action == "add" else held.discard)(event.label)
+        adds = [e.id for e in scoped if e.action == "add"]
+        if not claim.running or held != {running} or max(adds, default=0) != claim.running:
+            return None
+        return (running,)
+
+    def check_time(self, claim: Claim[LeaseT]) -> None:
+        """Raise ClaimLost when less than a sixth of ``claim``'s TTL is left by this host's
+        clock (the first half of :meth:`check`; no call)."""
         if claim.expires - self.clock() < timedelta(seconds=self.ttl / 6):
+            where = f"{claim.project}#{claim.iid} ({claim.role}, run {claim.run})"
             raise ClaimLost(f"{where}: the claim expires at {iso(claim.expires)}, too soon")
+
+    async def _checked_events(self, claim: Claim[LeaseT]) -> list[LabelEvent]:
+        """The issue's label events, read after the time check and judged as :meth:`check`
+        says; raises ClaimLost."""
+        self.check_time(claim)
+        where = f"{claim.project}#{claim.iid} ({claim.role}, run {claim.run})"
         ready_label = self.workflow.ready_state(claim.role).label
         events = await self.gateway.label_events(claim.project, claim.iid)
         opened = opened_by(events, ready_label)
@@ -264,6 +296,7 @@ class Claims(Recovery[LeaseT]):
                 # Left the running state and came back (a carry-over, decision 0037): that
                 # stay is another claim's.
                 raise ClaimLost(f"{where}: the issue was moved on since the claim was won")
+        return events
 
     async def renew(self, claim: Claim[LeaseT]) -> Claim[LeaseT]:
         """Push the expiry forward in the note and in the local lease."""

@@ -166,13 +166,23 @@ class Gateway(NoteOps):
         return ready
 
     async def transition(
-        self, project: str, iid: int, target: str, *, expect: Collection[str] | None = None
+        self,
+        project: str,
+        iid: int,
+        target: str,
+        *,
+        expect: Collection[str] | None = None,
+        known: Issue | None = None,
     ) -> Issue:
         """Move the issue to ``target`` in ONE update: add its label, remove every other
         workflow label (so Free-tier GitLab ends with exactly one, and an issue found with
         two is repaired). With ``expect``, refuse (StaleState) unless the issue is in one
-        of those states right before the update."""
-        issue = await self.get_issue(project, iid)
+        of those states right before the update.
+
+        ``known``: the issue as the caller holds it and knows it to be now (a write's answer
+        just received, or labels the caller proved unchanged since): no read before the
+        update (decision 0041). Without it the issue is read first."""
+        issue = known if known is not None else await self.get_issue(project, iid)
         if expect is not None:
             state = read_state(self.workflow, issue.labels).state
             current = state.name if state else None
