@@ -177,12 +177,14 @@ async def bench_dependants(dependants: int, reps: int) -> None:
     )
 
 
-async def bench_lifecycles(runs: int, poll: float) -> None:
+async def bench_lifecycles(runs: int, poll: float, limit: float = 180) -> None:
     for webhooks in (False, True):
         results = []
         for _ in range(runs):
             with tempfile.TemporaryDirectory(prefix="crewline-bench-life-") as tmp:
-                results.append(await one_lifecycle(Path(tmp), webhooks=webhooks, poll=poll))
+                results.append(
+                    await one_lifecycle(Path(tmp), webhooks=webhooks, poll=poll, limit=limit)
+                )
         calls = [r.calls for r in results]
         cpu = [r.cpu_seconds for r in results]
         mode = "webhooks on" if webhooks else f"polling only (poll {poll:g} s)"
@@ -209,11 +211,14 @@ async def bench_lifecycles(runs: int, poll: float) -> None:
             "  carried over (no ready state, decision 0037): "
             + (", ".join(f"{role} {n / runs:.0f}" for role, n in sorted(carried.items())) or "none")
         )
-        busiest = Counter[str]()
-        for r in results:
-            busiest.update(r.by_operation)
-        top = ", ".join(f"{what} {n / runs:.0f}" for what, n in busiest.most_common(6))
-        print(f"  busiest per lifecycle: {top}")
+        print(
+            "  the host's start before it (first full listing, once per process): "
+            + " ".join(str(r.start_calls) for r in results)
+        )
+        print("  calls per operation (median per lifecycle):")
+        for what in sorted({op for r in results for op in r.by_operation}):
+            counts = [r.by_operation.get(what, 0) for r in results]
+            print(f"    {what.removeprefix('gitlab.'):<24} {statistics.median(counts):>4.0f}")
 
 
 async def bench(waiting: int, reps: int) -> None:
@@ -257,6 +262,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--lifecycles", type=int, default=3, help="runs per mode (0: none)")
     parser.add_argument("--poll", type=float, default=60.0, help="poll seconds in lifecycles")
+    parser.add_argument("--limit", type=float, default=180.0, help="seconds a lifecycle may take")
     parser.add_argument("--leases", type=int, default=3, help="bench/leases.py reps (0: none)")
     parser.add_argument("--rss", type=int, default=3, help="bench/idle_rss.py reps (0: none)")
     args = parser.parse_args()
@@ -265,7 +271,7 @@ def main() -> int:
     for dependants in args.dependants:
         asyncio.run(bench_dependants(dependants, args.reps))
     if args.lifecycles:
-        asyncio.run(bench_lifecycles(args.lifecycles, args.poll))
+        asyncio.run(bench_lifecycles(args.lifecycles, args.poll, args.limit))
     if args.leases:
         other_bench("leases.py", args.leases)
     if args.rss:

@@ -18,12 +18,12 @@ own (docs/decisions/0013).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Generic, Protocol, TypeVar
 
 from forge import metrics
 from forge.calls import fenced
@@ -34,82 +34,42 @@ from forge.claim_notes import (
     iso,
     last_added,
     opened_by,
-    parse_time,
     whole_seconds,
+)
+from forge.claim_recovery import Recovery
+from forge.claim_types import (
+    NO_ROUND,
+    Claim,
+    ClaimLost,
+    HeldLease,
+    LeaseT,
+    LocalLeases,
+    lease_key,
+    requeue_key,
 )
 from forge.client import ForgeError
 from forge.gateway import StaleState
 from forge.ports import IssueTracker
-from forge.types import Issue, Note
-from workflow import Workflow
+from forge.types import Issue, LabelEvent, Note
 
-__all__ = ["NO_ROUND", "Claim", "ClaimLost", "ClaimMarker", "ClaimView", "Claims", "Round"]
+__all__ = [
+    "NO_ROUND",
+    "Claim",
+    "ClaimLost",
+    "ClaimMarker",
+    "ClaimView",
+    "Claims",
+    "HeldLease",
+    "LocalLeases",
+    "Round",
+    "lease_key",
+    "requeue_key",
+]
 
 log = logging.getLogger(__name__)
 
 
-class HeldLease(Protocol):
-    @property
-    def holder(self) -> str: ...
-
-
-LeaseT = TypeVar("LeaseT", bound=HeldLease)
-
-
-class LocalLeases(Protocol[LeaseT]):
-    """This host's leases, which keep its own workers apart before GitLab arbitrates
-    between hosts (storage.LeaseStore is one; forge does not import storage)."""
-
-    async def acquire(
-        self, key: str, holder: str, ttl: float, *, retake: bool = False
-    ) -> LeaseT | None: ...
-
-    async def renew(self, lease: LeaseT, ttl: float) -> LeaseT | None: ...
-
-    async def release(self, lease: LeaseT) -> bool: ...
-
-    async def get(self, key: str) -> LeaseT | None: ...
-
-
-@dataclass(frozen=True)
-class Claim(Generic[LeaseT]):
-    project: str
-    iid: int
-    role: str
-    run: str
-    worker: str
-    note_id: int
-    expires: datetime
-    lease: LeaseT
-    round: int  # the label event that opened the round this claim won
-    # The notes the claim read to win (its own claim note included): the run's attempt is
-    # counted from them instead of reading the notes again. Empty for an adopted claim.
-    notes: tuple[Note, ...] = field(default=(), compare=False, repr=False)
-    # The label event that added the running label this claim holds (0: not known, not
-    # checked). A carried claim's round has no ready-add of its own (docs/decisions/0037).
-    running: int = 0
-    # Won by a carry-over: its notes are the previous stage's claim read, not the issue's
-    # notes as the run starts.
-    carried: bool = field(default=False, compare=False)
-
-
-class ClaimLost(Exception):
-    """The claim is no longer ours (it expired, was re-queued or taken over): stop acting."""
-
-
-NO_ROUND = -1  # a claim kept only to be released: it holds no round
-
-
-def lease_key(project: str, iid: int) -> str:
-    return f"issue:{project}:{iid}"
-
-
-def requeue_key(role: str, round_id: int) -> str:
-    """The key of the note that ends ``role``'s round ``round_id`` as expired."""
-    return f"expired:{role}:{round_id}"
-
-
-class Claims(Generic[LeaseT]):
+class Claims(Recovery[LeaseT]):
     def __init__(
         self,
         gateway: IssueTracker,
@@ -126,10 +86,6 @@ class Claims(Generic[LeaseT]):
         self.worker = worker
         self.ttl = ttl_seconds
         self.clock = clock
-
-    @property
-    def workflow(self) -> Workflow:
-        return self.gateway.workflow
 
     def _expiry(self) -> datetime:
         return whole_seconds(self.clock() + timedelta(seconds=self.ttl))
@@ -262,8 +218,10 @@ class Claims(Generic[LeaseT]):
         when its running label was last added (one notes read, one label events read)."""
         ready_label = self.workflow.ready_state(role).label
         running_label = self.workflow.running_state(role).label
-        notes = await self.gateway.notes(project, iid)
-        events = await self.gateway.label_events(project, iid)
+        # Both reads at once: one round trip less on every claim (decision 0041).
+        notes, events = await asyncio.gather(
+            self.gateway.notes(project, iid), self.gateway.label_events(project, iid)
+        )
         opened = opened_by(events, ready_label)
         epoch = opened.created_at if opened else ""
         added = last_added(events, running_label)
@@ -296,9 +254,38 @@ class Claims(Generic[LeaseT]):
         The sixth of the TTL (150 s at the default 900 s, renewed every 300 s) covers a
         write's time in flight (request timeout and retries) and the hosts' clock skew, so a
         write that passed here lands before any janitor may act (docs/decisions/0013)."""
-        where = f"{claim.project}#{claim.iid} ({claim.role}, run {claim.run})"
+        await self._checked_events(claim)
+
+    async def held_labels(self, claim: Claim[LeaseT]) -> tuple[str, ...] | None:
+        """:meth:`check` ``claim``, and from the same label events read the issue's workflow
+        labels, when they prove that nothing moved it since the claim's running-add: its one
+        workflow label is the claim's running label (replayed from the events, in id order),
+        and no workflow label was added after that running-add. The finishing move then
+        needs no read of the issue (docs/decisions/0041). None: the events do not prove it
+        (an adopted claim, a move already made before a crash); the caller reads the issue."""
+        events = await self._checked_events(claim)
+        running = self.workflow.running_state(claim.role).label
+        scoped = [e for e in events if self.workflow.in_scope(e.label)]
+        held: set[str] = set()
+        for event in scoped:
+            (held.add if event.action == "add" else held.discard)(event.label)
+        adds = [e.id for e in scoped if e.action == "add"]
+        if not claim.running or held != {running} or max(adds, default=0) != claim.running:
+            return None
+        return (running,)
+
+    def check_time(self, claim: Claim[LeaseT]) -> None:
+        """Raise ClaimLost when less than a sixth of ``claim``'s TTL is left by this host's
+        clock (the first half of :meth:`check`; no call)."""
         if claim.expires - self.clock() < timedelta(seconds=self.ttl / 6):
+            where = f"{claim.project}#{claim.iid} ({claim.role}, run {claim.run})"
             raise ClaimLost(f"{where}: the claim expires at {iso(claim.expires)}, too soon")
+
+    async def _checked_events(self, claim: Claim[LeaseT]) -> list[LabelEvent]:
+        """The issue's label events, read after the time check and judged as :meth:`check`
+        says; raises ClaimLost."""
+        self.check_time(claim)
+        where = f"{claim.project}#{claim.iid} ({claim.role}, run {claim.run})"
         ready_label = self.workflow.ready_state(claim.role).label
         events = await self.gateway.label_events(claim.project, claim.iid)
         opened = opened_by(events, ready_label)
@@ -310,6 +297,7 @@ class Claims(Generic[LeaseT]):
                 # Left the running state and came back (a carry-over, decision 0037): that
                 # stay is another claim's.
                 raise ClaimLost(f"{where}: the issue was moved on since the claim was won")
+        return events
 
     async def renew(self, claim: Claim[LeaseT]) -> Claim[LeaseT]:
         """Push the expiry forward in the note and in the local lease."""
@@ -333,82 +321,6 @@ class Claims(Generic[LeaseT]):
             await self.gateway.edit_note(claim.project, claim.iid, claim.note_id, marker.body())
         return replace(claim, expires=expires, lease=lease)
 
-    async def adopt(
-        self, issue: Issue, role: str, run: str, *, moved_on: bool = False
-    ) -> Claim[LeaseT] | None:
-        """Take back our own live claim after a restart (same worker id, same run); None
-        when the claim expired into someone else's hands or the issue moved on.
-
-        ``moved_on``: the run had already moved the issue on when it stopped; all that is
-        left of its claim is releasing it (which it may have done already)."""
-        if moved_on:
-            return await self._own_claim_note(issue, role, run)
-        running = self.workflow.running_state(role)
-        if running.label not in issue.labels:
-            return None
-        round_ = await self._round(issue.project, issue.iid, role)
-        view = round_.live()
-        if view is None or view.marker.worker != self.worker or view.marker.run != run:
-            return None
-        lease = await self._own_lease(issue)
-        if lease is None:
-            return None
-        claim = Claim(
-            issue.project,
-            issue.iid,
-            role,
-            run,
-            self.worker,
-            view.note.id,
-            view.marker.expires,
-            lease,
-            round_.id,
-            running=round_.running_event,
-        )
-        try:
-            return await self.renew(claim)
-        except ClaimLost as lost:
-            # Another host's janitor re-queued it between our reads, or our lease ran out
-            # during them: the work is lost, not the host.
-            log.warning("claim lost while adopting: issue=%s role=%s run=%s: %s",
-                        issue.ref, role, run, lost)  # fmt: skip
-            await self.leases.release(lease)
-            return None
-
-    async def _own_lease(self, issue: Issue) -> LeaseT | None:
-        """Take back, with a whole TTL, the lease a killed process of this worker held.
-
-        Only a restart adopts (the engine skips issues it runs), and one process runs a
-        worker id, so a live lease of this worker is the dead process's; the new token fences
-        it off. Keeping what the dead grant had left lost live claims under load: adopt's
-        GitLab reads outlasted it and the renewal found the lease expired."""
-        key = lease_key(issue.project, issue.iid)
-        return await self.leases.acquire(key, self.worker, self.ttl, retake=True)
-
-    async def _own_claim_note(self, issue: Issue, role: str, run: str) -> Claim[LeaseT] | None:
-        mine = (self.worker, run, role)
-        for note in reversed(await self.gateway.notes(issue.project, issue.iid)):
-            marker = ClaimMarker.parse(note.body)
-            if marker is not None and (marker.worker, marker.run, marker.role) == mine:
-                break
-        else:
-            return None
-        lease = await self._own_lease(issue)
-        if marker.ended == "expired" or lease is None:
-            return None
-        # All that is left is releasing it: no round, so no fenced write passes any more.
-        return Claim(
-            issue.project,
-            issue.iid,
-            role,
-            run,
-            self.worker,
-            note.id,
-            marker.expires,
-            lease,
-            NO_ROUND,
-        )
-
     async def release(self, claim: Claim[LeaseT], *, keep_lease: bool = False) -> None:
         """End the claim (after the run has moved the issue on). ``keep_lease``: the local
         lease passes to the claim this run carries the issue over to (decision 0037)."""
@@ -419,70 +331,3 @@ class Claims(Generic[LeaseT]):
         finally:
             if not keep_lease:
                 await self.leases.release(claim.lease)
-
-    async def expire(
-        self, issue: Issue, role: str, *, reason: str, target: str | None = None
-    ) -> bool:
-        """If ``issue`` is running for ``role`` and its live claim has expired (or it has
-        had none for a whole TTL since it became running), mark the claim expired and move
-        the issue back to ready (or to ``target``, e.g. failed when the attempts are spent)
-        with ``reason``. Returns True when it moved the issue.
-
-        Safe on every host at once and from any listing: ``issue`` only names the issue; the
-        judgement is made on what is read now, and the move is fenced by the round judged,
-        so a stale janitor never re-queues the next claimer's round (docs/decisions/0013)."""
-        ready = self.workflow.ready_state(role)
-        running = self.workflow.running_state(role)
-        fresh = await self.gateway.get_issue(issue.project, issue.iid)
-        if running.label not in fresh.labels:
-            return False
-        judged = await self._round(issue.project, issue.iid, role)
-        view = judged.live()
-        now = self.clock()
-        if view is not None and not view.expired(now):
-            return False
-        since = parse_time(judged.running_since or fresh.updated_at)
-        if view is None and since > now - timedelta(seconds=self.ttl):
-            return False  # a claimer may be between moving the labels and posting its note
-        if view is not None:
-            # Bound to this note: marking an older round's note changes nothing.
-            ended = replace(view.marker, ended="expired")
-            await self.gateway.edit_note(issue.project, issue.iid, view.note.id, ended.body())
-
-        async def still_judged_round() -> None:
-            # Between the transition's read of the labels and its write: another janitor
-            # may have re-queued this round and a new claimer taken the next one.
-            now_round = await self._round(issue.project, issue.iid, role)
-            if (
-                now_round.id != judged.id
-                or now_round.running_event != judged.running_event
-                or now_round.live() is not None
-            ):
-                raise ClaimLost(f"{fresh.ref}: the {role} round judged expired is over")
-
-        try:
-            with fenced(still_judged_round):
-                await self.gateway.transition(
-                    issue.project, issue.iid, target or ready.name, expect={running.name}
-                )
-        except (StaleState, ClaimLost) as moved:
-            log.info("not re-queued: issue=%s role=%s: %s", fresh.ref, role, moved)
-            return False
-        # Two janitors that judged the same round may both pass their fences before either
-        # PUT lands (GitLab has no compare-and-swap): the second PUT changes nothing, and
-        # the note, keyed by the round, is written once.
-        await self.gateway.upsert_note(
-            issue.project, issue.iid, requeue_key(role, judged.id), reason
-        )
-        log.info(
-            "re-queued expired claim: issue=%s role=%s run=%s",
-            fresh.ref,
-            role,
-            view.marker.run if view else None,
-        )
-        metrics.CLAIMS.labels("expired").inc()
-        return True
-
-    async def running(self, project: str, role: str) -> Sequence[Issue]:
-        label = self.workflow.running_state(role).label
-        return await self.gateway.list_issues(project, labels=[label])

@@ -225,7 +225,13 @@ class IssueTracker(Protocol):
     ) -> list[Issue]: ...
 
     async def transition(
-        self, project: str, iid: int, target: str, *, expect: Collection[str] | None = None
+        self,
+        project: str,
+        iid: int,
+        target: str,
+        *,
+        expect: Collection[str] | None = None,
+        known: Issue | None = None,
     ) -> Issue: ...
 
     async def update_issue(
@@ -264,6 +270,10 @@ class IssueTracker(Protocol):
     ) -> None: ...
 
     async def remove_copies(self, project: str, iid: int, notes: Sequence[Note]) -> int: ...
+
+    async def finish_pending_notes(self) -> list[str]:
+        """Run the keyed notes' copy checks a crash or a failed read left owed (SPEC §10)."""
+        ...
 
     async def find_note(
         self,

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from forge.types import Issue
 from roles.context import Services
 from roles.engine.loop import GO, Admission, Verdict
-from roles.pm.plan_notes import load_plan
+from roles.pm.plan_notes import latest_plan, load_plan
 from workflow import read_state
 
 _DEPENDS_LINE = re.compile(r"^\s*depends\s+on\s*:?\s*(.+)$", re.I | re.M)
@@ -36,7 +36,8 @@ async def dependencies_of(services: Services, issue: Issue) -> set[int]:
         gateway = services.gateway
         found = declared_dependencies(issue.description)
         found |= set(await gateway.blocked_by(issue.project, issue.iid))
-        plan = await load_plan(gateway, issue.project, issue.iid)
+        # The notes as the admission reads them too: one read per issue change (0041).
+        plan = latest_plan(list(await services.notes_of(issue)))
         if plan is not None:
             found |= set(plan[1].depends_on)
         found.discard(issue.iid)

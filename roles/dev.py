@@ -32,7 +32,7 @@ from roles.engine.loop import Admission, RoleResult, Verdict
 from roles.flaky.fix_gate import refuse_symptom_fix
 from roles.mr_link import mr_marker, work_feedback
 from roles.pm.plan import Plan
-from roles.pm.plan_notes import PlanNotApproved, approved_plan, load_approved_plan
+from roles.pm.plan_notes import PlanNotApproved, approved_plan
 from roles.pm.role import budget_admission, relevant_learnings
 from roles.prompts import FIRST_ATTEMPT, Prompts
 from roles.untrusted import Fence
@@ -61,7 +61,8 @@ class DevRole:
             if admission.verdict is not Verdict.GO:
                 return admission
         try:
-            _, plan = await load_approved_plan(services.gateway, issue.project, issue.iid)
+            # The notes the dependency check just read for this copy of the issue (0041).
+            _, plan = approved_plan(list(await services.notes_of(issue)))
         except PlanNotApproved as refused:
             return Admission(Verdict.BLOCK, str(refused))
         return await overlap_admission(services, issue, plan.owned_paths)

@@ -167,7 +167,8 @@ class _Rounds:
     async def run(self, mr: MergeRequest) -> RoleResult:
         merges, rounds = self.ctx.gateway.merges, self.ctx.services.roles.review_rounds
         for round_ in range(1, rounds + 2):
-            mr = await merges.get_mr(mr.project, mr.iid)
+            if round_ > 1:  # the first round reviews the MR as the run just read it
+                mr = await merges.get_mr(mr.project, mr.iid)
             await self._review_head(mr, round_)
             discussions = await heard_discussions(
                 self.ctx.services, self.ctx.project, await merges.discussions(mr.project, mr.iid)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from forge import metrics
@@ -21,6 +21,7 @@ from roles.attempts import claims_of, round_attempt
 from roles.budget import BudgetHeld, hold_notice
 from roles.context import HostClaim, RunAborted, RunContext, Services
 from roles.engine.admission import Role, RoleResult, event_kind, result_json, result_of, run_status
+from roles.engine.fence import RunFence
 from roles.gates.decide import GateNotDecided
 from roles.notify import Event, EventKind, for_humans
 from roles.qa.parking import RunParked
@@ -95,7 +96,8 @@ class Running:
             log.exception("could not start run: issue=%s role=%s", issue.ref, role.name)
             await services.claims.release(claim)
             return
-        with fenced(ctx.hold):  # every write others can see, made by this run or its tasks
+        # Every write others can see, made by this run or its tasks (decisions 0013, 0041).
+        with fenced(RunFence(ctx)):
             await self._work_and_finish(role, ctx)
 
     async def _work_and_finish(self, role: Role, ctx: RunContext) -> None:
@@ -225,14 +227,26 @@ class Running:
         answer: list[Issue] = []
 
         async def move() -> str:
-            # The write is fenced by this run's claim, checked after the transition read the
-            # labels: the running state it passes on is this round's, never the next one's.
+            # The write is fenced by this run's claim, checked after the labels were read:
+            # the running state it passes on is this round's, never the next one's. One
+            # label events read does both when it proves the labels unchanged since the
+            # claim's move (decision 0041); else the issue is read and the fence checked.
+            gateway = services.gateway
             try:
-                answer.append(
-                    await services.gateway.transition(
+                held = await services.claims.held_labels(ctx.claim)
+                if held is None:
+                    moving = gateway.transition(
                         issue.project, issue.iid, moved_to, expect={running}
                     )
-                )
+                    answer.append(await moving)
+                else:
+                    with fenced(None):  # judged just now, on the read that gave the labels
+                        known = replace(issue, labels=held)
+                        answer.append(
+                            await gateway.transition(
+                                issue.project, issue.iid, moved_to, expect={running}, known=known
+                            )
+                        )
             except StaleState as stale:
                 if stale.actual != moved_to:  # already there: moved before a crash
                     raise

@@ -332,8 +332,9 @@ async def apply_merge_decision(
             await merger.merge(project, mr.iid, sha=mr.sha)
         except ForgeError as error:
             return await _merge_refused(gateway, project, iid, mr, note, error)
-    await gateway.update_issue(project, iid, state_event="close")
-    return await _move(gateway, project, iid, Outcome.MERGED, f"{first} Merged.")
+    # The close's answer says where the issue is: the move reads nothing first (0041).
+    closed = await gateway.update_issue(project, iid, state_event="close")
+    return await _move(gateway, project, iid, Outcome.MERGED, f"{first} Merged.", known=closed)
 
 
 async def _merge_refused(
@@ -375,12 +376,15 @@ async def _move(
     outcome: Outcome,
     message: str,
     gate: GateKind = "merge",
+    *,
+    known: Issue | None = None,
 ) -> Decision:
-    """Move the issue on from the ``gate`` by ``outcome``, unless it moved meanwhile."""
+    """Move the issue on from the ``gate`` by ``outcome``, unless it moved meanwhile;
+    ``known``: the issue as a write just answered it (nothing read first)."""
     state = gateway.workflow.gate_state(gate).name
     try:
         await gateway.transition(
-            project, iid, next_state(gateway.workflow, state, outcome), expect={state}
+            project, iid, next_state(gateway.workflow, state, outcome), expect={state}, known=known
         )
     except StaleState as stale:
         return Decision(False, f"the issue moved while deciding: {stale}")
