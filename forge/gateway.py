@@ -31,6 +31,7 @@ from forge.markers import findable, later_copies
 from forge.markers import note_marker as note_marker
 from forge.merge_gateway import MergeGateway
 from forge.own_writes import OwnWrites
+from forge.sink import seal
 from forge.trust import Trust
 from forge.types import Award, Issue, LabelEvent, Note
 from workflow import UnknownState, Workflow, label_change, read_state
@@ -438,7 +439,8 @@ class Gateway:
         marker = note_marker(key)
         found = await self._marked(project, iid, marker, on=on, known=known)
         if not found:
-            posted = await self.post_note(project, iid, f"{body}\n\n{marker}", on=on, quoted=quoted)
+            sent = f"{body}\n\n{seal(marker)}"
+            posted = await self.post_note(project, iid, sent, on=on, quoted=quoted)
             found = await self._marked(project, iid, marker, on=on) or [posted]
         kept, *copies = found
         for copy in copies:

@@ -23,6 +23,7 @@ from typing import Any
 from forge.client import ForgeBadRequest
 from forge.gateway import note_marker
 from forge.guard import GuardBlocked
+from forge.sink import seal
 from forge.types import Issue, MergeRequest
 from roles.agent_turn import Turn, ask_agent
 from roles.agents.base import TaskKind
@@ -256,7 +257,7 @@ class _Rounds:
                     "old_path": finding.path,
                     "new_line": finding.line,
                 }
-            body = f"{finding.body}\n\n{marker}"
+            body = f"{finding.body}\n\n{seal(marker)}"
             try:
                 await merges.open_discussion(mr.project, mr.iid, body, position=position)
             except ForgeBadRequest as refused:
@@ -322,7 +323,9 @@ class _Rounds:
             notes = (current.get(thread.id) or {}).get("notes") or []
             if not any(marker in str(note.get("body", "")) for note in notes):
                 prefix = f"Fixed in `{head}`" if action == "fixed" else "Not changed"
-                await merges.reply(mr.project, mr.iid, thread.id, f"{prefix}: {text}\n\n{marker}")
+                await merges.reply(
+                    mr.project, mr.iid, thread.id, f"{prefix}: {text}\n\n{seal(marker)}"
+                )
             if action == "fixed":
                 await merges.resolve(mr.project, mr.iid, thread.id)
             else:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from forge.sink import unmark
 from forge.types import Issue
 from roles.notify import EventKind, GateRequest
 from storage import RunStatus
@@ -57,8 +58,10 @@ class Waiting:
 
 
 def result_json(result: RoleResult) -> dict[str, Any]:
+    """The result as checkpointed: its message through the sink (forge/sink.py), so every
+    marker left in it is one crewline sealed; ``run.py`` seals them again to post it."""
     gate = asdict(result.gate) if result.gate is not None else None
-    return {"outcome": str(result.outcome), "message": result.message, "gate": gate}
+    return {"outcome": str(result.outcome), "message": unmark(result.message), "gate": gate}
 
 
 def result_of(data: dict[str, Any]) -> RoleResult:

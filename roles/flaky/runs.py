@@ -18,6 +18,7 @@ from forge.ci_history import FINISHED, CiHistory
 from forge.client import ForgeNotFound
 from forge.gateway import Gateway, note_marker
 from forge.merge_gateway import MergeGateway
+from forge.sink import seal, unmark
 from forge.types import Note
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,8 @@ class LiveNote:
         """The note now reads ``body`` (created the first time)."""
         if self._note is None:
             self._note = await self.gateway.upsert_note(self.project, self.iid, self.key, body)
-        text = f"{body}\n\n{note_marker(self.key)}"
-        if self._note.body == text:
+        text = f"{body}\n\n{seal(note_marker(self.key))}"
+        if self._note.body == unmark(text):  # the body as GitLab keeps it
             return
         try:
             self._note = await self.gateway.edit_note(self.project, self.iid, self._note.id, text)
