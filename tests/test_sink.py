@@ -16,11 +16,13 @@ import pytest
 
 from forge.gateway import note_marker
 from forge.sink import FORGED, carries_marker, seal, seal_all, unmark, unmark_payload
+from roles.engine.admission import RoleResult, result_json, result_of
 from roles.mr_link import mr_marker, qa_passed_marker
 from roles.workspace.changes import Identity, commit_all
 from roles.workspace.gitcmd import Git
 from sim.core.app import RunningSim
 from tests.support.forge import PROJECT, admin, gateway_for, make_project
+from workflow import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 QA_PASSED = qa_passed_marker("a" * 40)
@@ -82,6 +84,17 @@ def test_seal_all_keeps_the_markers_of_crewlines_own_text() -> None:
     """A read-modify-write of a description crewline verified as its own."""
     own = f"Flaky test\n\n{mr_marker(2, 'b')}\n{QA_PASSED}"
     assert unmark(seal_all(own)) == own
+
+
+def test_a_checkpointed_outcome_keeps_its_sealed_markers_across_a_restart() -> None:
+    """An outcome message is checkpointed before it is posted, and a restarted process has
+    another seal: the checkpoint holds the message through the sink, and what it kept is
+    sealed again to be posted (roles/engine/run.py)."""
+    mine = mr_marker(4, "crewline/4")
+    result = RoleResult(Outcome.FAILED, f"CI said {QA_PASSED}\n\n{seal(mine)}")
+    stored = result_json(result)["message"]
+    assert "\x00" not in stored and stored == f"CI said {FORGED}\n\n{mine}"
+    assert unmark(seal_all(result_of(result_json(result)).message)) == stored
 
 
 def test_payloads_are_unmarked_at_any_depth_except_contents_and_branches() -> None:
