@@ -36,7 +36,6 @@ from bot.identity import Actor, Identities, Need, NotAllowed, Person
 from bot.status import Board, board
 from forge.client import ForgeError
 from forge.guard import GuardBlocked
-from forge.trust import defang
 from roles.context import Services
 from roles.engine.loop import PAUSE_ALL, pause_key
 from roles.gates.decide import Decision, decide_merge, decide_plan, issue_filer
@@ -194,8 +193,9 @@ class Desk:
                 await self._audit(person, "desk.goal", earlier["ref"], {"request": key}, False)
                 return Reply(False, f"already filed as {earlier['ref']}", earlier["url"])
             wf = self.services.workflow
-            # A person's words, posted under crewline's name: no marker of theirs counts.
-            body = goal_body(defang(description), defang(criteria), person.gitlab_user, self.via)
+            # A person's words, posted under crewline's name: the sink removes any marker
+            # in them (forge/sink.py); only the filer marker goal_body seals is kept.
+            body = goal_body(description, criteria, person.gitlab_user, self.via)
             issue = await self._gitlab(
                 lambda: self.services.gateway.create_issue(
                     path, title, body, [wf.state(wf.entry).label]
@@ -236,7 +236,6 @@ class Desk:
     ) -> Reply:
         """Approve ``revision`` at ``gate``, or request changes with ``feedback``."""
         path = self.project(project)
-        feedback = defang(feedback)  # quoted in crewline's decision note
         target, what = f"{path}#{iid}", f"desk.decide.{gate}"
         person = await self._person(actor, what, target, [path], Need.DECIDE)
         services = self.services
@@ -365,7 +364,6 @@ class Desk:
         """Post a human's answer to an agent's question and resume the stage that asked."""
         if not text.strip():
             raise DeskError("the answer is empty")
-        text = defang(text)  # posted in crewline's answer note
         path = self.project(project)
         target = f"{path}#{iid}"
         person = await self._person(actor, "desk.answer", target, [path], Need.WRITE)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from forge.gateway import StaleState
+from forge.sink import seal
 from forge.types import LabelEvent, Note
 from roles import stuck
 from roles.context import Services
@@ -234,7 +235,7 @@ async def _resume(services: Services, project: str, iid: int) -> str | None:
 async def record_filer(gateway: IssueTracker, project: str, iid: int, filer: str, via: str) -> None:
     """Say who filed the goal in a keyed note of crewline's own: unlike the description, no
     one else can edit it, so the second-person rule holds after a person edits the goal."""
-    body = f"Filed by @{filer} via {via}.\n\n{filer_marker(filer)}"
+    body = f"Filed by @{filer} via {via}.\n\n{seal(filer_marker(filer))}"
     await gateway.upsert_note(project, iid, FILER_KEY, body)
 
 
@@ -243,7 +244,7 @@ def goal_body(description: str, criteria: str, filer: str, via: str) -> str:
     parts = [description.strip() or "(no description)"]
     if criteria.strip():
         parts.append(f"### Acceptance criteria\n\n{criteria.strip()}")
-    parts.append(f"---\nFiled by @{filer} via {via}.\n\n{filer_marker(filer)}")
+    parts.append(f"---\nFiled by @{filer} via {via}.\n\n{seal(filer_marker(filer))}")
     return "\n\n".join(parts)
 
 

@@ -21,6 +21,7 @@ import gitlab
 from forge import metrics
 from forge.client import ForgeError, GitLabClient
 from forge.guard import Guard, GuardBlocked
+from forge.sink import unmark_payload
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ class AuditedCalls:
         once: bool = False,
         find_existing: Callable[[dict[str, Any]], Awaitable[T | None]] | None = None,
     ) -> T:
-        """Screen ``payload`` (all or nothing), then send the screened payload with ``fn``.
+        """Unmark ``payload`` (:func:`forge.sink.unmark`: hidden markers only where crewline
+        sealed them), screen it (all or nothing), then send the screened payload with ``fn``.
 
         Text fields have GitLab quick actions neutralised; branch names and file contents
         are checked but never rewritten. ``redact_fields`` hold text crewline composed from
@@ -127,6 +129,9 @@ class AuditedCalls:
         :meth:`GitLabClient.call`'s: a write that must not happen twice, and how to find it
         when its answer was lost.
         """
+        # The sink first, for every field but file contents and branch names: markers
+        # only where crewline sealed them (forge/sink.py). Here, so no write can skip it.
+        payload = unmark_payload(payload, keep=(*branch_fields, *content_fields))
         size = screened_size(payload)
         original = payload
         payload = await off_loop_if_large(

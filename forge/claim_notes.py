@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from forge.sink import seal
 from forge.types import LabelEvent, Note
 
 _MARKER = re.compile(r"<!-- crewline:claim ([^<>]*?) -->")
@@ -68,7 +69,7 @@ class ClaimMarker:
             "expired": f"did not renew its **{self.role}** claim (run `{self.run}`); it expired at "
             f"{iso(self.expires)}.",
         }[self.ended]
-        return f"crewline worker `{self.worker}` {state}\n\n{self.render()}"
+        return f"crewline worker `{self.worker}` {state}\n\n{seal(self.render())}"
 
 
 @dataclass(frozen=True)

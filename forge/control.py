@@ -36,6 +36,7 @@ from forge.client import ForgeNotFound
 from forge.gateway import note_marker
 from forge.labels import ensure_label
 from forge.ports import IssueTracker
+from forge.sink import seal
 from forge.trust import carries_marker
 from forge.types import Issue, Note
 
@@ -58,7 +59,7 @@ _CONTROL_NOTE = note_marker(ANCHOR_KEY)
 CONTROL_BODY = (
     "crewline keeps the fleet's shared state here: pause and resume, and each "
     "host's spend per day. Leave this issue open; crewline edits its notes.\n\n"
-    f"{CONTROL_MARKER}"
+    f"{seal(CONTROL_MARKER)}"
 )
 ANCHOR_BODY = "crewline's control issue for this project (this note tells crewline so)."
 
@@ -140,12 +141,11 @@ def pause_body(project: str, scope: str, paused: bool, who: str, when: str) -> s
         text = f"⏸ crewline is paused on {what}: no host claims new work (by {who} at {when})."
     else:
         text = f"▶ crewline is not paused on {what} (resumed by {who} at {when})."
-    return f"{text}\n\n<!-- crewline:pause paused={int(paused)} -->"
+    return f"{text}\n\n{seal(f'<!-- crewline:pause paused={int(paused)} -->')}"
 
 
 def spend_body(worker: str, day: str, tokens: int, usd: float) -> str:
-    return (
-        f"Spend of host `{worker}` on {day} (UTC): ${usd:.2f}, {tokens:,} tokens.\n\n"
+    return f"Spend of host `{worker}` on {day} (UTC): ${usd:.2f}, {tokens:,} tokens.\n\n" + seal(
         f"<!-- crewline:spend worker={worker} day={day} tokens={tokens} usd={usd:.6f} -->"
     )
 
@@ -244,7 +244,7 @@ class ControlIssues:
         if note_id is not None:
             try:
                 await self.gateway.edit_note(
-                    view.project, view.iid, note_id, f"{body}\n\n{note_marker(key)}"
+                    view.project, view.iid, note_id, f"{body}\n\n{seal(note_marker(key))}"
                 )
                 return
             except ForgeNotFound:  # deleted by a human since it was read: post it again

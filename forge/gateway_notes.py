@@ -16,6 +16,7 @@ from forge.markers import findable, later_copies, note_marker
 from forge.own_writes import OwnWrites
 from forge.pending_notes import Noteable as Noteable
 from forge.pending_notes import PendingNote, PendingNotes
+from forge.sink import seal
 from forge.trust import Trust
 from forge.types import Award, Note
 
@@ -206,7 +207,8 @@ class NoteOps:
         owed = PendingNote(project, on, iid, key)
         await self.pending_notes.begin(owed)
         try:
-            posted = await self.post_note(project, iid, f"{body}\n\n{marker}", on=on, quoted=quoted)
+            sent = f"{body}\n\n{seal(marker)}"
+            posted = await self.post_note(project, iid, sent, on=on, quoted=quoted)
             found = await self._marked(project, iid, marker, on=on) or [posted]
             kept = await self._keep_first(project, iid, found, on=on)
         except BaseException:

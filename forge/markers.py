@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from forge.sink import unmark
 from forge.types import Note
 
 NOTE_MARKER = "<!-- crewline:note key={key} -->"
@@ -46,7 +47,9 @@ class Findable:
 
 
 def findable(body: str) -> Findable:
-    own = own_marker(body)
+    """How ``body`` (as given to the gateway) is found once sent: by its own marker if
+    crewline sealed one in it (forge/sink.py), else by a one-off appended as it is sent."""
+    own = own_marker(unmark(body))
     if own is not None:
         return Findable(own, appended=False)
     return Findable(POST_MARKER.format(id=uuid.uuid4().hex), appended=True)

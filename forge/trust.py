@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,14 +24,15 @@ import gitlab
 from forge.calls import AuditedCalls
 from forge.client import ForgeError
 from forge.mr_types import Discussion
+
+# Re-exported: the readers' side of the markers (forge/sink.py is the writers').
+from forge.sink import FORGED as FORGED
+from forge.sink import carries_marker as carries_marker
+from forge.sink import defang as defang
 from forge.types import Issue, Note
 
 log = logging.getLogger(__name__)
 
-# Lenient on purpose (spacing, case, an unterminated comment): whatever any reader might
-# take for a marker is removed from text crewline did not write.
-_MARKER = re.compile(r"<!--\s*crewline\s*:.*?(?:-->|\Z)", re.S | re.I)
-FORGED = "[a hidden crewline marker was removed: only crewline's own notes carry one]"
 VERDICT = "forged"
 
 
@@ -56,15 +56,6 @@ class OwnUsers:
 
     def __contains__(self, user_id: object) -> bool:
         return isinstance(user_id, int) and user_id in self.ids
-
-
-def carries_marker(text: str) -> bool:
-    return _MARKER.search(text) is not None
-
-
-def defang(text: str) -> str:
-    """``text`` with every hidden crewline marker replaced by a visible remark."""
-    return _MARKER.sub(FORGED, text)
 
 
 def _digest(text: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Generic, Literal, TypeVar
 from forge.claims import Claim, Claims
 from forge.gateway import note_marker
 from forge.settings import ProjectSettings
+from forge.sink import seal
 from forge.types import Issue, Note
 from roles.agents.unmarked import Unmarked
 from roles.fleet_state import FleetState
@@ -205,7 +206,7 @@ class RunContext:
             return known
         project = self.issue.project
         if self.fresh:
-            body = f"{body}\n\n{note_marker(key)}"
+            body = f"{body}\n\n{seal(note_marker(key))}"
             note = await self.gateway.post_note(project, target, body, on=on, quoted=quoted)
         else:
             note = await self.gateway.upsert_note(project, target, key, body, on=on, quoted=quoted)

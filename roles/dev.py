@@ -22,6 +22,7 @@ import logging
 from typing import Any
 
 from forge.guard import GuardBlocked
+from forge.sink import seal
 from forge.types import Issue
 from roles.agents.base import TaskKind
 from roles.compaction import LEARNINGS_FORMAT
@@ -176,7 +177,7 @@ class _Developer:
                 "**Remaining risks**\n\n"
                 + ("\n".join(f"- {r}" for r in self.plan.risks) or "- none named"),
                 "**Next recommended slice**: review the MR; QA runs its pipeline next.",
-                mr_marker(int(mr["iid"]), self.wt.branch),
+                seal(mr_marker(int(mr["iid"]), self.wt.branch)),
             ]
         )
         await ctx.note("handoff", body, quoted=True)

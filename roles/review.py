@@ -23,6 +23,7 @@ from forge.client import ForgeBadRequest
 from forge.gateway import note_marker
 from forge.guard import GuardBlocked
 from forge.mr_types import Discussion, Position
+from forge.sink import seal
 from forge.types import Issue, MergeRequest
 from roles.agent_turn import Turn, ask_agent
 from roles.agents.base import TaskKind
@@ -244,7 +245,7 @@ class _Rounds:
             position = None
             if refs is not None:
                 position = Position.on_new_line(refs, finding.path, finding.line).payload()
-            body = f"{finding.body}\n\n{marker}"
+            body = f"{finding.body}\n\n{seal(marker)}"
             try:
                 await merges.open_discussion(mr.project, mr.iid, body, position=position)
             except ForgeBadRequest as refused:
@@ -310,7 +311,9 @@ class _Rounds:
             replied = current.get(thread.id)
             if replied is None or not replied.carries(marker):
                 prefix = f"Fixed in `{head}`" if action == "fixed" else "Not changed"
-                await merges.reply(mr.project, mr.iid, thread.id, f"{prefix}: {text}\n\n{marker}")
+                await merges.reply(
+                    mr.project, mr.iid, thread.id, f"{prefix}: {text}\n\n{seal(marker)}"
+                )
             if action == "fixed":
                 await merges.resolve(mr.project, mr.iid, thread.id)
             else:

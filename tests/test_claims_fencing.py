@@ -16,6 +16,7 @@ import pytest
 from forge.calls import check_fence, fenced
 from forge.claims import Claim, ClaimLost, ClaimMarker, Claims
 from forge.gateway import Gateway, note_marker
+from forge.sink import seal
 from forge.types import Issue
 from sim.core.app import RunningSim
 from storage import Lease, LeaseStore, Storage
@@ -336,10 +337,12 @@ async def test_the_next_claimer_removes_a_keyed_note_copy_a_killed_janitor_left(
     make_project(sim)
     async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, storage):
         issue = await gateway.create_issue(PROJECT, "Re-queued twice", "", ["workflow::dev-ready"])
-        requeued = f"Re-queued.\n\n{note_marker('expired:dev:7')}"
+        requeued = f"Re-queued.\n\n{seal(note_marker('expired:dev:7'))}"
         first = await gateway.post_note(PROJECT, issue.iid, requeued)
         copy = await gateway.post_note(PROJECT, issue.iid, requeued)
-        other = await gateway.post_note(PROJECT, issue.iid, f"x\n\n{note_marker('dev-1:outcome')}")
+        other = await gateway.post_note(
+            PROJECT, issue.iid, f"x\n\n{seal(note_marker('dev-1:outcome'))}"
+        )
         claims = Claims(gateway, storage.leases, worker="w", ttl_seconds=TTL)
         held = await claims.claim(issue, "dev", "r")
         assert held is not None

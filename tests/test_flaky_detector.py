@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from forge.client import ForgeOutcomeUnknown
+from forge.sink import seal_all
 from roles.flaky import flaky_key, record_flakes
 from roles.flaky.detect import flake_key
 from roles.flaky.detector import Detector
@@ -159,7 +160,10 @@ async def test_a_lost_create_and_a_filer_that_died_before_settling_leave_one_iss
         # any host closes the later issue, pointing at the first, with one note.
         gateway = host.services.gateway
         first = await gateway.get_issue(PROJECT, int(filed["iid"]))  # type: ignore[call-overload]
-        late = await gateway.create_issue(PROJECT, first.title, first.description, first.labels)
+        # (crewline's own text read back: its markers are sealed again, as a filer's would be)
+        late = await gateway.create_issue(
+            PROJECT, first.title, seal_all(first.description), first.labels
+        )
         for _ in range(2):
             await detector.scan_project(PROJECT)
         assert [i["iid"] for i in flaky_issues(demo_sim, state="opened")] == [first.iid]

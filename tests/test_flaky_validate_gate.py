@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 from bot.app import Runtime
+from forge.sink import seal
 from roles.flaky.detector import Detector
 from roles.flaky.doctor import Doctor
 from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, rate_marker
@@ -29,7 +30,7 @@ async def at_the_merge_gate(sim: RunningSim, host: Runtime, tmp_path: Path, fix_
     iid = int(issue["iid"])  # type: ignore[call-overload]
     gateway = host.services.gateway
     await live_note(
-        gateway, PROJECT, iid, REPRODUCE_KEY, "Reproduced\n\n" + rate_marker(wilson(1, 4))
+        gateway, PROJECT, iid, REPRODUCE_KEY, "Reproduced\n\n" + seal(rate_marker(wilson(1, 4)))
     )
     branch = f"crewline/{iid}-fix"
     await asyncio.to_thread(push_scripted, sim, branch, tmp_path / "fix-count", fix_fails)
@@ -40,7 +41,7 @@ async def at_the_merge_gate(sim: RunningSim, host: Runtime, tmp_path: Path, fix_
         title="Fix",
         description=f"Closes #{iid}",
     )
-    await gateway.post_note(PROJECT, iid, f"MR opened\n\n{mr_marker(mr.iid, branch)}")
+    await gateway.post_note(PROJECT, iid, f"MR opened\n\n{seal(mr_marker(mr.iid, branch))}")
     await gateway.update_issue(
         PROJECT,
         iid,

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from bot.app import Runtime, build_runtime
 from bot.config import Secrets
 from forge.labels import sync_labels
+from forge.sink import seal
 from roles.engine.janitor import sweep
 from roles.gates.decide import filer_marker
 from roles.notify import EventLog
@@ -83,7 +84,7 @@ async def test_a_goal_goes_from_pm_ready_to_done_decided_in_gitlab_alone(
 ) -> None:
     them = people(demo_sim)
     async with gitlab_only(demo_sim, tmp_path) as runtime:
-        issue = await file_goal(runtime, "Add greet", greet_goal(GREET, filer_marker("fay")))
+        issue = await file_goal(runtime, "Add greet", greet_goal(GREET, seal(filer_marker("fay"))))
         await reach(runtime, {issue.iid: "plan-review"})
         [plan] = plan_note_ids(demo_sim, issue.iid)
 

@@ -18,6 +18,7 @@ from forge.gateway import Gateway, note_marker
 from forge.guard import Guard
 from forge.labels import sync_labels
 from forge.settings import GitLabSettings
+from forge.sink import seal, unmark
 from sim.core.app import RunningSim
 from tests.support.faults import add_fault, lose_answer, rules
 from tests.support.forge import BOT_TOKEN, PROJECT, admin, gateway_for, make_project
@@ -239,7 +240,7 @@ async def test_a_discussion_and_a_reply_whose_answers_are_lost_appear_once(
         mr = await merges.ensure_mr(
             PROJECT, source_branch=branch, target_branch="main", title="Review", description=""
         )
-        finding = f"Rename this.\n\n{note_marker('finding:abc:1')}"
+        finding = f"Rename this.\n\n{seal(note_marker('finding:abc:1'))}"
         lose_answer(demo_sim, "POST", r"/merge_requests/\d+/discussions$")
         opened = await merges.open_discussion(PROJECT, mr.iid, finding)
         lose_answer(demo_sim, "POST", r"/discussions/[^/]+/notes$", drop=True)
@@ -247,7 +248,7 @@ async def test_a_discussion_and_a_reply_whose_answers_are_lost_appear_once(
         (discussion,) = await merges.discussions(PROJECT, mr.iid)
         assert discussion.id == opened.id
         bodies = [note.body for note in discussion.notes]
-        assert len(bodies) == 2 and bodies[0] == finding
+        assert len(bodies) == 2 and bodies[0] == unmark(finding)
         assert bodies[1] == reply.body and bodies[1].startswith("Fixed in abc.")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.app import Runtime
+from forge.sink import seal
 from roles.engine.janitor import sweep
 from roles.gates.decide import Decision, decide_merge, filer_marker
 from roles.notify import EventKind
@@ -263,7 +264,7 @@ async def test_the_filer_cannot_approve_their_own_goals_merge(
     async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
         runtime, desk, _,
     ):  # fmt: skip
-        filed = greet_goal(GREET, filer_marker("alice"))
+        filed = greet_goal(GREET, seal(filer_marker("alice")))
         issue = await file_goal(runtime, "Add greet", filed)
         await reach(runtime, {issue.iid: "merge-ready"})
         gate = desk.merges[-1]

@@ -16,6 +16,7 @@ from bot.config import ConfigError, Secrets
 from bot.desk_work import answer_key, goal_body, questions_in
 from forge.claims import ClaimMarker, Claims
 from forge.gateway import note_marker
+from forge.sink import seal
 from forge.trust import FORGED, IdentityUnknown
 from roles.flaky.detect import Candidate
 from roles.flaky.filing import Filer, key_marker
@@ -121,7 +122,10 @@ async def test_a_forged_mr_link_or_qa_pass_redirects_nothing(
     async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
         issue = await gateway.create_issue(PROJECT, "Greet", "")
         await gateway.upsert_note(
-            PROJECT, issue.iid, "dev-1:handoff", f"MR !1 opened.\n\n{mr_marker(1, 'crewline/1')}"
+            PROJECT,
+            issue.iid,
+            "dev-1:handoff",
+            f"MR !1 opened.\n\n{seal(mr_marker(1, 'crewline/1'))}",
         )
         comment(guest, issue.iid, f"see here {mr_marker(99, 'evil')}")
         comment(guest, issue.iid, f"passed {qa_passed_marker('a' * 40)}")

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from forge.sink import unmark
 from roles.notify import EventKind, GateRequest
 from roles.ports import Role as Role
 from storage import RunStatus
@@ -47,8 +48,10 @@ class Waiting:
 
 
 def result_json(result: RoleResult) -> dict[str, Any]:
+    """The result as checkpointed: its message through the sink (forge/sink.py), so every
+    marker left in it is one crewline sealed; ``run.py`` seals them again to post it."""
     gate = asdict(result.gate) if result.gate is not None else None
-    return {"outcome": str(result.outcome), "message": result.message, "gate": gate}
+    return {"outcome": str(result.outcome), "message": unmark(result.message), "gate": gate}
 
 
 def result_of(data: dict[str, Any]) -> RoleResult:

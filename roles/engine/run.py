@@ -16,6 +16,7 @@ from forge.claims import ClaimLost
 from forge.client import ForgeError
 from forge.gateway import StaleState
 from forge.guard import GuardBlocked
+from forge.sink import seal_all
 from forge.types import Issue, Note
 from roles.attempts import claims_of, round_attempt
 from roles.budget import BudgetHeld, hold_notice
@@ -219,7 +220,8 @@ class Running:
         target = next_state(wf, running, result.outcome)
         if result.message:
             # Outcome notes quote CI logs, test output and goal text: redacted, never refused.
-            await ctx.note("outcome", result.message, quoted=True)
+            # Checkpointed through the sink (result_json): what markers it keeps are its own.
+            await ctx.note("outcome", seal_all(result.message), quoted=True)
         # A carry-over (decision 0037): this host goes on with the next role, straight from
         # this running state to the next one. Decided once: a resumed run finds the move.
         carry = None if "moved" in ctx.done else await self._carry_role(ctx, target)

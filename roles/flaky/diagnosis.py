@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from forge.sink import seal_all
 from forge.types import Issue
 from roles.flaky.filing import CLOSING, DIAGNOSIS_HEADING, diagnosis_section
 from roles.flaky.runs import live_note
@@ -172,7 +173,9 @@ async def record(
         issue.iid,
         add_labels=[*change.add, found.label, *handed_on],
         remove_labels=[*change.remove, *(label for label in stale if label != found.label)],
-        description=with_diagnosis(fresh.description, found) if handed_on else None,
+        # crewline's own description (read through Trust): its markers sealed again to be
+        # kept; the agent's diagnosis added to it is not sealed (forge/sink.py).
+        description=with_diagnosis(seal_all(fresh.description), found) if handed_on else None,
     )
     return target
 

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
+from forge.sink import seal, unmark
 from forge.types import Issue
 from roles.flaky.detect import Candidate, flake_key
 from roles.ports import IssueTracker
@@ -185,7 +186,7 @@ class Filer:
         text = description(
             candidate, bar=bar_of(issue), diagnosis=diagnosis_section(issue.description)
         )
-        if text == issue.description:
+        if unmark(text) == issue.description:  # the text as GitLab keeps it
             return False
         await self.gateway.update_issue(issue.project, issue.iid, description=text)
         return True
@@ -241,8 +242,8 @@ def description(candidate: Candidate, *, bar: int, diagnosis: str = "") -> str:
         f"{CLOSING}, diagnoses the cause, and proves a fix by N "
         "green runs out of N before the merge, which stays a human's decision.",
         "",
-        key_marker(candidate.test),
-        bar_marker(bar),
-        rerun_marker(candidate),
+        seal(key_marker(candidate.test)),
+        seal(bar_marker(bar)),
+        seal(rerun_marker(candidate)),
     ]
     return "\n".join(lines)

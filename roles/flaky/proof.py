@@ -23,6 +23,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from forge.sink import seal, seal_all
 from forge.types import Issue
 from roles.flaky.filing import bar_marker, bar_of
 from roles.flaky.runs import LiveNote, Run
@@ -108,7 +109,7 @@ class Proofs:
         rate = rate_of(runs)
         head = "Reproduced" if rate.failures else "Not reproduced"
         await note.show(
-            _runs_body(f"{head}: {rate.text()}", runs, rate) + "\n\n" + rate_marker(rate)
+            _runs_body(f"{head}: {rate.text()}", runs, rate) + "\n\n" + seal(rate_marker(rate))
         )
         if rate.failures:
             await self._move(issue, "reproduced")
@@ -168,12 +169,13 @@ class Proofs:
             add_labels=change.add,
             remove_labels=change.remove,
             state_event="close",
-            description=fresh.description.replace(bar_marker(bar), bar_marker(bar * 2)),
+            # Read back through Trust: its markers are crewline's, sealed again to be kept.
+            description=seal_all(fresh.description.replace(bar_marker(bar), bar_marker(bar * 2))),
         )
 
 
 def _kept(marker: str) -> str:
-    return f"\n\n{marker}" if marker else ""
+    return f"\n\n{seal(marker)}" if marker else ""
 
 
 def _runs_body(head: str, runs: list[Run], rate: Rate) -> str:

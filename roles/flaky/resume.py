@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from forge.sink import seal
 from forge.types import Issue
 from roles.flaky.filing import Rerun
 from roles.flaky.proof import RunOnce
@@ -46,7 +47,9 @@ async def resumable_runs(
     if after is None:
         after = max(await runner.job_ids(project, rerun.pipeline, rerun.job))
         marker = since_marker(rerun.pipeline, after)
-        await live_note(gateway, project, issue.iid, key, f"**Starting the runs**\n\n{marker}")
+        await live_note(
+            gateway, project, issue.iid, key, f"**Starting the runs**\n\n{seal(marker)}"
+        )
     marker = since_marker(rerun.pipeline, after)
     started = [j for j in await runner.job_ids(project, rerun.pipeline, rerun.job) if j > after]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from forge.ci_types import Job
 from forge.client import ForgeNotFound
 from forge.gateway import note_marker
+from forge.sink import seal, unmark
 from forge.types import Note
 from roles.ports import CiReads, IssueTracker, MergeRequests
 
@@ -99,8 +100,8 @@ class LiveNote:
         """The note now reads ``body`` (created the first time)."""
         if self._note is None:
             self._note = await self.gateway.upsert_note(self.project, self.iid, self.key, body)
-        text = f"{body}\n\n{note_marker(self.key)}"
-        if self._note.body == text:
+        text = f"{body}\n\n{seal(note_marker(self.key))}"
+        if self._note.body == unmark(text):  # the body as GitLab keeps it
             return
         try:
             self._note = await self.gateway.edit_note(self.project, self.iid, self._note.id, text)

@@ -25,6 +25,7 @@ from typing import Literal
 
 from forge.client import ForgeError
 from forge.gateway import StaleState, note_marker
+from forge.sink import seal
 from forge.types import Issue, MergeRequest, Note
 from roles.gates.desk_rules import second_person_refusal
 from roles.mr_link import issue_mr_and_notes, moved_since_qa
@@ -177,7 +178,7 @@ async def _decide(
     if current is None or not newest:
         return Decision(False, f"stale: plan {revision} is not the newest plan of {issue.ref}")
     if approve:
-        body = f"Plan approved by {who} via {via}.\n\n{approved_plan_marker(current[0])}"
+        body = f"Plan approved by {who} via {via}.\n\n{seal(approved_plan_marker(current[0]))}"
     else:
         body = _changes_requested("plan", who, via, feedback)
     note = await gateway.upsert_note(project, iid, decision_key(revision), body, known=notes)

@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from forge.ci_types import Job
+from forge.sink import seal
 from forge.types import Issue, MergeRequest, Pipeline
 from roles.context import RunContext, Services
 from roles.engine.loop import GO, Admission, RoleResult
@@ -279,7 +280,7 @@ class _Watch:
             last = round_of(evidence, pipeline.id, self.mr.sha)
             return RoleResult(Outcome.BLOCKED, history(rounds, last, limit))
         trip = f"Back to the developer (round trip {len(rounds) + 1} of at most {limit})."
-        marker = sent_back_marker(pipeline.id, self.mr.sha)
+        marker = seal(sent_back_marker(pipeline.id, self.mr.sha))
         return RoleResult(
             Outcome.FAILED, f"{summary} {trip}\n\n" + "\n\n".join([*excerpts, marker])
         )
@@ -298,7 +299,7 @@ class _Watch:
         )
         passed = (
             f"QA passed: head `{mr.sha[:10]}`, pipeline #{pipeline.id} {pipeline.status}. "
-            f"Waiting for a merge approval.\n\n{qa_passed_marker(mr.sha)}"
+            f"Waiting for a merge approval.\n\n{seal(qa_passed_marker(mr.sha))}"
         )
         return RoleResult(
             Outcome.SUCCEEDED,

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from forge.sink import unmark
 from roles.workspace.errors import WorkspaceError
 from roles.workspace.gitcmd import Git
 
@@ -101,6 +102,8 @@ async def commit_all(git: Git, checkout: Path, message: str, identity: Identity)
     """Stage every change (as ``git add -A``) and commit it; ``None`` when nothing changed."""
     if not message.strip():
         raise ValueError("a commit message is required")
+    # Through the sink like every text crewline writes: no hidden marker in a message.
+    message = unmark(message)
     await git.run(["add", "--all"], cwd=checkout)
     staged = await git.run(["diff", "--cached", "--quiet"], cwd=checkout, ok_codes=(0, 1))
     if staged.exit_code == 0:

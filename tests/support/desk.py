@@ -20,6 +20,7 @@ from bot.identity import Actor, Identities
 from bot.settings import DiscordSettings
 from forge.claims import ClaimMarker
 from forge.labels import sync_labels
+from forge.sink import seal
 from forge.types import Issue, MergeRequest, Note
 from roles.mr_link import mr_marker
 from roles.notify import EventLog
@@ -101,7 +102,7 @@ async def at_merge_ready(runtime: Runtime, iid: int) -> MergeRequest:
         draft=False,
     )
     await runtime.services.gateway.upsert_note(
-        PROJECT, iid, "dev-1:handoff", f"### Handoff\n\n{mr_marker(mr.iid, branch)}"
+        PROJECT, iid, "dev-1:handoff", f"### Handoff\n\n{seal(mr_marker(mr.iid, branch))}"
     )
     await walk(runtime, iid, "merge-ready")
     return await merges.get_mr(PROJECT, mr.iid)

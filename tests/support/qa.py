@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.app import Runtime
+from forge.sink import seal
 from roles.mr_link import mr_marker
 from sim.core.app import RunningSim
 from tests.support.engine import PROJECT
@@ -54,7 +55,7 @@ async def open_work(runtime: Runtime, sim: RunningSim, name: str, files: dict[st
         }
     )
     await gateway.post_note(
-        PROJECT, issue.iid, f"Handoff: !{mr.iid} is ready.\n\n{mr_marker(mr.iid, branch)}"
+        PROJECT, issue.iid, f"Handoff: !{mr.iid} is ready.\n\n{seal(mr_marker(mr.iid, branch))}"
     )
     return QaWork(issue.iid, int(mr.iid), branch)
 
