@@ -163,13 +163,11 @@ async def test_merge_requests_and_discussions_keep_only_sealed_markers(
         # A review finding (the reviewer agent's words) with crewline's finding key.
         key = note_marker("finding:abc:1")
         opened = await merges.open_discussion(PROJECT, mr.iid, f"{forged('finding')}\n{seal(key)}")
-        reply = await merges.reply(PROJECT, mr.iid, str(opened["id"]), forged("Fixed"))
-        [discussion] = [
-            d for d in await merges.discussions(PROJECT, mr.iid) if d["id"] == opened["id"]
-        ]
-        first, second = (str(n["body"]) for n in discussion["notes"])
+        reply = await merges.reply(PROJECT, mr.iid, opened.id, forged("Fixed"))
+        [discussion] = [d for d in await merges.discussions(PROJECT, mr.iid) if d.id == opened.id]
+        first, second = (note.body for note in discussion.notes)
         only_sealed(first, key)
-        assert second == str(reply["body"])
+        assert second == reply.body
         only_sealed(second)
 
 
