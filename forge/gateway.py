@@ -23,7 +23,7 @@ from forge import metrics
 from forge.access import AccessLevels
 from forge.calls import AuditedCalls, AuditSink
 from forge.ci_history import CiHistory
-from forge.client import ForgeNotFound, GitLabClient
+from forge.client import ForgeNotFound, GitLabClient, project_path, raw_get, raw_list
 from forge.guard import Guard
 from forge.issue_index import IssueIndex
 from forge.markers import NOTE_MARKER as NOTE_MARKER  # roles import the markers from here
@@ -118,7 +118,7 @@ class Gateway:
 
     async def get_issue(self, project: str, iid: int) -> Issue:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
-            return dict(gl.projects.get(project, lazy=True).issues.get(iid).attributes)
+            return raw_get(gl, project_path(project, "issues", iid))
 
         data = await self.calls.read("issue.get", f"{project}#{iid}", {}, get)
         issue = await self.trust.issue(Issue.of(project, data))
@@ -150,8 +150,7 @@ class Gateway:
             params["author_id"] = author_id
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            items = gl.projects.get(project, lazy=True).issues.list(get_all=True, **params)
-            return [dict(item.attributes) for item in items]
+            return raw_list(gl, project_path(project, "issues"), params)
 
         return [
             await self.trust.issue(Issue.of(project, item))
@@ -225,11 +224,8 @@ class Gateway:
 
     async def label_events(self, project: str, iid: int) -> list[LabelEvent]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
-            return [
-                dict(e.attributes)
-                for e in issue.resourcelabelevents.list(get_all=True, per_page=PER_PAGE)
-            ]
+            path = project_path(project, "issues", iid, "resource_label_events")
+            return raw_list(gl, path, {"per_page": PER_PAGE})
 
         events = await self.calls.read("issue.label_events", f"{project}#{iid}", {}, list_)
         return sorted((LabelEvent.of(e) for e in events), key=lambda e: e.id)
@@ -319,10 +315,10 @@ class Gateway:
         """Every note on the issue (or MR), lowest id first."""
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            items = _noteable(gl, project, on, iid).notes.list(
-                get_all=True, per_page=PER_PAGE, sort="asc", order_by="created_at"
+            path = project_path(project, _COLLECTION[on], iid, "notes")
+            return raw_list(
+                gl, path, {"per_page": PER_PAGE, "sort": "asc", "order_by": "created_at"}
             )
-            return [dict(n.attributes) for n in items]
 
         target = _target(project, on, iid)
         notes = await self.calls.read("note.list", target, {}, list_)
@@ -455,6 +451,9 @@ def _merge_states(workflow: Workflow) -> list[str]:
             state = workflow.ready_state(name) if kind == "ready" else workflow.gate_state("merge")
             labels.append(state.label)
     return labels
+
+
+_COLLECTION: dict[Noteable, str] = {"issue": "issues", "mr": "merge_requests"}
 
 
 def _noteable(gl: gitlab.Gitlab, project: str, on: Noteable, iid: int) -> Any:
