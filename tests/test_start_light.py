@@ -68,3 +68,4 @@ def test_run_without_webhooks_or_observability_never_imports_aiohttp(
     assert "bot.serve" in modules and "roles.engine.loop" in modules  # it did run
     assert not {name for name in modules if name == "aiohttp" or name.startswith("aiohttp.")}
     assert "forge.webhooks.receiver" not in modules and "bot.observe" not in modules
+    assert "xml.etree.ElementTree" not in modules  # JUnit reports are parsed on first use
