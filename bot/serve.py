@@ -14,11 +14,9 @@ from rich.console import Console
 from bot.app import Runtime, build_runtime
 from bot.config import ConfigError, CrewlineConfig, Secrets
 from bot.console import ConsoleDesk, ConsoleNotifier
-from bot.observe import Observer
 from bot.scheduler import build_scheduler
 from forge.client import ForgeError
 from forge.privilege import merge_power
-from forge.webhooks import WebhookReceiver
 from forge.webhooks.events import (
     IssueEvent,
     MergeRequestEvent,
@@ -32,6 +30,8 @@ from roles.notify import Desk, GateRequest
 if TYPE_CHECKING:
     # discord.py is imported only when Discord is enabled: it is ~10 MB of an idle host.
     from bot.discord.run import DiscordRuntime
+    from bot.observe import Observer
+    from forge.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,9 @@ async def serve(
     engine = runtime.engine
     observer: Observer | None = None
     if config.observability.enabled:
+        # aiohttp (about 11 MB of an idle host) only for the listeners that serve on it.
+        from bot.observe import Observer
+
         observer = Observer(config.observability, runtime.storage)
         try:
             url = await observer.start()
@@ -110,6 +113,8 @@ async def serve(
             body = str(getattr(event, "body", ""))
             runtime.services.fleet.changed(event.project_path, event.target_iid, body)
             route_event(engine, discord.feed if discord is not None else None, event)
+
+        from forge.webhooks import WebhookReceiver
 
         receiver = WebhookReceiver(secrets.webhook_secret, on_event, config.webhook)
         url = await receiver.start()

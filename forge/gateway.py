@@ -23,7 +23,7 @@ from forge import metrics
 from forge.access import AccessLevels
 from forge.calls import AuditedCalls, AuditSink
 from forge.ci_history import CiHistory
-from forge.client import GitLabClient
+from forge.client import GitLabClient, project_path, raw_get, raw_list
 from forge.gateway_notes import EDITED as EDITED
 from forge.gateway_notes import PER_PAGE, NoteOps
 from forge.gateway_notes import Noteable as Noteable
@@ -118,7 +118,7 @@ class Gateway(NoteOps):
 
     async def get_issue(self, project: str, iid: int) -> Issue:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
-            return dict(gl.projects.get(project, lazy=True).issues.get(iid).attributes)
+            return raw_get(gl, project_path(project, "issues", iid))
 
         data = await self.calls.read("issue.get", f"{project}#{iid}", {}, get)
         issue = await self.trust.issue(Issue.of(project, data))
@@ -150,8 +150,7 @@ class Gateway(NoteOps):
             params["author_id"] = author_id
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            items = gl.projects.get(project, lazy=True).issues.list(get_all=True, **params)
-            return [dict(item.attributes) for item in items]
+            return raw_list(gl, project_path(project, "issues"), params)
 
         return [
             await self.trust.issue(Issue.of(project, item))
@@ -235,11 +234,8 @@ class Gateway(NoteOps):
 
     async def label_events(self, project: str, iid: int) -> list[LabelEvent]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
-            return [
-                dict(e.attributes)
-                for e in issue.resourcelabelevents.list(get_all=True, per_page=PER_PAGE)
-            ]
+            path = project_path(project, "issues", iid, "resource_label_events")
+            return raw_list(gl, path, {"per_page": PER_PAGE})
 
         events = await self.calls.read("issue.label_events", f"{project}#{iid}", {}, list_)
         return sorted((LabelEvent.of(e) for e in events), key=lambda e: e.id)

@@ -11,7 +11,7 @@ from typing import Any
 import gitlab
 
 from forge.calls import AuditedCalls
-from forge.client import ForgeNotFound
+from forge.client import ForgeNotFound, project_path, raw_list
 from forge.markers import findable, later_copies, note_marker
 from forge.own_writes import OwnWrites
 from forge.pending_notes import Noteable as Noteable
@@ -83,10 +83,10 @@ class NoteOps:
         """Every note on the issue (or MR), lowest id first."""
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            items = _noteable(gl, project, on, iid).notes.list(
-                get_all=True, per_page=PER_PAGE, sort="asc", order_by="created_at"
+            path = project_path(project, _COLLECTION[on], iid, "notes")
+            return raw_list(
+                gl, path, {"per_page": PER_PAGE, "sort": "asc", "order_by": "created_at"}
             )
-            return [dict(n.attributes) for n in items]
 
         target = _target(project, on, iid)
         notes = await self.calls.read("note.list", target, {}, list_)
@@ -242,6 +242,9 @@ class NoteOps:
                 await self._keep_first(owed.project, owed.iid, found, on=owed.on)
 
         return [owed.ref() for owed in await self.pending_notes.finish(check)]
+
+
+_COLLECTION: dict[Noteable, str] = {"issue": "issues", "mr": "merge_requests"}
 
 
 def _noteable(gl: gitlab.Gitlab, project: str, on: Noteable, iid: int) -> Any:

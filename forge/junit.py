@@ -9,9 +9,11 @@ detector reads the report of each job, retried ones included, from the job's art
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the parser is imported on first use: an idle host reads no report
+    import xml.etree.ElementTree as ET
 
 STATUSES = ("success", "failed", "skipped", "error")
 _OUTCOMES = (("failure", "failed"), ("error", "error"), ("skipped", "skipped"))
@@ -23,6 +25,8 @@ class JunitError(ValueError):
 
 def parse_junit(data: bytes) -> list[dict[str, Any]]:
     """The test cases of one JUnit XML document, in document order."""
+    import xml.etree.ElementTree as ET
+
     try:
         root = ET.fromstring(data)
     except ET.ParseError as error:

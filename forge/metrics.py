@@ -17,11 +17,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from aiohttp import web
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:  # imported where it serves: a host without listeners never loads aiohttp
+    from aiohttp import web
 
 T = TypeVar("T")
 
@@ -117,6 +119,8 @@ METRICS_PATH = "/metrics"
 
 async def handler(_request: web.Request) -> web.Response:
     """``GET /metrics`` for any aiohttp application."""
+    from aiohttp import web
+
     body, content_type = exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import gitlab
+import gitlab.base
 import pytest
 
-from forge.client import ForgeUnavailable, GitLabClient, RetryPolicy
+from forge.client import ForgeNotFound, ForgeUnavailable, GitLabClient, RetryPolicy
 from forge.settings import GitLabSettings
 from sim.core.app import RunningSim
 from tests.support.forge import PROJECT, gateway_for, make_project
@@ -163,3 +164,38 @@ async def test_no_proxy_and_the_ca_bundle_from_the_environment_still_apply(
         assert await unverified.call("verify", lambda gl: gl.ssl_verify) is False
     finally:
         await unverified.close()
+
+
+async def test_hot_reads_are_plain_dicts_across_pages_without_python_gitlab_objects(
+    sim: RunningSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue and note lists, label events and an issue's read build no python-gitlab object
+    (each builds its sub-managers, and ``.attributes`` deep-copies it): issue 14."""
+    make_project(sim)
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
+        issue = await gateway.create_issue(PROJECT, "hot", "read me")
+        for n in range(5):
+            await gateway.post_note(PROJECT, issue.iid, f"note {n}")
+        await gateway.update_issue(PROJECT, issue.iid, add_labels=["workflow::dev-ready"])
+        await gateway.update_issue(PROJECT, issue.iid, add_labels=["workflow::dev-doing"])
+        monkeypatch.setattr("forge.gateway.PER_PAGE", 2)  # every list spans pages
+        built: list[str] = []
+        init = gitlab.base.RESTObject.__init__
+
+        def counting(self: gitlab.base.RESTObject, *args: object, **kwargs: object) -> None:
+            built.append(type(self).__name__)
+            init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(gitlab.base.RESTObject, "__init__", counting)
+        notes = await gateway.notes(PROJECT, issue.iid)
+        events = await gateway.label_events(PROJECT, issue.iid)
+        listed = await gateway.list_issues(PROJECT, labels=["workflow::dev-doing"])
+        read = await gateway.get_issue(PROJECT, issue.iid)
+        with pytest.raises(ForgeNotFound):
+            await gateway.get_issue(PROJECT, issue.iid + 100)
+        assert built == []
+        bodies = [note.body for note in notes if not note.system]
+        assert [body.split("\n")[0] for body in bodies] == [f"note {n}" for n in range(5)]
+        assert {event.label for event in events} >= {"workflow::dev-ready", "workflow::dev-doing"}
+        assert [found.iid for found in listed] == [issue.iid]
+        assert read.title == "hot" and "workflow::dev-doing" in read.labels

@@ -407,3 +407,18 @@ async def test_a_runtime_without_a_sandbox_carries_the_warning_start_prints(
         assert runtime.services.sandbox.name == "none"
         assert runtime.sandbox_warning is not None
         assert "WITHOUT a sandbox" in runtime.sandbox_warning
+
+
+def test_system_covered_is_within_a_system_path() -> None:
+    """The part compare that replaced a ``within`` per system path answers as it did."""
+    from roles.sandbox.bwrap import SYSTEM_PATHS, _system_covered
+    from roles.sandbox.paths import within
+
+    samples = [
+        "/", "/usr", "/usr/lib/python3", "/usrx", "/usrx/bin", "/etc/ssl/certs", "/opt",
+        "/home/u/.gitconfig", "/tmp/usr", "usr/lib", "/lib64/ld.so", "/libx", "/var/lib",
+        "/run/crewline-git", "/sbin/x",
+    ]  # fmt: skip
+    for sample in map(Path, samples):
+        expected = any(within(sample, Path(name)) for name in SYSTEM_PATHS)
+        assert _system_covered(sample) is expected, sample

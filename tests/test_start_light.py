@@ -1,6 +1,7 @@
 """`crewline run` with Discord off starts without discord.py (about 10 MB of an idle host) or
-the simulator's modules: checked in the real process, through a sitecustomize that records
-its modules as it exits."""
+the simulator's modules, and with webhooks and observability off without aiohttp (about
+11 MB more): checked in the real process, through a sitecustomize that records its modules
+as it exits."""
 
 from __future__ import annotations
 
@@ -29,10 +30,9 @@ atexit.register(_record)
 """
 
 
-def test_run_with_discord_off_never_imports_discord_py(
-    tmp_path: Path, demo_sim: RunningSim
-) -> None:
-    config = write_config(tmp_path / "crewline.toml", demo_sim, poll=1, webhook=True)
+def modules_of_run(tmp_path: Path, sim: RunningSim, *, webhook: bool) -> set[str]:
+    """The modules a real `crewline run` (Discord and observability off) had at its end."""
+    config = write_config(tmp_path / "crewline.toml", sim, poll=1, webhook=webhook)
     run_cli(config, "labels", "sync")
     site = tmp_path / "site"
     site.mkdir()
@@ -46,9 +46,26 @@ def test_run_with_discord_off_never_imports_discord_py(
     }
     with background(config, "run", env=env) as crew:
         crew.wait_for_line(rf"crewline {WORKER}: working on {PROJECT}")
-        crew.wait_for_line(r"webhooks: listening at")
+        if webhook:
+            crew.wait_for_line(r"webhooks: listening at")
         ends_cleanly(crew)
-    modules = set(json.loads(out.read_text(encoding="utf-8")))
+    return set(json.loads(out.read_text(encoding="utf-8")))
+
+
+def test_run_with_discord_off_never_imports_discord_py(
+    tmp_path: Path, demo_sim: RunningSim
+) -> None:
+    modules = modules_of_run(tmp_path, demo_sim, webhook=True)
     assert "bot.serve" in modules and "forge.webhooks.receiver" in modules  # it did run
     assert not {name for name in modules if name == "discord" or name.startswith("discord.")}
     assert not {name for name in modules if name.startswith("sim")}
+
+
+def test_run_without_webhooks_or_observability_never_imports_aiohttp(
+    tmp_path: Path, demo_sim: RunningSim
+) -> None:
+    modules = modules_of_run(tmp_path, demo_sim, webhook=False)
+    assert "bot.serve" in modules and "roles.engine.loop" in modules  # it did run
+    assert not {name for name in modules if name == "aiohttp" or name.startswith("aiohttp.")}
+    assert "forge.webhooks.receiver" not in modules and "bot.observe" not in modules
+    assert "xml.etree.ElementTree" not in modules  # JUnit reports are parsed on first use

@@ -1,5 +1,11 @@
 """GitLab webhook receiver: typed issue, note, merge request and pipeline events,
-delivered to a callback from a bounded queue (SPEC §8)."""
+delivered to a callback from a bounded queue (SPEC §8).
+
+The receiver is imported on first use: it brings aiohttp (about 11 MB), which a host that
+serves no webhooks (a `crewline worker`, webhooks off) never needs; the events, their
+parsing and the settings come without it."""
+
+from typing import TYPE_CHECKING
 
 from forge.webhooks.events import (
     BaseWebhookEvent,
@@ -11,7 +17,9 @@ from forge.webhooks.events import (
     WebhookEvent,
 )
 from forge.webhooks.parse import HANDLED_KINDS, Ignored, PayloadError, parse_event
-from forge.webhooks.receiver import EventCallback, WebhookReceiver
+
+if TYPE_CHECKING:
+    from forge.webhooks.receiver import EventCallback, WebhookReceiver
 from forge.webhooks.settings import WebhookSettings
 
 __all__ = [
@@ -30,3 +38,11 @@ __all__ = [
     "WebhookSettings",
     "parse_event",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in ("EventCallback", "WebhookReceiver"):
+        from forge.webhooks import receiver
+
+        return getattr(receiver, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
