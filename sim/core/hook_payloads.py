@@ -9,7 +9,7 @@ merge-request module can emit note events for MR comments the same way:
                  noteable_attributes=mr_hook_attributes)
 
 Issue-specific ``object_attributes`` come from :func:`sim.issues.api.issue_hook_attributes`
-and note ``object_attributes`` from :func:`sim.issues.notes.note_hook_attributes`.
+and note ``object_attributes`` from :func:`sim.issues.note_json.note_hook_attributes`.
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ from sim.issues import label_events, notes
 from sim.issues import records as issue_records
 from sim.issues.filters import filter_and_sort, timestamp_param
 from sim.issues.labels import ensure_labels, next_label_names
+from sim.issues.note_routes import register_noteable_routes
+from sim.issues.noteables import later_than
 from sim.issues.records import (
     STATE_IDS,
     IssueRecord,
@@ -223,7 +225,7 @@ async def create_issue(
 ) -> IssueRecord:
     project_id = int(project["id"])
     async with sim.store.write() as conn:
-        stamp = fields.stamp_override or notes.later_than(None)
+        stamp = fields.stamp_override or later_than(None)
         cur = await conn.execute(
             "SELECT COALESCE(MAX(iid), 0) + 1 FROM issues WHERE project_id = ?", (project_id,)
         )
@@ -272,7 +274,7 @@ async def update_issue(
             value = getattr(fields, name)
             if value is not None and value != (None if row[name] is None else bool(row[name])):
                 columns[name] = int(value)
-        stamp = fields.stamp_override or notes.later_than(row["updated_at"])
+        stamp = fields.stamp_override or later_than(row["updated_at"])
         if fields.state_event == "close" and row["state"] == "opened":
             columns.update(state="closed", closed_at=stamp, closed_by_id=editor["id"])
         elif fields.state_event == "reopen" and row["state"] == "closed":
@@ -470,5 +472,5 @@ def setup(app: web.Application, sim: Sim) -> None:
     r.add_get(f"{base}/{{iid:\\d+}}", get_issue)
     r.add_put(f"{base}/{{iid:\\d+}}", update_issue_route)
     r.add_delete(f"{base}/{{iid:\\d+}}", delete_issue)
-    notes.register_noteable_routes(app, "issues", "Issue", issue_records.issue_noteable)
+    register_noteable_routes(app, "issues", "Issue", issue_records.issue_noteable)
     label_events.register_label_event_routes(app, "issues", "Issue", issue_records.issue_id_of)

@@ -29,7 +29,9 @@ from sim.core.base import (
 from sim.core.events import SimEvent
 from sim.core.hook_payloads import note_event
 from sim.core.http import Params, created, fail, no_content, not_found, now_iso
-from sim.issues.notes import Noteable, get_note, load_noteable, note_hook_attributes
+from sim.issues.note_json import note_hook_attributes
+from sim.issues.noteables import Noteable, load_noteable
+from sim.issues.notes import get_note
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS award_emoji (
