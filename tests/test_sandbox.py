@@ -38,7 +38,8 @@ from roles.sandbox import (
     select_sandbox,
 )
 from roles.validate import Check, ValidationReport, run_validation
-from roles.workspace.workspaces import Workspaces, Worktree
+from roles.workspace.workspaces import Workspaces
+from roles.workspace.worktree import Worktree
 from sim.core.app import RunningSim
 from storage import Database
 from tests.support.engine import configure, file_goal, reach, runtime_for
