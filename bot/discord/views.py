@@ -15,7 +15,8 @@ from typing import Any, Literal, Self, cast
 
 import discord
 
-from bot.desk import Desk, Reply, project_key
+from bot.desk import Desk, Reply
+from bot.desk_base import project_key
 from bot.desk_work import StuckItem
 from bot.discord.cards import decided_card, undecided_card
 from bot.discord.interact import Answer, actor_of, deferred, desk_of, refuse, said
