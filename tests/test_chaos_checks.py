@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from chaos import Host
 from chaos_checks import Findings, RunRow, _double_pickups, _keyed_twice, rounds_held_twice
+from chaos_host import Host
 
 from forge.claim_notes import ClaimMarker, iso
 from forge.types import LabelEvent, Note
