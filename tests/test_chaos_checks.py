@@ -1,5 +1,5 @@
 """The chaos harness's own checks (bench/chaos_checks.py) and its kill accounting
-(bench/chaos.py Host): a check that cannot fail, or kills that never happened, would make a
+(bench/chaos_host.py): a check that cannot fail, or kills that never happened, would make a
 green chaos run prove nothing."""
 
 from __future__ import annotations
