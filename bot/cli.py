@@ -90,8 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(handler=cmd_doctor)
 
-    audit = commands.add_parser("audit", parents=[common], help="the audit trail")
-    audit_commands = audit.add_subparsers(title="audit commands", metavar="COMMAND")
+    audit_commands = _group(commands, "audit", common, "the audit trail")
     verify = audit_commands.add_parser(
         "verify", parents=[common], help="verify the audit hash chain"
     )
@@ -114,7 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", metavar="PATH", help="database file (default: storage.path of the config)"
     )
     prune.set_defaults(handler=cmd_audit_prune)
-    audit.set_defaults(handler=lambda _: _usage(audit))
 
     demo = commands.add_parser(
         "demo",
@@ -170,26 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
         switch.add_argument("project", nargs="?", help="one project's path (default: all)")
         switch.set_defaults(handler=cmd_pause, paused=name == "pause")
 
-    labels = commands.add_parser("labels", parents=[common], help="GitLab workflow labels")
-    label_commands = labels.add_subparsers(title="labels commands", metavar="COMMAND")
+    label_commands = _group(commands, "labels", common, "GitLab workflow labels")
     sync = label_commands.add_parser(
         "sync",
         parents=[common],
         help="create or update every workflow label and the control issue (idempotent)",
     )
     sync.set_defaults(handler=cmd_labels_sync)
-    labels.set_defaults(handler=lambda _: _usage(labels))
 
-    discord = commands.add_parser("discord", parents=[common], help="the Discord surface")
-    discord_commands = discord.add_subparsers(title="discord commands", metavar="COMMAND")
+    discord_commands = _group(commands, "discord", common, "the Discord surface")
     discord_sync = discord_commands.add_parser(
         "sync", parents=[common], help="register the slash commands in discord.guild_id"
     )
     discord_sync.set_defaults(handler=cmd_discord_sync)
-    discord.set_defaults(handler=lambda _: _usage(discord))
 
-    sim = commands.add_parser("sim", parents=[common], help="the GitLab simulator")
-    sim_commands = sim.add_subparsers(title="sim commands", metavar="COMMAND")
+    sim_commands = _group(commands, "sim", common, "the GitLab simulator")
     serve = sim_commands.add_parser(
         "serve", parents=[common], help="serve the GitLab API v4 simulator"
     )
@@ -202,8 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bot-token", default="sim-bot-token")
     serve.add_argument("--maintainer-token", default="sim-maintainer-token")
     serve.set_defaults(handler=cmd_sim_serve)
-    sim.set_defaults(handler=lambda _: _usage(sim))
     return parser
+
+
+def _group(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    common: argparse.ArgumentParser,
+    what: str,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command that only groups others (``crewline labels sync``): alone it prints its
+    usage. Returns where its subcommands go."""
+    group = commands.add_parser(name, parents=[common], help=what)
+    group.set_defaults(handler=lambda _: _usage(group))
+    return group.add_subparsers(title=f"{name} commands", metavar="COMMAND")
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
