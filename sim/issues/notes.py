@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from aiohttp import web
 
@@ -98,6 +98,17 @@ CREATE INDEX IF NOT EXISTS notes_by_noteable ON notes (noteable_type, noteable_i
 # ---------------------------------------------------------------- storage
 
 
+class NoteOptions(TypedDict, total=False):
+    """What a new note may be besides its text, for :func:`create_note` and the insert."""
+
+    system: bool
+    internal: bool
+    discussion_id: str | None
+    position: dict[str, Any] | None
+    note_type: str | None
+    resolvable: bool
+
+
 async def create_note(
     sim: Sim,
     project: sqlite3.Row,
@@ -106,13 +117,8 @@ async def create_note(
     author: sqlite3.Row,
     body: str,
     *,
-    system: bool = False,
-    internal: bool = False,
-    discussion_id: str | None = None,
-    position: dict[str, Any] | None = None,
-    note_type: str | None = None,
-    resolvable: bool = False,
     emit: bool = True,
+    **options: Unpack[NoteOptions],
 ) -> sqlite3.Row:
     noteable = await load_noteable(sim, project, noteable_type, noteable_iid)
     if noteable is None:
@@ -121,10 +127,9 @@ async def create_note(
         stamp = await touch_noteable(conn, noteable)  # the new note carries the same stamp
         row = await _insert(
             conn, project, noteable.type, noteable.id, noteable.iid, int(author["id"]), body,
-            stamp, system=system, internal=internal, discussion_id=discussion_id,
-            position=position, note_type=note_type, resolvable=resolvable,
+            stamp, **options,
         )  # fmt: skip
-    if emit and not system:
+    if emit and not options.get("system", False):
         _emit_note_event(sim, project, author, row, noteable, "create")
     return row
 
@@ -150,14 +155,9 @@ async def _insert(
     author_id: int,
     body: str,
     stamp: str,
-    *,
-    system: bool = False,
-    internal: bool = False,
-    discussion_id: str | None = None,
-    position: dict[str, Any] | None = None,
-    note_type: str | None = None,
-    resolvable: bool = False,
+    **options: Unpack[NoteOptions],
 ) -> sqlite3.Row:
+    position = options.get("position")
     cur = await conn.execute(
         "INSERT INTO notes (project_id, noteable_type, noteable_id, noteable_iid, author_id,"
         " body, system, internal, type, discussion_id, position, resolvable, created_at, updated_at)"
@@ -169,12 +169,12 @@ async def _insert(
             noteable_iid,
             author_id,
             body,
-            int(system),
-            int(internal),
-            note_type,
-            discussion_id or secrets.token_hex(20),
+            int(options.get("system", False)),
+            int(options.get("internal", False)),
+            options.get("note_type"),
+            options.get("discussion_id") or secrets.token_hex(20),
             json.dumps(position) if position is not None else None,
-            int(resolvable),
+            int(options.get("resolvable", False)),
             stamp,
             stamp,
         ),
