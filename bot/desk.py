@@ -12,43 +12,29 @@ messages are meant for the person who asked.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from bot.app import Runtime
-from bot.desk_work import (
-    Question,
-    StuckItem,
-    goal_body,
-    person_of,
-    questions_in,
-    record_filer,
-    stuck_items,
-)
+from bot.desk_base import DeskError
+from bot.desk_reads import DeskReads
 from bot.desk_work import answer as answer_question
+from bot.desk_work import (
+    goal_body,
+    record_filer,
+)
 from bot.desk_work import requeue as requeue_issue
 from bot.desk_work import retry as retry_issue
-from bot.identity import Actor, Identities, Need, NotAllowed, Person
-from bot.status import Board, board
-from forge.client import ForgeError
-from forge.guard import GuardBlocked
+from bot.identity import Actor, Need
 from roles.context import Services
 from roles.engine.loop import PAUSE_ALL, pause_key
 from roles.gates.decide import Decision, decide_merge, decide_plan, issue_filer
 from roles.pause import PauseChange, set_paused
-from storage import AuditEntry, Learning
 from workflow import Gate
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-VIA = "Discord"
-_REF = re.compile(r"^\s*(?:(?P<project>[\w.-]+(?:/[\w.-]+)+))?\s*#?\s*(?P<iid>\d+)\s*$")
-_URL = re.compile(r"^\s*(?P<before>https?://\S+)/-/issues/(?P<iid>\d+)\b")
 TITLE_LIMIT = 255
 
 
@@ -60,108 +46,10 @@ class Reply:
     pending: bool = False  # a decision that could not be applied: the gate still waits
 
 
-class DeskError(Exception):
-    """The request cannot be carried out as asked; the message says what to change."""
-
-
-def project_key(path: str) -> str:
-    """A short stable key of a project path, for Discord custom ids (100 characters max)."""
-    return hashlib.sha256(path.encode()).hexdigest()[:10]
-
-
-class Desk:
-    def __init__(self, runtime: Runtime, identities: Identities, *, via: str = VIA) -> None:
-        self.runtime = runtime
-        self.identities = identities
-        self.via = via
-
-    @property
-    def services(self) -> Services:
-        return self.runtime.services
-
-    @property
-    def projects(self) -> list[str]:
-        return list(self.services.projects)
-
+class Desk(DeskReads):
     # ------------------------------------------------------------ names
 
-    def project(self, name: str | None) -> str:
-        """The configured project ``name`` names; the only one when ``name`` is empty."""
-        if name is None or not name.strip():
-            if len(self.projects) == 1:
-                return self.projects[0]
-            raise DeskError(f"several projects are configured: name one of {self._listed()}")
-        if name.strip() in self.services.projects:
-            return name.strip()
-        raise DeskError(f"{name!r} is not a configured project: use one of {self._listed()}")
-
-    def _listed(self) -> str:
-        return ", ".join(self.projects)
-
-    def project_for_key(self, key: str) -> str:
-        for path in self.projects:
-            if project_key(path) == key:
-                return path
-        raise DeskError("this card belongs to a project crewline no longer works on")
-
-    def parse_ref(self, text: str) -> tuple[str, int]:
-        """``group/app#12``, ``#12``, ``12`` (one project) or an issue URL -> (project, iid)."""
-        url = _URL.match(text)
-        if url is not None:
-            before = url.group("before")
-            for path in self.projects:
-                if before.endswith(f"/{path}"):
-                    return path, int(url.group("iid"))
-            raise DeskError(f"{before} is not a configured project: use one of {self._listed()}")
-        match = _REF.match(text)
-        if match is None:
-            raise DeskError(f"{text!r} names no issue: write group/project#12 (or #12)")
-        return self.project(match.group("project")), int(match.group("iid"))
-
-    def gate_of(self, state: str) -> Gate | None:
-        known = self.services.workflow.states.get(state)
-        return known.gate if known is not None else None
-
     # ------------------------------------------------------------ authorisation and audit
-
-    async def _person(
-        self, actor: Actor, what: str, target: str, projects: list[str], need: Need
-    ) -> Person:
-        try:
-            return await self.identities.require(actor, projects, need)
-        except NotAllowed as denied:
-            await self._audit_actor(actor, what, target, {"why": str(denied)}, "denied")
-            raise
-        except ForgeError as error:
-            raise DeskError(f"GitLab did not answer the permission check: {error}") from None
-
-    async def _audit_actor(
-        self, actor: Actor, what: str, target: str, payload: Any, verdict: str
-    ) -> None:
-        username = self.identities.gitlab_user(actor) or "-"
-        who = f"discord:{actor.discord_id} gitlab:{username}"
-        await self.services.storage.audit.append(who, what, target, payload, verdict)
-
-    async def _audit(
-        self, person: Person, what: str, target: str, payload: Any, changed: bool
-    ) -> None:
-        verdict = "ok" if changed else "unchanged"
-        await self.services.storage.audit.append(person.audit_name, what, target, payload, verdict)
-
-    async def _first(self, what: str, target: str) -> str:
-        """Who last did ``what`` to ``target`` successfully, and when ("" if nobody)."""
-        for entry in await self.services.storage.audit.for_target(target, limit=200):
-            if entry.what == what and entry.verdict == "ok":
-                return f" (by {person_of(entry.who)} at {entry.at:%Y-%m-%d %H:%M} UTC)"
-        return ""
-
-    async def _gitlab(self, action: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await action()
-        except GuardBlocked as blocked:
-            raise DeskError(f"crewline refused to write this to GitLab: {blocked}") from None
-        except ForgeError as error:
-            raise DeskError(f"GitLab refused or did not answer: {error}") from None
 
     # ------------------------------------------------------------ goals
 
@@ -262,66 +150,6 @@ class Desk:
         return Reply(decision.applied, decision.message, pending=decision.pending)
 
     # ------------------------------------------------------------ reading
-
-    async def board(self, actor: Actor, project: str | None = None) -> Board:
-        wanted = [self.project(project)] if project else self.projects
-        _, visible = await self._readable(actor, "desk.board", wanted)
-        full = await board(self.runtime)
-        items = [item for item in full.items if item.project in visible]
-        counts: dict[str, int] = {state: 0 for state in full.counts}
-        for item in items:
-            counts[item.state] += 1
-        return Board(counts, items, full.rate, full.fleet, full.flaky)
-
-    async def stuck(self, actor: Actor) -> list[StuckItem]:
-        _, visible = await self._readable(actor, "desk.stuck", self.projects)
-        schedule = self.runtime.config.schedule
-        return await stuck_items(
-            self.services, visible, schedule.stuck_after_seconds, schedule.stuck_after_by_state
-        )
-
-    async def audit_trail(
-        self, actor: Actor, project: str, iid: int, limit: int = 20
-    ) -> list[AuditEntry]:
-        path = self.project(project)
-        await self._readable(actor, "desk.audit", [path], require_all=True)
-        return await self.services.storage.audit.for_target(f"{path}#{iid}", limit=limit)
-
-    async def learnings(
-        self, actor: Actor, query: str, project: str | None = None, limit: int = 5
-    ) -> list[Learning]:
-        if not query.strip():
-            raise DeskError("say what to look for: /learnings <words>")
-        wanted = [self.project(project)] if project else self.projects
-        _, visible = await self._readable(actor, "desk.learnings", wanted)
-        found: list[Learning] = []
-        for path in visible:
-            found += await self.services.storage.learnings.search(query, project=path, limit=limit)
-        return found[:limit] if len(visible) == 1 else found
-
-    async def _readable(
-        self, actor: Actor, what: str, wanted: list[str], *, require_all: bool = False
-    ) -> tuple[Person, list[str]]:
-        target = ",".join(wanted)
-        try:
-            if require_all:
-                person, visible = await self.identities.require(actor, wanted, Need.READ), wanted
-            else:
-                person, visible = await self.identities.visible(actor, wanted)
-        except NotAllowed as denied:
-            await self._audit_actor(actor, what, target, {"why": str(denied)}, "denied")
-            raise
-        except ForgeError as error:
-            raise DeskError(f"GitLab did not answer the permission check: {error}") from None
-        await self.services.storage.audit.append(person.audit_name, what, target, {}, "ok")
-        return person, visible
-
-    async def questions(self, project: str, iid: int) -> list[Question]:
-        """Every question agents asked on the issue, answered or not (for the surfaces)."""
-        return questions_in(await self.services.gateway.notes(project, iid))
-
-    async def spend(self, project: str, iid: int) -> float:
-        return (await self.services.storage.runs.spend(project=project, iid=iid)).cost_usd
 
     # ------------------------------------------------------------ operating
 

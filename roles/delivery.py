@@ -28,7 +28,7 @@ from roles.pm.plan_notes import load_plan
 from roles.prompts import Prompts
 from roles.untrusted import Fence
 from roles.validate import Check, ValidationReport, run_validation
-from roles.workspace.workspaces import Worktree
+from roles.workspace.worktree import Worktree
 from workflow import Outcome
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ from roles.pm.role import budget_admission, relevant_learnings
 from roles.prompts import FIRST_ATTEMPT, Prompts
 from roles.untrusted import Fence
 from roles.validate import ValidationReport
-from roles.workspace.workspaces import Worktree
+from roles.workspace.worktree import Worktree
 from workflow import Outcome
 
 log = logging.getLogger(__name__)

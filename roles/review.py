@@ -37,7 +37,7 @@ from roles.pm.plan_notes import PlanNotApproved, approved_plan
 from roles.pm.role import budget_admission
 from roles.prompts import Prompts
 from roles.untrusted import Fence
-from roles.workspace.workspaces import Worktree
+from roles.workspace.worktree import Worktree
 from workflow import Outcome
 
 log = logging.getLogger(__name__)

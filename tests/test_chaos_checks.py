@@ -1,5 +1,5 @@
 """The chaos harness's own checks (bench/chaos_checks.py) and its kill accounting
-(bench/chaos.py Host): a check that cannot fail, or kills that never happened, would make a
+(bench/chaos_host.py): a check that cannot fail, or kills that never happened, would make a
 green chaos run prove nothing."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from chaos import Host
 from chaos_checks import Findings, RunRow, _double_pickups, _keyed_twice, rounds_held_twice
+from chaos_host import Host
 
 from forge.claim_notes import ClaimMarker, iso
 from forge.types import LabelEvent, Note

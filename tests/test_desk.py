@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.desk import DeskError
+from bot.desk_base import DeskError
 from bot.identity import NotAllowed
 from sim.core.app import RunningSim
 from tests.support.desk import (

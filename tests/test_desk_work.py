@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.desk import DeskError
+from bot.desk_base import DeskError
 from bot.identity import NotAllowed
 from roles.engine.loop import PAUSE_ALL
 from sim.core.app import RunningSim

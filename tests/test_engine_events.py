@@ -8,89 +8,25 @@ GitLab call crewline makes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
-import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from bot.app import Runtime
-from forge.types import Issue
-from forge.webhooks.events import IssueEvent, NoteEvent
-from roles.context import RunContext, Services
+from forge.webhooks.events import NoteEvent
 from roles.engine.events import Woke, route_event
-from roles.engine.loop import GO, Admission, Engine, RoleResult, Verdict
-from roles.qa.parking import RunParked
+from roles.engine.loop import Engine
 from sim.core.app import RunningSim
 from tests.support.engine import PROJECT, configure, file_goal, note_bodies, root, runtime_for
-from tests.support.forge import gateway_for
-from workflow import Outcome
-
-
-class Holding:
-    """A pm role whose runs wait until the test ends them; it records what it started."""
-
-    name = "pm"
-
-    def __init__(self) -> None:
-        self.started: list[int] = []
-        self.go = asyncio.Event()
-
-    async def admit(self, services: Services, issue: Issue) -> Admission:
-        return GO
-
-    async def run(self, ctx: RunContext) -> RoleResult:
-        self.started.append(ctx.issue.iid)
-        await self.go.wait()
-        return RoleResult(Outcome.SUCCEEDED)
-
-
-async def calls_so_far(runtime: Runtime) -> int:
-    """GitLab calls this host made so far (reads are counted per row)."""
-    await runtime.storage.audit.flush_reads()
-    with sqlite3.connect(runtime.config.storage.path) as conn:
-        row = conn.execute("SELECT COALESCE(SUM(count), 0) FROM audit WHERE what LIKE 'gitlab.%'")
-        return int(row.fetchone()[0])
-
-
-async def until(check: object, limit: float) -> float:
-    """Seconds until ``check()`` held (fails after ``limit``)."""
-    began = time.monotonic()
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() - began < limit, "not in time"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - began
-
-
-@contextlib.asynccontextmanager
-async def hosting(engine: Engine, role: Holding) -> AsyncIterator[None]:
-    """The engine serving as a host does (run_forever, polling every second); on the way
-    out the role's runs are let go and the engine stopped."""
-    host = asyncio.create_task(engine.run_forever(poll_seconds=1.0))
-    try:
-        yield
-    finally:
-        role.go.set()
-        host.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await host
-        await engine.stop()
-
-
-def issue_event(issue: Issue) -> IssueEvent:
-    return IssueEvent(
-        uuid=None,
-        received_at=datetime.now().astimezone(),
-        project_id=1,
-        project_path=issue.project,
-        iid=issue.iid,
-        action="update",
-        state=issue.state,
-        labels=list(issue.labels),
-        updated_at=datetime.fromisoformat(issue.updated_at.replace("Z", "+00:00")),
-    )
+from tests.support.engine_events import (
+    Holding,
+    Noting,
+    Parking,
+    gitlab_calls,
+    hosting,
+    issue_event,
+    this_host_and_another,
+    until,
+)
 
 
 async def test_an_event_acts_on_its_issue_alone_and_the_poll_starts_the_rest(
@@ -103,13 +39,16 @@ async def test_an_event_acts_on_its_issue_alone_and_the_poll_starts_the_rest(
         first = await file_goal(runtime, "First", "A goal.")
         second = await file_goal(runtime, "Second", "A goal.")
 
-        before, listed = await calls_so_far(runtime), await listings_so_far(runtime)
+        before, listed = (
+            await gitlab_calls(runtime),
+            await gitlab_calls(runtime, "gitlab.issue.list"),
+        )
         assert route_event(engine, issue_event(first)) is Woke.ISSUE
         assert await engine.tick_events() == 1
         await until(lambda: role.started == [first.iid], 10)
         # The event's issue alone, without listing: one read of it, then the claim.
-        assert await listings_so_far(runtime) == listed
-        assert await calls_so_far(runtime) - before <= 8
+        assert await gitlab_calls(runtime, "gitlab.issue.list") == listed
+        assert await gitlab_calls(runtime) - before <= 8
 
         # The other ready issue waits at most one poll: run_forever's full pass takes it.
         async with hosting(engine, role):
@@ -117,26 +56,12 @@ async def test_an_event_acts_on_its_issue_alone_and_the_poll_starts_the_rest(
         assert waited < 3.0
 
 
-async def listings_so_far(runtime: Runtime) -> int:
-    await runtime.storage.audit.flush_reads()
-    with sqlite3.connect(runtime.config.storage.path) as conn:
-        rows = conn.execute(
-            "SELECT COALESCE(SUM(count), 0) FROM audit WHERE what = 'gitlab.issue.list'"
-        )
-        return int(rows.fetchone()[0])
-
-
 async def test_a_missed_webhook_is_picked_up_by_the_next_poll(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
     """Another host (same bot user) makes an issue ready and its webhook never arrives: the
     next poll's listing, a delta of what changed, finds it."""
-    async with (
-        runtime_for(demo_sim, configure(demo_sim, tmp_path / "host")) as (runtime, _),
-        gateway_for(demo_sim, tmp_path / "other.sqlite3") as (other, _storage),
-    ):
-        role = Holding()
-        engine = Engine(runtime.services, {"pm": role})
+    async with this_host_and_another(demo_sim, tmp_path) as (_runtime, other, engine, role):
         parked = await other.create_issue(PROJECT, "Parked", "A goal.", ["workflow::blocked"])
         async with hosting(engine, role):
             await asyncio.sleep(0.5)  # the first full pass has listed it, blocked
@@ -149,12 +74,7 @@ async def test_a_missed_webhook_is_picked_up_by_the_next_poll(
 async def test_the_echo_of_our_own_write_wakes_nothing_another_hosts_does(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    async with (
-        runtime_for(demo_sim, configure(demo_sim, tmp_path / "host")) as (runtime, _),
-        gateway_for(demo_sim, tmp_path / "other.sqlite3") as (other, _storage),
-    ):
-        role = Holding()
-        engine = Engine(runtime.services, {"pm": role})
+    async with this_host_and_another(demo_sim, tmp_path) as (runtime, other, engine, role):
         gateway = runtime.services.gateway
         issue = await file_goal(runtime, "Ours", "A goal.")
         ours = await gateway.transition(PROJECT, issue.iid, "blocked")
@@ -199,11 +119,11 @@ async def test_a_move_this_host_makes_reaches_the_engine_without_an_event(
         await engine.drain()
         role.go.clear()
         # A human-side move made through this process (the desk): no webhook needed.
-        listed = await listings_so_far(runtime)
+        listed = await gitlab_calls(runtime, "gitlab.issue.list")
         await runtime.services.gateway.transition(PROJECT, issue.iid, "pm-ready")
         assert await engine.tick_events() == 1  # told by the gateway, not by a webhook
         await until(lambda: role.started == [issue.iid, issue.iid], 10)
-        assert await listings_so_far(runtime) == listed
+        assert await gitlab_calls(runtime, "gitlab.issue.list") == listed
         role.go.set()
         await engine.drain()
 
@@ -227,10 +147,10 @@ async def test_a_pass_over_many_waiting_issues_lists_once(
         engine = runtime.engine
         assert await engine.tick() == 0
         assert len(engine.waiting) == 120
-        before = await calls_so_far(runtime)
+        before = await gitlab_calls(runtime)
         for _ in range(3):
             assert await engine.tick() == 0
-        assert await calls_so_far(runtime) - before == 3  # one delta listing per pass
+        assert await gitlab_calls(runtime) - before == 3  # one delta listing per pass
         assert {w.reason for w in engine.waiting.values()} == {
             f"waiting for #{gate.iid} to be done"
         }
@@ -241,38 +161,6 @@ async def test_a_pass_over_many_waiting_issues_lists_once(
         assert gate.iid not in listing.issues and gate.iid in listing.changed
         found = await runtime.services.gateway.issues.lookup(PROJECT, gate.iid)
         assert found is not None and found.state == "closed"
-
-
-class Noting:
-    """A pm role that posts one keyed note twice and counts the notes reads that cost."""
-
-    name = "pm"
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.ctx: RunContext | None = None
-        self.ids: list[int] = []
-        self.note_reads = -1
-
-    async def admit(self, services: Services, issue: Issue) -> Admission:
-        return GO
-
-    async def run(self, ctx: RunContext) -> RoleResult:
-        self.ctx = ctx
-        before = await note_reads(self.runtime)
-        self.ids.append((await ctx.note("report", "the first word")).id)
-        self.ids.append((await ctx.note("report", "said twice")).id)
-        self.note_reads = await note_reads(self.runtime) - before
-        return RoleResult(Outcome.BLOCKED)
-
-
-async def note_reads(runtime: Runtime) -> int:
-    await runtime.storage.audit.flush_reads()
-    with sqlite3.connect(runtime.config.storage.path) as conn:
-        rows = conn.execute(
-            "SELECT COALESCE(SUM(count), 0) FROM audit WHERE what = 'gitlab.note.list'"
-        )
-        return int(rows.fetchone()[0])
 
 
 async def test_a_fresh_run_posts_its_keyed_notes_without_reading_and_a_resumed_one_finds_them(
@@ -313,43 +201,38 @@ async def test_an_idle_janitor_pass_and_gate_look_cost_one_listing(
         await sweep(runtime.services, busy=engine.inflight_keys())
         await engine.reask_gates()
 
-        before = await calls_so_far(runtime)
+        before = await gitlab_calls(runtime)
         report = await sweep(runtime.services, busy=engine.inflight_keys())
-        assert await calls_so_far(runtime) - before == 1  # the delta listing
+        assert await gitlab_calls(runtime) - before == 1  # the delta listing
         assert not any(vars(report).values())
-        before = await calls_so_far(runtime)
+        before = await gitlab_calls(runtime)
         await engine.reask_gates()
-        assert await calls_so_far(runtime) - before == 0  # the janitor's listing serves
+        assert await gitlab_calls(runtime) - before == 0  # the janitor's listing serves
 
         # A change still shows: a note on a waiting issue (at plan-review) makes the next
         # pass read it again: the listing, its label events (how long it waited) and its
         # notes (a recorded decision); then the gates read its notes once more.
         project.issues.get(1).notes.create({"body": "a human remark"})
-        before = await calls_so_far(runtime)
+        before = await gitlab_calls(runtime)
         await sweep(runtime.services, busy=engine.inflight_keys())
-        assert await calls_so_far(runtime) - before == 3
+        assert await gitlab_calls(runtime) - before == 3
         await engine.reask_gates()
-        assert await calls_so_far(runtime) - before == 4
+        assert await gitlab_calls(runtime) - before == 4
 
 
 async def test_events_about_issues_not_ready_cost_no_call(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    async with (
-        runtime_for(demo_sim, configure(demo_sim, tmp_path / "host")) as (runtime, _),
-        gateway_for(demo_sim, tmp_path / "other.sqlite3") as (other, _storage),
-    ):
-        role = Holding()
-        engine = Engine(runtime.services, {"pm": role})
+    async with this_host_and_another(demo_sim, tmp_path) as (runtime, other, engine, role):
         issue = await other.create_issue(PROJECT, "Elsewhere", "A goal.", ["workflow::blocked"])
         blocked = await other.transition(PROJECT, issue.iid, "plan-review")
         # As run_forever does: a full pass first, which reads the fleet's state (the pause).
         assert await engine.tick() == 0
-        before = await calls_so_far(runtime)
+        before = await gitlab_calls(runtime)
         for _ in range(3):  # a burst about an issue waiting at a gate
             assert route_event(engine, issue_event(blocked)) is Woke.ISSUE
         assert await engine.tick_events() == 0
-        assert await calls_so_far(runtime) - before == 0
+        assert await gitlab_calls(runtime) - before == 0
         assert role.started == []
 
 
@@ -379,30 +262,6 @@ async def test_a_pause_another_host_wrote_stops_the_next_event_pass(
         assert role.started == []
 
 
-class Parking:
-    """A pm role whose first run parks (as QA does while a pipeline runs) and whose second
-    ready issue waits; it counts how often that one is admitted."""
-
-    name = "pm"
-
-    def __init__(self, waits: int) -> None:
-        self.waits = waits
-        self.admits = 0
-        self.runs: list[int] = []
-
-    async def admit(self, services: Services, issue: Issue) -> Admission:
-        if issue.iid == self.waits:
-            self.admits += 1
-            return Admission(Verdict.WAIT, "held by the test")
-        return GO
-
-    async def run(self, ctx: RunContext) -> RoleResult:
-        self.runs.append(ctx.issue.iid)
-        if len(self.runs) == 1:
-            raise RunParked(0.3, "a pipeline runs", mr_iid=1, branch="work")
-        return RoleResult(Outcome.SUCCEEDED)
-
-
 async def test_a_due_parked_run_starts_on_an_event_pass_and_asks_nothing_else(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
@@ -415,12 +274,12 @@ async def test_a_due_parked_run_starts_on_an_event_pass_and_asks_nothing_else(
         await until(lambda: (PROJECT, parking.iid) in engine.parked, 10)
         await engine.drain()
         await engine.tick_events()  # the parked run gave its slot back: the listing again
-        admits, listed = role.admits, await listings_so_far(runtime)
+        admits, listed = role.admits, await gitlab_calls(runtime, "gitlab.issue.list")
 
         await until(lambda: engine._parked_waking, 10)  # due: the engine was woken
         assert await engine.tick_events() == 1  # resumed, without a listing call
         await engine.drain()
         assert role.runs == [parking.iid, parking.iid]
         assert (PROJECT, parking.iid) not in engine.parked
-        assert await listings_so_far(runtime) == listed
+        assert await gitlab_calls(runtime, "gitlab.issue.list") == listed
         assert role.admits == admits  # no slot was freed: the waiting issue is not asked

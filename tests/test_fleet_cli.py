@@ -8,9 +8,9 @@ from pathlib import Path
 
 from bot.demo_goals import GOALS
 from sim.core.app import RunningSim
+from tests.support.cli import TOKEN_ENV, write_config
 from tests.support.engine import PROJECT, configure, file_goal, runtime_for, state_of
 from tests.test_cli import crewline
-from tests.test_cli_engine import TOKEN_ENV, write_config
 
 
 async def cli(config: Path, *args: str) -> tuple[int, str]:

@@ -22,7 +22,7 @@ from bot.config import CONFIG_ENV, WORKER_ENV, Secrets, load_config
 from bot.observe import HEALTH_PATH, READY_PATH
 from forge import metrics
 from forge.webhooks.settings import WebhookSettings
-from tests.test_deploy import assert_real_command, final_stage, only
+from tests.support.deploy import assert_real_command, final_stage, only
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"

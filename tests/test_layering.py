@@ -30,7 +30,7 @@ ALLOWED = {
 SIM_MAY_IMPORT = {"forge.junit"}
 # The simulator is for the demo and the tests, never production: `crewline run` must not load
 # it, so the CLI imports it only inside its `sim` command.
-SIM_USERS = {"bot/demo.py": "anywhere", "bot/cli.py": "inside a function"}
+SIM_USERS = {"bot/demo.py": "anywhere", "bot/commands.py": "inside a function"}
 
 
 def imported_by(path: Path, *, top_level_only: bool = False) -> set[str]:
@@ -98,7 +98,7 @@ def test_only_the_demo_and_the_sim_command_import_the_simulator() -> None:
         str(path.relative_to(ROOT)) for path in product_modules() if "sim" in imported_by(path)
     }
     assert users <= set(SIM_USERS), "only the demo and `crewline sim` may import sim/"
-    assert "sim" not in imported_by(ROOT / "bot" / "cli.py", top_level_only=True)
+    assert "sim" not in imported_by(ROOT / "bot" / "commands.py", top_level_only=True)
 
 
 def test_only_bot_discord_imports_discord_py() -> None:

@@ -12,8 +12,7 @@ from typing import Any
 from bot.demo_goals import GOALS
 from bot.logs import JsonFormatter, Scrubber
 from sim.core.app import RunningSim
-from tests.test_cli import crewline
-from tests.test_cli_engine import (
+from tests.support.cli import (
     TOKEN_ENV,
     WORKER,
     background,
@@ -22,6 +21,7 @@ from tests.test_cli_engine import (
     run_cli,
     write_config,
 )
+from tests.test_cli import crewline
 
 FIELDS = {"time", "level", "logger", "message"}
 

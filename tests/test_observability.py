@@ -23,8 +23,7 @@ from forge.webhooks.events import WebhookEvent
 from roles.agents.base import AgentResult, Usage
 from sim.core.app import RunningSim
 from storage import Storage
-from tests.support.webhooks import issue_payload
-from tests.test_cli_engine import (
+from tests.support.cli import (
     TOKEN_ENV,
     WORKER,
     background,
@@ -34,6 +33,7 @@ from tests.test_cli_engine import (
     wait_for_state,
     write_config,
 )
+from tests.support.webhook_payloads import issue_payload
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

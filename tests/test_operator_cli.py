@@ -17,6 +17,7 @@ from bot.demo_goals import GOALS
 from roles.notify import EventLog
 from sim.core.app import RunningSim
 from sim.core.base import MAINTAINER
+from tests.support.cli import TOKEN_ENV, write_config
 from tests.support.engine import (
     PROJECT,
     configure,
@@ -30,7 +31,6 @@ from tests.support.engine import (
 from tests.support.review_merge import greet_goal, issue_mr
 from tests.support.sim_issues import add_user
 from tests.test_cli import crewline
-from tests.test_cli_engine import TOKEN_ENV, write_config
 from tests.test_gitlab_gates import gitlab_only, plan_note_ids, react
 
 

@@ -16,8 +16,8 @@ from forge.rate import RateBudget
 from forge.settings import GitLabSettings
 from sim.core.app import RunningSim, running_sim
 from sim.core.base import SimConfig
+from tests.support.cli import TOKEN_ENV, WORKER, background, run_cli, write_config
 from tests.support.forge import PROJECT, make_project
-from tests.test_cli_engine import TOKEN_ENV, WORKER, background, run_cli, write_config
 
 
 class Clock:

@@ -13,7 +13,7 @@ from sim.core.app import RunningSim
 from sim.core.base import GUEST
 from tests.support.sim_issues import MAINTAINER_TOKEN, add_user, client, make_project
 from tests.support.sim_mr import make_repo
-from tests.support.webhooks import merge_request_payload
+from tests.support.webhook_payloads import merge_request_payload
 from tests.test_sim_hooks import Receiver, fast_sim, hooks_of
 
 __all__ = ["fast_sim"]  # the fixture, imported for use here

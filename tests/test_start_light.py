@@ -9,15 +9,8 @@ import json
 from pathlib import Path
 
 from sim.core.app import RunningSim
-from tests.test_cli_engine import (
-    PROJECT,
-    TOKEN_ENV,
-    WORKER,
-    background,
-    ends_cleanly,
-    run_cli,
-    write_config,
-)
+from tests.support.cli import TOKEN_ENV, WORKER, background, ends_cleanly, run_cli, write_config
+from tests.test_cli_engine import PROJECT
 
 RECORD_MODULES = """\
 import atexit, json, os, sys

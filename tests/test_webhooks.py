@@ -14,19 +14,16 @@ import aiohttp
 import pytest
 
 from forge.webhooks import IssueEvent, MergeRequestEvent, NoteEvent, PipelineEvent
-from tests.support.webhooks import (
-    SECRET,
-    Recorder,
+from tests.support.webhook_payloads import (
     commit_note_payload,
-    iid_of,
     issue_note_payload,
     issue_payload,
     merge_request_payload,
     mr_note_payload,
     pipeline_payload,
-    post,
     push_payload,
 )
+from tests.support.webhooks import SECRET, Recorder, iid_of, post
 
 # Fixtures are found by name in this module, hence the explicit re-export form.
 from tests.support.webhooks import client as client

@@ -21,7 +21,7 @@ from forge.webhooks import (
 )
 from forge.webhooks.parse import parse_gitlab_time
 from forge.webhooks.receiver import RecentDeliveries, delivery_key
-from tests.support.webhooks import (
+from tests.support.webhook_payloads import (
     issue_note_payload,
     issue_payload,
     merge_request_payload,

@@ -12,16 +12,8 @@ import pytest
 from pydantic import SecretStr
 
 from forge.webhooks import WebhookEvent, WebhookReceiver, WebhookSettings
-from tests.support.webhooks import (
-    SECRET,
-    Gate,
-    Recorder,
-    StartReceiver,
-    iid_of,
-    issue_payload,
-    pipeline_payload,
-    post,
-)
+from tests.support.webhook_payloads import issue_payload, pipeline_payload
+from tests.support.webhooks import SECRET, Gate, Recorder, StartReceiver, iid_of, post
 
 # Fixtures are found by name in this module, hence the explicit re-export form.
 from tests.support.webhooks import client as client

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from roles.workspace.errors import PushRejected, WorkspaceBusy, WorkspaceError
-from roles.workspace.workspaces import Workspaces, Worktree, branch_name
+from roles.workspace.workspaces import Workspaces, branch_name
+from roles.workspace.worktree import Worktree
 from sim.core.app import RunningSim
 from tests.support.sim_git import git
 from tests.support.workspace import AUTHOR, PROJECT, Setup, push_as_other, workspace_setup

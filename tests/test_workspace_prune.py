@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from roles.workspace.prune import disk_usage
-from roles.workspace.workspaces import Worktree
+from roles.workspace.worktree import Worktree
 from sim.core.app import RunningSim
 from tests.support.sim_git import git
 from tests.support.workspace import AUTHOR, PROJECT, workspace_setup

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from roles.workspace.errors import WorkspaceError
-from roles.workspace.workspaces import Workspaces, Worktree
+from roles.workspace.workspaces import Workspaces
+from roles.workspace.worktree import Worktree
 from sim.core.app import RunningSim
 from tests.support.sim_git import git
 from tests.support.workspace import AUTHOR, PROJECT, Setup, workspace_setup

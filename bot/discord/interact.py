@@ -10,7 +10,8 @@ from typing import Any
 
 import discord
 
-from bot.desk import Desk, DeskError
+from bot.desk import Desk
+from bot.desk_base import DeskError
 from bot.discord.render import CONTENT, NO_MENTIONS, plain
 from bot.identity import Actor, NotAllowed
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self, cast
 
 import discord
 
-from bot.desk import Desk, Reply, project_key
+from bot.desk import Desk, Reply
+from bot.desk_base import project_key
 from bot.desk_work import StuckItem
 from bot.discord.cards import decided_card, undecided_card
 from bot.discord.interact import Answer, actor_of, deferred, desk_of, refuse, said
@@ -48,7 +49,27 @@ async def _mark_decided(
     await card.edit(embed=embed, view=None, allowed_mentions=NO_MENTIONS)
 
 
+class _FromCustomId:
+    """The buttons here are rebuilt from their custom id alone: one ``from_custom_id`` serves
+    them all, and each says in ``from_match`` how its id's named groups become its arguments."""
+
+    @classmethod
+    def from_match(cls, match: re.Match[str]) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> Self:
+        return cls.from_match(match)
+
+
 class GateButton(
+    _FromCustomId,
     discord.ui.DynamicItem[Button],
     template=r"cl:g:(?P<key>[0-9a-f]{10}):(?P<iid>[0-9]+):(?P<gate>plan|merge):"
     r"(?P<rev>[0-9A-Za-z]{1,40}):(?P<act>[ar])",
@@ -72,13 +93,7 @@ class GateButton(
         )
 
     @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> GateButton:
+    def from_match(cls, match: re.Match[str]) -> GateButton:
         gate = cast(Gate, match["gate"])
         return cls(match["key"], int(match["iid"]), gate, match["rev"], match["act"] == "a")
 
@@ -178,6 +193,7 @@ def gate_view(project: str, iid: int, gate: Gate, revision: str) -> discord.ui.V
 
 
 class StuckButton(
+    _FromCustomId,
     discord.ui.DynamicItem[Button],
     template=r"cl:s:(?P<key>[0-9a-f]{10}):(?P<iid>[0-9]+):(?P<act>retry|requeue)",
 ):
@@ -192,13 +208,7 @@ class StuckButton(
         )
 
     @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> StuckButton:
+    def from_match(cls, match: re.Match[str]) -> StuckButton:
         return cls(match["key"], int(match["iid"]), cast(Action, match["act"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
@@ -222,6 +232,7 @@ def stuck_view(items: list[StuckItem]) -> discord.ui.View | None:
 
 
 class AnswerButton(
+    _FromCustomId,
     discord.ui.DynamicItem[Button],
     template=r"cl:q:(?P<key>[0-9a-f]{10}):(?P<iid>[0-9]+):(?P<note>[0-9]+)",
 ):
@@ -238,13 +249,7 @@ class AnswerButton(
         )
 
     @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> AnswerButton:
+    def from_match(cls, match: re.Match[str]) -> AnswerButton:
         return cls(match["key"], int(match["iid"]), int(match["note"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:

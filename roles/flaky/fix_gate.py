@@ -13,7 +13,7 @@ from roles.context import RunContext
 from roles.engine.loop import RoleResult
 from roles.flaky.diagnosis import LABEL_SCOPE
 from roles.flaky.diff_check import check_fix
-from roles.workspace.workspaces import Worktree
+from roles.workspace.worktree import Worktree
 from workflow import Outcome
 
 DIFF_LIMIT = 1_000_000  # characters: a refusal hiding past a truncated diff would pass

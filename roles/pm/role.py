@@ -32,7 +32,7 @@ from roles.pm.plan_checks import file_tree, shell_syntax_errors, unmatched_note,
 from roles.pm.plan_notes import latest_feedback
 from roles.prompts import Prompts
 from roles.untrusted import Fence
-from roles.workspace.workspaces import PlanningCheckout
+from roles.workspace.worktree import PlanningCheckout
 from workflow import Outcome
 
 NOTE_TAG = NOTE_MARKER.split("{", 1)[0]  # "<!-- crewline:note key="

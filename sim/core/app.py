@@ -32,6 +32,7 @@ from sim.core.store import SimStore
 ROUTE_MODULES: tuple[str, ...] = (
     "sim.core.faults",
     "sim.core.base",
+    "sim.core.accounts",
     "sim.issues.labels",
     "sim.issues.notes",
     "sim.issues.label_events",

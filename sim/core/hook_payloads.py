@@ -9,7 +9,7 @@ merge-request module can emit note events for MR comments the same way:
                  noteable_attributes=mr_hook_attributes)
 
 Issue-specific ``object_attributes`` come from :func:`sim.issues.api.issue_hook_attributes`
-and note ``object_attributes`` from :func:`sim.issues.notes.note_hook_attributes`.
+and note ``object_attributes`` from :func:`sim.issues.note_json.note_hook_attributes`.
 """
 
 from __future__ import annotations
@@ -134,7 +134,23 @@ def note_payload(
 ) -> dict[str, Any]:
     """A Note Hook body. ``noteable_key`` is ``issue`` or ``merge_request`` and
     ``noteable_attributes`` the object GitLab puts under it."""
-    body = envelope(sim, "note", project, user, note_attributes)
+    return note_event(
+        sim, "note", project, user, note_attributes, {noteable_key: noteable_attributes}
+    )
+
+
+def note_event(
+    sim: Sim,
+    kind: str,
+    project: sqlite3.Row,
+    user: sqlite3.Row,
+    object_attributes: dict[str, Any],
+    attached: dict[str, Any],
+) -> dict[str, Any]:
+    """The body of an event about a note (``note``) or an award on one (``emoji``): the
+    envelope, the project's id and what it hangs on (``attached``: the noteable under its
+    key, and for an award the note too)."""
+    body = envelope(sim, kind, project, user, object_attributes)
     body["project_id"] = project["id"]
-    body[noteable_key] = noteable_attributes
+    body.update(attached)
     return body

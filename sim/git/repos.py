@@ -3,120 +3,34 @@
 Every operation runs ``git`` as a subprocess (never blocking the event loop). Writes never
 touch a working tree: they build trees in a temporary index and move the branch with
 ``update-ref <ref> <new> <old>``, so a concurrent push cannot be silently overwritten; a
-per-repository lock serialises the simulator's own writes.
+per-repository lock serialises the simulator's own writes. :class:`GitRepos` writes (branches,
+commits, merges); it builds on :class:`sim.git.repo_reads.RepoReads` (reading) and
+:class:`sim.git.repo_core.RepoCore` (paths, locks, git, refs).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import tempfile
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from sim.core.http import iso
-from sim.git.diff import parse_diff, parse_ls_tree
 from sim.git.errors import GitActionError, GitConflict, GitError, GitStaleRef
-from sim.git.hooks import ZERO_SHA, install_hooks
+from sim.git.hooks import ZERO_SHA
+from sim.git.repo_reads import RepoReads
 from sim.git.run import clean_git_env as clean_git_env
 from sim.git.run import identity_env
 from sim.git.run import run_git as run_git
 from sim.git.tree import TreeEdit, apply_actions
 
-_LOCKS: dict[Path, asyncio.Lock] = {}  # repository (or namespace directory) -> write lock
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
-_SEP, _END = "\x1f", "\x1e"
-_LOG_FORMAT = _SEP.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%B"]) + _END
 
-
-def _gitlab_time(git_iso: str) -> str:
-    return iso(datetime.fromisoformat(git_iso))
-
-
-class GitRepos:
-    def __init__(self, root: Path, base_url: Callable[[], str] = lambda: "") -> None:
-        self.root = root
-        self._base_url = base_url
-
+class GitRepos(RepoReads):
     # ------------------------------------------------------------ repositories
 
-    def path(self, project: sqlite3.Row) -> Path:
-        return self.root / str(project["namespace"]) / f"{project['path']}.git"
-
-    def web_url(self, project: sqlite3.Row) -> str:
-        return f"{self._base_url()}/{project['namespace']}/{project['path']}"
-
-    def lock(self, project: sqlite3.Row) -> asyncio.Lock:
-        """The write lock of the project's repository, shared by every :class:`GitRepos`
-        on the same directory (the routes' instance and the seeder's)."""
-        return _LOCKS.setdefault(self.path(project), asyncio.Lock())
-
-    async def ensure(self, project: sqlite3.Row) -> Path:
-        repo = self.path(project)
-        if not (repo / "HEAD").exists():
-            # Its own lock: writers call ensure() while holding the repository's write lock.
-            async with _LOCKS.setdefault(repo.parent, asyncio.Lock()):
-                if not (repo / "HEAD").exists():
-                    repo.parent.mkdir(parents=True, exist_ok=True)
-                    branch = project["default_branch"] or "main"
-                    await run_git(
-                        "init", "--quiet", "--bare", f"--initial-branch={branch}", str(repo)
-                    )
-                    # Lets smart-HTTP clients fetch any commit by id (CI checkouts, MR heads).
-                    await run_git("config", "uploadpack.allowAnySHA1InWant", "true", git_dir=repo)
-                    install_hooks(repo)
-        return repo
-
-    async def _git(self, project: sqlite3.Row, *args: str, **kwargs: Any) -> tuple[int, bytes]:
-        repo = await self.ensure(project)
-        return await run_git(*args, git_dir=repo, **kwargs)
-
     # ------------------------------------------------------------ refs
-
-    async def branches(self, project: sqlite3.Row) -> dict[str, str]:
-        _, out = await self._git(
-            project, "for-each-ref", "--format=%(objectname) %(refname:strip=2)", "refs/heads/"
-        )
-        pairs = (line.split(" ", 1) for line in out.decode().splitlines() if line)
-        return {name: sha for sha, name in pairs}
-
-    async def resolve(self, project: sqlite3.Row, ref: str) -> str | None:
-        """A branch, tag, commit id or revision expression -> the full commit id, else None."""
-        if not ref or ref.startswith("-"):
-            return None
-        # Branches win over tags, tags over anything else git understands (ids, ``main~1``).
-        candidates = [f"refs/heads/{ref}", f"refs/tags/{ref}", ref]
-        for candidate in candidates:
-            code, out = await self._git(
-                project,
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                f"{candidate}^{{commit}}",
-                ok_codes=(0, 1, 128),
-            )
-            if code == 0:
-                return out.decode().strip()
-        return None
-
-    async def _require(self, project: sqlite3.Row, ref: str) -> str:
-        sha = await self.resolve(project, ref)
-        if sha is None:
-            raise GitError(f"unknown ref {ref!r}")
-        return sha
-
-    async def _update_ref(
-        self, project: sqlite3.Row, branch: str, new: str, old: str | None
-    ) -> None:
-        try:
-            await self._git(project, "update-ref", f"refs/heads/{branch}", new, old or ZERO_SHA)
-        except GitError as error:
-            raise GitStaleRef(f"branch {branch!r} changed concurrently: {error}") from error
 
     async def create_branch(self, project: sqlite3.Row, name: str, ref: str) -> str:
         code, _ = await self._git(
@@ -229,130 +143,9 @@ class GitRepos:
         )
         return out.decode().strip()
 
-    async def commit_info(self, project: sqlite3.Row, sha: str) -> dict[str, Any]:
-        commits = await self.log(project, sha, limit=1, no_walk=True)
-        if not commits:
-            raise GitError(f"unknown commit {sha!r}")
-        return commits[0]
-
-    async def log(
-        self,
-        project: sqlite3.Row,
-        ref: str,
-        *,
-        limit: int | None = 20,
-        path: str | None = None,
-        no_walk: bool = False,
-        exclude: str | None = None,
-        skip: int = 0,
-    ) -> list[dict[str, Any]]:
-        """Commits reachable from ``ref`` but not from ``exclude`` (newest first), optionally
-        only those touching ``path``; ``limit`` None means all."""
-        sha = await self.resolve(project, ref)
-        if sha is None:
-            return []
-        args = ["log", f"--format={_LOG_FORMAT}", f"--skip={skip}"]
-        if limit is not None:
-            args.append(f"--max-count={limit}")
-        if no_walk:
-            args.append("--no-walk")
-        args.append(sha)
-        if exclude is not None:
-            args.append(f"^{await self._require(project, exclude)}")
-        args.append("--")
-        if path:
-            args.append(path)
-        _, out = await self._git(project, *args)
-        return [
-            self._commit_json(project, record)
-            for record in out.decode(errors="replace").split(_END)
-            if record.strip()
-        ]
-
-    def _commit_json(self, project: sqlite3.Row, record: str) -> dict[str, Any]:
-        sha, parents, an, ae, ad, cn, ce, cd, body = record.lstrip("\n").split(_SEP, 8)
-        message = body
-        title = message.split("\n", 1)[0]
-        return {
-            "id": sha,
-            "short_id": sha[:8],
-            "title": title,
-            "message": message,
-            "author_name": an,
-            "author_email": ae,
-            "authored_date": _gitlab_time(ad),
-            "committer_name": cn,
-            "committer_email": ce,
-            "committed_date": _gitlab_time(cd),
-            "created_at": _gitlab_time(cd),
-            "parent_ids": parents.split(),
-            "trailers": {},
-            "extended_trailers": {},
-            "web_url": f"{self.web_url(project)}/-/commit/{sha}",
-        }
-
     # ------------------------------------------------------------ content
 
-    async def read_file(self, project: sqlite3.Row, ref: str, path: str) -> bytes | None:
-        entry = await self.blob_entry(project, ref, path)
-        if entry is None:
-            return None
-        _, out = await self._git(project, "cat-file", "blob", entry["id"])
-        return out
-
-    async def blob_entry(self, project: sqlite3.Row, ref: str, path: str) -> dict[str, Any] | None:
-        """The tree entry of the file ``path`` at ``ref``: id, mode, size; None if absent."""
-        sha = await self.resolve(project, ref)
-        if sha is None or not path.strip("/"):
-            return None
-        _, out = await self._git(project, "ls-tree", "-z", "-l", "--full-tree", sha, "--", path)
-        for entry in parse_ls_tree(out):
-            if entry["path"] == path and entry["type"] == "blob":
-                return entry
-        return None
-
-    async def tree(
-        self, project: sqlite3.Row, ref: str, path: str = "", *, recursive: bool = False
-    ) -> list[dict[str, Any]] | None:
-        """Entries of the directory ``path`` at ``ref`` (None when ``ref`` is unknown)."""
-        sha = await self.resolve(project, ref)
-        if sha is None:
-            return None
-        args = ["ls-tree", "-z", "-l", "--full-tree"]
-        if recursive:
-            args += ["-r", "-t"]
-        target = f"{sha}:{path.strip('/')}" if path.strip("/") else sha
-        code, out = await self._git(project, *args, target, ok_codes=(0, 128))
-        if code != 0:
-            return []
-        prefix = f"{path.strip('/')}/" if path.strip("/") else ""
-        return [{**e, "path": prefix + e["path"]} for e in parse_ls_tree(out)]
-
-    async def diff(self, project: sqlite3.Row, base: str | None, head: str) -> list[dict[str, Any]]:
-        """GitLab diff objects from ``base`` to ``head``; ``base`` None diffs against nothing
-        (a root commit's changes)."""
-        old = EMPTY_TREE if base is None else await self._require(project, base)
-        new = await self._require(project, head)
-        common = ("diff", "-M", "--no-color", "--no-ext-diff", "--full-index", old, new)
-        _, raw = await self._git(project, *common[:1], "--raw", "-z", "--abbrev=40", *common[1:])
-        _, patch = await self._git(project, *common)
-        return parse_diff(raw, patch)
-
     # ------------------------------------------------------------ ancestry and merging
-
-    async def merge_base(self, project: sqlite3.Row, a: str, b: str) -> str | None:
-        sha_a, sha_b = await self.resolve(project, a), await self.resolve(project, b)
-        if sha_a is None or sha_b is None:
-            return None
-        code, out = await self._git(project, "merge-base", sha_a, sha_b, ok_codes=(0, 1))
-        return out.decode().strip() if code == 0 else None
-
-    async def is_ancestor(self, project: sqlite3.Row, ancestor: str, descendant: str) -> bool:
-        old, new = await self.resolve(project, ancestor), await self.resolve(project, descendant)
-        if old is None or new is None:
-            return False
-        code, _ = await self._git(project, "merge-base", "--is-ancestor", old, new, ok_codes=(0, 1))
-        return code == 0
 
     async def _merge_tree(self, project: sqlite3.Row, ours: str, theirs: str) -> str | None:
         """The merged tree of two commits, or None when they conflict."""

@@ -1,6 +1,7 @@
 """Project issues: ``/projects/:id/issues`` create, list, get, update, delete, plus the
-issue notes and resource label events routes (served by :mod:`sim.issues.notes` and
-:mod:`sim.issues.label_events`).
+issue notes and resource label events routes (served by :mod:`sim.issues.note_routes` and
+:mod:`sim.issues.label_events`). What a request asks for is read in
+:mod:`sim.issues.issue_input`; the Issue Hook is built in :mod:`sim.issues.issue_hooks`.
 
 Access (simplified from GitLab's permission table):
 - any member (Guest+) reads, creates and comments on issues;
@@ -21,7 +22,6 @@ nothing and emits nothing.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
@@ -31,106 +31,29 @@ from sim.core.base import (
     API,
     GUEST,
     OWNER,
-    REPORTER,
     SIM_KEY,
     Sim,
     access_level,
     current_user,
     load_project,
 )
-from sim.core.events import SimEvent
-from sim.core.hook_payloads import change, issue_payload, label_hook_json, user_hook_json
-from sim.core.http import Params, created, fail, no_content, not_found, paginate
+from sim.core.http import Params, created, no_content, not_found, paginate
 from sim.issues import label_events, notes
 from sim.issues import records as issue_records
-from sim.issues.filters import filter_and_sort, timestamp_param
+from sim.issues.filters import filter_and_sort
+from sim.issues.issue_hooks import emit_issue_event
+from sim.issues.issue_input import IssueInput
 from sim.issues.labels import ensure_labels, next_label_names
+from sim.issues.note_routes import register_noteable_routes
+from sim.issues.noteables import later_than
 from sim.issues.records import (
-    STATE_IDS,
     IssueRecord,
-    issue_hook_attributes,
     issue_json,
     load_issue,
     load_records,
 )
 
 SCHEMA = issue_records.SCHEMA
-
-_UPDATE_KEYS = (
-    "title",
-    "description",
-    "labels",
-    "add_labels",
-    "remove_labels",
-    "state_event",
-    "assignee_ids",
-    "assignee_id",
-    "confidential",
-    "due_date",
-    "discussion_locked",
-    "updated_at",
-)
-
-
-@dataclass(frozen=True)
-class IssueInput:
-    """The writable fields a request carries; None means "not given"."""
-
-    title: str | None
-    description: str | None
-    labels: list[str] | None
-    add_labels: list[str]
-    remove_labels: list[str]
-    assignee_ids: list[int] | None
-    state_event: str | None
-    confidential: bool | None
-    due_date: str | None
-    discussion_locked: bool | None
-    stamp_override: str | None  # created_at on create, updated_at on update (Owners only)
-
-    @classmethod
-    def parse(cls, params: Params, *, creating: bool, level: int, is_author: bool) -> IssueInput:
-        if not creating and not any(params.has(key) for key in _UPDATE_KEYS):
-            fail(
-                400,
-                ", ".join(_UPDATE_KEYS) + " are missing, at least one parameter must be provided",
-                key="error",
-            )
-        title = params.required("title") if creating or params.has("title") else None
-        state_event = params.get_str("state_event")
-        if state_event is not None and state_event not in ("close", "reopen"):
-            fail(400, "state_event does not have a valid value", key="error")
-        if not creating and level < REPORTER and not is_author:
-            fail(403, "403 Forbidden")
-        manages = level >= REPORTER  # labels and assignees need Reporter+
-        return cls(
-            title=title,
-            description=params.get_str("description"),
-            labels=params.get_list("labels") if manages else None,
-            add_labels=(params.get_list("add_labels") or []) if manages else [],
-            remove_labels=(params.get_list("remove_labels") or []) if manages else [],
-            assignee_ids=_assignee_ids(params) if manages else None,
-            state_event=None if creating else state_event,
-            confidential=params.get_bool("confidential") if params.has("confidential") else None,
-            due_date=params.get_str("due_date"),
-            discussion_locked=params.get_bool("discussion_locked")
-            if params.has("discussion_locked")
-            else None,
-            stamp_override=timestamp_param(params, "created_at" if creating else "updated_at")
-            if level >= OWNER
-            else None,
-        )
-
-
-def _assignee_ids(params: Params) -> list[int] | None:
-    if params.has("assignee_ids"):
-        ids = params.get_int_list("assignee_ids") or []
-    elif params.has("assignee_id"):
-        single = params.get_int("assignee_id")
-        ids = [single] if single else []
-    else:
-        return None
-    return [user_id for user_id in ids if user_id]  # 0 means "unassign"
 
 
 # ---------------------------------------------------------------- writing
@@ -223,7 +146,7 @@ async def create_issue(
 ) -> IssueRecord:
     project_id = int(project["id"])
     async with sim.store.write() as conn:
-        stamp = fields.stamp_override or notes.later_than(None)
+        stamp = fields.stamp_override or later_than(None)
         cur = await conn.execute(
             "SELECT COALESCE(MAX(iid), 0) + 1 FROM issues WHERE project_id = ?", (project_id,)
         )
@@ -251,7 +174,7 @@ async def create_issue(
         await _write_assignees(conn, sim, issue_id, project_id, fields.assignee_ids or [])
     record = await load_issue(sim, project_id, int(next_iid[0]))
     assert record is not None
-    _emit(sim, project, author, None, record, "open")
+    emit_issue_event(sim, project, author, None, record, "open")
     return record
 
 
@@ -272,7 +195,7 @@ async def update_issue(
             value = getattr(fields, name)
             if value is not None and value != (None if row[name] is None else bool(row[name])):
                 columns[name] = int(value)
-        stamp = fields.stamp_override or notes.later_than(row["updated_at"])
+        stamp = fields.stamp_override or later_than(row["updated_at"])
         if fields.state_event == "close" and row["state"] == "opened":
             columns.update(state="closed", closed_at=stamp, closed_by_id=editor["id"])
         elif fields.state_event == "reopen" and row["state"] == "closed":
@@ -304,7 +227,7 @@ async def update_issue(
     if not (changed or labels_changed):
         return after
     action = {"closed": "close", "opened": "reopen"}.get(columns.get("state", ""), "update")
-    _emit(sim, project, editor, before, after, action)
+    emit_issue_event(sim, project, editor, before, after, action)
     return after
 
 
@@ -329,68 +252,6 @@ async def _edit_notes(
         await notes.insert_system_note(
             conn, project_id, "Issue", before.id, before.iid, int(editor["id"]), body, stamp
         )
-
-
-_TRACKED = (
-    "title",
-    "description",
-    "closed_at",
-    "confidential",
-    "discussion_locked",
-    "due_date",
-    "updated_at",
-    "updated_by_id",
-    "last_edited_at",
-    "last_edited_by_id",
-)
-_TRACKED_ON_OPEN = ("id", "iid", "project_id", "author_id", "created_at")
-
-
-def hook_changes(sim: Sim, before: IssueRecord | None, after: IssueRecord) -> dict[str, Any]:
-    """GitLab's ``changes``: ``{"attr": {"previous": ..., "current": ...}}`` for every
-    attribute that differs (on open, the previous values are null or empty)."""
-    changes: dict[str, Any] = {}
-    tracked = _TRACKED if before is not None else (*_TRACKED_ON_OPEN, *_TRACKED)
-    for name in tracked:
-        previous = before.row[name] if before is not None else None
-        if previous != after.row[name]:
-            changes[name] = change(previous, after.row[name])
-    previous_state = STATE_IDS[before.row["state"]] if before is not None else None
-    if previous_state != STATE_IDS[after.row["state"]]:
-        changes["state_id"] = change(previous_state, STATE_IDS[after.row["state"]])
-    before_labels = before.labels if before is not None else []
-    if [label["id"] for label in before_labels] != [label["id"] for label in after.labels]:
-        changes["labels"] = change(
-            [label_hook_json(label) for label in before_labels],
-            [label_hook_json(label) for label in after.labels],
-        )
-    before_assignees = before.assignees if before is not None else []
-    if [u["id"] for u in before_assignees] != [u["id"] for u in after.assignees]:
-        changes["assignees"] = change(
-            [user_hook_json(sim, u) for u in before_assignees],
-            [user_hook_json(sim, u) for u in after.assignees],
-        )
-    return changes
-
-
-def _emit(
-    sim: Sim,
-    project: sqlite3.Row,
-    user: sqlite3.Row,
-    before: IssueRecord | None,
-    after: IssueRecord,
-    action: str,
-) -> None:
-    payload = issue_payload(
-        sim,
-        project,
-        user,
-        issue_hook_attributes(sim, project, after, action),
-        labels=[label_hook_json(label) for label in after.labels],
-        assignees=issue_records.assignees_hook_json(sim, after),
-        changes=hook_changes(sim, before, after),
-    )
-    sim.events.emit(SimEvent("issue", int(project["id"]), payload))
 
 
 # ---------------------------------------------------------------- routes
@@ -470,5 +331,5 @@ def setup(app: web.Application, sim: Sim) -> None:
     r.add_get(f"{base}/{{iid:\\d+}}", get_issue)
     r.add_put(f"{base}/{{iid:\\d+}}", update_issue_route)
     r.add_delete(f"{base}/{{iid:\\d+}}", delete_issue)
-    notes.register_noteable_routes(app, "issues", "Issue", issue_records.issue_noteable)
+    register_noteable_routes(app, "issues", "Issue", issue_records.issue_noteable)
     label_events.register_label_event_routes(app, "issues", "Issue", issue_records.issue_id_of)

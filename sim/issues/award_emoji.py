@@ -27,9 +27,11 @@ from sim.core.base import (
     user_json,
 )
 from sim.core.events import SimEvent
-from sim.core.hook_payloads import project_hook_json, user_hook_json
+from sim.core.hook_payloads import note_event
 from sim.core.http import Params, created, fail, no_content, not_found, now_iso
-from sim.issues.notes import Noteable, get_note, load_noteable, note_hook_attributes
+from sim.issues.note_json import note_hook_attributes
+from sim.issues.noteables import Noteable, load_noteable
+from sim.issues.notes import get_note
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS award_emoji (
@@ -81,25 +83,22 @@ def _emit(
     award: sqlite3.Row,
     event_type: str,
 ) -> None:
-    payload = {
-        "object_kind": "emoji",
-        "event_type": event_type,
-        "user": user_hook_json(sim, user),
-        "project_id": project["id"],
-        "project": project_hook_json(sim, project),
-        "object_attributes": {
-            "user_id": award["user_id"],
-            "created_at": award["created_at"],
-            "id": award["id"],
-            "name": award["name"],
-            "awardable_type": "Note",
-            "awardable_id": award["note_id"],
-            "updated_at": award["updated_at"],
-            "awarded_on_url": f"{issue.web_url}#note_{note['id']}",
-        },
+    attributes = {
+        "user_id": award["user_id"],
+        "created_at": award["created_at"],
+        "id": award["id"],
+        "name": award["name"],
+        "awardable_type": "Note",
+        "awardable_id": award["note_id"],
+        "updated_at": award["updated_at"],
+        "awarded_on_url": f"{issue.web_url}#note_{note['id']}",
+    }
+    attached = {
         "note": note_hook_attributes(sim, note, issue, "update"),
         "issue": issue.hook_attributes,
     }
+    payload = note_event(sim, "emoji", project, user, attributes, attached)
+    payload["event_type"] = event_type  # "award" or "revoke", not the kind
     sim.events.emit(SimEvent("emoji", int(project["id"]), payload))
 
 

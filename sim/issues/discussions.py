@@ -10,7 +10,9 @@ from aiohttp import web
 
 from sim.core.base import API, GUEST, SIM_KEY, Sim, current_user, load_project
 from sim.core.http import Params, created, not_found, paginate
-from sim.issues.notes import Noteable, create_note, list_notes, load_noteable, note_json
+from sim.issues.note_json import note_json
+from sim.issues.noteables import Noteable, load_noteable
+from sim.issues.notes import create_note, list_notes
 from sim.merge_requests.discussions import discussion_json, group_discussions
 
 

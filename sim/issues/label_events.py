@@ -16,7 +16,7 @@ from aiohttp import web
 
 from sim.core.base import API, SIM_KEY, Sim, load_project, user_json
 from sim.core.http import not_found, paginate
-from sim.issues.notes import users_by_ids
+from sim.issues.noteables import users_by_ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource_label_events (

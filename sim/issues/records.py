@@ -10,7 +10,7 @@ from typing import Any
 
 from sim.core.base import Sim, user_json
 from sim.core.hook_payloads import label_hook_json, user_hook_json
-from sim.issues.notes import Noteable, users_by_ids
+from sim.issues.noteables import Noteable, users_by_ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS issues (
@@ -262,7 +262,7 @@ def assignees_hook_json(sim: Sim, record: IssueRecord) -> list[dict[str, Any]]:
 
 
 async def issue_noteable(sim: Sim, project: sqlite3.Row, iid: int) -> Noteable | None:
-    """The :data:`sim.issues.notes.NoteableLoader` for issues."""
+    """The :data:`sim.issues.noteables.NoteableLoader` for issues."""
     record = await load_issue(sim, int(project["id"]), iid)
     if record is None:
         return None

@@ -29,7 +29,7 @@ from sim.core.base import (
 )
 from sim.core.http import Params, created, fail, now_iso
 from sim.git.repos import GIT_KEY
-from sim.issues.notes import later_than
+from sim.issues.noteables import later_than
 from sim.merge_requests import discussions as mr_discussions
 from sim.merge_requests import merge as mr_merge
 from sim.merge_requests.changes import get_changes, list_commits, list_diffs

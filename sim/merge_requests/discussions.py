@@ -17,17 +17,10 @@ from aiohttp import web
 
 from sim.core.base import DEVELOPER, GUEST, MAINTAINER, SIM_KEY, Sim, access_level, current_user
 from sim.core.http import Params, created, fail, forbidden, no_content, not_found, paginate
-from sim.issues.notes import (
-    Noteable,
-    create_note,
-    get_note,
-    list_notes,
-    note_json,
-    notes_json,
-    register_noteable_routes,
-    set_resolved,
-    update_note,
-)
+from sim.issues.note_json import note_json, notes_json
+from sim.issues.note_routes import register_noteable_routes
+from sim.issues.noteables import Noteable
+from sim.issues.notes import create_note, get_note, list_notes, set_resolved, update_note
 from sim.merge_requests.hooks import mr_hook_attributes
 from sim.merge_requests.records import load_merge_request, mr_by_iid
 from sim.merge_requests.views import mr_web_url

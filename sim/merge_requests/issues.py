@@ -10,7 +10,8 @@ import sqlite3
 from aiohttp import web
 
 from sim.core.base import SIM_KEY
-from sim.issues.api import IssueInput, update_issue
+from sim.issues.api import update_issue
+from sim.issues.issue_input import IssueInput
 from sim.issues.records import load_issue
 from sim.merge_requests.status import closing_issue_iids
 

@@ -23,7 +23,7 @@ from sim.core.http import Params, created, fail, not_found, now_iso
 from sim.git.errors import GitConflict, GitError, GitStaleRef
 from sim.git.hooks import ZERO_SHA
 from sim.git.repos import GIT_KEY
-from sim.issues.notes import later_than
+from sim.issues.noteables import later_than
 from sim.merge_requests.branches import (
     announce_push,
     delete_source_branch,

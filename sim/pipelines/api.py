@@ -6,7 +6,9 @@ create (``POST /pipeline?ref=``, optional ``variables``), retry, cancel, jobs
 (``scope``, ``include_retried``), variables, ``test_report`` and ``test_report_summary``,
 and a merge request's pipelines (its source branch's pipelines of its commits, and its
 merge request and merged-results pipelines). Jobs: list (``scope``), get, ``trace``
-(text/plain, live while the job runs), retry, ``play`` (a manual job) and cancel. Pipelines are created by pushes and merge requests
+(text/plain, live while the job runs), retry, ``play`` (a manual job) and cancel, served by
+:mod:`sim.pipelines.job_routes`; what both share is in :mod:`sim.pipelines.lookups`.
+Pipelines are created by pushes and merge requests
 through :mod:`sim.pipelines.engine`; the MR ``head_pipeline`` comes from
 :func:`latest_pipeline_json`.
 
@@ -35,103 +37,42 @@ from sim.core.base import (
     current_user,
     load_project,
 )
-from sim.core.http import Params, created, fail, forbidden, missing, not_found, paginate
+from sim.core.http import Params, created, fail, forbidden, missing, paginate
 from sim.git.repos import GIT_KEY
 from sim.merge_requests.records import load_merge_request
 from sim.merge_requests.views import git_facts
 from sim.pipelines.ci_status import ALL_STATUSES
 from sim.pipelines.engine import (
     CI_KEY,
-    JobNotPlayable,
-    JobNotRetryable,
     PipelineEngine,
     PipelineRejected,
 )
+from sim.pipelines.job_routes import (
+    cancel_job,
+    get_job,
+    job_trace,
+    list_jobs,
+    play_job_route,
+    retry_job,
+)
 from sim.pipelines.junit import report_json, suite_json, summary_json
+from sim.pipelines.lookups import (
+    SCOPES,
+    engine_for,
+    jobs_json,
+    pipeline_of,
+    scopes_of,
+)
 from sim.pipelines.records import SCHEMA as SCHEMA
-from sim.pipelines.records import job_by_id, pipeline_by_id, pipeline_jobs
+from sim.pipelines.records import pipeline_by_id, pipeline_jobs
+from sim.pipelines.views import latest_pipeline_json as latest_pipeline_json
 from sim.pipelines.views import (
-    commit_json,
-    job_json,
     pipeline_basic_json,
     pipeline_json,
     stored_cases,
 )
-from sim.pipelines.views import latest_pipeline_json as latest_pipeline_json
 
 ORDER_BY = ("id", "status", "ref", "updated_at", "user_id")
-SCOPES = {
-    "running": "status = 'running'",
-    "pending": "status = 'pending'",
-    "finished": "status IN ('success', 'failed', 'canceled', 'skipped')",
-    "branches": "tag = 0",
-    "tags": "tag = 1",
-}
-UNFINISHED = ("created", "pending", "running")
-
-
-def _engine(request: web.Request) -> PipelineEngine:
-    return request.app[CI_KEY]
-
-
-def _int_param(request: web.Request, name: str) -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        not_found()
-
-
-async def _pipeline(
-    request: web.Request, min_access: int = REPORTER
-) -> tuple[sqlite3.Row, sqlite3.Row]:
-    project = await load_project(request, min_access)
-    row = await pipeline_by_id(request.app[SIM_KEY], _int_param(request, "pipeline_id"))
-    if row is None or row["project_id"] != project["id"]:
-        not_found()
-    return project, row
-
-
-async def _job(
-    request: web.Request, min_access: int = REPORTER
-) -> tuple[sqlite3.Row, sqlite3.Row, sqlite3.Row]:
-    sim = request.app[SIM_KEY]
-    project = await load_project(request, min_access)
-    job = await job_by_id(sim, _int_param(request, "job_id"))
-    if job is None or job["project_id"] != project["id"]:
-        not_found()
-    pipeline = await pipeline_by_id(sim, int(job["pipeline_id"]))
-    assert pipeline is not None
-    return project, pipeline, job
-
-
-async def _jobs_json(
-    request: web.Request, project: sqlite3.Row, jobs: list[sqlite3.Row]
-) -> list[dict[str, Any]]:
-    sim = request.app[SIM_KEY]
-    pipelines: dict[int, sqlite3.Row] = {}
-    commits: dict[str, dict[str, Any]] = {}  # one git call per commit, not per job
-    shaped = []
-    for job in jobs:
-        pipeline_id = int(job["pipeline_id"])
-        if pipeline_id not in pipelines:
-            found = await pipeline_by_id(sim, pipeline_id)
-            assert found is not None
-            pipelines[pipeline_id] = found
-        pipeline = pipelines[pipeline_id]
-        sha = str(pipeline["sha"])
-        if sha not in commits:
-            commits[sha] = await commit_json(request.app[GIT_KEY], project, sha)
-        shaped.append(await job_json(sim, project, job, pipeline, commits[sha]))
-    return shaped
-
-
-def _scopes(request: web.Request) -> list[str]:
-    """``scope`` as ``scope[]=a&scope[]=b``, ``scope=a&scope=b`` or ``scope=a,b``."""
-    values = [*request.query.getall("scope", []), *request.query.getall("scope[]", [])]
-    scopes = [part.strip() for value in values for part in value.split(",") if part.strip()]
-    if any(scope not in ALL_STATUSES for scope in scopes):
-        fail(400, "Scope contains invalid value(s)")
-    return scopes
 
 
 def _choice(params: Params, name: str, allowed: tuple[str, ...], default: str) -> str:
@@ -176,7 +117,7 @@ async def list_pipelines(request: web.Request) -> web.Response:
 
 
 async def get_pipeline(request: web.Request) -> web.Response:
-    project, row = await _pipeline(request)
+    project, row = await pipeline_of(request)
     return web.json_response(await pipeline_json(request.app[SIM_KEY], project, row))
 
 
@@ -221,7 +162,7 @@ async def create_pipeline(request: web.Request) -> web.Response:
     if sha is None:
         fail(400, {"base": ["Reference not found"]})
     try:
-        pipeline_id = await _engine(request).create(
+        pipeline_id = await engine_for(request).create(
             project,
             int(current_user(request)["id"]),
             ref=ref,
@@ -239,14 +180,14 @@ async def create_pipeline(request: web.Request) -> web.Response:
 
 
 async def retry_pipeline(request: web.Request) -> web.Response:
-    project, row = await _pipeline(request, DEVELOPER)
-    await _engine(request).retry_pipeline(int(row["id"]), int(current_user(request)["id"]))
+    project, row = await pipeline_of(request, DEVELOPER)
+    await engine_for(request).retry_pipeline(int(row["id"]), int(current_user(request)["id"]))
     return await _pipeline_answer(request, project, int(row["id"]), 201)
 
 
 async def cancel_pipeline(request: web.Request) -> web.Response:
-    project, row = await _pipeline(request, DEVELOPER)
-    await _engine(request).cancel(int(row["id"]))
+    project, row = await pipeline_of(request, DEVELOPER)
+    await engine_for(request).cancel(int(row["id"]))
     return await _pipeline_answer(request, project, int(row["id"]), 200)
 
 
@@ -260,9 +201,9 @@ async def _pipeline_answer(
 
 
 async def pipeline_jobs_route(request: web.Request) -> web.Response:
-    project, row = await _pipeline(request)
+    project, row = await pipeline_of(request)
     params = await Params.of(request)
-    scopes = _scopes(request)
+    scopes = scopes_of(request)
     jobs = await pipeline_jobs(
         request.app[SIM_KEY], int(row["id"]), include_retried=params.get_bool("include_retried")
     )
@@ -271,11 +212,11 @@ async def pipeline_jobs_route(request: web.Request) -> web.Response:
         (job for job in jobs if not scopes or job["status"] in scopes),
         key=lambda job: -int(job["id"]),
     )
-    return paginate(request, await _jobs_json(request, project, jobs))
+    return paginate(request, await jobs_json(request, project, jobs))
 
 
 async def pipeline_variables_route(request: web.Request) -> web.Response:
-    _, row = await _pipeline(request)
+    _, row = await pipeline_of(request)
     return web.json_response(json.loads(row["variables"]))
 
 
@@ -288,12 +229,12 @@ async def _suites(sim: Sim, pipeline_id: int) -> list[dict[str, Any]]:
 
 
 async def test_report(request: web.Request) -> web.Response:
-    _, row = await _pipeline(request)
+    _, row = await pipeline_of(request)
     return web.json_response(report_json(await _suites(request.app[SIM_KEY], int(row["id"]))))
 
 
 async def test_report_summary(request: web.Request) -> web.Response:
-    _, row = await _pipeline(request)
+    _, row = await pipeline_of(request)
     return web.json_response(summary_json(await _suites(request.app[SIM_KEY], int(row["id"]))))
 
 
@@ -320,68 +261,12 @@ async def merge_request_pipelines(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- jobs
 
 
-async def list_jobs(request: web.Request) -> web.Response:
-    sim = request.app[SIM_KEY]
-    project = await load_project(request, REPORTER)
-    scopes = _scopes(request)
-    marks = ", ".join("?" for _ in scopes)
-    where = f" AND status IN ({marks})" if scopes else ""
-    jobs = await sim.store.fetchall(
-        f"SELECT * FROM ci_jobs WHERE project_id = ?{where} ORDER BY id DESC",
-        (project["id"], *scopes),
-    )
-    return paginate(request, await _jobs_json(request, project, jobs))
-
-
-async def get_job(request: web.Request) -> web.Response:
-    project, _, job = await _job(request)
-    return web.json_response((await _jobs_json(request, project, [job]))[0])
-
-
-async def job_trace(request: web.Request) -> web.Response:
-    _, _, job = await _job(request)
-    live = _engine(request).live_trace(int(job["id"]))
-    return web.Response(text=live if live is not None else str(job["trace"]))
-
-
-async def retry_job(request: web.Request) -> web.Response:
-    project, _, job = await _job(request, DEVELOPER)
-    try:
-        new_id = await _engine(request).retry_job(int(job["id"]), int(current_user(request)["id"]))
-    except JobNotRetryable:
-        fail(403, "403 Forbidden - Job is not retryable")
-    new_job = await job_by_id(request.app[SIM_KEY], new_id)
-    assert new_job is not None
-    return created((await _jobs_json(request, project, [new_job]))[0])
-
-
-async def play_job_route(request: web.Request) -> web.Response:
-    project, _, job = await _job(request, DEVELOPER)
-    try:
-        await _engine(request).play(int(job["id"]), int(current_user(request)["id"]))
-    except JobNotPlayable:
-        fail(400, "400 Bad request - Unplayable Job")
-    fresh = await job_by_id(request.app[SIM_KEY], int(job["id"]))
-    assert fresh is not None
-    return web.json_response((await _jobs_json(request, project, [fresh]))[0])
-
-
-async def cancel_job(request: web.Request) -> web.Response:
-    project, pipeline, job = await _job(request, DEVELOPER)
-    if job["status"] not in (*UNFINISHED, "manual"):
-        fail(403, "403 Forbidden - Job is not cancelable")
-    await _engine(request).cancel(int(pipeline["id"]), [int(job["id"])])
-    fresh = await job_by_id(request.app[SIM_KEY], int(job["id"]))
-    assert fresh is not None
-    return created((await _jobs_json(request, project, [fresh]))[0])
-
-
 async def wait_idle(request: web.Request) -> web.Response:
     if not current_user(request)["is_admin"]:
         forbidden()
     params = await Params.of(request)
     timeout = min(300, max(0, params.get_int("timeout", 30) or 0))
-    return web.json_response({"idle": await _engine(request).wait_idle(float(timeout))})
+    return web.json_response({"idle": await engine_for(request).wait_idle(float(timeout))})
 
 
 def setup(app: web.Application, sim: Sim) -> None:

@@ -41,7 +41,9 @@ async def _user(sim: Sim, user_id: int | None) -> dict[str, Any] | None:
     return user_hook_json(sim, row) if row is not None else None
 
 
-def _build(job: sqlite3.Row, user: dict[str, Any] | None) -> dict[str, Any]:
+def _job_fields(job: sqlite3.Row) -> dict[str, Any]:
+    """What both hooks say of a job: a pipeline event's ``builds`` as they are, a job event
+    prefixed with ``build_``."""
     return {
         "id": job["id"],
         "stage": job["stage"],
@@ -52,10 +54,16 @@ def _build(job: sqlite3.Row, user: dict[str, Any] | None) -> dict[str, Any]:
         "finished_at": hook_time(job["finished_at"]),
         "duration": seconds_between(job["started_at"], job["finished_at"]),
         "queued_duration": seconds_between(job["queued_at"], job["started_at"]),
+        "allow_failure": bool(job["allow_failure"]),
+    }
+
+
+def _build(job: sqlite3.Row, user: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        **_job_fields(job),
         "failure_reason": job["failure_reason"],
         "when": job["run_when"],
         "manual": False,
-        "allow_failure": bool(job["allow_failure"]),
         "user": user,
         "runner": None,
         "artifacts_file": {"filename": None, "size": None},
@@ -154,16 +162,7 @@ async def job_payload(
         "before_sha": pipeline["before_sha"],
         "sha": pipeline["sha"],
         "retries_count": int(retries[0]) if retries else 0,
-        "build_id": job["id"],
-        "build_name": job["name"],
-        "build_stage": job["stage"],
-        "build_status": job["status"],
-        "build_created_at": hook_time(job["created_at"]),
-        "build_started_at": hook_time(job["started_at"]),
-        "build_finished_at": hook_time(job["finished_at"]),
-        "build_duration": seconds_between(job["started_at"], job["finished_at"]),
-        "build_queued_duration": seconds_between(job["queued_at"], job["started_at"]),
-        "build_allow_failure": bool(job["allow_failure"]),
+        **{f"build_{key}": value for key, value in _job_fields(job).items()},
         "build_failure_reason": job["failure_reason"] or "unknown_failure",
         "pipeline_id": pipeline["id"],
         "project_id": project["id"],

@@ -9,7 +9,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.desk import TITLE_LIMIT, DeskError
+from bot.desk import TITLE_LIMIT
+from bot.desk_base import DeskError
 from bot.discord.interact import Answer, actor_of, deferred, desk_of, refuse, said
 from bot.discord.render import link
 from bot.identity import NotAllowed
