@@ -20,9 +20,8 @@
   (:class:`_CachedProjects`); its ``requests.Session`` keeps no cookies (GitLab's API
   authenticates by token, and the jar's bookkeeping ran on every request) and reads the
   environment's proxy settings once instead of on every request.
-- Hot lists are read raw (:func:`raw_list`, :func:`raw_get`): plain dicts from the JSON,
-  without a python-gitlab object per item (each builds its sub-managers) and without the
-  deep copy ``.attributes`` makes of it.
+- Hot lists are read raw (``forge/raw_http.py``): plain dicts from the JSON, without a
+  python-gitlab object per item.
 """
 
 from __future__ import annotations
@@ -44,7 +43,6 @@ import gitlab
 import gitlab.exceptions
 import requests
 import urllib3.exceptions
-from gitlab.utils import EncodedId
 from gitlab.v4.objects import Project, ProjectIssue, ProjectIssueManager, ProjectManager
 
 from forge import metrics
@@ -206,27 +204,6 @@ class _CachedProjects(ProjectManager):
             project.__dict__["issues"] = _CachedIssues(self.gitlab, project)
             self._lazy[id] = project
         return project
-
-
-def project_path(project: str, *parts: str | int) -> str:
-    """The API path of ``project`` (a path such as ``demo/app``, encoded) and ``parts``."""
-    return "/".join([f"/projects/{EncodedId(project)}", *map(str, parts)])
-
-
-def raw_list(gl: gitlab.Gitlab, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every page of the list at ``path`` as GitLab answered it, one dict per item."""
-    items = gl.http_list(path, params, get_all=True)
-    if not isinstance(items, list):
-        raise gitlab.exceptions.GitlabParsingError(f"GitLab's answer to {path} is not a list")
-    return [dict(item) for item in items]
-
-
-def raw_get(gl: gitlab.Gitlab, path: str) -> dict[str, Any]:
-    """The object at ``path`` as GitLab answered it."""
-    item = gl.http_get(path)
-    if not isinstance(item, dict):
-        raise gitlab.exceptions.GitlabParsingError(f"GitLab's answer to {path} is not an object")
-    return item
 
 
 class _NoCookies(CookiePolicy):

@@ -23,7 +23,7 @@ from forge import metrics
 from forge.access import AccessLevels
 from forge.calls import AuditedCalls, AuditSink
 from forge.ci_history import CiHistory
-from forge.client import GitLabClient, project_path, raw_get, raw_list
+from forge.client import GitLabClient
 from forge.gateway_notes import EDITED as EDITED
 from forge.gateway_notes import PER_PAGE, NoteOps
 from forge.gateway_notes import Noteable as Noteable
@@ -34,6 +34,7 @@ from forge.markers import note_marker as note_marker
 from forge.merge_gateway import MergeGateway
 from forge.own_writes import OwnWrites
 from forge.pending_notes import PendingNotes
+from forge.raw_http import project_path, raw_get, raw_list
 from forge.trust import Trust
 from forge.types import Issue, LabelEvent
 from workflow import UnknownState, Workflow, label_change, read_state

@@ -11,11 +11,12 @@ from typing import Any
 import gitlab
 
 from forge.calls import AuditedCalls
-from forge.client import ForgeNotFound, project_path, raw_list
+from forge.client import ForgeNotFound
 from forge.markers import findable, later_copies, note_marker
 from forge.own_writes import OwnWrites
 from forge.pending_notes import Noteable as Noteable
 from forge.pending_notes import PendingNote, PendingNotes
+from forge.raw_http import project_path, raw_list
 from forge.sink import seal
 from forge.trust import Trust
 from forge.types import Award, Note
