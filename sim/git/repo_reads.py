@@ -3,19 +3,24 @@ trees, diffs, merge bases and ancestry."""
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sim.core.http import iso
 from sim.git.diff import parse_diff, parse_ls_tree
 from sim.git.errors import GitError
-from sim.git.repo_core import RepoCore
+from sim.git.repo_core import ID, RepoCore
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 
 
 _SEP, _END = "\x1f", "\x1e"
+# A commit's page never changes: read once per repository and id (the MR, job and pipeline
+# pages show the same few commits over and over).
+_COMMIT_PAGES: dict[tuple[Path, str, str], dict[str, Any]] = {}
 
 
 _LOG_FORMAT = _SEP.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%B"]) + _END
@@ -29,10 +34,16 @@ class RepoReads(RepoCore):
     """Reading a repository: commits, logs, files, trees, diffs and ancestry."""
 
     async def commit_info(self, project: sqlite3.Row, sha: str) -> dict[str, Any]:
-        commits = await self.log(project, sha, limit=1, no_walk=True)
-        if not commits:
-            raise GitError(f"unknown commit {sha!r}")
-        return commits[0]
+        key = (self.path(project), self.web_url(project), sha)
+        page = _COMMIT_PAGES.get(key)
+        if page is None:
+            commits = await self.log(project, sha, limit=1, no_walk=True)
+            if not commits:
+                raise GitError(f"unknown commit {sha!r}")
+            page = commits[0]
+            if ID.fullmatch(sha) and page["id"] == sha:
+                _COMMIT_PAGES[key] = page
+        return copy.deepcopy(page)
 
     async def log(
         self,

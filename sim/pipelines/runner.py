@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,10 @@ def _fresh_dirs(build_dir: Path, *dirs: Path) -> None:
 
 def _environment(run: JobRun, source: Path, home: Path, tmp: Path) -> dict[str, str]:
     env = {key: os.environ[key] for key in _KEEP_ENV if key in os.environ}
+    # The runner's image has the simulator's own Python as ``python3``: found first, a job
+    # skips a version manager's shim (pyenv's runs a dozen processes before Python starts).
+    interpreter = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join([interpreter, *filter(None, [env.get("PATH")])])
     env.update(run.variables)
     env.update(
         {
