@@ -17,7 +17,8 @@ from forge.gateway import Gateway
 from forge.guard import Guard
 from forge.pending_notes import PendingNotes
 from forge.trust import IdentityUnknown
-from roles.agents import Agent, AgentConfigError, build_agent
+from roles.agents.base import Agent, AgentConfigError
+from roles.agents.registry import build_agent
 from roles.context import Services
 from roles.dev import DevRole
 from roles.engine.loop import Engine, Role

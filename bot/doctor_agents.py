@@ -10,9 +10,9 @@ import subprocess
 from collections.abc import Sequence
 
 from bot.doctor_check import Check
-from roles.agents import ADAPTERS
 from roles.agents.cli import CliAgent
 from roles.agents.process import agent_environment, env_allow_list
+from roles.agents.registry import ADAPTERS
 from roles.settings import AgentSettings
 
 PROBE_TIMEOUT_SECONDS = 60.0

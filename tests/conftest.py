@@ -30,3 +30,14 @@ def demo_sim(tmp_path: Path) -> Iterator[RunningSim]:
     """A fresh simulator seeded like `crewline demo`: project demo/app, main protected."""
     with running_sim(SimConfig(state_dir=tmp_path / "sim", seed="demo")) as running:
         yield running
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that declare a long timeout start first, longest first: pytest-xdist hands out
+    tests in this order, so a minute-long test begun last would hold up the whole run."""
+
+    def declared_limit(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("timeout")
+        return float(marker.args[0]) if marker and marker.args else 0.0
+
+    items.sort(key=declared_limit, reverse=True)  # stable: the rest keep their order

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from roles.agents import AiderAgent, Usage, build_agent
-from roles.agents.aider import aider_usage
+from roles.agents.aider import AiderAgent, aider_usage
+from roles.agents.base import Usage
+from roles.agents.registry import build_agent
 from roles.compaction import LearningItem, parse_learnings
 from roles.settings import AgentSettings
 from tests.support.agents import fake_cli, make_task, printing

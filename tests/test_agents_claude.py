@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from roles.agents import ClaudeAgent, TaskKind, Usage, build_agent
 from roles.agents import process as agent_process
+from roles.agents.base import TaskKind, Usage
+from roles.agents.claude import ClaudeAgent
+from roles.agents.registry import build_agent
 from roles.settings import AgentSettings
 from tests.support.agents import fake_cli, make_task, printing
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from roles.agents import CodexAgent, TaskKind, Usage, build_agent
+from roles.agents.base import TaskKind, Usage
+from roles.agents.codex import CodexAgent
+from roles.agents.registry import build_agent
 from roles.settings import AgentSettings
 from tests.support.agents import fake_cli, gone, jsonl, make_task, printing
 

@@ -8,17 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from roles.agents import (
-    AgentConfigError,
-    AiderAgent,
-    ClaudeAgent,
-    CodexAgent,
-    CommandAgent,
-    GeminiAgent,
-    TaskKind,
-    Usage,
-    build_agent,
-)
+from roles.agents.aider import AiderAgent
+from roles.agents.base import AgentConfigError, TaskKind, Usage
+from roles.agents.claude import ClaudeAgent
+from roles.agents.codex import CodexAgent
+from roles.agents.command import CommandAgent
+from roles.agents.gemini import GeminiAgent
+from roles.agents.registry import build_agent
 from roles.settings import AgentSettings
 from tests.support.agents import make_task, printing, write_fake
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from roles.agents import GeminiAgent, TaskKind, Usage, build_agent
-from roles.agents.gemini import STDIN_INSTRUCTION
+from roles.agents.base import TaskKind, Usage
+from roles.agents.gemini import STDIN_INSTRUCTION, GeminiAgent
+from roles.agents.registry import build_agent
 from roles.settings import AgentSettings
 from tests.support.agents import fake_cli, make_task, printing
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from roles.agents import AgentConfigError, CommandAgent, build_agent
 from roles.agents import process as agent_process
+from roles.agents.base import AgentConfigError
+from roles.agents.command import CommandAgent
+from roles.agents.registry import build_agent
 from roles.settings import AgentSettings
 from tests.support.agents import Fake, gone, make_task, printing, wait_for_file, write_fake
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roles.agents import ADAPTERS, AGENT_STATE_FILES
+from roles.agents.registry import ADAPTERS, AGENT_STATE_FILES
 from sim.core.app import RunningSim
 from tests.support.sim_git import git
 from tests.support.workspace import AUTHOR, PROJECT, workspace_setup

@@ -25,7 +25,7 @@ from bot.demo import VALIDATION
 from bot.demo_goals import GOALS
 from bot.doctor import check_sandbox
 from forge.settings import ProjectSettings
-from roles.agents import AgentTask, TaskKind
+from roles.agents.base import AgentTask, TaskKind
 from roles.sandbox import (
     BwrapSandbox,
     NoSandbox,

@@ -1,58 +1,7 @@
-"""Coding-agent adapters: one interface (``base``), one module per CLI, ``build_agent``.
+"""Coding-agent adapters: one interface (``base``), one module per CLI, the registry that
+picks one by kind (``registry``).
 
-``build_agent`` covers the external CLIs (codex, claude, gemini, aider, command); the
-built-in demo agent is built by the engine.
+Deliberately empty: an agent process (the demo agent, a test's fake) imports one module of
+this package, and an ``__init__`` that imported every adapter would cost each of them the
+configuration models and the sandbox too.
 """
-
-from __future__ import annotations
-
-from roles.agents.aider import AiderAgent
-from roles.agents.base import Agent, AgentConfigError, AgentResult, AgentTask, TaskKind, Usage
-from roles.agents.claude import ClaudeAgent
-from roles.agents.cli import CliAgent
-from roles.agents.codex import CodexAgent
-from roles.agents.command import CommandAgent
-from roles.agents.gemini import GeminiAgent
-from roles.sandbox import Sandbox
-from roles.settings import AgentSettings
-
-ADAPTERS: dict[str, type[CliAgent]] = {
-    adapter.kind: adapter
-    for adapter in (CodexAgent, ClaudeAgent, GeminiAgent, AiderAgent, CommandAgent)
-}
-
-# What any supported CLI leaves in its working directory (gitignore patterns): never committed.
-AGENT_STATE_FILES: tuple[str, ...] = tuple(
-    dict.fromkeys(pattern for adapter in ADAPTERS.values() for pattern in adapter.state_files)
-)
-
-
-def build_agent(name: str, settings: AgentSettings, sandbox: Sandbox | None = None) -> Agent:
-    """The adapter for ``settings.kind``, running its CLI in ``sandbox``; AgentConfigError
-    for a kind with no adapter here."""
-    adapter = ADAPTERS.get(settings.kind)
-    if adapter is None:
-        raise AgentConfigError(
-            f"agent {name!r}: kind {settings.kind!r} has no CLI adapter "
-            f"(expected one of {', '.join(sorted(ADAPTERS))})"
-        )
-    return adapter(name, settings, sandbox=sandbox)
-
-
-__all__ = [
-    "ADAPTERS",
-    "AGENT_STATE_FILES",
-    "Agent",
-    "AgentConfigError",
-    "AgentResult",
-    "AgentTask",
-    "AiderAgent",
-    "ClaudeAgent",
-    "CliAgent",
-    "CodexAgent",
-    "CommandAgent",
-    "GeminiAgent",
-    "TaskKind",
-    "Usage",
-    "build_agent",
-]

@@ -164,6 +164,14 @@ class Engine(Running, Resuming, AskingGates):
     def busy(self) -> bool:
         return bool(self._inflight)
 
+    async def until_a_run_ends(self, seconds: float) -> None:
+        """Wait until one of the runs in flight ends, at most ``seconds``: what a caller that
+        drives the engine pass by pass (the demo, the tests) waits for between passes, rather
+        than listing again while nothing it started has changed anything."""
+        tasks = [entry.task for entry in self._inflight.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+
     async def drain(self) -> None:
         """Wait for every started run to finish."""
         while self._inflight:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from roles.agents import AGENT_STATE_FILES
+from roles.agents.registry import AGENT_STATE_FILES
 from roles.workspace.errors import WorkspaceError
 from roles.workspace.gitcmd import Git
 from roles.workspace.layout import (

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from roles.agents import ADAPTERS
+from roles.agents.registry import ADAPTERS
 from roles.sandbox import Sandbox, SandboxSettings, select_sandbox
 
 CACHE = Path(os.environ.get("CREWLINE_CONTRACT_CACHE", Path.home() / ".cache/crewline-contract"))

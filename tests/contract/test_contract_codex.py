@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from roles.agents import AgentTask, TaskKind, build_agent
+from roles.agents.base import AgentTask, TaskKind
+from roles.agents.registry import build_agent
 from roles.settings import AgentSettings
 from sim.core.app import RunningSim
 from tests.contract import clis

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from bot.doctor_agents import check_agent
-from roles.agents import AgentTask, GeminiAgent, TaskKind, build_agent
+from roles.agents.base import AgentTask, TaskKind
+from roles.agents.gemini import GeminiAgent
+from roles.agents.registry import build_agent
 from roles.settings import AgentSettings
 from tests.contract import clis
 

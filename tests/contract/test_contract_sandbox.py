@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from roles.agents import build_agent
 from roles.agents.cli import CliAgent
 from roles.agents.process import agent_environment, run_process
+from roles.agents.registry import build_agent
 from roles.settings import AgentSettings
 from tests.contract import clis
 

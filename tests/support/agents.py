@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from roles.agents import AgentTask, TaskKind
+from roles.agents.base import AgentTask, TaskKind
 
 _HEADER = """\
 #!{python}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bot.app import build_agents, hidden_paths
 from bot.config import CrewlineConfig, Secrets
-from roles.agents import AgentTask, TaskKind
+from roles.agents.base import AgentTask, TaskKind
 from roles.sandbox import (
     Sandbox,
     SandboxSettings,
