@@ -211,8 +211,11 @@ async def test_gitlab_failing_for_one_resumed_run_does_not_stop_the_host(
         try:
 
             async def both_done() -> bool:
+                # GitLab moves first, SQLite records the run's end after: wait for both.
                 states = [await state_of(runtime, i.iid) for i in (stuck, waiting)]
-                return states == ["plan-review", "plan-review"]
+                run = await runtime.storage.runs.latest(PROJECT, stuck.iid, "pm")
+                recorded = run is not None and run.status != RunStatus.RUNNING
+                return states == ["plan-review", "plan-review"] and recorded
 
             await keep_running_until(host, both_done)
         finally:

@@ -27,6 +27,10 @@ class SimStore:
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         await conn.execute("PRAGMA journal_mode=WAL")
+        # With WAL, NORMAL survives the simulator's process dying (only a power cut could
+        # lose the last commits) and skips an fsync per write, which the suite's hundreds of
+        # simulators paid in system time. crewline's own database stays FULL (storage/db.py).
+        await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA busy_timeout=5000")
         await conn.execute("PRAGMA foreign_keys=ON")
         return cls(conn)
