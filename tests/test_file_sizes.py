@@ -12,7 +12,6 @@ CHECKED = ("bot", "roles", "workflow", "forge", "storage", "sim", "bench", "test
 # file the moment it is under the limit (the second test insists), never add one.
 NOT_YET_SPLIT = {
     "forge/guard/assignments.py",
-    "roles/engine/loop.py",
 }
 
 

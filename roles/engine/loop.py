@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from forge import metrics
-from forge.calls import fenced
 from forge.client import ForgeError
 from forge.gateway import StaleState
 from forge.types import Issue
@@ -38,6 +37,7 @@ from roles.engine.admission import (
     Verdict,
     Waiting,
 )
+from roles.engine.carry import CarryingOver
 from roles.engine.gates import AskingGates
 from roles.engine.resume import Resuming
 from roles.engine.run import EngineStats, Running
@@ -45,7 +45,7 @@ from roles.gates.gitlab import GitLabGates
 from roles.notify import EventKind
 from roles.qa.parking import ParkedRuns, RunParked
 from storage import Run
-from workflow import Outcome, StateKind, next_state
+from workflow import Outcome, next_state
 
 __all__ = [
     "GO",
@@ -80,7 +80,7 @@ class _InFlight:
 Seen = Issue | tuple[str, ...] | None
 
 
-class Engine(Running, Resuming, AskingGates):
+class Engine(CarryingOver, Running, Resuming, AskingGates):
     def __init__(self, services: Services, roles: Mapping[str, Role]) -> None:
         self.services = services
         self.roles = dict(roles)
@@ -257,61 +257,6 @@ class Engine(Running, Resuming, AskingGates):
         if name is None:
             return 0
         return await self._start_ready(name, self.roles[name], [issue])
-
-    def _slots(self, role: str, *, leaving: tuple[str, int] | None = None) -> int:
-        """Free slots for ``role``; ``leaving``: an issue whose run is ending (its slot is
-        as good as free)."""
-        settings = self.services.roles
-        others = {key: entry for key, entry in self._inflight.items() if key != leaving}
-        total = settings.max_concurrent - len(others)
-        mine = sum(1 for entry in others.values() if entry.role == role)
-        return min(total, settings.by_name()[role].concurrency - mine)
-
-    async def _carry_role(self, ctx: RunContext, target: str) -> Role | None:
-        """The role this host carries the issue over to as ``ctx``'s run moves it to
-        ``target`` (decision 0037): another role's ready state, enabled, with a slot here
-        once this run's is free, the project not paused, and the role admitting the issue
-        now. None: the issue goes to ``target`` for whoever claims it."""
-        wf = self.services.workflow
-        state = wf.state(target)
-        name = state.role
-        if (
-            state.kind is not StateKind.READY
-            or name is None
-            or name == ctx.role
-            or not ctx.claim.notes  # adopted after a restart: its attempt count is not known
-            or name not in self.roles
-            or not self.services.roles.by_name()[name].enabled
-            or self._slots(name, leaving=(ctx.issue.project, ctx.issue.iid)) <= 0
-        ):
-            return None
-        try:
-            if await self.paused(ctx.issue.project):
-                return None
-            with fenced(None):  # asking writes nothing
-                admission = await self.roles[name].admit(self.services, ctx.issue)
-        except Exception:  # the ordinary move then; the next pass asks again
-            log.exception("carry-over not decided: issue=%s role=%s", ctx.issue.ref, name)
-            return None
-        return self.roles[name] if admission.verdict is Verdict.GO else None
-
-    async def _carry_again(self, ctx: RunContext, moved: str) -> tuple[Role, Issue] | None:
-        """A resumed run had carried the issue over to ``moved`` (a running state) when it was
-        killed: the claim is taken now unless it was (this restart adopts that one), the
-        issue moved on, or there is no slot. Left alone, the janitor re-queues it a TTL after
-        the move."""
-        wf = self.services.workflow
-        name = wf.state(moved).role
-        key = (ctx.issue.project, ctx.issue.iid)
-        if name is None or name not in self.roles or self._slots(name, leaving=key) <= 0:
-            return None
-        issue = await self.services.gateway.get_issue(*key)
-        if wf.state(moved).label not in issue.labels:
-            return None
-        ready = wf.ready_state(name).label
-        if await self.services.claims.current(*key, ready) is not None:
-            return None
-        return self.roles[name], issue
 
     async def _start_ready(self, name: str, role: Role, ready: Sequence[Issue]) -> int:
         if self._slots(name) <= 0 or not self.services.roles.by_name()[name].enabled:
