@@ -8,11 +8,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 400
 CHECKED = ("bot", "roles", "workflow", "forge", "storage", "sim", "bench", "tests")
-# Files still over the limit while their owners split them. This list only shrinks: remove a
-# file the moment it is under the limit (the second test insists), never add one.
-NOT_YET_SPLIT = {
-    "forge/guard/assignments.py",
-}
 
 
 def line_counts(root: Path) -> dict[str, int]:
@@ -29,15 +24,8 @@ def over_limit(counts: dict[str, int]) -> dict[str, int]:
 
 
 def test_no_python_file_exceeds_400_lines() -> None:
-    offenders = {
-        path: n for path, n in over_limit(line_counts(ROOT)).items() if path not in NOT_YET_SPLIT
-    }
+    offenders = over_limit(line_counts(ROOT))
     assert offenders == {}, f"split these by concern into modules under {LIMIT} lines: {offenders}"
-
-
-def test_the_allow_list_names_only_files_still_over_the_limit() -> None:
-    stale = sorted(NOT_YET_SPLIT - set(over_limit(line_counts(ROOT))))
-    assert stale == [], f"these are split now (or gone): remove them from NOT_YET_SPLIT: {stale}"
 
 
 def test_the_count_sees_nested_files_and_counts_every_line(tmp_path: Path) -> None:

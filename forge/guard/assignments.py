@@ -23,7 +23,6 @@ from forge.guard.secret_rules import (
 )
 
 RULE = "secret.generic_assignment"
-URL_RULE = "secret.url_credentials"
 MIN_LENGTH = 16
 # Bits per character. Random hex of 16+ characters averages above 3.2, other random
 # alphabets above 3.7; English-like identifiers sit lower or are excluded as words.
@@ -62,17 +61,12 @@ _VALUE_AFTER_OPERATOR = re.compile(r"[=:>](?=[ \t]{0,8}+[\"'`]?[^\s\"'`]{16})")
 _KEY_TO_OPERATOR = 140
 # An operator and its look-ahead: the operator, spaces (8), a quote and 16 characters.
 _OPERATOR_LOOKAHEAD = 26
-# scheme://user:password@host. The password stops at what cannot be in userinfo unescaped;
-# "$", "{", "<" and quotes stop it too, so templated URLs ("${DB_PASSWORD}") never match.
-_URL_PASSWORD = re.compile(r"://[^\s:/@?#]{0,128}+:(?P<value>[^\s/@?#$<>{}\[\]'\"`]{4,256}+)@")
 _CREDENTIAL_WORDS = (
     "pass", "pwd", "pat", "pw", "secret", "token", "key", "credential", "auth", "bearer",
 )  # fmt: skip
 _CREDENTIAL = register_anchors(_CREDENTIAL_WORDS, "lowered")
-_URL = register_anchors(("://",), "raw")
 # The bits of ``ScanText.found`` without one of which each search finds nothing.
 GATE = _CREDENTIAL.mask
-URL_GATE = _URL.mask
 # Identifier characters as "k", anything else as a space (see ``_key_span``).
 _KEY_MAP = bytes(
     ord("k") if chr(byte).isascii() and (chr(byte).isalnum() or chr(byte) in "_.-") else ord(" ")
@@ -204,7 +198,7 @@ _NON_SECRET_KEYS = frozenset(
         "keyboard", "legend", "label", "storage", "s3", "result", "query",
     }
 )  # fmt: skip
-_TEMPLATE = re.compile(r"\$\{|\{\{|%\(|%s|#\{|<%|\{[A-Za-z_][\w.]*\}")
+TEMPLATE = re.compile(r"\$\{|\{\{|%\(|%s|#\{|<%|\{[A-Za-z_][\w.]*\}")
 _PATH = re.compile(r"(?:/[A-Za-z0-9._@~-]+)+/?")
 _SNAKE_PART = re.compile(r"[a-z]+\d{0,2}|\d{1,4}")
 _SNAKE_SPLIT = re.compile(r"[_.-]")
@@ -244,7 +238,7 @@ def _is_worded_identifier(value: str) -> bool:
     acronym or a short number, with at least two words and acronyms and digits at most a
     quarter of the value. A random alphanumeric string passes this with odds of about
     1 in 400 at 16 characters and 1 in 1,200 at 20, and only when it is unquoted (see
-    ``_is_literal_secret``); in exchange, code that assigns functions and classes to
+    ``is_literal_secret``); in exchange, code that assigns functions and classes to
     credential-named keys does not block.
     """
     if not _CODE_REFERENCE.fullmatch(value):
@@ -295,7 +289,7 @@ def _is_code_path(value: str) -> bool:
     )
 
 
-def _is_literal_secret(value: str, quoted: bool, env_line: bool = False) -> bool:
+def is_literal_secret(value: str, quoted: bool, env_line: bool = False) -> bool:
     if looks_like_placeholder(value) or "://" in value or _is_path(value):
         return False
     if value.startswith(":"):
@@ -304,7 +298,7 @@ def _is_literal_secret(value: str, quoted: bool, env_line: bool = False) -> bool
         return False
     if env_line and _is_worded_snake(value):
         return False
-    if _TEMPLATE.search(value):
+    if TEMPLATE.search(value):
         return False
     if _WORDS_ONLY.fullmatch(value) or character_classes(value) < 2:
         return False
@@ -388,38 +382,6 @@ def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
         if end - start > MAX_VALUE or not _names_a_credential(key):
             continue
         env_line = not quoted and _is_env_line(text, span, start)
-        if _is_literal_secret(text[start:end], quoted, env_line):
+        if is_literal_secret(text[start:end], quoted, env_line):
             reason = f"a high-entropy value assigned to {key!r} looks like a secret; {ROTATE}"
             yield SecretHit(RULE, start, end, reason)
-
-
-_DEV_PASSWORDS = (
-    "postgres", "password", "passwd", "secret", "example", "changeme", "admin", "root",
-    "test", "guest", "user", "pass", "mysql", "redis", "mongo", "dev", "local", "demo",
-    "sample", "default",
-)  # fmt: skip
-
-
-def _is_url_password(value: str) -> bool:
-    """Long passwords by the entropy test; short ones (a database URL's ``s3cr3t!``) when
-    they are not a well-known development default and mix two kinds of characters."""
-    if len(value) >= MIN_LENGTH:
-        return _is_literal_secret(value, quoted=True)
-    lowered = value.lower()
-    if len(value) < 6 or any(word in lowered for word in _DEV_PASSWORDS):
-        return False
-    if looks_like_placeholder(value) or _TEMPLATE.search(value) or value.startswith("%"):
-        return False
-    return character_classes(value) >= 2
-
-
-def url_password_hits(scan: ScanText) -> Iterator[SecretHit]:
-    """Each password in the userinfo of a URL (``postgres://app:…@db``).
-
-    Development defaults (``postgres:postgres@``), placeholders and templates pass.
-    """
-    for match in scan.matches(_URL_PASSWORD, _URL, lowered=False):
-        start, end = match.span("value")
-        if _is_url_password(scan.text[start:end]):
-            reason = f"a password in the userinfo of a URL; {ROTATE}"
-            yield SecretHit(URL_RULE, start, end, reason)

@@ -12,7 +12,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice
 
-from forge.guard import assignments, cli_secrets, contextual, private_keys
+from forge.guard import assignments, cli_secrets, contextual, private_keys, url_credentials
 from forge.guard.prefixed import PREFIXED_RULES
 from forge.guard.scantext import RuleIndex, ScanText
 from forge.guard.secret_rules import FORMAT_RULES, ROTATE, SecretHit
@@ -37,7 +37,7 @@ _CONTEXTUAL: tuple[_Search, ...] = (
 _GENERIC: tuple[_Search, ...] = (
     (cli_secrets.GATE, cli_secrets.cli_hits),
     (assignments.GATE, assignments.assignment_hits),
-    (assignments.URL_GATE, assignments.url_password_hits),
+    (url_credentials.URL_GATE, url_credentials.url_password_hits),
 )
 
 
