@@ -179,3 +179,41 @@ async def test_the_listing_and_access_levels(backend: Backend) -> None:
     assert await tracker.access.level(PROJECT, "nobody-at-all") == 0
     own = await tracker.trust.own()
     assert own.usernames == frozenset({"crewline-bot"}) and own.bot_id == issue.author_id
+
+
+async def test_notes_and_links_change_the_issue(backend: Backend) -> None:
+    """A waiting issue's memo (roles/context.py) is read again only once it changes: a new
+    note and a new blocking link must both move its ``updated_at``."""
+    tracker = backend.tracker
+    issue, blocker = [await tracker.create_issue(PROJECT, t, "", []) for t in ("a", "b")]
+    before = (await tracker.get_issue(PROJECT, issue.iid)).updated_at
+    await tracker.post_note(PROJECT, issue.iid, "a note")
+    noted = (await tracker.get_issue(PROJECT, issue.iid)).updated_at
+    assert noted > before
+    backend.world.block(issue.iid, blocker.iid)
+    assert (await tracker.get_issue(PROJECT, issue.iid)).updated_at > noted
+
+
+async def test_label_events_record_each_label_added_and_removed(backend: Backend) -> None:
+    tracker = backend.tracker
+    issue = await tracker.create_issue(PROJECT, "Events", "", [label("dev-ready")])
+    await tracker.transition(PROJECT, issue.iid, "dev-running")
+    events = await tracker.label_events(PROJECT, issue.iid)
+    assert [(e.action, e.label) for e in events if e.action == "add"] == [
+        ("add", label("dev-ready")), ("add", label("dev-running")),
+    ]  # fmt: skip
+    assert [(e.action, e.label) for e in events if e.action == "remove"] == [
+        ("remove", label("dev-ready"))
+    ]
+    assert {e.user for e in events} == {"crewline-bot"}
+    assert [e.id for e in events] == sorted(e.id for e in events)
+
+
+async def test_crewlines_own_description_keeps_its_markers(backend: Backend) -> None:
+    tracker = backend.tracker
+    marked = f"Goal text.\n\n{seal(note_marker('control:state'))}"
+    issue = await tracker.create_issue(PROJECT, "Control", "", [])
+    updated = await tracker.update_issue(PROJECT, issue.iid, description=marked)
+    assert note_marker("control:state") in updated.description
+    again = await tracker.get_issue(PROJECT, issue.iid)
+    assert again.description == updated.description and FORGED not in again.description

@@ -117,6 +117,7 @@ class FakeGitLab:
     branches: dict[tuple[str, str], str] = field(default_factory=dict)
     mrs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     approvals: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    label_events: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     projects: set[str] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ticks: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -203,12 +204,19 @@ class FakeGitLab:
             "position": None,
         }
         self.notes_of(project, on, iid).append(note)
+        self.touch(project, on, iid, stamp)
         return note
+
+    def touch(self, project: str, on: str, iid: int, stamp: str) -> None:
+        """A note changes its issue: GitLab moves the issue's ``updated_at``."""
+        if on == "issue":
+            self.issue(project, iid)["updated_at"] = stamp
 
     def edit_note(self, project: str, on: str, iid: int, note_id: int, body: str) -> dict[str, Any]:
         for note in self.notes_of(project, on, iid):
             if note["id"] == note_id:
                 note.update(body=body, updated_at=self.now())
+                self.touch(project, on, iid, note["updated_at"])
                 return dict(note)
         raise ForgeNotFound("note.edit", "404 Note Not Found", 404)
 
@@ -222,7 +230,7 @@ class FakeGitLab:
             "id": self.next_id(),
             "title": data["title"],
             "description": data.get("description") or "",
-            "labels": self.labels_after([], labels),
+            "labels": [],
             "state": "opened",
             "author": self.user(author),
             "created_at": stamp,
@@ -230,7 +238,27 @@ class FakeGitLab:
             "web_url": f"http://fake.gitlab.invalid/{project}/-/issues/{iid}",
         }
         self.issues[(project, iid)] = issue
+        self.relabel(project, iid, self.labels_after([], labels), author, stamp)
         return dict(issue)
+
+    def relabel(self, project: str, iid: int, labels: list[str], user: str, stamp: str) -> None:
+        """Set the issue's labels, with a label event for each one added or removed."""
+        issue = self.issue(project, iid)
+        before = list(issue["labels"])
+        changes = [("remove", name) for name in before if name not in labels]
+        changes += [("add", name) for name in labels if name not in before]
+        events = self.label_events.setdefault((project, iid), [])
+        for action, name in changes:
+            events.append(
+                {
+                    "id": self.next_id(),
+                    "action": action,
+                    "label": {"name": name},
+                    "created_at": stamp,
+                    "user": self.user(user),
+                }
+            )
+        issue["labels"] = labels
 
     def update_issue(
         self, project: str, iid: int, data: dict[str, Any], editor: str
@@ -242,14 +270,17 @@ class FakeGitLab:
             [name for name in str(data.get(key) or "").split(",") if name]
             for key in ("add_labels", "remove_labels")
         )
-        issue["labels"] = self.labels_after(list(issue["labels"]), add, remove)
+        stamp = self.now()
+        self.relabel(
+            project, iid, self.labels_after(list(issue["labels"]), add, remove), editor, stamp
+        )
         event = data.get("state_event")
         if event in ("close", "reopen"):
             issue["state"] = "closed" if event == "close" else "opened"
         if "description" in data and data["description"] != issue["description"]:
             issue["description"] = data["description"]
             self.add_note(project, "issue", iid, "changed the description", editor, system=True)
-        issue["updated_at"] = self.now()
+        issue["updated_at"] = stamp
         return dict(issue)
 
     def query(self, project: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -310,3 +341,13 @@ class FakeGitLab:
             status = "mergeable"
         mr["detailed_merge_status"] = status
         return mr
+
+    def link_blocked(self, project: str, iid: int, blocker: int, user: str = "root") -> None:
+        """``blocker`` blocks ``iid`` (an "is blocked by" link, GitLab Premium), with the
+        system notes GitLab writes on both issues (so both change)."""
+        self.blocked_by.setdefault((project, iid), []).append(blocker)
+        said = {iid: f"blocked by #{blocker}", blocker: f"blocking #{iid}"}
+        for where, text in said.items():
+            self.add_note(
+                project, "issue", where, f"marked this issue as {text}", user, system=True
+            )

@@ -16,7 +16,7 @@ crewline acts as ``crewline-bot``; a test writes as anyone else through
 :meth:`FakeTracker.note_by` (a human's comment, a forged marker).
 
 Out of scope (``NotImplementedError`` naming the method): ``ci`` (the flaky-test doctor's CI
-history), ``label_events``, ``note_awards``. ``note_replies`` answers no replies: the fake
+history) and ``note_awards``. ``note_replies`` answers no replies: the fake
 has no threads on issues.
 """
 
@@ -161,14 +161,28 @@ class FakeTracker(NoteOps):
         return issue
 
     async def label_events(self, project: str, iid: int) -> list[LabelEvent]:
-        raise NotImplementedError("FakeTracker.label_events")
+        def list_(_: Any) -> list[dict[str, Any]]:
+            self.state.issue(project, iid)
+            return list(self.state.label_events.get((project, iid), []))
+
+        events = await self.calls.read("issue.label_events", f"{project}#{iid}", {}, list_)
+        return sorted((LabelEvent.of(event) for event in events), key=lambda e: e.id)
 
     async def blocked_by(self, project: str, iid: int) -> list[int]:
-        self.state.issue(project, iid)
-        return list(self.state.blocked_by.get((project, iid), []))
+        """The issues linked as blocking this one (read like the gateway's, so the audit
+        counts it as ``gitlab.issue.links``)."""
+
+        def list_(_: Any) -> list[int]:
+            self.state.issue(project, iid)
+            return list(self.state.blocked_by.get((project, iid), []))
+
+        return await self.calls.read("issue.links", f"{project}#{iid}", {}, list_)
 
     async def member_access_level(self, project: str, username: str) -> int:
-        return self.state.members.get((project, username), 0)
+        def get(_: Any) -> int:
+            return self.state.members.get((project, username), 0)
+
+        return await self.calls.read("member.access_level", project, {"username": username}, get)
 
     # ------------------------------------------------------------ notes
 

@@ -48,7 +48,7 @@ class FakeWorld:
         return self.tracker.note_by(username, PROJECT, iid, body, on=on)
 
     def block(self, iid: int, blocker: int) -> None:
-        self.tracker.state.blocked_by.setdefault((PROJECT, iid), []).append(blocker)
+        self.tracker.state.link_blocked(PROJECT, iid, blocker)
 
     def push(self, branch: str) -> str:
         return self.tracker.merges.push(PROJECT, branch)
