@@ -23,6 +23,7 @@ from forge.calls import AuditedCalls
 from forge.ci_types import Job, TestReport
 from forge.client import ForgeBadRequest, ForgeConflict, ForgeNotFound
 from forge.markers import findable
+from forge.merge_gateway import mr_payload
 from forge.mr_types import Discussion, DiscussionNote, FileDiff
 from forge.trust import Trust
 from forge.types import Approval, MergeRequest, Pipeline
@@ -110,13 +111,7 @@ class FakeMergeRequests:
         existing = await self.find_mr(project, source_branch)
         if existing is not None:
             return existing
-        payload: dict[str, Any] = {
-            "source_branch": source_branch,
-            "target_branch": target_branch,
-            "title": f"Draft: {title}" if draft and not title.startswith("Draft:") else title,
-            "description": description,
-            "labels": ",".join(labels),
-        }
+        payload = mr_payload(source_branch, target_branch, title, description, draft, labels)
 
         def create(_: Any, data: dict[str, Any]) -> MergeRequest:
             return MergeRequest.of(project, self.state.new_mr(project, data, BOT))

@@ -5,8 +5,9 @@ HTTP. ``tests/contract/`` runs one suite against this fake and against the real
 
 What is real here, not re-implemented: the keyed notes (``find_note``, ``upsert_note``,
 ``remove_copies``, ``finish_pending_notes``) are ``forge.gateway_notes.NoteOps``'s own code,
-the base of this class, over this class's note reads and writes; ``transition`` and
-``list_ready`` are ``forge.gateway.Gateway``'s; the trust filter (``forge.trust.Trust``:
+the base of this class, over this class's note reads and writes; ``transition``,
+``list_ready`` and what follows an issue update (``updated``) are ``forge.gateway.Gateway``'s,
+and so are the query and payload builders; the trust filter (``forge.trust.Trust``:
 only crewline's users' notes keep their hidden markers), the one-off post markers
 (``forge.markers.findable``), the issue listing (``forge.issue_index.IssueIndex`` over this
 fake's query), the access cache and the own-write echo are the real classes; every write
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from forge.access import AccessLevels
-from forge.gateway import Gateway, _merge_states
+from forge.gateway import Gateway, list_params, merge_states, update_payload
 from forge.gateway_notes import EDITED, Noteable, NoteOps, _target
 from forge.issue_index import IssueIndex
 from forge.markers import findable
@@ -50,6 +51,7 @@ class FakeTracker(NoteOps):
     # The real gateway's logic over this fake's reads and writes (see the module docstring).
     transition = Gateway.transition
     list_ready = Gateway.list_ready
+    updated = Gateway.updated
 
     def __init__(
         self,
@@ -66,7 +68,7 @@ class FakeTracker(NoteOps):
         self.trust = FakeTrust(self.calls, own, editors=self.description_editor)
         self.merges = FakeMergeRequests(self.state, self.calls, self.trust)
         self.access = AccessLevels(self.member_access_level)
-        self.issues = _FakeIndex(self, keep_closed=_merge_states(self.workflow))
+        self.issues = _FakeIndex(self, keep_closed=merge_states(self.workflow))
         self.own_writes = OwnWrites()
         self.moved: list[Callable[[Issue], None]] = []
         self.pending_notes = PendingNotes()
@@ -113,13 +115,7 @@ class FakeTracker(NoteOps):
         state: str = "opened",
         author_id: int | None = None,
     ) -> list[Issue]:
-        params: dict[str, Any] = {"state": state, "order_by": "updated_at", "sort": "asc"}
-        if labels:
-            params["labels"] = ",".join(labels)
-        if updated_after:
-            params["updated_after"] = updated_after
-        if author_id is not None:
-            params["author_id"] = author_id
+        params = list_params(labels, updated_after, state, author_id)
         found = await self.calls.read(
             "issue.list", project, params, lambda _: self.state.query(project, params)
         )
@@ -135,15 +131,7 @@ class FakeTracker(NoteOps):
         state_event: str | None = None,
         description: str | None = None,
     ) -> Issue:
-        payload: dict[str, Any] = {}
-        if add_labels:
-            payload["add_labels"] = ",".join(add_labels)
-        if remove_labels:
-            payload["remove_labels"] = ",".join(remove_labels)
-        if state_event:
-            payload["state_event"] = state_event
-        if description is not None:
-            payload["description"] = description
+        payload = update_payload(add_labels, remove_labels, state_event, description)
 
         def update(_: Any, data: dict[str, Any]) -> dict[str, Any]:
             return self.state.update_issue(project, iid, data, BOT)
@@ -151,14 +139,7 @@ class FakeTracker(NoteOps):
         data = await self.calls.write(
             "issue.update", f"{project}#{iid}", payload, update, text_fields=("description",)
         )
-        if description is not None:
-            self.trust.wrote(f"{project}#{iid}", str(data.get("description") or ""))
-        issue = await self.trust.issue(Issue.of(project, data))
-        self.own_writes.issue_updated(project, iid, issue.updated_at)
-        self.issues.observe(issue)
-        for listener in list(self.moved):
-            listener(issue)
-        return issue
+        return await self.updated(project, data, wrote_description=description is not None)
 
     async def label_events(self, project: str, iid: int) -> list[LabelEvent]:
         def list_(_: Any) -> list[dict[str, Any]]:
