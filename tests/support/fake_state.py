@@ -119,6 +119,7 @@ class FakeGitLab:
     approvals: dict[tuple[str, int], list[str]] = field(default_factory=dict)
     label_events: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     projects: set[str] = field(default_factory=set)
+    users: dict[str, int] = field(default_factory=lambda: dict(USER_IDS))  # username -> id
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ticks: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -145,7 +146,12 @@ class FakeGitLab:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
     def user(self, username: str) -> dict[str, Any]:
-        return {"id": USER_IDS[username], "username": username}
+        return {"id": self.users[username], "username": username}
+
+    def add_member(self, project: str, username: str, level: int) -> None:
+        """A user (new, or known) with ``level`` access on ``project`` (10 Guest ... 50 Owner)."""
+        self.users.setdefault(username, 100 + len(self.users))
+        self.members[(project, username)] = level
 
     # ------------------------------------------------------------ lookups
 

@@ -13,8 +13,9 @@ only crewline's users' notes keep their hidden markers), the one-off post marker
 fake's query), the access cache and the own-write echo are the real classes; every write
 passes the real ``AuditedCalls`` (marker sink, guard, audit) over an in-process client.
 
-crewline acts as ``crewline-bot``; a test writes as anyone else through
-:meth:`FakeTracker.note_by` (a human's comment, a forged marker).
+crewline acts as ``crewline-bot``; a test acts as anyone else through
+:meth:`FakeTracker.note_by` (a human's comment, a forged marker), :meth:`FakeTracker.issue_by`
+and :meth:`FakeTracker.relabel_by`, and gives users access with ``state.add_member``.
 
 Out of scope (``NotImplementedError`` naming the method): ``ci`` (the flaky-test doctor's CI
 history) and ``note_awards``. ``note_replies`` answers no replies: the fake
@@ -237,6 +238,20 @@ class FakeTracker(NoteOps):
     ) -> int:
         """``username`` comments, as typed (no sink, no guard: not crewline's write)."""
         return int(self.state.add_note(project, on, iid, body, username)["id"])
+
+    def issue_by(
+        self, username: str, project: str, title: str, description: str = "", *labels: str
+    ) -> int:
+        """``username`` files an issue (a human's goal): its iid."""
+        data = {"title": title, "description": description, "labels": ",".join(labels)}
+        return int(self.state.new_issue(project, data, username)["iid"])
+
+    def relabel_by(
+        self, username: str, project: str, iid: int, add: Sequence[str], remove: Sequence[str] = ()
+    ) -> None:
+        """``username`` changes the issue's labels in GitLab (label events name them)."""
+        data = {"add_labels": ",".join(add), "remove_labels": ",".join(remove)}
+        self.state.update_issue(project, iid, data, username)
 
 
 class _FakeIndex(IssueIndex):
