@@ -141,9 +141,14 @@ class FakeGitLab:
         return next(self._ids)
 
     def now(self) -> str:
-        """A timestamp one millisecond after the last: every write is ordered."""
+        """A timestamp one millisecond after the last: every write is ordered. The fake's
+        clock starts at 2026-12-04T12:00:00Z and moves only by writes and :meth:`advance`."""
         moment = _EPOCH + timedelta(milliseconds=next(self._ticks))
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass: the next write is ``seconds`` later."""
+        self._ticks = itertools.count(next(self._ticks) + round(seconds * 1000))
 
     def user(self, username: str) -> dict[str, Any]:
         return {"id": self.users[username], "username": username}
