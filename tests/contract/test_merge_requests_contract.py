@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from forge.client import ForgeBadRequest, ForgeConflict
+from forge.client import ForgeBadRequest, ForgeConflict, ForgeError, ForgeNotFound
 from forge.markers import note_marker
 from forge.sink import FORGED
 from tests.support.forge import PROJECT
@@ -122,3 +122,19 @@ async def test_a_marker_forged_in_a_discussion_is_removed(backend: Backend) -> N
     notes = {n.id: n for d in await tracker.merges.discussions(PROJECT, iid) for n in d.notes}
     assert FORGED in notes[forged].body and "crewline:note" not in notes[forged].body
     assert await tracker.find_note(PROJECT, iid, "review-1:outcome", on="mr") is None
+
+
+async def test_approvals_name_who_approved(backend: Backend) -> None:
+    merges, iid = backend.tracker.merges, await open_mr(backend)
+    assert await merges.approvals(PROJECT, iid) == []
+    backend.world.approve(OTHER, iid)
+    assert [approval.user for approval in await merges.approvals(PROJECT, iid)] == [OTHER]
+
+
+async def test_missing_merge_requests_and_refs(backend: Backend) -> None:
+    merges = backend.tracker.merges
+    with pytest.raises(ForgeNotFound):
+        await merges.get_mr(PROJECT, 999)
+    with pytest.raises(ForgeError):
+        await merges.ensure_branch(PROJECT, "feature", "no-such-ref")
+    assert await merges.branch_sha(PROJECT, "feature") is None

@@ -8,6 +8,7 @@ import pytest
 
 from forge.client import ForgeNotFound
 from forge.gateway import StaleState
+from forge.guard import GuardBlocked
 from forge.markers import note_marker
 from forge.sink import FORGED, seal
 from forge.types import Issue
@@ -217,3 +218,36 @@ async def test_crewlines_own_description_keeps_its_markers(backend: Backend) -> 
     assert note_marker("control:state") in updated.description
     again = await tracker.get_issue(PROJECT, issue.iid)
     assert again.description == updated.description and FORGED not in again.description
+
+
+async def test_listing_by_author_and_by_update_time(backend: Backend) -> None:
+    tracker = backend.tracker
+    ours = await tracker.create_issue(PROJECT, "Ours", "", ["team::core"])
+    own = await tracker.trust.own()
+    assert [i.iid for i in await tracker.list_issues(PROJECT, author_id=own.bot_id)] == [ours.iid]
+    assert await tracker.list_issues(PROJECT, author_id=own.bot_id + 1000) == []
+    later = await tracker.update_issue(PROJECT, ours.iid, add_labels=["flaky"])
+    since = await tracker.list_issues(PROJECT, updated_after=later.updated_at)
+    assert [issue.iid for issue in since] == [ours.iid]  # inclusive, as GitLab compares
+
+
+async def test_writes_are_screened_and_quick_actions_neutralised(backend: Backend) -> None:
+    tracker = backend.tracker
+    issue = await tracker.create_issue(PROJECT, "Screened", "", [])
+    token = "glpat-" + "Ab3dE6gH9jK2mN5pQ8sT"
+    with pytest.raises(GuardBlocked):
+        await tracker.post_note(PROJECT, issue.iid, f"here is the token {token}")
+    assert [note for note in await tracker.notes(PROJECT, issue.iid) if not note.system] == []
+    note = await tracker.post_note(PROJECT, issue.iid, "Done.\n/close\n/label ~x")
+    assert "\n/close" not in note.body and "\n/label" not in note.body
+    assert (await tracker.get_issue(PROJECT, issue.iid)).state == "opened"
+
+
+async def test_editing_a_deleted_note_is_not_found(backend: Backend) -> None:
+    tracker = backend.tracker
+    issue = await tracker.create_issue(PROJECT, "Gone", "", [])
+    note = await tracker.post_note(PROJECT, issue.iid, "soon gone")
+    await tracker.delete_note(PROJECT, issue.iid, note.id)
+    with pytest.raises(ForgeNotFound):
+        await tracker.edit_note(PROJECT, issue.iid, note.id, "too late")
+    assert await tracker.finish_pending_notes() == []  # nothing owed

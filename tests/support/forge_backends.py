@@ -1,7 +1,8 @@
 """The two backends of the GitLab contract suite (``tests/contract/test_*_contract.py``): the
 in-memory fake (``tests/support/fake_tracker.py``) and the real ``forge.gateway.Gateway``
 against the simulator over HTTP. Each gives the tracker crewline uses (as ``crewline-bot``)
-and the few things a test does as someone else: a human's comment, a blocking link, a push.
+and the few things a test does as someone else: a human's comment, a blocking link, a push,
+an approval.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class World(Protocol):
 
     def push(self, branch: str) -> str: ...
 
+    def approve(self, username: str, mr_iid: int) -> None: ...
+
 
 @dataclass
 class Backend:
@@ -53,6 +56,9 @@ class FakeWorld:
     def push(self, branch: str) -> str:
         return self.tracker.merges.push(PROJECT, branch)
 
+    def approve(self, username: str, mr_iid: int) -> None:
+        self.tracker.merges.approve(PROJECT, mr_iid, username)
+
 
 class SimWorld:
     def __init__(self, sim: RunningSim) -> None:
@@ -60,11 +66,18 @@ class SimWorld:
         self.project = admin(sim).projects.get(PROJECT)
 
     def note_by(self, username: str, iid: int, body: str, *, on: Noteable = "issue") -> int:
-        assert username == OTHER, "the simulator's other user with a token is the maintainer"
-        gl = gitlab.Gitlab(self.sim.base_url, private_token=self.sim.config.maintainer_token)
-        project = gl.projects.get(PROJECT, lazy=True)
+        project = self.maintainer(username).projects.get(PROJECT, lazy=True)
         noteable = (project.issues if on == "issue" else project.mergerequests).get(iid, lazy=True)
         return int(noteable.notes.create({"body": body}).id)
+
+    def maintainer(self, username: str) -> gitlab.Gitlab:
+        assert username == OTHER, "the simulator's other user with a token is the maintainer"
+        return gitlab.Gitlab(self.sim.base_url, private_token=self.sim.config.maintainer_token)
+
+    def approve(self, username: str, mr_iid: int) -> None:
+        self.maintainer(username).projects.get(PROJECT, lazy=True).mergerequests.get(
+            mr_iid, lazy=True
+        ).approve()
 
     def block(self, iid: int, blocker: int) -> None:
         links = self.project.issues.get(iid, lazy=True).links
