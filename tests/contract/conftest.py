@@ -20,3 +20,14 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     # The simulator is started only for the simulator's half of the suite.
     async with sim_backend(request.getfixturevalue("sim"), tmp_path / "db.sqlite3") as found:
         yield found
+
+
+@pytest.fixture(params=["fake", "sim"])
+async def free_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """The same two backends emulating GitLab Free: scoped labels are not exclusive."""
+    if request.param == "fake":
+        yield fake_backend(premium=False)
+        return
+    running = request.getfixturevalue("free_sim")
+    async with sim_backend(running, tmp_path / "db.sqlite3") as found:
+        yield found

@@ -251,3 +251,20 @@ async def test_editing_a_deleted_note_is_not_found(backend: Backend) -> None:
     with pytest.raises(ForgeNotFound):
         await tracker.edit_note(PROJECT, issue.iid, note.id, "too late")
     assert await tracker.finish_pending_notes() == []  # nothing owed
+
+
+async def test_free_tier_keeps_two_workflow_labels_until_a_transition_repairs_them(
+    free_backend: Backend,
+) -> None:
+    tracker = free_backend.tracker
+    issue = await tracker.create_issue(
+        PROJECT, "Twice labelled", "", [label("dev-ready"), label("qa-ready")]
+    )
+    assert sorted(x for x in issue.labels if x.startswith("workflow::")) == [
+        label("dev-ready"), label("qa-ready"),
+    ]  # fmt: skip
+    await tracker.issues.refresh(PROJECT)
+    assert [found.iid for found in tracker.issues.twice_labelled(PROJECT)] == [issue.iid]
+    repaired = await tracker.transition(PROJECT, issue.iid, "dev-running")
+    assert [x for x in repaired.labels if x.startswith("workflow::")] == [label("dev-running")]
+    assert tracker.issues.twice_labelled(PROJECT) == []

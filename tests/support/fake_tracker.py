@@ -18,8 +18,10 @@ crewline acts as ``crewline-bot``; a test acts as anyone else through
 and :meth:`FakeTracker.relabel_by`, and gives users access with ``state.add_member``.
 
 Out of scope (``NotImplementedError`` naming the method): ``ci`` (the flaky-test doctor's CI
-history) and ``note_awards``. ``note_replies`` answers no replies: the fake
-has no threads on issues.
+history) and ``note_awards``. ``note_replies`` answers no replies: the fake has no threads
+on issues. forge's helpers that call GitLab through ``tracker.calls`` with python-gitlab
+themselves (``forge.labels``, creating the control issue, ``forge.privilege``) get
+``NotImplementedError`` naming the operation (``tests/support/fake_state.NoGitLab``).
 """
 
 from __future__ import annotations

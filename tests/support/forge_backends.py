@@ -100,8 +100,9 @@ class SimWorld:
         return str(commit.id)
 
 
-def fake_backend() -> Backend:
-    state = FakeGitLab()
+def fake_backend(*, premium: bool = True) -> Backend:
+    """The fake; ``premium=False``: GitLab Free, where scoped labels are not exclusive."""
+    state = FakeGitLab(premium=premium)
     state.add_project(PROJECT)
     tracker = FakeTracker(state)
     return Backend("fake", tracker, FakeWorld(tracker))
