@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from forge.calls import AuditedCalls
 from forge.client import ForgeBadRequest, ForgeNotFound
 from forge.guard import Guard
-from forge.trust import OwnUsers, Trust
+from forge.trust import Editors, OwnUsers, Trust
 from sim.issues.labels import next_label_names
 
 T = TypeVar("T")
@@ -89,7 +89,7 @@ class MemoryAudit:
 class FakeTrust(Trust):
     """The real trust filter, told crewline's users instead of asking ``GET /user``."""
 
-    def __init__(self, calls: AuditedCalls, own: OwnUsers, editors: Any = None) -> None:
+    def __init__(self, calls: AuditedCalls, own: OwnUsers, editors: Editors | None = None) -> None:
         super().__init__(calls, editors=editors)
         self._fixed = own
 
@@ -106,8 +106,9 @@ def audited_calls(audit: MemoryAudit, who: str = "crewline-test") -> AuditedCall
 @dataclass
 class FakeGitLab:
     """GitLab's objects, by project: issues, notes (of issues and MRs), links, members,
-    branches, merge requests and discussions. Premium tier: a scoped label added to an
-    issue drops the other labels of its scope (the simulator's own rule is reused)."""
+    branches, merge requests and discussions. ``premium`` (the default): a scoped label
+    added to an issue drops the other labels of its scope; ``premium=False`` is GitLab Free,
+    where they coexist (the simulator's own rule, reused)."""
 
     premium: bool = True
     issues: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
