@@ -26,13 +26,7 @@ from roles.pm.plan_notes import (
 from tests.support.fake_services import fake_services
 from tests.support.fake_tracker import FakeTracker
 from tests.support.forge import PROJECT
-
-PLAN = Plan(
-    summary="Add a greeting.",
-    steps=["write it"],
-    acceptance=["python3 -m unittest"],
-    owned_paths=["app/*.py"],
-)
+from tests.support.plans import PLAN
 
 
 async def at_the_gate(tracker: FakeTracker, plan: Plan = PLAN) -> tuple[int, str]:
