@@ -63,6 +63,8 @@ async def test_ensure_mr_twice_is_one_mr_with_its_fields(backend: Backend) -> No
     ready = await merges.update_mr(PROJECT, mr.iid, title="Greeting")
     assert not ready.draft and ready.title == "Greeting"
     assert ready.detailed_merge_status == "mergeable"
+    pushed = backend.world.push(BRANCH)  # a push moves the open MR's head
+    assert (await merges.get_mr(PROJECT, mr.iid)).sha == pushed != head
 
 
 async def test_a_merge_is_fenced_by_the_head(backend: Backend) -> None:

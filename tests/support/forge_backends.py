@@ -64,6 +64,12 @@ class SimWorld:
     def __init__(self, sim: RunningSim) -> None:
         self.sim = sim
         self.project = admin(sim).projects.get(PROJECT)
+        self.pushes = 0
+
+    def new_file(self) -> str:
+        """A path no earlier push created: each push is one new commit."""
+        self.pushes += 1
+        return f"change-{self.pushes}.txt"
 
     def note_by(self, username: str, iid: int, body: str, *, on: Noteable = "issue") -> int:
         project = self.maintainer(username).projects.get(PROJECT, lazy=True)
@@ -94,7 +100,7 @@ class SimWorld:
             {
                 "branch": branch,
                 "commit_message": "a change",
-                "actions": [{"action": "create", "file_path": f"{branch}.txt", "content": "x\n"}],
+                "actions": [{"action": "create", "file_path": self.new_file(), "content": "x\n"}],
             }
         )
         return str(commit.id)
