@@ -73,7 +73,7 @@ class Gateway(NoteOps):
         self._project_ids: dict[str, int] = {}
         # One listing per pass, shared by the engine, the janitor and the gates; closed
         # issues are kept where a human may have merged their MR (the janitor's case).
-        self.issues = IssueIndex(self, keep_closed=_merge_states(workflow))
+        self.issues = IssueIndex(self, keep_closed=merge_states(workflow))
         # The echo of our own writes wakes nothing; listeners hear of our moves directly.
         self.own_writes = OwnWrites()
         self.moved: list[Callable[[Issue], None]] = []
@@ -137,18 +137,7 @@ class Gateway(NoteOps):
     ) -> list[Issue]:
         """Issues in ``state`` carrying every label in ``labels`` (and filed by
         ``author_id`` when given), oldest update first, all pages."""
-        params: dict[str, Any] = {
-            "state": state,
-            "order_by": "updated_at",
-            "sort": "asc",
-            "per_page": PER_PAGE,
-        }
-        if labels:
-            params["labels"] = ",".join(labels)
-        if updated_after:
-            params["updated_after"] = updated_after
-        if author_id is not None:
-            params["author_id"] = author_id
+        params = list_params(labels, updated_after, state, author_id)
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
             return raw_list(gl, project_path(project, "issues"), params)
@@ -208,15 +197,7 @@ class Gateway(NoteOps):
         state_event: str | None = None,
         description: str | None = None,
     ) -> Issue:
-        payload: dict[str, Any] = {}
-        if add_labels:
-            payload["add_labels"] = ",".join(add_labels)
-        if remove_labels:
-            payload["remove_labels"] = ",".join(remove_labels)
-        if state_event:
-            payload["state_event"] = state_event
-        if description is not None:
-            payload["description"] = description
+        payload = update_payload(add_labels, remove_labels, state_event, description)
 
         def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
             return dict(gl.projects.get(project, lazy=True).issues.update(iid, data))
@@ -224,10 +205,19 @@ class Gateway(NoteOps):
         data = await self.calls.write(
             "issue.update", f"{project}#{iid}", payload, update, text_fields=("description",)
         )
-        if description is not None:  # as GitLab stores it, written by crewline just now
-            self.trust.wrote(f"{project}#{iid}", str(data.get("description") or ""))
-        issue = await self.trust.issue(Issue.of(project, data))
-        self.own_writes.issue_updated(project, iid, issue.updated_at)
+        return await self.updated(project, data, wrote_description=description is not None)
+
+    async def updated(
+        self, project: str, data: dict[str, Any], *, wrote_description: bool
+    ) -> Issue:
+        """The issue GitLab answered an update with, through the trust filter, and told to
+        everyone who follows this host's own writes (the echo filter, the listing, the
+        listeners). ``wrote_description``: crewline just wrote its description."""
+        issue = Issue.of(project, data)
+        if wrote_description:  # as GitLab stores it, written by crewline just now
+            self.trust.wrote(issue.ref, issue.description)
+        issue = await self.trust.issue(issue)
+        self.own_writes.issue_updated(project, issue.iid, issue.updated_at)
         self.issues.observe(issue)
         for listener in list(self.moved):
             listener(issue)
@@ -276,7 +266,43 @@ class Gateway(NoteOps):
         return await self.calls.read("member.access_level", project, {"username": username}, get)
 
 
-def _merge_states(workflow: Workflow) -> list[str]:
+def list_params(
+    labels: Sequence[str], updated_after: str | None, state: str, author_id: int | None
+) -> dict[str, Any]:
+    """The query of :meth:`Gateway.list_issues`: oldest update first, one page at a time."""
+    params: dict[str, Any] = {
+        "state": state,
+        "order_by": "updated_at",
+        "sort": "asc",
+        "per_page": PER_PAGE,
+    }
+    if labels:
+        params["labels"] = ",".join(labels)
+    if updated_after:
+        params["updated_after"] = updated_after
+    if author_id is not None:
+        params["author_id"] = author_id
+    return params
+
+
+def update_payload(
+    add_labels: Sequence[str],
+    remove_labels: Sequence[str],
+    state_event: str | None,
+    description: str | None,
+) -> dict[str, Any]:
+    """The body of :meth:`Gateway.update_issue`: only what changes (an empty description
+    is a change: it clears the description)."""
+    listed = {"add_labels": add_labels, "remove_labels": remove_labels}
+    payload: dict[str, Any] = {key: ",".join(names) for key, names in listed.items() if names}
+    if state_event:
+        payload["state_event"] = state_event
+    if description is not None:
+        payload["description"] = description
+    return payload
+
+
+def merge_states(workflow: Workflow) -> list[str]:
     """The states an issue waits in while its MR is open (a hand merge closes the issue)."""
     labels = []
     for kind, name in (("ready", "review"), ("ready", "qa"), ("gate", "merge")):

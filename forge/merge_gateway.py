@@ -106,15 +106,7 @@ class MergeGateway:
         existing = await self.find_mr(project, source_branch)
         if existing is not None:
             return existing
-        payload: dict[str, Any] = {
-            "source_branch": source_branch,
-            "target_branch": target_branch,
-            "title": f"Draft: {title}" if draft and not title.startswith("Draft:") else title,
-            "description": description,
-            "remove_source_branch": True,
-        }
-        if labels:
-            payload["labels"] = ",".join(labels)
+        payload = mr_payload(source_branch, target_branch, title, description, draft, labels)
 
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> MergeRequest:
             mr = gl.projects.get(project, lazy=True).mergerequests.create(data)
@@ -364,3 +356,25 @@ class MergeGateway:
         return await self.calls.write(
             "job.retry", f"{project}/job/{job_id}", {}, retry, find_existing=find_retried
         )
+
+
+def mr_payload(
+    source_branch: str,
+    target_branch: str,
+    title: str,
+    description: str,
+    draft: bool,
+    labels: Sequence[str],
+) -> dict[str, Any]:
+    """The body that creates an MR: a draft's title starts with "Draft:" (once), and GitLab
+    removes the source branch when it merges."""
+    payload: dict[str, Any] = {
+        "source_branch": source_branch,
+        "target_branch": target_branch,
+        "title": f"Draft: {title}" if draft and not title.startswith("Draft:") else title,
+        "description": description,
+        "remove_source_branch": True,
+    }
+    if labels:
+        payload["labels"] = ",".join(labels)
+    return payload

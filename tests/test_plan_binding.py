@@ -14,13 +14,7 @@ from roles.pm.plan_notes import (
     approved_plan_marker,
     decision_key,
 )
-
-PLAN = Plan(
-    summary="Add a greeting.",
-    steps=["write it"],
-    acceptance=["python3 -m unittest"],
-    owned_paths=["app/*.py"],
-)
+from tests.support.plans import PLAN
 
 
 def note(number: int, body: str, key: str | None = None) -> Note:
