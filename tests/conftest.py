@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,13 @@ import pytest
 
 from sim.core.app import RunningSim, running_sim
 from sim.core.base import SimConfig
+
+# A shell that starts the suite in the background without job control (`pytest &` in a script,
+# `nohup`) has SIGINT ignored, and an ignored signal stays ignored across exec: every crewline
+# process the tests start would then ignore the Ctrl-C the tests send it. A handler (unlike
+# SIG_IGN) is reset by exec, so the children get the default Ctrl-C again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -149,7 +149,12 @@ class Background:
         """Ctrl-C, as a person at the terminal would (or ``how``, as a supervisor would);
         the exit code."""
         self.process.send_signal(how)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"crewline did not stop within {timeout} s of {how.name}:\n{self.output}"
+            ) from None
 
     def kill(self) -> None:
         if self.process.poll() is None:
