@@ -213,8 +213,10 @@ def _bot_calls(sim: RunningSim) -> int:
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    # SIGTERM, as a supervisor stops a host: a SIGINT would be ignored when the bench itself
+    # was started in the background by a script (an ignored signal stays ignored across exec).
     for process in processes:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
     for process in processes:
         try:
             process.wait(60)

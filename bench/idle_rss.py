@@ -100,7 +100,7 @@ def one_run(directory: Path, idle: float, webhooks: bool = True) -> int:
                 time.sleep(1)
             return max(samples)
         finally:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)  # SIGINT may be ignored: see bench/fleet.py
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
