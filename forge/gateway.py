@@ -117,10 +117,18 @@ class Gateway(NoteOps):
         self.trust.wrote(issue.ref, issue.description)
         return issue
 
-    async def get_issue(self, project: str, iid: int) -> Issue:
-        def get(gl: gitlab.Gitlab) -> dict[str, Any]:
-            return raw_get(gl, project_path(project, "issues", iid))
+    def _issue_reader(self, project: str, iid: int) -> Callable[[Any], dict[str, Any]]:
+        """The one raw read behind :meth:`get_issue` (an in-memory fake swaps it)."""
+        return lambda gl: raw_get(gl, project_path(project, "issues", iid))
 
+    def _issue_lister(
+        self, project: str, params: dict[str, Any]
+    ) -> Callable[[Any], list[dict[str, Any]]]:
+        """The one raw read behind :meth:`list_issues` (an in-memory fake swaps it)."""
+        return lambda gl: raw_list(gl, project_path(project, "issues"), params)
+
+    async def get_issue(self, project: str, iid: int) -> Issue:
+        get = self._issue_reader(project, iid)
         data = await self.calls.read("issue.get", f"{project}#{iid}", {}, get)
         issue = await self.trust.issue(Issue.of(project, data))
         self.issues.observe(issue)
@@ -138,10 +146,7 @@ class Gateway(NoteOps):
         """Issues in ``state`` carrying every label in ``labels`` (and filed by
         ``author_id`` when given), oldest update first, all pages."""
         params = list_params(labels, updated_after, state, author_id)
-
-        def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            return raw_list(gl, project_path(project, "issues"), params)
-
+        list_ = self._issue_lister(project, params)
         return [
             await self.trust.issue(Issue.of(project, item))
             for item in await self.calls.read("issue.list", project, params, list_)

@@ -5,7 +5,7 @@ every write screened by the guard, every note read through the trust filter (001
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gitlab
@@ -124,12 +124,16 @@ class NoteOps:
         self.own_writes.note_written(note.id)
         return await self.trust.note(_target(project, on, iid), note)
 
+    def _note_editor(
+        self, project: str, on: Noteable, iid: int, note_id: int
+    ) -> Callable[[Any, dict[str, Any]], dict[str, Any]]:
+        """The one raw write behind :meth:`edit_note` (an in-memory fake swaps it)."""
+        return lambda gl, data: dict(_noteable(gl, project, on, iid).notes.update(note_id, data))
+
     async def edit_note(
         self, project: str, iid: int, note_id: int, body: str, *, on: Noteable = "issue"
     ) -> Note:
-        def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
-            return dict(_noteable(gl, project, on, iid).notes.update(note_id, data))
-
+        update = self._note_editor(project, on, iid, note_id)
         target = f"{_target(project, on, iid)}/note/{note_id}"
         data = await self.calls.write(
             "note.edit", target, {"body": body}, update, text_fields=("body",)

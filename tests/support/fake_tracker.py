@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from forge.access import AccessLevels
-from forge.gateway import Gateway, list_params, merge_states, update_payload
+from forge.gateway import Gateway, merge_states, update_payload
 from forge.gateway_notes import EDITED, Noteable, NoteOps, _target
 from forge.issue_index import IssueIndex
 from forge.markers import findable
@@ -53,6 +53,8 @@ from workflow import Workflow, default_workflow
 class FakeTracker(NoteOps):
     # The real gateway's logic over this fake's reads and writes (see the module docstring).
     transition = Gateway.transition
+    get_issue = Gateway.get_issue
+    list_issues = Gateway.list_issues
     list_ready = Gateway.list_ready
     updated = Gateway.updated
 
@@ -101,28 +103,13 @@ class FakeTracker(NoteOps):
         self.trust.wrote(issue.ref, issue.description)
         return issue
 
-    async def get_issue(self, project: str, iid: int) -> Issue:
-        data = await self.calls.read(
-            "issue.get", f"{project}#{iid}", {}, lambda _: dict(self.state.issue(project, iid))
-        )
-        issue = await self.trust.issue(Issue.of(project, data))
-        self.issues.observe(issue)
-        return issue
+    def _issue_reader(self, project: str, iid: int) -> Callable[[Any], dict[str, Any]]:
+        return lambda _: dict(self.state.issue(project, iid))
 
-    async def list_issues(
-        self,
-        project: str,
-        *,
-        labels: Sequence[str] = (),
-        updated_after: str | None = None,
-        state: str = "opened",
-        author_id: int | None = None,
-    ) -> list[Issue]:
-        params = list_params(labels, updated_after, state, author_id)
-        found = await self.calls.read(
-            "issue.list", project, params, lambda _: self.state.query(project, params)
-        )
-        return [await self.trust.issue(Issue.of(project, item)) for item in found]
+    def _issue_lister(
+        self, project: str, params: dict[str, Any]
+    ) -> Callable[[Any], list[dict[str, Any]]]:
+        return lambda _: self.state.query(project, params)
 
     async def update_issue(
         self,
@@ -210,18 +197,10 @@ class FakeTracker(NoteOps):
         self.own_writes.note_written(note.id)
         return await self.trust.note(_target(project, on, iid), note)
 
-    async def edit_note(
-        self, project: str, iid: int, note_id: int, body: str, *, on: Noteable = "issue"
-    ) -> Note:
-        def update(_: Any, data: dict[str, Any]) -> dict[str, Any]:
-            return self.state.edit_note(project, on, iid, note_id, data["body"])
-
-        target = f"{_target(project, on, iid)}/note/{note_id}"
-        data = await self.calls.write(
-            "note.edit", target, {"body": body}, update, text_fields=("body",)
-        )
-        self.own_writes.note_written(note_id)
-        return await self.trust.note(_target(project, on, iid), Note.of(data))
+    def _note_editor(
+        self, project: str, on: Noteable, iid: int, note_id: int
+    ) -> Callable[[Any, dict[str, Any]], dict[str, Any]]:
+        return lambda _, data: self.state.edit_note(project, on, iid, note_id, data["body"])
 
     async def delete_note(
         self, project: str, iid: int, note_id: int, *, on: Noteable = "issue"
