@@ -177,10 +177,7 @@ async def _drive(
             flaky.go()
         if desk.input_closed and not engine.busy:
             break  # nobody is left to approve what waits at a gate
-        if engine.busy:  # the next pass has news once a run ends: no listing before
-            await engine.until_a_run_ends(1.0)
-        else:
-            await asyncio.sleep(0.2)  # parked QA and the flaky phase move with time
+        await engine.between_passes(busy=1.0, idle=0.2)
     await flaky.stop()
     await engine.drain()
     results = [

@@ -164,13 +164,16 @@ class Engine(CarryingOver, Running, Resuming, AskingGates):
     def busy(self) -> bool:
         return bool(self._inflight)
 
-    async def until_a_run_ends(self, seconds: float) -> None:
-        """Wait until one of the runs in flight ends, at most ``seconds``: what a caller that
-        drives the engine pass by pass (the demo, the tests) waits for between passes, rather
-        than listing again while nothing it started has changed anything."""
+    async def between_passes(self, *, busy: float, idle: float) -> None:
+        """The pause of a caller that drives the engine pass by pass (the demo, the tests):
+        with runs in flight, until one of them ends (at most ``busy`` seconds), since the
+        next pass has news only then; with none, ``idle`` seconds, for what moves with time
+        (parked QA, pipelines, a gate)."""
         tasks = [entry.task for entry in self._inflight.values()]
         if tasks:
-            await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, timeout=busy, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(idle)
 
     async def drain(self) -> None:
         """Wait for every started run to finish."""

@@ -4,7 +4,6 @@ to drive the engine and read GitLab back."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
@@ -121,10 +120,7 @@ async def drive(
         if not runtime.engine.busy and await done():
             return
         assert time.monotonic() < deadline, "the engine did not get there in time"
-        if runtime.engine.busy:  # the next pass has news once a run ends: no listing before
-            await runtime.engine.until_a_run_ends(0.5)
-        else:
-            await asyncio.sleep(0.1)  # parked work, a pipeline or a gate moves with time
+        await runtime.engine.between_passes(busy=0.5, idle=0.1)
 
 
 async def reach(runtime: Runtime, expected: dict[int, str], limit: float = 60.0) -> None:
