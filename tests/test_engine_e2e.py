@@ -237,7 +237,8 @@ async def test_killed_workers_claim_expires_and_another_host_finishes(
         await asyncio.sleep(1)  # the agent is at work now
         assert await state_of(a, issue.iid) == "dev-running"
         # host-a dies here: its runtime stops without transitioning or releasing anything.
-    survivor = configure(demo_sim, tmp_path / "b", worker_id="host-b", schedule=schedule)
+    # host-b renews on the default TTL: a 2 s claim of its own would lapse under a loaded suite.
+    survivor = configure(demo_sim, tmp_path / "b", worker_id="host-b")
     async with runtime_for(demo_sim, survivor) as (b, _):
         requeued: list[str] = []
         for _ in range(100):
