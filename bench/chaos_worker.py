@@ -108,7 +108,7 @@ async def work(args: argparse.Namespace) -> int:
 async def _serve(runtime: Runtime, stop: asyncio.Event) -> None:
     """What `crewline worker` runs (bot/serve.py), until SIGTERM."""
     engine, config = runtime.engine, runtime.config
-    scheduler = build_scheduler(engine, config.schedule, config.roles.flaky)
+    scheduler = build_scheduler(engine, runtime.client.budget, config.schedule, config.roles.flaky)
     scheduler.start()
     forever = asyncio.create_task(engine.run_forever(config.schedule.poll_seconds))
     try:

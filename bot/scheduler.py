@@ -65,8 +65,9 @@ class Paced:
 
 
 def build_scheduler(
-    engine: Engine, schedule: ScheduleSettings, doctor: FlakyDoctorSettings
+    engine: Engine, budget: RateBudget, schedule: ScheduleSettings, doctor: FlakyDoctorSettings
 ) -> AsyncIOScheduler:
+    """``budget``: the bot identity's GitLab rate budget, which paces the poll and the janitor."""
     scheduler = AsyncIOScheduler(timezone="UTC")
     limits = JanitorLimits(
         stuck_after=schedule.stuck_after_seconds,
@@ -74,7 +75,6 @@ def build_scheduler(
         answer_timeout=schedule.answer_timeout_seconds,
     )
 
-    budget = engine.services.gateway.calls.client.budget
     poll_pace = Paced("poll", budget, schedule.poll_seconds)
     janitor_pace = Paced("janitor", budget, schedule.janitor_seconds)
 

@@ -119,7 +119,7 @@ async def serve(
         receiver = WebhookReceiver(secrets.webhook_secret, on_event, config.webhook)
         url = await receiver.start()
         console.print(f"webhooks: listening at {url}", markup=False)
-    scheduler = build_scheduler(engine, config.schedule, config.roles.flaky)
+    scheduler = build_scheduler(engine, runtime.client.budget, config.schedule, config.roles.flaky)
     if with_discord:
         from bot.discord.run import start_discord
 

@@ -116,7 +116,7 @@ async def board(runtime: Runtime) -> Board:
 async def rate_lines(runtime: Runtime) -> list[str]:
     """The budget as GitLab just reported it to this command, and this host's own rate."""
     now = time.time()
-    client = runtime.services.gateway.calls.client
+    client = runtime.client
     lines = [f"GitLab rate budget: {client.budget.snapshot().describe(now)} (this command)"]
     recorded = await runtime.storage.settings.get_json(RATE_KEY)
     host = _snapshot(recorded)

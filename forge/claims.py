@@ -87,6 +87,12 @@ class Claims(Recovery[LeaseT]):
         self.ttl = ttl_seconds
         self.clock = clock
 
+    def over(self, gateway: IssueTracker) -> Claims[LeaseT]:
+        """These claims (worker, leases, TTL, clock) through another view of the tracker."""
+        return Claims(
+            gateway, self.leases, worker=self.worker, ttl_seconds=self.ttl, clock=self.clock
+        )
+
     def _expiry(self) -> datetime:
         return whole_seconds(self.clock() + timedelta(seconds=self.ttl))
 

@@ -14,9 +14,8 @@ from typing import Any
 
 import gitlab
 
-from forge.calls import AuditedCalls
 from forge.client import ForgeConflict, ForgeNotFound
-from forge.ports import IssueTracker
+from forge.ports import GitLabCalls, IssueTracker
 
 
 @dataclass
@@ -72,7 +71,7 @@ async def ensure_label(
         await _create(gateway.calls, project, wanted)
 
 
-async def _get(calls: AuditedCalls, project: str, name: str) -> dict[str, Any] | None:
+async def _get(calls: GitLabCalls, project: str, name: str) -> dict[str, Any] | None:
     def get(gl: gitlab.Gitlab) -> dict[str, Any]:
         return dict(gl.projects.get(project, lazy=True).labels.get(name).attributes)
 
@@ -82,7 +81,7 @@ async def _get(calls: AuditedCalls, project: str, name: str) -> dict[str, Any] |
         return None
 
 
-async def _create(calls: AuditedCalls, project: str, wanted: dict[str, str]) -> dict[str, Any]:
+async def _create(calls: GitLabCalls, project: str, wanted: dict[str, str]) -> dict[str, Any]:
     """Create the label, or adopt it if it exists by now; returns it as GitLab has it."""
     name = wanted["name"]
 
@@ -104,7 +103,7 @@ async def _create(calls: AuditedCalls, project: str, wanted: dict[str, str]) -> 
         return adopted
 
 
-async def _update(calls: AuditedCalls, project: str, wanted: dict[str, str]) -> None:
+async def _update(calls: GitLabCalls, project: str, wanted: dict[str, str]) -> None:
     def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> None:
         gl.projects.get(project, lazy=True).labels.update(
             data["name"], {"color": data["color"], "description": data["description"]}

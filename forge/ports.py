@@ -9,16 +9,57 @@ for GitLab. Only the composition root in ``bot/`` builds the concrete gateways.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, Literal, Protocol, TypeVar
 
-from forge.calls import AuditedCalls
+import gitlab
+
 from forge.ci_types import Job, TestCase, TestReport
+from forge.claim_notes import ClaimView
+from forge.claim_types import Claim, LeaseT, LocalLeases
+from forge.guard import Guard
 from forge.mr_types import Discussion, DiscussionNote, FileDiff
 from forge.types import Approval, Award, Issue, LabelEvent, MergeRequest, Note, Pipeline
 from workflow import Workflow
 
 Noteable = Literal["issue", "mr"]
+T = TypeVar("T")
+
+
+class GitLabCalls(Protocol):
+    """One GitLab identity's audited, guarded calls (``forge.calls.AuditedCalls``): who
+    writes, the guard its writes pass (a push is screened by it too), and the raw read and
+    write forge's own helpers (labels, the control issue, the privilege check) make with
+    python-gitlab. Roles use only ``who`` and ``guard``."""
+
+    @property
+    def who(self) -> str: ...
+
+    @property
+    def guard(self) -> Guard: ...
+
+    async def read(
+        self,
+        operation: str,
+        target: str,
+        params: Mapping[str, Any],
+        fn: Callable[[gitlab.Gitlab], T],
+    ) -> T: ...
+
+    async def write(
+        self,
+        operation: str,
+        target: str,
+        payload: Mapping[str, Any],
+        fn: Callable[[gitlab.Gitlab, dict[str, Any]], T],
+        *,
+        text_fields: tuple[str, ...] = (),
+        branch_fields: tuple[str, ...] = (),
+        content_fields: tuple[str, ...] = (),
+        redact_fields: tuple[str, ...] = (),
+        once: bool = False,
+        find_existing: Callable[[dict[str, Any]], Awaitable[T | None]] | None = None,
+    ) -> T: ...
 
 
 # ------------------------------------------------------------------ the tracker's parts
@@ -203,7 +244,7 @@ class IssueTracker(Protocol):
     def moved(self) -> list[Callable[[Issue], None]]: ...
 
     @property
-    def calls(self) -> AuditedCalls:
+    def calls(self) -> GitLabCalls:
         """The audited, guarded calls of this GitLab identity: who writes, its guard (a
         push is screened by it), and forge's own helpers' calls (labels, control issue)."""
         ...
@@ -296,3 +337,51 @@ class IssueTracker(Protocol):
         quoted: bool = False,
         known: Sequence[Note] | None = None,
     ) -> Note: ...
+
+
+# ------------------------------------------------------------------ the claim protocol
+
+
+class IssueClaims(Protocol[LeaseT]):
+    """The claim protocol (SPEC §3) as the engine and the roles use it; implemented by
+    ``forge.claims.Claims`` over an :class:`IssueTracker` and this host's leases."""
+
+    @property
+    def worker(self) -> str: ...
+
+    @property
+    def ttl(self) -> float: ...
+
+    @property
+    def leases(self) -> LocalLeases[LeaseT]: ...
+
+    def over(self, gateway: IssueTracker) -> IssueClaims[LeaseT]:
+        """The same claims (worker, leases, TTL) through another view of the tracker (the
+        flaky-test doctor moves issues through its own workflow)."""
+        ...
+
+    async def claim(self, issue: Issue, role: str, run: str) -> Claim[LeaseT] | None: ...
+
+    async def carry(
+        self, held: Claim[LeaseT], issue: Issue, role: str, run: str
+    ) -> Claim[LeaseT] | None: ...
+
+    async def current(self, project: str, iid: int, ready_label: str) -> ClaimView | None: ...
+
+    async def check(self, claim: Claim[LeaseT]) -> None: ...
+
+    def check_time(self, claim: Claim[LeaseT]) -> None: ...
+
+    async def held_labels(self, claim: Claim[LeaseT]) -> tuple[str, ...] | None: ...
+
+    async def renew(self, claim: Claim[LeaseT]) -> Claim[LeaseT]: ...
+
+    async def release(self, claim: Claim[LeaseT], *, keep_lease: bool = False) -> None: ...
+
+    async def adopt(
+        self, issue: Issue, role: str, run: str, *, moved_on: bool = False
+    ) -> Claim[LeaseT] | None: ...
+
+    async def expire(
+        self, issue: Issue, role: str, *, reason: str, target: str | None = None
+    ) -> bool: ...

@@ -14,14 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from forge.claims import Claim, Claims
+from forge.claims import Claim
 from forge.gateway import note_marker
 from forge.settings import ProjectSettings
 from forge.sink import seal
 from forge.types import Issue, Note
 from roles.agents.unmarked import Unmarked
 from roles.fleet_state import FleetState
-from roles.ports import Agent, Desk, IssueTracker, MergeRequests, Notifier, Sandbox
+from roles.ports import (
+    Agent,
+    Desk,
+    IssueClaims,
+    IssueTracker,
+    MergeRequests,
+    Notifier,
+    Sandbox,
+)
 from roles.sandbox import NoSandbox
 from roles.settings import RolesSettings
 from roles.workspace.workspaces import Workspaces
@@ -60,7 +68,7 @@ class Services:
 
     gateway: IssueTracker
     storage: Storage
-    claims: Claims[Lease]
+    claims: IssueClaims[Lease]
     workflow: Workflow
     projects: Mapping[str, ProjectSettings]
     roles: RolesSettings

@@ -11,7 +11,8 @@ module under ``roles/`` names a concrete gateway (``tests/test_layering.py``).
 
 The other ports: :class:`Agent` (a coding agent CLI), :class:`Sandbox` (where commands run),
 :class:`Notifier` and :class:`Desk` (the humans' surfaces), :class:`AuditSink` (the audit
-trail), :class:`LocalLeases` (this host's leases) and :class:`Role` (what the engine runs
+trail), :class:`LocalLeases` (this host's leases), :class:`IssueClaims` (the claim protocol
+over GitLab and those leases), :class:`GitLabCalls` (an identity's audited calls) and :class:`Role` (what the engine runs
 for one stage). This module holds no behaviour.
 """
 
@@ -20,9 +21,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from forge.calls import AuditSink as AuditSink
-from forge.claims import LocalLeases as LocalLeases
+from forge.claim_types import LocalLeases as LocalLeases
 from forge.ports import AccessLookup as AccessLookup
 from forge.ports import CiReads as CiReads
+from forge.ports import GitLabCalls as GitLabCalls
+from forge.ports import IssueClaims as IssueClaims
 from forge.ports import IssueListings as IssueListings
 from forge.ports import IssueSnapshot as IssueSnapshot
 from forge.ports import IssueTracker as IssueTracker
@@ -57,6 +60,8 @@ __all__ = [
     "AuditSink",
     "CiReads",
     "Desk",
+    "GitLabCalls",
+    "IssueClaims",
     "IssueListings",
     "IssueSnapshot",
     "IssueTracker",

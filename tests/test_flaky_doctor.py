@@ -54,7 +54,9 @@ async def test_the_scheduler_runs_the_doctor_on_its_cron(
     demo_sim: RunningSim, hosts: list[Runtime]
 ) -> None:
     host = hosts[0]
-    scheduler = build_scheduler(host.engine, host.config.schedule, host.config.roles.flaky)
+    scheduler = build_scheduler(
+        host.engine, host.client.budget, host.config.schedule, host.config.roles.flaky
+    )
     job = scheduler.get_job("flaky")
     assert job is not None and "minute='30'" in str(job.trigger)  # flaky_cron "30 * * * *"
     await seen(host, TICK)
@@ -64,5 +66,7 @@ async def test_the_scheduler_runs_the_doctor_on_its_cron(
     (filed,) = doctor_goals(demo_sim)
     assert filed["title"] == f"Flaky test {TICK}"
     assert set(filed["labels"]) == {"flaky-test", "flaky::detected"}  # type: ignore[arg-type]
-    off = build_scheduler(host.engine, host.config.schedule, FlakyDoctorSettings(enabled=False))
+    off = build_scheduler(
+        host.engine, host.client.budget, host.config.schedule, FlakyDoctorSettings(enabled=False)
+    )
     assert off.get_job("flaky") is None

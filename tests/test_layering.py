@@ -136,19 +136,25 @@ CONCRETE = {
     "forge.merge_gateway": {"MergeGateway"},
     "forge.ci_history": {"CiHistory"},
     "forge.client": {"GitLabClient"},
+    # The claim protocol and the audited call path are forge's too: roles see IssueClaims
+    # and GitLabCalls.
+    "forge.claims": {"Claims"},
+    "forge.calls": {"AuditedCalls"},
 }
 # What the ports may import: workflow, forge's typed data and the ports' own definitions.
 PORTS_MAY_IMPORT = {
     "forge/ports.py": {
-        "forge.calls",  # AuditedCalls: the audited call path the tracker exposes to forge
         "forge.ci_types",
+        "forge.claim_notes",  # ClaimView, what IssueClaims.current answers
+        "forge.claim_types",  # Claim and LocalLeases
+        "forge.guard",  # Guard, which GitLabCalls exposes for screening pushes
         "forge.mr_types",
         "forge.types",
         "workflow",
     },
     "roles/ports.py": {
         "forge.calls",  # AuditSink
-        "forge.claims",  # LocalLeases
+        "forge.claim_types",  # LocalLeases
         "forge.ports",
         "forge.types",
         "roles.agents.base",
@@ -193,6 +199,7 @@ def test_the_gateway_check_sees_every_way_to_name_one(tmp_path: Path) -> None:
         "import forge.merge_gateway\n"
         "def f():\n    from gitlab.v4.objects import Project\n    import gitlab\n"
         "from forge.ci_history import *\n"
+        "from forge.claims import Claim, Claims\n"
     )
     assert concrete_gateways_named(module) == {
         "forge.gateway.Gateway",
@@ -200,6 +207,7 @@ def test_the_gateway_check_sees_every_way_to_name_one(tmp_path: Path) -> None:
         "gitlab.v4.objects",
         "gitlab",
         "forge.ci_history.*",
+        "forge.claims.Claims",
     }
     module.write_text("from forge.gateway import StaleState, note_marker\n")
     assert concrete_gateways_named(module) == set()

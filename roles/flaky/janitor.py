@@ -18,11 +18,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from forge.calls import fenced
-from forge.claims import Claim, Claims, requeue_key
+from forge.claims import Claim, requeue_key
 from forge.gateway import StaleState
 from roles.attempts import round_attempt
 from roles.context import Services
-from roles.ports import IssueSnapshot, IssueTracker
+from roles.ports import IssueClaims, IssueSnapshot, IssueTracker
 from storage import Lease
 from workflow import Outcome, Workflow, flaky_workflow, next_state
 from workflow.flaky import FLAKY_ROLES
@@ -43,10 +43,8 @@ def flaky_gateway(gateway: IssueTracker, flaky: Workflow) -> IssueTracker:
     return view
 
 
-def flaky_claims(services: Services, gateway: IssueTracker) -> Claims[Lease]:
-    return Claims[Lease](
-        gateway, services.storage.leases, worker=services.worker, ttl_seconds=services.claims.ttl
-    )
+def flaky_claims(services: Services, gateway: IssueTracker) -> IssueClaims[Lease]:
+    return services.claims.over(gateway)
 
 
 def after_stop(flaky: Workflow, role: str, attempt: int, limit: int, why: str) -> tuple[str, str]:
