@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from rich.console import Console
-
+from bot.plain_console import PlainConsole, Printer
 from roles.context import Services
 from roles.gates.decide import GateNotDecided, decide_merge, decide_plan
 from roles.notify import Event, EventKind, GateRequest
@@ -35,7 +34,7 @@ _STYLES = {
 
 
 class ConsoleNotifier:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Printer) -> None:
         self.console = console
 
     async def notify(self, event: Event) -> None:
@@ -54,7 +53,7 @@ class ConsoleNotifier:
 class ConsoleDesk:
     def __init__(
         self,
-        console: Console,
+        console: Printer,
         gateway: IssueTracker,
         leases: LeaseStore,
         *,
@@ -83,7 +82,7 @@ class ConsoleDesk:
         services: Services,
         *,
         who: str,
-        console: Console | None = None,
+        console: Printer | None = None,
         interactive: bool = False,
         humans_merge: str | None = None,
     ) -> ConsoleDesk:
@@ -91,7 +90,7 @@ class ConsoleDesk:
         leases under the host's worker id and merges with the host's merge identity (when it
         has one). ``console`` defaults to a silent one."""
         return cls(
-            console or Console(quiet=True),
+            console or PlainConsole(quiet=True),
             services.gateway,
             services.storage.leases,
             interactive=interactive,

@@ -10,11 +10,9 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from aiohttp import web
-
 from bot.settings import ObservabilitySettings
 from forge import metrics
-from forge.listen import listen
+from forge.http_serve import HttpServer, Request, Response, Route
 from storage import Storage
 
 log = logging.getLogger(__name__)
@@ -52,38 +50,38 @@ class Observer:
         self.settings = settings
         self.storage = storage
         self.started = False
-        self._runner: web.AppRunner | None = None
+        self._server: HttpServer | None = None
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get(METRICS_PATH, metrics.handler)
-        app.router.add_get(HEALTH_PATH, self._health)
-        app.router.add_get(READY_PATH, self._ready)
-        return app
+    def routes(self) -> dict[str, Route]:
+        return {
+            METRICS_PATH: Route(metrics.handler),
+            HEALTH_PATH: Route(self._health),
+            READY_PATH: Route(self._ready),
+        }
 
-    async def _health(self, _request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    async def _health(self, _request: Request) -> Response:
+        return Response.text("ok")
 
-    async def _ready(self, _request: web.Request) -> web.Response:
+    async def _ready(self, _request: Request) -> Response:
         problem = "the runtime is not started yet" if not self.started else None
         problem = problem or await database_problem(self.storage)
         if problem is not None:
-            return web.Response(status=503, text=f"not ready: {problem}")
-        return web.Response(text="ready")
+            return Response.text(f"not ready: {problem}", 503)
+        return Response.text("ready")
 
     async def start(self) -> str:
         """Listen and return the base URL actually bound (port 0 picks a free one)."""
-        runner, url = await listen(
-            self.app(),
+        server = HttpServer(self.routes())
+        url = await server.start(
             self.settings.host,
             self.settings.port,
             serving="serve /metrics",
             setting="[observability]",
         )
-        self._runner = runner
+        self._server = server
         return url
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()

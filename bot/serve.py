@@ -9,11 +9,10 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Protocol
 
-from rich.console import Console
-
 from bot.app import Runtime, build_runtime
 from bot.config import ConfigError, CrewlineConfig, Secrets
 from bot.console import ConsoleDesk, ConsoleNotifier
+from bot.plain_console import PlainConsole, Printer
 from bot.scheduler import build_scheduler
 from forge.client import ForgeError
 from forge.privilege import merge_power
@@ -50,7 +49,7 @@ class PlansOnly:
             await self.desk.request(gate)
 
 
-async def warn_about_privileges(runtime: Runtime, console: Console) -> None:
+async def warn_about_privileges(runtime: Runtime, console: Printer) -> None:
     """Say it loudly when crewline's own token could merge into a target by itself."""
     for project in runtime.config.projects:
         try:
@@ -68,7 +67,7 @@ async def warn_about_privileges(runtime: Runtime, console: Console) -> None:
 async def serve(
     config: CrewlineConfig, secrets: Secrets, *, webhooks: bool, auto_approve_plans: bool = False
 ) -> None:
-    console = Console(highlight=False)
+    console = PlainConsole()
     with_discord = webhooks and config.discord.enabled  # `crewline run`, not extra workers
     if with_discord:
         from bot.discord.run import discord_token
@@ -84,7 +83,7 @@ async def serve(
     engine = runtime.engine
     observer: Observer | None = None
     if config.observability.enabled:
-        # aiohttp (about 11 MB of an idle host) only for the listeners that serve on it.
+        # The listeners' modules only for a host that serves them.
         from bot.observe import Observer
 
         observer = Observer(config.observability, runtime.storage)

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-if TYPE_CHECKING:  # imported where it serves: a host without listeners never loads aiohttp
-    from aiohttp import web
+if TYPE_CHECKING:  # imported where it serves: a host without listeners never loads it
+    from forge.http_serve import Request, Response
 
 T = TypeVar("T")
 
@@ -117,12 +117,12 @@ def exposition() -> tuple[bytes, str]:
 METRICS_PATH = "/metrics"
 
 
-async def handler(_request: web.Request) -> web.Response:
-    """``GET /metrics`` for any aiohttp application."""
-    from aiohttp import web
+async def handler(_request: Request) -> Response:
+    """``GET /metrics`` on a listener of ``forge.http_serve``."""
+    from forge.http_serve import Response
 
     body, content_type = exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    return Response(200, body, content_type)
 
 
 # -- recorders: one call at each seam -------------------------------------------------------

@@ -1,7 +1,7 @@
-"""`crewline run` with Discord off starts without discord.py (about 10 MB of an idle host) or
-the simulator's modules, and with webhooks and observability off without aiohttp (about
-11 MB more): checked in the real process, through a sitecustomize that records its modules
-as it exits."""
+"""`crewline run` with Discord off starts without discord.py (about 10 MB of an idle host),
+aiohttp (about 10 MB more: its webhook listener is served by ``forge.http_serve`` on h11),
+rich (2.4 MB: it prints through ``bot.plain_console``) or the simulator's modules, and with webhooks and observability off without any listener code:
+checked in the real process, through a sitecustomize that records its modules as it exits."""
 
 from __future__ import annotations
 
@@ -45,20 +45,24 @@ def modules_of_run(tmp_path: Path, sim: RunningSim, *, webhook: bool) -> set[str
     return set(json.loads(out.read_text(encoding="utf-8")))
 
 
-def test_run_with_discord_off_never_imports_discord_py(
+def test_run_with_discord_off_never_imports_discord_py_or_aiohttp(
     tmp_path: Path, demo_sim: RunningSim
 ) -> None:
     modules = modules_of_run(tmp_path, demo_sim, webhook=True)
     assert "bot.serve" in modules and "forge.webhooks.receiver" in modules  # it did run
+    assert "h11" in modules  # the webhook listener served
     assert not {name for name in modules if name == "discord" or name.startswith("discord.")}
+    assert not {name for name in modules if name == "aiohttp" or name.startswith("aiohttp.")}
+    assert not {name for name in modules if name == "rich" or name.startswith("rich.")}
     assert not {name for name in modules if name.startswith("sim")}
 
 
-def test_run_without_webhooks_or_observability_never_imports_aiohttp(
+def test_run_without_webhooks_or_observability_never_imports_a_listener(
     tmp_path: Path, demo_sim: RunningSim
 ) -> None:
     modules = modules_of_run(tmp_path, demo_sim, webhook=False)
     assert "bot.serve" in modules and "roles.engine.loop" in modules  # it did run
     assert not {name for name in modules if name == "aiohttp" or name.startswith("aiohttp.")}
     assert "forge.webhooks.receiver" not in modules and "bot.observe" not in modules
+    assert "forge.http_serve" not in modules and "h11" not in modules
     assert "xml.etree.ElementTree" not in modules  # JUnit reports are parsed on first use

@@ -1,9 +1,9 @@
 """GitLab webhook receiver: typed issue, note, merge request and pipeline events,
 delivered to a callback from a bounded queue (SPEC §8).
 
-The receiver is imported on first use: it brings aiohttp (about 11 MB), which a host that
-serves no webhooks (a `crewline worker`, webhooks off) never needs; the events, their
-parsing and the settings come without it."""
+The receiver is imported on first use: it brings the HTTP listener (``forge.http_serve``),
+which a host that serves no webhooks (a `crewline worker`, webhooks off) never needs; the
+events, their parsing and the settings come without it."""
 
 from typing import TYPE_CHECKING
 

@@ -19,11 +19,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
 from pydantic import SecretStr
 
 from forge import metrics
-from forge.listen import listen
+from forge.http_serve import HttpServer, Request, Response, Route
 from forge.webhooks.events import WebhookEvent
 from forge.webhooks.parse import Ignored, PayloadError, parse_event
 from forge.webhooks.settings import HEALTH_PATH, WebhookSettings
@@ -36,7 +35,6 @@ EVENT_UUID_HEADER = "X-Gitlab-Event-UUID"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 EVENT_NAME_HEADER = "X-Gitlab-Event"
 RETRY_AFTER_SECONDS = 30
-_READ_CHUNK = 64 * 1024
 
 EventCallback = Callable[[WebhookEvent], Awaitable[None]]
 
@@ -72,11 +70,17 @@ def delivery_key(event_uuid: str, payload: Any) -> str:
     return f"{event_uuid}:{hashlib.sha256(canonical).hexdigest()}"
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+def _json(
+    payload: dict[str, str], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(status, json.dumps(payload).encode(), "application/json", headers or {})
 
 
-def _unusable(request: web.Request, reason: str) -> web.Response:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json({"error": message}, status, headers)
+
+
+def _unusable(request: Request, reason: str) -> Response:
     """A delivery whose body cannot be used is still answered 2xx.
 
     GitLab disables a hook after repeated 4xx answers, and an event only wakes the engine
@@ -87,10 +91,10 @@ def _unusable(request: web.Request, reason: str) -> web.Response:
     log.warning(
         "webhook ignored, body unusable: %s (event=%s uuid=%s)",
         reason,
-        request.headers.get(EVENT_NAME_HEADER),
-        request.headers.get(EVENT_UUID_HEADER),
+        request.header(EVENT_NAME_HEADER),
+        request.header(EVENT_UUID_HEADER),
     )
-    return web.json_response({"status": "ignored", "reason": reason}, status=200)
+    return _json({"status": "ignored", "reason": reason})
 
 
 class WebhookReceiver:
@@ -115,7 +119,7 @@ class WebhookReceiver:
         self._queue: asyncio.Queue[WebhookEvent] = asyncio.Queue(self._settings.queue_size)
         self._seen = RecentDeliveries(self._settings.dedupe_window)
         self._worker: asyncio.Task[None] | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: HttpServer | None = None
         self._base_url: str | None = None
 
     def __repr__(self) -> str:
@@ -137,46 +141,43 @@ class WebhookReceiver:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def app(self) -> web.Application:
-        """The aiohttp application: POST ``settings.path`` and GET ``/healthz``. The worker
-        starts with the application and drains the queue when it is cleaned up, so the
-        app can also be served by any aiohttp runner."""
-        app = web.Application()
-        app.router.add_route("*", self._settings.path, self._handle)
-        app.router.add_get(HEALTH_PATH, self._health)
-        app.router.add_get(metrics.METRICS_PATH, metrics.handler)
-        app.on_startup.append(self._start_worker)
-        app.on_cleanup.append(self._stop_worker)
-        return app
+    def routes(self) -> dict[str, Route]:
+        """Every method reaches ``settings.path`` (anything but POST is answered 405 there,
+        saying why); ``/healthz`` and ``/metrics`` answer GET."""
+        hook = Route(self._handle, methods=None, max_body_bytes=self._settings.max_body_bytes)
+        return {
+            self._settings.path: hook,
+            HEALTH_PATH: Route(self._health),
+            metrics.METRICS_PATH: Route(metrics.handler),
+        }
 
     async def start(self) -> str:
         """Listen on ``settings.host:settings.port`` (port 0 picks a free one) and return
         the base URL actually bound, e.g. ``http://127.0.0.1:8930``."""
-        if self._runner is not None:
+        if self._server is not None:
             raise RuntimeError("the webhook receiver is already started")
-        self._runner, self._base_url = await listen(
-            self.app(),
+        server = HttpServer(self.routes())
+        self._base_url = await server.start(
             self._settings.host,
             self._settings.port,
             serving="listen for GitLab webhooks",
             setting="[webhook]",
         )
+        self._server = server
+        self._worker = asyncio.create_task(self._work(), name="webhook-worker")
         log.info("webhook receiver listening on %s%s", self._base_url, self._settings.path)
         return self._base_url
 
     async def stop(self) -> None:
         """Stop accepting requests, hand queued events to the callback for at most
         ``settings.drain_timeout_seconds``, then stop the worker."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()
+            await self._stop_worker()
         self._base_url = None
 
-    async def _start_worker(self, _app: web.Application) -> None:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work(), name="webhook-worker")
-
-    async def _stop_worker(self, _app: web.Application) -> None:
+    async def _stop_worker(self) -> None:
         worker, self._worker = self._worker, None
         if worker is None:
             return
@@ -211,19 +212,19 @@ class WebhookReceiver:
 
     # -- requests --------------------------------------------------------------------
 
-    async def _health(self, _request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    async def _health(self, _request: Request) -> Response:
+        return Response.text("ok")
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: Request) -> Response:
         if request.method != "POST":
             return _error(
                 405, "method not allowed: GitLab webhooks are POST requests", {"Allow": "POST"}
             )
-        if not self._token_matches(request.headers.get(TOKEN_HEADER)):
+        if not self._token_matches(request.header(TOKEN_HEADER)):
             log.warning("webhook refused: invalid %s from %s", TOKEN_HEADER, request.remote)
             metrics.WEBHOOK_EVENTS.labels("unauthorized").inc()
             return _error(401, f"invalid {TOKEN_HEADER}")
-        body = await self._read_body(request)
+        body = request.body
         if body is None:
             limit = self._settings.max_body_bytes
             return _unusable(request, f"request body is larger than {limit} bytes")
@@ -234,7 +235,7 @@ class WebhookReceiver:
         if not isinstance(payload, dict):
             return _unusable(request, "malformed JSON: expected an object at the top level")
 
-        event_uuid = request.headers.get(EVENT_UUID_HEADER) or None
+        event_uuid = request.header(EVENT_UUID_HEADER) or None
         try:
             parsed = parse_event(payload, uuid=event_uuid, received_at=datetime.now(UTC))
         except PayloadError as exc:
@@ -242,8 +243,8 @@ class WebhookReceiver:
         if isinstance(parsed, Ignored):
             log.debug("webhook ignored: %s (uuid=%s)", parsed.reason, event_uuid)
             metrics.WEBHOOK_EVENTS.labels("ignored").inc()
-            return web.json_response({"status": "ignored", "reason": parsed.reason})
-        idempotency = request.headers.get(IDEMPOTENCY_HEADER)
+            return _json({"status": "ignored", "reason": parsed.reason})
+        idempotency = request.header(IDEMPOTENCY_HEADER)
         if idempotency:
             key: str | None = f"idempotency:{idempotency}"
         else:
@@ -259,28 +260,13 @@ class WebhookReceiver:
         matches = hmac.compare_digest(candidate, self._secret.get_secret_value().encode())
         return matches and provided is not None
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        """The body, or ``None`` as soon as it is known to exceed ``max_body_bytes``
-        (from Content-Length, or while streaming a chunked body)."""
-        limit = self._settings.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_chunked(_READ_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _enqueue(self, event: WebhookEvent, key: str | None) -> web.Response:
+    def _enqueue(self, event: WebhookEvent, key: str | None) -> Response:
         # No await between the duplicate check and remember(): two concurrent
         # deliveries of the same event cannot both be queued.
         if key is not None and key in self._seen:
             log.info("webhook duplicate dropped: %s", event.log_context())
             metrics.WEBHOOK_EVENTS.labels("duplicate").inc()
-            return web.json_response({"status": "duplicate"})
+            return _json({"status": "duplicate"})
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -296,4 +282,4 @@ class WebhookReceiver:
             self._seen.remember(key)
         log.debug("webhook queued: %s", event.log_context())
         metrics.WEBHOOK_EVENTS.labels("queued").inc()
-        return web.json_response({"status": "queued"}, status=202)
+        return _json({"status": "queued"}, 202)
