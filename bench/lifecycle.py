@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import resource
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -76,8 +77,15 @@ def sim_process(state_dir: Path) -> Iterator[str]:
     command = [sys.executable, "-m", "bot.cli", "sim", "serve", "--port", str(port)]
     command += ["--state-dir", str(state_dir), "--seed", "demo"]
     root = Path(__file__).resolve().parent.parent
+    # Its own process group: the runner's jobs and git processes it started are stopped with
+    # it, before the caller removes the directory they write in.
     process = subprocess.Popen(
-        command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ
+        command,
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -91,8 +99,11 @@ def sim_process(state_dir: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # what did not stop on SIGTERM
 
 
 def calls_since(db: Path, after: int) -> tuple[int, Counter[str]]:
