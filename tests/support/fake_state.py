@@ -25,6 +25,7 @@ from forge.client import ForgeBadRequest, ForgeNotFound
 from forge.guard import Guard
 from forge.trust import Editors, OwnUsers, Trust
 from sim.issues.labels import next_label_names
+from tests.support.fake_ci_state import FakeCi
 
 T = TypeVar("T")
 
@@ -121,8 +122,13 @@ class FakeGitLab:
     label_events: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     projects: set[str] = field(default_factory=set)
     users: dict[str, int] = field(default_factory=lambda: dict(USER_IDS))  # username -> id
+    diffs: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)  # scripted
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ticks: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    ci: FakeCi = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ci = FakeCi(self.next_id, self.now)  # one id sequence and one clock for both
 
     # ------------------------------------------------------------ set-up, as an admin would
 
@@ -134,6 +140,7 @@ class FakeGitLab:
         self.members[(project, "maintainer")] = MAINTAINER
         if main:
             self.branches[(project, "main")] = self.sha("main")
+            self.ci.parents[self.branches[(project, "main")]] = []  # a root commit
 
     def sha(self, seed: str) -> str:
         return hashlib.sha1(f"{seed}:{self.next_id()}".encode()).hexdigest()
@@ -352,6 +359,7 @@ class FakeGitLab:
         else:
             status = "mergeable"
         mr["detailed_merge_status"] = status
+        mr["head_pipeline"] = self.ci.head_pipeline(project, iid, mr["sha"])
         return mr
 
     def link_blocked(self, project: str, iid: int, blocker: int, user: str = "root") -> None:
