@@ -59,6 +59,22 @@ async def test_a_push_pipeline_is_listed_found_through_its_mr_and_read_in_full(
         await merges.pipeline(PROJECT, pipeline.id + 1000)
 
 
+async def test_a_pipeline_gitlab_could_not_run_has_no_jobs_and_says_why(
+    backend: Backend,
+) -> None:
+    merges = backend.tracker.merges
+    iid = await open_mr(backend)
+    head = backend.world.unrunnable(BRANCH)
+    [pipeline] = await merges.pipelines(PROJECT, sha=head)
+    assert pipeline.status == "failed" and pipeline.yaml_errors == ""  # lists leave it out
+    full = await merges.pipeline(PROJECT, pipeline.id)
+    assert "stage nowhere does not exist" in full.yaml_errors
+    assert await merges.jobs(PROJECT, pipeline.id) == []
+    assert (await merges.test_report(PROJECT, pipeline.id)).total_count == 0
+    head_pipeline = (await merges.get_mr(PROJECT, iid)).head_pipeline
+    assert head_pipeline is not None and head_pipeline.id == pipeline.id
+
+
 async def test_jobs_their_traces_and_the_test_report(backend: Backend) -> None:
     merges = backend.tracker.merges
     await open_mr(backend)

@@ -65,6 +65,11 @@ class World(Protocol):
         """Let CI run every job waiting to run (a retried job) to its end."""
         ...
 
+    def unrunnable(self, branch: str) -> str:
+        """Push a commit whose CI configuration names a stage that does not exist
+        (``nowhere``): GitLab fails its pipeline before any job. The commit's sha."""
+        ...
+
 
 @dataclass
 class Backend:
@@ -108,6 +113,14 @@ class FakeWorld:
             ci.add_job(pipeline, job.name)
             self.scripts[(pipeline, job.name)] = job
         self.settle()
+        return head
+
+    def unrunnable(self, branch: str) -> str:
+        head = self.push(branch)
+        error = "test job: chosen stage nowhere does not exist"  # what GitLab would say
+        self.tracker.state.ci.add_pipeline(
+            PROJECT, head, ref=branch, status="failed", yaml_errors=error
+        )
         return head
 
     def settle(self) -> None:
@@ -196,6 +209,12 @@ class SimWorld:
 
     def settle(self) -> None:
         wait_idle(self.sim)
+
+    def unrunnable(self, branch: str) -> str:
+        broken = "test:\n  stage: nowhere\n  script: [echo never]\n"
+        head = self.commit(branch, {".gitlab-ci.yml": broken})
+        self.settle()
+        return head
 
 
 def fake_backend(*, premium: bool = True) -> Backend:
