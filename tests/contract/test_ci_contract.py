@@ -144,6 +144,24 @@ async def test_mr_pipelines_follow_the_branch_newest_first_with_commit_parents(
         await merges.commit_parents(PROJECT, "f" * 40)
 
 
+async def test_a_merged_results_pipeline_runs_on_a_merge_commit_of_the_head(
+    backend: Backend,
+) -> None:
+    merges = backend.tracker.merges
+    iid = await open_mr(backend)
+    main = await merges.branch_sha(PROJECT, "main")
+    head = backend.world.merged_results(BRANCH, iid, [CiJob("unit", prints="ok")])
+    assert await merges.pipelines(PROJECT, sha=head) == []  # no pipeline on the head itself
+    [pipeline] = await merges.mr_pipelines(PROJECT, iid)
+    assert (pipeline.ref, pipeline.source, pipeline.status) == (
+        f"refs/merge-requests/{iid}/merge", "merge_request_event", "success",
+    )  # fmt: skip
+    assert pipeline.sha != head
+    assert sorted(await merges.commit_parents(PROJECT, pipeline.sha)) == sorted([main, head])
+    found = (await merges.get_mr(PROJECT, iid)).head_pipeline
+    assert found is not None and found.id == pipeline.id
+
+
 async def test_an_mr_diff_lists_the_files_pushed_to_it(backend: Backend) -> None:
     merges = backend.tracker.merges
     iid = await open_mr(backend)

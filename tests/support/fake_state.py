@@ -107,7 +107,8 @@ def audited_calls(audit: MemoryAudit, who: str = "crewline-test") -> AuditedCall
 @dataclass
 class FakeGitLab:
     """GitLab's objects, by project: issues, notes (of issues and MRs), links, members,
-    branches, merge requests and discussions. ``premium`` (the default): a scoped label
+    branches, merge requests and discussions; CI (pipelines, jobs, commit parents) in
+    ``ci`` (``tests/support/fake_ci_state.py``), and the MR diffs a test scripts in ``diffs``. ``premium`` (the default): a scoped label
     added to an issue drops the other labels of its scope; ``premium=False`` is GitLab Free,
     where they coexist (the simulator's own rule, reused)."""
 

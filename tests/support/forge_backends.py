@@ -65,6 +65,12 @@ class World(Protocol):
         """Let CI run every job waiting to run (a retried job) to its end."""
         ...
 
+    def merged_results(self, branch: str, mr_iid: int, jobs: Sequence[CiJob]) -> str:
+        """With merged-results pipelines on, push a commit to ``branch`` (the source of MR
+        ``mr_iid``): its pipeline runs ``jobs`` on a merge commit of the head and the
+        target, as the MR's. The commit's sha."""
+        ...
+
     def unrunnable(self, branch: str) -> str:
         """Push a commit whose CI configuration names a stage that does not exist
         (``nowhere``): GitLab fails its pipeline before any job. The commit's sha."""
@@ -108,11 +114,24 @@ class FakeWorld:
     def pipeline(self, branch: str, jobs: Sequence[CiJob]) -> str:
         head = self.push(branch)
         ci = self.tracker.state.ci
-        pipeline = ci.add_pipeline(PROJECT, head, ref=branch)
+        self.run(ci.add_pipeline(PROJECT, head, ref=branch), jobs)
+        return head
+
+    def run(self, pipeline: int, jobs: Sequence[CiJob]) -> None:
         for job in jobs:
-            ci.add_job(pipeline, job.name)
+            self.tracker.state.ci.add_job(pipeline, job.name)
             self.scripts[(pipeline, job.name)] = job
         self.settle()
+
+    def merged_results(self, branch: str, mr_iid: int, jobs: Sequence[CiJob]) -> str:
+        head = self.push(branch)
+        ci, mr = self.tracker.state.ci, self.tracker.state.mr(PROJECT, mr_iid)
+        target = self.tracker.state.branches[(PROJECT, mr["target_branch"])]
+        pipeline = ci.add_pipeline(
+            PROJECT, ci.merge_commit(target, head), ref=f"refs/merge-requests/{mr_iid}/merge",
+            source="merge_request_event", mr_iid=mr_iid, source_sha=head,
+        )  # fmt: skip
+        self.run(pipeline, jobs)
         return head
 
     def unrunnable(self, branch: str) -> str:
@@ -185,6 +204,11 @@ class SimWorld:
             {"branch": branch, "commit_message": "a change", "actions": actions}
         )
         return str(commit.id)
+
+    def merged_results(self, branch: str, mr_iid: int, jobs: Sequence[CiJob]) -> str:
+        self.project.merge_pipelines_enabled = True
+        self.project.save()
+        return self.pipeline(branch, jobs)
 
     def pipeline(self, branch: str, jobs: Sequence[CiJob]) -> str:
         """One commit with a ``.gitlab-ci.yml`` (JSON is YAML) of ``jobs``, each printing
