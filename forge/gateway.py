@@ -14,18 +14,19 @@ any retry, so a lost answer never becomes a second copy (docs/decisions/0015).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gitlab
 
-from forge import metrics
 from forge.access import AccessLevels
 from forge.calls import AuditedCalls, AuditSink
 from forge.ci_history import CiHistory
 from forge.client import GitLabClient
+from forge.gateway_issues import IssueOps
+from forge.gateway_issues import StaleState as StaleState
 from forge.gateway_notes import EDITED as EDITED
-from forge.gateway_notes import PER_PAGE, NoteOps
+from forge.gateway_notes import PER_PAGE
 from forge.gateway_notes import Noteable as Noteable
 from forge.guard import Guard
 from forge.issue_index import IssueIndex
@@ -37,22 +38,10 @@ from forge.pending_notes import PendingNotes
 from forge.raw_http import project_path, raw_get, raw_list
 from forge.trust import Trust
 from forge.types import Issue, LabelEvent
-from workflow import UnknownState, Workflow, label_change, read_state
+from workflow import UnknownState, Workflow
 
 
-class StaleState(Exception):
-    """The issue is no longer in the state the caller expected (someone else moved it)."""
-
-    def __init__(self, issue: Issue, expected: Collection[str], actual: str | None) -> None:
-        self.issue = issue
-        self.expected = tuple(expected)
-        self.actual = actual
-        super().__init__(
-            f"{issue.ref} is in {actual or 'no workflow state'}, expected one of {sorted(expected)}"
-        )
-
-
-class Gateway(NoteOps):
+class Gateway(IssueOps):
     def __init__(
         self,
         client: GitLabClient,
@@ -127,71 +116,6 @@ class Gateway(NoteOps):
         """The one raw read behind :meth:`list_issues` (an in-memory fake swaps it)."""
         return lambda gl: raw_list(gl, project_path(project, "issues"), params)
 
-    async def get_issue(self, project: str, iid: int) -> Issue:
-        get = self._issue_reader(project, iid)
-        data = await self.calls.read("issue.get", f"{project}#{iid}", {}, get)
-        issue = await self.trust.issue(Issue.of(project, data))
-        self.issues.observe(issue)
-        return issue
-
-    async def list_issues(
-        self,
-        project: str,
-        *,
-        labels: Sequence[str] = (),
-        updated_after: str | None = None,
-        state: str = "opened",
-        author_id: int | None = None,
-    ) -> list[Issue]:
-        """Issues in ``state`` carrying every label in ``labels`` (and filed by
-        ``author_id`` when given), oldest update first, all pages."""
-        params = list_params(labels, updated_after, state, author_id)
-        list_ = self._issue_lister(project, params)
-        return [
-            await self.trust.issue(Issue.of(project, item))
-            for item in await self.calls.read("issue.list", project, params, list_)
-        ]
-
-    async def list_ready(
-        self, project: str, role: str, *, updated_after: str | None = None
-    ) -> list[Issue]:
-        """Issues waiting for ``role`` (one API call, filtered by the ready label)."""
-        label = self.workflow.ready_state(role).label
-        ready = await self.list_issues(project, labels=[label], updated_after=updated_after)
-        if updated_after is None:  # the whole queue, not a slice of it
-            metrics.READY_ISSUES.labels(role, project).set(len(ready))
-        return ready
-
-    async def transition(
-        self,
-        project: str,
-        iid: int,
-        target: str,
-        *,
-        expect: Collection[str] | None = None,
-        known: Issue | None = None,
-    ) -> Issue:
-        """Move the issue to ``target`` in ONE update: add its label, remove every other
-        workflow label (so Free-tier GitLab ends with exactly one, and an issue found with
-        two is repaired). With ``expect``, refuse (StaleState) unless the issue is in one
-        of those states right before the update.
-
-        ``known``: the issue as the caller holds it and knows it to be now (a write's answer
-        just received, or labels the caller proved unchanged since): no read before the
-        update (decision 0041). Without it the issue is read first."""
-        issue = known if known is not None else await self.get_issue(project, iid)
-        if expect is not None:
-            state = read_state(self.workflow, issue.labels).state
-            current = state.name if state else None
-            if current not in expect:
-                raise StaleState(issue, expect, current)
-        change = label_change(self.workflow, issue.labels, target)
-        if not change.add and not change.remove:
-            return issue
-        return await self.update_issue(
-            project, iid, add_labels=change.add, remove_labels=change.remove
-        )
-
     async def update_issue(
         self,
         project: str,
@@ -211,22 +135,6 @@ class Gateway(NoteOps):
             "issue.update", f"{project}#{iid}", payload, update, text_fields=("description",)
         )
         return await self.updated(project, data, wrote_description=description is not None)
-
-    async def updated(
-        self, project: str, data: dict[str, Any], *, wrote_description: bool
-    ) -> Issue:
-        """The issue GitLab answered an update with, through the trust filter, and told to
-        everyone who follows this host's own writes (the echo filter, the listing, the
-        listeners). ``wrote_description``: crewline just wrote its description."""
-        issue = Issue.of(project, data)
-        if wrote_description:  # as GitLab stores it, written by crewline just now
-            self.trust.wrote(issue.ref, issue.description)
-        issue = await self.trust.issue(issue)
-        self.own_writes.issue_updated(project, issue.iid, issue.updated_at)
-        self.issues.observe(issue)
-        for listener in list(self.moved):
-            listener(issue)
-        return issue
 
     async def label_events(self, project: str, iid: int) -> list[LabelEvent]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
@@ -269,25 +177,6 @@ class Gateway(NoteOps):
                 raise
 
         return await self.calls.read("member.access_level", project, {"username": username}, get)
-
-
-def list_params(
-    labels: Sequence[str], updated_after: str | None, state: str, author_id: int | None
-) -> dict[str, Any]:
-    """The query of :meth:`Gateway.list_issues`: oldest update first, one page at a time."""
-    params: dict[str, Any] = {
-        "state": state,
-        "order_by": "updated_at",
-        "sort": "asc",
-        "per_page": PER_PAGE,
-    }
-    if labels:
-        params["labels"] = ",".join(labels)
-    if updated_after:
-        params["updated_after"] = updated_after
-    if author_id is not None:
-        params["author_id"] = author_id
-    return params
 
 
 def update_payload(

@@ -32,7 +32,7 @@ from forge.types import Issue
 from workflow import read_state
 
 if TYPE_CHECKING:
-    from forge.gateway import Gateway
+    from forge.gateway_issues import IssueOps
 
 PER_PAGE = 100
 # A delta asks from a little before the newest change it saw: a write whose transaction
@@ -75,7 +75,7 @@ class Listing:
 class IssueIndex:
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: IssueOps,
         *,
         keep_closed: Collection[str] = (),
         full_every: float = 600.0,

@@ -253,8 +253,7 @@ class MergeGateway:
     ) -> list[Pipeline]:
         """The newest ``PER_PAGE`` pipelines, newest first: every caller wants the latest
         ones, and a branch like main may have thousands (one page, not the whole history)."""
-        params: dict[str, Any] = {"order_by": "id", "sort": "desc", "per_page": PER_PAGE}
-        params.update({k: v for k, v in (("ref", ref), ("sha", sha), ("status", status)) if v})
+        params = pipeline_params(ref, sha, status)
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
             pipelines = gl.projects.get(project, lazy=True).pipelines
@@ -300,11 +299,10 @@ class MergeGateway:
             pipeline = gl.projects.get(project, lazy=True).pipelines.get(pipeline_id, lazy=True)
             return dict(pipeline.test_report.get().attributes)
 
-        # Test names and outputs come from the MR's code: quoted in crewline's notes.
         report = await self.calls.read(
             "pipeline.test_report", f"{project}/pipeline/{pipeline_id}", {}, get
         )
-        return TestReport.of(defang_all(report))
+        return read_report(report)
 
     async def jobs(self, project: str, pipeline_id: int) -> list[Job]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
@@ -313,19 +311,16 @@ class MergeGateway:
                 dict(job.attributes) for job in pipeline.jobs.list(get_all=True, per_page=PER_PAGE)
             ]
 
-        # Job names come from the MR's CI configuration: quoted in crewline's notes.
-        jobs = await self.calls.read(
-            "pipeline.jobs", f"{project}/pipeline/{pipeline_id}", {}, list_
+        return read_jobs(
+            await self.calls.read("pipeline.jobs", f"{project}/pipeline/{pipeline_id}", {}, list_)
         )
-        return [Job.of(job) for job in defang_all(jobs)]
 
     async def job_trace(self, project: str, job_id: int) -> str:
         def trace(gl: gitlab.Gitlab) -> str:
             raw = gl.projects.get(project, lazy=True).jobs.get(job_id, lazy=True).trace()
             return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
-        # Jobs run the MR's code: what they print is quoted in crewline's notes (QA, flaky).
-        return defang(await self.calls.read("job.trace", f"{project}/job/{job_id}", {}, trace))
+        return read_trace(await self.calls.read("job.trace", f"{project}/job/{job_id}", {}, trace))
 
     async def retry_job(self, project: str, job_id: int) -> Job:
         """Retry a job, once: GitLab refuses to retry a job already retried, so a retry whose
@@ -378,3 +373,26 @@ def mr_payload(
     if labels:
         payload["labels"] = ",".join(labels)
     return payload
+
+
+def pipeline_params(ref: str | None, sha: str | None, status: str | None) -> dict[str, Any]:
+    """The query of a project's pipelines: the newest page, newest first, filtered by
+    whichever of ``ref``, ``sha`` and ``status`` is given."""
+    params: dict[str, Any] = {"order_by": "id", "sort": "desc", "per_page": PER_PAGE}
+    params.update({k: v for k, v in (("ref", ref), ("sha", sha), ("status", status)) if v})
+    return params
+
+
+def read_jobs(found: list[dict[str, Any]]) -> list[Job]:
+    # Job names come from the MR's CI configuration: quoted in crewline's notes.
+    return [Job.of(job) for job in defang_all(found)]
+
+
+def read_report(found: dict[str, Any]) -> TestReport:
+    # Test names and outputs come from the MR's code: quoted in crewline's notes.
+    return TestReport.of(defang_all(found))
+
+
+def read_trace(raw: str) -> str:
+    # Jobs run the MR's code: what they print is quoted in crewline's notes (QA, flaky).
+    return defang(raw)

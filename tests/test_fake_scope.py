@@ -18,14 +18,10 @@ def tracker() -> FakeTracker:
     return FakeTracker(state)
 
 
-async def test_ci_pipelines_and_awards_are_out_of_scope_by_name() -> None:
+async def test_ci_history_and_awards_are_out_of_scope_by_name() -> None:
     fake = tracker()
     with pytest.raises(NotImplementedError, match=r"FakeTracker\.ci"):
         _ = fake.ci
-    with pytest.raises(NotImplementedError, match=r"FakeMergeRequests\.pipelines"):
-        await fake.merges.pipelines(PROJECT)
-    with pytest.raises(NotImplementedError, match=r"FakeMergeRequests\.diffs"):
-        await fake.merges.diffs(PROJECT, 1)
     with pytest.raises(NotImplementedError, match=r"FakeTracker\.note_awards"):
         await fake.note_awards(PROJECT, 1, 1)
 

@@ -9,9 +9,10 @@ posted with ``FakeTracker.post_note(..., on="mr")`` is an individual, unresolvab
 discussion; a discussion opened here is resolvable. Discussions pass the real trust filter,
 so a stranger's hidden marker is removed; writes pass the real ``AuditedCalls``.
 
-Out of scope (``NotImplementedError`` naming the method): ``diffs``, every pipeline and job
-call (``pipelines``, ``pipeline``, ``mr_pipelines``, ``commit_parents``, ``test_report``,
-``jobs``, ``job_trace``, ``retry_job``): the fake runs no CI and keeps no git history.
+The pipeline and job calls are ``tests/support/fake_ci.FakeCiCalls``'s, over the CI a test
+scripts in ``state.ci`` (``tests/support/fake_ci_state.py``). A push (:meth:`push`) records its
+commit's parent, so ``commit_parents`` and the MR's pipelines follow the branch's pushes;
+the fake keeps no files, so :meth:`diffs` answers what the test put in ``state.diffs``.
 """
 
 from __future__ import annotations
@@ -20,17 +21,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from forge.calls import AuditedCalls
-from forge.ci_types import Job, TestReport
 from forge.client import ForgeBadRequest, ForgeConflict, ForgeNotFound
 from forge.markers import findable
-from forge.merge_gateway import mr_payload
+from forge.merge_gateway import PER_PAGE, mr_payload
 from forge.mr_types import Discussion, DiscussionNote, FileDiff
 from forge.trust import Trust
-from forge.types import Approval, MergeRequest, Pipeline
+from forge.types import Approval, MergeRequest
+from tests.support.fake_ci import FakeCiCalls
 from tests.support.fake_state import BOT, FakeGitLab
 
 
-class FakeMergeRequests:
+class FakeMergeRequests(FakeCiCalls):
     def __init__(self, state: FakeGitLab, calls: AuditedCalls, trust: Trust) -> None:
         self.state = state
         self.calls = calls
@@ -61,6 +62,8 @@ class FakeMergeRequests:
     def push(self, project: str, branch: str) -> str:
         """A new commit on ``branch`` (a test's push): its new head."""
         sha = self.state.sha(branch)
+        before = self.state.branches.get((project, branch))
+        self.state.ci.parents[sha] = [before] if before else []
         self.state.branches[(project, branch)] = sha
         for mr in self.state.mrs.values():
             if mr["source_branch"] == branch and mr["state"] == "opened":
@@ -153,7 +156,16 @@ class FakeMergeRequests:
         return MergeRequest.of(project, data)
 
     async def diffs(self, project: str, iid: int) -> list[FileDiff]:
-        raise NotImplementedError("FakeMergeRequests.diffs: the fake keeps no git history")
+        """The diff a test scripted with ``state.diffs[(project, iid)] = [file_diff(...)]``
+        (``fake_ci_state.file_diff``): the fake keeps no files to compare, so an MR it was
+        not told about has an empty diff."""
+
+        def list_(_: Any) -> list[dict[str, Any]]:
+            self.state.mr(project, iid)
+            return list(self.state.diffs.get((project, iid), []))
+
+        found = await self.calls.read("mr.diffs", f"{project}!{iid}", {"per_page": PER_PAGE}, list_)
+        return [FileDiff.of(item) for item in found]
 
     # ------------------------------------------------------------ discussions
 
@@ -223,36 +235,3 @@ class FakeMergeRequests:
         if not thread:
             raise ForgeNotFound("mr.discussion", "404 Discussion Not Found", 404)
         return thread
-
-    # ------------------------------------------------------------ CI: out of scope
-
-    async def pipelines(
-        self,
-        project: str,
-        *,
-        ref: str | None = None,
-        sha: str | None = None,
-        status: str | None = None,
-    ) -> list[Pipeline]:
-        raise NotImplementedError("FakeMergeRequests.pipelines")
-
-    async def pipeline(self, project: str, pipeline_id: int) -> Pipeline:
-        raise NotImplementedError("FakeMergeRequests.pipeline")
-
-    async def mr_pipelines(self, project: str, iid: int) -> list[Pipeline]:
-        raise NotImplementedError("FakeMergeRequests.mr_pipelines")
-
-    async def commit_parents(self, project: str, sha: str) -> list[str]:
-        raise NotImplementedError("FakeMergeRequests.commit_parents")
-
-    async def test_report(self, project: str, pipeline_id: int) -> TestReport:
-        raise NotImplementedError("FakeMergeRequests.test_report")
-
-    async def jobs(self, project: str, pipeline_id: int) -> list[Job]:
-        raise NotImplementedError("FakeMergeRequests.jobs")
-
-    async def job_trace(self, project: str, job_id: int) -> str:
-        raise NotImplementedError("FakeMergeRequests.job_trace")
-
-    async def retry_job(self, project: str, job_id: int) -> Job:
-        raise NotImplementedError("FakeMergeRequests.retry_job")

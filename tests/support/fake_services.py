@@ -13,6 +13,7 @@ from forge.claims import Claims
 from forge.settings import ProjectSettings
 from roles.context import Services
 from roles.notify import EventLog
+from roles.ports import IssueTracker, MergeRequests
 from roles.settings import RolesSettings
 from roles.workspace.settings import WorkspaceSettings
 from roles.workspace.workspaces import Workspaces
@@ -53,3 +54,11 @@ async def fake_services(base: Path) -> AsyncIterator[tuple[Services, FakeTracker
         yield services, tracker
     finally:
         await storage.close()
+
+
+def _fakes_implement_the_ports(state: FakeGitLab) -> tuple[IssueTracker, MergeRequests]:
+    """Never called: mypy (``pyproject.toml``'s ``files``) checks that the fakes satisfy
+    the ports the roles are typed against, so a port that grows a method fails the type
+    check until the fakes have it too."""
+    tracker = FakeTracker(state)
+    return tracker, tracker.merges

@@ -25,6 +25,7 @@ from forge.client import ForgeBadRequest, ForgeNotFound
 from forge.guard import Guard
 from forge.trust import Editors, OwnUsers, Trust
 from sim.issues.labels import next_label_names
+from tests.support.fake_ci_state import FakeCi
 
 T = TypeVar("T")
 
@@ -106,7 +107,8 @@ def audited_calls(audit: MemoryAudit, who: str = "crewline-test") -> AuditedCall
 @dataclass
 class FakeGitLab:
     """GitLab's objects, by project: issues, notes (of issues and MRs), links, members,
-    branches, merge requests and discussions. ``premium`` (the default): a scoped label
+    branches, merge requests and discussions; CI (pipelines, jobs, commit parents) in
+    ``ci`` (``tests/support/fake_ci_state.py``), and the MR diffs a test scripts in ``diffs``. ``premium`` (the default): a scoped label
     added to an issue drops the other labels of its scope; ``premium=False`` is GitLab Free,
     where they coexist (the simulator's own rule, reused)."""
 
@@ -121,8 +123,13 @@ class FakeGitLab:
     label_events: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     projects: set[str] = field(default_factory=set)
     users: dict[str, int] = field(default_factory=lambda: dict(USER_IDS))  # username -> id
+    diffs: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)  # scripted
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ticks: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    ci: FakeCi = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ci = FakeCi(self.next_id, self.now)  # one id sequence and one clock for both
 
     # ------------------------------------------------------------ set-up, as an admin would
 
@@ -134,6 +141,7 @@ class FakeGitLab:
         self.members[(project, "maintainer")] = MAINTAINER
         if main:
             self.branches[(project, "main")] = self.sha("main")
+            self.ci.parents[self.branches[(project, "main")]] = []  # a root commit
 
     def sha(self, seed: str) -> str:
         return hashlib.sha1(f"{seed}:{self.next_id()}".encode()).hexdigest()
@@ -352,6 +360,7 @@ class FakeGitLab:
         else:
             status = "mergeable"
         mr["detailed_merge_status"] = status
+        mr["head_pipeline"] = self.ci.head_pipeline(project, iid, mr["sha"])
         return mr
 
     def link_blocked(self, project: str, iid: int, blocker: int, user: str = "root") -> None:

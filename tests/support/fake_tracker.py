@@ -5,9 +5,10 @@ HTTP. ``tests/contract/`` runs one suite against this fake and against the real
 
 What is real here, not re-implemented: the keyed notes (``find_note``, ``upsert_note``,
 ``remove_copies``, ``finish_pending_notes``) are ``forge.gateway_notes.NoteOps``'s own code,
-the base of this class, over this class's note reads and writes; ``transition``,
-``list_ready`` and what follows an issue update (``updated``) are ``forge.gateway.Gateway``'s,
-and so are the query and payload builders; the trust filter (``forge.trust.Trust``:
+and ``get_issue``, ``list_issues``, ``list_ready``, ``transition`` and what follows an issue
+update (``updated``) are ``forge.gateway_issues.IssueOps``'s, the base this class shares
+with ``forge.gateway.Gateway``, over this class's reads and writes; so are the query and
+payload builders; the trust filter (``forge.trust.Trust``:
 only crewline's users' notes keep their hidden markers), the one-off post markers
 (``forge.markers.findable``), the issue listing (``forge.issue_index.IssueIndex`` over this
 fake's query), the access cache and the own-write echo are the real classes; every write
@@ -30,8 +31,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from forge.access import AccessLevels
-from forge.gateway import Gateway, merge_states, update_payload
-from forge.gateway_notes import EDITED, Noteable, NoteOps, _target
+from forge.gateway import merge_states, update_payload
+from forge.gateway_issues import IssueOps
+from forge.gateway_notes import EDITED, Noteable, _target
 from forge.issue_index import IssueIndex
 from forge.markers import findable
 from forge.own_writes import OwnWrites
@@ -50,13 +52,9 @@ from tests.support.fake_state import (
 from workflow import Workflow, default_workflow
 
 
-class FakeTracker(NoteOps):
-    # The real gateway's logic over this fake's reads and writes (see the module docstring).
-    transition = Gateway.transition
-    get_issue = Gateway.get_issue
-    list_issues = Gateway.list_issues
-    list_ready = Gateway.list_ready
-    updated = Gateway.updated
+class FakeTracker(IssueOps):
+    """The real gateway's issue and note logic (``IssueOps``, ``NoteOps``) over this
+    fake's reads and writes (see the module docstring)."""
 
     def __init__(
         self,
@@ -238,8 +236,12 @@ class FakeTracker(NoteOps):
 class _FakeIndex(IssueIndex):
     """The real issue index; its one listing call answered from the fake's issues."""
 
+    def __init__(self, tracker: FakeTracker, *, keep_closed: Sequence[str]) -> None:
+        super().__init__(tracker, keep_closed=keep_closed)
+        self.state = tracker.state
+
     async def _list(
         self, project: str, params: dict[str, Any], pages: int | None = None
     ) -> list[dict[str, Any]]:
-        found = self.gateway.state.query(project, params)  # type: ignore[attr-defined]
+        found = self.state.query(project, params)
         return found[: int(params.get("per_page", 100))] if pages == 1 else found
