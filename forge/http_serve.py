@@ -126,7 +126,7 @@ class HttpServer:
         remote = str(peer[0]) if isinstance(peer, tuple) and peer else None
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
-                request = await _read_request(connection, reader, self._routes, remote)
+                request = await _read_request(connection, reader, writer, self._routes, remote)
         except TimeoutError:
             log.debug("http request from %s timed out", remote)
             return
@@ -138,9 +138,11 @@ class HttpServer:
                 return  # the client closed before sending a request
             response = await self._respond(request)
         head_only = request is not None and request.method == "HEAD"
-        with contextlib.suppress(h11.LocalProtocolError, ConnectionError):
-            writer.write(_encode(connection, response, head_only=head_only))
-            await writer.drain()
+        # A client that does not read its answer holds a slot no longer than a slow sender.
+        with contextlib.suppress(h11.LocalProtocolError, ConnectionError, TimeoutError):
+            async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
+                writer.write(_encode(connection, response, head_only=head_only))
+                await writer.drain()
 
     async def _respond(self, request: Request) -> Response:
         route = self._routes.get(request.path)
@@ -159,6 +161,7 @@ class HttpServer:
 async def _read_request(
     connection: h11.Connection,
     reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
     routes: Mapping[str, Route],
     remote: str | None,
 ) -> Request | None:
@@ -170,6 +173,10 @@ async def _read_request(
     while True:
         event = connection.next_event()
         if event is h11.NEED_DATA:
+            if connection.they_are_waiting_for_100_continue:
+                # curl and others ask before sending a body of more than 1 KB.
+                continue_ = h11.InformationalResponse(status_code=100, headers=[])
+                writer.write(connection.send(continue_) or b"")
             data = await reader.read(_READ_SIZE)
             received += len(data)
             if head is None and received > MAX_HEAD_BYTES:
@@ -201,10 +208,15 @@ def _path(target: bytes) -> str:
 
 
 def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The declared length; None for a chunked body, whose length a Content-Length beside it
+    does not tell (RFC 9112 6.3: Transfer-Encoding wins, as h11 frames it)."""
+    found = None
     for name, value in headers:
+        if name == b"transfer-encoding":
+            return None
         if name == b"content-length":
-            return int(value)  # h11 has checked it is a number
-    return None
+            found = int(value)  # h11 has checked it is a number
+    return found
 
 
 def _request(head: h11.Request | None, body: bytes | None, remote: str | None) -> Request:

@@ -92,6 +92,22 @@ async def test_a_body_reaches_the_handler_whole_or_as_too_large(base: tuple[str,
     assert (await exchange(base, streamed)).endswith(b"body=none")
 
 
+async def test_a_client_that_expects_100_continue_is_told_to_send_its_body(
+    base: tuple[str, int],
+) -> None:
+    reader, writer = await asyncio.open_connection(*base)
+    writer.write(
+        b"POST /hook HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
+    await writer.drain()
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    writer.write(b"body")
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert status(answer) == 200 and answer.endswith(b"body=4")
+    writer.close()
+
+
 async def test_what_is_not_http_is_answered_4xx(base: tuple[str, int]) -> None:
     assert status(await exchange(base, b"NOT HTTP AT ALL\r\n\r\n")) == 400
     huge_head = b"GET /get HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
