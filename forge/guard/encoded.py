@@ -75,6 +75,10 @@ def _from_base64(run: bytes) -> str | None:
     if not _ENCODING_HINT.search(run, 0, 64):
         return None  # a long word or identifier, not an encoding
     padded = run.rstrip(b"=")
+    if len(padded) % 4 == 1:
+        # ``a2b_base64`` refuses one character past a multiple of four however it is
+        # padded: answered here, without the cost of an exception.
+        return None
     padded += b"=" * (-len(padded) % 4)
     if b"-" in run or b"_" in run:
         padded = padded.translate(_URLSAFE_TO_STANDARD)
@@ -91,25 +95,31 @@ def decoded_runs(text: str, runs: bytes | None = None) -> Iterator[tuple[int, in
 
     ``runs``: the text mapped by ``scantext.run_map``, when the caller has it."""
     mapped = run_map(text) if runs is None else runs
-    if LONG_RUN_BYTES not in mapped:
+    start = mapped.find(LONG_RUN_BYTES)
+    if start == -1:
         return
-    # Within a run every character is ASCII, so these bytes hold it at the same offsets.
+    # One byte per character ("?" for non-ASCII): within a run these are its characters,
+    # at the same offsets. The runs are those of ``long_runs``, found on the byte maps
+    # alone (no match objects: most texts with a run hold several, most of them random).
     raw = text.encode("ascii", "replace")
-    hexes = hex_map(text)
-    for match in long_runs(text, mapped):
-        start, end = match.span()
-        if end - start > MAX_RUN:
-            continue
-        all_hex = end - start >= len(_LONG_HEX) and hexes.find(b" ", start, end) == -1
-        decoded = None if all_hex else _from_base64(raw[start:end])
-        if decoded is not None:
-            yield start, end, decoded
-            continue
-        for hex_start, hex_end in hex_runs(hexes, start, end):
-            digits = raw[hex_start : hex_start + (hex_end - hex_start) // 2 * 2]
-            decoded = _readable(binascii.unhexlify(digits))
+    hexes = raw.translate(_HEX_MAP)
+    while start != -1:
+        end = mapped.find(b" ", start)
+        end = len(mapped) if end == -1 else end
+        if raw.startswith(b"=", end):  # up to two "=" of padding belong to the run
+            end += 2 if raw.startswith(b"==", end) else 1
+        if end - start <= MAX_RUN:
+            all_hex = end - start >= len(_LONG_HEX) and hexes.find(b" ", start, end) == -1
+            decoded = None if all_hex else _from_base64(raw[start:end])
             if decoded is not None:
-                yield hex_start, hex_end, decoded
+                yield start, end, decoded
+            else:
+                for hex_start, hex_end in hex_runs(hexes, start, end):
+                    digits = raw[hex_start : hex_start + (hex_end - hex_start) // 2 * 2]
+                    decoded = _readable(binascii.unhexlify(digits))
+                    if decoded is not None:
+                        yield hex_start, hex_end, decoded
+        start = mapped.find(LONG_RUN_BYTES, end)
 
 
 def hex_map(text: str) -> bytes:
