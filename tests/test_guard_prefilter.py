@@ -26,9 +26,9 @@ SAMPLES = load_samples("positive") + load_samples("negative")
 GUARD = Guard(["crewline-own-token-0001"])
 
 
-def _everything_present(self: scantext._Registry, lowered: str) -> tuple[int, frozenset[str]]:
+def _everything_present(self: scantext._Registry, lowered: str) -> tuple[int, None]:
     """Every bit set (every literal and every shape of the text) and every literal."""
-    return -1, frozenset(self.bits)
+    return -1, None
 
 
 def _every_position(scan: scantext.ScanText, positions: list[int]) -> list[int]:
@@ -111,9 +111,10 @@ def test_long_texts_are_searched_in_chunks_with_the_same_result(
     """A literal across a chunk boundary is still found."""
     rng = random.Random(7)
     text = "".join(rng.choice([*_BAIT, " filler ", "\n"]) for _ in range(3_000)).lower()
-    whole = scantext._REGISTRY.found(text)
+    bits, hits = scantext._REGISTRY.found(text)
     monkeypatch.setattr(scantext, "_CHUNK", 97)
-    assert scantext._REGISTRY.found(text) == whole
+    chunked_bits, chunked_hits = scantext._REGISTRY.found(text)
+    assert chunked_bits == bits and set(chunked_hits or ()) == set(hits or ())
 
 
 @settings(max_examples=200, deadline=None)
@@ -209,3 +210,12 @@ def _decoded_runs_reference(text: str) -> Iterator[tuple[int, int, str]]:
 def test_decoded_runs_match_the_plain_decoding(pieces: list[str]) -> None:
     text = "".join(pieces)
     assert list(encoded.decoded_runs(text)) == list(_decoded_runs_reference(text)), text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([*_ASSIGNMENT_PIECES, "password", "Passwd", "PAT", "é", "İ"])))
+def test_positions_from_the_automaton_match_a_search(pieces: list[str]) -> None:
+    """``ScanText.positions`` reads the credential words off the prefilter's hits."""
+    scan = scantext.ScanText("".join(pieces))
+    words = assignments._CREDENTIAL_WORDS
+    assert scan.positions(words) == scantext.anchor_positions(scan.lowered, words)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 
 from forge.guard.entropy import shannon_entropy
-from forge.guard.scantext import ScanText, anchor_positions, matches_at, register_anchors
+from forge.guard.scantext import ScanText, matches_at, register_anchors
 from forge.guard.secret_rules import (
     ROTATE,
     SecretHit,
@@ -373,7 +373,7 @@ def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
     # Most texts that name a credential assign nothing long anywhere: one search decides.
     if not words or not _VALUE_AFTER_OPERATOR.search(text):
         return
-    positions = _assignable(scan, anchor_positions(scan.lowered, words))
+    positions = _assignable(scan, scan.positions(words))
     for match in matches_at(_ASSIGNMENT, scan.lowered, positions, _ASSIGNMENT_RUN):
         span = _key_span(text, match.start())
         key = text[span[0] : span[1]]

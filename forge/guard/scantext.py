@@ -53,6 +53,7 @@ LONG_RUN_BYTES = b"a" * MIN_RUN
 
 _CHUNK = 65_536
 _FIRST = itemgetter(0)
+_FEW_HITS = 32
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +101,7 @@ class _Registry:
         return self._anchors(literals, kind)
 
     def _anchors(self, literals: tuple[str, ...], kind: AnchorKind) -> Anchors:
-        pairs = tuple((anchor, self.bits[anchor.lower()]) for anchor in literals)
+        pairs = tuple(dict.fromkeys((anchor, self.bits[anchor.lower()]) for anchor in literals))
         mask = 0
         by_form: dict[str, tuple[str, ...]] = {}
         for anchor, bit in pairs:
@@ -108,30 +109,58 @@ class _Registry:
             by_form[anchor.lower()] = (*by_form.get(anchor.lower(), ()), anchor)
         return Anchors(literals, kind, mask, pairs, frozenset(by_form), by_form)
 
-    def found(self, lowered: str) -> tuple[int, frozenset[str]]:
-        """The bits of the registered literals that occur in ``lowered``, and those
-        literals."""
+    def found(self, lowered: str) -> tuple[int, list[tuple[int, int, int]] | None]:
+        """The bits of the registered literals that occur in ``lowered``, and every
+        occurrence as (literal index, start, end); ``None`` for "any literal anywhere"
+        (the prefilter tests force every gate open that way)."""
         if self._automaton is None:
             self._automaton = ahocorasick_rs.AhoCorasick(
                 self._patterns, implementation=ahocorasick_rs.Implementation.DFA
             )
         if len(lowered) <= _CHUNK:
             # Overlapping: every occurrence of every literal, not only the leftmost ones.
-            indices = set(map(_FIRST, self._automaton.find_matches_as_indexes(lowered, True)))
+            hits = self._automaton.find_matches_as_indexes(lowered, True)
         else:
             # A long text in overlapping chunks (a literal across a boundary lies whole in
-            # the next chunk): the list of hits stays small, and a text screened in a
-            # worker thread lets the event loop run between chunks.
+            # the next chunk): the list of hits per call stays small, and a text screened
+            # in a worker thread lets the event loop run between chunks. A literal in the
+            # overlap is reported twice: harmless for bits and sets of positions.
             overlap = max(map(len, self._patterns)) - 1
-            indices = set()
+            hits = []
             for start in range(0, len(lowered), _CHUNK):
                 chunk = lowered[start : start + _CHUNK + overlap]
-                indices.update(map(_FIRST, self._automaton.find_matches_as_indexes(chunk, True)))
-        if not indices:
-            return 0, _NOTHING
-        # Distinct powers of two: their sum is their union.
-        bits = sum(map(self._pattern_bits.__getitem__, indices))
-        return bits, frozenset(map(self._patterns.__getitem__, indices))
+                found = self._automaton.find_matches_as_indexes(chunk, True)
+                hits += [(index, begin + start, end + start) for index, begin, end in found]
+        if not hits:
+            return 0, hits
+        pattern_bits = self._pattern_bits
+        if len(hits) > _FEW_HITS:
+            # Distinct powers of two: their sum is their union.
+            return sum(map(pattern_bits.__getitem__, set(map(_FIRST, hits)))), hits
+        # A few hits (most writes): a plain loop beats building a set.
+        bits = 0
+        for index, _, _ in hits:
+            bits |= pattern_bits[index]
+        return bits, hits
+
+    def literals(self, hits: list[tuple[int, int, int]] | None) -> frozenset[str]:
+        """The literals (lower-cased) of ``hits`` (from ``found``)."""
+        if hits is None:
+            return frozenset(self.bits)
+        return frozenset(map(self._patterns.__getitem__, map(_FIRST, hits)))
+
+    def positions(
+        self, hits: list[tuple[int, int, int]] | None, lowered: str, forms: tuple[str, ...]
+    ) -> list[int]:
+        """Where any of ``forms`` (registered lower-case literals) starts in ``lowered``,
+        sorted, each position once: read off ``hits`` (from ``found``) when they are
+        known, else searched for."""
+        if hits is None:
+            return anchor_positions(lowered, forms)
+        bits = self.bits
+        wanted = {bits[form] for form in forms}
+        pattern_bits = self._pattern_bits
+        return sorted({start for index, start, _ in hits if pattern_bits[index] in wanted})
 
     def lookup(self, anchors: tuple[str, ...]) -> tuple[Anchors, tuple[str, ...]]:
         """``anchors`` as registered (only those that are), and those never registered."""
@@ -144,7 +173,6 @@ class _Registry:
 
 
 _REGISTRY = _Registry()
-_NOTHING: frozenset[str] = frozenset()
 
 
 def register_anchors(anchors: tuple[str, ...], kind: AnchorKind) -> Anchors:
@@ -165,7 +193,7 @@ def run_map(text: str) -> bytes:
 class ScanText:
     """A text, its lower-cased copy (same offsets) and the prefilter's ``found`` bits."""
 
-    __slots__ = ("_runs", "found", "literals", "lowered", "text")
+    __slots__ = ("_hits", "_literals", "_runs", "found", "lowered", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -174,15 +202,27 @@ class ScanText:
             # A few characters (e.g. "İ") lower-case to two code points; keep offsets aligned.
             lowered = text.translate(_ASCII_LOWER)
         self.lowered = lowered
-        runs = run_map(text)
-        shape = 0 if text.isascii() else NON_ASCII
-        if LONG_RUN_BYTES in runs:
-            shape |= LONG_RUN
+        runs = text.encode("ascii", "replace").translate(RUN_MAP)  # ``run_map``, inlined
         self._runs = runs
-        found, literals = _REGISTRY.found(lowered)
-        self.found = found | shape
-        # The registered literals (lower-cased) that occur in the lower-cased text.
-        self.literals = literals
+        found, self._hits = _REGISTRY.found(lowered)
+        if not text.isascii():
+            found |= NON_ASCII
+        if LONG_RUN_BYTES in runs:
+            found |= LONG_RUN
+        self.found = found
+        self._literals: frozenset[str] | None = None
+
+    @property
+    def literals(self) -> frozenset[str]:
+        """The registered literals (lower-cased) that occur in the lower-cased text."""
+        if self._literals is None:
+            self._literals = _REGISTRY.literals(self._hits)
+        return self._literals
+
+    def positions(self, forms: tuple[str, ...]) -> list[int]:
+        """Where any of ``forms`` (registered lower-case literals) starts in the
+        lower-cased text, sorted, each position once (``anchor_positions``)."""
+        return _REGISTRY.positions(self._hits, self.lowered, forms)
 
     @property
     def runs(self) -> bytes:
@@ -207,13 +247,11 @@ class ScanText:
 
     def present(self, anchors: Anchors) -> tuple[str, ...]:
         """Those of ``anchors`` the prefilter found (to be searched for)."""
-        if not self.found & anchors.mask:
+        found = self.found
+        if not found & anchors.mask:
             return ()
-        forms = anchors.forms & self.literals
-        if anchors.kind in _CASE_SENSITIVE:
-            by_form = anchors.by_form
-            return tuple(anchor for form in forms for anchor in by_form[form])
-        return tuple(forms)
+        # Read off the bits: no set of the text's literals is built for this.
+        return tuple([anchor for anchor, bit in anchors.pairs if found & bit])
 
     def may_occur(self, anchors: tuple[str, ...]) -> tuple[str, ...]:
         """Those of ``anchors`` the prefilter found, and any it was never told about: an
