@@ -26,6 +26,8 @@ _ENCODING_HINT = re.compile(rb"[0-9+/=]")
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 _HEX_MAP = bytes(ord("h") if byte in _HEX_DIGITS else ord(" ") for byte in range(256))
 _LONG_HEX = b"h" * 32
+_HEX_RUN = len(_LONG_HEX)
+_PAD = ord("=")
 
 
 def long_runs(text: str, runs: bytes | None = None) -> Iterator[re.Match[str]]:
@@ -50,11 +52,16 @@ _CONTROL = bytes([*(byte for byte in range(0x20) if byte not in b"\n\r\t"), 0x7F
 _REPLACEMENT_UTF8 = "\ufffd".encode()
 
 
+def _few_controls(data: bytes) -> bool:
+    """False when ``_readable`` would refuse ``data`` on its control bytes alone."""
+    return len(data) - len(data.translate(None, _CONTROL)) <= len(data) / 19
+
+
 def _readable(data: bytes) -> str | None:
     # Most runs decode to random bytes: rejected here without decoding them. A control
     # byte is one unprintable character however the rest decodes, so more than one in
     # 19 bytes already means more than 5% unprintable characters.
-    if len(data) - len(data.translate(None, _CONTROL)) > len(data) / 19:
+    if not _few_controls(data):
         return None
     if data.isascii():
         unprintable = len(data.translate(None, _PRINTABLE_ASCII))
@@ -87,7 +94,7 @@ def _from_base64(run: bytes) -> str | None:
         data = binascii.a2b_base64(padded)
     except (binascii.Error, ValueError):
         return None
-    return _readable(data)
+    return _readable(data) if _few_controls(data) else None
 
 
 def decoded_runs(text: str, runs: bytes | None = None) -> Iterator[tuple[int, int, str]]:
@@ -100,20 +107,30 @@ def decoded_runs(text: str, runs: bytes | None = None) -> Iterator[tuple[int, in
         return
     # One byte per character ("?" for non-ASCII): within a run these are its characters,
     # at the same offsets. The runs are those of ``long_runs``, found on the byte maps
-    # alone (no match objects: most texts with a run hold several, most of them random).
+    # alone, and each is handled inline: a text with one run usually holds dozens (a
+    # lockfile, a log of request ids), nearly all random, so per-run calls add up.
     raw = text.encode("ascii", "replace")
     hexes = raw.translate(_HEX_MAP)
+    size = len(raw)
     while start != -1:
         end = mapped.find(b" ", start)
-        end = len(mapped) if end == -1 else end
-        if raw.startswith(b"=", end):  # up to two "=" of padding belong to the run
-            end += 2 if raw.startswith(b"==", end) else 1
-        if end - start <= MAX_RUN:
-            all_hex = end - start >= len(_LONG_HEX) and hexes.find(b" ", start, end) == -1
-            decoded = None if all_hex else _from_base64(raw[start:end])
+        end = size if end == -1 else end
+        if end < size and raw[end] == _PAD:  # up to two "=" of padding belong to the run
+            end += 2 if end + 1 < size and raw[end + 1] == _PAD else 1
+        length = end - start
+        if length > MAX_RUN:
+            pass
+        elif length >= _HEX_RUN and hexes.find(b" ", start, end) == -1:
+            # Hex digits only: base64 is not tried, the run is one hex run.
+            data = binascii.unhexlify(raw[start : start + length // 2 * 2])
+            decoded = _readable(data) if _few_controls(data) else None
             if decoded is not None:
                 yield start, end, decoded
-            else:
+        else:
+            decoded = _from_base64(raw[start:end])
+            if decoded is not None:
+                yield start, end, decoded
+            elif length >= _HEX_RUN and hexes.find(_LONG_HEX, start, end) != -1:
                 for hex_start, hex_end in hex_runs(hexes, start, end):
                     digits = raw[hex_start : hex_start + (hex_end - hex_start) // 2 * 2]
                     decoded = _readable(binascii.unhexlify(digits))
