@@ -349,21 +349,37 @@ class RuleIndex(Generic[Rule]):
     whose literals it holds (in their original order) instead of asking every rule."""
 
     def __init__(self, rules: Sequence[Rule], gate: Callable[[Rule], Anchors]) -> None:
-        entries = []
         union = 0
-        for rule in rules:
+        by_bit: dict[int, list[int]] = {}
+        for index, rule in enumerate(rules):
             mask = gate(rule).mask
             if not mask:
                 raise ValueError(f"{rule!r} has no literal to be found by; it would never run")
-            entries.append((mask, rule))
             union |= mask
-        self._entries = tuple(entries)
+            while mask:
+                bit = mask & -mask
+                by_bit.setdefault(bit, []).append(index)
+                mask ^= bit
+        self._rules = tuple(rules)
+        # Each bit with the rules it gates (in order): a text holds few of the literals,
+        # so its candidates come from its few bits instead of a test of every rule.
+        self._by_bit = {bit: tuple(indices) for bit, indices in by_bit.items()}
+        self._single = {bit: tuple(self._rules[i] for i in indices) for bit, indices in by_bit.items()}
         # Every rule's bits: a text with none of them is offered no rule.
         self.gate = union
 
-    def candidates(self, scan: ScanText) -> list[Rule]:
+    def candidates(self, scan: ScanText) -> Sequence[Rule]:
         """The rules one of whose literals occurs in ``scan`` (lower-cased), in order."""
-        found = scan.found
-        if not found & self.gate:
-            return []
-        return [rule for mask, rule in self._entries if found & mask]
+        found = scan.found & self.gate
+        if not found:
+            return ()
+        if not found & (found - 1):  # one bit (the usual case)
+            return self._single[found]
+        indices: set[int] = set()
+        by_bit = self._by_bit
+        while found:
+            bit = found & -found
+            indices.update(by_bit[bit])
+            found ^= bit
+        rules = self._rules
+        return [rules[index] for index in sorted(indices)]
