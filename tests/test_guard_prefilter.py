@@ -218,4 +218,5 @@ def test_positions_from_the_automaton_match_a_search(pieces: list[str]) -> None:
     """``ScanText.positions`` reads the credential words off the prefilter's hits."""
     scan = scantext.ScanText("".join(pieces))
     words = assignments._CREDENTIAL_WORDS
-    assert scan.positions(words) == scantext.anchor_positions(scan.lowered, words)
+    positions = scantext.anchor_positions(scan.lowered, words)
+    assert scan.positions(assignments._CREDENTIAL) == positions

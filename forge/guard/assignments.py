@@ -211,12 +211,16 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def _names_a_credential(key: str) -> bool:
-    words = [word.lower() for word in _KEY_WORD.findall(key)]
-    if not words or words[-1] in _DESCRIPTIVE_LAST_WORDS:
+    pieces = _KEY_WORD.findall(key)
+    if not pieces:
         return False
-    if any(word in _SECRET_WORDS for word in words):
+    # The words lower-cased and the set tests in C: no piece holds a space.
+    words = " ".join(pieces).lower().split(" ")
+    if words[-1] in _DESCRIPTIVE_LAST_WORDS:
+        return False
+    if not _SECRET_WORDS.isdisjoint(words):
         return True
-    if any(pair in _SECRET_KEY_PAIRS for pair in itertools.pairwise(words)):
+    if not _SECRET_KEY_PAIRS.isdisjoint(itertools.pairwise(words)):
         return True
     # STRIPE_KEY, deployKey: a name ending in "key" holds one, unless it names a kind of
     # key that is not a secret (cache_key, primary_key, public_key).
@@ -369,11 +373,10 @@ def _assignable(scan: ScanText, positions: list[int]) -> list[int]:
 def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Each high-entropy literal assigned to a credential-named key."""
     text = scan.text
-    words = scan.present(_CREDENTIAL)
     # Most texts that name a credential assign nothing long anywhere: one search decides.
-    if not words or not _VALUE_AFTER_OPERATOR.search(text):
+    if not scan.found & GATE or not _VALUE_AFTER_OPERATOR.search(text):
         return
-    positions = _assignable(scan, scan.positions(words))
+    positions = _assignable(scan, scan.positions(_CREDENTIAL))
     for match in matches_at(_ASSIGNMENT, scan.lowered, positions, _ASSIGNMENT_RUN):
         span = _key_span(text, match.start())
         key = text[span[0] : span[1]]

@@ -61,7 +61,8 @@ class Anchors:
     """Registered literals of one kind, and the bits the prefilter sets for them.
 
     ``pairs``: each literal with its bit (the bit of its lower-case form); ``forms``: the
-    lower-case forms; ``by_form``: the literals of each form.
+    lower-case forms; ``by_form``: the literals of each form; ``indices``: the forms'
+    indices in the automaton.
     """
 
     literals: tuple[str, ...]
@@ -70,6 +71,7 @@ class Anchors:
     pairs: tuple[tuple[str, int], ...]
     forms: frozenset[str]
     by_form: dict[str, tuple[str, ...]]
+    indices: frozenset[int]  # the forms' indices in the automaton
 
 
 class _Registry:
@@ -107,7 +109,8 @@ class _Registry:
         for anchor, bit in pairs:
             mask |= bit
             by_form[anchor.lower()] = (*by_form.get(anchor.lower(), ()), anchor)
-        return Anchors(literals, kind, mask, pairs, frozenset(by_form), by_form)
+        indices = frozenset(bit.bit_length() - 1 - _FIRST_LITERAL_BIT for _, bit in pairs)
+        return Anchors(literals, kind, mask, pairs, frozenset(by_form), by_form, indices)
 
     def found(self, lowered: str) -> tuple[int, list[tuple[int, int, int]] | None]:
         """The bits of the registered literals that occur in ``lowered``, and every
@@ -149,18 +152,17 @@ class _Registry:
             return frozenset(self.bits)
         return frozenset(map(self._patterns.__getitem__, map(_FIRST, hits)))
 
+    @staticmethod
     def positions(
-        self, hits: list[tuple[int, int, int]] | None, lowered: str, forms: tuple[str, ...]
+        hits: list[tuple[int, int, int]] | None, lowered: str, anchors: Anchors
     ) -> list[int]:
-        """Where any of ``forms`` (registered lower-case literals) starts in ``lowered``,
-        sorted, each position once: read off ``hits`` (from ``found``) when they are
-        known, else searched for."""
+        """Where any of ``anchors`` (lower-case) starts in ``lowered``, sorted, each
+        position once: read off ``hits`` (from ``found``) when they are known, else
+        searched for."""
         if hits is None:
-            return anchor_positions(lowered, forms)
-        bits = self.bits
-        wanted = {bits[form] for form in forms}
-        pattern_bits = self._pattern_bits
-        return sorted({start for index, start, _ in hits if pattern_bits[index] in wanted})
+            return anchor_positions(lowered, tuple(anchors.forms))
+        indices = anchors.indices
+        return sorted({start for index, start, _ in hits if index in indices})
 
     def lookup(self, anchors: tuple[str, ...]) -> tuple[Anchors, tuple[str, ...]]:
         """``anchors`` as registered (only those that are), and those never registered."""
@@ -219,10 +221,12 @@ class ScanText:
             self._literals = _REGISTRY.literals(self._hits)
         return self._literals
 
-    def positions(self, forms: tuple[str, ...]) -> list[int]:
-        """Where any of ``forms`` (registered lower-case literals) starts in the
+    def positions(self, anchors: Anchors) -> list[int]:
+        """Where any of ``anchors`` (registered lower-case literals) starts in the
         lower-cased text, sorted, each position once (``anchor_positions``)."""
-        return _REGISTRY.positions(self._hits, self.lowered, forms)
+        if not self.found & anchors.mask:
+            return []
+        return _REGISTRY.positions(self._hits, self.lowered, anchors)
 
     @property
     def runs(self) -> bytes:
