@@ -33,6 +33,9 @@ _MAX_REDACTION_ROUNDS = 3
 # Printable ASCII runs inside binary content, as ``strings`` would show them.
 _PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
 _Hit = tuple[str, int, int, str]  # rule, start, end, reason
+# What opens any injection search besides a "<" (see ``injection.may_hit``): a marker's
+# or a hidden block's literal, a long run, or non-ASCII text (normalised first).
+_INJECTION_GATES = injection.GATE | hidden.GATE | LONG_RUN | NON_ASCII
 
 
 class Guard:
@@ -82,6 +85,8 @@ class Guard:
         """Injection markers in the normalised text, at their offsets in ``text``; then
         whatever base64 or hex runs hide, reported at the run."""
         outer = outer if outer is not None else ScanText(text)
+        if not outer.found & _INJECTION_GATES and "<" not in text:
+            return []  # ASCII, no marker's literal, no run, no "<": most writes
         normalised = normalise(text) if outer.found & NON_ASCII else None
         scan = outer if normalised is None or normalised.text is text else ScanText(normalised.text)
         found: list[_Hit] = []
