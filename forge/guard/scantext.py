@@ -61,8 +61,7 @@ class Anchors:
     """Registered literals of one kind, and the bits the prefilter sets for them.
 
     ``pairs``: each literal with its bit (the bit of its lower-case form); ``forms``: the
-    lower-case forms; ``by_form``: the literals of each form; ``indices``: the forms'
-    indices in the automaton.
+    lower-case forms; ``indices``: the forms' indices in the automaton.
     """
 
     literals: tuple[str, ...]
@@ -70,7 +69,6 @@ class Anchors:
     mask: int
     pairs: tuple[tuple[str, int], ...]
     forms: frozenset[str]
-    by_form: dict[str, tuple[str, ...]]
     indices: frozenset[int]  # the forms' indices in the automaton
 
 
@@ -83,6 +81,8 @@ class _Registry:
         self._patterns: list[str] = []  # the literals, by automaton index
         self._pattern_bits: list[int] = []
         self._automaton: ahocorasick_rs.AhoCorasick | None = None
+        self._bytes_automaton: ahocorasick_rs.BytesAhoCorasick | None = None
+        self._overlap = 0
         self._unregistered: dict[tuple[str, ...], Anchors] = {}
 
     def add(self, anchors: Iterable[str], kind: AnchorKind) -> Anchors:
@@ -105,35 +105,30 @@ class _Registry:
     def _anchors(self, literals: tuple[str, ...], kind: AnchorKind) -> Anchors:
         pairs = tuple(dict.fromkeys((anchor, self.bits[anchor.lower()]) for anchor in literals))
         mask = 0
-        by_form: dict[str, tuple[str, ...]] = {}
-        for anchor, bit in pairs:
+        for _, bit in pairs:
             mask |= bit
-            by_form[anchor.lower()] = (*by_form.get(anchor.lower(), ()), anchor)
+        forms = frozenset(anchor.lower() for anchor in literals)
         indices = frozenset(bit.bit_length() - 1 - _FIRST_LITERAL_BIT for _, bit in pairs)
-        return Anchors(literals, kind, mask, pairs, frozenset(by_form), by_form, indices)
+        return Anchors(literals, kind, mask, pairs, forms, indices)
 
     def found(self, lowered: str) -> tuple[int, list[tuple[int, int, int]] | None]:
         """The bits of the registered literals that occur in ``lowered``, and every
         occurrence as (literal index, start, end); ``None`` for "any literal anywhere"
         (the prefilter tests force every gate open that way)."""
-        if self._automaton is None:
-            self._automaton = ahocorasick_rs.AhoCorasick(
-                self._patterns, implementation=ahocorasick_rs.Implementation.DFA
+        if self._automaton is None or self._bytes_automaton is None:
+            dfa = ahocorasick_rs.Implementation.DFA
+            self._automaton = ahocorasick_rs.AhoCorasick(self._patterns, implementation=dfa)
+            self._bytes_automaton = ahocorasick_rs.BytesAhoCorasick(
+                [pattern.encode() for pattern in self._patterns], implementation=dfa
             )
-        if len(lowered) <= _CHUNK:
-            # Overlapping: every occurrence of every literal, not only the leftmost ones.
-            hits = self._automaton.find_matches_as_indexes(lowered, True)
+            self._overlap = max(map(len, self._patterns)) - 1
+        # ASCII text (``isascii`` is a flag test) is searched as bytes, at the same
+        # offsets: about a third cheaper than a ``str``, whose offsets are converted.
+        if lowered.isascii():
+            bytes_search = self._bytes_automaton.find_matches_as_indexes
+            hits = _all_hits(bytes_search, lowered.encode("ascii"), self._overlap)
         else:
-            # A long text in overlapping chunks (a literal across a boundary lies whole in
-            # the next chunk): the list of hits per call stays small, and a text screened
-            # in a worker thread lets the event loop run between chunks. A literal in the
-            # overlap is reported twice: harmless for bits and sets of positions.
-            overlap = max(map(len, self._patterns)) - 1
-            hits = []
-            for start in range(0, len(lowered), _CHUNK):
-                chunk = lowered[start : start + _CHUNK + overlap]
-                found = self._automaton.find_matches_as_indexes(chunk, True)
-                hits += [(index, begin + start, end + start) for index, begin, end in found]
+            hits = _all_hits(self._automaton.find_matches_as_indexes, lowered, self._overlap)
         if not hits:
             return 0, hits
         pattern_bits = self._pattern_bits
@@ -145,12 +140,6 @@ class _Registry:
         for index, _, _ in hits:
             bits |= pattern_bits[index]
         return bits, hits
-
-    def literals(self, hits: list[tuple[int, int, int]] | None) -> frozenset[str]:
-        """The literals (lower-cased) of ``hits`` (from ``found``)."""
-        if hits is None:
-            return frozenset(self.bits)
-        return frozenset(map(self._patterns.__getitem__, map(_FIRST, hits)))
 
     @staticmethod
     def positions(
@@ -174,6 +163,27 @@ class _Registry:
         return known, unknown
 
 
+_Haystack = TypeVar("_Haystack", str, bytes)
+_Hits = list[tuple[int, int, int]]
+
+
+def _all_hits(
+    search: Callable[[_Haystack, bool], _Hits], haystack: _Haystack, overlap: int
+) -> _Hits:
+    """Every occurrence of every literal (overlapping: not only the leftmost ones)."""
+    if len(haystack) <= _CHUNK:
+        return search(haystack, True)
+    # A long text in overlapping chunks (a literal across a boundary lies whole in the
+    # next chunk): the list of hits per call stays small, and a text screened in a worker
+    # thread lets the event loop run between chunks. A literal in the overlap is reported
+    # twice: harmless for bits and sets of positions.
+    hits: _Hits = []
+    for start in range(0, len(haystack), _CHUNK):
+        found = search(haystack[start : start + _CHUNK + overlap], True)
+        hits += [(index, begin + start, end + start) for index, begin, end in found]
+    return hits
+
+
 _REGISTRY = _Registry()
 
 
@@ -195,7 +205,7 @@ def run_map(text: str) -> bytes:
 class ScanText:
     """A text, its lower-cased copy (same offsets) and the prefilter's ``found`` bits."""
 
-    __slots__ = ("_hits", "_literals", "_runs", "found", "lowered", "text")
+    __slots__ = ("_hits", "_runs", "found", "lowered", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -212,14 +222,6 @@ class ScanText:
         if LONG_RUN_BYTES in runs:
             found |= LONG_RUN
         self.found = found
-        self._literals: frozenset[str] | None = None
-
-    @property
-    def literals(self) -> frozenset[str]:
-        """The registered literals (lower-cased) that occur in the lower-cased text."""
-        if self._literals is None:
-            self._literals = _REGISTRY.literals(self._hits)
-        return self._literals
 
     def positions(self, anchors: Anchors) -> list[int]:
         """Where any of ``anchors`` (registered lower-case literals) starts in the
