@@ -370,7 +370,9 @@ class RuleIndex(Generic[Rule]):
         # Each bit with the rules it gates (in order): a text holds few of the literals,
         # so its candidates come from its few bits instead of a test of every rule.
         self._by_bit = {bit: tuple(indices) for bit, indices in by_bit.items()}
-        self._single = {bit: tuple(self._rules[i] for i in indices) for bit, indices in by_bit.items()}
+        self._single = {
+            bit: tuple(self._rules[i] for i in indices) for bit, indices in by_bit.items()
+        }
         # Every rule's bits: a text with none of them is offered no rule.
         self.gate = union
 

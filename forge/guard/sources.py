@@ -9,8 +9,8 @@ find nothing used to cost more than the searches that run.
 from __future__ import annotations
 
 from bisect import bisect_left
-from functools import reduce
 from collections.abc import Callable, Iterable, Iterator
+from functools import reduce
 from itertools import chain, islice
 from operator import or_
 
