@@ -31,7 +31,7 @@ def _everything_present(self: scantext._Registry, lowered: str) -> tuple[int, No
     return -1, None
 
 
-def _every_position(scan: scantext.ScanText, positions: list[int]) -> list[int]:
+def _every_position(scan: scantext.ScanText, positions: list[int], first: int) -> list[int]:
     return positions
 
 
@@ -67,7 +67,7 @@ def test_the_gates_can_be_forced_open(gates_open: None) -> None:
     scan = scantext.ScanText("plain words")
     assert set(scan.present(assignments._CREDENTIAL)) == set(assignments._CREDENTIAL_WORDS)
     assert scan.found & scantext.LONG_RUN and scan.found & scantext.NON_ASCII
-    assert assignments._assignable(scantext.ScanText("key"), [0]) == [0]
+    assert assignments._assignable(scantext.ScanText("key"), [0], -1) == [0]
 
 
 def test_corpus_findings_are_the_same_with_every_gate_open(
@@ -143,7 +143,9 @@ def test_an_assignment_inside_an_earlier_value_is_found(text: str) -> None:
     operator: the assignment gate must still try it."""
     scan = scantext.ScanText(text)
     words = scantext.anchor_positions(scan.lowered, ("token", "key"))
-    assert assignments._assignable(scan, words) == words
+    first = assignments._VALUE_AFTER_OPERATOR.search(text)
+    assert first is not None
+    assert assignments._assignable(scan, words, first.start()) == words
     assert [rule for rule, _, _ in _findings(text)] == [assignments.RULE]
 
 

@@ -343,21 +343,24 @@ def _is_env_line(text: str, key: tuple[int, int], value_start: int) -> bool:
     return text[line_start : key[0]].strip() in ("", "export")
 
 
-def _assignable(scan: ScanText, positions: list[int]) -> list[int]:
+def _assignable(scan: ScanText, positions: list[int], first: int) -> list[int]:
     """Those of ``positions`` (credential words, sorted) that an operator followed by a
     long value comes close enough after: a necessary condition of a match starting
-    there, far cheaper than trying the match.
+    there, far cheaper than trying the match. ``first``: the first such operator of the
+    text.
 
     A search reads at most the reach of one position; what it ruled out is not read
     again for the next position, so the cost stays linear in the text.
     """
     text = scan.text
     kept: list[int] = []
-    operator = -1  # an operator with a value found by the last search, or -1
-    clear_to = 0  # no operator with a value lies before here (from the last position on)
+    operator = first  # an operator with a value found by the last search, or -1
+    clear_to = first  # no operator with a value lies before here (from the last position on)
     for position in positions:
         reach = position + _KEY_TO_OPERATOR - 1  # the last place its operator can be
         if not position <= operator <= reach:
+            if reach < clear_to:
+                continue  # no operator between ``position`` and ``reach``: nothing to read
             # Searching a text cut at ``reach + _OPERATOR_LOOKAHEAD`` can only miss
             # operators whose look-ahead runs past the cut: those lie beyond ``reach``.
             found = _VALUE_AFTER_OPERATOR.search(
@@ -374,9 +377,10 @@ def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Each high-entropy literal assigned to a credential-named key."""
     text = scan.text
     # Most texts that name a credential assign nothing long anywhere: one search decides.
-    if not scan.found & GATE or not _VALUE_AFTER_OPERATOR.search(text):
+    first = _VALUE_AFTER_OPERATOR.search(text) if scan.found & GATE else None
+    if first is None:
         return
-    positions = _assignable(scan, scan.positions(_CREDENTIAL))
+    positions = _assignable(scan, scan.positions(_CREDENTIAL), first.start())
     for match in matches_at(_ASSIGNMENT, scan.lowered, positions, _ASSIGNMENT_RUN):
         span = _key_span(text, match.start())
         key = text[span[0] : span[1]]
