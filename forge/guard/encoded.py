@@ -86,9 +86,9 @@ def _from_base64(run: bytes) -> str | None:
         # ``a2b_base64`` refuses one character past a multiple of four however it is
         # padded: answered here, without the cost of an exception.
         return None
-    padded += b"=" * (-len(padded) % 4)
-    if b"-" in run or b"_" in run:
-        padded = padded.translate(_URLSAFE_TO_STANDARD)
+    # The URL-safe alphabet mapped to the standard one: a no-op on a run without "-"
+    # or "_", and cheaper than looking for them first.
+    padded = (padded + b"=" * (-len(padded) % 4)).translate(_URLSAFE_TO_STANDARD)
     try:
         # What base64.b64decode / urlsafe_b64decode do, without their Python wrappers.
         data = binascii.a2b_base64(padded)
