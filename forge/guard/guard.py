@@ -57,14 +57,15 @@ class Guard:
         self, text: str, where: str, *, quick_actions: bool, secrets_only: bool = False
     ) -> tuple[list[Finding], list[str]]:
         scan = ScanText(text)
-        pairs = [
-            (self._finding(hit, text, where), hit.reason)
-            for hit in secret_hits(scan, self._own_secrets)
-        ]
+        secrets = secret_hits(scan, self._own_secrets)
+        injected = [] if secrets_only else self._injection_hits(text, scan)
+        if not (secrets or injected or quick_actions or scan.found & NON_ASCII):
+            return [], []  # most writes: nothing found, nothing more to look for
+        pairs = [(self._finding(hit, text, where), hit.reason) for hit in secrets]
         if not secrets_only:
             pairs += [
                 (Finding(rule, where, start, end, printable_excerpt(text[start:end])), reason)
-                for rule, start, end, reason in self._injection_hits(text, scan)
+                for rule, start, end, reason in injected
             ]
             if scan.found & NON_ASCII:
                 pairs += [
@@ -135,6 +136,8 @@ class Guard:
 
     @staticmethod
     def _raise_if_blocking(findings: list[Finding], reasons: list[str]) -> None:
+        if not findings:
+            return
         blocking = [(f, r) for f, r in zip(findings, reasons, strict=True) if f.blocking]
         if blocking:
             first, reason = blocking[0]
