@@ -113,8 +113,8 @@ class _Registry:
 
     def found(self, lowered: str) -> tuple[int, list[tuple[int, int, int]] | None]:
         """The bits of the registered literals that occur in ``lowered``, and every
-        occurrence as (literal index, start, end); ``None`` for "any literal anywhere"
-        (the prefilter tests force every gate open that way)."""
+        occurrence as (literal index, start, end), or ``None`` when they are not kept
+        (a long text; and the prefilter tests force every gate open that way)."""
         if self._automaton is None or self._bytes_automaton is None:
             dfa = ahocorasick_rs.Implementation.DFA
             self._automaton = ahocorasick_rs.AhoCorasick(self._patterns, implementation=dfa)
@@ -126,20 +126,21 @@ class _Registry:
         # offsets: about a third cheaper than a ``str``, whose offsets are converted.
         if lowered.isascii():
             bytes_search = self._bytes_automaton.find_matches_as_indexes
-            hits = _all_hits(bytes_search, lowered.encode("ascii"), self._overlap)
+            bits, hits = _found(bytes_search, lowered.encode("ascii"), self._overlap)
         else:
-            hits = _all_hits(self._automaton.find_matches_as_indexes, lowered, self._overlap)
-        if not hits:
-            return 0, hits
-        pattern_bits = self._pattern_bits
-        if len(hits) > _FEW_HITS:
-            # Distinct powers of two: their sum is their union.
-            return sum(map(pattern_bits.__getitem__, set(map(_FIRST, hits)))), hits
+            bits, hits = _found(self._automaton.find_matches_as_indexes, lowered, self._overlap)
+        if hits is None or len(hits) > _FEW_HITS:
+            return bits, hits
         # A few hits (most writes): a plain loop beats building a set.
-        bits = 0
+        pattern_bits = self._pattern_bits
         for index, _, _ in hits:
             bits |= pattern_bits[index]
         return bits, hits
+
+    def union(self, hits: _Hits) -> int:
+        """The bits of the literals of ``hits``."""
+        # Distinct powers of two: their sum is their union.
+        return sum(map(self._pattern_bits.__getitem__, set(map(_FIRST, hits))))
 
     @staticmethod
     def positions(
@@ -167,21 +168,23 @@ _Haystack = TypeVar("_Haystack", str, bytes)
 _Hits = list[tuple[int, int, int]]
 
 
-def _all_hits(
+def _found(
     search: Callable[[_Haystack, bool], _Hits], haystack: _Haystack, overlap: int
-) -> _Hits:
-    """Every occurrence of every literal (overlapping: not only the leftmost ones)."""
+) -> tuple[int, _Hits | None]:
+    """Every occurrence of every literal (overlapping: not only the leftmost ones), and
+    their bits when there are many (else 0: the caller or-s a few in a loop)."""
     if len(haystack) <= _CHUNK:
-        return search(haystack, True)
+        hits = search(haystack, True)
+        return (_REGISTRY.union(hits) if len(hits) > _FEW_HITS else 0), hits
     # A long text in overlapping chunks (a literal across a boundary lies whole in the
     # next chunk): the list of hits per call stays small, and a text screened in a worker
-    # thread lets the event loop run between chunks. A literal in the overlap is reported
-    # twice: harmless for bits and sets of positions.
-    hits: _Hits = []
+    # thread lets the event loop run between chunks. Only the bits are kept: the
+    # positions of every literal in a large text would be a large list; a rule that
+    # wants positions searches for them (``positions``).
+    bits = 0
     for start in range(0, len(haystack), _CHUNK):
-        found = search(haystack[start : start + _CHUNK + overlap], True)
-        hits += [(index, begin + start, end + start) for index, begin, end in found]
-    return hits
+        bits |= _REGISTRY.union(search(haystack[start : start + _CHUNK + overlap], True))
+    return bits, None
 
 
 _REGISTRY = _Registry()
