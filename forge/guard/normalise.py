@@ -51,7 +51,10 @@ _HOMOGLYPHS = str.maketrans(
     }
 )
 # fmt: on
-_HOMOGLYPH_CHARS = frozenset(map(chr, _HOMOGLYPHS))
+# Only the non-ASCII ones: the table also maps "N", "S" and "Z" to themselves, and only
+# non-ASCII runs are folded, so an ASCII letter must not send a text down that path
+# (it used to: a new, identical text, scanned a second time).
+_HOMOGLYPH_CHARS = frozenset(char for char in map(chr, _HOMOGLYPHS) if not char.isascii())
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
 
@@ -104,7 +107,8 @@ class Normalised:
 def normalise(text: str) -> Normalised:
     if text.isascii():
         return Normalised(text)
-    distinct = set(text)
+    # The distinct non-ASCII characters: the only ones either test below looks at.
+    distinct = set("".join(_NON_ASCII_RUN.findall(text)))
     if not _has_invisible_in(distinct) and unicodedata.is_normalized("NFKC", text):
         # Every character stays one character (the usual case): offsets are unchanged.
         if _HOMOGLYPH_CHARS.isdisjoint(distinct):
