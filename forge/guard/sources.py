@@ -55,7 +55,11 @@ def secret_hits(
     """Secret hits without overlaps: own tokens win, then private keys, known formats,
     structured secrets and (when ``generic``) generic shapes, in that order."""
     text = scan.text
-    own = [hit for secret in own_secrets if secret in text for hit in _own(scan, secret)]
+    own = (
+        [hit for secret in own_secrets if secret in text for hit in _own(scan, secret)]
+        if own_secrets
+        else []
+    )
     if not own and not scan.found & (_GATES if generic else _GATES_NOT_GENERIC):
         return own  # most writes: no search can find anything
     searches = _searches(scan, generic)
