@@ -376,11 +376,17 @@ def _assignable(scan: ScanText, positions: list[int], first: int) -> list[int]:
 def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Each high-entropy literal assigned to a credential-named key."""
     text = scan.text
-    # Most texts that name a credential assign nothing long anywhere: one search decides.
-    first = _VALUE_AFTER_OPERATOR.search(text) if scan.found & GATE else None
+    positions = scan.positions(_CREDENTIAL)
+    if not positions:
+        return
+    # Most texts that name a credential assign nothing long after one: one search, from
+    # the first credential word to the reach of the last, decides (cut like the windows
+    # in ``_assignable``, it can only miss operators beyond that reach).
+    last = positions[-1] + _KEY_TO_OPERATOR - 1 + _OPERATOR_LOOKAHEAD
+    first = _VALUE_AFTER_OPERATOR.search(text, positions[0], last)
     if first is None:
         return
-    positions = _assignable(scan, scan.positions(_CREDENTIAL), first.start())
+    positions = _assignable(scan, positions, first.start())
     for match in matches_at(_ASSIGNMENT, scan.lowered, positions, _ASSIGNMENT_RUN):
         span = _key_span(text, match.start())
         key = text[span[0] : span[1]]
