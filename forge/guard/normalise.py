@@ -107,8 +107,7 @@ class Normalised:
 def normalise(text: str) -> Normalised:
     if text.isascii():
         return Normalised(text)
-    # The distinct non-ASCII characters: the only ones either test below looks at.
-    distinct = set("".join(_NON_ASCII_RUN.findall(text)))
+    distinct = set(text)
     if not _has_invisible_in(distinct) and unicodedata.is_normalized("NFKC", text):
         # Every character stays one character (the usual case): offsets are unchanged.
         if _HOMOGLYPH_CHARS.isdisjoint(distinct):
