@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from forge.guard import QUICK_ACTIONS, Guard, neutralise_quick_actions
+from forge.guard import QUICK_ACTIONS, Guard, neutralise_quick_actions, quick_actions
 
 
 @pytest.mark.parametrize("command", sorted(QUICK_ACTIONS))
@@ -180,3 +180,15 @@ def test_the_model_sees_the_reported_bypasses() -> None:
     """The model above is not vacuous: it runs the bypasses the issue reported."""
     for text in ("\r/merge", "/\rapprove", "/merge\f", "/approve\v"):
         assert _lines_gitlab_would_run(text) != []
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([*_PIECES, "/", "a/b", "12) ", "+ ", "* ", "."]), max_size=30))
+def test_the_line_start_gate_skips_no_command(pieces: list[str]) -> None:
+    """The C-speed check before the lines are split is a necessary condition: with it
+    forced open, the same commands are found."""
+    text = "".join(pieces)
+    gated = list(quick_actions.quick_action_spans(text))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quick_actions, "_may_hold_command", lambda text: True)
+        assert list(quick_actions.quick_action_spans(text)) == gated, text

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 
 from forge.guard.entropy import shannon_entropy
-from forge.guard.scantext import ScanText, anchor_positions, matches_at, register_anchors
+from forge.guard.scantext import ScanText, matches_at, register_anchors
 from forge.guard.secret_rules import (
     ROTATE,
     SecretHit,
@@ -211,12 +211,16 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def _names_a_credential(key: str) -> bool:
-    words = [word.lower() for word in _KEY_WORD.findall(key)]
-    if not words or words[-1] in _DESCRIPTIVE_LAST_WORDS:
+    pieces = _KEY_WORD.findall(key)
+    if not pieces:
         return False
-    if any(word in _SECRET_WORDS for word in words):
+    # The words lower-cased and the set tests in C: no piece holds a space.
+    words = " ".join(pieces).lower().split(" ")
+    if words[-1] in _DESCRIPTIVE_LAST_WORDS:
+        return False
+    if not _SECRET_WORDS.isdisjoint(words):
         return True
-    if any(pair in _SECRET_KEY_PAIRS for pair in itertools.pairwise(words)):
+    if not _SECRET_KEY_PAIRS.isdisjoint(itertools.pairwise(words)):
         return True
     # STRIPE_KEY, deployKey: a name ending in "key" holds one, unless it names a kind of
     # key that is not a secret (cache_key, primary_key, public_key).
@@ -339,21 +343,24 @@ def _is_env_line(text: str, key: tuple[int, int], value_start: int) -> bool:
     return text[line_start : key[0]].strip() in ("", "export")
 
 
-def _assignable(scan: ScanText, positions: list[int]) -> list[int]:
+def _assignable(scan: ScanText, positions: list[int], first: int) -> list[int]:
     """Those of ``positions`` (credential words, sorted) that an operator followed by a
     long value comes close enough after: a necessary condition of a match starting
-    there, far cheaper than trying the match.
+    there, far cheaper than trying the match. ``first``: the first such operator of the
+    text.
 
     A search reads at most the reach of one position; what it ruled out is not read
     again for the next position, so the cost stays linear in the text.
     """
     text = scan.text
     kept: list[int] = []
-    operator = -1  # an operator with a value found by the last search, or -1
-    clear_to = 0  # no operator with a value lies before here (from the last position on)
+    operator = first  # an operator with a value found by the last search, or -1
+    clear_to = first  # no operator with a value lies before here (from the last position on)
     for position in positions:
         reach = position + _KEY_TO_OPERATOR - 1  # the last place its operator can be
         if not position <= operator <= reach:
+            if reach < clear_to:
+                continue  # no operator between ``position`` and ``reach``: nothing to read
             # Searching a text cut at ``reach + _OPERATOR_LOOKAHEAD`` can only miss
             # operators whose look-ahead runs past the cut: those lie beyond ``reach``.
             found = _VALUE_AFTER_OPERATOR.search(
@@ -369,11 +376,17 @@ def _assignable(scan: ScanText, positions: list[int]) -> list[int]:
 def assignment_hits(scan: ScanText) -> Iterator[SecretHit]:
     """Each high-entropy literal assigned to a credential-named key."""
     text = scan.text
-    words = scan.present(_CREDENTIAL)
-    # Most texts that name a credential assign nothing long anywhere: one search decides.
-    if not words or not _VALUE_AFTER_OPERATOR.search(text):
+    positions = scan.positions(_CREDENTIAL)
+    if not positions:
         return
-    positions = _assignable(scan, anchor_positions(scan.lowered, words))
+    # Most texts that name a credential assign nothing long after one: one search, from
+    # the first credential word to the reach of the last, decides (cut like the windows
+    # in ``_assignable``, it can only miss operators beyond that reach).
+    last = positions[-1] + _KEY_TO_OPERATOR - 1 + _OPERATOR_LOOKAHEAD
+    first = _VALUE_AFTER_OPERATOR.search(text, positions[0], last)
+    if first is None:
+        return
+    positions = _assignable(scan, positions, first.start())
     for match in matches_at(_ASSIGNMENT, scan.lowered, positions, _ASSIGNMENT_RUN):
         span = _key_span(text, match.start())
         key = text[span[0] : span[1]]

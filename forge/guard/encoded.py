@@ -26,6 +26,8 @@ _ENCODING_HINT = re.compile(rb"[0-9+/=]")
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 _HEX_MAP = bytes(ord("h") if byte in _HEX_DIGITS else ord(" ") for byte in range(256))
 _LONG_HEX = b"h" * 32
+_HEX_RUN = len(_LONG_HEX)
+_PAD = ord("=")
 
 
 def long_runs(text: str, runs: bytes | None = None) -> Iterator[re.Match[str]]:
@@ -50,11 +52,16 @@ _CONTROL = bytes([*(byte for byte in range(0x20) if byte not in b"\n\r\t"), 0x7F
 _REPLACEMENT_UTF8 = "\ufffd".encode()
 
 
+def _few_controls(data: bytes) -> bool:
+    """False when ``_readable`` would refuse ``data`` on its control bytes alone."""
+    return len(data) - len(data.translate(None, _CONTROL)) <= len(data) / 19
+
+
 def _readable(data: bytes) -> str | None:
     # Most runs decode to random bytes: rejected here without decoding them. A control
     # byte is one unprintable character however the rest decodes, so more than one in
     # 19 bytes already means more than 5% unprintable characters.
-    if len(data) - len(data.translate(None, _CONTROL)) > len(data) / 19:
+    if not _few_controls(data):
         return None
     if data.isascii():
         unprintable = len(data.translate(None, _PRINTABLE_ASCII))
@@ -75,15 +82,19 @@ def _from_base64(run: bytes) -> str | None:
     if not _ENCODING_HINT.search(run, 0, 64):
         return None  # a long word or identifier, not an encoding
     padded = run.rstrip(b"=")
-    padded += b"=" * (-len(padded) % 4)
-    if b"-" in run or b"_" in run:
-        padded = padded.translate(_URLSAFE_TO_STANDARD)
+    if len(padded) % 4 == 1:
+        # ``a2b_base64`` refuses one character past a multiple of four however it is
+        # padded: answered here, without the cost of an exception.
+        return None
+    # The URL-safe alphabet mapped to the standard one: a no-op on a run without "-"
+    # or "_", and cheaper than looking for them first.
+    padded = (padded + b"=" * (-len(padded) % 4)).translate(_URLSAFE_TO_STANDARD)
     try:
         # What base64.b64decode / urlsafe_b64decode do, without their Python wrappers.
         data = binascii.a2b_base64(padded)
     except (binascii.Error, ValueError):
         return None
-    return _readable(data)
+    return _readable(data) if _few_controls(data) else None
 
 
 def decoded_runs(text: str, runs: bytes | None = None) -> Iterator[tuple[int, int, str]]:
@@ -91,25 +102,41 @@ def decoded_runs(text: str, runs: bytes | None = None) -> Iterator[tuple[int, in
 
     ``runs``: the text mapped by ``scantext.run_map``, when the caller has it."""
     mapped = run_map(text) if runs is None else runs
-    if LONG_RUN_BYTES not in mapped:
+    start = mapped.find(LONG_RUN_BYTES)
+    if start == -1:
         return
-    # Within a run every character is ASCII, so these bytes hold it at the same offsets.
+    # One byte per character ("?" for non-ASCII): within a run these are its characters,
+    # at the same offsets. The runs are those of ``long_runs``, found on the byte maps
+    # alone, and each is handled inline: a text with one run usually holds dozens (a
+    # lockfile, a log of request ids), nearly all random, so per-run calls add up.
     raw = text.encode("ascii", "replace")
-    hexes = hex_map(text)
-    for match in long_runs(text, mapped):
-        start, end = match.span()
-        if end - start > MAX_RUN:
-            continue
-        all_hex = end - start >= len(_LONG_HEX) and hexes.find(b" ", start, end) == -1
-        decoded = None if all_hex else _from_base64(raw[start:end])
-        if decoded is not None:
-            yield start, end, decoded
-            continue
-        for hex_start, hex_end in hex_runs(hexes, start, end):
-            digits = raw[hex_start : hex_start + (hex_end - hex_start) // 2 * 2]
-            decoded = _readable(binascii.unhexlify(digits))
+    hexes = raw.translate(_HEX_MAP)
+    size = len(raw)
+    while start != -1:
+        end = mapped.find(b" ", start)
+        end = size if end == -1 else end
+        if end < size and raw[end] == _PAD:  # up to two "=" of padding belong to the run
+            end += 2 if end + 1 < size and raw[end + 1] == _PAD else 1
+        length = end - start
+        if length > MAX_RUN:
+            pass
+        elif length >= _HEX_RUN and hexes.find(b" ", start, end) == -1:
+            # Hex digits only: base64 is not tried, the run is one hex run.
+            data = binascii.unhexlify(raw[start : start + length // 2 * 2])
+            decoded = _readable(data) if _few_controls(data) else None
             if decoded is not None:
-                yield hex_start, hex_end, decoded
+                yield start, end, decoded
+        else:
+            decoded = _from_base64(raw[start:end])
+            if decoded is not None:
+                yield start, end, decoded
+            elif length >= _HEX_RUN and hexes.find(_LONG_HEX, start, end) != -1:
+                for hex_start, hex_end in hex_runs(hexes, start, end):
+                    digits = raw[hex_start : hex_start + (hex_end - hex_start) // 2 * 2]
+                    decoded = _readable(binascii.unhexlify(digits))
+                    if decoded is not None:
+                        yield hex_start, hex_end, decoded
+        start = mapped.find(LONG_RUN_BYTES, end)
 
 
 def hex_map(text: str) -> bytes:

@@ -33,6 +33,9 @@ _MAX_REDACTION_ROUNDS = 3
 # Printable ASCII runs inside binary content, as ``strings`` would show them.
 _PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
 _Hit = tuple[str, int, int, str]  # rule, start, end, reason
+# What opens any injection search besides a "<" (see ``injection.may_hit``): a marker's
+# or a hidden block's literal, a long run, or non-ASCII text (normalised first).
+_INJECTION_GATES = injection.GATE | hidden.GATE | LONG_RUN | NON_ASCII
 
 
 class Guard:
@@ -54,14 +57,15 @@ class Guard:
         self, text: str, where: str, *, quick_actions: bool, secrets_only: bool = False
     ) -> tuple[list[Finding], list[str]]:
         scan = ScanText(text)
-        pairs = [
-            (self._finding(hit, text, where), hit.reason)
-            for hit in secret_hits(scan, self._own_secrets)
-        ]
+        secrets = secret_hits(scan, self._own_secrets)
+        injected = [] if secrets_only else self._injection_hits(text, scan)
+        if not (secrets or injected or quick_actions or scan.found & NON_ASCII):
+            return [], []  # most writes: nothing found, nothing more to look for
+        pairs = [(self._finding(hit, text, where), hit.reason) for hit in secrets]
         if not secrets_only:
             pairs += [
                 (Finding(rule, where, start, end, printable_excerpt(text[start:end])), reason)
-                for rule, start, end, reason in self._injection_hits(text, scan)
+                for rule, start, end, reason in injected
             ]
             if scan.found & NON_ASCII:
                 pairs += [
@@ -82,6 +86,8 @@ class Guard:
         """Injection markers in the normalised text, at their offsets in ``text``; then
         whatever base64 or hex runs hide, reported at the run."""
         outer = outer if outer is not None else ScanText(text)
+        if not outer.found & _INJECTION_GATES and "<" not in text:
+            return []  # ASCII, no marker's literal, no run, no "<": most writes
         normalised = normalise(text) if outer.found & NON_ASCII else None
         scan = outer if normalised is None or normalised.text is text else ScanText(normalised.text)
         found: list[_Hit] = []
@@ -130,6 +136,8 @@ class Guard:
 
     @staticmethod
     def _raise_if_blocking(findings: list[Finding], reasons: list[str]) -> None:
+        if not findings:
+            return
         blocking = [(f, r) for f, r in zip(findings, reasons, strict=True) if f.blocking]
         if blocking:
             first, reason = blocking[0]

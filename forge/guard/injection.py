@@ -350,6 +350,10 @@ def _unbalanced_eos_tokens(lowered: str) -> Iterator[InjectionHit]:
         )
 
 
+# The bits of ``ScanText.found`` one of which (or a "<") every marker needs.
+GATE = _MARKER_INDEX.gate
+
+
 def may_hit(scan: ScanText) -> bool:
     """Whether ``injection_hits`` can find anything: a marker's literals occur, or a "<"
     that could open an end-of-sequence token. A necessary condition, checked at once."""

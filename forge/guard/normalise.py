@@ -51,7 +51,10 @@ _HOMOGLYPHS = str.maketrans(
     }
 )
 # fmt: on
-_HOMOGLYPH_CHARS = frozenset(map(chr, _HOMOGLYPHS))
+# Only the non-ASCII ones: the table also maps "N", "S" and "Z" to themselves, and only
+# non-ASCII runs are folded, so an ASCII letter must not send a text down that path
+# (it used to: a new, identical text, scanned a second time).
+_HOMOGLYPH_CHARS = frozenset(char for char in map(chr, _HOMOGLYPHS) if not char.isascii())
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
 

@@ -148,6 +148,18 @@ _LINE_PREFIX = r"(?:[ \t\f\v>]|[-*+](?=[ \t\f\v])|[0-9]{1,9}[.)](?=[ \t\f\v]))*+
 _COMMAND = re.compile(_LINE_PREFIX + r"(/)([A-Za-z][A-Za-z_]{0,39})(?=[ \t\f\v]|$)")
 _FENCE_OPEN = re.compile(r"```[^`]*")
 _FENCE_CLOSE = re.compile(r" {0,3}```+[ \t]*")
+# A necessary condition of a command line, checked at C speed before any line is split:
+# a "/" preceded on its line (of the original text, where "\r" is not yet deleted) only
+# by characters ``_LINE_PREFIX`` accepts or "\r". Most notes with a "/" have it in a
+# path or URL, never there. The "\n" form opens with a literal, so only line breaks are
+# tried.
+_SLASH_PREFIX = r"[ \t\f\v\r>*+\-0-9.)]*+/"
+_FIRST_LINE_SLASH = re.compile(_SLASH_PREFIX)
+_LATER_LINE_SLASH = re.compile("\n" + _SLASH_PREFIX)
+
+
+def _may_hold_command(text: str) -> bool:
+    return "/" in text and bool(_FIRST_LINE_SLASH.match(text) or _LATER_LINE_SLASH.search(text))
 
 
 def _gitlab_view(text: str) -> tuple[str, list[int] | None]:
@@ -182,7 +194,7 @@ def _fenced_lines(lines: list[str]) -> set[int]:
 def quick_action_spans(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, lower-cased command) in ``text`` for each line GitLab could execute;
     ``start`` is the offset of the slash."""
-    if "/" not in text:
+    if not _may_hold_command(text):
         return
     view, offsets = _gitlab_view(text)
     lines = view.split("\n")
@@ -201,7 +213,7 @@ def quick_action_spans(text: str) -> Iterator[tuple[int, int, str]]:
 
 def neutralise_quick_actions(text: str) -> str:
     """``text`` with a backslash before every quick-action slash (see module docstring)."""
-    if "/" not in text:
+    if not _may_hold_command(text):
         return text  # most notes: no command can start
     pieces = []
     previous = 0

@@ -53,6 +53,7 @@ LONG_RUN_BYTES = b"a" * MIN_RUN
 
 _CHUNK = 65_536
 _FIRST = itemgetter(0)
+_FEW_HITS = 32
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +61,7 @@ class Anchors:
     """Registered literals of one kind, and the bits the prefilter sets for them.
 
     ``pairs``: each literal with its bit (the bit of its lower-case form); ``forms``: the
-    lower-case forms; ``by_form``: the literals of each form.
+    lower-case forms; ``indices``: the forms' indices in the automaton.
     """
 
     literals: tuple[str, ...]
@@ -68,7 +69,7 @@ class Anchors:
     mask: int
     pairs: tuple[tuple[str, int], ...]
     forms: frozenset[str]
-    by_form: dict[str, tuple[str, ...]]
+    indices: frozenset[int]  # the forms' indices in the automaton
 
 
 class _Registry:
@@ -80,6 +81,8 @@ class _Registry:
         self._patterns: list[str] = []  # the literals, by automaton index
         self._pattern_bits: list[int] = []
         self._automaton: ahocorasick_rs.AhoCorasick | None = None
+        self._bytes_automaton: ahocorasick_rs.BytesAhoCorasick | None = None
+        self._overlap = 0
         self._unregistered: dict[tuple[str, ...], Anchors] = {}
 
     def add(self, anchors: Iterable[str], kind: AnchorKind) -> Anchors:
@@ -100,38 +103,56 @@ class _Registry:
         return self._anchors(literals, kind)
 
     def _anchors(self, literals: tuple[str, ...], kind: AnchorKind) -> Anchors:
-        pairs = tuple((anchor, self.bits[anchor.lower()]) for anchor in literals)
+        pairs = tuple(dict.fromkeys((anchor, self.bits[anchor.lower()]) for anchor in literals))
         mask = 0
-        by_form: dict[str, tuple[str, ...]] = {}
-        for anchor, bit in pairs:
+        for _, bit in pairs:
             mask |= bit
-            by_form[anchor.lower()] = (*by_form.get(anchor.lower(), ()), anchor)
-        return Anchors(literals, kind, mask, pairs, frozenset(by_form), by_form)
+        forms = frozenset(anchor.lower() for anchor in literals)
+        indices = frozenset(bit.bit_length() - 1 - _FIRST_LITERAL_BIT for _, bit in pairs)
+        return Anchors(literals, kind, mask, pairs, forms, indices)
 
-    def found(self, lowered: str) -> tuple[int, frozenset[str]]:
-        """The bits of the registered literals that occur in ``lowered``, and those
-        literals."""
-        if self._automaton is None:
-            self._automaton = ahocorasick_rs.AhoCorasick(
-                self._patterns, implementation=ahocorasick_rs.Implementation.DFA
+    def found(self, lowered: str) -> tuple[int, list[tuple[int, int, int]] | None]:
+        """The bits of the registered literals that occur in ``lowered``, and every
+        occurrence as (literal index, start, end), or ``None`` when they are not kept
+        (a long text; and the prefilter tests force every gate open that way)."""
+        if self._automaton is None or self._bytes_automaton is None:
+            dfa = ahocorasick_rs.Implementation.DFA
+            self._automaton = ahocorasick_rs.AhoCorasick(self._patterns, implementation=dfa)
+            self._bytes_automaton = ahocorasick_rs.BytesAhoCorasick(
+                [pattern.encode() for pattern in self._patterns], implementation=dfa
             )
-        if len(lowered) <= _CHUNK:
-            # Overlapping: every occurrence of every literal, not only the leftmost ones.
-            indices = set(map(_FIRST, self._automaton.find_matches_as_indexes(lowered, True)))
+            self._overlap = max(map(len, self._patterns)) - 1
+        # ASCII text (``isascii`` is a flag test) is searched as bytes, at the same
+        # offsets: about a third cheaper than a ``str``, whose offsets are converted.
+        if lowered.isascii():
+            bytes_search = self._bytes_automaton.find_matches_as_indexes
+            bits, hits = _found(bytes_search, lowered.encode("ascii"), self._overlap)
         else:
-            # A long text in overlapping chunks (a literal across a boundary lies whole in
-            # the next chunk): the list of hits stays small, and a text screened in a
-            # worker thread lets the event loop run between chunks.
-            overlap = max(map(len, self._patterns)) - 1
-            indices = set()
-            for start in range(0, len(lowered), _CHUNK):
-                chunk = lowered[start : start + _CHUNK + overlap]
-                indices.update(map(_FIRST, self._automaton.find_matches_as_indexes(chunk, True)))
-        if not indices:
-            return 0, _NOTHING
+            bits, hits = _found(self._automaton.find_matches_as_indexes, lowered, self._overlap)
+        if hits is None or len(hits) > _FEW_HITS:
+            return bits, hits
+        # A few hits (most writes): a plain loop beats building a set.
+        pattern_bits = self._pattern_bits
+        for index, _, _ in hits:
+            bits |= pattern_bits[index]
+        return bits, hits
+
+    def union(self, hits: _Hits) -> int:
+        """The bits of the literals of ``hits``."""
         # Distinct powers of two: their sum is their union.
-        bits = sum(map(self._pattern_bits.__getitem__, indices))
-        return bits, frozenset(map(self._patterns.__getitem__, indices))
+        return sum(map(self._pattern_bits.__getitem__, set(map(_FIRST, hits))))
+
+    @staticmethod
+    def positions(
+        hits: list[tuple[int, int, int]] | None, lowered: str, anchors: Anchors
+    ) -> list[int]:
+        """Where any of ``anchors`` (lower-case) starts in ``lowered``, sorted, each
+        position once: read off ``hits`` (from ``found``) when they are known, else
+        searched for."""
+        if hits is None:
+            return anchor_positions(lowered, tuple(anchors.forms))
+        indices = anchors.indices
+        return sorted({start for index, start, _ in hits if index in indices})
 
     def lookup(self, anchors: tuple[str, ...]) -> tuple[Anchors, tuple[str, ...]]:
         """``anchors`` as registered (only those that are), and those never registered."""
@@ -143,8 +164,30 @@ class _Registry:
         return known, unknown
 
 
+_Haystack = TypeVar("_Haystack", str, bytes)
+_Hits = list[tuple[int, int, int]]
+
+
+def _found(
+    search: Callable[[_Haystack, bool], _Hits], haystack: _Haystack, overlap: int
+) -> tuple[int, _Hits | None]:
+    """Every occurrence of every literal (overlapping: not only the leftmost ones), and
+    their bits when there are many (else 0: the caller or-s a few in a loop)."""
+    if len(haystack) <= _CHUNK:
+        hits = search(haystack, True)
+        return (_REGISTRY.union(hits) if len(hits) > _FEW_HITS else 0), hits
+    # A long text in overlapping chunks (a literal across a boundary lies whole in the
+    # next chunk): the list of hits per call stays small, and a text screened in a worker
+    # thread lets the event loop run between chunks. Only the bits are kept: the
+    # positions of every literal in a large text would be a large list; a rule that
+    # wants positions searches for them (``positions``).
+    bits = 0
+    for start in range(0, len(haystack), _CHUNK):
+        bits |= _REGISTRY.union(search(haystack[start : start + _CHUNK + overlap], True))
+    return bits, None
+
+
 _REGISTRY = _Registry()
-_NOTHING: frozenset[str] = frozenset()
 
 
 def register_anchors(anchors: tuple[str, ...], kind: AnchorKind) -> Anchors:
@@ -165,7 +208,7 @@ def run_map(text: str) -> bytes:
 class ScanText:
     """A text, its lower-cased copy (same offsets) and the prefilter's ``found`` bits."""
 
-    __slots__ = ("_runs", "found", "literals", "lowered", "text")
+    __slots__ = ("_hits", "_runs", "found", "lowered", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -174,15 +217,21 @@ class ScanText:
             # A few characters (e.g. "İ") lower-case to two code points; keep offsets aligned.
             lowered = text.translate(_ASCII_LOWER)
         self.lowered = lowered
-        runs = run_map(text)
-        shape = 0 if text.isascii() else NON_ASCII
-        if LONG_RUN_BYTES in runs:
-            shape |= LONG_RUN
+        runs = text.encode("ascii", "replace").translate(RUN_MAP)  # ``run_map``, inlined
         self._runs = runs
-        found, literals = _REGISTRY.found(lowered)
-        self.found = found | shape
-        # The registered literals (lower-cased) that occur in the lower-cased text.
-        self.literals = literals
+        found, self._hits = _REGISTRY.found(lowered)
+        if not text.isascii():
+            found |= NON_ASCII
+        if LONG_RUN_BYTES in runs:
+            found |= LONG_RUN
+        self.found = found
+
+    def positions(self, anchors: Anchors) -> list[int]:
+        """Where any of ``anchors`` (registered lower-case literals) starts in the
+        lower-cased text, sorted, each position once (``anchor_positions``)."""
+        if not self.found & anchors.mask:
+            return []
+        return _REGISTRY.positions(self._hits, self.lowered, anchors)
 
     @property
     def runs(self) -> bytes:
@@ -207,13 +256,11 @@ class ScanText:
 
     def present(self, anchors: Anchors) -> tuple[str, ...]:
         """Those of ``anchors`` the prefilter found (to be searched for)."""
-        if not self.found & anchors.mask:
+        found = self.found
+        if not found & anchors.mask:
             return ()
-        forms = anchors.forms & self.literals
-        if anchors.kind in _CASE_SENSITIVE:
-            by_form = anchors.by_form
-            return tuple(anchor for form in forms for anchor in by_form[form])
-        return tuple(forms)
+        # Read off the bits: no set of the text's literals is built for this.
+        return tuple([anchor for anchor, bit in anchors.pairs if found & bit])
 
     def may_occur(self, anchors: tuple[str, ...]) -> tuple[str, ...]:
         """Those of ``anchors`` the prefilter found, and any it was never told about: an
@@ -311,21 +358,39 @@ class RuleIndex(Generic[Rule]):
     whose literals it holds (in their original order) instead of asking every rule."""
 
     def __init__(self, rules: Sequence[Rule], gate: Callable[[Rule], Anchors]) -> None:
-        entries = []
         union = 0
-        for rule in rules:
+        by_bit: dict[int, list[int]] = {}
+        for index, rule in enumerate(rules):
             mask = gate(rule).mask
             if not mask:
                 raise ValueError(f"{rule!r} has no literal to be found by; it would never run")
-            entries.append((mask, rule))
             union |= mask
-        self._entries = tuple(entries)
+            while mask:
+                bit = mask & -mask
+                by_bit.setdefault(bit, []).append(index)
+                mask ^= bit
+        self._rules = tuple(rules)
+        # Each bit with the rules it gates (in order): a text holds few of the literals,
+        # so its candidates come from its few bits instead of a test of every rule.
+        self._by_bit = {bit: tuple(indices) for bit, indices in by_bit.items()}
+        self._single = {
+            bit: tuple(self._rules[i] for i in indices) for bit, indices in by_bit.items()
+        }
         # Every rule's bits: a text with none of them is offered no rule.
         self.gate = union
 
-    def candidates(self, scan: ScanText) -> list[Rule]:
+    def candidates(self, scan: ScanText) -> Sequence[Rule]:
         """The rules one of whose literals occurs in ``scan`` (lower-cased), in order."""
-        found = scan.found
-        if not found & self.gate:
-            return []
-        return [rule for mask, rule in self._entries if found & mask]
+        found = scan.found & self.gate
+        if not found:
+            return ()
+        if not found & (found - 1):  # one bit (the usual case)
+            return self._single[found]
+        indices: set[int] = set()
+        by_bit = self._by_bit
+        while found:
+            bit = found & -found
+            indices.update(by_bit[bit])
+            found ^= bit
+        rules = self._rules
+        return [rules[index] for index in sorted(indices)]

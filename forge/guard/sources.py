@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from functools import reduce
 from itertools import chain, islice
+from operator import or_
 
 from forge.guard import assignments, cli_secrets, contextual, private_keys, url_credentials
 from forge.guard.prefixed import PREFIXED_RULES
@@ -40,13 +42,26 @@ _GENERIC: tuple[_Search, ...] = (
     (url_credentials.URL_GATE, url_credentials.url_password_hits),
 )
 
+# Every search's gate: a text with none of these bits is offered no search.
+_GATES_NOT_GENERIC = reduce(
+    or_, (gate for gate, _ in _CONTEXTUAL), private_keys.GATE | _FORMATS.gate | _PREFIXED.gate
+)
+_GATES = reduce(or_, (gate for gate, _ in _GENERIC), _GATES_NOT_GENERIC)
+
 
 def secret_hits(
     scan: ScanText, own_secrets: tuple[str, ...], *, generic: bool = True
 ) -> list[SecretHit]:
     """Secret hits without overlaps: own tokens win, then private keys, known formats,
     structured secrets and (when ``generic``) generic shapes, in that order."""
-    own = [hit for secret in own_secrets if secret in scan.text for hit in _own(scan, secret)]
+    text = scan.text
+    own = (
+        [hit for secret in own_secrets if secret in text for hit in _own(scan, secret)]
+        if own_secrets
+        else []
+    )
+    if not own and not scan.found & (_GATES if generic else _GATES_NOT_GENERIC):
+        return own  # most writes: no search can find anything
     searches = _searches(scan, generic)
     if not own and not searches:
         return own
