@@ -12,13 +12,13 @@ from pathlib import Path
 
 from bot.settings import ObservabilitySettings
 from forge import metrics
-from forge.http_serve import HttpServer, Request, Response, Route
+from forge.http_serve import HttpServer, Request, Response, Route, probe_routes
 from storage import Storage
 
 log = logging.getLogger(__name__)
 
 METRICS_PATH = metrics.METRICS_PATH
-HEALTH_PATH = "/healthz"
+HEALTH_PATH = metrics.HEALTH_PATH
 READY_PATH = "/readyz"
 
 
@@ -53,14 +53,7 @@ class Observer:
         self._server: HttpServer | None = None
 
     def routes(self) -> dict[str, Route]:
-        return {
-            METRICS_PATH: Route(metrics.handler),
-            HEALTH_PATH: Route(self._health),
-            READY_PATH: Route(self._ready),
-        }
-
-    async def _health(self, _request: Request) -> Response:
-        return Response.text("ok")
+        return {**probe_routes(), READY_PATH: Route(self._ready)}
 
     async def _ready(self, _request: Request) -> Response:
         problem = "the runtime is not started yet" if not self.started else None

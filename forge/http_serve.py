@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import h11
 
+from forge import metrics
+
 log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024
@@ -65,6 +67,18 @@ class Route:
     handler: Handler
     methods: frozenset[str] | None = frozenset({"GET"})  # None: every method reaches it
     max_body_bytes: int = 0
+
+
+async def _healthy(_request: Request) -> Response:
+    return Response.text("ok")
+
+
+def probe_routes() -> dict[str, Route]:
+    """``/healthz`` (the process answers) and ``/metrics``, on every crewline listener."""
+    return {
+        metrics.HEALTH_PATH: Route(_healthy),
+        metrics.METRICS_PATH: Route(metrics.handler),
+    }
 
 
 class HttpServer:

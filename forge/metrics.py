@@ -114,7 +114,10 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+# The paths every crewline listener serves (``forge.http_serve.probe_routes``); defined
+# here, where the settings can name them without loading the listener.
 METRICS_PATH = "/metrics"
+HEALTH_PATH = "/healthz"
 
 
 async def handler(_request: Request) -> Response:

@@ -174,6 +174,7 @@ def test_settings_defaults() -> None:
     [
         ({"path": "webhooks/gitlab"}, "path", "starting with '/'"),
         ({"path": "/healthz"}, "path", "health check"),
+        ({"path": "/metrics"}, "path", "/metrics is the metrics; choose another path"),
         ({"port": 70000}, "port", "less than or equal to 65535"),
         ({"queue_size": 0}, "queue_size", "greater than or equal to 1"),
         ({"secret": "x"}, "secret", "Extra inputs are not permitted"),

@@ -22,10 +22,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from forge import metrics
-from forge.http_serve import HttpServer, Request, Response, Route
+from forge.http_serve import HttpServer, Request, Response, Route, probe_routes
 from forge.webhooks.events import WebhookEvent
 from forge.webhooks.parse import Ignored, PayloadError, parse_event
-from forge.webhooks.settings import HEALTH_PATH, WebhookSettings
+from forge.webhooks.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +145,7 @@ class WebhookReceiver:
         """Every method reaches ``settings.path`` (anything but POST is answered 405 there,
         saying why); ``/healthz`` and ``/metrics`` answer GET."""
         hook = Route(self._handle, methods=None, max_body_bytes=self._settings.max_body_bytes)
-        return {
-            self._settings.path: hook,
-            HEALTH_PATH: Route(self._health),
-            metrics.METRICS_PATH: Route(metrics.handler),
-        }
+        return {**probe_routes(), self._settings.path: hook}
 
     async def start(self) -> str:
         """Listen on ``settings.host:settings.port`` (port 0 picks a free one) and return
@@ -211,9 +207,6 @@ class WebhookReceiver:
                 self._queue.task_done()
 
     # -- requests --------------------------------------------------------------------
-
-    async def _health(self, _request: Request) -> Response:
-        return Response.text("ok")
 
     async def _handle(self, request: Request) -> Response:
         if request.method != "POST":

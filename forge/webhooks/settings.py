@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-HEALTH_PATH = "/healthz"
+from forge.metrics import HEALTH_PATH, METRICS_PATH
+
+__all__ = ["HEALTH_PATH", "WebhookSettings"]
 
 
 class WebhookSettings(BaseModel):
@@ -42,6 +44,8 @@ class WebhookSettings(BaseModel):
     def _absolute_path(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("expected a URL path starting with '/', e.g. /webhooks/gitlab")
-        if value == HEALTH_PATH:
-            raise ValueError(f"{HEALTH_PATH} is the health check; choose another path")
+        # The receiver serves these too: a hook on one of them would never be reached.
+        served = {HEALTH_PATH: "the health check", METRICS_PATH: "the metrics"}
+        if value in served:
+            raise ValueError(f"{value} is {served[value]}; choose another path")
         return value
