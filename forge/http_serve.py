@@ -208,7 +208,9 @@ async def _read_request(
             length = _content_length(event.headers)
             if length is not None and length > limit:
                 return _request(head, None, remote)
-        elif isinstance(event, h11.Data):
+            continue
+        assert head is not None  # h11 yields the request line before any body event
+        if isinstance(event, h11.Data):
             size += len(event.data)
             if size > limit:
                 return _request(head, None, remote)  # not read further: the connection ends
@@ -233,9 +235,7 @@ def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     return found
 
 
-def _request(head: h11.Request | None, body: bytes | None, remote: str | None) -> Request:
-    if head is None:  # pragma: no cover - h11 yields the head before any body event
-        raise h11.RemoteProtocolError("a body before the request line")
+def _request(head: h11.Request, body: bytes | None, remote: str | None) -> Request:
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in head.headers}
     return Request(head.method.decode("ascii"), _path(head.target), headers, body, remote)
 
