@@ -6,6 +6,7 @@ listing (:meth:`IssueOps._issue_reader`, :meth:`IssueOps._issue_lister`) and in
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,24 +31,25 @@ class StaleState(Exception):
         )
 
 
-class IssueOps(NoteOps):
+class IssueOps(NoteOps, ABC):
     """What a subclass gives: its workflow, its issue index, the listeners of its moves,
-    and the three calls below that reach GitLab."""
+    and the three abstract calls below that reach GitLab."""
 
     workflow: Workflow
     issues: IssueIndex
     moved: list[Callable[[Issue], None]]
 
+    @abstractmethod
     def _issue_reader(self, project: str, iid: int) -> Callable[[Any], dict[str, Any]]:
         """The one raw read behind :meth:`get_issue`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _issue_lister(
         self, project: str, params: dict[str, Any]
     ) -> Callable[[Any], list[dict[str, Any]]]:
         """The one raw read behind :meth:`list_issues`."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def update_issue(
         self,
         project: str,
@@ -58,7 +60,8 @@ class IssueOps(NoteOps):
         state_event: str | None = None,
         description: str | None = None,
     ) -> Issue:
-        raise NotImplementedError
+        """Change labels, state or description in one update; the answer through
+        :meth:`updated`."""
 
     async def get_issue(self, project: str, iid: int) -> Issue:
         get = self._issue_reader(project, iid)

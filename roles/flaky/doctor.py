@@ -33,7 +33,7 @@ from roles.flaky.board import flaky_board
 from roles.flaky.detector import Detector
 from roles.flaky.diagnose_step import diagnose
 from roles.flaky.filing import Rerun, rerun_of, stage_of
-from roles.flaky.janitor import flaky_claims, flaky_gateway, stopped
+from roles.flaky.janitor import flaky_gateway, stopped
 from roles.flaky.proof import REPRODUCE_KEY, VALIDATE_KEY, Proofs, RunOnce, Verdict
 from roles.flaky.resume import resumable_runs
 from roles.flaky.runs import JobRunner
@@ -66,7 +66,7 @@ class Doctor:
         self.settings = settings
         self.flaky = flaky_workflow()
         self.gateway = gateway = flaky_gateway(services.gateway, self.flaky)
-        self.claims = flaky_claims(services, gateway)
+        self.claims = services.claims.over(gateway)
         self.detector = Detector(services, settings)
         self.proofs = Proofs(gateway, self.flaky)
         self.runner = runner or JobRunner(

@@ -22,7 +22,7 @@ from forge.claims import Claim, requeue_key
 from forge.gateway import StaleState
 from roles.attempts import round_attempt
 from roles.context import Services
-from roles.ports import IssueClaims, IssueSnapshot, IssueTracker
+from roles.ports import IssueSnapshot, IssueTracker
 from storage import Lease
 from workflow import Outcome, Workflow, flaky_workflow, next_state
 from workflow.flaky import FLAKY_ROLES
@@ -41,10 +41,6 @@ def flaky_gateway(gateway: IssueTracker, flaky: Workflow) -> IssueTracker:
     view = copy.copy(gateway)
     view.workflow = flaky
     return view
-
-
-def flaky_claims(services: Services, gateway: IssueTracker) -> IssueClaims[Lease]:
-    return services.claims.over(gateway)
 
 
 def after_stop(flaky: Workflow, role: str, attempt: int, limit: int, why: str) -> tuple[str, str]:
@@ -91,7 +87,7 @@ async def sweep_flaky(
     if not settings.enabled:
         return swept
     flaky = flaky_workflow()
-    claims = flaky_claims(services, flaky_gateway(services.gateway, flaky))
+    claims = services.claims.over(flaky_gateway(services.gateway, flaky))
     for role in FLAKY_ROLES:
         for issue in listing.at(flaky.running_state(role).label):
             if settings.label not in issue.labels or (issue.project, issue.iid) in busy:
