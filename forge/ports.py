@@ -10,9 +10,7 @@ for GitLab. Only the composition root in ``bot/`` builds the concrete gateways.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import Any, Literal, Protocol, TypeVar
-
-import gitlab
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from forge.ci_types import Job, TestCase, TestReport
 from forge.claim_notes import ClaimView
@@ -21,6 +19,9 @@ from forge.guard import Guard
 from forge.mr_types import Discussion, DiscussionNote, FileDiff
 from forge.types import Approval, Award, Issue, LabelEvent, MergeRequest, Note, Pipeline
 from workflow import Workflow
+
+if TYPE_CHECKING:  # the raw calls' functions take python-gitlab's client; nothing else does
+    import gitlab
 
 Noteable = Literal["issue", "mr"]
 T = TypeVar("T")

@@ -12,8 +12,8 @@ module under ``roles/`` names a concrete gateway (``tests/test_layering.py``).
 The other ports: :class:`Agent` (a coding agent CLI), :class:`Sandbox` (where commands run),
 :class:`Notifier` and :class:`Desk` (the humans' surfaces), :class:`AuditSink` (the audit
 trail), :class:`LocalLeases` (this host's leases), :class:`IssueClaims` (the claim protocol
-over GitLab and those leases), :class:`GitLabCalls` (an identity's audited calls) and :class:`Role` (what the engine runs
-for one stage). This module holds no behaviour.
+over GitLab and those leases), :class:`GitLabCalls` (an identity's audited calls) and
+:class:`Role` (what the engine runs for one stage). This module holds no behaviour.
 """
 
 from __future__ import annotations

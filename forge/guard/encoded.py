@@ -53,16 +53,22 @@ _REPLACEMENT_UTF8 = "\ufffd".encode()
 
 
 def _few_controls(data: bytes) -> bool:
-    """False when ``_readable`` would refuse ``data`` on its control bytes alone."""
+    """False when ``data`` cannot be readable on its control bytes alone.
+
+    Most runs decode to random bytes: rejected here without decoding them. A control byte
+    is one unprintable character however the rest decodes, so more than one in 19 bytes
+    already means more than 5% unprintable characters. The hot callers ask this first and
+    call :func:`_printable_text` only on what passes (a call less per random run)."""
     return len(data) - len(data.translate(None, _CONTROL)) <= len(data) / 19
 
 
 def _readable(data: bytes) -> str | None:
-    # Most runs decode to random bytes: rejected here without decoding them. A control
-    # byte is one unprintable character however the rest decodes, so more than one in
-    # 19 bytes already means more than 5% unprintable characters.
-    if not _few_controls(data):
-        return None
+    """``data`` as text when at least 95% of it is printable UTF-8, else None."""
+    return _printable_text(data) if _few_controls(data) else None
+
+
+def _printable_text(data: bytes) -> str | None:
+    """:func:`_readable` for ``data`` that passed :func:`_few_controls`."""
     if data.isascii():
         unprintable = len(data.translate(None, _PRINTABLE_ASCII))
         return (
@@ -94,7 +100,7 @@ def _from_base64(run: bytes) -> str | None:
         data = binascii.a2b_base64(padded)
     except (binascii.Error, ValueError):
         return None
-    return _readable(data) if _few_controls(data) else None
+    return _printable_text(data) if _few_controls(data) else None
 
 
 def decoded_runs(text: str, runs: bytes | None = None) -> Iterator[tuple[int, int, str]]:
@@ -123,7 +129,7 @@ def decoded_runs(text: str, runs: bytes | None = None) -> Iterator[tuple[int, in
         elif length >= _HEX_RUN and hexes.find(b" ", start, end) == -1:
             # Hex digits only: base64 is not tried, the run is one hex run.
             data = binascii.unhexlify(raw[start : start + length // 2 * 2])
-            decoded = _readable(data) if _few_controls(data) else None
+            decoded = _printable_text(data) if _few_controls(data) else None
             if decoded is not None:
                 yield start, end, decoded
         else:
