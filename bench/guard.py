@@ -27,6 +27,10 @@ three workloads:
 - *repository*: every file git tracks in this repository (the corpus aside), screened as
   commit content, repeated to a quarter of ``--megabytes``.
 
+``--compiled`` builds the wheel as it ships with ``CREWLINE_COMPILE=1`` (the guard
+compiled by mypyc, decision 0047; about 45 s), unpacks it in a temporary directory and
+runs this benchmark again against it. The first line says which guard was measured.
+
 Exit status 1 if a positive passes or a negative is refused.
 """
 
@@ -36,6 +40,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,9 +48,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# Appended, not prepended: a compiled guard on PYTHONPATH (``--compiled``) comes first.
+sys.path.append(str(ROOT))
 
-from forge.guard import Guard, GuardBlocked  # noqa: E402
+from forge.guard import Guard, GuardBlocked, compiled  # noqa: E402
+from tests.support.compiled_guard import compiled_environment, unpack_compiled_wheel  # noqa: E402
 from tests.support.guard import (  # noqa: E402
     Sample,
     adversarial_cases,
@@ -208,7 +215,17 @@ def main() -> int:
     parser.add_argument(
         "--adversarial-kb", type=int, default=16, help="size of each adversarial input (KB)"
     )
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="build the wheel with the mypyc-compiled guard and measure that instead",
+    )
     args = parser.parse_args()
+    if args.compiled:
+        return run_compiled([arg for arg in sys.argv[1:] if arg != "--compiled"])
+    guard_file = sys.modules[Guard.__module__].__file__
+    build = "compiled (mypyc)" if compiled() else "pure Python"
+    print(f"guard: {build}, {guard_file}")
 
     positives, negatives = load_samples("positive"), load_samples("negative")
     quality = measure_quality(positives, negatives)
@@ -261,6 +278,15 @@ def main() -> int:
     for name, rule in sorted(refused.items()):
         print(f"  {name}: {rule}")
     return 1 if quality.missed or quality.false_positives else 0
+
+
+def run_compiled(arguments: list[str]) -> int:
+    """This benchmark, run again against the compiled wheel."""
+    with tempfile.TemporaryDirectory(prefix="crewline-compiled-") as workdir:
+        print("building the wheel with the compiled guard…", flush=True)
+        site = unpack_compiled_wheel(Path(workdir))
+        env = compiled_environment(site)
+        return subprocess.run([sys.executable, __file__, *arguments], env=env).returncode
 
 
 if __name__ == "__main__":

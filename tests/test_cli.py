@@ -106,7 +106,10 @@ def test_doctor_all_ok(config_file: Path, sim: RunningSim) -> None:
         "agent demo",
         "agent tool",
         "sandbox",  # bubblewrap works here (.ci/run installs it)
+        "guard",
     ]
+    # A checkout runs the guard from its sources (the editable install refuses to compile).
+    assert "OK   guard: pure Python; a wheel built with CREWLINE_COMPILE=1" in result.stdout
     assert (config_file.parent / "state" / "crewline.sqlite3").exists()
     assert sim.config.bot_token not in result.stdout
     assert "OK   GitLab token: valid for @crewline-bot, scopes api" in result.stdout

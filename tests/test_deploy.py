@@ -92,10 +92,15 @@ def test_dockerfile_builds_from_the_repository_as_a_non_root_user() -> None:
                 copied.add(source.rstrip("/").removeprefix("./"))
     includes = project["tool"]["setuptools"]["packages"]["find"]["include"]
     assert {name.rstrip("*") for name in includes} <= copied
-    assert {"pyproject.toml", project["project"]["readme"]} <= copied
+    assert {"pyproject.toml", project["project"]["readme"], "setup.py"} <= copied
+    assert set(project["build-system"]["backend-path"]) <= copied
+    # The image installs the compiled guard, and proves it is the compiled one it got.
     assert any(
-        keyword == "RUN" and re.search(r"pip install \.(\s|$)", rest)
+        keyword == "RUN" and re.search(r"CREWLINE_COMPILE=1 \S*pip install \.(\s|$)", rest)
         for keyword, rest in instructions
+    )
+    assert any(
+        keyword == "RUN" and "forge.guard.compiled()" in rest for keyword, rest in instructions
     )
     # Python >= what pyproject requires, for every stage.
     wanted = tuple(

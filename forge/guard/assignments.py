@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
+from typing import Final
 
 from forge.guard.entropy import shannon_entropy
 from forge.guard.scantext import ScanText, matches_at, register_anchors
@@ -22,23 +23,23 @@ from forge.guard.secret_rules import (
     looks_like_placeholder,
 )
 
-RULE = "secret.generic_assignment"
-MIN_LENGTH = 16
+RULE: Final = "secret.generic_assignment"
+MIN_LENGTH: Final = 16
 # Bits per character. Random hex of 16+ characters averages above 3.2, other random
 # alphabets above 3.7; English-like identifiers sit lower or are excluded as words.
-HEX_ENTROPY = 3.0
-OTHER_ENTROPY = 3.3
+HEX_ENTROPY: Final = 3.0
+OTHER_ENTROPY: Final = 3.3
 
 # Runs on the lower-cased text and starts at a credential word, so the regex engine can
 # skip ahead quickly; the full key is recovered by walking back over identifier characters.
 #   credential word …rest of key  [closing quote]  [": type" annotation]  operator  [quote]  value
-_ASSIGNMENT_PREFIX = (
+_ASSIGNMENT_PREFIX: Final = (
     r"(?:p(?:ass|wd|at|w)|secret|token|key|credential|auth|bearer)[a-z0-9_.-]{0,60}+[\"']?"
     r"[ \t]{0,8}+(?::[ \t]{0,4}+[a-z_][\w\[\], |]{0,40}?[ \t]{0,4}+(?==))?"
     r"(?:=>|:=|=|:)[ \t]{0,8}+"
 )
-_UNQUOTED_VALUE = r"(?P<value>[^\s\"'`,;(){}\[\]<>$\\]{16,}+)"
-_ASSIGNMENT = re.compile(
+_UNQUOTED_VALUE: Final = r"(?P<value>[^\s\"'`,;(){}\[\]<>$\\]{16,}+)"
+_ASSIGNMENT: Final = re.compile(
     _ASSIGNMENT_PREFIX
     + r"(?:(?P<quote>[\"'`])(?P<quoted>[^\"'`\s]{16,}+)(?P=quote)|"
     + _UNQUOTED_VALUE
@@ -47,35 +48,35 @@ _ASSIGNMENT = re.compile(
 # The unquoted value run is maximal and every character of a key or operator belongs to
 # it: when an attempt fails at the end of that run, every credential word inside the run
 # would fail there too (see ``find_matches``).
-_ASSIGNMENT_RUN = re.compile(_ASSIGNMENT_PREFIX + _UNQUOTED_VALUE)
-MAX_VALUE = 512
+_ASSIGNMENT_RUN: Final = re.compile(_ASSIGNMENT_PREFIX + _UNQUOTED_VALUE)
+MAX_VALUE: Final = 512
 # What every match has at its end, whatever its key: the operator's last character, the
 # same spaces, an optional quote and 16 characters that both value forms accept. Most
 # texts mention keys and tokens; far fewer assign anything long: a credential word with
 # no such operator close after it is not tried.
 # Only the operator is consumed (the rest is a look-ahead): a value may itself hold the
 # operator of the real assignment (``env: "API_KEY=…"``), which must be tried too.
-_VALUE_AFTER_OPERATOR = re.compile(r"[=:>](?=[ \t]{0,8}+[\"'`]?[^\s\"'`]{16})")
+_VALUE_AFTER_OPERATOR: Final = re.compile(r"[=:>](?=[ \t]{0,8}+[\"'`]?[^\s\"'`]{16})")
 # From the credential word to the operator's last character a match spans at most: the
 # rest of the key (60), a quote, spaces (8), a type annotation (50) and the operator (2).
-_KEY_TO_OPERATOR = 140
+_KEY_TO_OPERATOR: Final = 140
 # An operator and its look-ahead: the operator, spaces (8), a quote and 16 characters.
-_OPERATOR_LOOKAHEAD = 26
-_CREDENTIAL_WORDS = (
+_OPERATOR_LOOKAHEAD: Final = 26
+_CREDENTIAL_WORDS: Final = (
     "pass", "pwd", "pat", "pw", "secret", "token", "key", "credential", "auth", "bearer",
 )  # fmt: skip
-_CREDENTIAL = register_anchors(_CREDENTIAL_WORDS, "lowered")
+_CREDENTIAL: Final = register_anchors(_CREDENTIAL_WORDS, "lowered")
 # The bits of ``ScanText.found`` without one of which each search finds nothing.
-GATE = _CREDENTIAL.mask
+GATE: Final = _CREDENTIAL.mask
 # Identifier characters as "k", anything else as a space (see ``_key_span``).
-_KEY_MAP = bytes(
+_KEY_MAP: Final = bytes(
     ord("k") if chr(byte).isascii() and (chr(byte).isalnum() or chr(byte) in "_.-") else ord(" ")
     for byte in range(256)
 )
-_MAX_KEY_BEFORE = 200
-_KEY_END = re.compile(r"[A-Za-z0-9_.-]*")
-_KEY_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-_SECRET_WORDS = frozenset(
+_MAX_KEY_BEFORE: Final = 200
+_KEY_END: Final = re.compile(r"[A-Za-z0-9_.-]*")
+_KEY_WORD: Final = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_SECRET_WORDS: Final = frozenset(
     {
         "password",
         "passwd",
@@ -95,7 +96,7 @@ _SECRET_WORDS = frozenset(
         "pat",
     }
 )
-_SECRET_KEY_PAIRS = frozenset(
+_SECRET_KEY_PAIRS: Final = frozenset(
     {
         ("api", "key"),
         ("access", "key"),
@@ -108,7 +109,7 @@ _SECRET_KEY_PAIRS = frozenset(
     }
 )
 # A key ending in one of these describes a credential rather than holding one.
-_DESCRIPTIVE_LAST_WORDS = frozenset(
+_DESCRIPTIVE_LAST_WORDS: Final = frozenset(
     [
         "file",
         "path",
@@ -188,7 +189,7 @@ _DESCRIPTIVE_LAST_WORDS = frozenset(
         "backend",
     ]
 )
-_NON_SECRET_KEYS = frozenset(
+_NON_SECRET_KEYS: Final = frozenset(
     {
         "cache", "sort", "primary", "foreign", "partition", "lookup", "idempotency", "dedup",
         "dedupe", "map", "dict", "hash", "row", "column", "object", "bucket", "public", "pub",
@@ -198,16 +199,16 @@ _NON_SECRET_KEYS = frozenset(
         "keyboard", "legend", "label", "storage", "s3", "result", "query",
     }
 )  # fmt: skip
-TEMPLATE = re.compile(r"\$\{|\{\{|%\(|%s|#\{|<%|\{[A-Za-z_][\w.]*\}")
-_PATH = re.compile(r"(?:/[A-Za-z0-9._@~-]+)+/?")
-_SNAKE_PART = re.compile(r"[a-z]+\d{0,2}|\d{1,4}")
-_SNAKE_SPLIT = re.compile(r"[_.-]")
-_CODE_SPLIT = re.compile(r"::|[/.]")
-_CODE_REFERENCE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
-_ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
-_VOWELS = frozenset("aeiouyAEIOUY")
-_WORDS_ONLY = re.compile(r"[a-z]+(?:[-_. ][a-z]+)*")
-_HEX = re.compile(r"[0-9a-fA-F]+")
+TEMPLATE: Final = re.compile(r"\$\{|\{\{|%\(|%s|#\{|<%|\{[A-Za-z_][\w.]*\}")
+_PATH: Final = re.compile(r"(?:/[A-Za-z0-9._@~-]+)+/?")
+_SNAKE_PART: Final = re.compile(r"[a-z]+\d{0,2}|\d{1,4}")
+_SNAKE_SPLIT: Final = re.compile(r"[_.-]")
+_CODE_SPLIT: Final = re.compile(r"::|[/.]")
+_CODE_REFERENCE: Final = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+_ENV_NAME: Final = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+_VOWELS: Final = frozenset("aeiouyAEIOUY")
+_WORDS_ONLY: Final = re.compile(r"[a-z]+(?:[-_. ][a-z]+)*")
+_HEX: Final = re.compile(r"[0-9a-fA-F]+")
 
 
 def _names_a_credential(key: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Final
 
 from forge.guard.scantext import ScanText, find_matches, register_anchors
 from forge.guard.secret_rules import (
@@ -19,36 +20,36 @@ from forge.guard.secret_rules import (
     looks_like_placeholder,
 )
 
-RULE = "secret.cli_credential"
-_VALUE = r"[\"']?(?P<secret>[^\s\"'`]{4,256}+)"
-_LONG_FLAG = re.compile(
+RULE: Final = "secret.cli_credential"
+_VALUE: Final = r"[\"']?(?P<secret>[^\s\"'`]{4,256}+)"
+_LONG_FLAG: Final = re.compile(
     r"--(?:password|passwd|pass|token|api-key|apikey|secret|client-secret|auth-token"
     r"|access-token|private-token)(?:=|[ \t]{1,4}+)" + _VALUE
 )
-_LONG_FLAG_ANCHORS = (
+_LONG_FLAG_ANCHORS: Final = (
     "--pass", "--token", "--api", "--secret", "--client-secret", "--auth-token",
     "--access-token", "--private-token",
 )  # fmt: skip
-_SHORT_FLAG = re.compile(r"[ \t]-(?P<flag>[pa])(?:[ \t]{1,4}+)?" + _VALUE)
-_USER_PASSWORD = re.compile(
+_SHORT_FLAG: Final = re.compile(r"[ \t]-(?P<flag>[pa])(?:[ \t]{1,4}+)?" + _VALUE)
+_USER_PASSWORD: Final = re.compile(
     r"(?:[ \t]-u|--user)(?:=|[ \t]{1,4}+)[\"']?[^\s:\"'$]{1,64}+:(?P<secret>[^\s\"'`@]{1,256}+)"
 )
 # The commands whose -p (or, for redis-cli, -a) takes a password.
-_LOGIN_COMMANDS = (
+_LOGIN_COMMANDS: Final = (
     "docker login", "podman login", "buildah login", "nerdctl login", "skopeo login",
     "helm registry login", "oc login", "crane auth login", "sshpass", "twine upload",
 )  # fmt: skip
-_MYSQL_COMMANDS = ("mysql", "mariadb")
-_LONG_FLAGS = register_anchors(_LONG_FLAG_ANCHORS, "lowered")
-_P_FLAGS = register_anchors((" -p", "\t-p"), "lowered")
-_A_FLAGS = register_anchors((" -a", "\t-a"), "lowered")
-_USER_FLAGS = register_anchors((" -u", "\t-u", "--user"), "lowered")
+_MYSQL_COMMANDS: Final = ("mysql", "mariadb")
+_LONG_FLAGS: Final = register_anchors(_LONG_FLAG_ANCHORS, "lowered")
+_P_FLAGS: Final = register_anchors((" -p", "\t-p"), "lowered")
+_A_FLAGS: Final = register_anchors((" -a", "\t-a"), "lowered")
+_USER_FLAGS: Final = register_anchors((" -u", "\t-u", "--user"), "lowered")
 # A short flag counts only on the command line of one of these commands (see below).
-_P_COMMANDS = register_anchors((*_LOGIN_COMMANDS, *_MYSQL_COMMANDS), "lowered")
-_A_COMMANDS = register_anchors(("redis-cli",), "lowered")
+_P_COMMANDS: Final = register_anchors((*_LOGIN_COMMANDS, *_MYSQL_COMMANDS), "lowered")
+_A_COMMANDS: Final = register_anchors(("redis-cli",), "lowered")
 # The bits of ``ScanText.found`` without one of which ``cli_hits`` finds nothing.
-GATE = _LONG_FLAGS.mask | _P_FLAGS.mask | _A_FLAGS.mask | _USER_FLAGS.mask
-_DEV_WORDS = ("password", "passwd", "secret", "changeme", "example", "your", "admin", "root")
+GATE: Final = _LONG_FLAGS.mask | _P_FLAGS.mask | _A_FLAGS.mask | _USER_FLAGS.mask
+_DEV_WORDS: Final = ("password", "passwd", "secret", "changeme", "example", "your", "admin", "root")
 
 
 def _is_literal(value: str) -> bool:

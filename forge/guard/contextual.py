@@ -10,6 +10,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator
+from typing import Final
 
 from forge.guard.scantext import LONG_RUN, TOKEN, ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
@@ -18,30 +19,30 @@ from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 # is 17-20 decimal digits, so its base64 starts with M, N or O and decodes to digits.
 # Searched from the 6-character middle part: a literal "." start lets the regex engine
 # skip ahead at C speed, where a [MNO] start would try every M, N and O of the text.
-_DISCORD_TAIL = re.compile(r"\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}+(?![A-Za-z0-9_-])")
-_DISCORD_ID = re.compile(r"[MNO][A-Za-z0-9_-]{22,27}")
-_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_DISCORD_TAIL: Final = re.compile(r"\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}+(?![A-Za-z0-9_-])")
+_DISCORD_ID: Final = re.compile(r"[MNO][A-Za-z0-9_-]{22,27}")
+_TOKEN_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 # A digit class start: the regex engine's own fast scan finds the candidates; a run of
 # digits is tried at most 16 characters deep, and the token body is possessive.
-_TELEGRAM = re.compile(r"\d{5,16}+:AA[A-Za-z0-9_-]{33}+(?![A-Za-z0-9_-])")
-_AZURE_ACCOUNT_KEY = re.compile(
+_TELEGRAM: Final = re.compile(r"\d{5,16}+:AA[A-Za-z0-9_-]{33}+(?![A-Za-z0-9_-])")
+_AZURE_ACCOUNT_KEY: Final = re.compile(
     r"(?:accountkey|sharedaccesskey|primarykey|secondarykey)[\"']?[ \t]{0,4}+[=:][ \t]{0,4}+"
     r"[\"']?(?P<secret>[a-z0-9+/]{40,86}+={0,2}+)"
 )
-_SAS_SIGNATURE = re.compile(r"sig=(?P<secret>[A-Za-z0-9%+/=]{30,}+)")
-_AZURE_ANCHORS = register_anchors(
+_SAS_SIGNATURE: Final = re.compile(r"sig=(?P<secret>[A-Za-z0-9%+/=]{30,}+)")
+_AZURE_ANCHORS: Final = register_anchors(
     ("accountkey", "sharedaccesskey", "primarykey", "secondarykey"), "lowered"
 )
-_SIG = register_anchors(("sig=",), "raw")
-_AAD = register_anchors(("Q~",), "raw")
-_TELEGRAM_ANCHOR = register_anchors((":AA",), "raw")
+_SIG: Final = register_anchors(("sig=",), "raw")
+_AAD: Final = register_anchors(("Q~",), "raw")
+_TELEGRAM_ANCHOR: Final = register_anchors((":AA",), "raw")
 # The bits of ``ScanText.found`` without one of which each search finds nothing. A
 # Discord token ends in 27 or more base64 characters: a long run.
-DISCORD_GATE = LONG_RUN
-TELEGRAM_GATE = _TELEGRAM_ANCHOR.mask
-AZURE_GATE = _AZURE_ANCHORS.mask | _SIG.mask | _AAD.mask
-_URL_STOP = frozenset(" \t\r\n\"'<>()`")
-_AAD_SECRET = re.compile(r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}+")
+DISCORD_GATE: Final = LONG_RUN
+TELEGRAM_GATE: Final = _TELEGRAM_ANCHOR.mask
+AZURE_GATE: Final = _AZURE_ANCHORS.mask | _SIG.mask | _AAD.mask
+_URL_STOP: Final = frozenset(" \t\r\n\"'<>()`")
+_AAD_SECRET: Final = re.compile(r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}+")
 
 
 def _discord_user_id(text: str, end: int) -> int | None:

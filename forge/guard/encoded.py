@@ -10,24 +10,25 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Iterator
+from typing import Final
 
 from forge.guard.scantext import LONG_RUN_BYTES, MIN_RUN, run_map
 
 # A run is taken whole (possessive). No look-behind is needed for a left boundary: the
 # search tries a position inside a run only after the run's start failed, which means
 # the run was too short. Hex digits are base64 characters, so hex runs lie inside these.
-_BASE64_RUN = re.compile(rf"[A-Za-z0-9+/_-]{{{MIN_RUN},}}+={{0,2}}+")
-MAX_RUN = 65_536
+_BASE64_RUN: Final = re.compile(rf"[A-Za-z0-9+/_-]{{{MIN_RUN},}}+={{0,2}}+")
+MAX_RUN: Final = 65_536
 # Base64 of anything but a long word holds a digit, "+", "/" or "=" early on.
-_ENCODING_HINT = re.compile(rb"[0-9+/=]")
+_ENCODING_HINT: Final = re.compile(rb"[0-9+/=]")
 # Hex runs (32 digits or more) are found like base64 runs (see ``scantext.run_map``):
 # hex digits mapped to "h", anything else to a space, and 32 "h" in a row looked for
 # with ``bytes.find``.
-_HEX_DIGITS = b"0123456789abcdefABCDEF"
-_HEX_MAP = bytes(ord("h") if byte in _HEX_DIGITS else ord(" ") for byte in range(256))
-_LONG_HEX = b"h" * 32
-_HEX_RUN = len(_LONG_HEX)
-_PAD = ord("=")
+_HEX_DIGITS: Final = b"0123456789abcdefABCDEF"
+_HEX_MAP: Final = bytes(ord("h") if byte in _HEX_DIGITS else ord(" ") for byte in range(256))
+_LONG_HEX: Final = b"h" * 32
+_HEX_RUN: Final = len(_LONG_HEX)
+_PAD: Final = ord("=")
 
 
 def long_runs(text: str, runs: bytes | None = None) -> Iterator[re.Match[str]]:
@@ -46,10 +47,10 @@ def long_runs(text: str, runs: bytes | None = None) -> Iterator[re.Match[str]]:
         position = mapped.find(LONG_RUN_BYTES, match.end())
 
 
-_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-_PRINTABLE_ASCII = bytes([*range(0x20, 0x7F), *b"\n\r\t"])
-_CONTROL = bytes([*(byte for byte in range(0x20) if byte not in b"\n\r\t"), 0x7F])
-_REPLACEMENT_UTF8 = "\ufffd".encode()
+_URLSAFE_TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
+_PRINTABLE_ASCII: Final = bytes([*range(0x20, 0x7F), *b"\n\r\t"])
+_CONTROL: Final = bytes([*(byte for byte in range(0x20) if byte not in b"\n\r\t"), 0x7F])
+_REPLACEMENT_UTF8: Final = "\ufffd".encode()
 
 
 def _few_controls(data: bytes) -> bool:

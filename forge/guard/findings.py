@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
-QUICK_ACTION_PREFIX = "quick_action."
+QUICK_ACTION_PREFIX: Final = "quick_action."
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping
 from itertools import islice
+from typing import Final
 
 from forge.guard import hidden, injection
 from forge.guard.encoded import decoded_runs
@@ -28,14 +29,14 @@ from forge.guard.secret_rules import SecretHit
 from forge.guard.sources import MAX_FINDINGS_PER_SOURCE, secret_hits
 from forge.guard.unicode_rules import unicode_hits
 
-MIN_OWN_SECRET_LENGTH = 8
-_MAX_REDACTION_ROUNDS = 3
+MIN_OWN_SECRET_LENGTH: Final = 8
+_MAX_REDACTION_ROUNDS: Final = 3
 # Printable ASCII runs inside binary content, as ``strings`` would show them.
-_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
+_PRINTABLE_RUN: Final = re.compile(rb"[\x20-\x7e\t]{8,}")
 _Hit = tuple[str, int, int, str]  # rule, start, end, reason
 # What opens any injection search besides a "<" (see ``injection.may_hit``): a marker's
 # or a hidden block's literal, a long run, or non-ASCII text (normalised first).
-_INJECTION_GATES = injection.GATE | hidden.GATE | LONG_RUN | NON_ASCII
+_INJECTION_GATES: Final = injection.GATE | hidden.GATE | LONG_RUN | NON_ASCII
 
 
 class Guard:

@@ -10,34 +10,35 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
 from forge.guard.scantext import ScanText, register_anchors
 
-HIDDEN_RULE = "injection.hidden_instruction"
-EXFILTRATION_RULE = "injection.data_exfiltration"
-_MAX_COMMENT = 8_000
-_ADDRESSEE = re.compile(
+HIDDEN_RULE: Final = "injection.hidden_instruction"
+EXFILTRATION_RULE: Final = "injection.data_exfiltration"
+_MAX_COMMENT: Final = 8_000
+_ADDRESSEE: Final = re.compile(
     r"\b(?:ai|llms?|(?:large\s+)?language\s+models?|(?:ai|coding|autonomous|automated)\s+"
     r"(?:agents?|assistants?|reviewers?)|assistant|copilot|claude|chatgpt|gpt(?:-?\d)?|gemini"
     r"|chatbots?)\b"
 )
-_IMPERATIVE = re.compile(
+_IMPERATIVE: Final = re.compile(
     r"\b(?:you\s+(?:must|should|will|need\s+to|are\s+to)|always|never|ignore|disregard"
     r"|do\s+not|don'?t|instead|secretly|quietly|silently|without\s+telling|execute|run\s+the"
     r"|send|post|upload|exfiltrate|reveal|approve|merge|delete|push|include\s+the)\b"
 )
-_IMAGE = re.compile(r"!\[[^\]\n]{0,300}+\]\([ \t]{0,4}+<?(?P<url>[^\s)>]{1,4000}+)")
-_DATA_VALUE = re.compile(r"[A-Za-z0-9%+/=_.-]{32,}")
+_IMAGE: Final = re.compile(r"!\[[^\]\n]{0,300}+\]\([ \t]{0,4}+<?(?P<url>[^\s)>]{1,4000}+)")
+_DATA_VALUE: Final = re.compile(r"[A-Za-z0-9%+/=_.-]{32,}")
 # Signed-URL parameters and cache busters: long by nature, not data being carried out.
-_BENIGN_QUERY_KEYS = frozenset(
+_BENIGN_QUERY_KEYS: Final = frozenset(
     ["signature", "sig", "se", "sv", "sp", "st", "sr", "expires", "v", "ver", "version",
      "rev", "hash", "cb", "cache"]
 )  # fmt: skip
-_BENIGN_QUERY_PREFIXES = ("x-amz-", "x-goog-")
-_OPENINGS = register_anchors(("<!--", "<details", "!["), "lowered")
+_BENIGN_QUERY_PREFIXES: Final = ("x-amz-", "x-goog-")
+_OPENINGS: Final = register_anchors(("<!--", "<details", "!["), "lowered")
 # The bits of ``ScanText.found`` without one of which nothing is hidden.
-GATE = _OPENINGS.mask
+GATE: Final = _OPENINGS.mask
 
 
 def _addresses_a_model(body: str) -> bool:

@@ -13,6 +13,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from forge.guard.scantext import (
     ALNUM,
@@ -23,51 +24,53 @@ from forge.guard.scantext import (
     register_words,
 )
 
-REMOVE = "crewline does not relay instructions aimed at AI agents; remove or rephrase the passage"
+REMOVE: Final = (
+    "crewline does not relay instructions aimed at AI agents; remove or rephrase the passage"
+)
 
-_QUALIFIERS = (
+_QUALIFIERS: Final = (
     r"(?:previous|prior|above|earlier|preceding|former|foregoing|original|initial|system"
     r"|developer|all|existing|current|old|given|default|safety)"
 )
-_NOUNS = (
+_NOUNS: Final = (
     r"(?:instructions?|prompts?|directions?|directives?|rules|guidelines|guardrails|messages"
     r"|context|commands|constraints|programming|guidance|orders|policies|restrictions"
     r"|limitations|safeguards|training)"
 )
 # Literals every match of ``_NOUNS`` contains, for the prefilter.
-_NOUN_WORDS = (
+_NOUN_WORDS: Final = (
     "instruction", "prompt", "direction", "directive", "rules", "guidelines", "guardrails",
     "messages", "context", "commands", "constraints", "programming", "guidance", "orders",
     "policies", "restrictions", "limitations", "safeguards", "training",
 )  # fmt: skip
 # What else a role reassignment, a DAN prompt, a replacement task or a template token
 # needs besides its anchor (one word of each group), for the prefilter.
-_ROLE_WORDS = (
+_ROLE_WORDS: Final = (
     "acting", "playing", "mode", "dan", "longer", "unrestricted", "unfiltered", "uncensored",
     "jailbroken", "amoral", "evil", "act", "respond", "answer", "behave", "free",
 )  # fmt: skip
-_DAN_WORDS = (
+_DAN_WORDS: Final = (
     "anything", "dan", "character", "unrestricted", "unfiltered", "uncensored", "jailbroken",
     "ethical", "moral", "content", "safety", "freed", "liberated", "restrictions", "rules",
     "guidelines", "limits", "filters",
 )  # fmt: skip
-_TASK_WORDS = (
+_TASK_WORDS: Final = (
     "instruction", "directive", "orders", "task", "goal", "objective", "mission", "purpose",
 )  # fmt: skip
 # "[" and what may follow it in a match: a space, a tab, "/" or one of the words. ("[/" covers
 # every closing form: "[/inst", "[/ inst", "[/available_tools"...)
-_TEMPLATE_ANCHORS = (
+_TEMPLATE_ANCHORS: Final = (
     "[inst", "[/", "[ ", "[\t", "[system_prompt", "[available_tools", "[tool_calls",
     "[tool_results", "<<", "<start_of_turn>", "<end_of_turn>",
 )  # fmt: skip
-_TEMPLATE_WORDS = (
+_TEMPLATE_WORDS: Final = (
     "inst", "system_prompt", "available_tools", "tool_calls", "tool_results", "sys", "_of_turn>",
 )  # fmt: skip
 # The verbs every override uses are rare words; the paraphrases built on common words
 # (set aside, drop, skip…) are anchored with the space that follows them, or a search
 # would start at every "set(" and "drop" in code. Tabs or line breaks inside those
 # paraphrases are not caught; the core verbs tolerate any whitespace.
-_OVERRIDE_VERBS = (
+_OVERRIDE_VERBS: Final = (
     "ignore", "disregard", "forget", "override", "bypass", "discard", "abandon", "neglect",
     "overrule", "nullify", "dismiss", "set aside", "put aside", "throw away", "drop ",
     "skip ", "cancel ", "erase ",
@@ -121,11 +124,11 @@ class _Marker:
         return "lowered" if self.lowered else "raw"
 
 
-_OVERRIDE = "injection.instruction_override"
-_ROLE = "injection.role_override"
-_TOKEN = "injection.role_token"
+_OVERRIDE: Final = "injection.instruction_override"
+_ROLE: Final = "injection.role_override"
+_TOKEN: Final = "injection.role_token"
 
-_MARKERS: tuple[_Marker, ...] = (
+_MARKERS: Final[tuple[_Marker, ...]] = (
     _Marker(
         _OVERRIDE,
         "an instruction override",
@@ -313,12 +316,12 @@ _MARKERS: tuple[_Marker, ...] = (
     ),
 )
 
-_MARKER_INDEX = RuleIndex(_MARKERS, lambda marker: marker.gate)
+_MARKER_INDEX: Final = RuleIndex(_MARKERS, lambda marker: marker.gate)
 
 # "</s>" is the end-of-sequence token of Llama-family models, but also the closing tag of
 # HTML strikethrough. It counts as a marker only when no "<s>" opened before it.
-_EOS_TOKEN = re.compile(r"<\s*/\s*s\s*>")
-_STRIKE_OPEN = re.compile(r"<s(?:\s[^>]*)?>")
+_EOS_TOKEN: Final = re.compile(r"<\s*/\s*s\s*>")
+_STRIKE_OPEN: Final = re.compile(r"<s(?:\s[^>]*)?>")
 
 
 @dataclass(frozen=True)
@@ -351,7 +354,7 @@ def _unbalanced_eos_tokens(lowered: str) -> Iterator[InjectionHit]:
 
 
 # The bits of ``ScanText.found`` one of which (or a "<") every marker needs.
-GATE = _MARKER_INDEX.gate
+GATE: Final = _MARKER_INDEX.gate
 
 
 def may_hit(scan: ScanText) -> bool:

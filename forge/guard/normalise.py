@@ -16,11 +16,12 @@ import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 # Removed before matching: zero-width and joiner characters, bidi controls and marks,
 # soft hyphen, word joiner and invisible operators, variation selectors, tag characters,
 # Hangul fillers and the Mongolian vowel separator.
-_INVISIBLE = frozenset(
+_INVISIBLE: Final = frozenset(
     [
         *(0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x180E, 0x3164, 0xFEFF, 0xFFA0),
         *range(0x200B, 0x2010),
@@ -33,7 +34,7 @@ _INVISIBLE = frozenset(
 )
 # Letters from other scripts that render like Latin ones.
 # fmt: off
-_HOMOGLYPHS = str.maketrans(
+_HOMOGLYPHS: Final = str.maketrans(
     {
         **dict.fromkeys("аɑα", "a"), **dict.fromkeys("ВΒв", "B"), **dict.fromkeys("сϲ", "c"),
         **dict.fromkeys("ԁ", "d"), **dict.fromkeys("еε", "e"), **dict.fromkeys("һ", "h"),
@@ -54,8 +55,8 @@ _HOMOGLYPHS = str.maketrans(
 # Only the non-ASCII ones: the table also maps "N", "S" and "Z" to themselves, and only
 # non-ASCII runs are folded, so an ASCII letter must not send a text down that path
 # (it used to: a new, identical text, scanned a second time).
-_HOMOGLYPH_CHARS = frozenset(char for char in map(chr, _HOMOGLYPHS) if not char.isascii())
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_HOMOGLYPH_CHARS: Final = frozenset(char for char in map(chr, _HOMOGLYPHS) if not char.isascii())
+_NON_ASCII_RUN: Final = re.compile(r"[^\x00-\x7f]+")
 
 
 def _has_invisible(text: str) -> bool:

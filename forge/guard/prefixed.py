@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from forge.guard.scantext import WORD, Anchors, ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit, looks_like_placeholder
 
-_B64 = "A-Za-z0-9+/="
-_URLSAFE = r"A-Za-z0-9_\-"
-_HEX = "a-fA-F0-9"
+_B64: Final = "A-Za-z0-9+/="
+_URLSAFE: Final = r"A-Za-z0-9_\-"
+_HEX: Final = "a-fA-F0-9"
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def _random_letters(token: str) -> bool:
     return _mixed_case(token) and not looks_like_placeholder(token)
 
 
-PREFIXED_RULES: tuple[Prefixed, ...] = (
+PREFIXED_RULES: Final[tuple[Prefixed, ...]] = (
     Prefixed(
         "secret.ai_api_key",
         "an Anthropic API, admin or OAuth token",
@@ -270,7 +271,7 @@ PREFIXED_RULES: tuple[Prefixed, ...] = (
 )
 
 # Body checks for the service tokens above that need more than "long and random".
-_SERVICE_SHAPES: dict[str, re.Pattern[str]] = {
+_SERVICE_SHAPES: Final[dict[str, re.Pattern[str]]] = {
     "pul-": re.compile(r"pul-[a-f0-9]{40}"),
     "LTAI": re.compile(r"LTAI[A-Za-z0-9]{20}"),
     "EAAA": re.compile(r"EAAA[A-Za-z0-9_-]{56,}"),
@@ -282,7 +283,7 @@ _SERVICE_SHAPES: dict[str, re.Pattern[str]] = {
 }
 
 
-_SEPARATORS = re.compile(r"[_.~-]")
+_SEPARATORS: Final = re.compile(r"[_.~-]")
 
 
 def _service_token(token: str) -> bool:

@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Final
 
 from forge.guard.scantext import ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit
 
-RULE = "secret.private_key"
-_HEADER = re.compile(r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----")
+RULE: Final = "secret.private_key"
+_HEADER: Final = re.compile(r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----")
 # What may stand between the header and the key material. Every alternative starts with
 # a different character (a backslash only before r, n or t), so nothing backtracks.
-_WRAPPING = re.compile(r"(?:[\s>#;*+,\"'`(]|\\[rnt]|//)*+")
-_PEM_FIELD = re.compile(r"[A-Za-z][A-Za-z-]{0,30}:")
-_MATERIAL = re.compile(r"[A-Za-z0-9+/=]*")
-_MIN_MATERIAL = 32
-_MAX_FIELDS = 4
-_END_SEARCH = 20_000
+_WRAPPING: Final = re.compile(r"(?:[\s>#;*+,\"'`(]|\\[rnt]|//)*+")
+_PEM_FIELD: Final = re.compile(r"[A-Za-z][A-Za-z-]{0,30}:")
+_MATERIAL: Final = re.compile(r"[A-Za-z0-9+/=]*")
+_MIN_MATERIAL: Final = 32
+_MAX_FIELDS: Final = 4
+_END_SEARCH: Final = 20_000
 # The bits of ``ScanText.found`` without one of which there is no key block.
-GATE = register_anchors(("-----BEGIN ",), "raw").mask
+GATE: Final = register_anchors(("-----BEGIN ",), "raw").mask
 
 
 def _looks_like_key_material(run: str) -> bool:

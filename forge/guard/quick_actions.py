@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Final
 
 # Commands and aliases documented by GitLab (issues, merge requests, epics, work items,
 # incidents, commits). Informational: the neutraliser escapes any ``/word`` line.
-QUICK_ACTIONS: frozenset[str] = frozenset(
+QUICK_ACTIONS: Final[frozenset[str]] = frozenset(
     [
         "add_child",
         "add_contacts",
@@ -144,18 +145,18 @@ QUICK_ACTIONS: frozenset[str] = frozenset(
 # Before the slash: indentation (Ruby's \s without the newline), block-quote markers,
 # and list markers followed by whitespace. Every alternative starts with a different
 # character, so the repetition cannot backtrack.
-_LINE_PREFIX = r"(?:[ \t\f\v>]|[-*+](?=[ \t\f\v])|[0-9]{1,9}[.)](?=[ \t\f\v]))*+"
-_COMMAND = re.compile(_LINE_PREFIX + r"(/)([A-Za-z][A-Za-z_]{0,39})(?=[ \t\f\v]|$)")
-_FENCE_OPEN = re.compile(r"```[^`]*")
-_FENCE_CLOSE = re.compile(r" {0,3}```+[ \t]*")
+_LINE_PREFIX: Final = r"(?:[ \t\f\v>]|[-*+](?=[ \t\f\v])|[0-9]{1,9}[.)](?=[ \t\f\v]))*+"
+_COMMAND: Final = re.compile(_LINE_PREFIX + r"(/)([A-Za-z][A-Za-z_]{0,39})(?=[ \t\f\v]|$)")
+_FENCE_OPEN: Final = re.compile(r"```[^`]*")
+_FENCE_CLOSE: Final = re.compile(r" {0,3}```+[ \t]*")
 # A necessary condition of a command line, checked at C speed before any line is split:
 # a "/" preceded on its line (of the original text, where "\r" is not yet deleted) only
 # by characters ``_LINE_PREFIX`` accepts or "\r". Most notes with a "/" have it in a
 # path or URL, never there. The "\n" form opens with a literal, so only line breaks are
 # tried.
-_SLASH_PREFIX = r"[ \t\f\v\r>*+\-0-9.)]*+/"
-_FIRST_LINE_SLASH = re.compile(_SLASH_PREFIX)
-_LATER_LINE_SLASH = re.compile("\n" + _SLASH_PREFIX)
+_SLASH_PREFIX: Final = r"[ \t\f\v\r>*+\-0-9.)]*+/"
+_FIRST_LINE_SLASH: Final = re.compile(_SLASH_PREFIX)
+_LATER_LINE_SLASH: Final = re.compile("\n" + _SLASH_PREFIX)
 
 
 def _may_hold_command(text: str) -> bool:

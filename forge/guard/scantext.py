@@ -23,37 +23,37 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import ahocorasick_rs
 
-ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-WORD = ALNUM | {"_"}
-TOKEN = WORD | {"-"}
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+ALNUM: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+WORD: Final = ALNUM | {"_"}
+TOKEN: Final = WORD | {"-"}
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Kinds of anchors: "token" and "raw" anchors are case-sensitive and searched in the
 # original text; "lowered" anchors are lower-case and searched in the
 # lower-cased text. The prefilter looks for every anchor in lower case (an anchor in the
 # text is also in the lower-cased text) and confirms a case-sensitive one in the original.
 AnchorKind = str
-_CASE_SENSITIVE = frozenset({"token", "raw"})
-_KINDS = frozenset({"token", "lowered", "raw"})
+_CASE_SENSITIVE: Final = frozenset({"token", "raw"})
+_KINDS: Final = frozenset({"token", "lowered", "raw"})
 
 # Shapes of the text, as bits of ``ScanText.found`` below the literals' bits.
-NON_ASCII = 1
-LONG_RUN = 2
-_FIRST_LITERAL_BIT = 2
+NON_ASCII: Final = 1
+LONG_RUN: Final = 2
+_FIRST_LITERAL_BIT: Final = 2
 # A run of this many base64 characters (see ``encoded``) sets ``LONG_RUN``.
-MIN_RUN = 24
-_RUN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
+MIN_RUN: Final = 24
+_RUN_CHARS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
 # One byte per character, "a" for a base64 character and " " for anything else: runs are
 # then found with ``bytes.find`` at C speed (every non-ASCII character is "?", no run).
-RUN_MAP = bytes(ord("a") if byte in _RUN_CHARS else ord(" ") for byte in range(256))
-LONG_RUN_BYTES = b"a" * MIN_RUN
+RUN_MAP: Final = bytes(ord("a") if byte in _RUN_CHARS else ord(" ") for byte in range(256))
+LONG_RUN_BYTES: Final = b"a" * MIN_RUN
 
-_CHUNK = 65_536
-_FIRST = itemgetter(0)
-_FEW_HITS = 32
+_CHUNK: Final = 65_536
+_FIRST: Final = itemgetter(0)
+_FEW_HITS: Final = 32
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,12 +164,14 @@ class _Registry:
         return known, unknown
 
 
-_Haystack = TypeVar("_Haystack", str, bytes)
 _Hits = list[tuple[int, int, int]]
 
 
 def _found(
-    search: Callable[[_Haystack, bool], _Hits], haystack: _Haystack, overlap: int
+    # ``AhoCorasick`` or ``BytesAhoCorasick``'s search, with a haystack of its own type.
+    search: Callable[[Any, bool], _Hits],
+    haystack: str | bytes,
+    overlap: int,
 ) -> tuple[int, _Hits | None]:
     """Every occurrence of every literal (overlapping: not only the leftmost ones), and
     their bits when there are many (else 0: the caller or-s a few in a loop)."""
@@ -187,7 +189,7 @@ def _found(
     return bits, None
 
 
-_REGISTRY = _Registry()
+_REGISTRY: Final = _Registry()
 
 
 def register_anchors(anchors: tuple[str, ...], kind: AnchorKind) -> Anchors:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from forge.guard.entropy import shannon_entropy
 from forge.guard.scantext import (
@@ -30,12 +31,12 @@ from forge.guard.scantext import (
     register_words,
 )
 
-ROTATE = (
+ROTATE: Final = (
     "remove it, load credentials from the environment or a secret store, and rotate this one: "
     "it was exposed to whatever wrote the text"
 )
 
-_PLACEHOLDER_WORDS = (
+_PLACEHOLDER_WORDS: Final = (
     "xxxx",
     "example",
     "your",
@@ -50,8 +51,8 @@ _PLACEHOLDER_WORDS = (
     "...",
     "…",
 )
-_PLACEHOLDER = re.compile("|".join(map(re.escape, _PLACEHOLDER_WORDS)))
-_REPEATED_CHAR = re.compile(r"(.)\1{5}")
+_PLACEHOLDER: Final = re.compile("|".join(map(re.escape, _PLACEHOLDER_WORDS)))
+_REPEATED_CHAR: Final = re.compile(r"(.)\1{5}")
 
 
 def looks_like_placeholder(value: str) -> bool:
@@ -60,7 +61,7 @@ def looks_like_placeholder(value: str) -> bool:
 
 
 # Each ASCII character as its class: lower case, upper case, digit or anything else.
-_CLASS_OF = bytes(
+_CLASS_OF: Final = bytes(
     ord("a") if 97 <= byte <= 122 else ord("A") if 65 <= byte <= 90 else ord("0")
     if 48 <= byte <= 57 else ord(".")
     for byte in range(256)
@@ -137,7 +138,7 @@ class _FormatRule:
                 yield SecretHit(self.rule, start, end, f"{self.label} found; {ROTATE}")
 
 
-_GITLAB_PREFIXES = (
+_GITLAB_PREFIXES: Final = (
     "glpat",  # personal, project and group access tokens
     "gloas",  # OAuth application secrets
     "gldt",  # deploy tokens
@@ -166,7 +167,7 @@ def _bearer_is_real(value: str) -> bool:
     return not looks_like_placeholder(value) and shannon_entropy(value) >= 3.5
 
 
-FORMAT_RULES: tuple[_FormatRule, ...] = (
+FORMAT_RULES: Final[tuple[_FormatRule, ...]] = (
     _FormatRule(
         "secret.gitlab_token",
         "a GitLab token",

@@ -13,40 +13,41 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import reduce
 from itertools import chain, islice
 from operator import or_
+from typing import Final
 
 from forge.guard import assignments, cli_secrets, contextual, private_keys, url_credentials
 from forge.guard.prefixed import PREFIXED_RULES
 from forge.guard.scantext import RuleIndex, ScanText
 from forge.guard.secret_rules import FORMAT_RULES, ROTATE, SecretHit
 
-OWN_SECRET_RULE = "secret.own_token"
+OWN_SECRET_RULE: Final = "secret.own_token"
 # Hits kept per search and scan: plenty to refuse a write; a text holding more (only a
 # hostile one does) is redacted over several rounds, or whole. Keeps a text of 10,000
 # repeated markers from costing 10,000 findings.
-MAX_FINDINGS_PER_SOURCE = 256
+MAX_FINDINGS_PER_SOURCE: Final = 256
 
-_FORMATS = RuleIndex(FORMAT_RULES, lambda rule: rule.anchor_set)
-_PREFIXED = RuleIndex(PREFIXED_RULES, lambda rule: rule.prefix_set)
+_FORMATS: Final = RuleIndex(FORMAT_RULES, lambda rule: rule.anchor_set)
+_PREFIXED: Final = RuleIndex(PREFIXED_RULES, lambda rule: rule.prefix_set)
 _Search = tuple[int, Callable[[ScanText], Iterable[SecretHit]]]
 # Secrets recognised by their structure rather than a prefix.
-_CONTEXTUAL: tuple[_Search, ...] = (
+_CONTEXTUAL: Final[tuple[_Search, ...]] = (
     (contextual.DISCORD_GATE, contextual.discord_hits),
     (contextual.TELEGRAM_GATE, contextual.telegram_hits),
     (contextual.AZURE_GATE, contextual.azure_hits),
 )
 # Generic shapes (an assignment, a command line, a URL): not looked for inside decoded
 # base64, where they would be found in random-looking bytes.
-_GENERIC: tuple[_Search, ...] = (
+_GENERIC: Final[tuple[_Search, ...]] = (
     (cli_secrets.GATE, cli_secrets.cli_hits),
     (assignments.GATE, assignments.assignment_hits),
     (url_credentials.URL_GATE, url_credentials.url_password_hits),
 )
 
 # Every search's gate: a text with none of these bits is offered no search.
-_GATES_NOT_GENERIC = reduce(
+_GATES_NOT_GENERIC: Final = reduce(
     or_, (gate for gate, _ in _CONTEXTUAL), private_keys.GATE | _FORMATS.gate | _PREFIXED.gate
 )
-_GATES = reduce(or_, (gate for gate, _ in _GENERIC), _GATES_NOT_GENERIC)
+_GATES: Final = reduce(or_, (gate for gate, _ in _GENERIC), _GATES_NOT_GENERIC)
 
 
 def secret_hits(

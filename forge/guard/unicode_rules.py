@@ -15,20 +15,21 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Final
 
-_REMOVE = "it can hide or reorder text so reviewers do not see what is sent; remove it"
+_REMOVE: Final = "it can hide or reorder text so reviewers do not see what is sent; remove it"
 
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+_BIDI: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_ZERO_WIDTH: Final = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 # A run of the same character is one hit. A character class first lets the regex
 # engine scan for candidates at C speed.
-_BMP_SUSPECT = re.compile("([\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069])\\1*")
+_BMP_SUSPECT: Final = re.compile("([\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069])\\1*")
 # A run of tag characters is one finding. Matching astral ranges is slow in ``re``, so
 # the search runs only when the UTF-8 form holds a tag character's lead bytes.
-_TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
-_TAG_UTF8_LEADS = (b"\xf3\xa0\x80", b"\xf3\xa0\x81")
-_JOINERS = "\u200c\u200d"
-MAX_HITS = 256
+_TAG_RUN: Final = re.compile("[\U000e0000-\U000e007f]+")
+_TAG_UTF8_LEADS: Final = (b"\xf3\xa0\x80", b"\xf3\xa0\x81")
+_JOINERS: Final = "\u200c\u200d"
+MAX_HITS: Final = 256
 
 
 @dataclass(frozen=True)

@@ -6,21 +6,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Final
 
 from forge.guard.assignments import MIN_LENGTH, TEMPLATE, is_literal_secret
 from forge.guard.scantext import ScanText, register_anchors
 from forge.guard.secret_rules import ROTATE, SecretHit, character_classes, looks_like_placeholder
 
-URL_RULE = "secret.url_credentials"
+URL_RULE: Final = "secret.url_credentials"
 # scheme://user:password@host. The password stops at what cannot be in userinfo unescaped;
 # "$", "{", "<" and quotes stop it too, so templated URLs ("${DB_PASSWORD}") never match.
-_URL_PASSWORD = re.compile(r"://[^\s:/@?#]{0,128}+:(?P<value>[^\s/@?#$<>{}\[\]'\"`]{4,256}+)@")
-_URL = register_anchors(("://",), "raw")
+_URL_PASSWORD: Final = re.compile(
+    r"://[^\s:/@?#]{0,128}+:(?P<value>[^\s/@?#$<>{}\[\]'\"`]{4,256}+)@"
+)
+_URL: Final = register_anchors(("://",), "raw")
 # The bit of ``ScanText.found`` without which the search finds nothing.
-URL_GATE = _URL.mask
+URL_GATE: Final = _URL.mask
 
 
-_DEV_PASSWORDS = (
+_DEV_PASSWORDS: Final = (
     "postgres", "password", "passwd", "secret", "example", "changeme", "admin", "root",
     "test", "guest", "user", "pass", "mysql", "redis", "mongo", "dev", "local", "demo",
     "sample", "default",
