@@ -4,21 +4,40 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# What a wheel is not built from: version control, environments, caches, build output.
+_NOT_BUILT_FROM = (
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    ".hypothesis",
+    "tests",
+    "bench",
+    "var",
+)
 
 
 def unpack_compiled_wheel(workdir: Path) -> Path:
     """Build crewline's wheel with the compiled guard and unpack it into ``workdir/site``
     (put that directory on ``PYTHONPATH``). Raises ``RuntimeError`` with pip's output when
     the build fails (no C compiler, no mypy)."""
+    # Built from a copy: pip builds in the source tree, and its build/ directory would
+    # leave a second copy of every module in the checkout.
+    source = workdir / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*_NOT_BUILT_FROM))
     wheels = workdir / "wheel"
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
         env={**os.environ, "CREWLINE_COMPILE": "1"},
         capture_output=True,
         text=True,
