@@ -11,20 +11,19 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# What a wheel is not built from: version control, environments, caches, build output.
-_NOT_BUILT_FROM = (
-    ".git",
-    ".venv",
-    "build",
-    "dist",
-    "*.egg-info",
-    "__pycache__",
-    ".*_cache",
-    ".hypothesis",
-    "tests",
-    "bench",
-    "var",
+# What a wheel is not built from: at the top, version control, environments, build output
+# and what is not packaged; anywhere, caches.
+_TOP_LEVEL_SKIPPED = frozenset(
+    {".git", ".venv", "build", "dist", ".hypothesis", "tests", "bench", "var"}
 )
+_SKIPPED_ANYWHERE = shutil.ignore_patterns("__pycache__", ".*_cache", "*.egg-info")
+
+
+def _not_built_from(directory: str, names: list[str]) -> set[str]:
+    skipped = set(_SKIPPED_ANYWHERE(directory, names))
+    if Path(directory) == ROOT:
+        skipped |= _TOP_LEVEL_SKIPPED.intersection(names)
+    return skipped
 
 
 def unpack_compiled_wheel(workdir: Path) -> Path:
@@ -34,7 +33,7 @@ def unpack_compiled_wheel(workdir: Path) -> Path:
     # Built from a copy: pip builds in the source tree, and its build/ directory would
     # leave a second copy of every module in the checkout.
     source = workdir / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*_NOT_BUILT_FROM))
+    shutil.copytree(ROOT, source, ignore=_not_built_from)
     wheels = workdir / "wheel"
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
