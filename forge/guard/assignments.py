@@ -1,10 +1,9 @@
 """Generic secret assignments: ``password = "..."``, ``api_key: ...``, ``SECRET_KEY=...``.
 
-A value is reported only when the key names a credential, the value is a literal (not
-an expression, variable, path, URL or placeholder) of at least 16 characters, and it
-looks random (Shannon entropy over a threshold). The rules lean towards passing real
-code: a false positive blocks real work, and the formats with a recognisable shape
-are caught by ``secret_rules`` regardless of how they are assigned.
+A value is reported only when the key names a credential, the value is a literal (not an
+expression, variable, path, URL or placeholder) of at least 16 characters, and it looks
+random (Shannon entropy over a threshold). The rules lean towards passing real code: a false
+positive blocks real work, and ``secret_rules`` catches the formats with a known shape.
 """
 
 from __future__ import annotations
