@@ -24,8 +24,7 @@ from forge.guard.secret_rules import (
 
 RULE: Final = "secret.generic_assignment"
 MIN_LENGTH: Final = 16
-# Bits per character. Random hex of 16+ characters averages above 3.2, other random
-# alphabets above 3.7; English-like identifiers sit lower or are excluded as words.
+# Bits per character: random hex of 16+ characters averages above 3.2, other alphabets 3.7.
 HEX_ENTROPY: Final = 3.0
 OTHER_ENTROPY: Final = 3.3
 
