@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -203,7 +204,9 @@ async def test_janitor_requeues_a_running_issue_with_no_claim_after_the_ttl(
         # A claimer may be between moving the labels and posting its note: not yet.
         assert (await sweep(runtime.services)).requeued == []
         assert await state_of(runtime, iid) == "dev-running"
-        await asyncio.sleep(3)
+        # A whole TTL later by the janitor's clock (its only clock for expiry), not waited.
+        claims = runtime.services.claims
+        claims.clock = lambda: datetime.now(UTC) + timedelta(seconds=3)
         assert (await sweep(runtime.services)).requeued == [f"{PROJECT}#{iid}"]
         assert _labels(sim, iid) == {"workflow::dev-ready"}
         assert any(e.kind is EventKind.STUCK and e.iid == iid for e in log.events)

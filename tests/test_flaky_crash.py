@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from forge.claims import Claims
@@ -87,20 +88,21 @@ async def test_the_janitor_requeues_a_dead_hosts_step_then_fails_it_when_spent(
         await doctor.detector.scan_project(PROJECT)
         (filed,) = flaky_issues(demo_sim, state="opened")
         iid = int(filed["iid"])  # type: ignore[call-overload]
-        # What a host killed mid-step leaves: the running label and its live claim note,
-        # never renewed (a one-second claim, so the test need not wait a whole TTL).
+        # What a host killed mid-step leaves: the running label and its claim note, never
+        # renewed. Its clock is a whole TTL behind, so the claim it posts has already expired
+        # by every other host's clock (the test need not wait a TTL out).
         short = Claims[Lease](
             flaky_gateway(dead.services.gateway, doctor.flaky),
             dead.storage.leases,
             worker="dead-host",
             ttl_seconds=1,
+            clock=lambda: datetime.now(UTC) - timedelta(seconds=2),
         )
 
         async def die_holding_the_claim() -> None:
             issue = await dead.services.gateway.get_issue(PROJECT, iid)
             assert await short.claim(issue, "reproduce", "killed") is not None
             assert labels_of(demo_sim, iid) == {"flaky-test", "flaky::reproducing"}
-            await asyncio.sleep(2.1)
 
         await die_holding_the_claim()
         report = await sweep(janitor_host.services)
@@ -112,6 +114,9 @@ async def test_the_janitor_requeues_a_dead_hosts_step_then_fails_it_when_spent(
         flaky = janitor_host.services.roles.flaky.model_copy(update={"max_attempts": 2})
         roles = janitor_host.services.roles.model_copy(update={"flaky": flaky})
         two = dataclasses.replace(janitor_host.services, roles=roles)
+        # The dead host's lease in its own SQLite (1 s, by the real clock) lapses before it
+        # claims again.
+        await asyncio.sleep(1.1)
         await die_holding_the_claim()
         report = await sweep(two)
     assert report.failed == [f"{PROJECT}#{iid}"] and not report.requeued

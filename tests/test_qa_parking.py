@@ -35,6 +35,13 @@ async def tick_until(
         await asyncio.sleep(0.1)
 
 
+async def until(done: Callable[[], Awaitable[bool]], limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while not await done():
+        assert time.monotonic() < deadline, "not reached in time"
+        await asyncio.sleep(0.2)
+
+
 def parked(runtime: Runtime, *works: QaWork) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         states = [await state_of(runtime, work.iid) for work in works]
@@ -66,7 +73,9 @@ async def test_one_qa_slot_watches_two_merge_requests_at_once(
     config = full_config(demo_sim, tmp_path)
     config.roles.qa.concurrency = 1
     config.roles.dev.enabled = False
-    config.schedule.claim_ttl_seconds = 30  # renewed every 10 s while parked
+    # Renewed every 3 s while parked: long enough that a loaded machine never lets a live
+    # claim run short (ttl / 6 = 1.5 s), short enough that a renewal is seen within seconds.
+    config.schedule.claim_ttl_seconds = 9
     async with merging_runtime(demo_sim, config, hold_merges=True) as (runtime, desk, _):
         ci = {".gitlab-ci.yml": HELD_CI.format(flag=flag)}
         works = [await open_work(runtime, demo_sim, name, ci) for name in ("one", "two")]
@@ -79,10 +88,14 @@ async def test_one_qa_slot_watches_two_merge_requests_at_once(
 
         ready = runtime.services.workflow.ready_state("qa").label
         before = await runtime.services.claims.current(PROJECT, works[0].iid, ready)
-        await asyncio.sleep(11)  # past a renewal: the parked run's claim is kept live
-        after = await runtime.services.claims.current(PROJECT, works[0].iid, ready)
-        assert before is not None and after is not None
-        assert after.note.id == before.note.id and after.marker.expires > before.marker.expires
+        assert before is not None
+
+        async def renewed() -> bool:  # the parked run's claim is kept live, in place
+            after = await runtime.services.claims.current(PROJECT, works[0].iid, ready)
+            assert after is not None and after.note.id == before.note.id
+            return after.marker.expires > before.marker.expires
+
+        await until(renewed, limit=30)
 
         flag.write_text("go")
         await reach(runtime, {work.iid: "merge-ready" for work in works})

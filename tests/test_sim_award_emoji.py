@@ -104,9 +104,13 @@ def test_approving_and_unapproving_send_merge_request_hooks_as_gitlab_does(
         mine = repo.bot.mergerequests.get(mr.iid)
         theirs = repo.maintainer.mergerequests.get(mr.iid)
         steps = [mine.approve, theirs.approve, theirs.unapprove, mine.unapprove]
-        for step in steps:
+        # GitLab delivers hooks concurrently, in no promised order: each step's hook is
+        # awaited before the next step, so each hook is known to be its step's.
+        receiver.wait_for(1)  # the "open"
+        for sent, step in enumerate(steps, start=2):
             step()
-        deliveries = receiver.wait_for(1 + len(steps))  # the "open", then one per step
+            receiver.wait_for(sent)
+        deliveries = receiver.wait_for(1 + len(steps))
     bodies = [delivery.body for delivery in deliveries]
     assert {d.headers["X-Gitlab-Event"] for d in deliveries} == {"Merge Request Hook"}
     assert [(b["object_kind"], b["object_attributes"]["action"]) for b in bodies] == [

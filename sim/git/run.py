@@ -1,10 +1,11 @@
-"""Running git as an asyncio subprocess in a clean environment (no user or system
+"""Running git (in a worker thread, off the loop) in a clean environment (no user or system
 configuration leaks in, identities come from the caller)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,18 +32,22 @@ async def run_git(
     full_env = clean_git_env()
     full_env.update(env or {})
     prefix = ["--git-dir", os.fspath(git_dir)] if git_dir is not None else []
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        *prefix,
-        *args,
+    # In a thread, not as an asyncio subprocess: a call cancelled when the simulator stops
+    # (a deferred pipeline step) lets git finish on its own, where an asyncio child left
+    # running kept a transport that the garbage collector closed after the loop had,
+    # an error raised in whatever test ran next.
+    process = await asyncio.to_thread(
+        subprocess.run,
+        ["git", *prefix, *args],
         cwd=cwd,
         env=full_env,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
+        capture_output=True,
+        check=False,
     )
-    out, err = await process.communicate(stdin)
-    code = process.returncode or 0
+    out, err = process.stdout, process.stderr
+    code = process.returncode
     if code not in ok_codes:
         raise GitError(
             f"git {' '.join(args[:3])} failed ({code}): {err.decode(errors='replace').strip()}"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import aiosqlite
 from aiohttp import web
 
 from sim.core.base import (
@@ -38,6 +37,7 @@ from sim.core.base import (
     load_project,
 )
 from sim.core.http import Params, created, no_content, not_found, paginate
+from sim.core.store import Connection
 from sim.issues import label_events, notes
 from sim.issues import records as issue_records
 from sim.issues.filters import filter_and_sort
@@ -59,9 +59,7 @@ SCHEMA = issue_records.SCHEMA
 # ---------------------------------------------------------------- writing
 
 
-async def _assignable(
-    sim: Sim, conn: aiosqlite.Connection, project_id: int, ids: list[int]
-) -> list[int]:
+async def _assignable(sim: Sim, conn: Connection, project_id: int, ids: list[int]) -> list[int]:
     """Members (and administrators) among ``ids``; others are ignored as GitLab does."""
     kept: list[int] = []
     for user_id in dict.fromkeys(ids):
@@ -73,7 +71,7 @@ async def _assignable(
 
 
 async def _write_labels(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     sim: Sim,
     issue_id: int,
     project_id: int,
@@ -116,9 +114,7 @@ async def _write_labels(
     return bool(added or removed)
 
 
-async def _current(
-    conn: aiosqlite.Connection, issue_id: int
-) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
+async def _current(conn: Connection, issue_id: int) -> tuple[sqlite3.Row, list[sqlite3.Row]]:
     cur = await conn.execute("SELECT * FROM issues WHERE id = ?", (issue_id,))
     row = await cur.fetchone()
     assert row is not None
@@ -131,7 +127,7 @@ async def _current(
 
 
 async def _write_assignees(
-    conn: aiosqlite.Connection, sim: Sim, issue_id: int, project_id: int, ids: list[int]
+    conn: Connection, sim: Sim, issue_id: int, project_id: int, ids: list[int]
 ) -> None:
     await conn.execute("DELETE FROM issue_assignees WHERE issue_id = ?", (issue_id,))
     for position, user_id in enumerate(await _assignable(sim, conn, project_id, ids)):

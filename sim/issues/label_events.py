@@ -11,11 +11,11 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiosqlite
 from aiohttp import web
 
 from sim.core.base import API, SIM_KEY, Sim, load_project, user_json
 from sim.core.http import not_found, paginate
+from sim.core.store import Connection
 from sim.issues.noteables import users_by_ids
 
 SCHEMA = """
@@ -41,7 +41,7 @@ ResourceResolver = Callable[[Sim, sqlite3.Row, int], Awaitable[int | None]]
 
 
 async def record_label_events(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     project_id: int,
     resource_type: str,

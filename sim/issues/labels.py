@@ -19,11 +19,11 @@ import sqlite3
 from typing import Any
 from urllib.parse import unquote
 
-import aiosqlite
 from aiohttp import web
 
 from sim.core.base import API, REPORTER, SIM_KEY, Sim, load_project
 from sim.core.http import Params, created, fail, missing, no_content, not_found, now_iso, paginate
+from sim.core.store import Connection
 
 DEFAULT_COLOR = "#6699cc"  # GitLab's Label::DEFAULT_COLOR, used for labels created on the fly
 
@@ -158,9 +158,7 @@ async def label_counts(sim: Sim, label_id: int) -> dict[str, int]:
 # ---------------------------------------------------------------- storage
 
 
-async def ensure_labels(
-    conn: aiosqlite.Connection, project_id: int, names: list[str]
-) -> list[sqlite3.Row]:
+async def ensure_labels(conn: Connection, project_id: int, names: list[str]) -> list[sqlite3.Row]:
     """The project's labels called ``names`` (in that order), creating missing ones with the
     default colour. Call inside ``sim.store.write()``."""
     rows = []

@@ -14,11 +14,11 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
 from aiohttp import web
 
 from sim.core.base import GUEST, SIM_KEY, Sim, load_project
 from sim.core.http import not_found
+from sim.core.store import Connection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS merge_requests (
@@ -167,7 +167,7 @@ async def load_merge_request(
     return project, mr
 
 
-async def update_mr(conn: aiosqlite.Connection, mr_id: int, fields: dict[str, Any]) -> None:
+async def update_mr(conn: Connection, mr_id: int, fields: dict[str, Any]) -> None:
     """Set ``fields`` on one merge request inside the caller's write transaction."""
     if not fields:
         return
