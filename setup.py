@@ -1,7 +1,7 @@
 """Extension modules for setuptools; everything else is in pyproject.toml.
 
 With ``CREWLINE_COMPILE=1`` the guard (``forge/guard``) is compiled with mypyc: the
-same sources, 1.4x fewer instructions per screened write (decision 0047). Without it the
+same sources, about 1.5x faster per screened write (decision 0047). Without it the
 build is pure Python, as every checkout and editable install is.
 """
 

@@ -35,24 +35,28 @@ COMPILE_VARIABLE = "CREWLINE_COMPILE"
 MYPYC_REQUIREMENT = "mypy>=1.18"
 
 
+# True while setuptools runs setup.py only to learn its own requirements: mypy is not
+# installed yet, so that run must not compile (setup.py imports this same module).
+_finding_requirements = False
+
+
 def compile_requested() -> bool:
     """Whether the environment asks for the compiled guard; any value but "0"/"1" is an
     error rather than a silent pure-Python build."""
     value = os.environ.get(COMPILE_VARIABLE, "0").strip()
     if value not in ("0", "1", ""):
         raise ValueError(f"{COMPILE_VARIABLE}={value!r}: set it to 1 (compile the guard) or 0")
-    return value == "1"
+    return value == "1" and not _finding_requirements
 
 
 def get_requires_for_build_wheel(config_settings: dict[str, str] | None = None) -> list[str]:
+    global _finding_requirements
     wanted = compile_requested()
-    # setuptools runs setup.py to find its own requirements, before mypy is installed:
-    # that run must not try to compile.
-    os.environ[COMPILE_VARIABLE] = "0"
+    _finding_requirements = True
     try:
         requires = list(_setuptools.get_requires_for_build_wheel(config_settings))
     finally:
-        os.environ[COMPILE_VARIABLE] = "1" if wanted else "0"
+        _finding_requirements = False
     return [*requires, MYPYC_REQUIREMENT] if wanted else requires
 
 

@@ -21,6 +21,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 # Not run against the wheel: white-box tests that patch the guard's module attributes or
 # subclass ``Guard`` (compiled modules and classes refuse both), and the end-to-end runs
 # whose sandboxed demo agent cannot see a wheel unpacked under this test's /tmp.
+_WHICH_GUARD = (
+    "import os, forge.guard as g; from bot.doctor import check_guard; "
+    "print(g.compiled(), os.path.dirname(os.path.dirname(os.path.dirname(g.__file__)))); "
+    "print(check_guard().line())"
+)
 SOURCE_ONLY = {"test_guard_prefilter.py", "test_guard_off_loop.py", "test_guard_redaction.py"}
 
 
@@ -30,15 +35,18 @@ def test_the_guard_tests_pass_against_the_compiled_wheel(tmp_path: Path) -> None
     # Outside the checkout, so that the working directory does not put the sources first.
     run_dir = tmp_path / "run"
     run_dir.mkdir()
+    # What the compiled build reports about itself, and what `crewline doctor` says of it.
     which = subprocess.run(
-        [sys.executable, "-c", "import forge.guard as g; print(g.compiled(), g.__file__)"],
+        [sys.executable, "-c", _WHICH_GUARD],
         cwd=run_dir,
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert which.stdout.startswith(f"True {site}"), which.stdout + which.stderr
+    assert which.stdout.splitlines() == [f"True {site}", "OK   guard: compiled with mypyc"], (
+        which.stdout + which.stderr
+    )
     guard_tests = sorted(
         str(path)
         for path in (ROOT / "tests").glob("test_guard*.py")
