@@ -98,25 +98,23 @@ def main():
 sys.exit(main())
 """
 
-_POST_RECEIVE = r"""
-import os, sys
-
-path = os.environ.get("%(log_env)s")
-if path:
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(sys.stdin.read())
+# A shell script: git runs it on every push, and sh starts in a tenth of Python's time.
+_POST_RECEIVE = """\
+#!/bin/sh
+if [ -n "$%(log_env)s" ]; then cat >> "$%(log_env)s"; fi
 """
 
 
 def install_hooks(repo: Path) -> None:
     """Write (or refresh) the hooks of the bare repository ``repo``."""
     values = {"rules_env": PUSH_RULES_ENV, "log_env": PUSH_LOG_ENV}
-    shebang = f"#!{sys.executable}\n"
+    # -I -S: the hook needs the standard library alone, so it skips site-packages (and the
+    # virtual environment's path hooks) and any PYTHON* variable of the pushing process.
+    pre_receive = f"#!{sys.executable} -IS\n" + _PRE_RECEIVE % values
     hooks = repo / "hooks"
     hooks.mkdir(exist_ok=True)
-    for name, body in (("pre-receive", _PRE_RECEIVE), ("post-receive", _POST_RECEIVE)):
+    for name, text in (("pre-receive", pre_receive), ("post-receive", _POST_RECEIVE % values)):
         hook = hooks / name
-        text = shebang + body % values
         if not hook.exists() or hook.read_text(encoding="utf-8") != text:
             hook.write_text(text, encoding="utf-8")
         hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
