@@ -19,7 +19,6 @@ import argparse
 import re
 import resource
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE))
+
+from tests.support.signals import restore_ctrl_c  # noqa: E402
+
 SUMMARY = re.compile(r"(\d+) passed")
 
 
@@ -75,10 +78,7 @@ def main() -> None:
     parser.add_argument("--against-args", default="", help="extra pytest arguments for it")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments for both")
     args = parser.parse_args()
-    # Started in the background (nohup, `&` in a script), this process has SIGINT ignored, and
-    # exec keeps it ignored: the tests' crewline processes would then ignore their Ctrl-C and
-    # run into timeouts. A handler is reset to the default by exec.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    restore_ctrl_c()  # for the suites it starts, whose tests send Ctrl-C
     here: list[Run] = []
     other: list[Run] = []
     for rep in range(1, args.reps + 1):

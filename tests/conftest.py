@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,13 +12,9 @@ import pytest
 
 from sim.core.app import RunningSim, running_sim
 from sim.core.base import SimConfig
+from tests.support.signals import restore_ctrl_c
 
-# A shell that starts the suite in the background without job control (`pytest &` in a script,
-# `nohup`) has SIGINT ignored, and an ignored signal stays ignored across exec: every crewline
-# process the tests start would then ignore the Ctrl-C the tests send it. A handler (unlike
-# SIG_IGN) is reset by exec, so the children get the default Ctrl-C again.
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+restore_ctrl_c()  # the tests send crewline processes Ctrl-C
 
 # Every `python3` the tests start (validation commands, CI jobs, agents) is the interpreter
 # running the tests: found first on PATH, not behind a version manager's shim (pyenv's runs

@@ -18,14 +18,15 @@ from tests.support.compiled_guard import ROOT, compiled_environment, unpack_comp
 # Building the wheel and running about 1,200 guard tests: minutes on a loaded machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-# Not run against the wheel: white-box tests that patch the guard's module attributes or
-# subclass ``Guard`` (compiled modules and classes refuse both), and the end-to-end runs
-# whose sandboxed demo agent cannot see a wheel unpacked under this test's /tmp.
 _WHICH_GUARD = (
     "import os, forge.guard as g; from bot.doctor import check_guard; "
     "print(g.compiled(), os.path.dirname(os.path.dirname(os.path.dirname(g.__file__)))); "
     "print(check_guard().line())"
 )
+# Not run against the wheel: white-box tests that patch the guard's module attributes or
+# subclass ``Guard`` (compiled modules and classes refuse both), and the end-to-end runs
+# whose sandboxed demo agent cannot see a wheel unpacked under this test's /tmp.
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 SOURCE_ONLY = {"test_guard_prefilter.py", "test_guard_off_loop.py", "test_guard_redaction.py"}
 
 
@@ -54,7 +55,8 @@ def test_the_guard_tests_pass_against_the_compiled_wheel(tmp_path: Path) -> None
     )
     assert len(guard_tests) >= 8
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", *guard_tests],
+        # Every worker refuses to start unless it imported the compiled guard.
+        [*PYTEST, "-p", "tests.support.require_compiled_guard", "-n", "2", *guard_tests],
         cwd=run_dir,
         env=env,
         capture_output=True,

@@ -15,6 +15,7 @@ from forge.claims import ClaimMarker
 from sim.core.app import RunningSim
 from storage import RunStatus
 from tests.support.engine import PROJECT, note_bodies, reach, state_of
+from tests.support.engine_events import until
 from tests.support.qa import QaWork, open_work, to_qa
 from tests.support.review_merge import full_config, merging_runtime
 from tests.support.sim_pipelines import wait_idle
@@ -33,13 +34,6 @@ async def tick_until(
         assert time.monotonic() < deadline, "not reached in time"
         await runtime.engine.tick()
         await asyncio.sleep(0.1)
-
-
-async def until(done: Callable[[], Awaitable[bool]], limit: float) -> None:
-    deadline = time.monotonic() + limit
-    while not await done():
-        assert time.monotonic() < deadline, "not reached in time"
-        await asyncio.sleep(0.2)
 
 
 def parked(runtime: Runtime, *works: QaWork) -> Callable[[], Awaitable[bool]]:

@@ -91,8 +91,8 @@ async def rebase_onto(
         f"user.email={user['email']}",
     ]
     with tempfile.TemporaryDirectory(prefix="sim-rebase-") as scratch:
+        # The checkout borrows the repository's objects: ``onto`` is already there.
         work = await repos.checkout(project, head, Path(scratch) / "work")
-        await run_git("fetch", "--quiet", "--no-tags", str(repo), onto, cwd=work)
         code, _ = await run_git(*identity, "rebase", "--quiet", onto, cwd=work, ok_codes=(0, 1))
         if code != 0:
             raise GitConflict(f"{branch!r} does not rebase cleanly onto {onto[:8]}")

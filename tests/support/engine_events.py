@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -51,13 +52,18 @@ async def gitlab_calls(runtime: Runtime, what: str = "gitlab.%") -> int:
         return int(rows.fetchone()[0])
 
 
-async def until(check: object, limit: float) -> float:
-    """Seconds until ``check()`` held (fails after ``limit``)."""
+async def until(check: Callable[[], object], limit: float) -> float:
+    """Seconds until ``check()`` held (fails after ``limit``); an async check is awaited."""
     began = time.monotonic()
-    while not check():  # type: ignore[operator]
+    while not await _held(check):
         assert time.monotonic() - began < limit, "not in time"
         await asyncio.sleep(0.05)
     return time.monotonic() - began
+
+
+async def _held(check: Callable[[], object]) -> bool:
+    result = check()
+    return bool(await result if inspect.isawaitable(result) else result)
 
 
 @contextlib.asynccontextmanager
