@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from forge.types import Note
+from forge.types import Issue, Note
 
 
 class HeldLease(Protocol):
@@ -53,6 +53,9 @@ class Claim(Generic[LeaseT]):
     # Won by a carry-over: its notes are the previous stage's claim read, not the issue's
     # notes as the run starts.
     carried: bool = field(default=False, compare=False)
+    # The issue as GitLab answered the claim's own move (None: adopted at a restart): what
+    # the run starts from instead of reading the issue again.
+    moved: Issue | None = field(default=None, compare=False, repr=False)
 
 
 class ClaimLost(Exception):

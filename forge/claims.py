@@ -108,7 +108,7 @@ class Claims(Recovery[LeaseT]):
             ready = self.workflow.ready_state(role)
             running = self.workflow.running_state(role)
             try:
-                await self.gateway.transition(
+                moved = await self.gateway.transition(
                     issue.project, issue.iid, running.name, expect={ready.name}
                 )
             except StaleState:
@@ -154,6 +154,7 @@ class Claims(Recovery[LeaseT]):
             round_.id,
             round_.notes,
             round_.running_event,
+            moved=moved,
         )
 
     async def carry(
@@ -201,6 +202,7 @@ class Claims(Recovery[LeaseT]):
             (*held.notes, note) if held.notes else (),
             added.id,
             carried=True,
+            moved=issue,
         )
 
     async def _abandon(self, issue: Issue, lease: LeaseT, note: Note | None) -> None:

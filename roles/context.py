@@ -165,6 +165,13 @@ class RunContext:
     def gateway(self) -> IssueTracker:
         return self.services.gateway
 
+    async def issue_at_start(self) -> Issue:
+        """The issue as the run starts: GitLab's answer to the claim's own move when the
+        run is fresh (as new as a read a moment later would be), else one read."""
+        if self.fresh and self.claim.moved is not None:
+            return self.claim.moved
+        return await self.gateway.get_issue(self.issue.project, self.issue.iid)
+
     async def notes_at_start(self) -> list[Note]:
         """The issue's notes as the run starts: the ones its claim read just before when
         the run is fresh and its claim was won by reading them (decision 0028: notes read

@@ -195,7 +195,10 @@ class _Rounds:
         """The AI review of this head sha, once, whichever run or host gets here first."""
         ctx, merges = self.ctx, self.ctx.gateway.merges
         key = f"review:{mr.sha[:12]}"
-        if await ctx.gateway.find_note(mr.project, mr.iid, key, on="mr") is not None:
+        # One read serves the look before the review and the one before posting its note:
+        # another round's run cannot post this key meanwhile (one claim at a time).
+        notes = await ctx.gateway.notes(mr.project, mr.iid, on="mr")
+        if await ctx.gateway.find_note(mr.project, mr.iid, key, on="mr", known=notes):
             return
         changes = await merges.diffs(mr.project, mr.iid)
         diff = "\n\n".join(
@@ -228,9 +231,11 @@ class _Rounds:
                 if findings
                 else f"AI review of `{mr.sha[:10]}`: clean, nothing to change."
             )
-        await ctx.gateway.upsert_note(mr.project, mr.iid, key, summary, on="mr")
+        await ctx.gateway.upsert_note(mr.project, mr.iid, key, summary, on="mr", known=notes)
 
     async def _open_findings(self, mr: MergeRequest, findings: list[Finding]) -> None:
+        if not findings:  # a clean review opens nothing: no need to look at what is open
+            return
         merges = self.ctx.gateway.merges
         existing = " ".join(
             note.body

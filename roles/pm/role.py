@@ -100,7 +100,7 @@ class PmRole:
         return await budget_admission(services, issue)
 
     async def run(self, ctx: RunContext) -> RoleResult:
-        issue = await ctx.gateway.get_issue(ctx.issue.project, ctx.issue.iid)
+        issue = await ctx.issue_at_start()
         workspaces = ctx.services.workspaces
         checkout = await workspaces.open_planning(
             issue.project,

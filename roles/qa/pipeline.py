@@ -29,16 +29,20 @@ def mr_pipeline_refs(iid: int) -> tuple[str, str]:
 
 
 class HeadPipelines:
-    """Finds the newest pipeline that tests ``mr``'s head sha, through the MR."""
+    """Finds the newest pipeline that tests ``mr``'s head sha, through the MR (``mr`` as the
+    caller has just read it)."""
 
     def __init__(self, merges: MergeRequests, mr: MergeRequest) -> None:
         self.merges = merges
         self.mr = mr
         self._parents: dict[str, list[str]] = {}  # merge commit -> its parents (never change)
+        # The caller read ``mr`` a moment ago: the first look starts from it, later ones read.
+        self._just_read: MergeRequest | None = mr
 
     async def newest(self) -> Pipeline | None:
         mr = self.mr
-        fresh = await self.merges.get_mr(mr.project, mr.iid)
+        fresh = self._just_read or await self.merges.get_mr(mr.project, mr.iid)
+        self._just_read = None
         head = fresh.head_pipeline
         if head is not None and await self.tests_head(head):
             return head
