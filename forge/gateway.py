@@ -35,7 +35,7 @@ from forge.markers import note_marker as note_marker
 from forge.merge_gateway import MergeGateway
 from forge.own_writes import OwnWrites
 from forge.pending_notes import PendingNotes
-from forge.raw_http import project_path, raw_get, raw_list
+from forge.raw_http import project_path, raw_get, raw_list, raw_put
 from forge.trust import Trust
 from forge.types import Issue, LabelEvent
 from workflow import UnknownState, Workflow
@@ -129,7 +129,7 @@ class Gateway(IssueOps):
         payload = update_payload(add_labels, remove_labels, state_event, description)
 
         def update(gl: gitlab.Gitlab, data: dict[str, Any]) -> dict[str, Any]:
-            return dict(gl.projects.get(project, lazy=True).issues.update(iid, data))
+            return raw_put(gl, project_path(project, "issues", iid), data)
 
         data = await self.calls.write(
             "issue.update", f"{project}#{iid}", payload, update, text_fields=("description",)

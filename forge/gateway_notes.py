@@ -16,7 +16,7 @@ from forge.markers import findable, later_copies, note_marker
 from forge.own_writes import OwnWrites
 from forge.pending_notes import Noteable as Noteable
 from forge.pending_notes import PendingNote, PendingNotes
-from forge.raw_http import project_path, raw_list
+from forge.raw_http import project_path, raw_list, raw_post, raw_put
 from forge.sink import seal
 from forge.trust import Trust
 from forge.types import Award, Note
@@ -84,7 +84,7 @@ class NoteOps:
         """Every note on the issue (or MR), lowest id first."""
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            path = project_path(project, _COLLECTION[on], iid, "notes")
+            path = _notes_path(project, on, iid)
             return raw_list(
                 gl, path, {"per_page": PER_PAGE, "sort": "asc", "order_by": "created_at"}
             )
@@ -107,7 +107,7 @@ class NoteOps:
 
         def create(gl: gitlab.Gitlab, data: dict[str, Any]) -> Note:
             sent = {**data, "body": found_by.sent(data["body"])}
-            return Note.of(dict(_noteable(gl, project, on, iid).notes.create(sent).attributes))
+            return Note.of(raw_post(gl, _notes_path(project, on, iid), sent))
 
         async def find_posted(_: dict[str, Any]) -> Note | None:
             return next(iter(await self._marked(project, iid, found_by.marker, on=on)), None)
@@ -128,7 +128,7 @@ class NoteOps:
         self, project: str, on: Noteable, iid: int, note_id: int
     ) -> Callable[[Any, dict[str, Any]], dict[str, Any]]:
         """The one raw write behind :meth:`edit_note` (an in-memory fake swaps it)."""
-        return lambda gl, data: dict(_noteable(gl, project, on, iid).notes.update(note_id, data))
+        return lambda gl, data: raw_put(gl, _notes_path(project, on, iid, note_id), data)
 
     async def edit_note(
         self, project: str, iid: int, note_id: int, body: str, *, on: Noteable = "issue"
@@ -255,6 +255,10 @@ _COLLECTION: dict[Noteable, str] = {"issue": "issues", "mr": "merge_requests"}
 def _noteable(gl: gitlab.Gitlab, project: str, on: Noteable, iid: int) -> Any:
     manager = gl.projects.get(project, lazy=True)
     return (manager.issues if on == "issue" else manager.mergerequests).get(iid, lazy=True)
+
+
+def _notes_path(project: str, on: Noteable, iid: int, *note: int) -> str:
+    return project_path(project, _COLLECTION[on], iid, "notes", *note)
 
 
 def _target(project: str, on: Noteable, iid: int) -> str:

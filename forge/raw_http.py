@@ -1,4 +1,4 @@
-"""Hot reads as GitLab answered them: plain dicts from the JSON, without a python-gitlab object
+"""Hot reads and writes as GitLab answered them: plain dicts from the JSON, without a python-gitlab object
 per item (each builds its sub-managers) and without the deep copy ``.attributes`` makes of it
 (docs/decisions/0042). They run inside :meth:`forge.client.GitLabClient.call`, so retries and
 typed errors are the client's."""
@@ -27,7 +27,21 @@ def raw_list(gl: gitlab.Gitlab, path: str, params: dict[str, Any]) -> list[dict[
 
 def raw_get(gl: gitlab.Gitlab, path: str) -> dict[str, Any]:
     """The object at ``path`` as GitLab answered it."""
-    item = gl.http_get(path)
-    if not isinstance(item, dict):
+    return _answered(path, gl.http_get(path))
+
+
+def _answered(path: str, answer: object) -> dict[str, Any]:
+    if not isinstance(answer, dict):
         raise gitlab.exceptions.GitlabParsingError(f"GitLab's answer to {path} is not an object")
-    return item
+    return answer
+
+
+def raw_post(gl: gitlab.Gitlab, path: str, data: dict[str, Any]) -> dict[str, Any]:
+    """POST ``data`` to ``path``; the created object as GitLab answered it (no python-gitlab
+    object built for a note or an issue update that is read once and dropped)."""
+    return _answered(path, gl.http_post(path, post_data=data))
+
+
+def raw_put(gl: gitlab.Gitlab, path: str, data: dict[str, Any]) -> dict[str, Any]:
+    """PUT ``data`` to ``path``; the updated object as GitLab answered it."""
+    return _answered(path, gl.http_put(path, post_data=data))
