@@ -106,6 +106,7 @@ class IssueOps(NoteOps, ABC):
         *,
         expect: Collection[str] | None = None,
         known: Issue | None = None,
+        close: bool = False,
     ) -> Issue:
         """Move the issue to ``target`` in ONE update: add its label, remove every other
         workflow label (so Free-tier GitLab ends with exactly one, and an issue found with
@@ -114,7 +115,8 @@ class IssueOps(NoteOps, ABC):
 
         ``known``: the issue as the caller holds it and knows it to be now (a write's answer
         just received, or labels the caller proved unchanged since): no read before the
-        update (decision 0041). Without it the issue is read first."""
+        update (decision 0041). Without it the issue is read first. ``close``: the same
+        update closes the issue."""
         issue = known if known is not None else await self.get_issue(project, iid)
         if expect is not None:
             state = read_state(self.workflow, issue.labels).state
@@ -122,10 +124,15 @@ class IssueOps(NoteOps, ABC):
             if current not in expect:
                 raise StaleState(issue, expect, current)
         change = label_change(self.workflow, issue.labels, target)
-        if not change.add and not change.remove:
+        closing = close and issue.state != "closed"
+        if not change.add and not change.remove and not closing:
             return issue
         return await self.update_issue(
-            project, iid, add_labels=change.add, remove_labels=change.remove
+            project,
+            iid,
+            add_labels=change.add,
+            remove_labels=change.remove,
+            state_event="close" if closing else None,
         )
 
     async def updated(

@@ -274,6 +274,7 @@ class IssueTracker(Protocol):
         *,
         expect: Collection[str] | None = None,
         known: Issue | None = None,
+        close: bool = False,
     ) -> Issue: ...
 
     async def update_issue(

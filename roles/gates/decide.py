@@ -284,7 +284,9 @@ async def _decide_merge(
         # An approval waiting for a human to merge in GitLab is complete as recorded.
         unfinished = HUMAN_MERGES not in earlier.body
         if unfinished and at_gate and mr is not None and mr.sha == revision:
-            return await apply_merge_decision(gateway, project, iid, mr, earlier, merger)
+            return await apply_merge_decision(
+                gateway, project, iid, mr, earlier, merger, known=issue
+            )
         return _already(earlier)
     if not at_gate:
         return _not_at_gate(issue, state, "merge")
@@ -309,7 +311,7 @@ async def _decide_merge(
         if merger is None:
             body += f" {HUMAN_MERGES}"
     note = await gateway.upsert_note(project, iid, merge_decision_key(revision), body, known=notes)
-    return await apply_merge_decision(gateway, project, iid, mr, note, merger)
+    return await apply_merge_decision(gateway, project, iid, mr, note, merger, known=issue)
 
 
 async def apply_merge_decision(
@@ -319,10 +321,18 @@ async def apply_merge_decision(
     mr: MergeRequest,
     note: Note,
     merger: MergeRequests | None,
+    *,
+    known: Issue | None = None,
 ) -> Decision:
     """Complete the decision ``note`` records on merging ``mr`` at its head: back to the
     developer, or merge and move to done. An approval that waits for a human to merge is
-    complete as recorded (the janitor notices the merge)."""
+    complete as recorded (the janitor notices the merge).
+
+    ``known``: the issue as the decision read it, at the merge gate. Once the MR is merged
+    the issue belongs at done whatever moved it meanwhile, so one update closes it and
+    moves it there from those labels (a workflow label added since is left for the
+    janitor's repair of two labels, as any). Without it the close's answer says where the
+    issue is (0041): two updates."""
     first = note.body.splitlines()[0]
     if FEEDBACK_HEADING in note.body:
         return await _move(gateway, project, iid, Outcome.REJECTED, first)
@@ -333,6 +343,10 @@ async def apply_merge_decision(
             await merger.merge(project, mr.iid, sha=mr.sha)
         except ForgeError as error:
             return await _merge_refused(gateway, project, iid, mr, note, error)
+    if known is not None:
+        return await _move(
+            gateway, project, iid, Outcome.MERGED, f"{first} Merged.", known=known, close=True
+        )
     # The close's answer says where the issue is: the move reads nothing first (0041).
     closed = await gateway.update_issue(project, iid, state_event="close")
     return await _move(gateway, project, iid, Outcome.MERGED, f"{first} Merged.", known=closed)
@@ -379,14 +393,15 @@ async def _move(
     gate: GateKind = "merge",
     *,
     known: Issue | None = None,
+    close: bool = False,
 ) -> Decision:
     """Move the issue on from the ``gate`` by ``outcome``, unless it moved meanwhile;
-    ``known``: the issue as a write just answered it (nothing read first)."""
+    ``known``: the issue as a write just answered it (nothing read first); ``close``: the
+    same update closes it."""
     state = gateway.workflow.gate_state(gate).name
+    target = next_state(gateway.workflow, state, outcome)
     try:
-        await gateway.transition(
-            project, iid, next_state(gateway.workflow, state, outcome), expect={state}, known=known
-        )
+        await gateway.transition(project, iid, target, expect={state}, known=known, close=close)
     except StaleState as stale:
         return Decision(False, f"the issue moved while deciding: {stale}")
     log.info("%s decision applied: issue=%s#%s outcome=%s", gate, project, iid, outcome)
