@@ -46,6 +46,18 @@ import urllib3.exceptions
 from gitlab.v4.objects import Project, ProjectIssue, ProjectIssueManager, ProjectManager
 
 from forge import metrics
+from forge.lean_http import (
+    Answer,
+    AnswerHook,
+    LeanHttp,
+    MaybeSent,
+    NeverSent,
+    Transient,
+    attach,
+    message_of,
+    retry_after_of,
+    tls_context,
+)
 from forge.rate import RateBudget
 from forge.settings import GitLabSettings
 
@@ -105,46 +117,14 @@ _BY_STATUS: dict[int, type[ForgeError]] = {
 }
 
 
-class _Transient(Exception):
-    """Raised by the response hook for an answer worth retrying."""
-
-    def __init__(self, status: int, retry_after: float | None, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-        self.message = message
-
-
 def _raise_transient(response: requests.Response, *args: Any, **kwargs: Any) -> None:
     status = response.status_code
     if status == 429 or status >= 500:
-        retry_after: float | None = None
-        header = response.headers.get("Retry-After")
-        if header is not None:
-            try:
-                retry_after = max(0.0, float(header))
-            except ValueError:
-                retry_after = None
-        raise _Transient(
-            status, retry_after, _message_of(response.content) or response.reason or str(status)
+        raise Transient(
+            status,
+            retry_after_of(response.headers),
+            message_of(response.content) or response.reason or str(status),
         )
-
-
-def _message_of(body: bytes | str | None) -> str:
-    if not body:
-        return ""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    try:
-        import json
-
-        data = json.loads(text)
-    except ValueError:
-        return text[:500]
-    if isinstance(data, dict):
-        for key in ("message", "error"):
-            if key in data:
-                return str(data[key])
-    return text[:500]
 
 
 @dataclass(frozen=True)
@@ -226,10 +206,16 @@ class _NoCookies(CookiePolicy):
 
 
 def build_gitlab(
-    settings: GitLabSettings, token: str, hooks: list[Callable[..., Any]]
+    settings: GitLabSettings,
+    token: str,
+    hooks: list[Callable[..., Any]],
+    *,
+    answered: AnswerHook | None = None,
 ) -> gitlab.Gitlab:
     """One thread's python-gitlab client: cached handles, a cookie-less session, ``hooks``
-    on every response, and the environment's proxy and CA bundle read once."""
+    on every response, and the environment's proxy and CA bundle read once. With
+    ``answered`` (told of every answer), its raw calls take the lean path
+    (forge/lean_http.py) unless a proxy stands between this host and GitLab."""
     session = requests.Session()
     session.cookies.set_policy(_NoCookies())
     session.hooks["response"].extend(hooks)
@@ -244,6 +230,12 @@ def build_gitlab(
         user_agent="crewline",
     )
     client.projects = _CachedProjects(client)
+    if answered is not None and not session.proxies:
+        tls = tls_context(verify) if settings.url.startswith("https:") else None
+        lean = LeanHttp(
+            settings.url, token, timeout=settings.timeout_seconds, tls=tls, on_answer=answered
+        )
+        attach(client, lean)
     return client
 
 
@@ -294,12 +286,18 @@ class GitLabClient:
                 self._settings,
                 self._token,
                 [metrics.gitlab_response, self._count_answer, _raise_transient],
+                answered=self._answered,
             )
             self._local.client = client
         return client
 
     def _count_answer(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.budget.record(response.headers)
+
+    def _answered(self, answer: Answer) -> None:
+        """An answer on the lean path, counted as the hooks count python-gitlab's."""
+        metrics.gitlab_response(answer)
+        self.budget.record(answer.headers)
 
     async def call(
         self,
@@ -323,9 +321,12 @@ class GitLabClient:
         while True:
             try:
                 return await loop.run_in_executor(self._pool, lambda: fn(self._gitlab()))
-            except _Transient as error:
+            except Transient as error:
                 status, retry_after, message = error.status, error.retry_after, error.message
                 performed_maybe = status != 429
+            except (NeverSent, MaybeSent) as error:
+                status, retry_after, message = None, None, str(error)
+                performed_maybe = isinstance(error, MaybeSent)
             except (
                 requests.ConnectionError,
                 requests.Timeout,

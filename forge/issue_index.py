@@ -23,11 +23,11 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import gitlab
 
 from forge.client import ForgeNotFound
+from forge.raw_http import project_path, raw_list, raw_page
 from forge.types import Issue
 from workflow import read_state
 
@@ -206,14 +206,10 @@ class IssueIndex:
         # Ordered by creation: an issue updated while the pages are read does not move, so
         # no other issue shifts past a page boundary unseen.
         query = {"order_by": "created_at", "sort": "asc", "per_page": PER_PAGE, **params}
-        path = f"/projects/{quote(project, safe='')}/issues"
+        path = project_path(project, "issues")
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            if pages == 1:
-                found = gl.http_list(path, query_data=query, get_all=False, iterator=False)
-            else:
-                found = gl.http_list(path, query_data=query, get_all=True)
-            return [dict(item) for item in found if isinstance(item, dict)]
+            return raw_page(gl, path, query) if pages == 1 else raw_list(gl, path, query)
 
         return await self.gateway.calls.read("issue.list", project, query, list_)
 

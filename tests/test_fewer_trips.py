@@ -15,13 +15,16 @@ from forge.claims import Claims
 from forge.client import ForgeNotFound
 from forge.types import MergeRequest, Pipeline
 from roles.context import RunContext
-from roles.gates.decide import decide_merge
 from roles.qa.pipeline import HeadPipelines
 from sim.core.app import RunningSim
-from tests.support.engine import PROJECT, file_goal, reach, state_of
+from tests.support.engine import PROJECT, state_of
 from tests.support.forge import PROJECT as BARE_PROJECT
 from tests.support.forge import gateway_for, make_project
-from tests.support.review_merge import full_config, greet_goal, issue_mr, merging_runtime
+from tests.support.review_merge import (
+    decide,
+    greet_at_merge_ready,
+    issue_mr,
+)
 
 
 async def test_a_fresh_run_starts_from_its_claims_answer_and_an_adopted_one_reads(
@@ -91,18 +94,10 @@ async def test_qa_looks_first_at_the_mr_it_just_read_and_reads_it_for_every_late
 async def test_a_merge_decision_closes_the_issue_and_moves_it_to_done_in_one_update(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
-        runtime, desk, _,
-    ):  # fmt: skip
-        issue = await file_goal(runtime, "Add greet", greet_goal())
-        await reach(runtime, {issue.iid: "merge-ready"})
+    async with greet_at_merge_ready(demo_sim, tmp_path) as (runtime, desk, _, issue):
         audit = runtime.storage.audit
         before = {e.id for e in await audit.for_target(f"{PROJECT}#{issue.iid}", 500)}
-        decided = await decide_merge(
-            runtime.services.gateway, runtime.storage.leases, PROJECT, issue.iid,
-            revision=desk.merges[-1].revision, approve=True, who="bob", via="a test",
-            approver="bob", merger=runtime.services.merger, worker=runtime.services.worker,
-        )  # fmt: skip
+        decided = await decide(runtime, issue.iid, desk.merges[-1].revision)
         assert decided.applied, decided.message
         after = await audit.for_target(f"{PROJECT}#{issue.iid}", 500)
         updates = [e for e in after if e.id not in before and e.what == "gitlab.issue.update"]

@@ -14,13 +14,11 @@ from forge.client import ForgeError
 from roles.engine.janitor import sweep
 from roles.gates.decide import GateNotDecided
 from sim.core.app import RunningSim
-from tests.support.engine import PROJECT, file_goal, note_bodies, reach, state_of
+from tests.support.engine import PROJECT, note_bodies, state_of
 from tests.support.review_merge import (
-    full_config,
-    greet_goal,
+    greet_at_merge_ready,
     inject_fault,
     issue_mr,
-    merging_runtime,
 )
 from tests.test_review_qa_merge import decide
 
@@ -40,11 +38,7 @@ def approvals(sim: RunningSim, iid: int) -> list[str]:
 async def test_a_forbidden_merge_leaves_the_gate_open_and_a_later_approval_merges(
     demo_sim: RunningSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
-        runtime, desk, _,
-    ):  # fmt: skip
-        issue = await file_goal(runtime, "Add greet", greet_goal())
-        await reach(runtime, {issue.iid: "merge-ready"})
+    async with greet_at_merge_ready(demo_sim, tmp_path) as (runtime, desk, _, issue):
         gate = desk.merges[-1]
         mr = issue_mr(demo_sim, issue.iid)
         mr.approvals.update(new_data={"approvals_required": 1})  # an approval rule in GitLab
@@ -88,11 +82,7 @@ async def test_a_forbidden_merge_leaves_the_gate_open_and_a_later_approval_merge
 async def test_a_5xx_merge_stays_open_and_a_merge_whose_answer_was_lost_is_finished(
     demo_sim: RunningSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
-        runtime, desk, _,
-    ):  # fmt: skip
-        issue = await file_goal(runtime, "Add greet", greet_goal())
-        await reach(runtime, {issue.iid: "merge-ready"})
+    async with greet_at_merge_ready(demo_sim, tmp_path) as (runtime, desk, _, issue):
         gate = desk.merges[-1]
         # GitLab fails every try of the merge (the client's retries included).
         inject_fault(

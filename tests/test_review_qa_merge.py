@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.app import Runtime
 from forge.sink import seal
 from roles.engine.janitor import sweep
-from roles.gates.decide import Decision, decide_merge, filer_marker
+from roles.gates.decide import filer_marker
 from roles.notify import EventKind
 from sim.core.app import RunningSim
 from tests.support.engine import (
@@ -25,8 +24,10 @@ from tests.support.review_merge import (
     GREET,
     as_maintainer,
     commit,
+    decide,
     file_on,
     full_config,
+    greet_at_merge_ready,
     greet_goal,
     inject_fault,
     issue_mr,
@@ -152,23 +153,10 @@ async def test_review_rounds_running_out_block_with_the_open_threads_listed(
     assert fixed[0]["body"].splitlines()[0] not in outcome
 
 
-async def decide(runtime: Runtime, iid: int, revision: str, approver: str = "bob") -> Decision:
-    """A maintainer's approval through the gate, merging with the merge identity."""
-    return await decide_merge(
-        runtime.services.gateway, runtime.storage.leases, PROJECT, iid, revision=revision,
-        approve=True, who=approver, via="a test", approver=approver,
-        merger=runtime.services.merger, worker=runtime.services.worker,
-    )  # fmt: skip
-
-
 async def test_approving_a_head_that_moved_after_qa_sends_it_back_to_qa_then_it_merges(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
-        runtime, desk, _,
-    ):  # fmt: skip
-        issue = await file_goal(runtime, "Add greet", greet_goal())
-        await reach(runtime, {issue.iid: "merge-ready"})
+    async with greet_at_merge_ready(demo_sim, tmp_path) as (runtime, desk, _, issue):
         checked = desk.merges[-1].revision
         mr = issue_mr(demo_sim, issue.iid)
         assert checked == mr.sha and not mr.draft
@@ -207,11 +195,7 @@ async def test_approving_a_head_that_moved_after_qa_sends_it_back_to_qa_then_it_
 async def test_the_janitor_sends_a_head_moved_after_qa_back_to_qa(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
-        runtime, desk, events,
-    ):  # fmt: skip
-        issue = await file_goal(runtime, "Add greet", greet_goal())
-        await reach(runtime, {issue.iid: "merge-ready"})
+    async with greet_at_merge_ready(demo_sim, tmp_path) as (runtime, desk, events, issue):
         quiet = await sweep(runtime.services)
         assert quiet.back_to_qa == [] and await state_of(runtime, issue.iid) == "merge-ready"
 
@@ -232,11 +216,7 @@ async def test_the_janitor_sends_a_head_moved_after_qa_back_to_qa(
 async def test_gitlab_refusing_the_merge_sends_it_back_to_qa_then_it_merges(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
-        runtime, desk, _,
-    ):  # fmt: skip
-        issue = await file_goal(runtime, "Add greet", greet_goal())
-        await reach(runtime, {issue.iid: "merge-ready"})
+    async with greet_at_merge_ready(demo_sim, tmp_path) as (runtime, desk, _, issue):
         head = desk.merges[-1].revision
         inject_fault(
             demo_sim, method="PUT", path_regex=r"/merge_requests/\d+/merge$", status=409, count=1
@@ -288,11 +268,7 @@ async def test_the_filer_cannot_approve_their_own_goals_merge(
 async def test_a_merge_by_hand_in_gitlab_is_noticed_by_the_janitor(
     demo_sim: RunningSim, tmp_path: Path
 ) -> None:
-    async with merging_runtime(demo_sim, full_config(demo_sim, tmp_path), hold_merges=True) as (
-        runtime, _, events,
-    ):  # fmt: skip
-        issue = await file_goal(runtime, "Add greet", greet_goal())
-        await reach(runtime, {issue.iid: "merge-ready"})
+    async with greet_at_merge_ready(demo_sim, tmp_path) as (runtime, _, events, issue):
         issue_mr(demo_sim, issue.iid).merge()  # a maintainer merges in GitLab's UI
         report = await sweep(runtime.services)
         assert report.merged == [f"{PROJECT}#{issue.iid}"]

@@ -1,8 +1,7 @@
 """Human decisions at the plan and merge gates: approve, or request changes with feedback.
 
-Revision-checked: a decision names what it is about (the plan note id, the MR head sha); a
-decision on an older revision changes nothing and says why. The note crewline writes says
-who decided and through which surface.
+Revision-checked: a decision names what it is about (the plan note id, the MR head sha); one
+on an older revision changes nothing and says why. Its note says who decided, and where.
 
 Applied exactly once (docs/decisions/0014): the decision note, keyed by the revision, is the
 record, and its existence means "apply this decision if the issue still waits at the gate
@@ -326,13 +325,8 @@ async def apply_merge_decision(
 ) -> Decision:
     """Complete the decision ``note`` records on merging ``mr`` at its head: back to the
     developer, or merge and move to done. An approval that waits for a human to merge is
-    complete as recorded (the janitor notices the merge).
-
-    ``known``: the issue as the decision read it, at the merge gate. Once the MR is merged
-    the issue belongs at done whatever moved it meanwhile, so one update closes it and
-    moves it there from those labels (a workflow label added since is left for the
-    janitor's repair of two labels, as any). Without it the close's answer says where the
-    issue is (0041): two updates."""
+    complete as recorded (the janitor notices the merge). ``known``: the issue as read at the
+    gate, where a merged one belongs at done whatever moved since (decision 0048)."""
     first = note.body.splitlines()[0]
     if FEEDBACK_HEADING in note.body:
         return await _move(gateway, project, iid, Outcome.REJECTED, first)
@@ -343,13 +337,12 @@ async def apply_merge_decision(
             await merger.merge(project, mr.iid, sha=mr.sha)
         except ForgeError as error:
             return await _merge_refused(gateway, project, iid, mr, note, error)
-    if known is not None:
-        return await _move(
-            gateway, project, iid, Outcome.MERGED, f"{first} Merged.", known=known, close=True
-        )
+    merged = f"{first} Merged."
+    if known is not None:  # one update closes it and moves it to done
+        return await _move(gateway, project, iid, Outcome.MERGED, merged, known=known, close=True)
     # The close's answer says where the issue is: the move reads nothing first (0041).
     closed = await gateway.update_issue(project, iid, state_event="close")
-    return await _move(gateway, project, iid, Outcome.MERGED, f"{first} Merged.", known=closed)
+    return await _move(gateway, project, iid, Outcome.MERGED, merged, known=closed)
 
 
 async def _merge_refused(
@@ -370,10 +363,8 @@ async def _merge_refused(
     status = error.status if error.status is not None else "no answer"
     refused = f"GitLab refused the merge ({status}: {error.message})"
     back = error.status in _NOT_MERGEABLE
-    if back:
-        reason = f"{refused}; back to QA."
-    else:
-        reason = f"{refused}; the merge gate stays open: fix that in GitLab, then approve again."
+    stays = "the merge gate stays open: fix that in GitLab, then approve again"
+    reason = f"{refused}; {'back to QA' if back else stays}."
     await gateway.upsert_note(
         project, iid, f"merge-refused:{mr.sha[:12]}:{status}", f"{approved}\n\n{reason}"
     )
@@ -396,8 +387,7 @@ async def _move(
     close: bool = False,
 ) -> Decision:
     """Move the issue on from the ``gate`` by ``outcome``, unless it moved meanwhile;
-    ``known``: the issue as a write just answered it (nothing read first); ``close``: the
-    same update closes it."""
+    ``known``: the issue as last read (no read first); ``close``: the update closes it."""
     state = gateway.workflow.gate_state(gate).name
     target = next_state(gateway.workflow, state, outcome)
     try:

@@ -20,9 +20,19 @@ from bot.app import Runtime, build_runtime
 from bot.config import CrewlineConfig, Secrets
 from bot.console import ConsoleDesk
 from forge.labels import sync_labels
+from forge.types import Issue
+from roles.gates.decide import Decision, decide_merge
 from roles.notify import EventLog, GateRequest
 from sim.core.app import RunningSim
-from tests.support.engine import PROJECT, configure, file_block, goal_text, state_of
+from tests.support.engine import (
+    PROJECT,
+    configure,
+    file_block,
+    file_goal,
+    goal_text,
+    reach,
+    state_of,
+)
 
 MAINTAINER_TOKEN = "sim-maintainer-token"
 
@@ -86,6 +96,19 @@ async def merging_runtime(
         yield runtime, desk, events
     finally:
         await runtime.close()
+
+
+@asynccontextmanager
+async def greet_at_merge_ready(
+    sim: RunningSim, base: Path
+) -> AsyncIterator[tuple[Runtime, GateDesk, EventLog, Issue]]:
+    """The "Add greet" goal filed and run to the merge gate, where merges wait for the test."""
+    async with merging_runtime(sim, full_config(sim, base), hold_merges=True) as (
+        runtime, desk, events,
+    ):  # fmt: skip
+        issue = await file_goal(runtime, "Add greet", greet_goal())
+        await reach(runtime, {issue.iid: "merge-ready"})
+        yield runtime, desk, events, issue
 
 
 def full_config(sim: RunningSim, base: Path, **changes: object) -> CrewlineConfig:
@@ -158,3 +181,12 @@ def file_on(sim: RunningSim, path: str, ref: str = "main") -> str:
     raw = as_maintainer(sim).files.raw(file_path=path, ref=ref)
     assert isinstance(raw, bytes)
     return raw.decode()
+
+
+async def decide(runtime: Runtime, iid: int, revision: str, approver: str = "bob") -> Decision:
+    """A maintainer's approval through the gate, merging with the merge identity."""
+    return await decide_merge(
+        runtime.services.gateway, runtime.storage.leases, PROJECT, iid, revision=revision,
+        approve=True, who=approver, via="a test", approver=approver,
+        merger=runtime.services.merger, worker=runtime.services.worker,
+    )  # fmt: skip

@@ -1,0 +1,216 @@
+"""The lean HTTP path of the hot raw calls (forge/lean_http.py, decision 0049), against the
+simulator over real HTTP: it carries the calls instead of requests, pages through long
+lists, keeps the retry loop's view of 429s, 5xx and dropped answers, counts every answer,
+and stands aside where requests' own handling is needed (a proxy, a redirect)."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import gitlab
+import pytest
+import requests
+
+from forge.client import GitLabClient, RetryPolicy, build_gitlab
+from forge.lean_http import Answer, LeanHttp, NeverSent, lean_of
+from forge.raw_http import project_path, raw_get, raw_list, raw_post
+from forge.settings import GitLabSettings
+from sim.core.app import RunningSim
+from tests.support.faults import add_fault, lose_answer
+from tests.support.forge import BOT_TOKEN, PROJECT, gateway_for, make_project
+
+
+def _answers() -> tuple[list[Answer], Any]:
+    seen: list[Answer] = []
+    return seen, seen.append
+
+
+def test_raw_calls_go_over_the_lean_path_and_every_answer_is_counted(
+    sim: RunningSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_project(sim)
+    seen, hook = _answers()
+    gl = build_gitlab(GitLabSettings(url=sim.base_url), BOT_TOKEN, [], answered=hook)
+    assert lean_of(gl) is not None
+
+    def no_requests(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a raw call went through requests")
+
+    monkeypatch.setattr(requests.Session, "send", no_requests)
+    issues = project_path(PROJECT, "issues")
+    filed = raw_post(gl, issues, {"title": "Lean", "labels": "workflow::pm-ready"})
+    path = project_path(PROJECT, "issues", filed["iid"])
+    for n in range(5):
+        raw_post(gl, f"{path}/notes", {"body": f"note {n}"})
+    # Five notes two to a page: three pages, followed through GitLab's Link header.
+    notes = raw_list(gl, f"{path}/notes", {"per_page": 2, "sort": "asc"})
+    assert [note["body"] for note in notes] == [f"note {n}" for n in range(5)]
+    assert raw_get(gl, path)["title"] == "Lean"
+    assert len(seen) == 1 + 5 + 3 + 1 and {a.status_code for a in seen} <= {200, 201}
+
+
+def test_with_a_proxy_for_gitlab_the_calls_stay_on_requests(
+    sim: RunningSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+    gl = build_gitlab(GitLabSettings(url=sim.base_url), BOT_TOKEN, [], answered=lambda _: None)
+    assert lean_of(gl) is None
+
+
+def test_a_next_page_on_another_origin_is_never_followed() -> None:
+    lean = LeanHttp(
+        "https://gitlab.example.com", "t", timeout=5, tls=None, on_answer=lambda _: None
+    )
+    same = '<https://gitlab.example.com/api/v4/x?page=2>; rel="next", <https://gitlab.example.com/api/v4/x?page=9>; rel="last"'
+    assert lean._next_page(same) == "/api/v4/x?page=2"
+    assert lean._next_page('<https://gitlab.example.com/api/v4/x?page=1>; rel="first"') is None
+    with pytest.raises(gitlab.exceptions.GitlabParsingError, match="another origin"):
+        lean._next_page('<https://evil.example.net/api/v4/x?page=2>; rel="next"')
+
+
+async def test_the_retry_loop_sees_5xx_429_and_lost_answers_on_the_lean_path(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    make_project(sim)
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
+        filed = await gateway.create_issue(PROJECT, "Faults", "", ["workflow::pm-ready"])
+        notes = f"/api/v4/projects/*/issues/{filed.iid}/notes"
+        add_fault(sim, method="GET", path=notes, status=503, count=1)
+        add_fault(sim, method="GET", path=notes, status=429, retry_after=0, count=1)
+        assert await gateway.notes(PROJECT, filed.iid) == []  # retried twice, then read
+        # A post performed whose answer is lost (a 503 after the fact, then a dropped
+        # connection): found by its marker, never posted twice.
+        regex = rf"/issues/{filed.iid}/notes$"
+        lose_answer(sim, "POST", regex)
+        first = await gateway.post_note(PROJECT, filed.iid, "exactly once")
+        lose_answer(sim, "POST", regex, drop=True)
+        second = await gateway.post_note(PROJECT, filed.iid, "exactly once too")
+        bodies = [note.body for note in await gateway.notes(PROJECT, filed.iid)]
+        assert sum("exactly once\n" in b or b.startswith("exactly once\n") for b in bodies) == 1
+        assert sum("exactly once too" in b for b in bodies) == 1
+        assert first.id != second.id
+
+
+class _JsonHandler(BaseHTTPRequestHandler):
+    def send_json(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+class _Redirecting(_JsonHandler):
+    """Answers every API call with a redirect, and the redirect's target with an object."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/moved/"):
+            self.send_json(200, b'{"iid": 7, "title": "after the redirect"}')
+        else:
+            self.send_response(301)
+            self.send_header("Location", f"/moved{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+
+@pytest.fixture
+def redirecting() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_hands_the_call_and_the_thread_back_to_python_gitlab(
+    redirecting: str,
+) -> None:
+    seen, hook = _answers()
+    gl = build_gitlab(GitLabSettings(url=redirecting), "t", [], answered=hook)
+    assert raw_get(gl, "/projects/1/issues/7") == {"iid": 7, "title": "after the redirect"}
+    assert [a.status_code for a in seen] == [301]  # the lean path saw the redirect only
+    assert lean_of(gl) is None  # and stepped aside for this thread's later calls
+
+
+async def test_a_host_without_gitlab_fails_as_never_sent_and_is_retried() -> None:
+    # Nothing listens on this port: no request can have reached GitLab.
+    client = GitLabClient(
+        GitLabSettings(url="http://127.0.0.1:9", timeout_seconds=2),
+        "t",
+        retry=RetryPolicy(max_retries=2, budget_seconds=5, base_delay=0.01),
+    )
+    attempts: list[int] = []
+
+    def get(gl: gitlab.Gitlab) -> Any:
+        attempts.append(1)
+        return raw_get(gl, "/projects/1")
+
+    try:
+        with pytest.raises(Exception, match="gave up after 3 attempts"):
+            await client.call("project.get", get, once=True)
+    finally:
+        await client.close()
+    assert len(attempts) == 3  # a write that must not happen twice is still retried blindly
+
+
+class _Answering(_JsonHandler):
+    def do_GET(self) -> None:
+        self.send_json(200, b'{"iid": 3, "title": "over TLS"}')
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate made for this test."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_tls_is_verified_as_requests_verifies_it(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, cert = tls_server
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    # Against requests' CA bundle the self-signed certificate is refused before anything is
+    # sent.
+    strict = build_gitlab(GitLabSettings(url=url), "t", [], answered=lambda _: None)
+    with pytest.raises(NeverSent, match="CERTIFICATE_VERIFY_FAILED"):
+        raw_get(strict, "/projects/1/issues/3")
+    # With the certificate as the CA bundle (REQUESTS_CA_BUNDLE), or verification off, it
+    # answers over the lean path.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    trusted = build_gitlab(GitLabSettings(url=url), "t", [], answered=lambda _: None)
+    assert raw_get(trusted, "/projects/1/issues/3")["title"] == "over TLS"
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    unverified = build_gitlab(
+        GitLabSettings(url=url, ssl_verify=False), "t", [], answered=lambda _: None
+    )
+    assert raw_get(unverified, "/projects/1/issues/3")["iid"] == 3
