@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import select
 import ssl
 import weakref
@@ -38,6 +39,9 @@ import gitlab
 import gitlab.exceptions
 
 AnswerHook = Callable[["Answer"], None]
+
+# One link of a Link header: <url>; rel="next" (other parameters may stand between).
+_NEXT = re.compile(r'<([^<>]*)>[^,<]*;\s*rel="?next"?')
 
 
 @dataclass
@@ -159,18 +163,18 @@ class LeanHttp:
         return f"{self._prefix}{path}{query}"
 
     def _next_page(self, link: str) -> str | None:
-        for part in link.split(","):
-            target, _, rest = part.partition(";")
-            if 'rel="next"' not in rest:
-                continue
-            parts = urlsplit(target.strip().strip("<>"))
-            if (parts.scheme, parts.netloc) != self._origin:
-                # Never send the token elsewhere, whatever an answer's Link says.
-                raise gitlab.exceptions.GitlabParsingError(
-                    f"GitLab's next page is on another origin ({parts.scheme}://{parts.netloc})"
-                )
-            return f"{parts.path}?{parts.query}" if parts.query else parts.path
-        return None
+        """The path of the page ``rel="next"`` in a ``Link`` header names (its URL in angle
+        brackets, which may hold commas), or None on the last page."""
+        found = _NEXT.search(link)
+        if found is None:
+            return None
+        parts = urlsplit(found[1])
+        if (parts.scheme, parts.netloc) != self._origin:
+            # Never send the token elsewhere, whatever an answer's Link says.
+            raise gitlab.exceptions.GitlabParsingError(
+                f"GitLab's next page is on another origin ({parts.scheme}://{parts.netloc})"
+            )
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
     def _json(self, method: str, url: str, data: Mapping[str, Any] | None) -> Any:
         return self._send(method, url, data)[0]

@@ -72,6 +72,9 @@ def test_a_next_page_on_another_origin_is_never_followed() -> None:
     same = '<https://gitlab.example.com/api/v4/x?page=2>; rel="next", <https://gitlab.example.com/api/v4/x?page=9>; rel="last"'
     assert lean._next_page(same) == "/api/v4/x?page=2"
     assert lean._next_page('<https://gitlab.example.com/api/v4/x?page=1>; rel="first"') is None
+    # A URL may hold commas (a list of labels): the angle brackets delimit it.
+    commas = '<https://gitlab.example.com/api/v4/x?labels=a,b&page=1>; rel="prev", <https://gitlab.example.com/api/v4/x?labels=a,b&page=3>; rel="next"'
+    assert lean._next_page(commas) == "/api/v4/x?labels=a,b&page=3"
     with pytest.raises(gitlab.exceptions.GitlabParsingError, match="another origin"):
         lean._next_page('<https://evil.example.net/api/v4/x?page=2>; rel="next"')
 
