@@ -13,6 +13,8 @@ from pathlib import Path
 import gitlab
 import pytest
 
+from tests.support.sim_pipelines import alive, poll
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -110,3 +112,36 @@ def test_sim_serve_refuses_a_busy_port(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
+
+
+def test_sigterm_stops_the_simulator_and_the_ci_jobs_it_runs(tmp_path: Path) -> None:
+    """A supervisor's (or a bench's) SIGTERM stops `crewline sim serve` as Ctrl-C does: a job
+    still running, in a process group of its own, is killed, not left writing into a state
+    directory its owner is removing."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "sim", "serve", "--port", str(port),
+         "--state-dir", str(tmp_path / "state"), "--seed", "demo"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        assert "GitLab simulator ready at" in process.stdout.readline()
+        pid_file = tmp_path / "job.pid"
+        ci = f"job:\n  script:\n    - echo $$ > {pid_file}\n    - sleep 120\n"
+        project = gitlab.Gitlab(
+            f"http://127.0.0.1:{port}", private_token="sim-root-token"
+        ).projects.get("demo/app")
+        project.commits.create(
+            {"branch": "long-job", "start_branch": "main", "commit_message": "a long job",
+             "actions": [{"action": "update", "file_path": ".gitlab-ci.yml", "content": ci}]}
+        )  # fmt: skip
+        job = int(poll(lambda: pid_file.exists() and pid_file.read_text().strip(), 60, "the job"))
+        assert alive(job)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        poll(lambda: not alive(job), 10, "the job to be killed")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

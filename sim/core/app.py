@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -204,10 +205,18 @@ def running_sim(config: SimConfig) -> Iterator[RunningSim]:
 
 
 async def serve_forever(config: SimConfig) -> None:
-    """``crewline sim serve``: start, print the base URL, run until cancelled."""
+    """``crewline sim serve``: start, print the base URL, run until cancelled or sent
+    SIGTERM. Both stop it the same way: the running CI jobs (each in a process group of its
+    own) are killed as the app shuts down; dying at once on SIGTERM left them running,
+    writing into a state directory its owner was already removing."""
     sim, runner = await start_server(config)
+    serving = asyncio.current_task()
+    if serving is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, serving.cancel)
     print(f"GitLab simulator ready at {sim.base_url} (API {sim.base_url}/api/v4)", flush=True)
     try:
         await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        pass
     finally:
         await runner.cleanup()
