@@ -14,52 +14,45 @@
   retry; found, that is the answer; without a lookup the call fails with
   :class:`ForgeOutcomeUnknown` instead of risking a duplicate (docs/decisions/0015).
 - Every other failure becomes a typed :class:`ForgeError` carrying GitLab's message.
-- Objects are built once per thread: building a python-gitlab project creates some eighty
-  managers, an issue a dozen, and that was about 15% of a worker's CPU. Each thread's client
-  keeps the lazy project handles it built and, per project, the newest lazy issue handles
-  (:class:`_CachedProjects`); its ``requests.Session`` keeps no cookies (GitLab's API
-  authenticates by token, and the jar's bookkeeping ran on every request) and reads the
-  environment's proxy settings once instead of on every request.
-- Hot lists are read raw (``forge/raw_http.py``): plain dicts from the JSON, without a
-  python-gitlab object per item.
+- Objects are built once per thread (``forge/thread_client.py``): a python-gitlab project
+  handle creates some eighty managers, an issue a dozen, once about 15% of a worker's CPU;
+  the ``requests.Session`` keeps no cookies and reads the environment's proxies once.
+- The hot calls are raw (``forge/raw_http.py``): plain dicts from the JSON, over one
+  kept-alive connection per thread (``forge/lean_http.py``, decision 0049), whose failures
+  fall into the same three kinds: an answer worth retrying, never sent, maybe performed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.cookiejar import CookiePolicy
 from typing import Any, TypeVar
 
 import gitlab
 import gitlab.exceptions
 import requests
 import urllib3.exceptions
-from gitlab.v4.objects import Project, ProjectIssue, ProjectIssueManager, ProjectManager
 
 from forge import metrics
 from forge.lean_http import (
     Answer,
-    AnswerHook,
     LeanHttp,
     MaybeSent,
     NeverSent,
     Transient,
-    attach,
+    lean_of,
     message_of,
     retry_after_of,
-    tls_context,
 )
 from forge.rate import RateBudget
 from forge.settings import GitLabSettings
+from forge.thread_client import build_gitlab
 
 log = logging.getLogger(__name__)
 
@@ -141,121 +134,6 @@ class RetryPolicy:
         return max(backoff, retry_after) if retry_after is not None else backoff
 
 
-_ISSUES_KEPT = 256  # lazy issue handles kept per project and thread (a handle is ~10 managers)
-
-
-class _CachedIssues(ProjectIssueManager):
-    """A project's issue manager that builds a lazy issue handle once and hands it out again.
-    A lazy handle holds only the iid and its sub-managers (notes, award emoji, label events):
-    nothing a call changes, so sharing it between calls on one thread is safe."""
-
-    def __init__(self, gl: gitlab.Gitlab, parent: Project) -> None:
-        super().__init__(gl, parent=parent)
-        self._lazy: OrderedDict[int | str, ProjectIssue] = OrderedDict()
-
-    def get(self, id: str | int, lazy: bool = False, **kwargs: Any) -> ProjectIssue:
-        if not lazy or kwargs:
-            return super().get(id, lazy=lazy, **kwargs)
-        issue = self._lazy.get(id)
-        if issue is None:
-            issue = super().get(id, lazy=True)
-            self._lazy[id] = issue
-            if len(self._lazy) > _ISSUES_KEPT:
-                self._lazy.popitem(last=False)
-        else:
-            self._lazy.move_to_end(id)
-        return issue
-
-
-class _CachedProjects(ProjectManager):
-    """``gl.projects`` with lazy project handles built once (a handful of projects per host)."""
-
-    def __init__(self, gl: gitlab.Gitlab) -> None:
-        super().__init__(gl)
-        self._lazy: dict[int | str, Project] = {}
-
-    def get(self, id: str | int, lazy: bool = False, **kwargs: Any) -> Project:
-        if not lazy or kwargs:
-            return super().get(id, lazy=lazy, **kwargs)
-        project = self._lazy.get(id)
-        if project is None:
-            project = super().get(id, lazy=True)
-            # RESTObject keeps managers in __dict__ (its __setattr__ would record an update).
-            project.__dict__["issues"] = _CachedIssues(self.gitlab, project)
-            self._lazy[id] = project
-        return project
-
-
-class _NoCookies(CookiePolicy):
-    """Neither store nor send cookies."""
-
-    netscape = True
-    rfc2965 = hide_cookie2 = False
-
-    def set_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-    def domain_return_ok(self, domain: str, request: Any) -> bool:
-        return False
-
-    def path_return_ok(self, path: str, request: Any) -> bool:
-        return False
-
-
-def build_gitlab(
-    settings: GitLabSettings,
-    token: str,
-    hooks: list[Callable[..., Any]],
-    *,
-    answered: AnswerHook | None = None,
-) -> gitlab.Gitlab:
-    """One thread's python-gitlab client: cached handles, a cookie-less session, ``hooks``
-    on every response, and the environment's proxy and CA bundle read once. With
-    ``answered`` (told of every answer), its raw calls take the lean path
-    (forge/lean_http.py) unless a proxy stands between this host and GitLab."""
-    session = requests.Session()
-    session.cookies.set_policy(_NoCookies())
-    session.hooks["response"].extend(hooks)
-    verify = _environment_once(session, settings)
-    client = gitlab.Gitlab(
-        settings.url,
-        private_token=token,
-        timeout=settings.timeout_seconds,
-        ssl_verify=verify,
-        retry_transient_errors=False,
-        session=session,
-        user_agent="crewline",
-    )
-    client.projects = _CachedProjects(client)
-    if answered is not None and not session.proxies:
-        tls = tls_context(verify) if settings.url.startswith("https:") else None
-        lean = LeanHttp(
-            settings.url, token, timeout=settings.timeout_seconds, tls=tls, on_answer=answered
-        )
-        attach(client, lean)
-    return client
-
-
-def _environment_once(session: requests.Session, settings: GitLabSettings) -> bool | str:
-    """Resolve what requests reads from the environment, for GitLab's URL, once; return the
-    ``ssl_verify`` to use.
-
-    With ``trust_env`` (its default) requests scans the whole environment for proxies and
-    ``NO_PROXY`` and looks for ``~/.netrc`` on every request: two environment walks and two
-    ``stat`` calls per GitLab call, more CPU than the rest of the request. Every call goes to
-    the one GitLab host, so the answer is the same each time: the proxies (``HTTPS_PROXY``,
-    ``NO_PROXY`` …) and the CA bundle (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) are read
-    here; ``.netrc`` is not used (the token authenticates)."""
-    session.proxies.update(requests.utils.get_environ_proxies(settings.url))
-    session.trust_env = False
-    if not settings.ssl_verify:
-        return False
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-
-
 class GitLabClient:
     def __init__(
         self,
@@ -271,6 +149,7 @@ class GitLabClient:
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="gitlab")
         self._local = threading.local()
+        self._leans: list[LeanHttp] = []
         self.budget = RateBudget(
             share=settings.rate_limit_share, limit_per_minute=settings.rate_limit_per_minute
         )
@@ -288,6 +167,9 @@ class GitLabClient:
                 [metrics.gitlab_response, self._count_answer, _raise_transient],
                 answered=self._answered,
             )
+            lean = lean_of(client)
+            if lean is not None:
+                self._leans.append(lean)  # closed with the client
             self._local.client = client
         return client
 
@@ -371,6 +253,8 @@ class GitLabClient:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, wait=True)
+        for lean in self._leans:  # the pool's threads are gone: nothing uses them any more
+            lean.close()
 
 
 def _never_sent(error: Exception) -> bool:

@@ -24,8 +24,10 @@ reads as closed), as urllib3 does, and replaced.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
 import re
 import select
 import ssl
@@ -33,7 +35,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import gitlab
 import gitlab.exceptions
@@ -118,8 +120,10 @@ class LeanHttp:
         parts = urlsplit(url)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
-        self._port = parts.port
-        self._origin = (parts.scheme, parts.netloc)
+        # Always explicit: http.client would split an IPv6 literal's last group off as a port.
+        self._port = parts.port or (443 if self._https else 80)
+        self._origin = _origin(url)
+        self._base = f"{parts.scheme}://{parts.netloc}"
         self._prefix = f"{parts.path.rstrip('/')}/api/v4"
         self._headers = {
             "PRIVATE-TOKEN": token,
@@ -144,7 +148,8 @@ class LeanHttp:
             if not isinstance(page, list):
                 raise gitlab.exceptions.GitlabParsingError(f"GitLab's answer to {path} is no list")
             items.extend(page)
-            url = self._next_page(headers.get("Link", ""))
+            # Every Link header: a proxy may add its own ahead of GitLab's.
+            url = self._next_page(", ".join(headers.get_all("Link") or []))
         return items
 
     def post(self, path: str, data: Mapping[str, Any]) -> Any:
@@ -159,21 +164,21 @@ class LeanHttp:
             self._connection = None
 
     def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
-        query = f"?{urlencode(params, doseq=True)}" if params else ""
+        given = {key: value for key, value in (params or {}).items() if value is not None}
+        query = f"?{urlencode(given, doseq=True)}" if given else ""
         return f"{self._prefix}{path}{query}"
 
     def _next_page(self, link: str) -> str | None:
         """The path of the page ``rel="next"`` in a ``Link`` header names (its URL in angle
-        brackets, which may hold commas), or None on the last page."""
+        brackets, which may hold commas), or None on the last page. Only its path and query
+        are kept: GitLab writes the link with its configured external URL, which may name
+        this host differently (another case, a default port, an internal name), and the
+        request goes to the origin crewline was configured with, never elsewhere with its
+        token (python-gitlab's ``keep_base_url``)."""
         found = _NEXT.search(link)
         if found is None:
             return None
         parts = urlsplit(found[1])
-        if (parts.scheme, parts.netloc) != self._origin:
-            # Never send the token elsewhere, whatever an answer's Link says.
-            raise gitlab.exceptions.GitlabParsingError(
-                f"GitLab's next page is on another origin ({parts.scheme}://{parts.netloc})"
-            )
         return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
     def _json(self, method: str, url: str, data: Mapping[str, Any] | None) -> Any:
@@ -188,7 +193,10 @@ class LeanHttp:
             headers["Content-Type"] = "application/json"
         connection = self._connected()
         try:
-            connection.request(method, url, body=body, headers=headers)
+            # The server may have answered (a 413, a 401) and closed before the body was all
+            # sent: that answer is read, as urllib3 does; no answer means MaybeSent.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                connection.request(method, url, body=body, headers=headers)
             response = connection.getresponse()
             content = response.read()
         except (OSError, http.client.HTTPException) as error:
@@ -199,8 +207,7 @@ class LeanHttp:
             self.close()
         self._on_answer(Answer(status, answer_headers))
         if 300 <= status < 400:
-            self.redirected = True
-            raise Redirected(f"GitLab redirected {method} {url} ({status})")
+            self._redirected(method, url, status, answer_headers.get("Location", ""))
         if status == 429 or status >= 500:
             message = message_of(content) or response.reason or str(status)
             raise Transient(status, retry_after_of(answer_headers), message)
@@ -216,6 +223,23 @@ class LeanHttp:
             raise gitlab.exceptions.GitlabParsingError(
                 f"GitLab's answer to {method} {url} is not JSON"
             ) from error
+
+    def _redirected(self, method: str, url: str, status: int, location: str) -> None:
+        """Step aside for python-gitlab (nothing was performed), unless the redirect leads
+        to another origin: requests would carry the token there (it strips only an
+        ``Authorization`` header on such a redirect), so it is refused here."""
+        self.close()
+        target = urljoin(f"{self._base}{url}", location)
+        if _origin(target) != self._origin:
+            raise gitlab.exceptions.GitlabHttpError(
+                error_message=(
+                    f"GitLab redirected {method} {url} to another origin ({target}); crewline "
+                    "does not follow it with its token: set gitlab.url to where GitLab answers"
+                ),
+                response_code=status,
+            )
+        self.redirected = True
+        raise Redirected(f"GitLab redirected {method} {url} ({status})")
 
     def _connected(self) -> http.client.HTTPConnection:
         """The open connection, unless the server closed it since its last answer; else a
@@ -243,15 +267,29 @@ class LeanHttp:
 
 
 def _dropped(connection: http.client.HTTPConnection) -> bool:
-    """Whether a kept-alive connection reads as closed (or holds bytes nobody asked for)."""
+    """Whether a kept-alive connection reads as closed (or holds bytes nobody asked for).
+    ``poll``, not ``select``: a descriptor above 1024 is fine."""
     sock = connection.sock
     if sock is None:
         return True
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """Scheme, lower-case host and port (the scheme's default when none is written); a
+    port that is no number names no origin of ours (port -1)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def tls_context(verify: bool | str) -> ssl.SSLContext:
@@ -262,7 +300,9 @@ def tls_context(verify: bool | str) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    if isinstance(verify, str):
+    if isinstance(verify, str):  # a bundle file, or a directory of hashed certificates
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
         return ssl.create_default_context(cafile=verify)
     # requests' own bundle (certifi's), so both paths trust the same roots.
     from requests.utils import DEFAULT_CA_BUNDLE_PATH

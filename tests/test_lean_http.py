@@ -17,10 +17,11 @@ import gitlab
 import pytest
 import requests
 
-from forge.client import GitLabClient, RetryPolicy, build_gitlab
+from forge.client import GitLabClient, RetryPolicy
 from forge.lean_http import Answer, LeanHttp, NeverSent, lean_of
 from forge.raw_http import project_path, raw_get, raw_list, raw_post
 from forge.settings import GitLabSettings
+from forge.thread_client import build_gitlab
 from sim.core.app import RunningSim
 from tests.support.faults import add_fault, lose_answer
 from tests.support.forge import BOT_TOKEN, PROJECT, gateway_for, make_project
@@ -58,25 +59,42 @@ def test_raw_calls_go_over_the_lean_path_and_every_answer_is_counted(
 def test_with_a_proxy_for_gitlab_the_calls_stay_on_requests(
     sim: RunningSim, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    # A NO_PROXY list alone, or a proxy for another scheme, leaves GitLab reached directly.
+    monkeypatch.setenv("NO_PROXY", "example.org")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    gl = build_gitlab(GitLabSettings(url=sim.base_url), BOT_TOKEN, [], answered=lambda _: None)
+    assert lean_of(gl) is not None
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
-    monkeypatch.setenv("NO_PROXY", "")
-    monkeypatch.delenv("no_proxy", raising=False)
     gl = build_gitlab(GitLabSettings(url=sim.base_url), BOT_TOKEN, [], answered=lambda _: None)
     assert lean_of(gl) is None
 
 
-def test_a_next_page_on_another_origin_is_never_followed() -> None:
+def test_a_next_page_is_asked_of_the_configured_origin_whatever_the_link_names() -> None:
     lean = LeanHttp(
-        "https://gitlab.example.com", "t", timeout=5, tls=None, on_answer=lambda _: None
+        "https://GitLab.example.com:443", "t", timeout=5, tls=None, on_answer=lambda _: None
     )
+    # GitLab writes its links with its external URL: another case, no default port.
     same = '<https://gitlab.example.com/api/v4/x?page=2>; rel="next", <https://gitlab.example.com/api/v4/x?page=9>; rel="last"'
     assert lean._next_page(same) == "/api/v4/x?page=2"
     assert lean._next_page('<https://gitlab.example.com/api/v4/x?page=1>; rel="first"') is None
     # A URL may hold commas (a list of labels): the angle brackets delimit it.
     commas = '<https://gitlab.example.com/api/v4/x?labels=a,b&page=1>; rel="prev", <https://gitlab.example.com/api/v4/x?labels=a,b&page=3>; rel="next"'
     assert lean._next_page(commas) == "/api/v4/x?labels=a,b&page=3"
-    with pytest.raises(gitlab.exceptions.GitlabParsingError, match="another origin"):
-        lean._next_page('<https://evil.example.net/api/v4/x?page=2>; rel="next"')
+    # Whatever host a link names, only its path is kept: the token goes nowhere else.
+    assert lean._next_page('<https://evil.example.net/api/v4/x?page=2>; rel="next"') == (
+        "/api/v4/x?page=2"
+    )
+    # A parameter without a value is left out, as requests leaves it out.
+    assert lean._url("/x", {"a": None, "b": 1}) == "/api/v4/x?b=1"
+
+
+def test_an_ipv6_literal_keeps_its_address_and_the_default_port() -> None:
+    for url, port in (("https://[2001:db8::1]", 443), ("http://[::1]:8080/gitlab", 8080)):
+        lean = LeanHttp(url, "t", timeout=5, tls=None, on_answer=lambda _: None)
+        assert (lean._host, lean._port) == (url.split("[")[1].split("]")[0], port)
 
 
 async def test_the_retry_loop_sees_5xx_429_and_lost_answers_on_the_lean_path(
@@ -115,14 +133,30 @@ class _JsonHandler(BaseHTTPRequestHandler):
 
 
 class _Redirecting(_JsonHandler):
-    """Answers every API call with a redirect, and the redirect's target with an object."""
+    """Redirects an API call to another path here, or (``/away/...``) to another host, and
+    answers a paged list whose next link comes after a proxy's own Link header."""
 
     def do_GET(self) -> None:
         if self.path.startswith("/moved/"):
             self.send_json(200, b'{"iid": 7, "title": "after the redirect"}')
+        elif self.path.startswith("/api/v4/paged"):
+            page = 2 if "page=2" in self.path else 1
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Link", '</style.css>; rel="preload"')
+            if page == 1:
+                self.send_header(
+                    "Link", f'<http://{self.headers["Host"]}/api/v4/paged?page=2>; rel="next"'
+                )
+            body = f'[{{"page": {page}}}]'.encode()
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         else:
-            self.send_response(301)
-            self.send_header("Location", f"/moved{self.path}")
+            away = self.path.startswith("/api/v4/away")
+            self.send_response(302 if away else 301)
+            target = "http://elsewhere.invalid" if away else ""
+            self.send_header("Location", f"{target}/moved{self.path}")
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -146,6 +180,18 @@ def test_a_redirect_hands_the_call_and_the_thread_back_to_python_gitlab(
     assert raw_get(gl, "/projects/1/issues/7") == {"iid": 7, "title": "after the redirect"}
     assert [a.status_code for a in seen] == [301]  # the lean path saw the redirect only
     assert lean_of(gl) is None  # and stepped aside for this thread's later calls
+
+
+def test_a_redirect_to_another_host_is_refused_with_the_token_kept(redirecting: str) -> None:
+    gl = build_gitlab(GitLabSettings(url=redirecting), "t", [], answered=lambda _: None)
+    with pytest.raises(gitlab.exceptions.GitlabHttpError, match="another origin"):
+        raw_get(gl, "/away/1")
+    assert lean_of(gl) is not None  # nothing was handed to python-gitlab to follow
+
+
+def test_pages_follow_gitlabs_link_after_a_proxys_own(redirecting: str) -> None:
+    gl = build_gitlab(GitLabSettings(url=redirecting), "t", [], answered=lambda _: None)
+    assert raw_list(gl, "/paged", {}) == [{"page": 1}, {"page": 2}]
 
 
 async def test_a_host_without_gitlab_fails_as_never_sent_and_is_retried() -> None:
@@ -217,3 +263,26 @@ def test_tls_is_verified_as_requests_verifies_it(
         GitLabSettings(url=url, ssl_verify=False), "t", [], answered=lambda _: None
     )
     assert raw_get(unverified, "/projects/1/issues/3")["iid"] == 3
+    # A directory of certificates (requests takes one too) is a trust store, not an error.
+    hashed = cert.parent / "certs"
+    hashed.mkdir()
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout", "-in", str(cert)],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    (hashed / f"{subject_hash}.0").write_bytes(cert.read_bytes())
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(hashed))
+    from_dir = build_gitlab(GitLabSettings(url=url), "t", [], answered=lambda _: None)
+    assert lean_of(from_dir) is not None
+    assert raw_get(from_dir, "/projects/1/issues/3")["title"] == "over TLS"
+
+
+async def test_closing_the_client_closes_its_threads_connections(sim: RunningSim) -> None:
+    make_project(sim)
+    client = GitLabClient(GitLabSettings(url=sim.base_url, threads=2), BOT_TOKEN)
+    path = project_path(PROJECT, "issues")
+    await client.call("issue.list", lambda gl: raw_list(gl, path, {}))
+    kept = list(client._leans)  # one per pool thread that made a call
+    assert kept and all(lean._connection is not None for lean in kept)
+    await client.close()
+    assert all(lean._connection is None for lean in kept)
