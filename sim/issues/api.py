@@ -40,7 +40,7 @@ from sim.core.http import Params, created, no_content, not_found, paginate
 from sim.core.store import Connection
 from sim.issues import label_events, notes
 from sim.issues import records as issue_records
-from sim.issues.filters import filter_and_sort
+from sim.issues.filters import filter_and_sort, sql_narrowing
 from sim.issues.issue_hooks import emit_issue_event
 from sim.issues.issue_input import IssueInput
 from sim.issues.labels import ensure_labels, next_label_names
@@ -264,7 +264,10 @@ async def list_issues(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
     project = await load_project(request)
     params = await Params.of(request)
-    rows = await sim.store.fetchall("SELECT * FROM issues WHERE project_id = ?", (project["id"],))
+    narrowing, args = sql_narrowing(params)
+    rows = await sim.store.fetchall(
+        f"SELECT * FROM issues WHERE project_id = ?{narrowing}", (project["id"], *args)
+    )
     records = filter_and_sort(await load_records(sim, rows), params)
     return paginate(request, [issue_json(sim, project, record) for record in records])
 
