@@ -58,6 +58,9 @@ class Listing:
     full_at: float = 0.0  # time.monotonic() of the last full listing
     newest: str = ""  # the newest updated_at any refresh saw, open or closed
     changed: frozenset[int] = frozenset()  # the iids the last refresh found changed
+    newest_since: float = 0.0  # time.monotonic() of the refresh that first saw ``newest``
+    # Every write stamped up to this updated_at is known to have been listed ("": none yet).
+    settled: str = ""
 
     def at(self, label: str, *, closed: bool = False) -> list[Issue]:
         """Issues carrying ``label``, oldest update first; only open ones unless ``closed``."""
@@ -124,7 +127,7 @@ class IssueIndex:
         latest = await self._list(
             project, {"state": "all", "order_by": "updated_at", "sort": "desc", "per_page": 1}, 1
         )
-        listing = Listing(project, refreshed=now, full_at=now)
+        listing = Listing(project, refreshed=now, full_at=now, newest_since=now)
         for issue in await self._trusted(project, items):
             listing.issues[issue.iid] = issue
         listing.changed = frozenset(listing.issues)
@@ -133,7 +136,16 @@ class IssueIndex:
         return listing
 
     async def _delta(self, known: Listing, now: float) -> Listing:
+        """What changed since the last refresh: everything stamped from a little before the
+        newest change seen (OVERLAP), or from where the listing is known settled.
+
+        Settled: a listing that began OVERLAP after ``newest`` was first seen found every
+        write stamped up to ``newest`` committed (a write commits within OVERLAP of its
+        stamp), so later deltas start there. Without it a project gone quiet after a burst
+        (a thousand issues filed by a script) listed the whole burst on every pass."""
         since = _stamp(_moment(known.newest) - OVERLAP)
+        if known.settled and _older(since, known.settled):
+            since = known.settled
         items = await self._list(known.project, {"state": "all", "updated_after": since})
         changed: set[int] = set()
         for issue in await self._trusted(known.project, items):
@@ -144,7 +156,11 @@ class IssueIndex:
             self._put(known, issue)
         known.refreshed = now
         known.changed = frozenset(changed)
-        known.newest = _newest(items, known.newest)
+        newest = _newest(items, known.newest)
+        if newest != known.newest:
+            known.newest, known.newest_since = newest, now
+        elif now - known.newest_since >= OVERLAP.total_seconds():
+            known.settled = newest
         return known
 
     def _put(self, listing: Listing, issue: Issue) -> None:

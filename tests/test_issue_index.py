@@ -1,0 +1,57 @@
+"""The project listing's deltas (forge/issue_index.py): from a little before the newest change
+seen, until a listing made long enough after it proves every write up to it listed; then
+from there. Real simulator, python-gitlab over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from forge.issue_index import OVERLAP, IssueIndex
+from sim.core.app import RunningSim
+from tests.support.forge import PROJECT, admin, gateway_for, make_project
+
+
+async def test_a_quiet_project_after_a_burst_stops_relisting_the_burst(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    make_project(sim)
+    project = admin(sim).projects.get(PROJECT)
+    burst = [project.issues.create({"title": f"filed by a script {n}"}) for n in range(120)]
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
+        now = [1000.0]
+        index = IssueIndex(gateway, clock=lambda: now[0])
+        listed: list[int] = []
+        list_ = index._list
+
+        async def counted(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+            items = await list_(*args, **kwargs)
+            listed.append(len(items))
+            return items
+
+        index._list = counted  # type: ignore[method-assign]
+        first = await index.refresh(PROJECT)
+        assert len(first.issues) == 120
+
+        async def delta(after: float) -> tuple[int, frozenset[int]]:
+            now[0] += after
+            listed.clear()
+            listing = await index.refresh(PROJECT)
+            assert len(listed) == 1  # a delta: one listing
+            return listed[0], listing.changed
+
+        # Inside the overlap after the newest change: the burst is listed again, unchanged.
+        assert await delta(1) == (120, frozenset())
+        # A listing made the overlap after the newest change was first seen settles it...
+        assert await delta(OVERLAP.total_seconds()) == (120, frozenset())
+        # ...and the next ones start from it: only what carries that newest stamp.
+        small, changed = await delta(60)
+        assert small <= 2 and changed == frozenset()
+        # A change afterwards is still seen, and only it is new.
+        project.issues.update(burst[5].iid, {"title": "edited by a human"})
+        count, changed = await delta(60)
+        assert changed == frozenset({burst[5].iid}) and count <= 3
+        listing = index.listing(PROJECT)
+        assert listing is not None
+        edited = listing.get(burst[5].iid)
+        assert edited is not None and edited.title == "edited by a human"
