@@ -114,7 +114,8 @@ class Passes:
     cpus: list[float] = field(default_factory=list)  # the event loop thread's CPU
     # The first engine+janitor pass (the full listing) and the one that settles the listing
     # after the overlap: calls and seconds of each.
-    start: list[tuple[int, float]] = field(default_factory=list)
+    start: list[tuple[int, float, int]] = field(default_factory=list)  # + HTTP requests
+    requests: list[int] = field(default_factory=list)  # HTTP requests of each engine+janitor pass
 
 
 async def measure(runtime: Runtime, db: Path, reps: int, *, settle: bool = True) -> Passes:
@@ -132,16 +133,19 @@ async def measure(runtime: Runtime, db: Path, reps: int, *, settle: bool = True)
     await audit.flush_reads()
     last, _ = calls_since(db, 0)
     if settle:
+        budget = runtime.client.budget  # counts every HTTP answer, each page of a list
         for wait in (0.0, OVERLAP.total_seconds() + 1):
             await asyncio.sleep(wait)
-            began = time.perf_counter()
+            began, answered = time.perf_counter(), budget.answered
             await runtime.engine.tick()
             await sweep(runtime.services)
             await audit.flush_reads()
             last, counted = calls_since(db, last)
-            passes.start.append((sum(counted.values()), time.perf_counter() - began))
+            spent = time.perf_counter() - began
+            passes.start.append((sum(counted.values()), spent, budget.answered - answered))
+    budget = runtime.client.budget
     for _ in range(reps):
-        began, cpu = time.perf_counter(), time.thread_time()
+        began, cpu, answered = time.perf_counter(), time.thread_time(), budget.answered
         started = await runtime.engine.tick()
         passes.seconds.append(time.perf_counter() - began)
         passes.cpus.append(time.thread_time() - cpu)
@@ -155,6 +159,7 @@ async def measure(runtime: Runtime, db: Path, reps: int, *, settle: bool = True)
         last, counted = calls_since(db, last)
         passes.sweeps.append(sum(counted.values()))
         passes.ops.update(counted)
+        passes.requests.append(budget.answered - answered)
     return passes
 
 
@@ -193,6 +198,7 @@ async def bench_dependants(dependants: int, reps: int) -> None:
         f"{statistics.median(ticks):.0f}; seconds "
         f"{' '.join(f'{s:.3f}' for s in seconds)} median {statistics.median(seconds):.3f}"
     )
+    print(f"  HTTP requests per engine+janitor pass: {' '.join(map(str, passes.requests))}")
     print(
         f"  event-loop CPU-s per pass: {' '.join(f'{c:.3f}' for c in cpus)} "
         f"median {statistics.median(cpus):.3f} (wall time includes waiting on a loaded host)"
@@ -200,11 +206,12 @@ async def bench_dependants(dependants: int, reps: int) -> None:
 
 
 def print_start(passes: Passes) -> None:
-    (first, first_s), (settling, settling_s) = passes.start
+    (first, first_s, first_http), (settling, settling_s, settling_http) = passes.start
     print(
-        f"  first engine+janitor pass (full listing): {first} calls, {first_s:.2f} s; the "
-        f"pass {OVERLAP.total_seconds():.0f} s later that settles the listing: {settling} "
-        f"calls, {settling_s:.2f} s"
+        f"  first engine+janitor pass (full listing): {first} calls ({first_http} HTTP "
+        f"requests: a list's pages each count), {first_s:.2f} s; the pass "
+        f"{OVERLAP.total_seconds():.0f} s later that settles the listing: {settling} calls "
+        f"({settling_http} HTTP requests), {settling_s:.2f} s"
     )
 
 
@@ -270,6 +277,7 @@ async def bench(waiting: int, reps: int) -> None:
         f"seconds median {statistics.median(seconds):.3f}"
     )
     print(f"  janitor pass  calls per pass: {' '.join(map(str, sweeps))}  median {janitor:.0f}")
+    print(f"  HTTP requests per engine+janitor pass: {' '.join(map(str, passes.requests))}")
     print(
         f"  at the default schedule: {per_minute:.0f} calls a minute per project, "
         f"{per_minute / GITLAB_COM_LIMIT:.1%} of GitLab.com's {GITLAB_COM_LIMIT:,}/min"

@@ -72,6 +72,7 @@ class RateBudget:
         self._clock = clock
         self._lock = threading.Lock()
         self._calls: deque[float] = deque()
+        self.answered = 0  # every answer counted since the start (a list's pages each count)
         self._limit: int | None = None
         self._remaining: int | None = None
         self._observed: int | None = None
@@ -85,6 +86,7 @@ class RateBudget:
         observed = _int(headers.get("RateLimit-Observed"))
         reset_at = _int(headers.get("RateLimit-Reset"))
         with self._lock:
+            self.answered += 1
             self._calls.append(now)
             self._forget(now)
             if limit is not None and limit > 0 and remaining is not None:

@@ -13,11 +13,12 @@ import requests
 from bot.scheduler import Paced
 from forge.client import GitLabClient
 from forge.rate import RateBudget
+from forge.raw_http import project_path, raw_list
 from forge.settings import GitLabSettings
 from sim.core.app import RunningSim, running_sim
 from sim.core.base import SimConfig
 from tests.support.cli import TOKEN_ENV, WORKER, background, run_cli, write_config
-from tests.support.forge import PROJECT, make_project
+from tests.support.forge import PROJECT, admin, make_project
 
 
 class Clock:
@@ -91,7 +92,7 @@ async def test_the_client_counts_its_calls_and_reads_the_headers(tmp_path: Path)
         finally:
             await client.close()
     snapshot = client.budget.snapshot()
-    assert snapshot.calls_last_minute == calls
+    assert snapshot.calls_last_minute == calls == client.budget.answered
     assert snapshot.limit == 10 and snapshot.observed is not None and snapshot.observed >= 6
     assert snapshot.remaining == max(0, 10 - snapshot.observed)
     assert snapshot.throttled  # 6 or more of 10 used, above half
@@ -172,3 +173,17 @@ def test_status_shows_gitlabs_budget_and_this_hosts_rate(
         r"\d+ of 2000 requests left this minute.*; [1-9]\d* calls in the last minute", host.group(1)
     )
     assert "polling slows above 80%" in host.group(1)
+
+
+async def test_every_page_of_a_list_is_an_answer_counted(sim: RunningSim, tmp_path: Path) -> None:
+    make_project(sim)
+    project = admin(sim).projects.get(PROJECT)
+    for n in range(5):
+        project.issues.create({"title": f"counted {n}"})
+    client = GitLabClient(GitLabSettings(url=sim.base_url, threads=1), "sim-bot-token")
+    path = project_path(PROJECT, "issues")
+    try:
+        listed = await client.call("issue.list", lambda gl: raw_list(gl, path, {"per_page": 2}))
+    finally:
+        await client.close()
+    assert len(listed) == 5 and client.budget.answered == 3  # three pages, one call
