@@ -4,6 +4,7 @@ from there. Real simulator, python-gitlab over HTTP."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,49 @@ async def test_a_quiet_project_after_a_burst_stops_relisting_the_burst(
         assert listing is not None
         edited = listing.get(burst[5].iid)
         assert edited is not None and edited.title == "edited by a human"
+
+
+async def test_a_late_commit_inside_the_overlap_is_found_and_the_full_listing_backs_it_up(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    make_project(sim)
+    project = admin(sim).projects.get(PROJECT)
+    late, _, newest = [project.issues.create({"title": f"issue {n}"}) for n in range(3)]
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
+        now = [1000.0]
+        index = IssueIndex(gateway, clock=lambda: now[0], full_every=600)
+        await index.refresh(PROJECT)
+
+        def commit_late(title: str) -> None:
+            """A write GitLab stamped 10 s before the newest change seen, committed only now
+            (a slow transaction): its updated_at lies behind what was listed already."""
+            project.issues.update(late.iid, {"title": title})
+            stamp = _before(str(newest.updated_at), seconds=10)
+            sim.call(_restamp(sim, late.id, stamp))
+
+        async def refreshed_title(after: float) -> str:
+            now[0] += after
+            listing = await index.refresh(PROJECT)
+            found = listing.get(late.iid)
+            assert found is not None
+            return found.title
+
+        commit_late("committed late")
+        assert await refreshed_title(1) == "committed late"  # inside the overlap: found
+        await refreshed_title(OVERLAP.total_seconds())  # this delta settles the listing
+        # A write later than the assumption allows (30 s after its stamp) is not in a delta...
+        commit_late("committed far too late")
+        assert await refreshed_title(60) == "committed late"
+        # ...but the full listing, every ten minutes, sees it.
+        assert await refreshed_title(600) == "committed far too late"
+
+
+def _before(stamp: str, *, seconds: float) -> str:
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) - timedelta(seconds=seconds)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+async def _restamp(sim: RunningSim, issue_id: int, stamp: str) -> None:
+    assert sim.sim is not None
+    async with sim.sim.store.write() as conn:
+        await conn.execute("UPDATE issues SET updated_at = ? WHERE id = ?", (stamp, issue_id))
