@@ -228,6 +228,11 @@ async def bench_lifecycles(runs: int, poll: float, limit: float = 180) -> None:
         mode = "webhooks on" if webhooks else f"polling only (poll {poll:g} s)"
         print(f"one goal pm-ready -> done, demo agent, one worker, {mode}:")
         print(f"  GitLab calls: {' '.join(map(str, calls))}  median {statistics.median(calls):.0f}")
+        requests = [r.http_requests for r in results]
+        print(
+            f"  HTTP requests: {' '.join(map(str, requests))}  median "
+            f"{statistics.median(requests):.0f} (a list's pages each count, retries too)"
+        )
         print(
             f"  crewline CPU-s: {' '.join(f'{c:.2f}' for c in cpu)}  "
             f"median {statistics.median(cpu):.2f}"

@@ -63,6 +63,7 @@ class Lifecycle:
     parts: dict[str, dict[str, float]] = field(default_factory=dict)
     carried: list[str] = field(default_factory=list)  # roles claimed by a carry-over
     start_calls: int = 0  # the host's start before the goal: its first full listing
+    http_requests: int = 0  # HTTP answers in the lifecycle (a list's pages each count)
 
 
 def _free_port() -> int:
@@ -233,6 +234,7 @@ async def _measure(
     await runtime.storage.audit.flush_reads()
     before, at_start = calls_since(db, started)
     result.start_calls = sum(at_start.values())
+    answered = _answered(runtime)
     cpu, children = time.process_time(), _children_cpu()
 
     async def file() -> int:
@@ -263,6 +265,7 @@ async def _measure(
         if receiver is not None:
             await receiver.stop()
     result.cpu_seconds = time.process_time() - cpu - harness.seconds
+    result.http_requests = _answered(runtime) - answered
     result.children_cpu_seconds = _children_cpu() - children
     await runtime.storage.audit.flush_reads()
     _, ops = calls_since(db, before)
@@ -299,6 +302,12 @@ class _HarnessCpu:
                 self.seconds += time.thread_time() - began
 
         return await asyncio.to_thread(timed)
+
+
+def _answered(runtime: Runtime) -> int:
+    """HTTP answers crewline's clients (its own, and the merge identity's) have counted."""
+    clients = [runtime.client, *([runtime.merge_client] if runtime.merge_client else [])]
+    return sum(client.budget.answered for client in clients)
 
 
 def _children_cpu() -> float:
