@@ -127,7 +127,8 @@ class IssueIndex:
         latest = await self._list(
             project, {"state": "all", "order_by": "updated_at", "sort": "desc", "per_page": 1}, 1
         )
-        listing = Listing(project, refreshed=now, full_at=now, newest_since=now)
+        # The newest stamp is known once its answer is in: the settling clock starts then.
+        listing = Listing(project, refreshed=now, full_at=now, newest_since=self.clock())
         for issue in await self._trusted(project, items):
             listing.issues[issue.iid] = issue
         listing.changed = frozenset(listing.issues)
@@ -139,14 +140,16 @@ class IssueIndex:
         """What changed since the last refresh: everything stamped from a little before the
         newest change seen (OVERLAP), or from where the listing is known settled.
 
-        Settled: a listing that began OVERLAP after ``newest`` was first seen found every
-        write stamped up to ``newest`` committed (a write commits within OVERLAP of its
-        stamp), so later deltas start there. Without it a project gone quiet after a burst
-        (a thousand issues filed by a script) listed the whole burst on every pass."""
+        Settled: a listing that began OVERLAP after the answer that first showed ``newest``
+        came in found every write stamped up to ``newest`` committed (a write commits within
+        OVERLAP of its stamp), so later deltas start there. Without it a project gone quiet
+        after a burst (a thousand issues filed by a script) listed the whole burst on every
+        pass."""
         since = _stamp(_moment(known.newest) - OVERLAP)
         if known.settled and _older(since, known.settled):
             since = known.settled
         items = await self._list(known.project, {"state": "all", "updated_after": since})
+        answered = self.clock()
         changed: set[int] = set()
         for issue in await self._trusted(known.project, items):
             before = known.issues.get(issue.iid)
@@ -158,7 +161,7 @@ class IssueIndex:
         known.changed = frozenset(changed)
         newest = _newest(items, known.newest)
         if newest != known.newest:
-            known.newest, known.newest_since = newest, now
+            known.newest, known.newest_since = newest, answered
         elif now - known.newest_since >= OVERLAP.total_seconds():
             known.settled = newest
         return known
@@ -184,6 +187,10 @@ class IssueIndex:
             return
         self._outside.pop((issue.project, issue.iid), None)
         self._put(listing, issue)
+        # A human's write to the issue may be stamped before this one and committed after
+        # it, and the copy held now hides it: deltas go back to the overlap until the
+        # listing has been quiet for OVERLAP again, so one of them lists it.
+        listing.settled, listing.newest_since = "", self.clock()
 
     async def lookup(self, project: str, iid: int) -> Issue | None:
         """Issue ``iid`` as the listing knows it; one read for an issue outside it (closed or

@@ -117,10 +117,10 @@ class Database:
         db = cls(connection, path, busy_timeout_ms)
         try:
             try:
-                await _execute(connection, f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+                await _control(connection, f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
                 await db.retry_busy(db._use_wal, "switching to WAL")
-                await _execute(connection, "PRAGMA synchronous = FULL")
-                await _execute(connection, "PRAGMA foreign_keys = ON")
+                await _control(connection, "PRAGMA synchronous = FULL")
+                await _control(connection, "PRAGMA foreign_keys = ON")
             except sqlite3.DatabaseError as exc:
                 raise _unusable(path, exc) from exc
             known = list(migrations) if migrations is not None else load_migrations()
@@ -316,17 +316,24 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
 
 # Every statement is one trip to aiosqlite's thread and back (a queue put, a thread wake, a
 # loop wake): a cursor opened, fetched from and closed was three, and they were most of the
-# storage's CPU. A write statement leaves nothing open once executed, so its cursor is not
-# closed in a trip of its own; reads come back whole from ``execute_fetchall``.
+# storage's CPU. A write statement that returns no rows leaves nothing open once executed,
+# so its cursor is not closed in a trip of its own (one that does is read to its end);
+# reads, RETURNING included, come back whole from ``execute_fetchall``.
 
 
 async def _execute(connection: aiosqlite.Connection, sql: str, params: Params = ()) -> Written:
     cursor = await connection.execute(sql, params)
+    # None for a statement without result columns (aiosqlite's stub says always a tuple).
+    description: tuple[Any, ...] | None = cursor.description
+    if description is not None:
+        # It has rows to give (a RETURNING, a SELECT, SQLite's own check inside an ALTER
+        # TABLE): read to its end, one more trip, or it stays active and the COMMIT fails.
+        await cursor.fetchall()
     return Written(rowcount=cursor.rowcount, lastrowid=cursor.lastrowid)
 
 
 async def _control(connection: aiosqlite.Connection, sql: str) -> None:
-    """BEGIN, COMMIT or ROLLBACK: one trip, no cursor."""
+    """BEGIN, COMMIT, ROLLBACK or a PRAGMA: run to its end in one trip, rows dropped."""
     await connection.execute_fetchall(sql)
 
 

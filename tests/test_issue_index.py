@@ -102,3 +102,36 @@ async def _restamp(sim: RunningSim, issue_id: int, stamp: str) -> None:
     assert sim.sim is not None
     async with sim.sim.store.write() as conn:
         await conn.execute("UPDATE issues SET updated_at = ? WHERE id = ?", (stamp, issue_id))
+
+
+async def test_settling_counts_from_the_answer_that_showed_the_newest_change(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    """A listing takes time: the settling clock starts when the newest stamp came in, not
+    when the listing began, and a copy of the host's own write puts the deltas back on the
+    overlap (a human's write stamped before it may commit after it)."""
+    make_project(sim)
+    project = admin(sim).projects.get(PROJECT)
+    for n in range(3):
+        project.issues.create({"title": f"issue {n}"})
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
+        now = [1000.0]
+        index = IssueIndex(gateway, clock=lambda: now[0])
+        list_ = index._list
+
+        async def slow(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+            now[0] += 4  # every listing call takes 4 s
+            return await list_(*args, **kwargs)
+
+        index._list = slow  # type: ignore[method-assign]
+        listing = await index.refresh(PROJECT)  # a full listing: 2 calls, 8 s
+        assert listing.newest_since == 1008
+        now[0] = 1008 + OVERLAP.total_seconds() - 2  # 30 s after it began, not after it answered
+        await index.refresh(PROJECT)
+        assert listing.settled == ""
+        await index.refresh(PROJECT)  # began 32 s after the answer: settles
+        assert listing.settled == listing.newest
+        # Our own write's answer: deltas go back to the overlap until it is quiet again.
+        first = listing.issues[min(listing.issues)]
+        index.observe(first)
+        assert listing.settled == "" and listing.newest_since == now[0]
