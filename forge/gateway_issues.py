@@ -146,7 +146,7 @@ class IssueOps(NoteOps, ABC):
             self.trust.wrote(issue.ref, issue.description)
         issue = await self.trust.issue(issue)
         self.own_writes.issue_updated(project, issue.iid, issue.updated_at)
-        self.issues.observe(issue)
+        self.issues.observe(issue, written=True)
         for listener in list(self.moved):
             listener(issue)
         return issue

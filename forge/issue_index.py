@@ -176,9 +176,9 @@ class IssueIndex:
     def _kept_closed(self, issue: Issue) -> bool:
         return any(label in self.keep_closed for label in issue.labels)
 
-    def observe(self, issue: Issue) -> None:
+    def observe(self, issue: Issue, *, written: bool = False) -> None:
         """A fresher copy of one issue (a write's answer, a fresh read): never older than
-        what the listing holds."""
+        what the listing holds. ``written``: the answer to this host's own write."""
         listing = self._listings.get(issue.project)
         if listing is None:
             return
@@ -187,10 +187,13 @@ class IssueIndex:
             return
         self._outside.pop((issue.project, issue.iid), None)
         self._put(listing, issue)
-        # A human's write to the issue may be stamped before this one and committed after
-        # it, and the copy held now hides it: deltas go back to the overlap until the
-        # listing has been quiet for OVERLAP again, so one of them lists it.
-        listing.settled, listing.newest_since = "", self.clock()
+        if written:
+            # A human's write to the issue may be stamped before ours and committed after
+            # it, and listed before our answer came in: the copy held now hides it. Deltas
+            # go back to the overlap until the listing is quiet for OVERLAP again, so one of
+            # them lists it. A read's copy hides nothing (its stamp is the newest committed)
+            # and leaves the listing settled: every poll reads the control issue.
+            listing.settled, listing.newest_since = "", self.clock()
 
     async def lookup(self, project: str, iid: int) -> Issue | None:
         """Issue ``iid`` as the listing knows it; one read for an issue outside it (closed or

@@ -131,7 +131,31 @@ async def test_settling_counts_from_the_answer_that_showed_the_newest_change(
         assert listing.settled == ""
         await index.refresh(PROJECT)  # began 32 s after the answer: settles
         assert listing.settled == listing.newest
-        # Our own write's answer: deltas go back to the overlap until it is quiet again.
+        # A read's copy leaves it settled; our own write's answer puts the deltas back on
+        # the overlap until it is quiet again.
         first = listing.issues[min(listing.issues)]
         index.observe(first)
+        assert listing.settled == listing.newest
+        index.observe(first, written=True)
         assert listing.settled == "" and listing.newest_since == now[0]
+
+
+async def test_the_gateways_reads_leave_the_listing_settled_and_its_writes_unsettle_it(
+    sim: RunningSim, tmp_path: Path
+) -> None:
+    """Every poll reads the control issue: were a read to unsettle the listing, a quiet
+    project's deltas would re-read the last burst on every pass again."""
+    make_project(sim)
+    project = admin(sim).projects.get(PROJECT)
+    filed = [project.issues.create({"title": f"issue {n}"}) for n in range(3)]
+    async with gateway_for(sim, tmp_path / "db.sqlite3") as (gateway, _):
+        now = [1000.0]
+        gateway.issues.clock = lambda: now[0]
+        listing = await gateway.issues.refresh(PROJECT)
+        now[0] += OVERLAP.total_seconds() + 1
+        await gateway.issues.refresh(PROJECT)
+        assert listing.settled == listing.newest
+        await gateway.get_issue(PROJECT, filed[0].iid)
+        assert listing.settled == listing.newest
+        await gateway.update_issue(PROJECT, filed[0].iid, add_labels=["workflow::blocked"])
+        assert listing.settled == ""
