@@ -113,53 +113,72 @@ class Passes:
     seconds: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)  # the event loop thread's CPU
     # The first engine+janitor pass (the full listing) and the one that settles the listing
-    # after the overlap: calls and seconds of each.
-    start: list[tuple[int, float, int]] = field(default_factory=list)  # + HTTP requests
+    # after the overlap: calls, the engine pass's seconds, and HTTP requests of each.
+    start: list[tuple[int, float, int]] = field(default_factory=list)
     requests: list[int] = field(default_factory=list)  # HTTP requests of each engine+janitor pass
 
 
-async def measure(runtime: Runtime, db: Path, reps: int, *, settle: bool = True) -> Passes:
-    """``reps`` engine and janitor passes. With ``settle`` the first pass (the full listing)
-    and the one that settles the listing are made first and measured apart
-    (``Passes.start``): the waiting work was all filed a moment ago, and a listing's deltas
-    re-read everything changed within the overlap (30 s) of the newest change until a pass
-    that long after it (forge/issue_index.py); a host meets that once after a burst."""
+@dataclass
+class OnePass:
+    """One engine pass and the janitor pass after it."""
+
+    tick: Counter[str]  # the engine pass's calls per operation
+    sweep: Counter[str]  # the janitor pass's
+    seconds: float  # the engine pass's wall time
+    cpu: float  # the engine pass's CPU on the event loop thread
+    requests: int  # HTTP requests of both (a list's pages each count)
+    started: int  # runs the engine pass started
+
+
+class _Passer:
+    """Makes engine+janitor passes and reads what each cost from the audit trail."""
+
+    def __init__(self, runtime: Runtime, db: Path, last: int) -> None:
+        self.runtime, self.db, self.last = runtime, db, last
+
+    async def _calls(self) -> Counter[str]:
+        await self.runtime.storage.audit.flush_reads()
+        self.last, counted = calls_since(self.db, self.last)
+        return counted
+
+    async def one(self) -> OnePass:
+        budget = self.runtime.client.budget  # counts every HTTP answer, each page of a list
+        began, cpu, answered = time.perf_counter(), time.thread_time(), budget.answered
+        started = await self.runtime.engine.tick()
+        seconds, cpu = time.perf_counter() - began, time.thread_time() - cpu
+        tick = await self._calls()
+        await sweep(self.runtime.services)
+        swept = await self._calls()
+        return OnePass(tick, swept, seconds, cpu, budget.answered - answered, started)
+
+
+async def measure(runtime: Runtime, db: Path, reps: int) -> Passes:
+    """``reps`` engine and janitor passes, after the first pass (the full listing) and the
+    one that settles the listing, measured apart (``Passes.start``): the waiting work was
+    all filed a moment ago, and a listing's deltas re-read everything changed within the
+    overlap (30 s) of the newest change until a pass that long after it
+    (forge/issue_index.py); a host meets that once after a burst."""
     passes = Passes()
-    audit = runtime.storage.audit
     # At the default schedule (a poll a minute) every engine pass also reads the fleet's
     # state (the control issue, the learnings index; roles/fleet_state.py), which a host
     # does at most every `max_age` seconds: passes here follow each other at once.
     runtime.services.fleet.max_age = 0
-    await audit.flush_reads()
-    last, _ = calls_since(db, 0)
-    if settle:
-        budget = runtime.client.budget  # counts every HTTP answer, each page of a list
-        for wait in (0.0, OVERLAP.total_seconds() + 1):
-            await asyncio.sleep(wait)
-            began, answered = time.perf_counter(), budget.answered
-            await runtime.engine.tick()
-            await sweep(runtime.services)
-            await audit.flush_reads()
-            last, counted = calls_since(db, last)
-            spent = time.perf_counter() - began
-            passes.start.append((sum(counted.values()), spent, budget.answered - answered))
-    budget = runtime.client.budget
+    await runtime.storage.audit.flush_reads()
+    passer = _Passer(runtime, db, calls_since(db, 0)[0])
+    for wait in (0.0, OVERLAP.total_seconds() + 1):
+        await asyncio.sleep(wait)
+        first = await passer.one()
+        calls = sum(first.tick.values()) + sum(first.sweep.values())
+        passes.start.append((calls, first.seconds, first.requests))
     for _ in range(reps):
-        began, cpu, answered = time.perf_counter(), time.thread_time(), budget.answered
-        started = await runtime.engine.tick()
-        passes.seconds.append(time.perf_counter() - began)
-        passes.cpus.append(time.thread_time() - cpu)
-        assert started == 0, "the bench's work must wait, not start"
-        await audit.flush_reads()
-        last, counted = calls_since(db, last)
-        passes.ticks.append(sum(counted.values()))
-        passes.ops.update(counted)
-        await sweep(runtime.services)
-        await audit.flush_reads()
-        last, counted = calls_since(db, last)
-        passes.sweeps.append(sum(counted.values()))
-        passes.ops.update(counted)
-        passes.requests.append(budget.answered - answered)
+        one = await passer.one()
+        assert one.started == 0, "the bench's work must wait, not start"
+        passes.seconds.append(one.seconds)
+        passes.cpus.append(one.cpu)
+        passes.ticks.append(sum(one.tick.values()))
+        passes.sweeps.append(sum(one.sweep.values()))
+        passes.ops.update(one.tick + one.sweep)
+        passes.requests.append(one.requests)
     return passes
 
 
@@ -209,9 +228,9 @@ def print_start(passes: Passes) -> None:
     (first, first_s, first_http), (settling, settling_s, settling_http) = passes.start
     print(
         f"  first engine+janitor pass (full listing): {first} calls ({first_http} HTTP "
-        f"requests: a list's pages each count), {first_s:.2f} s; the pass "
+        f"requests: a list's pages each count), engine pass {first_s:.2f} s; the pass "
         f"{OVERLAP.total_seconds():.0f} s later that settles the listing: {settling} calls "
-        f"({settling_http} HTTP requests), {settling_s:.2f} s"
+        f"({settling_http} HTTP requests), engine pass {settling_s:.2f} s"
     )
 
 
