@@ -164,7 +164,7 @@ class GitLabClient:
             client = build_gitlab(
                 self._settings,
                 self._token,
-                [metrics.gitlab_response, self._count_answer, _raise_transient],
+                [self._requests_answer, _raise_transient],
                 answered=self._answered,
             )
             lean = lean_of(client)
@@ -173,11 +173,13 @@ class GitLabClient:
             self._local.client = client
         return client
 
-    def _count_answer(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.budget.record(response.headers)
+    def _requests_answer(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """The ``requests`` response hook: every answer python-gitlab gets, retried ones
+        included, counted as the lean path counts its own."""
+        self._answered(Answer(response.status_code, response.headers))
 
     def _answered(self, answer: Answer) -> None:
-        """An answer on the lean path, counted as the hooks count python-gitlab's."""
+        """Every answer from GitLab, on either path: the metrics and the rate budget."""
         metrics.gitlab_response(answer)
         self.budget.record(answer.headers)
 
