@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import gitlab
 
 from forge.client import ForgeNotFound
-from forge.raw_http import project_path, raw_list, raw_page
+from forge.raw_http import project_path, raw_list
 from forge.types import Issue
 from workflow import read_state
 
@@ -235,7 +235,7 @@ class IssueIndex:
         path = project_path(project, "issues")
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            return raw_page(gl, path, query) if pages == 1 else raw_list(gl, path, query)
+            return raw_list(gl, path, query, all_pages=pages != 1)
 
         return await self.gateway.calls.read("issue.list", project, query, list_)
 

@@ -21,28 +21,18 @@ def project_path(project: str, *parts: str | int) -> str:
     return "/".join([f"/projects/{EncodedId(project)}", *map(str, parts)])
 
 
-def raw_list(gl: gitlab.Gitlab, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every page of the list at ``path`` as GitLab answered it, one dict per item."""
-    return _items(
-        path,
-        _sent(
-            gl,
-            lambda lean: lean.get_all(path, params),
-            lambda: gl.http_list(path, params, get_all=True),
-        ),
+def raw_list(
+    gl: gitlab.Gitlab, path: str, params: dict[str, Any], *, all_pages: bool = True
+) -> list[dict[str, Any]]:
+    """Every page of the list at ``path`` (or its first page only) as GitLab answered it,
+    one dict per item."""
+    lean_call: Callable[[LeanHttp], Any] = (
+        (lambda lean: lean.get_all(path, params))
+        if all_pages
+        else (lambda lean: lean.get(path, params))
     )
-
-
-def raw_page(gl: gitlab.Gitlab, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """The first page of the list at ``path`` as GitLab answered it."""
-    return _items(
-        path,
-        _sent(
-            gl,
-            lambda lean: lean.get(path, params),
-            lambda: gl.http_list(path, params, get_all=False, iterator=False),
-        ),
-    )
+    answer = _sent(gl, lean_call, lambda: gl.http_list(path, params, get_all=all_pages))
+    return _items(path, answer)
 
 
 def raw_get(gl: gitlab.Gitlab, path: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from forge.settings import GitLabSettings
 from forge.thread_client import build_gitlab
 from sim.core.app import RunningSim
 from tests.support.faults import add_fault, lose_answer, rules
-from tests.support.forge import BOT_TOKEN, PROJECT, gateway_for, make_project
+from tests.support.forge import BOT_TOKEN, PROJECT, admin, gateway_for, make_project
 
 
 def _answers() -> tuple[list[Answer], Any]:
@@ -70,6 +70,21 @@ def test_with_a_proxy_for_gitlab_the_calls_stay_on_requests(
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     gl = build_gitlab(GitLabSettings(url=sim.base_url), BOT_TOKEN, [], answered=lambda _: None)
     assert lean_of(gl) is None
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean path", "python-gitlab"])
+def test_a_list_is_read_whole_or_its_first_page_on_either_path(sim: RunningSim, lean: bool) -> None:
+    make_project(sim)
+    project = admin(sim).projects.get(PROJECT)
+    for n in range(3):
+        project.issues.create({"title": f"listed {n}"})
+    answered = (lambda _: None) if lean else None
+    gl = build_gitlab(GitLabSettings(url=sim.base_url), BOT_TOKEN, [], answered=answered)
+    assert (lean_of(gl) is not None) == lean
+    path, params = project_path(PROJECT, "issues"), {"per_page": 1, "sort": "asc"}
+    assert len(raw_list(gl, path, params)) == 3
+    first = raw_list(gl, path, params, all_pages=False)
+    assert [issue["title"] for issue in first] == ["listed 0"]
 
 
 def test_a_next_page_is_asked_of_the_configured_origin_whatever_the_link_names() -> None:
