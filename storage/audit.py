@@ -1,9 +1,10 @@
 """The audit trail: append-only (SQLite triggers refuse UPDATE and DELETE) and hash-chained.
 
-Each row stores ``prev_hash`` (the previous row's hash; 64 zeros for row 1) and
-``hash = sha256(prev_hash + canonical JSON of {id, at, who, what, target, payload_digest,
-verdict})``, plus ``count`` in that JSON when the row stands for more than one call. Ids are assigned 1, 2, 3 … inside the same ``BEGIN IMMEDIATE`` transaction that reads
-the chain head, so concurrent processes cannot fork the chain. Payloads are never stored, only
+Each row stores ``prev_hash`` (the previous row's hash; 64 zeros for row 1) and ``hash``
+(:mod:`storage.audit_hash`). Ids are assigned 1, 2, 3 … by the same write statement that
+reads the chain head: SQLite takes the write lock before the statement reads anything, so
+concurrent processes cannot fork the chain, and the statement hashes its row itself
+(``crewline_audit_hash``, registered on the connection), so an append is one statement. Payloads are never stored, only
 their sha256 digest: they may hold secrets.
 
 :func:`verify_chain` needs no event loop (``crewline audit verify``). It finds an edited row, a
@@ -13,17 +14,16 @@ rewrite of the whole chain by someone who also recomputes every hash; keep the h
 (:meth:`AuditLog.recent`) somewhere else if that matters.
 
 Reads are many and tell little, so :meth:`AuditLog.record_read` keeps them in memory and writes
-one row per (minute, who, operation, verdict) with their ``count``: when the minute is over, with
-the next write (in its transaction, before it), or on :meth:`AuditLog.flush_reads`. Reads of the
-last minute before a crash are lost; writes and decisions never are (each has its own row,
+one row per (minute, who, operation, verdict) with their ``count``: once their minute is over,
+with the next read or the next write (in its transaction, before it), or on
+:meth:`AuditLog.flush_reads`. A write does not wait for the reads of its own minute, so the
+trail lists them after it. Reads of the last minute before a crash are lost; writes and decisions never are (each has its own row,
 durable before :meth:`AuditLog.append` returns). Old rows are pruned with
 :func:`storage.audit_prune.prune_audit`, which leaves an anchor the chain continues from.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 import time
 from collections import Counter
@@ -32,12 +32,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from storage.audit_hash import GENESIS_HASH, SQL_NAME, payload_digest, row_hash
 from storage.checks import require_int, require_text
 from storage.clock import Clock, iso_utc, parse_iso
 from storage.db import Database, Transaction
 from storage.errors import StorageError
 
-GENESIS_HASH = "0" * 64
+__all__ = ["GENESIS_HASH", "AuditEntry", "AuditLog", "ChainReport", "payload_digest", "row_hash"]
+
 _COLUMNS = "id, at, who, what, target, payload_digest, verdict, prev_hash, hash, count"
 _READ_GROUP = 60.0  # seconds: reads are counted per minute
 
@@ -66,44 +68,6 @@ class ChainReport:
     reason: str
 
 
-def _canonical_json(value: Any) -> bytes:
-    # default=str: a digest must never block an audited write because of an odd payload type.
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode("utf-8")
-
-
-def payload_digest(payload: Any) -> str:
-    """sha256 of the payload: raw bytes as they are, anything else as canonical JSON."""
-    data = bytes(payload) if isinstance(payload, bytes | bytearray) else _canonical_json(payload)
-    return hashlib.sha256(data).hexdigest()
-
-
-def row_hash(
-    prev_hash: str,
-    entry_id: int,
-    at: str,
-    who: str,
-    what: str,
-    target: str,
-    payload_digest: str,
-    verdict: str,
-    count: int = 1,
-) -> str:
-    fields: dict[str, Any] = {
-        "id": entry_id,
-        "at": at,
-        "who": who,
-        "what": what,
-        "target": target,
-        "payload_digest": payload_digest,
-        "verdict": verdict,
-    }
-    if count != 1:  # rows from before counts existed keep their hashes
-        fields["count"] = count
-    return hashlib.sha256(prev_hash.encode("ascii") + _canonical_json(fields)).hexdigest()
-
-
 _ReadKey = tuple[int, str, str, str]  # (minute, who, what, verdict)
 
 
@@ -117,14 +81,20 @@ class AuditLog:
     async def append(
         self, who: str, what: str, target: str, payload: Any, verdict: str = "ok"
     ) -> AuditEntry:
-        """Record that ``who`` did ``what`` to ``target``; the payload is kept as a digest only."""
+        """Record that ``who`` did ``what`` to ``target``; the payload is kept as a digest only.
+        The row is durable when this returns (its own statement, committed)."""
         _require_fields(who, what, target, verdict)
-        digest = payload_digest(payload)
-        pending = self._take_reads(None)
+        row = (who, what, target, payload_digest(payload), verdict, 1)
+        now = self._clock()
+        # Reads of minutes already over go first, in the same transaction; those of this
+        # minute keep counting, so most writes are one statement alone.
+        pending = self._take_reads(int(now // _READ_GROUP))
+        if not pending:
+            return _appended(await self._db.returning(*_append_statement(now, *row)))
         async with self._db.transaction() as tx:
-            for row in pending:
-                await append_row(tx, self._clock(), *row)
-            return await append_row(tx, self._clock(), who, what, target, digest, verdict, 1)
+            for counted in pending:
+                await append_row(tx, now, *counted)
+            return await append_row(tx, now, *row)
 
     async def record_read(self, who: str, what: str, target: str, verdict: str = "ok") -> None:
         """Count a read; it is written with the others of its minute (see the module doc)."""
@@ -141,6 +111,9 @@ class AuditLog:
         await self._write_reads(self._take_reads(None))
 
     def _take_reads(self, before_minute: int | None) -> list[_Row]:
+        oldest = self._oldest_minute
+        if oldest is None or (before_minute is not None and oldest >= before_minute):
+            return []
         done = [k for k in self._reads if before_minute is None or k[0] < before_minute]
         rows = []
         for key in sorted(done):
@@ -198,23 +171,47 @@ async def append_row(
     count: int,
 ) -> AuditEntry:
     """Append one row at the chain head, inside the caller's ``BEGIN IMMEDIATE`` transaction."""
-    head = await tx.fetchone("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
-    if head is None:
-        anchor = await tx.fetchone(
-            "SELECT last_id AS id, last_hash AS hash FROM audit_anchor ORDER BY id DESC LIMIT 1"
-        )
-        head = anchor
-    entry_id = int(head["id"]) + 1 if head is not None else 1
-    prev_hash = head["hash"] if head is not None else GENESIS_HASH
-    at = iso_utc(now)
-    entry_hash = row_hash(prev_hash, entry_id, at, who, what, target, digest, verdict, count)
-    await tx.execute(
-        f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (entry_id, at, who, what, target, digest, verdict, prev_hash, entry_hash, count),
+    return _appended(
+        await tx.fetchall(*_append_statement(now, who, what, target, digest, verdict, count))
     )
-    return AuditEntry(
-        entry_id, parse_iso(at), who, what, target, digest, verdict, prev_hash, entry_hash, count
-    )
+
+
+# The head is the newest row, or the newest prune's anchor when every row was pruned, or
+# genesis. Both columns of one source come from the same statement's snapshot.
+_APPEND = f"""
+INSERT INTO audit ({_COLUMNS})
+SELECT head.id + 1, :at, :who, :what, :target, :digest, :verdict, head.hash,
+       {SQL_NAME}(head.hash, head.id + 1, :at, :who, :what, :target, :digest, :verdict, :count),
+       :count
+FROM (
+    SELECT
+        COALESCE(
+            (SELECT id FROM audit ORDER BY id DESC LIMIT 1),
+            (SELECT last_id FROM audit_anchor ORDER BY id DESC LIMIT 1),
+            0
+        ) AS id,
+        COALESCE(
+            (SELECT hash FROM audit ORDER BY id DESC LIMIT 1),
+            (SELECT last_hash FROM audit_anchor ORDER BY id DESC LIMIT 1),
+            :genesis
+        ) AS hash
+) AS head
+RETURNING {_COLUMNS}
+"""
+
+
+def _append_statement(
+    now: float, who: str, what: str, target: str, digest: str, verdict: str, count: int
+) -> tuple[str, dict[str, Any]]:
+    values: dict[str, Any] = {"who": who, "what": what, "target": target, "digest": digest}
+    values |= {"verdict": verdict, "count": count, "at": iso_utc(now), "genesis": GENESIS_HASH}
+    return _APPEND, values
+
+
+def _appended(rows: list[Any]) -> AuditEntry:
+    if len(rows) != 1:  # an INSERT … SELECT of one row: anything else is a broken database
+        raise StorageError(f"an audit append wrote {len(rows)} rows instead of one")
+    return _entry(rows[0])
 
 
 def _entry(row: Any) -> AuditEntry:

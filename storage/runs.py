@@ -77,31 +77,27 @@ class RunStore:
         require_text("worker", worker)
         require_int("iid", iid, minimum=1)
         require_int("attempt", attempt, minimum=1)
-        async with self._db.transaction() as tx:
-            now = iso_utc(self._clock())
-            row = await tx.fetchone(
-                """
-                INSERT INTO runs (project, iid, stage, attempt, worker, status, started_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, 'running', ?, ?)
-                ON CONFLICT (project, iid, stage, attempt) DO UPDATE
-                    SET worker = excluded.worker, updated_at = excluded.updated_at
-                    WHERE runs.status = 'running'
-                RETURNING *
-                """,
-                (project, iid, stage, attempt, worker, now, now),
-            )
-            if row is None:
-                existing = await tx.fetchone(
-                    "SELECT * FROM runs WHERE project = ? AND iid = ? AND stage = ? AND attempt = ?",
-                    (project, iid, stage, attempt),
-                )
-                assert existing is not None  # the conflict that skipped the update is this row
-                finished = _run(existing)
-                raise RunFinishedError(
-                    f"run {finished.id} ({project}#{iid} {stage} attempt {attempt}) already "
-                    f"finished as {finished.status}; start attempt {attempt + 1} to try again"
-                )
-        return _run(row)
+        now = iso_utc(self._clock())
+        rows = await self._db.returning(
+            """
+            INSERT INTO runs (project, iid, stage, attempt, worker, status, started_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, 'running', ?, ?)
+            ON CONFLICT (project, iid, stage, attempt) DO UPDATE
+                SET worker = excluded.worker, updated_at = excluded.updated_at
+                WHERE runs.status = 'running'
+            RETURNING *
+            """,
+            (project, iid, stage, attempt, worker, now, now),
+        )
+        if rows:
+            return _run(rows[0])
+        # The conflict that skipped the update is a finished run, and finished is final.
+        finished = await self.find(project, iid, stage, attempt)
+        assert finished is not None
+        raise RunFinishedError(
+            f"run {finished.id} ({project}#{iid} {stage} attempt {attempt}) already "
+            f"finished as {finished.status}; start attempt {attempt + 1} to try again"
+        )
 
     async def checkpoint(self, run_id: int, step: str, result: Any) -> Any:
         """Record a finished step's result; return the recorded result (the first one written)."""
@@ -113,26 +109,24 @@ class RunStore:
                 f"checkpoint {step!r} of run {run_id}: result is not JSON-serialisable ({exc}); "
                 "store plain dicts, lists, strings, numbers, booleans or None"
             ) from exc
-        async with self._db.transaction() as tx:
-            run = await _get_in(tx, run_id)
-            if run.finished:
-                raise RunFinishedError(
-                    f"run {run_id} finished as {run.status}; its steps can no longer change"
-                )
-            now = iso_utc(self._clock())
-            await tx.execute(
-                """
-                INSERT INTO checkpoints (run_id, step, result_json, recorded_at) VALUES (?, ?, ?, ?)
-                ON CONFLICT (run_id, step) DO NOTHING
-                """,
-                (run_id, step, encoded, now),
+        # One statement: it records the step only while the run is unfinished, keeps the
+        # first result of a step recorded twice (the no-op update returns it), and touches
+        # the run (trigger checkpoints_touch_run).
+        rows = await self._db.returning(
+            """
+            INSERT INTO checkpoints (run_id, step, result_json, recorded_at)
+            SELECT id, ?, ?, ? FROM runs WHERE id = ? AND status = 'running'
+            ON CONFLICT (run_id, step) DO UPDATE SET step = step
+            RETURNING result_json
+            """,
+            (step, encoded, iso_utc(self._clock()), run_id),
+        )
+        if not rows:
+            run = await self.get(run_id)  # raises when there is no such run
+            raise RunFinishedError(
+                f"run {run_id} finished as {run.status}; its steps can no longer change"
             )
-            await tx.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (now, run_id))
-            row = await tx.fetchone(
-                "SELECT result_json FROM checkpoints WHERE run_id = ? AND step = ?", (run_id, step)
-            )
-        assert row is not None
-        return json.loads(row["result_json"])
+        return json.loads(rows[0]["result_json"])
 
     async def steps(self, run_id: int) -> dict[str, Any]:
         """The run's finished steps and their results, in the order they were recorded."""
@@ -145,24 +139,22 @@ class RunStore:
     async def finish(self, run_id: int, status: RunStatus | str, detail: str | None = None) -> Run:
         """End the run. Finishing again with the same status is a no-op; another status raises."""
         final = _final_status(status)
-        async with self._db.transaction() as tx:
-            run = await _get_in(tx, run_id)
-            if run.finished:
-                if run.status is final:
-                    return run
-                raise RunFinishedError(
-                    f"run {run_id} already finished as {run.status}; it cannot become {final}"
-                )
-            now = iso_utc(self._clock())
-            row = await tx.fetchone(
-                """
-                UPDATE runs SET status = ?, detail = ?, finished_at = ?, updated_at = ?
-                WHERE id = ? RETURNING *
-                """,
-                (final.value, detail, now, now, run_id),
-            )
-        assert row is not None
-        return _run(row)
+        now = iso_utc(self._clock())
+        rows = await self._db.returning(
+            """
+            UPDATE runs SET status = ?, detail = ?, finished_at = ?, updated_at = ?
+            WHERE id = ? AND status = 'running' RETURNING *
+            """,
+            (final.value, detail, now, now, run_id),
+        )
+        if rows:
+            return _run(rows[0])
+        run = await self.get(run_id)  # raises when there is no such run
+        if run.status is final:
+            return run
+        raise RunFinishedError(
+            f"run {run_id} already finished as {run.status}; it cannot become {final}"
+        )
 
     async def get(self, run_id: int) -> Run:
         """The run with this id; :class:`RunNotFoundError` if there is none."""
@@ -223,14 +215,13 @@ class RunStore:
     async def set_session(self, run_id: int, session_id: str) -> Run:
         """Remember the agent session to resume (e.g. after needs-input or a crash)."""
         require_text("session_id", session_id)
-        async with self._db.transaction() as tx:
-            await _get_in(tx, run_id)
-            row = await tx.fetchone(
-                "UPDATE runs SET session_id = ?, updated_at = ? WHERE id = ? RETURNING *",
-                (session_id, iso_utc(self._clock()), run_id),
-            )
-        assert row is not None
-        return _run(row)
+        rows = await self._db.returning(
+            "UPDATE runs SET session_id = ?, updated_at = ? WHERE id = ? RETURNING *",
+            (session_id, iso_utc(self._clock()), run_id),
+        )
+        if not rows:
+            raise _not_found(run_id)
+        return _run(rows[0])
 
     async def spend(
         self,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,6 +156,43 @@ async def test_concurrent_appends_from_two_connections_keep_one_chain(tmp_path: 
         await second.close()
     report = verify_chain(path)
     assert (report.ok, report.rows) == (True, 30)
+
+
+_APPENDER = """
+import asyncio, sys
+from pathlib import Path
+from storage import AuditLog, Database
+
+async def main(path: Path, name: str, rows: int) -> None:
+    db = await Database.open(path)
+    try:
+        audit = AuditLog(db)
+        for index in range(rows):
+            await audit.append(name, "note.create", "g/app#1", index)
+    finally:
+        await db.close()
+
+asyncio.run(main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
+"""
+
+
+def test_appends_from_several_processes_at_once_keep_one_chain(tmp_path: Path) -> None:
+    """Each append is one statement that reads the head and inserts after it: SQLite takes
+    the write lock before the read, so processes racing never fork the chain."""
+    path = tmp_path / "shared-audit.sqlite3"
+    root = Path(__file__).resolve().parent.parent
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _APPENDER, str(path), f"host-{index}", "40"], cwd=root
+        )
+        for index in range(4)
+    ]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0, 0]
+    report = verify_chain(path)
+    assert (report.ok, report.rows) == (True, 160)
+    with raw_connection(path) as raw:
+        per_host = dict(raw.execute("SELECT who, COUNT(*) FROM audit GROUP BY who").fetchall())
+    assert per_host == {f"host-{index}": 40 for index in range(4)}
 
 
 # --- append-only --------------------------------------------------------------------------------

@@ -61,17 +61,23 @@ async def test_reads_of_one_minute_become_one_row_per_operation_and_verdict(
     assert verify_chain(db.path).ok
 
 
-async def test_a_write_is_recorded_after_the_reads_before_it_in_one_transaction(
-    audit: AuditLog, db: Database
+async def test_a_write_carries_the_reads_of_minutes_over_and_leaves_this_minutes_counting(
+    audit: AuditLog, db: Database, clock: ManualClock
 ) -> None:
     await audit.record_read("w1", "gitlab.issue.get", "g/app#4", "ok")
     await audit.record_read("w1", "gitlab.issue.get", "g/app#4", "ok")
     entry = await audit.append("w1", "gitlab.note.create", "g/app#4", {"body": "hi"})
-    assert entry.id == 2
+    assert entry.id == 1  # the minute's reads are still counting
+    await audit.record_read("w1", "gitlab.issue.get", "g/app#4", "ok")
+    clock.advance(60)  # their minute is over: the next write takes them first
+    entry = await audit.append("w1", "gitlab.note.create", "g/app#4", {"body": "again"})
+    assert entry.id == 3
     assert rows(db) == [
-        (1, "gitlab.issue.get", "g/app#4", "ok", 2),
-        (2, "gitlab.note.create", "g/app#4", "ok", 1),
+        (1, "gitlab.note.create", "g/app#4", "ok", 1),
+        (2, "gitlab.issue.get", "g/app#4", "ok", 3),
+        (3, "gitlab.note.create", "g/app#4", "ok", 1),
     ]
+    assert verify_chain(db.path).ok
 
 
 async def test_the_count_is_covered_by_the_hash(audit: AuditLog, db: Database) -> None:

@@ -108,6 +108,31 @@ async def test_a_checkpoint_keeps_its_first_result(runs: RunStore) -> None:
     assert await runs.steps(run.id) == {"mr": {"iid": 12}}
 
 
+async def test_a_checkpoint_touches_its_run_and_a_replayed_one_changes_nothing(
+    runs: RunStore, clock: ManualClock
+) -> None:
+    run = await runs.start("g/app", 7, "dev", 1, "host-a")
+    clock.advance(30)
+    await runs.checkpoint(run.id, "mr", {"iid": 12})
+    touched = await runs.get(run.id)
+    assert touched.updated_at == LATE_EVENING + timedelta(seconds=30)
+    clock.advance(30)
+    await runs.checkpoint(run.id, "mr", {"iid": 13})
+    assert await runs.get(run.id) == touched
+
+
+async def test_a_checkpoint_of_a_missing_or_finished_run_is_refused_and_not_kept(
+    runs: RunStore, db: Database
+) -> None:
+    with pytest.raises(RunNotFoundError, match="no run with id 99"):
+        await runs.checkpoint(99, "mr", 1)
+    run = await runs.start("g/app", 7, "dev", 1, "host-a")
+    await runs.finish(run.id, RunStatus.FAILED)
+    with pytest.raises(RunFinishedError, match="finished as failed"):
+        await runs.checkpoint(run.id, "mr", 1)
+    assert await db.fetchall("SELECT * FROM checkpoints") == []
+
+
 async def test_checkpoints_belong_to_their_run(runs: RunStore) -> None:
     dev = await runs.start("g/app", 7, "dev", 1, "host-a")
     review = await runs.start("g/app", 7, "review", 1, "host-a")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import Database
+from storage import AuditLog, Database, RunStore, verify_chain
 
 
 @pytest.fixture
@@ -39,3 +39,23 @@ async def test_a_statement_with_rows_sent_as_a_write_is_read_to_its_end(db: Data
         other.execute("COMMIT")
     finally:
         other.close()
+
+
+async def test_an_audit_append_and_a_checkpoint_are_one_statement_each(db: Database) -> None:
+    """Each is one statement in SQLite's own transaction (no BEGIN, no COMMIT, no separate
+    read of the chain head or of the run): one trip to aiosqlite's thread."""
+    audit, runs = AuditLog(db), RunStore(db)
+    run = await runs.start("g/app", 7, "dev", 1, "host-a")
+    await audit.append("dev", "note.create", "g/app#7", {"body": "first"})  # the genesis case
+    statements: list[str] = []
+    connection = db._connection  # the seam: SQLite's own trace of what the connection ran
+    assert connection is not None
+    await connection.set_trace_callback(statements.append)
+    entry = await audit.append("dev", "note.create", "g/app#7", {"body": "hello"})
+    await runs.checkpoint(run.id, "mr", {"iid": 12})
+    await connection.set_trace_callback(None)
+    # SQLite reports a statement again as each of its trigger programs starts.
+    ran = [sql.split(None, 2)[:2] for sql in dict.fromkeys(statements)]
+    assert ran == [["INSERT", "INTO"], ["INSERT", "INTO"]], statements
+    assert "audit" in statements[0] and "checkpoints" in statements[-1]
+    assert (entry.id, verify_chain(db.path).ok) == (2, True)
