@@ -1,5 +1,6 @@
-"""Running git for crewline's workspaces: asyncio subprocesses in a clean environment, with a
-deadline, and with the GitLab token passed only to the network commands that need it.
+"""Running git for crewline's workspaces: subprocesses run from a thread (``procthread``) in a
+clean environment, with a deadline, and with the GitLab token passed only to the network
+commands that need it.
 
 The token never lands on disk or in a URL: a network command gets an
 ``http.<origin>.extraHeader = Authorization: Basic base64(oauth2:TOKEN)`` through
@@ -22,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from roles.workspace.errors import GitCommandError, GitTimeout
-from roles.workspace.procgroup import run_group
+from roles.workspace.procthread import run_short
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class Git:
     ) -> GitOutput:
         prefix = ["--git-dir", os.fspath(git_dir)] if git_dir is not None else []
         shown = self.sanitize(" ".join(["git", *args]))
-        finished = await run_group(
+        finished = await run_short(
             ["git", *prefix, *args],
             cwd=cwd,
             env=self._env(auth_url, env),

@@ -64,8 +64,13 @@ async def _pump(stream: asyncio.StreamReader | None, sink: _Sink) -> None:
 
 def kill_group(process: asyncio.subprocess.Process) -> None:
     """SIGKILL the process group led by ``process`` (a no-op once every member is gone)."""
+    kill_group_of(process.pid)
+
+
+def kill_group_of(leader: int) -> None:
+    """SIGKILL the process group whose leader has the id ``leader``."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(leader, signal.SIGKILL)
 
 
 async def _leader_exit(process: asyncio.subprocess.Process) -> None:

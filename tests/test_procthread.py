@@ -1,0 +1,93 @@
+"""Short programs run from a thread (roles/workspace/procthread.py, git's runner): the same
+contract as run_group, with real processes: output and exit codes, stdin, a deadline that
+kills the whole group, stragglers killed, cancellation that kills, and output bigger than a
+pipe's buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from roles.workspace.procgroup import Finished
+from roles.workspace.procthread import run_short
+from tests.support.agents import alive, gone, wait_for_file
+
+ENV = {"PATH": os.environ["PATH"]}
+
+
+async def sh(script: str, cwd: Path, deadline: float = 30, stdin: bytes | None = None) -> Finished:
+    return await run_short(
+        ["sh", "-c", script], cwd=cwd, env=ENV, timeout_seconds=deadline, stdin=stdin
+    )
+
+
+async def test_output_exit_code_and_stdin(tmp_path: Path) -> None:
+    finished = await sh("cat; echo to-stderr >&2; exit 3", tmp_path, stdin=b"from stdin\n")
+    assert (finished.exit_code, finished.stdout, finished.stderr) == (
+        3,
+        b"from stdin\n",
+        b"to-stderr\n",
+    )
+    assert not finished.timed_out and finished.dropped_bytes == 0
+    assert (await sh("pwd", tmp_path)).stdout.decode().strip() == str(tmp_path)
+
+
+async def test_the_environment_is_exactly_the_one_given(tmp_path: Path) -> None:
+    finished = await run_short(
+        ["env"], cwd=tmp_path, env={"PATH": os.environ["PATH"], "ONLY": "this"}, timeout_seconds=10
+    )
+    assert sorted(finished.stdout.decode().split()) == sorted(
+        [f"PATH={os.environ['PATH']}", "ONLY=this"]
+    )
+
+
+async def test_a_timeout_kills_the_whole_group_including_a_grandchild(tmp_path: Path) -> None:
+    script = "sh -c 'sleep 60 & echo $! > grandchild.pid; wait' & echo $! > child.pid; wait"
+    started = time.monotonic()
+    finished = await sh(script, tmp_path, deadline=0.5)
+    assert finished.timed_out and finished.exit_code == -9
+    assert time.monotonic() - started < 5
+    for name in ("child.pid", "grandchild.pid"):
+        assert await gone(int((tmp_path / name).read_text())), name
+
+
+async def test_a_straggler_holding_the_output_neither_holds_the_wait_nor_survives(
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    finished = await sh("sleep 60 & echo $! > bg.pid; echo done", tmp_path)
+    assert time.monotonic() - started < 5
+    assert (finished.exit_code, finished.stdout, finished.timed_out) == (0, b"done\n", False)
+    assert await gone(int((tmp_path / "bg.pid").read_text()))
+
+
+async def test_cancelling_the_caller_kills_the_group(tmp_path: Path) -> None:
+    task = asyncio.create_task(
+        sh("sleep 60 & echo $! > child.pid; echo $$ > leader.pid; wait", tmp_path)
+    )
+    await wait_for_file(tmp_path / "child.pid")
+    await wait_for_file(tmp_path / "leader.pid")
+    leader, child = (int((tmp_path / f"{name}.pid").read_text()) for name in ("leader", "child"))
+    assert alive(leader) and alive(child)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await gone(leader) and await gone(child)
+
+
+async def test_output_larger_than_a_pipe_buffer_comes_back_whole(tmp_path: Path) -> None:
+    finished = await sh("head -c 3000000 /dev/zero; head -c 200000 /dev/zero >&2", tmp_path)
+    assert (len(finished.stdout), len(finished.stderr), finished.exit_code) == (
+        3_000_000,
+        200_000,
+        0,
+    )
+
+
+async def test_a_program_that_does_not_exist_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        await run_short(["no-such-program-here"], cwd=tmp_path, env=ENV, timeout_seconds=5)
