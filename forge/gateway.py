@@ -150,8 +150,8 @@ class Gateway(IssueOps):
         issues would wait for each other."""
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            issue = gl.projects.get(project, lazy=True).issues.get(iid, lazy=True)
-            return [dict(link.attributes) for link in issue.links.list(get_all=True)]
+            path = project_path(project, "issues", iid, "links")
+            return raw_list(gl, path, {"per_page": PER_PAGE})
 
         linked = await self.calls.read("issue.links", f"{project}#{iid}", {}, list_)
         blockers = [item for item in linked if item.get("link_type") == "is_blocked_by"]
@@ -165,16 +165,16 @@ class Gateway(IssueOps):
         administrators included); 0 when the user is unknown or not a member."""
 
         def get(gl: gitlab.Gitlab) -> int:
-            users = gl.users.list(username=username, get_all=False)
+            users = raw_list(gl, "/users", {"username": username}, all_pages=False)
             if not users:
                 return 0
-            members = gl.projects.get(project, lazy=True).members_all
             try:
-                return int(members.get(users[0].id).access_level)
-            except gitlab.exceptions.GitlabGetError as error:
+                member = raw_get(gl, project_path(project, "members", "all", users[0]["id"]))
+            except gitlab.exceptions.GitlabHttpError as error:
                 if error.response_code == 404:
                     return 0
                 raise
+            return int(member["access_level"])
 
         return await self.calls.read("member.access_level", project, {"username": username}, get)
 

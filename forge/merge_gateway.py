@@ -16,6 +16,7 @@ from forge.ci_types import Job, TestReport
 from forge.client import ForgeConflict, ForgeNotFound
 from forge.markers import findable
 from forge.mr_types import Discussion, DiscussionNote, FileDiff
+from forge.raw_http import project_path, raw_get, raw_list
 from forge.trust import Trust, defang, defang_all
 from forge.types import Approval, MergeRequest, Pipeline
 
@@ -32,7 +33,8 @@ class MergeGateway:
 
     async def branch_sha(self, project: str, name: str) -> str | None:
         def get(gl: gitlab.Gitlab) -> str:
-            return str(gl.projects.get(project, lazy=True).branches.get(name).commit["id"])
+            found = raw_get(gl, project_path(project, "repository", "branches", EncodedId(name)))
+            return str(found["commit"]["id"])
 
         try:
             return await self.calls.read("branch.get", f"{project}@{name}", {}, get)
@@ -65,15 +67,14 @@ class MergeGateway:
         }
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            items = gl.projects.get(project, lazy=True).mergerequests.list(get_all=True, **params)
-            return [dict(item.attributes) for item in items]
+            return raw_list(gl, project_path(project, "merge_requests"), params)
 
         found = await self.calls.read("mr.list", f"{project}@{source_branch}", params, list_)
         return MergeRequest.of(project, found[0]) if found else None
 
     async def get_mr(self, project: str, iid: int) -> MergeRequest:
         def get(gl: gitlab.Gitlab) -> dict[str, Any]:
-            return dict(gl.projects.get(project, lazy=True).mergerequests.get(iid).attributes)
+            return raw_get(gl, project_path(project, "merge_requests", iid))
 
         return MergeRequest.of(
             project, await self.calls.read("mr.get", f"{project}!{iid}", {}, get)
@@ -161,9 +162,7 @@ class MergeGateway:
         params = {"per_page": PER_PAGE}
 
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            path = f"/projects/{EncodedId(project)}/merge_requests/{iid}/diffs"
-            pages = gl.http_list(path, query_data=params, get_all=True)
-            return [dict(item) for item in pages if isinstance(item, dict)]
+            return raw_list(gl, project_path(project, "merge_requests", iid, "diffs"), params)
 
         found = await self.calls.read("mr.diffs", f"{project}!{iid}", params, list_)
         return [FileDiff.of(item) for item in found]
@@ -172,10 +171,8 @@ class MergeGateway:
 
     async def discussions(self, project: str, iid: int) -> list[Discussion]:
         def list_(gl: gitlab.Gitlab) -> list[dict[str, Any]]:
-            mr = gl.projects.get(project, lazy=True).mergerequests.get(iid, lazy=True)
-            return [
-                dict(d.attributes) for d in mr.discussions.list(get_all=True, per_page=PER_PAGE)
-            ]
+            path = project_path(project, "merge_requests", iid, "discussions")
+            return raw_list(gl, path, {"per_page": PER_PAGE})
 
         if self.trust is None:
             raise RuntimeError("this merge gateway reads no discussions: it has no trust rule")

@@ -73,6 +73,7 @@ class Git:
         if not token:
             raise ValueError("a GitLab token is required to fetch and push workspaces")
         self._home = home
+        self._home_made = False
         self._timeout = timeout_seconds
         basic = base64.b64encode(f"oauth2:{token}".encode()).decode("ascii")
         self._header = f"Authorization: Basic {basic}"
@@ -87,7 +88,9 @@ class Git:
 
     def _env(self, auth_url: str | None, extra: Mapping[str, str] | None) -> dict[str, str]:
         env = {key: os.environ[key] for key in _INHERITED if key in os.environ}
-        self._home.mkdir(parents=True, exist_ok=True)
+        if not self._home_made:  # once: git runs without it, should it be deleted later
+            self._home.mkdir(parents=True, exist_ok=True)
+            self._home_made = True
         env.update(
             {
                 "HOME": os.fspath(self._home),
