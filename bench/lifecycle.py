@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import gitlab
 import requests
 from pydantic import SecretStr
@@ -64,6 +65,10 @@ class Lifecycle:
     carried: list[str] = field(default_factory=list)  # roles claimed by a carry-over
     start_calls: int = 0  # the host's start before the goal: its first full listing
     http_requests: int = 0  # HTTP answers in the lifecycle (a list's pages each count)
+    # With ``count_plumbing`` (bench/cpu_floor.py): the programs started, by name, and the
+    # trips to aiosqlite's thread, in the same window as the CPU figure.
+    launches: dict[str, int] = field(default_factory=dict)
+    sqlite_trips: int = 0
 
 
 def _free_port() -> int:
@@ -122,20 +127,60 @@ def calls_since(db: Path, after: int) -> tuple[int, Counter[str]]:
 
 
 async def one_lifecycle(
-    base: Path, *, webhooks: bool, poll: float, limit: float = 180
+    base: Path, *, webhooks: bool, poll: float, limit: float = 180, count_plumbing: bool = False
 ) -> Lifecycle:
     with sim_process(base / "sim") as url:
         config = demo_config(base, url)
         secrets = Secrets(gitlab_token=SecretStr(BOT), gitlab_merge_token=SecretStr(MAINTAINER))
         runtime = await build_runtime(config, secrets, notifier=EventLog())
+        plumbing = _Plumbing() if count_plumbing else None
         try:
-            return await _measure(runtime, url, config.storage.path, webhooks, poll, limit)
+            return await _measure(
+                runtime, url, config.storage.path, webhooks, poll, limit, plumbing
+            )
         finally:
             await runtime.close()
 
 
+class _Plumbing:
+    """Counts, while on, every program this process starts (asyncio's subprocesses are
+    ``Popen`` too) and every trip to aiosqlite's thread: wrappers a bench may install, the
+    product never does."""
+
+    def __init__(self) -> None:
+        self.launches: Counter[str] = Counter()
+        self.trips = 0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        popen_init, execute = subprocess.Popen.__init__, aiosqlite.Connection._execute
+
+        def counted_init(popen: Any, args: Any, *rest: Any, **options: Any) -> None:
+            program = args[0] if isinstance(args, list | tuple) else args
+            self.launches[Path(str(program)).name] += 1
+            popen_init(popen, args, *rest, **options)
+
+        async def counted_execute(connection: Any, fn: Any, *rest: Any, **options: Any) -> Any:
+            self.trips += 1
+            return await execute(connection, fn, *rest, **options)  # type: ignore[no-untyped-call]
+
+        subprocess.Popen.__init__ = counted_init  # type: ignore[method-assign, assignment]
+        aiosqlite.Connection._execute = counted_execute  # type: ignore[method-assign, assignment]
+        try:
+            yield
+        finally:
+            subprocess.Popen.__init__ = popen_init  # type: ignore[method-assign]
+            aiosqlite.Connection._execute = execute  # type: ignore[method-assign]
+
+
 async def _measure(
-    runtime: Runtime, url: str, db: Path, webhooks: bool, poll: float, limit: float
+    runtime: Runtime,
+    url: str,
+    db: Path,
+    webhooks: bool,
+    poll: float,
+    limit: float,
+    plumbing: _Plumbing | None,
 ) -> Lifecycle:
     services = runtime.services
     services.desk = ConsoleDesk.of(services, who="the bench operator")
@@ -244,29 +289,33 @@ async def _measure(
         )
         return int(filed.iid)
 
-    try:
-        goal_iid = await file()
-        if not webhooks:  # the poll comes now (waiting for it would decide the figure)
-            became_ready.setdefault("workflow::pm-ready", time.monotonic())
-            engine.wake()
-        deadline = time.monotonic() + limit
-        # Woken by the host's own move to done; GitLab is asked only every few seconds, in
-        # case the end came another way (its CPU is the harness's, taken out of the figure).
-        while not finished.is_set() and not await _done(harness, root_project, goal_iid):
-            assert time.monotonic() < deadline, "the goal did not reach done in time"
-            assert not host.done(), f"the host stopped: {host.exception()!r}"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished.wait(), _LOOK_EVERY)
-        await engine.drain()
-    finally:
-        host.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await host
-        if receiver is not None:
-            await receiver.stop()
+    counting = plumbing.counting() if plumbing is not None else contextlib.nullcontext()
+    with counting:
+        try:
+            goal_iid = await file()
+            if not webhooks:  # the poll comes now (waiting for it would decide the figure)
+                became_ready.setdefault("workflow::pm-ready", time.monotonic())
+                engine.wake()
+            deadline = time.monotonic() + limit
+            # Woken by the host's own move to done; GitLab is asked only every few seconds, in
+            # case the end came another way (its CPU is the harness's, taken out of the figure).
+            while not finished.is_set() and not await _done(harness, root_project, goal_iid):
+                assert time.monotonic() < deadline, "the goal did not reach done in time"
+                assert not host.done(), f"the host stopped: {host.exception()!r}"
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished.wait(), _LOOK_EVERY)
+            await engine.drain()
+        finally:
+            host.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await host
+            if receiver is not None:
+                await receiver.stop()
     result.cpu_seconds = time.process_time() - cpu - harness.seconds
     result.http_requests = _answered(runtime) - answered
     result.children_cpu_seconds = _children_cpu() - children
+    if plumbing is not None:
+        result.launches, result.sqlite_trips = dict(plumbing.launches), plumbing.trips
     await runtime.storage.audit.flush_reads()
     _, ops = calls_since(db, before)
     result.calls = sum(ops.values())
