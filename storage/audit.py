@@ -17,7 +17,8 @@ Reads are many and tell little, so :meth:`AuditLog.record_read` keeps them in me
 one row per (minute, who, operation, verdict) with their ``count``: once their minute is over,
 with the next read or the next write (in its transaction, before it), or on
 :meth:`AuditLog.flush_reads`. A write does not wait for the reads of its own minute, so the
-trail lists them after it. Reads of the last minute before a crash are lost; writes and decisions never are (each has its own row,
+trail lists them after it. A crash loses the reads still counting (those of the last minute in
+which this host read anything: a polling host reads every minute); writes and decisions never are (each has its own row,
 durable before :meth:`AuditLog.append` returns). Old rows are pruned with
 :func:`storage.audit_prune.prune_audit`, which leaves an anchor the chain continues from.
 """
@@ -177,14 +178,18 @@ async def append_row(
 
 
 # The head is the newest row, or the newest prune's anchor when every row was pruned, or
-# genesis. Both columns of one source come from the same statement's snapshot.
+# genesis. Both columns of one source come from the same statement's snapshot. ``at`` is the
+# time the row was sent, or its predecessor's when that is later (a writer that waited for
+# another's lock, or another host's clock): the trail's times never go backwards, which
+# pruning by time relies on. Stored timestamps are fixed-width text, so MAX compares them.
 _APPEND = f"""
 INSERT INTO audit ({_COLUMNS})
-SELECT head.id + 1, :at, :who, :what, :target, :digest, :verdict, head.hash,
-       {SQL_NAME}(head.hash, head.id + 1, :at, :who, :what, :target, :digest, :verdict, :count),
+SELECT head.id + 1, head.at, :who, :what, :target, :digest, :verdict, head.hash,
+       {SQL_NAME}(head.hash, head.id + 1, head.at, :who, :what, :target, :digest, :verdict, :count),
        :count
 FROM (
     SELECT
+        MAX(:at, COALESCE((SELECT at FROM audit ORDER BY id DESC LIMIT 1), :at)) AS at,
         COALESCE(
             (SELECT id FROM audit ORDER BY id DESC LIMIT 1),
             (SELECT last_id FROM audit_anchor ORDER BY id DESC LIMIT 1),

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from roles.workspace import procthread
 from roles.workspace.procgroup import Finished
 from roles.workspace.procthread import run_short
 from tests.support.agents import alive, gone, wait_for_file
@@ -91,3 +93,34 @@ async def test_output_larger_than_a_pipe_buffer_comes_back_whole(tmp_path: Path)
 async def test_a_program_that_does_not_exist_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         await run_short(["no-such-program-here"], cwd=tmp_path, env=ENV, timeout_seconds=5)
+
+
+async def test_a_command_cancelled_while_it_waits_for_a_thread_never_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = ThreadPoolExecutor(max_workers=1)
+    monkeypatch.setattr(procthread, "_pool", pool)
+    try:
+        busy = asyncio.create_task(sh("echo $$ > busy.pid; sleep 30", tmp_path))
+        await wait_for_file(tmp_path / "busy.pid")
+        queued = asyncio.create_task(sh("touch started", tmp_path))
+        await asyncio.sleep(0.1)
+        began = time.monotonic()
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert time.monotonic() - began < 1  # not held until the busy thread is free
+        busy.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await busy
+        await asyncio.to_thread(pool.shutdown)
+        assert not (tmp_path / "started").exists()
+    finally:
+        pool.shutdown(wait=False)
+
+
+async def test_a_deadline_longer_than_poll_can_wait_is_taken_as_the_longest_it_can(
+    tmp_path: Path,
+) -> None:
+    finished = await sh("echo ok", tmp_path, deadline=float("inf"))
+    assert (finished.exit_code, finished.stdout, finished.timed_out) == (0, b"ok\n", False)

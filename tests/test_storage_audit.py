@@ -158,6 +158,21 @@ async def test_concurrent_appends_from_two_connections_keep_one_chain(tmp_path: 
     assert (report.ok, report.rows) == (True, 30)
 
 
+async def test_a_row_sent_with_an_earlier_clock_keeps_the_trail_in_time_order(
+    audit: AuditLog, clock: ManualClock, db: Database
+) -> None:
+    """Another host's clock, or a writer that waited for another's lock: a row is never
+    dated before the row it follows (pruning by time relies on it), and still verifies."""
+    first = await audit.append("dev", "note.create", "g/app#1", 1)
+    clock.advance(-5)
+    second = await audit.append("dev", "note.create", "g/app#1", 2)
+    clock.advance(10)
+    third = await audit.append("dev", "note.create", "g/app#1", 3)
+    assert second.at == first.at
+    assert (third.at - first.at).total_seconds() == 5
+    assert verify_chain(db.path).ok
+
+
 _APPENDER = """
 import asyncio, sys
 from pathlib import Path

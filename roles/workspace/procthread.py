@@ -11,7 +11,8 @@ output is small; an agent's or a validation command's output, which must be boun
 streams, stays on ``run_group``.
 
 The leader's exit is awaited on a pidfd without reaping it, so its id cannot be reused before
-the group is killed: the kill can never reach another process.
+the group is killed: the kill can never reach another process. (On a kernel before 5.3,
+without pidfds, the leader is reaped first, as asyncio's child watcher does.)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import select
+import signal
 import subprocess
 import tempfile
 import threading
@@ -32,8 +34,13 @@ from typing import IO
 from roles.workspace.procgroup import Finished, kill_group_of
 
 # Commands block a thread for as long as they run (a fetch or a push: seconds), so they get a
-# pool of their own rather than the loop's default executor that other work shares.
-_THREADS = 8
+# pool of their own rather than the loop's default executor that other work shares. A pool
+# starts a thread only when every one it has is busy, and a run waits for one git command at a
+# time: this bound is far above the runs a host holds at once, so no command waits behind
+# another (a wait would count against the mirror lock's timeout).
+_THREADS = 64
+# poll() takes milliseconds as a C int: about 24 days.
+_LONGEST_POLL_MS = 2**31 - 1
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -56,14 +63,16 @@ async def run_short(
 ) -> Finished:
     """Run ``argv`` to completion or until ``timeout_seconds``; kill its group either way."""
     started = _Started()
-    future = asyncio.get_running_loop().run_in_executor(
-        _threads(), _run, tuple(argv), cwd, dict(env), timeout_seconds, stdin, started
-    )
+    job = _threads().submit(_run, tuple(argv), cwd, dict(env), timeout_seconds, stdin, started)
+    future = asyncio.wrap_future(job)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        started.stop()  # the group dies; the thread then reaps the leader and ends
-        await asyncio.wait([future])
+        if not job.cancel():  # it has begun: the group dies, the thread reaps it and ends
+            started.stop()
+            await asyncio.wait([future])
+            if not future.cancelled():
+                future.exception()  # retrieved: the caller was cancelled, not failed
         raise
 
 
@@ -79,6 +88,11 @@ class _Started:
         """Record the leader; whether the caller was cancelled already (then kill it)."""
         with self._lock:
             self._pid = pid
+            return self._stopped
+
+    @property
+    def stopped(self) -> bool:
+        with self._lock:
             return self._stopped
 
     def stop(self) -> None:
@@ -102,6 +116,8 @@ def _run(
     started: _Started,
 ) -> Finished:
     begun = time.monotonic()
+    if started.stopped:  # cancelled while it waited for this thread: nothing to start
+        return Finished(-signal.SIGKILL, b"", b"", False, 0.0, 0)
     with contextlib.ExitStack() as files:
         out, err = (files.enter_context(tempfile.TemporaryFile()) for _ in range(2))
         source: IO[bytes] | int = subprocess.DEVNULL
@@ -154,6 +170,6 @@ def _exited_within(process: subprocess.Popen[bytes], timeout_seconds: float) -> 
     try:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        return bool(poller.poll(max(0.0, timeout_seconds) * 1000))
+        return bool(poller.poll(min(max(0.0, timeout_seconds) * 1000, _LONGEST_POLL_MS)))
     finally:
         os.close(pidfd)
