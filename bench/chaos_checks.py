@@ -9,7 +9,10 @@ every host's SQLite file.
   got that role's ready label) that both acted as the holder, i.e. were renewed or released;
   losers delete their note and an orphan is never renewed, so only a second holder does that;
 - double pickups, from the hosts' databases: two hosts completing one stage of one issue in
-  the same round (the same attempt), or two completed runs of one stage whose lifetimes overlap;
+  the same round (the same attempt), or two completed runs of one stage whose work overlaps.
+  A run's work ends with the move that completes its stage (its ``moved`` checkpoint); what
+  it does after (its claim note's release, the notifications, recording its end) is
+  bookkeeping that a restart may finish long after the next round began;
 - crashes: a host process that ended by itself, other than killing itself after a decision
   note (the harness restarts it, which must not hide it);
 - the audit chain of every host verifies.
@@ -65,6 +68,11 @@ class RunRow:
     status: str
     started: datetime
     finished: datetime | None
+    moved: datetime | None = None  # when its completing move was recorded
+
+    @property
+    def work_ended(self) -> datetime | None:
+        return self.moved or self.finished
 
 
 def check_gitlab(
@@ -180,8 +188,9 @@ def check_hosts(databases: list[Path], project_path: str, found: Findings) -> No
 def _runs(db: Path, project_path: str) -> list[RunRow]:
     with sqlite3.connect(db) as conn:
         raw = conn.execute(
-            "SELECT worker, iid, stage, attempt, status, started_at, finished_at FROM runs "
-            "WHERE project = ?",
+            "SELECT worker, iid, stage, attempt, status, started_at, finished_at,"
+            " (SELECT recorded_at FROM checkpoints AS c WHERE c.run_id = runs.id"
+            "  AND c.step = 'moved') FROM runs WHERE project = ?",
             (project_path,),
         ).fetchall()
     return [
@@ -193,8 +202,9 @@ def _runs(db: Path, project_path: str) -> list[RunRow]:
             str(status),
             datetime.fromisoformat(started),
             datetime.fromisoformat(finished) if finished else None,
+            datetime.fromisoformat(moved) if moved else None,
         )
-        for worker, iid, stage, attempt, status, started, finished in raw
+        for worker, iid, stage, attempt, status, started, finished, moved in raw
     ]
 
 
@@ -210,8 +220,9 @@ def _double_pickups(rows: list[RunRow], found: Findings) -> None:
     for (iid, stage), runs in sorted(by_stage.items()):
         runs.sort(key=lambda r: r.started)
         for earlier, later in itertools.pairwise(runs):
-            assert earlier.finished is not None
-            if later.worker != earlier.worker and later.started < earlier.finished:
+            ended = earlier.work_ended
+            assert ended is not None
+            if later.worker != earlier.worker and later.started < ended:
                 found.double_pickups.append(
                     f"#{iid} {stage}: {earlier.worker} (attempt {earlier.attempt}) and "
                     f"{later.worker} (attempt {later.attempt}) ran at once"

@@ -104,7 +104,7 @@ def test_a_keyed_note_twice_and_two_claim_notes_of_one_run_are_duplicates() -> N
     ]
 
 
-def row(worker: str, attempt: int, start: float, end: float) -> RunRow:
+def row(worker: str, attempt: int, start: float, end: float, moved: float | None = None) -> RunRow:
     return RunRow(
         worker,
         1,
@@ -113,6 +113,7 @@ def row(worker: str, attempt: int, start: float, end: float) -> RunRow:
         "succeeded",
         T0 + timedelta(seconds=start),
         T0 + timedelta(seconds=end),
+        T0 + timedelta(seconds=moved) if moved is not None else None,
     )
 
 
@@ -126,6 +127,17 @@ def test_runs_of_one_round_or_overlapping_runs_of_two_hosts_are_double_pickups()
     found = Findings()
     _double_pickups([row("chaos-1", 1, 0, 10), row("chaos-2", 2, 11, 30)], found)
     assert found.double_pickups == []
+
+
+def test_a_run_whose_end_was_recorded_after_the_next_round_began_is_judged_by_its_move() -> None:
+    """Killed between its completing move and recording its end, a run finishes its
+    bookkeeping on restart, after the next round began: no double pickup. Still working
+    (its move after the other run's start) it is one."""
+    found = Findings()
+    _double_pickups([row("chaos-1", 1, 0, 40, moved=10), row("chaos-2", 2, 20, 30)], found)
+    assert found.double_pickups == []
+    _double_pickups([row("chaos-1", 1, 0, 40, moved=25), row("chaos-2", 2, 20, 30)], found)
+    assert len(found.double_pickups) == 1 and "ran at once" in found.double_pickups[0]
 
 
 def host(tmp_path: Path, script: str) -> Host:
