@@ -12,11 +12,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from chaos_checks import Findings, RunRow, _double_pickups, _keyed_twice, rounds_held_twice
+from chaos_checks import (
+    Findings,
+    RunRow,
+    _double_pickups,
+    _keyed_twice,
+    _runs,
+    rounds_held_twice,
+)
 from chaos_host import Host
 
 from forge.claim_notes import ClaimMarker, iso
 from forge.types import LabelEvent, Note
+from storage import Database, RunStore
+from tests.support.storage import ManualClock
 from workflow import default_workflow
 
 TTL = 120.0
@@ -138,6 +147,34 @@ def test_a_run_whose_end_was_recorded_after_the_next_round_began_is_judged_by_it
     assert found.double_pickups == []
     _double_pickups([row("chaos-1", 1, 0, 40, moved=25), row("chaos-2", 2, 20, 30)], found)
     assert len(found.double_pickups) == 1 and "ran at once" in found.double_pickups[0]
+
+
+async def test_a_hosts_runs_are_read_with_the_time_of_their_completing_move(
+    tmp_path: Path,
+) -> None:
+    """The rows the overlap check judges come from a real host database: a run's work ends
+    at its ``moved`` checkpoint, not at its claim or when it recorded its end."""
+    clock = ManualClock(T0.timestamp())
+    db = await Database.open(tmp_path / "host.sqlite3")
+    try:
+        runs = RunStore(db, clock)
+        run = await runs.start("g/app", 1, "dev", 1, "chaos-1")
+        await runs.checkpoint(run.id, "claim", {"run": "r1"})
+        clock.advance(10)
+        await runs.checkpoint(run.id, "moved", "dev-ready")
+        clock.advance(30)
+        await runs.finish(run.id, "succeeded")
+        await runs.start("g/app", 1, "review", 1, "chaos-1")  # unfinished, never moved
+    finally:
+        await db.close()
+    dev, review = sorted(_runs(tmp_path / "host.sqlite3", "g/app"), key=lambda r: r.stage)
+    assert (dev.started, dev.moved, dev.finished) == (
+        T0,
+        T0 + timedelta(seconds=10),
+        T0 + timedelta(seconds=40),
+    )
+    assert dev.work_ended == T0 + timedelta(seconds=10)
+    assert (review.moved, review.finished, review.work_ended) == (None, None, None)
 
 
 def host(tmp_path: Path, script: str) -> Host:
