@@ -6,7 +6,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 import pytest
 
 from storage import AuditLog, Database, RunStore, verify_chain
@@ -41,7 +43,9 @@ async def test_a_statement_with_rows_sent_as_a_write_is_read_to_its_end(db: Data
         other.close()
 
 
-async def test_an_audit_append_and_a_checkpoint_are_one_statement_each(db: Database) -> None:
+async def test_an_audit_append_and_a_checkpoint_are_one_statement_each(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each is one statement in SQLite's own transaction (no BEGIN, no COMMIT, no separate
     read of the chain head or of the run): one trip to aiosqlite's thread."""
     audit, runs = AuditLog(db), RunStore(db)
@@ -51,11 +55,27 @@ async def test_an_audit_append_and_a_checkpoint_are_one_statement_each(db: Datab
     connection = db._connection  # the seam: SQLite's own trace of what the connection ran
     assert connection is not None
     await connection.set_trace_callback(statements.append)
+    trips = count_trips(monkeypatch)
     entry = await audit.append("dev", "note.create", "g/app#7", {"body": "hello"})
     await runs.checkpoint(run.id, "mr", {"iid": 12})
+    assert len(trips) == 2, trips  # one per statement
+    monkeypatch.undo()
     await connection.set_trace_callback(None)
     # SQLite reports a statement again as each of its trigger programs starts.
     ran = [sql.split(None, 2)[:2] for sql in dict.fromkeys(statements)]
     assert ran == [["INSERT", "INTO"], ["INSERT", "INTO"]], statements
     assert "audit" in statements[0] and "checkpoints" in statements[-1]
     assert (entry.id, verify_chain(db.path).ok) == (2, True)
+
+
+def count_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts every trip to aiosqlite's thread (each call of its worker queue) from now on."""
+    trips: list[int] = []
+    execute = aiosqlite.Connection._execute
+
+    async def counted(connection: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(1)
+        return await execute(connection, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return trips
