@@ -75,9 +75,11 @@ async def test_cancelling_the_caller_kills_the_group(tmp_path: Path) -> None:
     await wait_for_file(tmp_path / "leader.pid")
     leader, child = (int((tmp_path / f"{name}.pid").read_text()) for name in ("leader", "child"))
     assert alive(leader) and alive(child)
+    began = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert time.monotonic() - began < 5  # killed at once, not at the 30 s deadline
     assert await gone(leader) and await gone(child)
 
 
@@ -124,3 +126,27 @@ async def test_a_deadline_longer_than_poll_can_wait_is_taken_as_the_longest_it_c
 ) -> None:
     finished = await sh("echo ok", tmp_path, deadline=float("inf"))
     assert (finished.exit_code, finished.stdout, finished.timed_out) == (0, b"ok\n", False)
+
+
+def test_a_program_whose_caller_is_gone_before_it_starts_is_never_started(tmp_path: Path) -> None:
+    """The thread side of a cancellation that came while the job waited: nothing runs."""
+    started = procthread._Started()
+    started.stop()
+    finished = procthread._run(("touch", "started"), tmp_path, dict(ENV), 10, None, started)
+    assert finished.exit_code == -9 and not (tmp_path / "started").exists()
+
+
+def test_a_program_started_as_its_caller_is_cancelled_is_killed_at_once(tmp_path: Path) -> None:
+    """Cancelled between the thread's check and the start (``began`` says so): the group is
+    killed at once, not at the deadline."""
+
+    class StoppedOnceStarted(procthread._Started):
+        def began(self, pid: int) -> bool:
+            super().began(pid)
+            return True
+
+    began = time.monotonic()
+    finished = procthread._run(
+        ("sh", "-c", "sleep 30"), tmp_path, dict(ENV), 60, None, StoppedOnceStarted()
+    )
+    assert finished.exit_code == -9 and time.monotonic() - began < 5
