@@ -51,7 +51,7 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lifecycle import calls_since, one_lifecycle
+from bench.lifecycle import answered_requests, calls_since, one_lifecycle
 from bot.app import Runtime, build_runtime
 from bot.config import Secrets
 from bot.demo import PROJECT, demo_config
@@ -142,14 +142,15 @@ class _Passer:
         return counted
 
     async def one(self) -> OnePass:
-        budget = self.runtime.client.budget  # counts every HTTP answer, each page of a list
-        began, cpu, answered = time.perf_counter(), time.thread_time(), budget.answered
+        answered = answered_requests(self.runtime)  # every HTTP answer, each page of a list
+        began, cpu = time.perf_counter(), time.thread_time()
         started = await self.runtime.engine.tick()
         seconds, cpu = time.perf_counter() - began, time.thread_time() - cpu
         tick = await self._calls()
         await sweep(self.runtime.services)
         swept = await self._calls()
-        return OnePass(tick, swept, seconds, cpu, budget.answered - answered, started)
+        requests = answered_requests(self.runtime) - answered
+        return OnePass(tick, swept, seconds, cpu, requests, started)
 
 
 async def measure(runtime: Runtime, db: Path, reps: int) -> Passes:

@@ -279,7 +279,7 @@ async def _measure(
     await runtime.storage.audit.flush_reads()
     before, at_start = calls_since(db, started)
     result.start_calls = sum(at_start.values())
-    answered = _answered(runtime)
+    answered = answered_requests(runtime)
     cpu, children = time.process_time(), _children_cpu()
 
     async def file() -> int:
@@ -312,7 +312,7 @@ async def _measure(
             if receiver is not None:
                 await receiver.stop()
     result.cpu_seconds = time.process_time() - cpu - harness.seconds
-    result.http_requests = _answered(runtime) - answered
+    result.http_requests = answered_requests(runtime) - answered
     result.children_cpu_seconds = _children_cpu() - children
     if plumbing is not None:
         result.launches, result.sqlite_trips = dict(plumbing.launches), plumbing.trips
@@ -353,7 +353,7 @@ class _HarnessCpu:
         return await asyncio.to_thread(timed)
 
 
-def _answered(runtime: Runtime) -> int:
+def answered_requests(runtime: Runtime) -> int:
     """HTTP answers crewline's clients (its own, and the merge identity's) have counted."""
     clients = [runtime.client, *([runtime.merge_client] if runtime.merge_client else [])]
     return sum(client.budget.answered for client in clients)
