@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from forge.client import ForgeUnavailable, GitLabClient, RetryPolicy
-from forge.lean_http import Answer, LeanHttp, NeverSent, lean_of
+from forge.lean_http import Answer, LeanHttp, NeverSent, _origin, lean_of
 from forge.raw_http import project_path, raw_get, raw_list, raw_post
 from forge.settings import GitLabSettings
 from forge.thread_client import build_gitlab
@@ -106,6 +106,20 @@ def test_a_next_page_is_asked_of_the_configured_origin_whatever_the_link_names()
     assert lean._url("/x", {"a": None, "b": 1}) == "/api/v4/x?b=1"
 
 
+def test_an_origin_ignores_case_and_a_written_default_port_and_nothing_else() -> None:
+    """What a redirect is judged by: the same origin written differently stays ours; another
+    host, scheme or port is not (the token is never carried there)."""
+    ours = _origin("https://gitlab.example.com/gitlab")
+    assert _origin("HTTPS://GitLab.Example.COM:443/api/v4/x") == ours
+    for other in (
+        "http://gitlab.example.com/",
+        "https://gitlab.example.com:8443/",
+        "https://gitlab.example.com.evil.net/",
+        "https://gitlab.example.com:notaport/",
+    ):
+        assert _origin(other) != ours, other
+
+
 def test_an_ipv6_literal_keeps_its_address_and_the_default_port() -> None:
     for url, port in (("https://[2001:db8::1]", 443), ("http://[::1]:8080/gitlab", 8080)):
         lean = LeanHttp(url, "t", timeout=5, tls=None, on_answer=lambda _: None)
@@ -124,6 +138,7 @@ async def test_the_retry_loop_sees_5xx_429_and_lost_answers_on_the_lean_path(
         assert await gateway.notes(PROJECT, filed.iid) == []  # retried twice, then read
         assert [rule["hits"] for rule in rules(sim)] == [1, 1]
         assert gateway.calls.client._leans, "the calls went over the lean path"
+        assert any(lean._connection is not None for lean in gateway.calls.client._leans)
         # A post performed whose answer is lost (a 503 after the fact, then a dropped
         # connection): found by its marker, never posted twice.
         regex = rf"/issues/{filed.iid}/notes$"
