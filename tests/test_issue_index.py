@@ -4,11 +4,11 @@ from there. Real simulator, python-gitlab over HTTP."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from forge.issue_index import OVERLAP, IssueIndex
+from forge.issue_index import OVERLAP, IssueIndex, _moment, _stamp
 from sim.core.app import RunningSim
 from tests.support.forge import PROJECT, admin, gateway_for, make_project
 
@@ -94,8 +94,7 @@ async def test_a_late_commit_inside_the_overlap_is_found_and_the_full_listing_ba
 
 
 def _before(stamp: str, *, seconds: float) -> str:
-    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) - timedelta(seconds=seconds)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return _stamp(_moment(stamp) - timedelta(seconds=seconds))
 
 
 async def _restamp(sim: RunningSim, issue_id: int, stamp: str) -> None:
@@ -138,6 +137,14 @@ async def test_settling_counts_from_the_answer_that_showed_the_newest_change(
         assert listing.settled == listing.newest
         index.observe(first, written=True)
         assert listing.settled == "" and listing.newest_since == now[0]
+        # A delta that finds a newer change starts the settling clock when its answer came in.
+        edited = project.issues.get(first.iid)
+        edited.title = "edited"
+        edited.save()
+        began = now[0] = now[0] + 100
+        await index.refresh(PROJECT)  # a delta: one call, 4 s
+        assert listing.newest == _stamp(_moment(str(edited.updated_at)))
+        assert listing.newest_since == began + 4
 
 
 async def test_the_gateways_reads_leave_the_listing_settled_and_its_writes_unsettle_it(
