@@ -219,7 +219,8 @@ def _double_pickups(rows: list[RunRow], found: Findings) -> None:
         by_stage.setdefault((row.iid, row.stage), []).append(row)
     for (iid, stage), runs in sorted(by_stage.items()):
         runs.sort(key=lambda r: r.started)
-        for earlier, later in itertools.pairwise(runs):
+        # Every later run, not only the next: a long run may overlap a third one.
+        for earlier, later in itertools.combinations(runs, 2):
             ended = earlier.work_ended
             assert ended is not None
             if later.worker != earlier.worker and later.started < ended:

@@ -149,6 +149,15 @@ def test_a_run_whose_end_was_recorded_after_the_next_round_began_is_judged_by_it
     assert len(found.double_pickups) == 1 and "ran at once" in found.double_pickups[0]
 
 
+def test_a_long_run_is_compared_with_every_run_that_began_during_it() -> None:
+    found = Findings()
+    runs = [row("chaos-1", 1, 0, 50), row("chaos-1", 2, 10, 20), row("chaos-2", 3, 30, 40)]
+    _double_pickups(runs, found)
+    assert found.double_pickups == [
+        "#1 dev: chaos-1 (attempt 1) and chaos-2 (attempt 3) ran at once"
+    ]
+
+
 async def test_a_hosts_runs_are_read_with_the_time_of_their_completing_move(
     tmp_path: Path,
 ) -> None:
